@@ -1,0 +1,54 @@
+# Karl — two commands on a fresh Debian 12 machine:
+#   make run    start one media node with in-memory state on the default ports
+#   make test   install what the tests need, then lint, type-check and run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEBIAN_PACKAGES := redis-server kamailio sip-tester rtpengine-daemon
+APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
+
+.PHONY: run test venv deps-python deps-system lint typecheck imports pytest bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) || { \
+		echo "python3 -m venv failed: install the venv module (apt-get install python3-venv)"; exit 1; }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(VENV)/bin/karl
+
+deps-system:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; \
+	fi
+	@# The packaged daemons must not hold the default ports while the suite runs.
+	@-systemctl disable --now rtpengine-daemon kamailio >/dev/null 2>&1 || true
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy core medianode ngrouter operator
+
+imports: venv
+	$(VENV)/bin/lint-imports
+
+pytest: venv
+	$(VENV)/bin/pytest
+
+test: deps-system venv lint typecheck imports pytest
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

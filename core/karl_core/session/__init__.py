@@ -1,0 +1,23 @@
+"""The session model: call → monologues (tags) → media → packet streams, with a stable serialization."""
+
+from karl_core.session.model import (
+    SCHEMA_VERSION,
+    CallState,
+    Codec,
+    Endpoint,
+    MediaState,
+    Monologue,
+    PacketStreamState,
+    SessionSchemaError,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CallState",
+    "Codec",
+    "Endpoint",
+    "MediaState",
+    "Monologue",
+    "PacketStreamState",
+    "SessionSchemaError",
+]

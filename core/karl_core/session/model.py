@@ -1,0 +1,333 @@
+"""Session model shared by the media node (which acts on it) and Redis (which stores it).
+
+A call holds monologues (one per SIP party, named by its tag; the not-yet-answered party is untagged),
+each monologue holds one media per `m=` line, and each media one or two packet streams (RTP, RTCP).
+`CallState.to_dict()` is the stable, versioned serialization: everything needed to rebuild the call
+on another node. Runtime objects (sockets, counters of the relay) live outside this model.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class SessionSchemaError(ValueError):
+    """A serialized call cannot be read (wrong version or malformed)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+
+    @property
+    def family(self) -> str:
+        return "IPv6" if ":" in self.address else "IPv4"
+
+    @property
+    def is_unspecified(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.address).is_unspecified
+        except ValueError:
+            return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"address": self.address, "port": self.port}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Endpoint | None:
+        if data is None:
+            return None
+        return cls(str(data["address"]), int(data["port"]))
+
+
+@dataclass
+class Codec:
+    payload_type: int
+    name: str
+    clock_rate: int
+    channels: int | None = None
+    fmtp: str | None = None
+    rtcp_fb: list[str] = field(default_factory=list)
+
+    @property
+    def encoding(self) -> str:
+        text = f"{self.name}/{self.clock_rate}"
+        return f"{text}/{self.channels}" if self.channels is not None else text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pt": self.payload_type,
+            "name": self.name,
+            "clock": self.clock_rate,
+            "channels": self.channels,
+            "fmtp": self.fmtp,
+            "rtcp_fb": list(self.rtcp_fb),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Codec:
+        return cls(
+            int(data["pt"]),
+            str(data["name"]),
+            int(data["clock"]),
+            None if data.get("channels") is None else int(data["channels"]),
+            data.get("fmtp"),
+            [str(x) for x in data.get("rtcp_fb", [])],
+        )
+
+
+@dataclass
+class PacketStreamState:
+    """One local socket of a media (component 1 = RTP, 2 = RTCP) and the peer it talks to."""
+
+    component: int
+    local_address: str
+    local_port: int
+    advertised: Endpoint | None = None
+    endpoint: Endpoint | None = None
+    confirmed: bool = False
+    packets: int = 0
+    bytes: int = 0
+    errors: int = 0
+    last_packet: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "local_address": self.local_address,
+            "local_port": self.local_port,
+            "advertised": self.advertised.to_dict() if self.advertised else None,
+            "endpoint": self.endpoint.to_dict() if self.endpoint else None,
+            "confirmed": self.confirmed,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "errors": self.errors,
+            "last_packet": self.last_packet,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PacketStreamState:
+        return cls(
+            int(data["component"]),
+            str(data["local_address"]),
+            int(data["local_port"]),
+            Endpoint.from_dict(data.get("advertised")),
+            Endpoint.from_dict(data.get("endpoint")),
+            bool(data.get("confirmed", False)),
+            int(data.get("packets", 0)),
+            int(data.get("bytes", 0)),
+            int(data.get("errors", 0)),
+            float(data.get("last_packet", 0.0)),
+        )
+
+
+@dataclass
+class MediaState:
+    """One `m=` line of one party: what it offered/answered and the proxy's sockets towards it."""
+
+    index: int
+    media_type: str
+    protocol: str
+    formats: list[str] = field(default_factory=list)
+    codecs: list[Codec] = field(default_factory=list)
+    send: bool = True
+    recv: bool = True
+    ptime: int | None = None
+    rejected: bool = False
+    rtcp_mux_offered: bool = False
+    rtcp_mux: bool = False
+    advertised_rtcp: Endpoint | None = None
+    mid: str | None = None
+    flags: set[str] = field(default_factory=set)
+    streams: list[PacketStreamState] = field(default_factory=list)
+    # payload types the proxy offered to the *other* party for this media (filters its answer)
+    offered_payload_types: list[int] = field(default_factory=list)
+
+    @property
+    def is_rtp(self) -> bool:
+        return "RTP/" in self.protocol
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "type": self.media_type,
+            "protocol": self.protocol,
+            "formats": list(self.formats),
+            "codecs": [c.to_dict() for c in self.codecs],
+            "send": self.send,
+            "recv": self.recv,
+            "ptime": self.ptime,
+            "rejected": self.rejected,
+            "rtcp_mux_offered": self.rtcp_mux_offered,
+            "rtcp_mux": self.rtcp_mux,
+            "advertised_rtcp": self.advertised_rtcp.to_dict() if self.advertised_rtcp else None,
+            "mid": self.mid,
+            "flags": sorted(self.flags),
+            "streams": [s.to_dict() for s in self.streams],
+            "offered_payload_types": list(self.offered_payload_types),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MediaState:
+        return cls(
+            int(data["index"]),
+            str(data["type"]),
+            str(data["protocol"]),
+            [str(f) for f in data.get("formats", [])],
+            [Codec.from_dict(c) for c in data.get("codecs", [])],
+            bool(data.get("send", True)),
+            bool(data.get("recv", True)),
+            None if data.get("ptime") is None else int(data["ptime"]),
+            bool(data.get("rejected", False)),
+            bool(data.get("rtcp_mux_offered", False)),
+            bool(data.get("rtcp_mux", False)),
+            Endpoint.from_dict(data.get("advertised_rtcp")),
+            data.get("mid"),
+            {str(f) for f in data.get("flags", [])},
+            [PacketStreamState.from_dict(s) for s in data.get("streams", [])],
+            [int(x) for x in data.get("offered_payload_types", [])],
+        )
+
+
+@dataclass
+class Monologue:
+    """One party of the call. `uid` is internal and stable; `tag` is "" until the party is known."""
+
+    uid: int
+    tag: str = ""
+    created: float = 0.0
+    label: str | None = None
+    via_branch: str | None = None
+    partner: int | None = None
+    medias: list[MediaState] = field(default_factory=list)
+    last_sdp: str | None = None
+    sdp_version: int | None = None
+    sdp_username: str | None = None
+    sdp_session_name: str | None = None
+    last_sdp_out: str | None = None
+    blocked: bool = False
+    silenced: bool = False
+    deleted_at: float | None = None
+    answerer: bool = False
+    # earlier answerers (forks) that lost the link but are still listed, newest first
+    former_partners: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "answerer": self.answerer,
+            "former_partners": list(self.former_partners),
+            "tag": self.tag,
+            "created": self.created,
+            "label": self.label,
+            "via_branch": self.via_branch,
+            "partner": self.partner,
+            "medias": [m.to_dict() for m in self.medias],
+            "last_sdp": self.last_sdp,
+            "sdp_version": self.sdp_version,
+            "sdp_username": self.sdp_username,
+            "sdp_session_name": self.sdp_session_name,
+            "last_sdp_out": self.last_sdp_out,
+            "blocked": self.blocked,
+            "silenced": self.silenced,
+            "deleted_at": self.deleted_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Monologue:
+        return cls(
+            int(data["uid"]),
+            str(data.get("tag", "")),
+            float(data.get("created", 0.0)),
+            data.get("label"),
+            data.get("via_branch"),
+            None if data.get("partner") is None else int(data["partner"]),
+            [MediaState.from_dict(m) for m in data.get("medias", [])],
+            data.get("last_sdp"),
+            None if data.get("sdp_version") is None else int(data["sdp_version"]),
+            data.get("sdp_username"),
+            data.get("sdp_session_name"),
+            data.get("last_sdp_out"),
+            bool(data.get("blocked", False)),
+            bool(data.get("silenced", False)),
+            None if data.get("deleted_at") is None else float(data["deleted_at"]),
+            bool(data.get("answerer", False)),
+            [int(x) for x in data.get("former_partners", [])],
+        )
+
+
+@dataclass
+class CallState:
+    call_id: str
+    created: float
+    last_signal: float
+    monologues: dict[int, Monologue] = field(default_factory=dict)
+    next_uid: int = 1
+    answered: bool = False
+    blocked: bool = False
+    silenced: bool = False
+    deleted_at: float | None = None
+
+    def new_monologue(self, created: float, tag: str = "") -> Monologue:
+        mono = Monologue(uid=self.next_uid, tag=tag, created=created)
+        self.monologues[mono.uid] = mono
+        self.next_uid += 1
+        return mono
+
+    def by_tag(self, tag: str) -> Monologue | None:
+        for mono in self.monologues.values():
+            if mono.tag == tag and tag:
+                return mono
+        return None
+
+    def by_label(self, label: str) -> Monologue | None:
+        for mono in self.monologues.values():
+            if mono.label == label:
+                return mono
+        return None
+
+    def partner_of(self, mono: Monologue) -> Monologue | None:
+        return None if mono.partner is None else self.monologues.get(mono.partner)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "call_id": self.call_id,
+            "created": self.created,
+            "last_signal": self.last_signal,
+            "next_uid": self.next_uid,
+            "answered": self.answered,
+            "blocked": self.blocked,
+            "silenced": self.silenced,
+            "deleted_at": self.deleted_at,
+            "monologues": [m.to_dict() for m in self.monologues.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> CallState:
+        if not isinstance(data, dict):
+            raise SessionSchemaError("serialized call must be an object")
+        if data.get("schema") != SCHEMA_VERSION:
+            raise SessionSchemaError(f"unsupported call schema version {data.get('schema')!r}")
+        try:
+            call = cls(
+                str(data["call_id"]),
+                float(data["created"]),
+                float(data["last_signal"]),
+                next_uid=int(data.get("next_uid", 1)),
+                answered=bool(data.get("answered", False)),
+                blocked=bool(data.get("blocked", False)),
+                silenced=bool(data.get("silenced", False)),
+                deleted_at=None if data.get("deleted_at") is None else float(data["deleted_at"]),
+            )
+            for item in data.get("monologues", []):
+                mono = Monologue.from_dict(item)
+                call.monologues[mono.uid] = mono
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SessionSchemaError(f"malformed serialized call: {exc}") from exc
+        return call

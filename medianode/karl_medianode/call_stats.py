@@ -1,0 +1,133 @@
+"""The `query` (and tagged `delete`) reply: a call's structure and counters in rtpengine 10.5's layout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from karl_core.session import Endpoint, MediaState, Monologue
+
+from karl_medianode.calls import Call, MediaSockets
+from karl_medianode.relay import PacketStream
+
+
+def _endpoint_dict(endpoint: tuple[str, int] | Endpoint | None) -> dict[str, Any]:
+    if endpoint is None:
+        return {}
+    if isinstance(endpoint, Endpoint):
+        address, port = endpoint.address, endpoint.port
+    else:
+        address, port = endpoint[0], endpoint[1]
+    return {"family": "IPv6" if ":" in address else "IPv4", "address": address, "port": port}
+
+
+def _stream_dict(stream: PacketStream, *, rtcp: bool, muxed: bool, fallback_time: int) -> dict[str, Any]:
+    flags = ["RTP", "RTCP"] if muxed and not rtcp else ["RTCP" if rtcp else "RTP"]
+    if stream.endpoint is not None or stream.advertised is not None:
+        flags.append("filled")
+    if stream.confirmed:
+        flags.append("confirmed")
+    if stream.strict_source:
+        flags.append("strict source address")
+    if stream.media_handover:
+        flags.append("media handover")
+    endpoint = stream.endpoint or stream.advertised
+    return {
+        "local port": stream.local_port,
+        "local address": stream.local_ip,
+        "family": "IPv6" if ":" in stream.local_ip else "IPv4",
+        "endpoint": _endpoint_dict(endpoint),
+        "advertised endpoint": _endpoint_dict(stream.advertised),
+        "last packet": int(stream.last_packet) if stream.last_packet else fallback_time,
+        "flags": flags,
+        "stats": {"packets": stream.packets, "bytes": stream.bytes, "errors": stream.errors},
+    }
+
+
+def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str]:
+    flags: list[str] = []
+    if mono.tag:
+        flags.append("initialized")
+    if "asymmetric" in media.flags:
+        flags.append("asymmetric")
+    if media.send:
+        flags.append("send")
+    if media.recv:
+        flags.append("recv")
+    if media.rtcp_mux:
+        flags.append("rtcp-mux")
+    if answerer:
+        flags.append("ICE controlling")
+    return flags
+
+
+def _media_dict(call: Call, mono: Monologue, media: MediaState, answerer: bool, now: int) -> dict[str, Any]:
+    sockets: MediaSockets = call.sockets.get((mono.uid, media.index), MediaSockets())
+    streams: list[dict[str, Any]] = []
+    if sockets.rtp is not None:
+        streams.append(_stream_dict(sockets.rtp, rtcp=False, muxed=media.rtcp_mux, fallback_time=now))
+    if sockets.rtcp is not None:
+        streams.append(_stream_dict(sockets.rtcp, rtcp=True, muxed=False, fallback_time=now))
+    result: dict[str, Any] = {"index": media.index, "type": media.media_type, "protocol": media.protocol}
+    if streams:
+        result["streams"] = streams
+    result["flags"] = _media_flags(mono, media, answerer)
+    return result
+
+
+def monologue_key(mono: Monologue, untagged_index: int) -> str:
+    return mono.tag if mono.tag else f"<untagged {untagged_index}>"
+
+
+def call_stats(call: Call, selected: Monologue | None = None) -> dict[str, Any]:
+    state = call.state
+    now = int(state.last_signal)
+    wanted: list[Monologue]
+    if selected is None:
+        wanted = list(state.monologues.values())
+    else:
+        partner = state.partner_of(selected)
+        wanted = [selected] + ([partner] if partner is not None else [])
+    tags: dict[str, Any] = {}
+    untagged = 0
+    for mono in state.monologues.values():
+        if not mono.tag:
+            untagged += 1
+        key = monologue_key(mono, untagged)
+        if mono not in wanted:
+            continue
+        entry: dict[str, Any] = {"tag": mono.tag}
+        if mono.label is not None:
+            entry["label"] = mono.label
+        if mono.via_branch is not None:
+            entry["via-branch"] = mono.via_branch
+        entry["created"] = int(mono.created)
+        partner = state.partner_of(mono)
+        linked = ([partner] if partner is not None else []) + [
+            state.monologues[uid] for uid in mono.former_partners if uid in state.monologues
+        ]
+        links = [{"tag": other.tag, "type": "offer/answer"} for other in linked]
+        entry["subscriptions"] = links
+        entry["subscribers"] = [dict(link) for link in links]
+        entry["medias"] = [
+            _media_dict(call, mono, media, mono.answerer, now) for media in mono.medias
+        ]
+        tags[key] = entry
+    totals = {"RTP": {"packets": 0, "bytes": 0, "errors": 0}, "RTCP": {"packets": 0, "bytes": 0, "errors": 0}}
+    for sockets in call.sockets.values():
+        for stream in sockets.streams():
+            kind = "RTCP" if stream.is_rtcp else "RTP"
+            totals[kind]["packets"] += stream.packets
+            totals[kind]["bytes"] += stream.bytes
+            totals[kind]["errors"] += stream.errors
+            if not stream.is_rtcp:
+                totals["RTCP"]["packets"] += stream.rtcp_packets
+                totals["RTCP"]["bytes"] += stream.rtcp_bytes
+    created_us = int(round((state.created - int(state.created)) * 1_000_000))
+    return {
+        "created": int(state.created),
+        "created_us": created_us,
+        "last signal": int(state.last_signal),
+        "SSRC": {},
+        "tags": tags,
+        "totals": totals,
+    }

@@ -1,0 +1,45 @@
+"""A call as the media node holds it: the shared session state plus the relay's live sockets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from karl_core.session import CallState, MediaState, Monologue
+
+from karl_medianode.relay import PacketStream
+
+
+@dataclass
+class MediaSockets:
+    """The proxy's sockets of one media of one party (the ports advertised *to* that party)."""
+
+    rtp: PacketStream | None = None
+    rtcp: PacketStream | None = None
+
+    def streams(self) -> list[PacketStream]:
+        return [s for s in (self.rtp, self.rtcp) if s is not None]
+
+
+@dataclass
+class Call:
+    state: CallState
+    sockets: dict[tuple[int, int], MediaSockets] = field(default_factory=dict)
+    # When media last moved or signalling happened; drives the no-media timeout.
+    last_activity: float = 0.0
+
+    @property
+    def call_id(self) -> str:
+        return self.state.call_id
+
+    def media_sockets(self, mono: Monologue, media: MediaState) -> MediaSockets:
+        key = (mono.uid, media.index)
+        found = self.sockets.get(key)
+        if found is None:
+            found = self.sockets[key] = MediaSockets()
+        return found
+
+    def all_streams(self) -> list[PacketStream]:
+        return [s for sockets in self.sockets.values() for s in sockets.streams()]
+
+    def monologue_streams(self, mono: Monologue) -> list[PacketStream]:
+        return [s for (uid, _), sockets in self.sockets.items() if uid == mono.uid for s in sockets.streams()]

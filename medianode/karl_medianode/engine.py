@@ -1,0 +1,864 @@
+"""The call engine: rtpengine's offer/answer/delete/query semantics over the session model.
+
+It owns the calls of this node, allocates their ports, wires the relay's packet streams, and produces
+the rewritten SDP. NG framing, retransmissions and option parsing happen before it (see ng_server).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from karl_core.ng import errors as E
+from karl_core.ng.errors import NgError
+from karl_core.ng.options import NgOptions
+from karl_core.sdp import SdpError
+from karl_core.session import CallState, Codec, Endpoint, MediaState, Monologue
+
+from karl_medianode.call_stats import call_stats
+from karl_medianode.calls import Call, MediaSockets
+from karl_medianode.clock import CoarseClock
+from karl_medianode.ports import PortAllocator, PortsExhausted
+from karl_medianode.relay import PacketStream, Relay
+from karl_medianode.rewrite.inbound import InboundMedia, InboundSdp, read_sdp
+from karl_medianode.rewrite.outbound import OutboundMedia, SessionRewrite, write_sdp
+from karl_medianode.rtp.silence import silence_for
+
+log = logging.getLogger("karl.engine")
+
+
+class LoadLimit(Exception):
+    """A new call was refused because the node is full."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class EngineSettings:
+    advertised_ip: str
+    media_ip: str
+    max_sessions: int = 10000
+    delete_delay: float = 30.0
+    timeout: float = 60.0
+    silent_timeout: float = 3600.0
+    final_timeout: float = 0.0
+    offer_timeout: float = 3600.0
+
+
+@dataclass
+class EngineCounters:
+    """Node-wide counters, plain integers (exported at scrape time, never per packet)."""
+
+    managed_sessions: int = 0
+    rejected_sessions: int = 0
+    timeout_sessions: int = 0
+    silent_timeout_sessions: int = 0
+    final_timeout_sessions: int = 0
+    offer_timeout_sessions: int = 0
+    regular_terminated: int = 0
+    forced_terminated: int = 0
+    closed_packets: int = 0
+    closed_bytes: int = 0
+    closed_errors: int = 0
+    total_call_seconds: float = 0.0
+    ended_calls: int = 0
+    ports_exhausted: int = 0
+
+
+@dataclass
+class CallEnded:
+    """What the node reports when a call is finally removed (for CDRs and logs)."""
+
+    call_id: str
+    reason: str
+    created: float
+    ended: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+_MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
+_VERSION_MARK = "\x00sdp-version\x00"
+
+
+class CallEngine:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        ports: PortAllocator,
+        relay: Relay,
+        clock: CoarseClock,
+        on_call_ended: Callable[[CallEnded], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ports = ports
+        self.relay = relay
+        self.clock = clock
+        self.calls: dict[str, Call] = {}
+        self.counters = EngineCounters()
+        self.accepting = True
+        self._on_call_ended = on_call_ended
+
+    # ------------------------------------------------------------------ offer / answer
+
+    async def offer(self, opts: NgOptions) -> dict[str, Any]:
+        if opts.sdp is None:
+            raise NgError(E.NO_SDP)
+        if not opts.call_id:
+            raise NgError(E.NO_CALL_ID)
+        if not opts.from_tag:
+            raise NgError(E.NO_FROM_TAG)
+        inbound = self._read(opts.sdp)
+        call = self.calls.get(opts.call_id)
+        if call is None:
+            self._check_limits()
+            call = self._new_call(opts.call_id)
+        now = self.clock.now
+        call.state.last_signal = now
+        call.last_activity = now
+        state = call.state
+        offerer = state.by_tag(opts.from_tag)
+        if offerer is None:
+            offerer = state.new_monologue(now, opts.from_tag)
+        answerer = self._partner_for_offer(state, offerer, opts, now)
+        offerer.answerer = False
+        answerer.answerer = True
+        self._apply_labels(offerer, opts)
+        if inbound.rewrite_error or not inbound.medias:
+            raise NgError(E.SDP_REWRITE_ERROR)
+        try:
+            medias_out = await self._negotiate_offer(call, offerer, answerer, inbound, opts)
+        except PortsExhausted:
+            self.counters.ports_exhausted += 1
+            self._destroy(call, "ports exhausted")
+            raise NgError(E.OUT_OF_PORTS) from None
+        sdp = write_sdp(inbound, medias_out, self._session_rewrite(offerer, inbound, opts))
+        sdp = self._finish_sdp(offerer, sdp, inbound)
+        offerer.last_sdp = opts.sdp
+        return {"sdp": sdp}
+
+    async def answer(self, opts: NgOptions) -> dict[str, Any]:
+        if opts.sdp is None:
+            raise NgError(E.NO_SDP)
+        if not opts.call_id:
+            raise NgError(E.NO_CALL_ID)
+        if not opts.from_tag:
+            raise NgError(E.NO_FROM_TAG)
+        if not opts.to_tag:
+            raise NgError(E.NO_TO_TAG)
+        inbound = self._read(opts.sdp)
+        call = self.calls.get(opts.call_id)
+        if call is None:
+            raise NgError(E.UNKNOWN_CALL_ID)
+        state = call.state
+        now = self.clock.now
+        state.last_signal = now
+        call.last_activity = now
+        offerer = state.by_tag(opts.from_tag)
+        if offerer is None:
+            raise NgError(E.INVALID_DIALOGUE)
+        answerer = state.by_tag(opts.to_tag)
+        if answerer is None:
+            partner = state.partner_of(offerer)
+            if partner is not None and not partner.tag:
+                answerer = partner
+                answerer.tag = opts.to_tag
+            else:
+                # a second fork answering: it becomes the offerer's partner; the old one loses its link
+                answerer = state.new_monologue(now, opts.to_tag)
+                if partner is not None:
+                    answerer.via_branch = partner.via_branch
+                    answerer.medias = [_copy_media_shell(m) for m in partner.medias]
+                    partner.partner = None
+                    offerer.former_partners.insert(0, partner.uid)
+                    self._release_monologue(call, offerer)
+        offerer.partner = answerer.uid
+        answerer.partner = offerer.uid
+        answerer.answerer = True
+        offerer.answerer = False
+        self._apply_labels(answerer, opts, answering=True)
+        state.answered = True
+        try:
+            medias_out = await self._negotiate_answer(call, offerer, answerer, inbound, opts)
+        except PortsExhausted:
+            self.counters.ports_exhausted += 1
+            self._destroy(call, "ports exhausted")
+            raise NgError(E.OUT_OF_PORTS) from None
+        sdp = write_sdp(inbound, medias_out, self._session_rewrite(answerer, inbound, opts))
+        sdp = self._finish_sdp(answerer, sdp, inbound)
+        answerer.last_sdp = opts.sdp
+        return {"sdp": sdp}
+
+    def _read(self, text: str) -> InboundSdp:
+        try:
+            return read_sdp(text)
+        except SdpError as exc:
+            raise NgError(exc.reason) from None
+
+    def _check_limits(self) -> None:
+        if not self.accepting:
+            self.counters.rejected_sessions += 1
+            raise LoadLimit(E.SESSION_LIMIT)
+        if len(self.calls) >= self.settings.max_sessions:
+            self.counters.rejected_sessions += 1
+            raise LoadLimit(E.SESSION_LIMIT)
+
+    def _new_call(self, call_id: str) -> Call:
+        now = self.clock.now
+        call = Call(CallState(call_id, created=now, last_signal=now), last_activity=now)
+        self.calls[call_id] = call
+        self.counters.managed_sessions += 1
+        log.info("call created", extra={"call_id": call_id, "event": "call_created"})
+        return call
+
+    def _partner_for_offer(self, state: CallState, offerer: Monologue, opts: NgOptions, now: float) -> Monologue:
+        if opts.to_tag:
+            found = state.by_tag(opts.to_tag)
+            if found is not None:
+                return self._pair(offerer, found)
+            partner = state.partner_of(offerer)
+            if partner is not None and not partner.tag:
+                partner.tag = opts.to_tag
+                return partner
+            return self._pair(offerer, state.new_monologue(now, opts.to_tag))
+        partner = state.partner_of(offerer)
+        if partner is not None and (opts.via_branch is None or partner.via_branch in (None, opts.via_branch)):
+            if opts.via_branch is not None:
+                partner.via_branch = opts.via_branch
+            return partner
+        if opts.via_branch is not None:
+            for mono in state.monologues.values():
+                if mono.via_branch == opts.via_branch and not mono.tag:
+                    return self._pair(offerer, mono)
+        fresh = state.new_monologue(now)
+        fresh.via_branch = opts.via_branch
+        return self._pair(offerer, fresh)
+
+    @staticmethod
+    def _pair(a: Monologue, b: Monologue) -> Monologue:
+        a.partner = b.uid
+        b.partner = a.uid
+        return b
+
+    @staticmethod
+    def _apply_labels(mono: Monologue, opts: NgOptions, answering: bool = False) -> None:
+        label = opts.set_label if answering and opts.set_label else opts.label
+        if answering:
+            label = opts.set_label
+        if label:
+            mono.label = label
+        if opts.via_branch and not mono.via_branch:
+            mono.via_branch = opts.via_branch
+
+    # ------------------------------------------------------------------ negotiation
+
+    async def _negotiate_offer(
+        self, call: Call, offerer: Monologue, answerer: Monologue, inbound: InboundSdp, opts: NgOptions
+    ) -> list[OutboundMedia]:
+        out: list[OutboundMedia] = []
+        mux_flags = opts.rtcp_mux
+        for media_in in inbound.medias:
+            a_media = _ensure_media(offerer, media_in)
+            b_media = _ensure_media(answerer, media_in)
+            previous = _advertised_of(call, offerer, a_media)
+            _update_media_from_sdp(a_media, media_in, opts)
+            b_media.media_type = media_in.media_type
+            b_media.protocol = opts.transport_protocol if _valid_proto(opts.transport_protocol) else media_in.protocol
+            if not media_in.is_udp:
+                out.append(_unmanaged(media_in))
+                continue
+            if media_in.rejected:
+                b_media.rejected = True
+                out.append(_rejected(media_in, b_media.protocol))
+                continue
+            b_media.rejected = False
+            codecs = _apply_codec_options(a_media.codecs, opts) if media_in.is_rtp else None
+            a_media.offered_payload_types = [c.payload_type for c in codecs or []]
+            b_media.codecs = [Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
+                              for c in (codecs or [])]
+            mux_to_answerer = media_in.rtcp_mux if not (mux_flags & _MUX_OFFERED_TO_ANSWERER) else True
+            if "demux" in mux_flags:
+                mux_to_answerer = False
+            if not media_in.is_rtp:
+                mux_to_answerer = False
+            a_media.flags = {f for f in a_media.flags if not f.startswith("mux-")} | {f"mux-{f}" for f in mux_flags}
+            require = "require" in mux_flags and media_in.is_rtp
+            b_sockets = call.media_sockets(answerer, b_media)
+            new_endpoint = _endpoint_of(media_in, opts)
+            port_changed = previous is not None and new_endpoint is not None and previous != new_endpoint
+            if port_changed and not opts.port_latching and b_sockets.rtp is not None:
+                self._close_sockets(b_sockets)
+            await self._ensure_sockets(b_sockets, single=require or b_media.rtcp_mux, rtcp=media_in.is_rtp)
+            a_sockets = call.media_sockets(offerer, a_media)
+            await self._ensure_sockets(a_sockets, single=False, rtcp=media_in.is_rtp)
+            self._configure_party(a_sockets, a_media, media_in, opts)
+            self._wire(call, offerer, a_media, answerer, b_media)
+            assert b_sockets.rtp is not None
+            port = b_sockets.rtp.local_port
+            if not media_in.is_rtp:
+                rtcp_port: int | None = None
+            elif require or b_media.rtcp_mux:
+                rtcp_port = port
+            else:
+                rtcp_port = b_sockets.rtcp.local_port if b_sockets.rtcp is not None else port + 1
+            out.append(
+                OutboundMedia(
+                    port=port,
+                    rtcp_port=rtcp_port,
+                    rtcp_mux=media_in.is_rtp and (mux_to_answerer or require or b_media.rtcp_mux),
+                    protocol=b_media.protocol,
+                    codecs=codecs,
+                    direction=_direction(media_in),
+                    ptime=a_media.ptime,
+                    connection=self._connection_for(media_in, opts),
+                    mid=media_in.mid,
+                )
+            )
+        return out
+
+    async def _negotiate_answer(
+        self, call: Call, offerer: Monologue, answerer: Monologue, inbound: InboundSdp, opts: NgOptions
+    ) -> list[OutboundMedia]:
+        out: list[OutboundMedia] = []
+        for media_in in inbound.medias:
+            b_media = _ensure_media(answerer, media_in)
+            a_media = _ensure_media(offerer, media_in)
+            _update_media_from_sdp(b_media, media_in, opts)
+            protocol = a_media.protocol
+            if opts.transport_protocol == "accept":
+                protocol = media_in.protocol
+            if not media_in.is_udp:
+                out.append(_unmanaged(media_in))
+                continue
+            if media_in.rejected:
+                b_media.rejected = True
+                out.append(_rejected(media_in, protocol))
+                continue
+            mux_flags = {f[4:] for f in a_media.flags if f.startswith("mux-")}
+            offered_mux = a_media.rtcp_mux_offered
+            b_media.rtcp_mux = media_in.is_rtp and media_in.rtcp_mux
+            if "demux" in mux_flags or "accept" in mux_flags:
+                a_media.rtcp_mux = offered_mux
+            elif "reject" in mux_flags:
+                a_media.rtcp_mux = False
+            else:
+                a_media.rtcp_mux = offered_mux and media_in.rtcp_mux
+            a_media.rtcp_mux = a_media.rtcp_mux and media_in.is_rtp
+            codecs: list[Codec] | None = None
+            if media_in.is_rtp:
+                offered = set(a_media.offered_payload_types)
+                codecs = [c for c in b_media.codecs if c.payload_type in offered]
+            a_sockets = call.media_sockets(offerer, a_media)
+            await self._ensure_sockets(a_sockets, single=False, rtcp=media_in.is_rtp)
+            b_sockets = call.media_sockets(answerer, b_media)
+            await self._ensure_sockets(b_sockets, single=False, rtcp=media_in.is_rtp)
+            self._configure_party(b_sockets, b_media, media_in, opts)
+            self._wire(call, offerer, a_media, answerer, b_media)
+            assert a_sockets.rtp is not None
+            port = a_sockets.rtp.local_port
+            if not media_in.is_rtp:
+                rtcp_port: int | None = None
+            elif a_media.rtcp_mux:
+                rtcp_port = port
+            else:
+                rtcp_port = a_sockets.rtcp.local_port if a_sockets.rtcp is not None else port + 1
+            out.append(
+                OutboundMedia(
+                    port=port,
+                    rtcp_port=rtcp_port,
+                    rtcp_mux=a_media.rtcp_mux,
+                    protocol=protocol,
+                    codecs=codecs,
+                    direction=_direction(media_in),
+                    ptime=b_media.ptime if b_media.ptime is not None else a_media.ptime,
+                    connection=self._connection_for(media_in, opts),
+                    mid=media_in.mid,
+                )
+            )
+        return out
+
+    def _connection_for(self, media_in: InboundMedia, opts: NgOptions) -> str:
+        return opts.media_address or self.settings.advertised_ip
+
+    def _session_rewrite(self, sender: Monologue, inbound: InboundSdp, opts: NgOptions) -> SessionRewrite:
+        replace = opts.replace
+        ctx = SessionRewrite(
+            address=opts.media_address or self.settings.advertised_ip,
+            replace_origin="origin" in replace,
+            replace_session_connection="session-connection" in replace,
+            replace_zero_address="zero-address" in replace,
+            strip_extmap=opts.strip_extmap,
+            original_sendrecv=opts.original_sendrecv,
+            full_rtcp_attribute=opts.full_rtcp_attribute,
+            no_rtcp_attribute=opts.no_rtcp_attribute,
+        )
+        origin = _origin_parts(inbound)
+        if "username" in replace and origin is not None:
+            if sender.sdp_username is None:
+                sender.sdp_username = origin[0]
+            ctx.username = sender.sdp_username
+        if "session-name" in replace:
+            name = _session_name(inbound)
+            if sender.sdp_session_name is None:
+                sender.sdp_session_name = name
+            ctx.session_name = sender.sdp_session_name
+        if "SDP-version" in replace and origin is not None:
+            ctx.origin_version = _VERSION_MARK
+        return ctx
+
+    @staticmethod
+    def _finish_sdp(sender: Monologue, text: str, inbound: InboundSdp) -> str:
+        """`replace SDP-version`: one `o=` version per party, bumped only when the SDP we send changed."""
+        if _VERSION_MARK not in text:
+            return text
+        origin = _origin_parts(inbound)
+        if sender.sdp_version is None:
+            sender.sdp_version = _int_or(origin[2] if origin else "0", 0)
+        elif sender.last_sdp_out is not None and sender.last_sdp_out != text:
+            sender.sdp_version += 1
+        sender.last_sdp_out = text
+        return text.replace(_VERSION_MARK, str(sender.sdp_version), 1)
+
+    # ------------------------------------------------------------------ sockets and relay wiring
+
+    async def _ensure_sockets(self, sockets: MediaSockets, *, single: bool, rtcp: bool) -> None:
+        if sockets.rtp is not None:
+            return
+        ip = self.settings.media_ip
+        if single or not rtcp:
+            sock = self.ports.allocate_single()
+            sockets.rtp = await self.relay.open_stream(sock, ip)
+            return
+        rtp_sock, rtcp_sock = self.ports.allocate_pair()
+        sockets.rtp = await self.relay.open_stream(rtp_sock, ip)
+        sockets.rtcp = await self.relay.open_stream(rtcp_sock, ip)
+        sockets.rtcp.is_rtcp = True
+
+    def _close_sockets(self, sockets: MediaSockets) -> None:
+        for stream in sockets.streams():
+            self.counters.closed_packets += stream.packets + stream.rtcp_packets
+            self.counters.closed_bytes += stream.bytes + stream.rtcp_bytes
+            self.counters.closed_errors += stream.errors
+            self.relay.close_stream(stream)
+        sockets.rtp = None
+        sockets.rtcp = None
+
+    def _configure_party(
+        self, sockets: MediaSockets, media: MediaState, media_in: InboundMedia, opts: NgOptions
+    ) -> None:
+        """Set the peer addresses and latching behaviour of the sockets that talk to this party."""
+        endpoint = _endpoint_of(media_in, opts)
+        rtcp_endpoint: Endpoint | None = None
+        if endpoint is not None:
+            if media_in.rtcp is not None:
+                rtcp_endpoint = Endpoint(
+                    media_in.rtcp.address if not opts.sip_source_address else endpoint.address, media_in.rtcp.port
+                )
+            else:
+                rtcp_endpoint = Endpoint(endpoint.address, endpoint.port + 1)
+        now = self.clock.now
+        for stream in sockets.streams():
+            stream.asymmetric = opts.asymmetric
+            stream.strict_source = opts.strict_source
+            stream.media_handover = opts.media_handover
+            stream.signalled(now)
+        if sockets.rtp is not None:
+            _set_peer(sockets.rtp, endpoint)
+            sockets.rtp.payload_types = _payload_type_flags(media.codecs) if media.is_rtp else None
+        if sockets.rtcp is not None:
+            _set_peer(sockets.rtcp, rtcp_endpoint)
+        if opts.asymmetric:
+            media.flags.add("asymmetric")
+
+    def _wire(self, call: Call, a: Monologue, a_media: MediaState, b: Monologue, b_media: MediaState) -> None:
+        a_s = call.media_sockets(a, a_media)
+        b_s = call.media_sockets(b, b_media)
+        if a_s.rtp is None or b_s.rtp is None:
+            return
+        a_s.rtp.sink = b_s.rtp
+        b_s.rtp.sink = a_s.rtp
+        a_rtcp_out = a_s.rtp if (a_media.rtcp_mux or a_s.rtcp is None) else a_s.rtcp
+        b_rtcp_out = b_s.rtp if (b_media.rtcp_mux or b_s.rtcp is None) else b_s.rtcp
+        a_s.rtp.rtcp_mux = True
+        b_s.rtp.rtcp_mux = True
+        a_s.rtp.rtcp_sink = b_rtcp_out
+        b_s.rtp.rtcp_sink = a_rtcp_out
+        if a_s.rtcp is not None:
+            a_s.rtcp.sink = b_rtcp_out
+            a_s.rtcp.rtcp_sink = b_rtcp_out
+        if b_s.rtcp is not None:
+            b_s.rtcp.sink = a_rtcp_out
+            b_s.rtcp.rtcp_sink = a_rtcp_out
+        self._apply_media_state(call, a)
+        self._apply_media_state(call, b)
+
+    def _release_monologue(self, call: Call, mono: Monologue) -> None:
+        for (uid, _index), sockets in list(call.sockets.items()):
+            if uid == mono.uid:
+                self._close_sockets(sockets)
+                del call.sockets[(uid, _index)]
+
+    # ------------------------------------------------------------------ delete / query / list
+
+    def delete(self, opts: NgOptions) -> dict[str, Any]:
+        if not opts.call_id:
+            raise NgError(E.NO_CALL_ID)
+        call = self.calls.get(opts.call_id)
+        selected: Monologue | None = None
+        if call is not None and (opts.from_tag or opts.to_tag or opts.via_branch):
+            selected = self._select_for_delete(call, opts)
+            if selected is None:
+                call = None
+        if call is None:
+            if opts.fatal:
+                raise NgError(E.CALL_NOT_FOUND_WARNING)
+            return {"result": "ok", "warning": E.CALL_NOT_FOUND_WARNING}
+        delay = self.settings.delete_delay if opts.delete_delay is None else float(opts.delete_delay)
+        reply: dict[str, Any] = {"result": "ok"}
+        if opts.from_tag:
+            reply.update(call_stats(call))
+        now = self.clock.now
+        if selected is not None and self._branch_only(call, selected):
+            # an abandoned fork: rtpengine keeps it listed but it carries no media any more
+            selected.deleted_at = now + max(delay, 0.0)
+            for stream in call.monologue_streams(selected):
+                stream.blocked = True
+            return reply
+        if delay <= 0:
+            self._destroy(call, "deleted")
+        else:
+            call.state.deleted_at = now + delay
+            for stream in call.all_streams():
+                stream.blocked = True
+        return reply
+
+    def _select_for_delete(self, call: Call, opts: NgOptions) -> Monologue | None:
+        state = call.state
+        if opts.to_tag:
+            found = state.by_tag(opts.to_tag)
+            if found is not None:
+                return found
+        if opts.via_branch:
+            for mono in state.monologues.values():
+                if mono.via_branch == opts.via_branch:
+                    return mono
+        if opts.from_tag:
+            return state.by_tag(opts.from_tag)
+        return None
+
+    @staticmethod
+    def _branch_only(call: Call, mono: Monologue) -> bool:
+        """Deleting this monologue leaves another answered branch of the same offerer alive."""
+        state = call.state
+        if not mono.answerer:
+            return False
+        others = [m for m in state.monologues.values() if m.uid != mono.uid and m.answerer and m.tag]
+        return bool(others) and state.partner_of(mono) is None
+
+    def query(self, opts: NgOptions) -> dict[str, Any]:
+        if not opts.call_id:
+            raise NgError(E.NO_CALL_ID)
+        call = self.calls.get(opts.call_id)
+        if call is None:
+            raise NgError(E.UNKNOWN_CALL_ID)
+        selected: Monologue | None = None
+        tag = opts.to_tag or opts.from_tag
+        if tag:
+            selected = call.state.by_tag(tag)
+            if selected is None:
+                stats = call_stats(call)
+                stats["tags"] = {}
+                return {"result": "ok", **stats}
+        return {"result": "ok", **call_stats(call, selected)}
+
+    def list_calls(self, limit: int) -> dict[str, Any]:
+        if limit < 0:
+            raise NgError(E.INVALID_LIMIT)
+        return {"result": "ok", "calls": list(self.calls)[:limit]}
+
+    # ------------------------------------------------------------------ block / silence
+
+    def block_media(self, opts: NgOptions, *, block: bool, silence: bool = False) -> dict[str, Any]:
+        if not opts.call_id:
+            raise NgError(E.NO_CALL_ID)
+        call = self.calls.get(opts.call_id)
+        if call is None:
+            raise NgError(E.UNKNOWN_CALL_ID_UPPER)
+        target = self._select_participant(call, opts)
+        if target is None:
+            if silence:
+                call.state.silenced = block
+                if not block and opts.all:
+                    for mono in call.state.monologues.values():
+                        mono.silenced = False
+            else:
+                call.state.blocked = block
+                if not block and opts.all:
+                    for mono in call.state.monologues.values():
+                        mono.blocked = False
+        else:
+            if opts.set_label:
+                target.label = opts.set_label
+            if silence:
+                target.silenced = block
+            else:
+                target.blocked = block
+        for mono in call.state.monologues.values():
+            self._apply_media_state(call, mono)
+        return {"result": "ok"}
+
+    def _select_participant(self, call: Call, opts: NgOptions) -> Monologue | None:
+        state = call.state
+        if opts.all:
+            return None
+        if opts.label:
+            found = state.by_label(opts.label)
+            if found is None:
+                raise NgError(E.NO_LABEL_MATCH)
+            return found
+        if opts.address:
+            for mono in state.monologues.values():
+                for media in mono.medias:
+                    sockets = call.sockets.get((mono.uid, media.index))
+                    if sockets and sockets.rtp and sockets.rtp.advertised and sockets.rtp.advertised[0] == opts.address:
+                        return mono
+            raise NgError(E.ADDRESS_NO_MATCH)
+        if opts.from_tag:
+            found = state.by_tag(opts.from_tag)
+            if found is None:
+                raise NgError(E.FROM_TAG_NOT_FOUND)
+            return found
+        return None
+
+    def _apply_media_state(self, call: Call, mono: Monologue) -> None:
+        """Push block/silence state of the call and of this party into its streams (media *from* it)."""
+        state = call.state
+        blocked = state.blocked or mono.blocked or state.deleted_at is not None
+        silenced = state.silenced or mono.silenced
+        for media in mono.medias:
+            sockets = call.sockets.get((mono.uid, media.index))
+            if sockets is None:
+                continue
+            for stream in sockets.streams():
+                stream.blocked = blocked
+            if sockets.rtp is not None:
+                sockets.rtp.silence = _silence_for_media(media) if silenced else None
+
+    # ------------------------------------------------------------------ lifetime
+
+    def sweep(self) -> None:
+        """Run timers: delete-delay expiry and rtpengine's media/offer/final timeouts."""
+        now = self.clock.now
+        for call in list(self.calls.values()):
+            state = call.state
+            if state.deleted_at is not None:
+                if now >= state.deleted_at:
+                    self._destroy(call, "deleted", regular=True)
+                continue
+            for mono in list(state.monologues.values()):
+                if mono.deleted_at is not None and now >= mono.deleted_at:
+                    self._release_monologue(call, mono)
+                    mono.deleted_at = None
+            last_media = max((s.last_packet for s in call.all_streams()), default=0.0)
+            idle = now - max(call.last_activity, last_media)
+            age = now - state.created
+            if self.settings.final_timeout > 0 and age >= self.settings.final_timeout:
+                self.counters.final_timeout_sessions += 1
+                self._destroy(call, "final timeout")
+            elif not state.answered:
+                if age >= self.settings.offer_timeout:
+                    self.counters.offer_timeout_sessions += 1
+                    self._destroy(call, "offer timeout")
+            elif self._on_hold(call):
+                if idle >= self.settings.silent_timeout:
+                    self.counters.silent_timeout_sessions += 1
+                    self._destroy(call, "silent timeout")
+            elif idle >= self.settings.timeout:
+                self.counters.timeout_sessions += 1
+                self._destroy(call, "timeout")
+
+    @staticmethod
+    def _on_hold(call: Call) -> bool:
+        medias = [m for mono in call.state.monologues.values() for m in mono.medias if not m.rejected]
+        return bool(medias) and not any(m.send and m.recv for m in medias)
+
+    def _destroy(self, call: Call, reason: str, regular: bool = False) -> None:
+        if self.calls.get(call.call_id) is not call:
+            return
+        del self.calls[call.call_id]
+        summary = call_stats(call)
+        for sockets in call.sockets.values():
+            self._close_sockets(sockets)
+        call.sockets.clear()
+        now = self.clock.now
+        self.counters.ended_calls += 1
+        self.counters.total_call_seconds += max(0.0, now - call.state.created)
+        if regular or reason == "deleted":
+            self.counters.regular_terminated += 1
+        log.info("call ended", extra={"call_id": call.call_id, "event": "call_ended", "reason": reason})
+        if self._on_call_ended is not None:
+            self._on_call_ended(CallEnded(call.call_id, reason, call.state.created, now, summary))
+
+    def close_all(self) -> None:
+        for call in list(self.calls.values()):
+            self.counters.forced_terminated += 1
+            self._destroy(call, "shutdown")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _copy_media_shell(media: MediaState) -> MediaState:
+    return MediaState(media.index, media.media_type, media.protocol, list(media.formats),
+                      [Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
+                       for c in media.codecs])
+
+
+def _ensure_media(mono: Monologue, media_in: InboundMedia) -> MediaState:
+    while len(mono.medias) < media_in.index:
+        mono.medias.append(MediaState(len(mono.medias) + 1, media_in.media_type, media_in.protocol))
+    return mono.medias[media_in.index - 1]
+
+
+def _update_media_from_sdp(media: MediaState, media_in: InboundMedia, opts: NgOptions) -> None:
+    media.media_type = media_in.media_type
+    media.protocol = media_in.protocol
+    media.formats = list(media_in.formats)
+    media.codecs = list(media_in.codecs)
+    media.send = media_in.send and not _held(media_in)
+    media.recv = media_in.recv and not _held(media_in)
+    media.ptime = media_in.ptime
+    media.rejected = media_in.rejected
+    media.rtcp_mux_offered = media_in.rtcp_mux
+    media.mid = media_in.mid
+
+
+def _held(media_in: InboundMedia) -> bool:
+    return media_in.connection in ("0.0.0.0", "::")
+
+
+def _direction(media_in: InboundMedia) -> str:
+    if _held(media_in):
+        # old-style hold: rtpengine keeps 0.0.0.0 and announces sendonly
+        return "sendonly" if media_in.direction in ("sendrecv", "sendonly") else "inactive"
+    return media_in.direction
+
+
+def _endpoint_of(media_in: InboundMedia, opts: NgOptions) -> Endpoint | None:
+    if media_in.connection is None or media_in.rejected:
+        return None
+    address = media_in.connection
+    if opts.sip_source_address and opts.received_from is not None:
+        address = opts.received_from[1]
+    return Endpoint(address, media_in.port)
+
+
+def _advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint | None:
+    sockets = call.sockets.get((mono.uid, media.index))
+    if sockets is None or sockets.rtp is None or sockets.rtp.advertised is None:
+        return None
+    address, port = sockets.rtp.advertised
+    return Endpoint(address, port)
+
+
+def _set_peer(stream: PacketStream, endpoint: Endpoint | None) -> None:
+    if endpoint is None or endpoint.is_unspecified:
+        stream.advertise(None)
+    else:
+        stream.advertise((endpoint.address, endpoint.port))
+
+
+def _payload_type_flags(codecs: list[Codec]) -> bytes | None:
+    if not codecs:
+        return None
+    flags = bytearray(128)
+    for codec in codecs:
+        if 0 <= codec.payload_type < 128:
+            flags[codec.payload_type] = 1
+    return bytes(flags)
+
+
+def _valid_proto(proto: str | None) -> bool:
+    return proto is not None and proto != "accept"
+
+
+def _unmanaged(media_in: InboundMedia) -> OutboundMedia:
+    return OutboundMedia(media_in.port, None, False, media_in.protocol, None, media_in.direction, None, "",
+                         managed=False)
+
+
+def _rejected(media_in: InboundMedia, protocol: str) -> OutboundMedia:
+    return OutboundMedia(0, None, False, protocol, None, media_in.direction, None, "")
+
+
+def _codec_matches(codec: Codec, spec: str) -> bool:
+    name, _, rest = spec.partition("/")
+    if codec.name.lower() != name.lower():
+        return False
+    if rest:
+        clock = rest.split("/")[0]
+        if clock and clock.isdigit() and int(clock) != codec.clock_rate:
+            return False
+    return True
+
+
+def _apply_codec_options(codecs: list[Codec], opts: NgOptions) -> list[Codec]:
+    """rtpengine's codec strip/mask/except/offer without transcoding."""
+    removing = list(opts.codec.strip) + list(opts.codec.mask)
+    keep = list(opts.codec.except_) + list(opts.codec.offer)
+    if not removing and not keep:
+        return list(codecs)
+    strip_all = any(s.lower() in ("all", "full") for s in removing)
+    result: list[Codec] = []
+    for codec in codecs:
+        if not codec.name:
+            result.append(codec)
+            continue
+        stripped = strip_all or any(_codec_matches(codec, s) for s in removing)
+        kept = any(_codec_matches(codec, s) for s in keep)
+        if not stripped or kept:
+            result.append(codec)
+    if strip_all and keep:
+        # after `strip all`, `offer`/`except` restore the offered codecs in the order given
+        ordered: list[Codec] = []
+        for spec in keep:
+            for codec in result:
+                if _codec_matches(codec, spec) and codec not in ordered:
+                    ordered.append(codec)
+        result = ordered
+    if not result:
+        return list(codecs)
+    return result
+
+
+def _silence_for_media(media: MediaState) -> Callable[[bytes], bytes] | None:
+    for codec in media.codecs:
+        fn = silence_for(codec.name, codec.clock_rate)
+        if fn is not None:
+            return fn
+    return None
+
+
+def _origin_parts(inbound: InboundSdp) -> list[str] | None:
+    for line in inbound.sdp.session.lines:
+        if line.kind == "o":
+            parts = line.value.split(" ")
+            return parts if len(parts) >= 6 else None
+    return None
+
+
+def _session_name(inbound: InboundSdp) -> str:
+    for line in inbound.sdp.session.lines:
+        if line.kind == "s":
+            return str(line.value)
+    return "-"
+
+
+def _int_or(text: str, default: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return default

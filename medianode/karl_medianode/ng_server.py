@@ -1,0 +1,129 @@
+"""The NG control socket: framing, retransmission cache and dispatch to the call engine (thin I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from karl_core.ng.commands import Command, parse_command
+from karl_core.ng.errors import NgError, NoCookie
+from karl_core.ng.framing import Encoding, decode_payload, encode_reply, split_cookie
+from karl_core.ng.options import NgOptions, check_required, parse_options
+from karl_core.ng.reply_cache import CacheStatus, ReplyCache
+
+from karl_medianode.logs import RateLimitedLogger
+
+log = logging.getLogger("karl.ng")
+
+# No rtpengine text exists for a bug of our own; say so plainly (the call state is unchanged).
+INTERNAL_ERROR = "Internal error in Karl (see its log)"
+
+Handler = Callable[[Command, NgOptions, tuple[str, int]], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class NgCounters:
+    """Plain counters of the control plane, read by metrics and `statistics`."""
+
+    datagrams: int = 0
+    no_cookie: int = 0
+    cache_hits: int = 0
+    cache_waits: int = 0
+    errors: int = 0
+    internal_errors: int = 0
+    by_command: dict[str, int] = field(default_factory=dict)
+    by_result: dict[tuple[str, str], int] = field(default_factory=dict)
+    duration_by_command: dict[str, float] = field(default_factory=dict)
+    by_proxy: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class NgProtocol(asyncio.DatagramProtocol):
+    def __init__(self, handler: Handler, clock: Callable[[], float] = time.monotonic) -> None:
+        self.handler = handler
+        self.clock = clock
+        self.cache = ReplyCache()
+        self.counters = NgCounters()
+        self.transport: asyncio.DatagramTransport | None = None
+        self._waiters: dict[bytes, list[tuple[str, int]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._bad_input_log = RateLimitedLogger(log, interval=10.0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's UDPTransport is no subclass
+
+    def error_received(self, exc: Exception) -> None:  # ICMP errors from a proxy that went away
+        log.debug("NG socket error: %s", exc)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.counters.datagrams += 1
+        try:
+            cookie, payload = split_cookie(data)
+        except NoCookie:
+            self.counters.no_cookie += 1
+            self._bad_input_log.warning("dropped NG datagram without cookie from %s", addr[0])
+            return
+        state = self.cache.begin(cookie, self.clock())
+        if state.status is CacheStatus.HIT:
+            self.counters.cache_hits += 1
+            if state.reply is not None:
+                self._send(state.reply, addr)
+            return
+        if state.status is CacheStatus.PENDING:
+            self.counters.cache_waits += 1
+            self._waiters.setdefault(cookie, []).append(addr)
+            return
+        task = asyncio.get_running_loop().create_task(self._process(cookie, payload, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process(self, cookie: bytes, payload: bytes, addr: tuple[str, int]) -> None:
+        started = time.perf_counter()
+        encoding = Encoding.BENCODE
+        command_name = "invalid"
+        try:
+            message, encoding = decode_payload(payload)
+            command = parse_command(message)
+            command_name = command.value
+            options = parse_options(message, command)
+            check_required(options)
+            if options.ignored:
+                log.debug("ignored NG keys/flags: %s", ", ".join(options.ignored))
+            reply = await self.handler(command, options, addr)
+        except NgError as exc:
+            self.counters.errors += 1
+            self._bad_input_log.info("NG %s from %s failed: %s", command_name, addr[0], exc.reason)
+            reply = {"result": "error", "error-reason": exc.reason}
+        except Exception:
+            self.counters.internal_errors += 1
+            log.exception("internal error handling NG %s from %s", command_name, addr[0])
+            reply = {"result": "error", "error-reason": INTERNAL_ERROR}
+        elapsed = time.perf_counter() - started
+        self._count(command_name, str(reply.get("result", "")), addr[0], elapsed)
+        data = encode_reply(cookie, reply, encoding)
+        self.cache.finish(cookie, data, self.clock())
+        self._send(data, addr)
+        for waiter in self._waiters.pop(cookie, []):
+            self._send(data, waiter)
+
+    def _count(self, command: str, result: str, proxy: str, elapsed: float) -> None:
+        c = self.counters
+        c.by_command[command] = c.by_command.get(command, 0) + 1
+        c.by_result[(command, result)] = c.by_result.get((command, result), 0) + 1
+        c.duration_by_command[command] = c.duration_by_command.get(command, 0.0) + elapsed
+        per_proxy = c.by_proxy.setdefault(proxy, {})
+        per_proxy[command] = per_proxy.get(command, 0) + 1
+        if result == "error":
+            per_proxy["error"] = per_proxy.get("error", 0) + 1
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
+
+    async def drain(self, timeout: float) -> None:
+        """Let requests already being processed finish (used on shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

@@ -1,0 +1,185 @@
+"""One media node: binds the NG socket, runs the call engine and the relay, and shuts down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from karl_core.ng import errors as E
+from karl_core.ng.commands import Command
+from karl_core.ng.errors import NgError
+from karl_core.ng.options import NgOptions
+
+from karl_medianode.clock import CoarseClock
+from karl_medianode.engine import CallEngine, EngineSettings, LoadLimit
+from karl_medianode.ng_server import NgProtocol
+from karl_medianode.node_stats import statistics
+from karl_medianode.ports import PortAllocator
+from karl_medianode.relay import Relay
+
+log = logging.getLogger("karl.node")
+
+# rtpengine knows these commands; Karl does not implement them yet and says so instead of faking success.
+NOT_SUPPORTED = "Command not supported by Karl yet"
+
+
+class StartupError(Exception):
+    """The node cannot start (port in use, bad address); the message says which and why."""
+
+
+@dataclass
+class NodeSettings:
+    ng_address: str
+    ng_port: int
+    media_ip: str
+    advertised_ip: str
+    port_min: int
+    port_max: int
+    engine: EngineSettings
+    shutdown_grace: float = 10.0
+    sweep_interval: float = 1.0
+
+
+def bind_udp(address: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"{what} port {port} on {address} is already in use (another Karl or rtpengine?)")
+        raise StartupError(f"cannot bind {what} port {port} on {address}: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+class MediaNode:
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.started = time.time()
+        self.clock = CoarseClock()
+        self.ports = PortAllocator(settings.media_ip, settings.port_min, settings.port_max)
+        self.relay: Relay | None = None
+        self.engine: CallEngine | None = None
+        self.ng: NgProtocol | None = None
+        self._stopping = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        ng_sock = bind_udp(s.ng_address, s.ng_port, "NG")
+        self.clock.start(loop)
+        self.relay = Relay(loop, self.clock, self.ports.release)
+        self.engine = CallEngine(s.engine, self.ports, self.relay, self.clock)
+        self.ng = NgProtocol(self.dispatch)
+        await loop.create_datagram_endpoint(lambda: self.ng, sock=ng_sock)  # type: ignore[arg-type,return-value]
+        self._sweeper = loop.create_task(self._sweep_loop())
+        log.info(
+            "media node started",
+            extra={
+                "event": "node_started",
+                "ng": f"{s.ng_address}:{s.ng_port}",
+                "media_ip": s.media_ip,
+                "advertised_ip": s.advertised_ip,
+                "ports": f"{s.port_min}-{s.port_max}",
+            },
+        )
+
+    async def _sweep_loop(self) -> None:
+        assert self.engine is not None
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                self.engine.sweep()
+            except Exception:
+                log.exception("timer sweep failed")
+
+    async def dispatch(self, command: Command, opts: NgOptions, addr: tuple[str, int]) -> dict[str, Any]:
+        engine = self.engine
+        assert engine is not None and self.ng is not None
+        if command is Command.PING:
+            return {"result": "pong"}
+        if command is Command.OFFER:
+            try:
+                reply = await engine.offer(opts)
+            except LoadLimit as exc:
+                if "load limit" in opts.supports:
+                    return {"result": "load limit", "message": exc.message}
+                raise NgError(exc.message) from None
+            return {"result": "ok", **reply}
+        if command is Command.ANSWER:
+            return {"result": "ok", **(await engine.answer(opts))}
+        if command is Command.DELETE:
+            return engine.delete(opts)
+        if command is Command.QUERY:
+            return engine.query(opts)
+        if command is Command.LIST:
+            return engine.list_calls(opts.limit)
+        if command is Command.STATISTICS:
+            return {"result": "ok", "statistics": statistics(engine, self.ng.counters, time.time() - self.started)}
+        if command in (Command.BLOCK_MEDIA, Command.UNBLOCK_MEDIA):
+            return engine.block_media(opts, block=command is Command.BLOCK_MEDIA)
+        if command in (Command.SILENCE_MEDIA, Command.UNSILENCE_MEDIA):
+            return engine.block_media(opts, block=command is Command.SILENCE_MEDIA, silence=True)
+        if not opts.call_id:
+            raise NgError(E.NO_CALL_ID)
+        raise NgError(f"{NOT_SUPPORTED}: {command.value}")
+
+    def request_stop(self) -> None:
+        if self.engine is not None:
+            self.engine.accepting = False
+        self._stopping.set()
+
+    async def run_until_stopped(self) -> None:
+        await self._stopping.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        engine = self.engine
+        log.info("shutting down: no new calls", extra={"event": "node_stopping"})
+        if engine is not None:
+            engine.accepting = False
+            deadline = time.monotonic() + self.settings.shutdown_grace
+            while engine.calls and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            engine.close_all()
+        if self.ng is not None:
+            await self.ng.drain(1.0)
+            if self.ng.transport is not None:
+                self.ng.transport.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.clock.stop()
+        log.info("media node stopped", extra={"event": "node_stopped", "ports_in_use": self.ports.in_use})
+
+
+async def run_node(settings: NodeSettings) -> int:
+    node = MediaNode(settings)
+    try:
+        await node.start()
+    except StartupError as exc:
+        log.error("%s", exc, extra={"event": "startup_failed"})
+        return 1
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            node.request_stop()
+        else:
+            node.settings.shutdown_grace = 0
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await node.run_until_stopped()
+    return 0

@@ -1,0 +1,394 @@
+"""The media relay: one UDP socket per packet stream, forwarding each datagram to its sink's peer.
+
+A `PacketStream` is one local socket of a call (rtpengine's "packet stream"): the port a party sends to,
+and at the same time the port that party receives from. A datagram received on stream S is counted on S
+and sent out through the socket of S's sink to the sink's `endpoint` — the address of the other party.
+
+Endpoint learning (rtpengine 10.5, `--endpoint-learning` / NG `endpoint-learning`, default `delayed`)
+---------------------------------------------------------------------------------------------------
+Packets to a party go to its stream's `endpoint`, initially the `advertised` address from its SDP.
+`check_source` runs for a packet received from the party while the stream is unconfirmed, or with
+`strict_source`/`media_handover`:
+
+* A stream with no advertised address yet (its party has not sent SDP) forwards without learning.
+* Before confirmation, a packet that looks like RTCP (second octet 194..223) arriving on an RTP socket is
+  forwarded but ignored for learning (endpoints that send stray RTCP to the RTP port).
+* `asymmetric` and `off` confirm at once without learning: the endpoint stays the advertised address.
+* `immediate`: the first packet's source becomes the endpoint and the stream is confirmed.
+* `delayed`: up to 3 s after the last signalling of the call (whole seconds: while
+  int(now) <= int(last_signal) + 3, and forever if there never was a signal) every packet's source
+  becomes the endpoint without confirming; the first packet after that window confirms its source.
+* `heuristic`: as `delayed`, but the source used is the best one seen since the last signalling: the
+  exact advertised address, else the advertised IP with another port, else the advertised port with
+  another IP, else any. (10.5 forgets what it saw on every clock tick, which makes the ranking almost
+  ineffective; Karl ranks as rtpengine's documentation and later versions do.)
+* Once confirmed, the source address is ignored, unless `strict_source` (a packet from anywhere but the
+  endpoint is dropped and counted in `errors` and `dropped_source`, after being counted as received) or
+  `media_handover` (a new source becomes the endpoint at once; this stream and its sinks are unconfirmed,
+  so the next packet confirms it again).
+* New signalling (`signalled`) unconfirms the stream (not an asymmetric one); a changed advertised
+  address (`advertise`) replaces the endpoint.
+
+Datagram handling (as observed on rtpengine 10.5.3.5, userspace forwarding)
+---------------------------------------------------------------------------
+* Every datagram counts in `packets`/`bytes`/`last_packet` of the receiving stream, dropped or not.
+* RTP sockets forward everything, including datagrams that are not RTP at all (shorter than 12 bytes,
+  version != 2, empty): rtpengine does not count those as errors; Karl counts them in `malformed` only.
+  An RTP packet whose payload type is not in `payload_types` counts in `errors` and is still forwarded.
+* RTCP (on a dedicated RTCP socket, or recognised on an rtcp-mux socket) goes to `rtcp_sink`. A compound
+  that rtpengine's parser rejects (e.g. version != 2) is dropped and counted in `errors` and
+  `dropped_malformed`; one whose length fields run past the datagram is forwarded.
+* `blocked` drops RTP (and anything else not RTCP), never RTCP; `silence` rewrites RTP payloads only.
+* A sink without destination (no advertised address yet, e.g. before the answer) drops silently
+  (`dropped_no_destination`; rtpengine counts nothing). Send failures count in the sink's `errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any
+
+from karl_medianode.clock import CoarseClock
+from karl_medianode.rtp.packet import rtcp_is_valid
+
+Address = tuple[str, int]
+Silencer = Callable[[bytes], bytes]
+
+LEARNING_DELAY = 3
+"""Seconds after the last signalling during which `delayed`/`heuristic` learning keeps re-learning."""
+
+
+class EndpointLearning(IntEnum):
+    OFF = 0
+    IMMEDIATE = 1
+    DELAYED = 2
+    HEURISTIC = 3
+
+    @classmethod
+    def parse(cls, value: str) -> EndpointLearning:
+        """From the NG/command-line spelling (`off`, `immediate`, `delayed`, `heuristic`)."""
+        return cls[value.strip().upper()]
+
+
+def normalize_address(addr: tuple[Any, ...]) -> Address:
+    """(host, port) with the host in canonical form, as received datagrams report it."""
+    return (str(ipaddress.ip_address(addr[0])), int(addr[1]))
+
+
+class PacketStream:
+    """One local media socket and everything the hot path needs to forward what arrives on it."""
+
+    __slots__ = (
+        "_detected",
+        "advertised",
+        "asymmetric",
+        "blocked",
+        "bytes",
+        "closed",
+        "confirmed",
+        "dropped_blocked",
+        "dropped_malformed",
+        "dropped_no_destination",
+        "dropped_source",
+        "endpoint",
+        "errors",
+        "failures",
+        "is_rtcp",
+        "last_packet",
+        "last_rtp",
+        "last_signal",
+        "learned",
+        "learning",
+        "local_ip",
+        "local_port",
+        "malformed",
+        "media_handover",
+        "owner",
+        "packets",
+        "payload_types",
+        "rtcp_bytes",
+        "rtcp_mux",
+        "rtcp_packets",
+        "rtcp_sink",
+        "silence",
+        "sink",
+        "sock",
+        "strict_source",
+    )
+
+    def __init__(self, local_ip: str, local_port: int, sock: socket.socket | None = None) -> None:
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.sock = sock
+        self.owner: object = None
+        """Free for the call engine (e.g. a back-reference to its media/stream model)."""
+
+        self.advertised: Address | None = None
+        """The party's address from its SDP. Set it with `advertise`."""
+        self.endpoint: Address | None = None
+        """Where packets to this party go: the learned address, until then the advertised one."""
+        self.learned: Address | None = None
+        self.confirmed = False
+        self.learning = EndpointLearning.DELAYED
+        self.last_signal = 0.0
+        """Wall-clock time of the call's last signalling (offer/answer); set with `signalled`."""
+        self._detected: list[Address | None] | None = None
+
+        self.sink: PacketStream | None = None
+        """RTP received here goes out through the sink's socket to the sink's endpoint."""
+        self.rtcp_sink: PacketStream | None = None
+        """RTCP received here goes there (the peer's RTCP stream, or its RTP stream if it muxes)."""
+        self.rtcp_mux = False
+        """This RTP socket also carries RTCP, told apart by its second octet."""
+        self.is_rtcp = False
+        """A dedicated RTCP socket: everything received is RTCP and goes to `rtcp_sink`."""
+
+        self.asymmetric = False
+        self.strict_source = False
+        self.media_handover = False
+        self.blocked = False
+        self.silence: Silencer | None = None
+        """Rewrites an RTP packet's payload (see `rtp.silence`); must not raise."""
+        self.payload_types: bytes | None = None
+        """128 flags, non-zero for the payload types the SDP announced; None: don't check."""
+        self.closed = False
+
+        self.packets = 0
+        self.bytes = 0
+        self.errors = 0
+        """rtpengine's `errors`: unknown payload types, strict-source drops, bad RTCP, failed sends."""
+        self.rtcp_packets = 0
+        """RTCP received on this (rtcp-mux) RTP socket; also included in `packets`."""
+        self.rtcp_bytes = 0
+        self.malformed = 0
+        """Datagrams on an RTP socket that are not RTP (too short or version != 2); still forwarded."""
+        self.dropped_blocked = 0
+        self.dropped_no_destination = 0
+        self.dropped_source = 0
+        self.dropped_malformed = 0
+        self.failures = 0
+        """Datagrams lost to an exception while handling them (bad destination, silencer bug, ...)."""
+        self.last_packet = 0.0
+        self.last_rtp: bytes | None = None
+        """The last RTP datagram received (kept by reference; `last_ssrc`/`last_payload_type` read it)."""
+
+    def __repr__(self) -> str:
+        kind = "RTCP" if self.is_rtcp else "RTP"
+        return f"<PacketStream {kind} {self.local_ip}:{self.local_port} -> {self.endpoint}>"
+
+    @property
+    def last_payload_type(self) -> int | None:
+        data = self.last_rtp
+        return None if data is None else data[1] & 0x7F
+
+    @property
+    def last_ssrc(self) -> int | None:
+        data = self.last_rtp
+        return None if data is None else int.from_bytes(data[8:12], "big")
+
+    def advertise(self, addr: tuple[Any, ...] | None) -> None:
+        """The party's SDP address (None: none, e.g. port 0 or a not yet answered side). A change
+        replaces the endpoint, as rtpengine does when an SDP brings a new address."""
+        new = None if addr is None else normalize_address(addr)
+        if new == self.advertised and self.endpoint is not None:
+            return
+        self.advertised = new
+        self.endpoint = new
+
+    def signalled(self, now: float) -> None:
+        """Signalling (offer/answer/...) touched this stream's call: restart endpoint learning."""
+        self.last_signal = now
+        self._detected = None
+        self.unconfirm()
+
+    def unconfirm(self) -> None:
+        if not self.asymmetric:
+            self.confirmed = False
+
+    def check_source(self, data: bytes, addr: tuple[Any, ...], now: float) -> bool:
+        """Endpoint learning and source checks for a datagram from `addr`; False means drop it."""
+        advertised = self.advertised
+        if advertised is None:
+            return True
+        if not self.confirmed:
+            if not self.is_rtcp and len(data) >= 8 and 194 <= data[1] <= 223:
+                return True
+            if self.asymmetric or self.learning == EndpointLearning.OFF:
+                self.confirmed = True
+        if self.confirmed:
+            if self.strict_source or self.media_handover:
+                endpoint = self.endpoint
+                if endpoint is None or addr[0] != endpoint[0] or addr[1] != endpoint[1]:
+                    if self.media_handover:
+                        self.endpoint = (addr[0], addr[1])
+                        self.unconfirm()
+                        for sink in (self.sink, self.rtcp_sink):
+                            if sink is not None:
+                                sink.unconfirm()
+                        return True
+                    self.errors += 1
+                    self.dropped_source += 1
+                    return False
+            return True
+        return self._learn((addr[0], addr[1]), advertised, now)
+
+    def _learn(self, source: Address, advertised: Address, now: float) -> bool:
+        waiting = not self.last_signal or int(now) <= int(self.last_signal) + LEARNING_DELAY
+        use = source
+        if self.learning == EndpointLearning.IMMEDIATE:
+            self.confirmed = True
+        else:
+            if self.learning == EndpointLearning.HEURISTIC:
+                detected = self._detected
+                if detected is None:
+                    detected = self._detected = [None, None, None, None]
+                rank = (source[1] != advertised[1]) | ((source[0] != advertised[0]) << 1)
+                detected[rank] = source
+                use = next(candidate for candidate in detected if candidate is not None)
+            if not waiting:
+                self.confirmed = True
+        # While waiting, a packet from the address learned last changes nothing (re-signalling may
+        # have reset the endpoint to the advertised one; only a different source moves it again).
+        if not waiting or self.learned is None or use != self.learned:
+            self.endpoint = use
+            self.learned = use
+        return True
+
+
+class _StreamProtocol(asyncio.DatagramProtocol):
+    """The hot path: attribute reads, integer increments and one `sendto` per datagram."""
+
+    __slots__ = ("clock", "stream")
+
+    def __init__(self, stream: PacketStream, clock: CoarseClock) -> None:
+        self.stream = stream
+        self.clock = clock
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        s = self.stream
+        size = len(data)
+        s.packets += 1
+        s.bytes += size
+        s.last_packet = self.clock.now
+        try:
+            if (not s.confirmed or s.strict_source or s.media_handover) and not s.check_source(
+                data, addr, self.clock.now
+            ):
+                return
+            if s.is_rtcp:
+                self._rtcp(s, data)
+                return
+            if size >= 12 and data[0] & 0xC0 == 0x80:
+                if s.rtcp_mux and 194 <= data[1] <= 223:
+                    s.rtcp_packets += 1
+                    s.rtcp_bytes += size
+                    self._rtcp(s, data)
+                    return
+                s.last_rtp = data
+                if s.payload_types is not None and not s.payload_types[data[1] & 0x7F]:
+                    s.errors += 1
+            else:
+                if s.rtcp_mux and size >= 8 and 194 <= data[1] <= 223:
+                    s.rtcp_packets += 1
+                    s.rtcp_bytes += size
+                    self._rtcp(s, data)
+                    return
+                s.malformed += 1
+            if s.blocked:
+                s.dropped_blocked += 1
+                return
+            if s.silence is not None:
+                data = s.silence(data)
+            sink = s.sink
+            if sink is None or sink.closed or sink.endpoint is None:
+                s.dropped_no_destination += 1
+                return
+            # The socket itself, not the transport: it sends empty datagrams too (as rtpengine does)
+            # and fails fast when the buffer is full instead of queueing without bound.
+            sink.sock.sendto(data, sink.endpoint)  # type: ignore[union-attr]
+        except OSError:
+            # The send failed (buffer full, unreachable, ...): rtpengine counts that on the sink.
+            if s.sink is not None:
+                s.sink.errors += 1
+        except Exception:
+            # Never let a datagram take the transport down (asyncio closes it on an exception).
+            s.failures += 1
+
+    def _rtcp(self, s: PacketStream, data: bytes) -> None:
+        if not rtcp_is_valid(data):
+            s.errors += 1
+            s.dropped_malformed += 1
+            return
+        sink = s.rtcp_sink
+        if sink is None or sink.closed or sink.endpoint is None:
+            s.dropped_no_destination += 1
+            return
+        sink.sock.sendto(data, sink.endpoint)  # type: ignore[union-attr]
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors and failed sends reported by the socket: count, keep the stream running.
+        self.stream.errors += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stream.closed = True
+
+
+class Relay:
+    """Owns the event-loop side of packet streams: opening, closing, sending from them.
+
+    `on_close(sock)` is called after a stream's transport is closed, so that the port allocator can free
+    the port (pass `PortAllocator.release`). The relay keeps no state beyond its own streams.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        clock: CoarseClock,
+        on_close: Callable[[socket.socket], None] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.clock = clock
+        self._on_close = on_close
+        self._transports: dict[PacketStream, asyncio.DatagramTransport] = {}
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._transports)
+
+    async def open_stream(self, sock: socket.socket, local_ip: str) -> PacketStream:
+        """Start relaying on a bound UDP socket (from `PortAllocator`)."""
+        stream = PacketStream(local_ip, sock.getsockname()[1], sock)
+        protocol = _StreamProtocol(stream, self.clock)
+        transport, _ = await self.loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+        self._transports[stream] = transport
+        return stream
+
+    def close_stream(self, stream: PacketStream) -> None:
+        """Stop relaying on `stream` and give its port back. Closing twice is harmless."""
+        transport = self._transports.pop(stream, None)
+        stream.closed = True
+        if transport is None:
+            return
+        transport.close()
+        if self._on_close is not None and stream.sock is not None:
+            self._on_close(stream.sock)
+
+    def close_all(self) -> None:
+        for stream in list(self._transports):
+            self.close_stream(stream)
+
+    def send_from(self, stream: PacketStream, data: bytes, addr: tuple[Any, ...]) -> bool:
+        """Send `data` from `stream`'s socket to `addr` (slow path: STUN replies, NAT piercing, ...).
+        Returns False and counts an error if the send failed."""
+        if stream.closed or stream.sock is None:
+            return False
+        try:
+            stream.sock.sendto(data, addr)
+        except OSError:
+            stream.errors += 1
+            return False
+        return True

@@ -1,0 +1,214 @@
+"""Reading a party's SDP: what each `m=` line offers or answers (sans-IO)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from karl_core.sdp import (
+    SdpError,
+    SessionDescription,
+    parse,
+    rtpengine_rewrite_error,
+    static_payload_type,
+    validate_for_rtpengine,
+)
+from karl_core.session import Codec, Endpoint
+
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+
+
+@dataclass
+class InboundMedia:
+    """One `m=` line as the sending party wrote it."""
+
+    index: int
+    media_type: str
+    port: int
+    port_count: int | None
+    protocol: str
+    formats: list[str]
+    codecs: list[Codec]
+    connection: str | None
+    direction: str
+    ptime: int | None
+    rtcp: Endpoint | None
+    rtcp_mux: bool
+    mid: str | None
+    has_ice: bool
+    has_own_connection: bool
+
+    @property
+    def is_rtp(self) -> bool:
+        return "RTP/" in self.protocol
+
+    @property
+    def is_udp(self) -> bool:
+        proto = self.protocol.upper()
+        return "RTP/" in proto or proto == "UDPTL" or proto.startswith("UDP")
+
+    @property
+    def rejected(self) -> bool:
+        return self.port == 0
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        if self.connection is None:
+            return None
+        return Endpoint(self.connection, self.port)
+
+    @property
+    def send(self) -> bool:
+        return self.direction in ("sendrecv", "sendonly")
+
+    @property
+    def recv(self) -> bool:
+        return self.direction in ("sendrecv", "recvonly")
+
+
+@dataclass
+class InboundSdp:
+    sdp: SessionDescription
+    medias: list[InboundMedia] = field(default_factory=list)
+    session_connection: str | None = None
+    session_direction: str | None = None
+    origin_version: str | None = None
+    rewrite_error: str | None = None
+
+
+def _codec_list(formats: list[str], attributes: list[tuple[str, str | None]]) -> list[Codec]:
+    rtpmaps: dict[int, Codec] = {}
+    fmtps: dict[int, str] = {}
+    feedback: dict[int, list[str]] = {}
+    for name, value in attributes:
+        if value is None:
+            continue
+        pt_text, _, rest = value.partition(" ")
+        if not pt_text.isdigit():
+            continue
+        pt = int(pt_text)
+        if name == "rtpmap":
+            parts = rest.strip().split("/")
+            if len(parts) >= 2 and parts[1].isdigit():
+                channels = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
+                rtpmaps[pt] = Codec(pt, parts[0], int(parts[1]), channels)
+        elif name == "fmtp":
+            fmtps[pt] = rest
+        elif name == "rtcp-fb":
+            feedback.setdefault(pt, []).append(rest)
+    codecs: list[Codec] = []
+    for fmt in formats:
+        if not fmt.isdigit():
+            continue
+        pt = int(fmt)
+        codec = rtpmaps.get(pt)
+        if codec is None:
+            static = static_payload_type(pt)
+            # a type rtpengine cannot name is kept with an empty name (it prints "a=rtpmap:<pt> /0")
+            codec = (
+                Codec(pt, static.encoding, static.clock_rate, static.channels if static.channels > 1 else None)
+                if static is not None
+                else Codec(pt, "", 0)
+            )
+        else:
+            codec = Codec(codec.payload_type, codec.name, codec.clock_rate, codec.channels)
+        codec.fmtp = fmtps.get(pt)
+        codec.rtcp_fb = feedback.get(pt, [])
+        codecs.append(codec)
+    return codecs
+
+
+def read_sdp(text: str) -> InboundSdp:
+    """Parse and interpret a party's SDP. Raises SdpError (with rtpengine's reason) when unusable."""
+    sdp = parse(text)
+    validate_for_rtpengine(sdp)
+    result = InboundSdp(sdp, rewrite_error=rtpengine_rewrite_error(sdp))
+    for line in sdp.session.lines:
+        if line.kind == "c":
+            result.session_connection = _connection_address(line.value)
+        elif line.kind == "o":
+            parts = line.value.split()
+            if len(parts) >= 3:
+                result.origin_version = parts[2]
+        elif line.kind == "a" and line.value in DIRECTIONS:
+            result.session_direction = line.value
+    for index, section in enumerate(sdp.media, start=1):
+        m_parts = section.lines[0].value.split()
+        if len(m_parts) < 3:
+            raise SdpError("Failed to parse SDP")
+        port_text, _, count_text = m_parts[1].partition("/")
+        try:
+            port = int(port_text)
+            count = int(count_text) if count_text else None
+        except ValueError as exc:
+            raise SdpError("Failed to parse SDP") from exc
+        connection: str | None = None
+        own_connection = False
+        ptime: int | None = None
+        rtcp: tuple[int, str | None] | None = None
+        rtcp_mux = False
+        mid: str | None = None
+        has_ice = False
+        attributes: list[tuple[str, str | None]] = []
+        for line in section.lines[1:]:
+            if line.kind == "c":
+                connection = _connection_address(line.value)
+                own_connection = True
+            elif line.kind == "a":
+                name, sep, value = line.value.partition(":")
+                attr_value = value if sep else None
+                attributes.append((name, attr_value))
+                if name == "ptime" and attr_value:
+                    ptime = _int_or_none(attr_value.strip())
+                elif name == "rtcp" and attr_value:
+                    bits = attr_value.split()
+                    rtcp_port = _int_or_none(bits[0])
+                    if rtcp_port is not None:
+                        rtcp = (rtcp_port, bits[3] if len(bits) >= 4 else None)
+                elif name == "rtcp-mux":
+                    rtcp_mux = True
+                elif name == "mid":
+                    mid = attr_value
+                elif name.startswith("ice-") or name == "candidate":
+                    has_ice = True
+        if connection is None:
+            connection = result.session_connection
+        formats = m_parts[3:]
+        proto = m_parts[2]
+        codecs = _codec_list(formats, attributes) if "RTP/" in proto else []
+        rtcp_endpoint: Endpoint | None = None
+        if rtcp is not None and connection is not None:
+            rtcp_endpoint = Endpoint(rtcp[1] or connection, rtcp[0])
+        result.medias.append(
+            InboundMedia(
+                index=index,
+                media_type=m_parts[0],
+                port=port,
+                port_count=count,
+                protocol=proto,
+                formats=formats,
+                codecs=codecs,
+                connection=connection,
+                direction=sdp.direction_for(section).value,
+                ptime=ptime,
+                rtcp=rtcp_endpoint,
+                rtcp_mux=rtcp_mux,
+                mid=mid,
+                has_ice=has_ice,
+                has_own_connection=own_connection,
+            )
+        )
+    return result
+
+
+def _connection_address(value: str) -> str | None:
+    parts = value.split()
+    if len(parts) < 3:
+        return None
+    return parts[2].split("/")[0]
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None

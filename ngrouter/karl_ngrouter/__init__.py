@@ -1,0 +1,1 @@
+"""Karl's NG router: places calls on media nodes (arrives in a later issue)."""

@@ -1,0 +1,1 @@
+"""Karl's Kubernetes operator (kopf): reconciles KarlCluster resources (arrives in a later issue)."""

@@ -1,0 +1,173 @@
+"""Test kit shared by the whole suite (importable as `karl_testkit`): free ports, an NG client, condition
+waiting, and launchers for a Karl media node and for the reference rtpengine daemon, all on loopback."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from karl_core.ng import bencode
+
+ROOT = Path(__file__).resolve().parents[1]
+RTPENGINE = shutil.which("rtpengine") or "/usr/bin/rtpengine"
+
+# Ports below the kernel's ephemeral range; each test process starts at a random place so that
+# parallel runs on one machine rarely collide, and every candidate is checked by binding it.
+_rng = random.Random(os.getpid() ^ int(time.time()))
+_next_port = 10000 + _rng.randrange(0, 20000)
+
+
+def _port_is_free(host: str, port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(count: int, host: str = "127.0.0.1", *, even: bool = True) -> int:
+    """First port of `count` consecutive ports that are free for UDP and TCP on `host`."""
+    global _next_port
+    for _ in range(2000):
+        base = _next_port
+        if even and base % 2:
+            base += 1
+        if base + count >= 32000:
+            base = 10000
+        _next_port = base + count
+        if all(
+            _port_is_free(host, p, socket.SOCK_DGRAM) and _port_is_free(host, p, socket.SOCK_STREAM)
+            for p in range(base, base + count)
+        ):
+            return base
+    raise RuntimeError("no free port block found")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    return free_port_block(1, host, even=False)
+
+
+@dataclass
+class NgClient:
+    """A minimal NG client: one UDP socket, bencoded requests, replies decoded to Python values."""
+
+    address: tuple[str, int]
+    sock: socket.socket = field(init=False)
+    _seq: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+
+    def next_cookie(self) -> bytes:
+        self._seq += 1
+        return f"{os.getpid()}_{id(self) & 0xFFFF}_{self._seq}".encode()
+
+    def raw(self, datagram: bytes, timeout: float = 3.0) -> bytes | None:
+        """Send one datagram; return the reply datagram or None if nothing came within `timeout`."""
+        self.sock.settimeout(timeout)
+        self.sock.sendto(datagram, self.address)
+        try:
+            return self.sock.recv(65535)
+        except TimeoutError:
+            return None
+
+    def request(self, payload: dict[str, Any], cookie: bytes | None = None, timeout: float = 3.0) -> Any:
+        cookie = cookie or self.next_cookie()
+        reply = self.raw(cookie + b" " + bencode.encode(payload), timeout)
+        if reply is None:
+            raise TimeoutError(f"no NG reply from {self.address} to {payload.get('command')!r}")
+        got_cookie, _, body = reply.partition(b" ")
+        assert got_cookie == cookie, (got_cookie, cookie)
+        return bencode.decode(body)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+def wait_for_pong(client: NgClient, proc: subprocess.Popen[bytes], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            if client.request({"command": "ping"}, timeout=0.2).get("result") == "pong":
+                return
+        except TimeoutError:
+            continue
+    raise RuntimeError(f"{what} did not answer ping within {timeout}s")
+
+
+@dataclass
+class NgServer:
+    """A started NG server process (Karl or rtpengine) and what a test needs to talk to it."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    ng: NgClient
+    media_ip: str
+    port_min: int
+    port_max: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.ng.close()
+        return self.proc.returncode
+
+
+def karl_env(media_ip: str, ng_port: int, port_min: int, port_max: int, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KARL_")}
+    env.update(
+        {
+            "KARL_CONFIG_PATH": "/nonexistent/karl-test-config.json",
+            "KARL_NG_ADDRESS": "127.0.0.1",
+            "KARL_NG_PORT": str(ng_port),
+            "KARL_MEDIA_IP": media_ip,
+            "KARL_RTP_MIN_PORT": str(port_min),
+            "KARL_RTP_MAX_PORT": str(port_max),
+            "KARL_LOG_FORMAT": "text",
+            "KARL_LOG_LEVEL": "info",
+            "KARL_SHUTDOWN_GRACE": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    for key in ("KARL_API_PORT", "KARL_HEALTH_PORT", "KARL_METRICS_PORT"):
+        env.setdefault(key, str(free_port()))
+    env.update(extra)
+    return env
+
+

@@ -1,0 +1,330 @@
+"""A real Karl node over real UDP: offer/answer over NG, then RTP and RTCP through it both ways."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from karl_testkit import ROOT, NgServer, free_port, wait_for
+
+PEER_IP = "127.0.0.1"
+
+
+def rtp_packet(seq: int, ssrc: int = 0x1234, pt: int = 0, payload: bytes = b"\x11" * 160) -> bytes:
+    return struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, seq * 160, ssrc) + payload
+
+
+def rtcp_sender_report(ssrc: int = 0x1234) -> bytes:
+    return struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, 0, 0, 0, 0, 0)
+
+
+@dataclass
+class Party:
+    """A SIP endpoint's media side: an RTP and an RTCP socket on loopback."""
+
+    rtp: socket.socket
+    rtcp: socket.socket
+
+    @property
+    def port(self) -> int:
+        return int(self.rtp.getsockname()[1])
+
+    def close(self) -> None:
+        self.rtp.close()
+        self.rtcp.close()
+
+
+def _udp(port: int = 0) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((PEER_IP, port))
+    s.settimeout(2.0)
+    return s
+
+
+@pytest.fixture
+def parties() -> Iterator[Callable[[], Party]]:
+    made: list[Party] = []
+
+    def make() -> Party:
+        for _ in range(200):
+            base = free_port()
+            if base % 2:
+                continue
+            try:
+                rtp = _udp(base)
+            except OSError:
+                continue
+            try:
+                rtcp = _udp(base + 1)
+            except OSError:
+                rtp.close()
+                continue
+            party = Party(rtp, rtcp)
+            made.append(party)
+            return party
+        raise RuntimeError("no free even/odd port pair for a test party")
+
+    yield make
+    for party in made:
+        party.close()
+
+
+def sdp(port: int, *, ip: str = PEER_IP, extra: str = "") -> str:
+    return (
+        "v=0\r\n"
+        f"o=- 1545997027 1 IN IP4 {ip}\r\n"
+        "s=tester\r\n"
+        f"c=IN IP4 {ip}\r\n"
+        "t=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0 8 101\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\n"
+        "a=fmtp:101 0-16\r\n"
+        f"{extra}"
+        "a=sendrecv\r\n"
+    )
+
+
+def media_port(sdp_text: str) -> int:
+    match = re.search(r"^m=audio (\d+) ", sdp_text, re.M)
+    assert match, sdp_text
+    return int(match.group(1))
+
+
+def setup_call(node: NgServer, a: Party, b: Party, call_id: str, **offer_extra: object) -> tuple[int, int]:
+    """Offer from A, answer from B; returns (port A sends to, port B sends to)."""
+    offer = node.ng.request(
+        {"command": "offer", "call-id": call_id, "from-tag": "tagA", "sdp": sdp(a.port), **offer_extra}
+    )
+    assert offer["result"] == "ok", offer
+    assert f"c=IN IP4 {node.media_ip}" in offer["sdp"]
+    answer = node.ng.request(
+        {"command": "answer", "call-id": call_id, "from-tag": "tagA", "to-tag": "tagB", "sdp": sdp(b.port)}
+    )
+    assert answer["result"] == "ok", answer
+    assert f"c=IN IP4 {node.media_ip}" in answer["sdp"]
+    return media_port(answer["sdp"]), media_port(offer["sdp"])
+
+
+def totals(node: NgServer, call_id: str) -> dict[str, dict[str, int]]:
+    reply = node.ng.request({"command": "query", "call-id": call_id})
+    assert reply["result"] == "ok", reply
+    return reply["totals"]
+
+
+def recv_all(sock: socket.socket, count: int) -> list[bytes]:
+    got: list[bytes] = []
+    for _ in range(count):
+        try:
+            got.append(sock.recv(2048))
+        except TimeoutError:
+            break
+    return got
+
+
+def test_rtp_and_rtcp_relayed_both_ways_with_matching_counters(karl_factory, parties) -> None:
+    node = karl_factory()
+    a, b = parties(), parties()
+    to_a_side, to_b_side = setup_call(node, a, b, "relay-both-ways")
+    sent = [rtp_packet(i) for i in range(50)]
+    for pkt in sent:
+        a.rtp.sendto(pkt, (node.media_ip, to_a_side))
+    assert recv_all(b.rtp, 50) == sent
+    back = [rtp_packet(i, ssrc=0x9999, pt=8) for i in range(30)]
+    for pkt in back:
+        b.rtp.sendto(pkt, (node.media_ip, to_b_side))
+    assert recv_all(a.rtp, 30) == back
+    a.rtcp.sendto(rtcp_sender_report(), (node.media_ip, to_a_side + 1))
+    assert b.rtcp.recv(2048) == rtcp_sender_report()
+    b.rtcp.sendto(rtcp_sender_report(0x9999), (node.media_ip, to_b_side + 1))
+    assert a.rtcp.recv(2048) == rtcp_sender_report(0x9999)
+    t = totals(node, "relay-both-ways")
+    assert t["RTP"]["packets"] == 80
+    assert t["RTP"]["bytes"] == 80 * 172
+    assert t["RTCP"]["packets"] == 2
+
+
+def test_latching_follows_the_real_source_address(karl_factory, parties) -> None:
+    node = karl_factory()
+    a, b = parties(), parties()
+    nat = parties()  # A's packets really come from another port (a NAT)
+    to_a_side, to_b_side = setup_call(node, a, b, "latching")
+    nat.rtp.sendto(rtp_packet(1), (node.media_ip, to_a_side))
+    assert b.rtp.recv(2048) == rtp_packet(1)
+    b.rtp.sendto(rtp_packet(2), (node.media_ip, to_b_side))
+    assert nat.rtp.recv(2048) == rtp_packet(2), "reply must go to the learned source, not the SDP port"
+
+
+def test_block_and_silence_media(karl_factory, parties) -> None:
+    node = karl_factory()
+    a, b = parties(), parties()
+    to_a_side, _ = setup_call(node, a, b, "block-silence")
+    assert node.ng.request({"command": "block media", "call-id": "block-silence", "from-tag": "tagA"})["result"] == "ok"
+    a.rtp.sendto(rtp_packet(1), (node.media_ip, to_a_side))
+    b.rtp.settimeout(0.5)
+    assert recv_all(b.rtp, 1) == []
+    assert node.ng.request({"command": "unblock media", "call-id": "block-silence", "from-tag": "tagA"})["result"] == "ok"
+    b.rtp.settimeout(2)
+    a.rtp.sendto(rtp_packet(2), (node.media_ip, to_a_side))
+    assert b.rtp.recv(2048) == rtp_packet(2)
+    reply = node.ng.request({"command": "silence media", "call-id": "block-silence", "from-tag": "tagA"})
+    assert reply["result"] == "ok", reply
+    a.rtp.sendto(rtp_packet(3), (node.media_ip, to_a_side))
+    silenced = b.rtp.recv(2048)
+    assert silenced[:12] == rtp_packet(3)[:12]
+    assert silenced[12:] == b"\xff" * 160, "PCMU silence"
+    node.ng.request({"command": "unsilence media", "call-id": "block-silence", "from-tag": "tagA"})
+    a.rtp.sendto(rtp_packet(4), (node.media_ip, to_a_side))
+    assert b.rtp.recv(2048) == rtp_packet(4)
+    unknown = node.ng.request({"command": "block media", "call-id": "nope"})
+    assert unknown == {"result": "error", "error-reason": "Unknown call-ID"}
+
+
+def test_retransmitted_offer_allocates_nothing_new(karl_factory, parties) -> None:
+    node = karl_factory()
+    a = parties()
+    request = {"command": "offer", "call-id": "retrans", "from-tag": "tagA", "sdp": sdp(a.port)}
+    from karl_core.ng import bencode
+
+    datagram = b"retrans-cookie " + bencode.encode(request)
+    first = node.ng.raw(datagram)
+    second = node.ng.raw(datagram)
+    assert first is not None and first == second
+    reply = node.ng.request({"command": "query", "call-id": "retrans"})
+    ports = {
+        s["local port"]
+        for tag in reply["tags"].values()
+        for m in tag["medias"]
+        for s in m.get("streams", [])
+    }
+    assert len(ports) == 4, ports  # one RTP/RTCP pair per side, nothing more
+
+
+def test_delete_frees_ports_and_delete_delay_keeps_call_queryable(karl_factory, parties) -> None:
+    node = karl_factory(ports=8)  # room for exactly two calls' worth of pairs
+    a, b = parties(), parties()
+    setup_call(node, a, b, "del-1")
+    setup_call(node, a, b, "del-2")
+    full = node.ng.request(
+        {"command": "offer", "call-id": "del-3", "from-tag": "x", "sdp": sdp(a.port)}
+    )
+    assert full == {"result": "error", "error-reason": "Ran out of ports"}
+    delayed = node.ng.request({"command": "delete", "call-id": "del-1", "from-tag": "tagA"})
+    assert delayed["result"] == "ok" and "totals" in delayed
+    assert node.ng.request({"command": "query", "call-id": "del-1"})["result"] == "ok"
+    gone = node.ng.request({"command": "delete", "call-id": "del-2", "delete-delay": 0})
+    assert gone == {"result": "ok"}
+    assert node.ng.request({"command": "query", "call-id": "del-2"}) == {
+        "result": "error",
+        "error-reason": "Unknown call-id",
+    }
+    again = node.ng.request({"command": "offer", "call-id": "del-3", "from-tag": "x", "sdp": sdp(a.port)})
+    assert again["result"] == "ok", "ports of the deleted call must be free again"
+
+
+def test_media_timeout_ends_call_and_frees_ports(karl_factory, parties) -> None:
+    node = karl_factory(KARL_TIMEOUT="2", KARL_DELETE_DELAY="0")
+    a, b = parties(), parties()
+    setup_call(node, a, b, "timeout-call")
+
+    def gone() -> bool:
+        reply = node.ng.request({"command": "query", "call-id": "timeout-call"})
+        return reply.get("error-reason") == "Unknown call-id"
+
+    wait_for(gone, timeout=8)
+    stats = node.ng.request({"command": "statistics"})["statistics"]
+    assert stats["totalstatistics"]["timeoutsessions"] == 1
+
+
+def test_offer_timeout_for_unanswered_call(karl_factory, parties) -> None:
+    node = karl_factory(KARL_OFFER_TIMEOUT="2")
+    a = parties()
+    assert node.ng.request({"command": "offer", "call-id": "unanswered", "from-tag": "x", "sdp": sdp(a.port)})[
+        "result"
+    ] == "ok"
+    wait_for(lambda: "unanswered" not in node.ng.request({"command": "list"})["calls"], timeout=8)
+
+
+def test_load_limit_on_max_sessions(karl_factory, parties) -> None:
+    node = karl_factory(KARL_MAX_SESSIONS="1")
+    a = parties()
+    assert node.ng.request({"command": "offer", "call-id": "l1", "from-tag": "x", "sdp": sdp(a.port)})["result"] == "ok"
+    limited = node.ng.request(
+        {"command": "offer", "call-id": "l2", "from-tag": "x", "sdp": sdp(a.port), "supports": ["load limit"]}
+    )
+    assert limited == {"result": "load limit", "message": "Parallel session limit reached"}
+    plain = node.ng.request({"command": "offer", "call-id": "l3", "from-tag": "x", "sdp": sdp(a.port)})
+    assert plain == {"result": "error", "error-reason": "Parallel session limit reached"}
+    # an existing call's re-offer is not a new call
+    assert node.ng.request({"command": "offer", "call-id": "l1", "from-tag": "x", "sdp": sdp(a.port)})["result"] == "ok"
+
+
+def test_garbage_to_ng_and_media_ports_does_not_disturb_calls(karl_factory, parties) -> None:
+    node = karl_factory()
+    a, b = parties(), parties()
+    to_a_side, to_b_side = setup_call(node, a, b, "garbage")
+    rng = __import__("random").Random(7)
+    for _ in range(200):
+        junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+        node.ng.sock.sendto(junk, node.ng.address)
+        a.rtcp.sendto(junk, (node.media_ip, to_b_side))  # a stranger hits B's media port
+    # drain whatever replies the junk provoked, then check the NG port and the call still work
+    node.ng.sock.settimeout(0.3)
+    while True:
+        try:
+            node.ng.sock.recv(65535)
+        except TimeoutError:
+            break
+    assert node.ng.raw(b"c1 d3:abc", timeout=2) == (
+        b"c1 d6:result5:error12:error-reason35:Could not decode bencode dictionarye"
+    )
+    a.rtp.sendto(rtp_packet(1), (node.media_ip, to_a_side))
+    assert b.rtp.recv(2048) == rtp_packet(1)
+    assert node.ng.request({"command": "ping"}) == {"result": "pong"}
+
+
+def test_sigterm_stops_and_releases_ports(tmp_path, parties) -> None:
+    from karl_testkit import NgClient, free_port_block, karl_env, wait_for_pong
+
+    ng_port = free_port()
+    base = free_port_block(20, "127.0.0.2")
+    env = karl_env("127.0.0.2", ng_port, base, base + 19, {"KARL_SHUTDOWN_GRACE": "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "karl_medianode"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    client = NgClient(("127.0.0.1", ng_port))
+    try:
+        wait_for_pong(client, proc, "karl")
+        a = parties()
+        assert client.request({"command": "offer", "call-id": "t", "from-tag": "x", "sdp": sdp(a.port)})["result"] == "ok"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert time.monotonic() - started < 5
+        for port in range(base, base + 20):  # every media port can be bound again
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.2", port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        client.close()
+
+
+def test_second_node_on_same_ng_port_fails_naming_the_port(karl_factory) -> None:
+    node = karl_factory()
+    from karl_testkit import free_port_block, karl_env
+
+    base = free_port_block(10, "127.0.0.2")
+    env = karl_env("127.0.0.2", node.ng.address[1], base, base + 9, {})
+    proc = subprocess.run([sys.executable, "-m", "karl_medianode"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode != 0
+    assert str(node.ng.address[1]) in proc.stderr and "in use" in proc.stderr
+    assert os.path.exists(ROOT)
