@@ -173,6 +173,7 @@ class TrafficSpec:
     connect: bool = True
     recv_batch_s: float = 0.0  # > 0: fewer receiver wake-ups, for throughput runs (latency is off)
     realtime_priority: int = 0  # > 0: generator processes run SCHED_FIFO (see rtpworkers)
+    burst: int = 1  # > 1: packets per stream back to back via sendmmsg (needs connect)
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ def run_traffic(call_set: CallSet, spec: TrafficSpec, where: Placement | None = 
 
     t0 = time.monotonic_ns() + 150_000_000
     end = t0 + int(spec.duration_s * 1e9)
-    schedule = Schedule(t0, end, spec.pps_per_stream, spec.payload_size, spec.realtime_priority)
+    schedule = Schedule(t0, end, spec.pps_per_stream, spec.payload_size, spec.realtime_priority, spec.burst)
     senders_done = ctx.Value("q", 0)
     recv_procs = []
     recv_pipes: list[Connection] = []
@@ -405,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--senders", type=int, default=2, help="sender processes")
     parser.add_argument("--receivers", type=int, default=1, help="receiver processes")
     parser.add_argument("--recv-batch-us", type=float, default=0.0, help="receiver nap after each poll")
+    parser.add_argument("--burst", type=int, default=1, help="packets per stream back to back (sendmmsg)")
     parser.add_argument("--rt", type=int, default=0, help="SCHED_FIFO priority for the generator (0: off)")
     parser.add_argument("--no-connect", action="store_true", help="use sendto on unconnected sockets")
     parser.add_argument("--proxy-pid", type=int, help="measure this process's CPU time")
@@ -436,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             connect=not args.no_connect,
             recv_batch_s=args.recv_batch_us / 1e6,
             realtime_priority=args.rt,
+            burst=args.burst,
         )
         where = Placement(args.proxy_pid, args.proxy_ip, args.proxy_core, args.generator_core)
         result = run_traffic(call_set, spec, where)

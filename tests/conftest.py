@@ -8,16 +8,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from karl_testkit import (
-    RTPENGINE,
     ROOT,
+    RTPENGINE,
     NgClient,
     NgServer,
-    karl_env,
-    wait_for_pong,
     free_port,
     free_port_block,
+    karl_env,
+    wait_for_pong,
 )
+
 
 @pytest.fixture
 def karl_factory(tmp_path: Path) -> Iterator[Callable[..., NgServer]]:
@@ -37,7 +39,9 @@ def karl_factory(tmp_path: Path) -> Iterator[Callable[..., NgServer]]:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
-        server = NgServer("karl", proc, NgClient(("127.0.0.1", ng_port)), media_ip, port_min, port_max, log_path)
+        server = NgServer(
+            "karl", proc, NgClient(("127.0.0.1", ng_port)), media_ip, port_min, port_max, log_path
+        )
         started.append(server)
         try:
             wait_for_pong(server.ng, proc, "karl")
@@ -80,7 +84,9 @@ def rtpengine_factory(tmp_path: Path) -> Iterator[Callable[..., NgServer]]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        server = NgServer("rtpengine", proc, NgClient(("127.0.0.1", ng_port)), media_ip, port_min, port_max, log_path)
+        server = NgServer(
+            "rtpengine", proc, NgClient(("127.0.0.1", ng_port)), media_ip, port_min, port_max, log_path
+        )
         started.append(server)
         try:
             wait_for_pong(server.ng, proc, "rtpengine")

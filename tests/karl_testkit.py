@@ -9,9 +9,8 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +148,9 @@ class NgServer:
         return self.proc.returncode
 
 
-def karl_env(media_ip: str, ng_port: int, port_min: int, port_max: int, extra: dict[str, str]) -> dict[str, str]:
+def karl_env(
+    media_ip: str, ng_port: int, port_min: int, port_max: int, extra: dict[str, str]
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KARL_")}
     env.update(
         {
@@ -169,5 +170,3 @@ def karl_env(media_ip: str, ng_port: int, port_min: int, port_max: int, extra: d
         env.setdefault(key, str(free_port()))
     env.update(extra)
     return env
-
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from karl_core.session import Endpoint, MediaState, Monologue
-
 from karl_medianode.calls import Call, MediaSockets
 from karl_medianode.relay import PacketStream
 
@@ -22,7 +21,10 @@ def _endpoint_dict(endpoint: tuple[str, int] | Endpoint | None) -> dict[str, Any
 
 def _stream_dict(stream: PacketStream, *, rtcp: bool, muxed: bool, fallback_time: int) -> dict[str, Any]:
     flags = ["RTP", "RTCP"] if muxed and not rtcp else ["RTCP" if rtcp else "RTP"]
-    if stream.endpoint is not None or stream.advertised is not None:
+    if muxed and rtcp:
+        flags.append("fallback RTCP")  # an RTCP socket kept while RTCP rides on the RTP port
+    sdp_endpoint = stream.owner if isinstance(stream.owner, Endpoint) else None
+    if stream.endpoint is not None or sdp_endpoint is not None:
         flags.append("filled")
     if stream.confirmed:
         flags.append("confirmed")
@@ -30,28 +32,71 @@ def _stream_dict(stream: PacketStream, *, rtcp: bool, muxed: bool, fallback_time
         flags.append("strict source address")
     if stream.media_handover:
         flags.append("media handover")
-    endpoint = stream.endpoint or stream.advertised
+    endpoint: tuple[str, int] | Endpoint | None = sdp_endpoint
+    if stream.confirmed and stream.endpoint is not None:
+        endpoint = stream.endpoint
     return {
         "local port": stream.local_port,
         "local address": stream.local_ip,
         "family": "IPv6" if ":" in stream.local_ip else "IPv4",
         "endpoint": _endpoint_dict(endpoint),
-        "advertised endpoint": _endpoint_dict(stream.advertised),
+        "advertised endpoint": _endpoint_dict(sdp_endpoint),
         "last packet": int(stream.last_packet) if stream.last_packet else fallback_time,
         "flags": flags,
         "stats": {"packets": stream.packets, "bytes": stream.bytes, "errors": stream.errors},
     }
 
 
+def _muxed_rtcp_entry(rtp: PacketStream, now: int) -> dict[str, Any]:
+    """rtcp-mux on a single port: rtpengine still lists an RTCP stream, with local port 0."""
+    sdp_endpoint = rtp.owner if isinstance(rtp.owner, Endpoint) else None
+    rtcp_endpoint = Endpoint(sdp_endpoint.address, sdp_endpoint.port + 1) if sdp_endpoint else None
+    flags = ["RTCP", "fallback RTCP"] + (["filled"] if rtcp_endpoint else [])
+    return {
+        "local port": 0,
+        "local address": rtp.local_ip,
+        "family": "IPv6" if ":" in rtp.local_ip else "IPv4",
+        "endpoint": _endpoint_dict(rtcp_endpoint),
+        "advertised endpoint": _endpoint_dict(rtcp_endpoint),
+        "last packet": now,
+        "flags": flags,
+        "stats": {"packets": 0, "bytes": 0, "errors": 0},
+    }
+
+
+def _socketless_streams(media: MediaState, now: int) -> list[dict[str, Any]]:
+    """A rejected media (port 0) has stream entries but no sockets, as in rtpengine."""
+    result = []
+    for component, kind in ((0, "RTP"), (1, "RTCP")):
+        endpoint: dict[str, Any] = {}
+        flags = [kind]
+        if media.sdp_address is not None:
+            endpoint = _endpoint_dict(Endpoint(media.sdp_address, media.sdp_port + component if media.sdp_port else component))
+            flags.append("filled")
+        result.append(
+            {
+                "endpoint": endpoint,
+                "advertised endpoint": dict(endpoint),
+                "last packet": now,
+                "flags": flags,
+                "stats": {"packets": 0, "bytes": 0, "errors": 0},
+            }
+        )
+    return result
+
+
 def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str]:
+    # rtpengine's send/recv are the proxy's view: it sends to a party that receives
     flags: list[str] = []
     if mono.tag:
         flags.append("initialized")
     if "asymmetric" in media.flags:
         flags.append("asymmetric")
-    if media.send:
-        flags.append("send")
+    if "unidirectional" in media.flags:
+        flags.append("unidirectional")
     if media.recv:
+        flags.append("send")
+    if media.send:
         flags.append("recv")
     if media.rtcp_mux:
         flags.append("rtcp-mux")
@@ -66,7 +111,11 @@ def _media_dict(call: Call, mono: Monologue, media: MediaState, answerer: bool, 
     if sockets.rtp is not None:
         streams.append(_stream_dict(sockets.rtp, rtcp=False, muxed=media.rtcp_mux, fallback_time=now))
     if sockets.rtcp is not None:
-        streams.append(_stream_dict(sockets.rtcp, rtcp=True, muxed=False, fallback_time=now))
+        streams.append(_stream_dict(sockets.rtcp, rtcp=True, muxed=media.rtcp_mux, fallback_time=now))
+    elif sockets.rtp is not None and media.rtcp_mux:
+        streams.append(_muxed_rtcp_entry(sockets.rtp, now))
+    if not streams and media.rejected:
+        streams = _socketless_streams(media, now)
     result: dict[str, Any] = {"index": media.index, "type": media.media_type, "protocol": media.protocol}
     if streams:
         result["streams"] = streams
@@ -85,8 +134,9 @@ def call_stats(call: Call, selected: Monologue | None = None) -> dict[str, Any]:
     if selected is None:
         wanted = list(state.monologues.values())
     else:
-        partner = state.partner_of(selected)
-        wanted = [selected] + ([partner] if partner is not None else [])
+        # the selected party and the parties it hears
+        heard = [selected.partner, *selected.former_partners]
+        wanted = [selected] + [state.monologues[uid] for uid in heard if uid in state.monologues]
     tags: dict[str, Any] = {}
     untagged = 0
     for mono in state.monologues.values():
@@ -105,12 +155,14 @@ def call_stats(call: Call, selected: Monologue | None = None) -> dict[str, Any]:
         linked = ([partner] if partner is not None else []) + [
             state.monologues[uid] for uid in mono.former_partners if uid in state.monologues
         ]
-        links = [{"tag": other.tag, "type": "offer/answer"} for other in linked]
-        entry["subscriptions"] = links
-        entry["subscribers"] = [dict(link) for link in links]
-        entry["medias"] = [
-            _media_dict(call, mono, media, mono.answerer, now) for media in mono.medias
+        # subscriptions: whom this party hears; subscribers: who hears it (an abandoned fork still
+        # reaches the offerer but no longer hears it)
+        listeners = ([partner] if partner is not None else []) + [
+            other for other in state.monologues.values() if mono.uid in other.former_partners
         ]
+        entry["subscriptions"] = [{"tag": other.tag, "type": "offer/answer"} for other in linked]
+        entry["subscribers"] = [{"tag": other.tag, "type": "offer/answer"} for other in listeners]
+        entry["medias"] = [_media_dict(call, mono, media, mono.answerer, now) for media in mono.medias]
         tags[key] = entry
     totals = {"RTP": {"packets": 0, "bytes": 0, "errors": 0}, "RTCP": {"packets": 0, "bytes": 0, "errors": 0}}
     for sockets in call.sockets.values():
@@ -119,10 +171,7 @@ def call_stats(call: Call, selected: Monologue | None = None) -> dict[str, Any]:
             totals[kind]["packets"] += stream.packets
             totals[kind]["bytes"] += stream.bytes
             totals[kind]["errors"] += stream.errors
-            if not stream.is_rtcp:
-                totals["RTCP"]["packets"] += stream.rtcp_packets
-                totals["RTCP"]["bytes"] += stream.rtcp_bytes
-    created_us = int(round((state.created - int(state.created)) * 1_000_000))
+    created_us = round((state.created - int(state.created)) * 1_000_000)
     return {
         "created": int(state.created),
         "created_us": created_us,

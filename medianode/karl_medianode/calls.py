@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from karl_core.session import CallState, MediaState, Monologue
-
 from karl_medianode.relay import PacketStream
 
 

@@ -10,7 +10,6 @@ import sys
 
 from karl_core import __version__
 from karl_core.config import ConfigError, KarlConfig, load_config
-
 from karl_medianode.engine import EngineSettings
 from karl_medianode.logs import setup_logging
 from karl_medianode.node import NodeSettings, run_node
@@ -71,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(cfg.log.level, cfg.log.format)
     for section in cfg.unimplemented_sections():
-        log.warning("configuration section %r is accepted but not implemented yet", section,
-                    extra={"event": "config_unimplemented"})
+        log.warning(
+            "configuration section %r is accepted but not implemented yet",
+            section,
+            extra={"event": "config_unimplemented"},
+        )
     settings = node_settings(cfg)
     try:
         import uvloop

@@ -16,15 +16,14 @@ from karl_core.ng.errors import NgError
 from karl_core.ng.options import NgOptions
 from karl_core.sdp import SdpError
 from karl_core.session import CallState, Codec, Endpoint, MediaState, Monologue
-
 from karl_medianode.call_stats import call_stats
 from karl_medianode.calls import Call, MediaSockets
 from karl_medianode.clock import CoarseClock
 from karl_medianode.ports import PortAllocator, PortsExhausted
-from karl_medianode.relay import PacketStream, Relay
+from karl_medianode.relay import EndpointLearning, PacketStream, Relay
 from karl_medianode.rewrite.inbound import InboundMedia, InboundSdp, read_sdp
 from karl_medianode.rewrite.outbound import OutboundMedia, SessionRewrite, write_sdp
-from karl_medianode.rtp.silence import silence_for
+from karl_medianode.rtp.silence import silencer
 
 log = logging.getLogger("karl.engine")
 
@@ -172,11 +171,8 @@ class CallEngine:
                 if partner is not None:
                     answerer.via_branch = partner.via_branch
                     answerer.medias = [_copy_media_shell(m) for m in partner.medias]
-                    partner.partner = None
-                    offerer.former_partners.insert(0, partner.uid)
                     self._release_monologue(call, offerer)
-        offerer.partner = answerer.uid
-        answerer.partner = offerer.uid
+        self._pair(offerer, answerer, state)
         answerer.answerer = True
         offerer.answerer = False
         self._apply_labels(answerer, opts, answering=True)
@@ -214,16 +210,18 @@ class CallEngine:
         log.info("call created", extra={"call_id": call_id, "event": "call_created"})
         return call
 
-    def _partner_for_offer(self, state: CallState, offerer: Monologue, opts: NgOptions, now: float) -> Monologue:
+    def _partner_for_offer(
+        self, state: CallState, offerer: Monologue, opts: NgOptions, now: float
+    ) -> Monologue:
         if opts.to_tag:
             found = state.by_tag(opts.to_tag)
             if found is not None:
-                return self._pair(offerer, found)
+                return self._pair(offerer, found, state)
             partner = state.partner_of(offerer)
             if partner is not None and not partner.tag:
                 partner.tag = opts.to_tag
                 return partner
-            return self._pair(offerer, state.new_monologue(now, opts.to_tag))
+            return self._pair(offerer, state.new_monologue(now, opts.to_tag), state)
         partner = state.partner_of(offerer)
         if partner is not None and (opts.via_branch is None or partner.via_branch in (None, opts.via_branch)):
             if opts.via_branch is not None:
@@ -232,26 +230,35 @@ class CallEngine:
         if opts.via_branch is not None:
             for mono in state.monologues.values():
                 if mono.via_branch == opts.via_branch and not mono.tag:
-                    return self._pair(offerer, mono)
+                    return self._pair(offerer, mono, state)
         fresh = state.new_monologue(now)
         fresh.via_branch = opts.via_branch
-        return self._pair(offerer, fresh)
+        return self._pair(offerer, fresh, state)
 
     @staticmethod
-    def _pair(a: Monologue, b: Monologue) -> Monologue:
+    def _pair(a: Monologue, b: Monologue, state: CallState | None = None) -> Monologue:
+        """Link a and b. A party linked before keeps receiving from `a` but loses its own link (fork)."""
+        for one, other in ((a, b), (b, a)):
+            previous = one.partner
+            if previous is not None and previous != other.uid:
+                if previous not in one.former_partners:
+                    one.former_partners.insert(0, previous)
+                if state is not None and (old := state.monologues.get(previous)) is not None:
+                    if old.partner == one.uid:
+                        old.partner = None
+            if other.uid in one.former_partners:
+                one.former_partners.remove(other.uid)
         a.partner = b.uid
         b.partner = a.uid
         return b
 
     @staticmethod
     def _apply_labels(mono: Monologue, opts: NgOptions, answering: bool = False) -> None:
-        label = opts.set_label if answering and opts.set_label else opts.label
-        if answering:
-            label = opts.set_label
+        # in an answer `label` names the answerer (`to-label`/`set-label` only when `label` is absent);
+        # via-branch belongs to the answering side only, as rtpengine lists it
+        label = (opts.label or opts.set_label) if answering else opts.label
         if label:
             mono.label = label
-        if opts.via_branch and not mono.via_branch:
-            mono.via_branch = opts.via_branch
 
     # ------------------------------------------------------------------ negotiation
 
@@ -264,9 +271,19 @@ class CallEngine:
             a_media = _ensure_media(offerer, media_in)
             b_media = _ensure_media(answerer, media_in)
             previous = _advertised_of(call, offerer, a_media)
+            if a_media.media_type != media_in.media_type:
+                # a different kind of media on this m= line (e.g. T.38 re-INVITE): new sockets both sides
+                self._close_sockets(call.media_sockets(offerer, a_media))
+                self._close_sockets(call.media_sockets(answerer, b_media))
+                b_media.ptime = None
+                previous = None
             _update_media_from_sdp(a_media, media_in, opts)
             b_media.media_type = media_in.media_type
-            b_media.protocol = opts.transport_protocol if _valid_proto(opts.transport_protocol) else media_in.protocol
+            if not answerer.tag or not b_media.codecs:
+                # until it answers, the other side is expected to mirror the offered direction
+                b_media.send, b_media.recv = a_media.recv, a_media.send
+            wanted = opts.transport_protocol
+            b_media.protocol = wanted if wanted is not None and wanted != "accept" else media_in.protocol
             if not media_in.is_udp:
                 out.append(_unmanaged(media_in))
                 continue
@@ -277,23 +294,34 @@ class CallEngine:
             b_media.rejected = False
             codecs = _apply_codec_options(a_media.codecs, opts) if media_in.is_rtp else None
             a_media.offered_payload_types = [c.payload_type for c in codecs or []]
-            b_media.codecs = [Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
-                              for c in (codecs or [])]
+            b_media.codecs = [
+                Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
+                for c in (codecs or [])
+            ]
             mux_to_answerer = media_in.rtcp_mux if not (mux_flags & _MUX_OFFERED_TO_ANSWERER) else True
             if "demux" in mux_flags:
                 mux_to_answerer = False
             if not media_in.is_rtp:
                 mux_to_answerer = False
-            a_media.flags = {f for f in a_media.flags if not f.startswith("mux-")} | {f"mux-{f}" for f in mux_flags}
+            a_media.flags = {f for f in a_media.flags if not f.startswith("mux-")} | {
+                f"mux-{f}" for f in mux_flags
+            }
             require = "require" in mux_flags and media_in.is_rtp
             b_sockets = call.media_sockets(answerer, b_media)
             new_endpoint = _endpoint_of(media_in, opts)
-            port_changed = previous is not None and new_endpoint is not None and previous != new_endpoint
+            port_changed = (
+                previous is not None
+                and new_endpoint is not None
+                and not new_endpoint.is_unspecified
+                and previous != new_endpoint
+            )
             if port_changed and not opts.port_latching and b_sockets.rtp is not None:
                 self._close_sockets(b_sockets)
             await self._ensure_sockets(b_sockets, single=require or b_media.rtcp_mux, rtcp=media_in.is_rtp)
             a_sockets = call.media_sockets(offerer, a_media)
-            await self._ensure_sockets(a_sockets, single=False, rtcp=media_in.is_rtp)
+            # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
+            a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
+            await self._ensure_sockets(a_sockets, single=a_single, rtcp=media_in.is_rtp)
             self._configure_party(a_sockets, a_media, media_in, opts)
             self._wire(call, offerer, a_media, answerer, b_media)
             assert b_sockets.rtp is not None
@@ -326,7 +354,18 @@ class CallEngine:
         for media_in in inbound.medias:
             b_media = _ensure_media(answerer, media_in)
             a_media = _ensure_media(offerer, media_in)
+            previous = _advertised_of(call, answerer, b_media)
             _update_media_from_sdp(b_media, media_in, opts)
+            new_endpoint = _endpoint_of(media_in, opts)
+            if (
+                previous is not None
+                and new_endpoint is not None
+                and not new_endpoint.is_unspecified
+                and previous != new_endpoint
+                and not opts.port_latching
+            ):
+                # the answerer moved (e.g. 200 OK after 183 from elsewhere): new ports towards the offerer
+                self._close_sockets(call.media_sockets(offerer, a_media))
             protocol = a_media.protocol
             if opts.transport_protocol == "accept":
                 protocol = media_in.protocol
@@ -334,7 +373,11 @@ class CallEngine:
                 out.append(_unmanaged(media_in))
                 continue
             if media_in.rejected:
+                # the answerer refused this stream: rtpengine gives up its sockets on both sides
                 b_media.rejected = True
+                a_media.rejected = True
+                self._close_sockets(call.media_sockets(offerer, a_media))
+                self._close_sockets(call.media_sockets(answerer, b_media))
                 out.append(_rejected(media_in, protocol))
                 continue
             mux_flags = {f[4:] for f in a_media.flags if f.startswith("mux-")}
@@ -351,8 +394,13 @@ class CallEngine:
             if media_in.is_rtp:
                 offered = set(a_media.offered_payload_types)
                 codecs = [c for c in b_media.codecs if c.payload_type in offered]
+                if opts.single_codec:
+                    codecs = _single_codec(codecs)
             a_sockets = call.media_sockets(offerer, a_media)
+            fresh = a_sockets.rtp is None
             await self._ensure_sockets(a_sockets, single=False, rtcp=media_in.is_rtp)
+            if fresh:
+                _readvertise(a_sockets, a_media)
             b_sockets = call.media_sockets(answerer, b_media)
             await self._ensure_sockets(b_sockets, single=False, rtcp=media_in.is_rtp)
             self._configure_party(b_sockets, b_media, media_in, opts)
@@ -439,8 +487,8 @@ class CallEngine:
 
     def _close_sockets(self, sockets: MediaSockets) -> None:
         for stream in sockets.streams():
-            self.counters.closed_packets += stream.packets + stream.rtcp_packets
-            self.counters.closed_bytes += stream.bytes + stream.rtcp_bytes
+            self.counters.closed_packets += stream.packets
+            self.counters.closed_bytes += stream.bytes
             self.counters.closed_errors += stream.errors
             self.relay.close_stream(stream)
         sockets.rtp = None
@@ -455,7 +503,8 @@ class CallEngine:
         if endpoint is not None:
             if media_in.rtcp is not None:
                 rtcp_endpoint = Endpoint(
-                    media_in.rtcp.address if not opts.sip_source_address else endpoint.address, media_in.rtcp.port
+                    media_in.rtcp.address if not opts.sip_source_address else endpoint.address,
+                    media_in.rtcp.port,
                 )
             else:
                 rtcp_endpoint = Endpoint(endpoint.address, endpoint.port + 1)
@@ -464,6 +513,8 @@ class CallEngine:
             stream.asymmetric = opts.asymmetric
             stream.strict_source = opts.strict_source
             stream.media_handover = opts.media_handover
+            if opts.endpoint_learning is not None:
+                stream.learning = EndpointLearning.parse(opts.endpoint_learning.value)
             stream.signalled(now)
         if sockets.rtp is not None:
             _set_peer(sockets.rtp, endpoint)
@@ -472,6 +523,8 @@ class CallEngine:
             _set_peer(sockets.rtcp, rtcp_endpoint)
         if opts.asymmetric:
             media.flags.add("asymmetric")
+        if opts.unidirectional:
+            media.flags.add("unidirectional")
 
     def _wire(self, call: Call, a: Monologue, a_media: MediaState, b: Monologue, b_media: MediaState) -> None:
         a_s = call.media_sockets(a, a_media)
@@ -482,8 +535,8 @@ class CallEngine:
         b_s.rtp.sink = a_s.rtp
         a_rtcp_out = a_s.rtp if (a_media.rtcp_mux or a_s.rtcp is None) else a_s.rtcp
         b_rtcp_out = b_s.rtp if (b_media.rtcp_mux or b_s.rtcp is None) else b_s.rtcp
-        a_s.rtp.rtcp_mux = True
-        b_s.rtp.rtcp_mux = True
+        a_s.rtp.rtcp_mux = a_media.rtcp_mux
+        b_s.rtp.rtcp_mux = b_media.rtcp_mux
         a_s.rtp.rtcp_sink = b_rtcp_out
         b_s.rtp.rtcp_sink = a_rtcp_out
         if a_s.rtcp is not None:
@@ -519,13 +572,16 @@ class CallEngine:
         delay = self.settings.delete_delay if opts.delete_delay is None else float(opts.delete_delay)
         reply: dict[str, Any] = {"result": "ok"}
         if opts.from_tag:
-            reply.update(call_stats(call))
+            reply.update(call_stats(call, selected))
         now = self.clock.now
-        if selected is not None and self._branch_only(call, selected):
-            # an abandoned fork: rtpengine keeps it listed but it carries no media any more
-            selected.deleted_at = now + max(delay, 0.0)
-            for stream in call.monologue_streams(selected):
-                stream.blocked = True
+        if selected is not None and _links_left_without(call.state, selected):
+            # one branch goes; the call lives on while other parties are still linked
+            if delay <= 0:
+                self._detach(call, selected)
+            else:
+                selected.deleted_at = now + delay
+                for stream in call.monologue_streams(selected):
+                    stream.blocked = True
             return reply
         if delay <= 0:
             self._destroy(call, "deleted")
@@ -534,6 +590,21 @@ class CallEngine:
             for stream in call.all_streams():
                 stream.blocked = True
         return reply
+
+    def _detach(self, call: Call, mono: Monologue) -> None:
+        """A deleted branch: it stays listed (as in rtpengine) but loses its links and its media."""
+        mono.deleted_at = None
+        mono.partner = None
+        mono.former_partners.clear()
+        for other in call.state.monologues.values():
+            if other.partner == mono.uid:
+                other.partner = None
+            if mono.uid in other.former_partners:
+                other.former_partners.remove(mono.uid)
+        for stream in call.monologue_streams(mono):
+            stream.blocked = True
+        if not _links_left_without(call.state, None):
+            self._destroy(call, "deleted", regular=True)
 
     def _select_for_delete(self, call: Call, opts: NgOptions) -> Monologue | None:
         state = call.state
@@ -548,15 +619,6 @@ class CallEngine:
         if opts.from_tag:
             return state.by_tag(opts.from_tag)
         return None
-
-    @staticmethod
-    def _branch_only(call: Call, mono: Monologue) -> bool:
-        """Deleting this monologue leaves another answered branch of the same offerer alive."""
-        state = call.state
-        if not mono.answerer:
-            return False
-        others = [m for m in state.monologues.values() if m.uid != mono.uid and m.answerer and m.tag]
-        return bool(others) and state.partner_of(mono) is None
 
     def query(self, opts: NgOptions) -> dict[str, Any]:
         if not opts.call_id:
@@ -623,7 +685,12 @@ class CallEngine:
             for mono in state.monologues.values():
                 for media in mono.medias:
                     sockets = call.sockets.get((mono.uid, media.index))
-                    if sockets and sockets.rtp and sockets.rtp.advertised and sockets.rtp.advertised[0] == opts.address:
+                    if (
+                        sockets
+                        and sockets.rtp
+                        and sockets.rtp.advertised
+                        and sockets.rtp.advertised[0] == opts.address
+                    ):
                         return mono
             raise NgError(E.ADDRESS_NO_MATCH)
         if opts.from_tag:
@@ -660,8 +727,9 @@ class CallEngine:
                 continue
             for mono in list(state.monologues.values()):
                 if mono.deleted_at is not None and now >= mono.deleted_at:
-                    self._release_monologue(call, mono)
-                    mono.deleted_at = None
+                    self._detach(call, mono)
+            if call.call_id not in self.calls:
+                continue
             last_media = max((s.last_packet for s in call.all_streams()), default=0.0)
             idle = now - max(call.last_activity, last_media)
             age = now - state.created
@@ -711,10 +779,29 @@ class CallEngine:
 # ---------------------------------------------------------------------- helpers
 
 
+def _links_left_without(state: CallState, gone: Monologue | None) -> bool:
+    """Whether any offer/answer link remains between parties other than `gone`."""
+    skip = None if gone is None else gone.uid
+    for mono in state.monologues.values():
+        if mono.uid == skip:
+            continue
+        links = {mono.partner, *mono.former_partners} - {None, skip}
+        if links:
+            return True
+    return False
+
+
 def _copy_media_shell(media: MediaState) -> MediaState:
-    return MediaState(media.index, media.media_type, media.protocol, list(media.formats),
-                      [Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
-                       for c in media.codecs])
+    return MediaState(
+        media.index,
+        media.media_type,
+        media.protocol,
+        list(media.formats),
+        [
+            Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
+            for c in media.codecs
+        ],
+    )
 
 
 def _ensure_media(mono: Monologue, media_in: InboundMedia) -> MediaState:
@@ -724,16 +811,21 @@ def _ensure_media(mono: Monologue, media_in: InboundMedia) -> MediaState:
 
 
 def _update_media_from_sdp(media: MediaState, media_in: InboundMedia, opts: NgOptions) -> None:
-    media.media_type = media_in.media_type
     media.protocol = media_in.protocol
     media.formats = list(media_in.formats)
     media.codecs = list(media_in.codecs)
-    media.send = media_in.send and not _held(media_in)
-    media.recv = media_in.recv and not _held(media_in)
-    media.ptime = media_in.ptime
+    direction = _direction(media_in)
+    media.send = direction in ("sendrecv", "sendonly")
+    media.recv = direction in ("sendrecv", "recvonly")
+    if media_in.ptime is not None or media.media_type != media_in.media_type:
+        media.ptime = media_in.ptime  # otherwise the party's earlier ptime is remembered
     media.rejected = media_in.rejected
     media.rtcp_mux_offered = media_in.rtcp_mux
     media.mid = media_in.mid
+    media.sdp_address = media_in.connection
+    media.sdp_port = media_in.port
+    media.advertised_rtcp = media_in.rtcp
+    media.media_type = media_in.media_type
 
 
 def _held(media_in: InboundMedia) -> bool:
@@ -764,7 +856,20 @@ def _advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint |
     return Endpoint(address, port)
 
 
+def _readvertise(sockets: MediaSockets, media: MediaState) -> None:
+    """New sockets towards a party that already sent its SDP: point them at what it advertised."""
+    if media.sdp_address is None or media.rejected:
+        return
+    endpoint = Endpoint(media.sdp_address, media.sdp_port)
+    if sockets.rtp is not None:
+        _set_peer(sockets.rtp, endpoint)
+    if sockets.rtcp is not None:
+        _set_peer(sockets.rtcp, media.advertised_rtcp or Endpoint(endpoint.address, endpoint.port + 1))
+
+
 def _set_peer(stream: PacketStream, endpoint: Endpoint | None) -> None:
+    # what the SDP said, also 0.0.0.0 (hold), for `query`; the relay never sends to an unspecified address
+    stream.owner = endpoint
     if endpoint is None or endpoint.is_unspecified:
         stream.advertise(None)
     else:
@@ -781,13 +886,10 @@ def _payload_type_flags(codecs: list[Codec]) -> bytes | None:
     return bytes(flags)
 
 
-def _valid_proto(proto: str | None) -> bool:
-    return proto is not None and proto != "accept"
-
-
 def _unmanaged(media_in: InboundMedia) -> OutboundMedia:
-    return OutboundMedia(media_in.port, None, False, media_in.protocol, None, media_in.direction, None, "",
-                         managed=False)
+    return OutboundMedia(
+        media_in.port, None, False, media_in.protocol, None, media_in.direction, None, "", managed=False
+    )
 
 
 def _rejected(media_in: InboundMedia, protocol: str) -> OutboundMedia:
@@ -834,12 +936,24 @@ def _apply_codec_options(codecs: list[Codec], opts: NgOptions) -> list[Codec]:
     return result
 
 
+_SUPPLEMENTARY_CODECS = {"telephone-event", "cn"}
+
+
+def _single_codec(codecs: list[Codec]) -> list[Codec]:
+    """`single-codec`: the first real codec plus the supplementary ones (DTMF, comfort noise)."""
+    result: list[Codec] = []
+    have_main = False
+    for codec in codecs:
+        if codec.name.lower() in _SUPPLEMENTARY_CODECS:
+            result.append(codec)
+        elif not have_main:
+            result.append(codec)
+            have_main = True
+    return result
+
+
 def _silence_for_media(media: MediaState) -> Callable[[bytes], bytes] | None:
-    for codec in media.codecs:
-        fn = silence_for(codec.name, codec.clock_rate)
-        if fn is not None:
-            return fn
-    return None
+    return silencer({c.payload_type: (c.name, c.clock_rate) for c in media.codecs if c.name})
 
 
 def _origin_parts(inbound: InboundSdp) -> list[str] | None:

@@ -14,7 +14,6 @@ from karl_core.ng.errors import NgError, NoCookie
 from karl_core.ng.framing import Encoding, decode_payload, encode_reply, split_cookie
 from karl_core.ng.options import NgOptions, check_required, parse_options
 from karl_core.ng.reply_cache import CacheStatus, ReplyCache
-
 from karl_medianode.logs import RateLimitedLogger
 
 log = logging.getLogger("karl.ng")

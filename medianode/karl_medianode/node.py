@@ -15,7 +15,6 @@ from karl_core.ng import errors as E
 from karl_core.ng.commands import Command
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import NgOptions
-
 from karl_medianode.clock import CoarseClock
 from karl_medianode.engine import CallEngine, EngineSettings, LoadLimit
 from karl_medianode.ng_server import NgProtocol
@@ -54,7 +53,9 @@ def bind_udp(address: str, port: int, what: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise StartupError(f"{what} port {port} on {address} is already in use (another Karl or rtpengine?)")
+            raise StartupError(
+                f"{what} port {port} on {address} is already in use (another Karl or rtpengine?)"
+            ) from None
         raise StartupError(f"cannot bind {what} port {port} on {address}: {exc.strerror}") from exc
     sock.setblocking(False)
     return sock
@@ -79,8 +80,8 @@ class MediaNode:
         self.clock.start(loop)
         self.relay = Relay(loop, self.clock, self.ports.release)
         self.engine = CallEngine(s.engine, self.ports, self.relay, self.clock)
-        self.ng = NgProtocol(self.dispatch)
-        await loop.create_datagram_endpoint(lambda: self.ng, sock=ng_sock)  # type: ignore[arg-type,return-value]
+        ng = self.ng = NgProtocol(self.dispatch)
+        await loop.create_datagram_endpoint(lambda: ng, sock=ng_sock)
         self._sweeper = loop.create_task(self._sweep_loop())
         log.info(
             "media node started",
@@ -124,7 +125,10 @@ class MediaNode:
         if command is Command.LIST:
             return engine.list_calls(opts.limit)
         if command is Command.STATISTICS:
-            return {"result": "ok", "statistics": statistics(engine, self.ng.counters, time.time() - self.started)}
+            return {
+                "result": "ok",
+                "statistics": statistics(engine, self.ng.counters, time.time() - self.started),
+            }
         if command in (Command.BLOCK_MEDIA, Command.UNBLOCK_MEDIA):
             return engine.block_media(opts, block=command is Command.BLOCK_MEDIA)
         if command in (Command.SILENCE_MEDIA, Command.UNSILENCE_MEDIA):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from karl_core.ng.commands import Command
-
 from karl_medianode.engine import CallEngine
 from karl_medianode.ng_server import NgCounters
 
@@ -44,8 +43,8 @@ def relayed_totals(engine: CallEngine) -> tuple[int, int, int]:
     errors = engine.counters.closed_errors
     for call in engine.calls.values():
         for stream in call.all_streams():
-            packets += stream.packets + stream.rtcp_packets
-            octets += stream.bytes + stream.rtcp_bytes
+            packets += stream.packets
+            octets += stream.bytes
             errors += stream.errors
     return packets, octets, errors
 

@@ -175,6 +175,15 @@ def test_decode_ng_dict_reads_integers_like_strtoll(literal: bytes, value: int) 
     assert decode_ng_dict(b"d5:limit" + literal + b"e") == {"limit": value}
 
 
+def test_huge_integers_saturate_instead_of_failing() -> None:
+    # CPython's int() refuses more than 4300 digits; strtoll saturates
+    many = b"9" * 5000
+    assert decode_ng_dict(b"d1:ai" + many + b"e1:bi-" + many + b"ee") == {"a": INT64_MAX, "b": INT64_MIN}
+    assert decode_ng_dict(b"d1:ai " + b"0" * 5000 + b"12ee") == {"a": 12}
+    with pytest.raises(BencodeError):
+        decode(b"i" + many + b"x")
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -23,6 +23,7 @@ from karl_core.ng.framing import (
     load_limit_reply,
     split_cookie,
 )
+from karl_core.ng.options import check_required, parse_options
 
 # ------------------------------------------------------------------------------------------- cookie
 
@@ -169,8 +170,24 @@ def test_error_texts_are_exact() -> None:
 def test_arbitrary_datagrams_raise_only_protocol_errors(datagram: bytes) -> None:
     try:
         request = decode_request(datagram)
-        parse_command(request.payload)
+        command = parse_command(request.payload)
+        check_required(parse_options(request.payload, command))
     except (NoCookie, NgError):
+        pass
+
+
+_SYNTAX = [*(bytes([c]) for c in b"dlei07:- {}[],\""), b"9" * 50]
+_WORDS = [b"7:command", b"4:ping", b"5:offer", b"5:flags", b"5:limit", b"3:sdp", b"5:codec", b"6:delete"]
+_ng_soup = st.lists(st.sampled_from([*_SYNTAX, *_WORDS]), max_size=40)
+
+
+@given(st.sampled_from([b"d", b"{"]), _ng_soup)
+def test_ng_shaped_garbage_raises_only_protocol_errors(first: bytes, parts: list[bytes]) -> None:
+    try:
+        request = decode_request(b"cookie " + first + b"".join(parts))
+        command = parse_command(request.payload)
+        check_required(parse_options(request.payload, command))
+    except NgError:
         pass
 
 

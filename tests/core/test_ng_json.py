@@ -139,6 +139,15 @@ def test_a_parse_error_anywhere_beats_an_unconvertible_value() -> None:
     assert decode_json_dict(b'{"a":1} {"b":null}') == {"a": 1}
 
 
+def test_huge_numbers_saturate_like_g_ascii_strtoull() -> None:
+    many = b"9" * 5000
+    assert decode_json_dict(b'{"a":' + many + b',"b":-' + many + b',"c":0x' + b"f" * 5000 + b"}") == {
+        "a": -1,  # 2**64-1 read as signed
+        "b": 1,  # the parser negates the scanner's -1
+        "c": -1,
+    }
+
+
 def test_nesting_cap() -> None:
     ok = b'{"a":' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}"
     assert decode_json_dict(ok)

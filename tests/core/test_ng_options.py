@@ -164,6 +164,11 @@ def test_literal_commands_read_their_keys() -> None:
     )
     assert stop.output_destination is None
     assert stop.ignored == ("output-destination",)
+    query = parse_options(
+        {"command": "query", "call-id": "c", "metadata": "m", "via-branch": "v"}, Command.QUERY
+    )
+    assert query.metadata is None and query.via_branch is None
+    assert query.ignored == ("metadata", "via-branch")
 
 
 def test_later_alias_wins_and_a_non_string_clears() -> None:
@@ -575,6 +580,14 @@ def test_record_call(keys: dict[str, Any], flags: list[str], expected: bool | No
 def test_integer_keys_accept_numeric_strings(value: Any, expected: int | None) -> None:
     assert offer(TOS=value).tos == expected
     assert offer(tos=value).tos == expected
+
+
+def test_huge_numeric_strings_saturate() -> None:
+    many = "9" * 5000
+    assert parse_options({"limit": many}, Command.LIST).limit == 2**63 - 1
+    assert parse_options({"limit": "-" + many}, Command.LIST).limit == -(2**63)
+    assert parse_options({"call-id": "c", "delete-delay": many + "x"}, Command.DELETE).delete_delay is None
+    assert offer(TOS=many).tos == 2**63 - 1
 
 
 def test_ptime_only_in_offer() -> None:

@@ -81,7 +81,7 @@ def _exercise(sdp: SessionDescription) -> None:
                 parser(line.value)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_any_text_round_trips_and_raises_only_sdp_error(text: str) -> None:
     sdp = parse(text)
@@ -89,7 +89,7 @@ def test_any_text_round_trips_and_raises_only_sdp_error(text: str) -> None:
     _exercise(sdp)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(SDP_SOUP, max_size=40).map("".join))
 def test_sdp_like_soup_round_trips_and_raises_only_sdp_error(text: str) -> None:
     sdp = parse(text)
@@ -98,13 +98,14 @@ def test_sdp_like_soup_round_trips_and_raises_only_sdp_error(text: str) -> None:
     _exercise(sdp)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_any_bytes_round_trip(data: bytes) -> None:
     sdp = parse_bytes(data)
     assert sdp.to_bytes() == data
 
 
+@settings(deadline=None)
 @given(st.text(max_size=60))
 def test_typed_views_render_what_they_parsed(value: str) -> None:
     with contextlib.suppress(SdpError):
@@ -157,7 +158,7 @@ def _document(draw: st.DrawFn) -> SessionDescription:
     return SessionDescription(sessions, tail)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(_document())
 def test_built_models_round_trip(document: SessionDescription) -> None:
     text = document.serialize()
@@ -196,7 +197,7 @@ def _valid_sdp(draw: st.DrawFn) -> tuple[str, list[MediaLine]]:
     return eol.join(lines) + eol, media_lines
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(_valid_sdp())
 def test_generated_valid_sdps_pass_validation_and_round_trip(generated: tuple[str, list[MediaLine]]) -> None:
     text, media_lines = generated

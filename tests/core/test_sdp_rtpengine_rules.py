@@ -7,6 +7,7 @@ the corpus against the real daemon (when installed), so a daemon upgrade or a wr
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -391,3 +392,50 @@ def test_corpus_against_real_rtpengine(rtpengine_factory: Callable[..., Any]) ->
         if got != OK:
             mismatches.append((path.name, OK, got))
     assert not mismatches, mismatches
+
+
+MUTATION_BASES = [
+    B + "m=audio 2000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
+    "a=sendrecv\r\n",
+    "v=0\no=alice 5 6 IN IP6 ::1\ns=x\nt=0 0\nm=audio 4000 RTP/SAVP 0\nc=IN IP6 2001:db8::2\n"
+    "m=video 4002/2 RTP/AVPF 96\nc=IN IP4 10.0.0.1\na=rtpmap:96 VP8/90000\n",
+    B.replace("1.2.3.4\r\nt=", "0.0.0.0\r\nt=") + "m=image 5000 udptl t38\r\na=T38FaxVersion:0\r\n"
+    "m=message 2855 TCP/MSRP *\r\n",
+]
+MUTATION_ALPHABET = "v=omcaskbtz0189/ :\r\n\tIP46N.-[]x"
+
+
+def mutations(count: int, seed: int = 20261126) -> list[str]:
+    """Deterministic small random edits of valid SDPs (insert, delete or replace characters)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        chars = list(rng.choice(MUTATION_BASES))
+        for _ in range(rng.randint(1, 4)):
+            index = rng.randrange(len(chars) + 1)
+            roll = rng.random()
+            if roll < 0.4 and chars:
+                del chars[min(index, len(chars) - 1)]
+            elif roll < 0.8:
+                chars.insert(index, rng.choice(MUTATION_ALPHABET))
+            elif chars:
+                chars[min(index, len(chars) - 1)] = rng.choice(MUTATION_ALPHABET)
+        out.append("".join(chars))
+    return out
+
+
+@pytest.mark.sidebyside
+def test_random_mutations_against_real_rtpengine(rtpengine_factory: Callable[..., Any]) -> None:
+    rtpengine = rtpengine_factory(media_ip="127.0.0.3", ports=200, extra=["--delete-delay=0"])
+    mismatches = []
+    outcomes = set()
+    for index, text in enumerate(mutations(400)):
+        sdp = parse(text)
+        assert sdp.serialize() == text
+        predicted = rtpengine_error(sdp) or rtpengine_rewrite_error(sdp) or OK
+        got = _offer_outcome(rtpengine.ng, f"sdp-mutation-{index}", text, False)
+        outcomes.add(got)
+        if got != predicted:
+            mismatches.append((text, predicted, got))
+    assert not mismatches, mismatches
+    assert {OK, PARSE, INCOMPLETE} <= outcomes  # the corpus reaches all stages

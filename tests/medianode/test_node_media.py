@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+
 from karl_testkit import ROOT, NgServer, free_port, wait_for
 
 PEER_IP = "127.0.0.1"
@@ -167,11 +168,19 @@ def test_block_and_silence_media(karl_factory, parties) -> None:
     node = karl_factory()
     a, b = parties(), parties()
     to_a_side, _ = setup_call(node, a, b, "block-silence")
-    assert node.ng.request({"command": "block media", "call-id": "block-silence", "from-tag": "tagA"})["result"] == "ok"
+    assert (
+        node.ng.request({"command": "block media", "call-id": "block-silence", "from-tag": "tagA"})["result"]
+        == "ok"
+    )
     a.rtp.sendto(rtp_packet(1), (node.media_ip, to_a_side))
     b.rtp.settimeout(0.5)
     assert recv_all(b.rtp, 1) == []
-    assert node.ng.request({"command": "unblock media", "call-id": "block-silence", "from-tag": "tagA"})["result"] == "ok"
+    assert (
+        node.ng.request({"command": "unblock media", "call-id": "block-silence", "from-tag": "tagA"})[
+            "result"
+        ]
+        == "ok"
+    )
     b.rtp.settimeout(2)
     a.rtp.sendto(rtp_packet(2), (node.media_ip, to_a_side))
     assert b.rtp.recv(2048) == rtp_packet(2)
@@ -200,10 +209,7 @@ def test_retransmitted_offer_allocates_nothing_new(karl_factory, parties) -> Non
     assert first is not None and first == second
     reply = node.ng.request({"command": "query", "call-id": "retrans"})
     ports = {
-        s["local port"]
-        for tag in reply["tags"].values()
-        for m in tag["medias"]
-        for s in m.get("streams", [])
+        s["local port"] for tag in reply["tags"].values() for m in tag["medias"] for s in m.get("streams", [])
     }
     assert len(ports) == 4, ports  # one RTP/RTCP pair per side, nothing more
 
@@ -213,9 +219,7 @@ def test_delete_frees_ports_and_delete_delay_keeps_call_queryable(karl_factory, 
     a, b = parties(), parties()
     setup_call(node, a, b, "del-1")
     setup_call(node, a, b, "del-2")
-    full = node.ng.request(
-        {"command": "offer", "call-id": "del-3", "from-tag": "x", "sdp": sdp(a.port)}
-    )
+    full = node.ng.request({"command": "offer", "call-id": "del-3", "from-tag": "x", "sdp": sdp(a.port)})
     assert full == {"result": "error", "error-reason": "Ran out of ports"}
     delayed = node.ng.request({"command": "delete", "call-id": "del-1", "from-tag": "tagA"})
     assert delayed["result"] == "ok" and "totals" in delayed
@@ -247,16 +251,22 @@ def test_media_timeout_ends_call_and_frees_ports(karl_factory, parties) -> None:
 def test_offer_timeout_for_unanswered_call(karl_factory, parties) -> None:
     node = karl_factory(KARL_OFFER_TIMEOUT="2")
     a = parties()
-    assert node.ng.request({"command": "offer", "call-id": "unanswered", "from-tag": "x", "sdp": sdp(a.port)})[
-        "result"
-    ] == "ok"
+    assert (
+        node.ng.request({"command": "offer", "call-id": "unanswered", "from-tag": "x", "sdp": sdp(a.port)})[
+            "result"
+        ]
+        == "ok"
+    )
     wait_for(lambda: "unanswered" not in node.ng.request({"command": "list"})["calls"], timeout=8)
 
 
 def test_load_limit_on_max_sessions(karl_factory, parties) -> None:
     node = karl_factory(KARL_MAX_SESSIONS="1")
     a = parties()
-    assert node.ng.request({"command": "offer", "call-id": "l1", "from-tag": "x", "sdp": sdp(a.port)})["result"] == "ok"
+    assert (
+        node.ng.request({"command": "offer", "call-id": "l1", "from-tag": "x", "sdp": sdp(a.port)})["result"]
+        == "ok"
+    )
     limited = node.ng.request(
         {"command": "offer", "call-id": "l2", "from-tag": "x", "sdp": sdp(a.port), "supports": ["load limit"]}
     )
@@ -264,7 +274,10 @@ def test_load_limit_on_max_sessions(karl_factory, parties) -> None:
     plain = node.ng.request({"command": "offer", "call-id": "l3", "from-tag": "x", "sdp": sdp(a.port)})
     assert plain == {"result": "error", "error-reason": "Parallel session limit reached"}
     # an existing call's re-offer is not a new call
-    assert node.ng.request({"command": "offer", "call-id": "l1", "from-tag": "x", "sdp": sdp(a.port)})["result"] == "ok"
+    assert (
+        node.ng.request({"command": "offer", "call-id": "l1", "from-tag": "x", "sdp": sdp(a.port)})["result"]
+        == "ok"
+    )
 
 
 def test_garbage_to_ng_and_media_ports_does_not_disturb_calls(karl_factory, parties) -> None:
@@ -297,13 +310,23 @@ def test_sigterm_stops_and_releases_ports(tmp_path, parties) -> None:
     ng_port = free_port()
     base = free_port_block(20, "127.0.0.2")
     env = karl_env("127.0.0.2", ng_port, base, base + 19, {"KARL_SHUTDOWN_GRACE": "1"})
-    proc = subprocess.Popen([sys.executable, "-m", "karl_medianode"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "karl_medianode"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     client = NgClient(("127.0.0.1", ng_port))
     try:
         wait_for_pong(client, proc, "karl")
         a = parties()
-        assert client.request({"command": "offer", "call-id": "t", "from-tag": "x", "sdp": sdp(a.port)})["result"] == "ok"
+        assert (
+            client.request({"command": "offer", "call-id": "t", "from-tag": "x", "sdp": sdp(a.port)})[
+                "result"
+            ]
+            == "ok"
+        )
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
@@ -323,8 +346,14 @@ def test_second_node_on_same_ng_port_fails_naming_the_port(karl_factory) -> None
 
     base = free_port_block(10, "127.0.0.2")
     env = karl_env("127.0.0.2", node.ng.address[1], base, base + 9, {})
-    proc = subprocess.run([sys.executable, "-m", "karl_medianode"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=20)
+    proc = subprocess.run(
+        [sys.executable, "-m", "karl_medianode"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert proc.returncode != 0
     assert str(node.ng.address[1]) in proc.stderr and "in use" in proc.stderr
     assert os.path.exists(ROOT)

@@ -55,6 +55,21 @@ def _clamp64(value: int) -> int:
     return value
 
 
+def saturating_int64(text: bytes | str) -> int:
+    """A decimal number (optional leading whitespace and sign, validated by the caller), saturated
+    to int64 like C ``strtoll``. Does not hand huge digit strings to `int` (CPython refuses more
+    than 4300 digits with a ValueError)."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    text = text.strip()
+    negative = text.startswith("-")
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) > 19:
+        return INT64_MIN if negative else INT64_MAX
+    value = int(digits or "0")
+    return _clamp64(-value if negative else value)
+
+
 # ---------------------------------------------------------------------------------------- encoding
 
 
@@ -164,7 +179,7 @@ def _parse(data: bytes, pos: int, *, lenient: bool) -> tuple[BValue, int]:
             # rtpengine reads a leading "0" as the whole number, otherwise strtoll.
             if end < 0 or int_body.fullmatch(body) is None or (body[:1] == b"0" and body != b"0"):
                 raise BencodeError(f"bad integer at offset {pos}")
-            return _clamp64(int(body)), end + 1
+            return saturating_int64(body), end + 1
         raise BencodeError(f"unexpected byte {data[pos:pos + 1]!r} at offset {pos}")
 
     def container(pos: int, depth: int, is_dict: bool) -> tuple[BValue, int]:

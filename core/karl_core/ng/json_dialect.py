@@ -249,7 +249,10 @@ def _strtoull(text: bytes, base: int) -> int:
         s = s[2:]
     if not s or not all(chr(c) in _BASE_DIGITS[base] for c in s):
         raise _Fail("malformed integer")
-    value = int(s, base)
+    s = s.lstrip(b"0")
+    # 2**64 has 20 decimal digits; longer strings saturate (and CPython refuses int() on more than
+    # 4300 decimal digits)
+    value = _U64 if base == 10 and len(s) > 20 else int(s or b"0", base)
     if value >= _U64:
         value = _U64 - 1  # saturated, and not negated
     elif negative:

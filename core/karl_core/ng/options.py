@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bencode import INT64_MAX, INT64_MIN, saturating_int64
 from .commands import Command
 from .errors import (
     INVALID_LIMIT,
@@ -51,8 +52,6 @@ from .errors import (
     NgError,
 )
 
-INT64_MIN = -(1 << 63)
-INT64_MAX = (1 << 63) - 1
 DEFAULT_LIST_LIMIT = 32
 
 
@@ -368,18 +367,14 @@ class NgOptions:
 _C_INT = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
 
 
-def _clamp64(value: int) -> int:
-    return INT64_MAX if value > INT64_MAX else INT64_MIN if value < INT64_MIN else value
-
-
 def _int_or_str(value: Any, default: int | None) -> int | None:
     """10.5's bencode_get_integer_str: an integer, or a string that is wholly a number."""
     if isinstance(value, int):
-        return _clamp64(int(value))
+        return min(max(int(value), INT64_MIN), INT64_MAX)
     if isinstance(value, str):
         m = _C_INT.fullmatch(value)
         if m is not None:
-            return _clamp64(int(m.group(1)))
+            return saturating_int64(m.group(1))
     return default
 
 
@@ -388,7 +383,7 @@ def _int_prefix(value: str) -> int | None:
     m = _C_INT.match(value)
     if m is None:
         return None
-    number = int(m.group(1))
+    number = saturating_int64(m.group(1))
     return number if -(1 << 31) <= number < (1 << 31) else None
 
 
@@ -741,14 +736,13 @@ def _string_field(name: str) -> _KeyHandler:
     return handler
 
 
-def _int_field(name: str, *, offer_only: bool = False) -> _KeyHandler:
+def _int_field(name: str) -> _KeyHandler:
     def handler(acc: _Acc, key: str, value: Any) -> None:
-        if offer_only and acc.mode is not _OpMode.OFFER:
-            return
-        parsed = _int_or_str(value, acc.s.get(name))
-        if parsed is None and value is not None and not isinstance(value, int | str):
-            acc.ignore(key, type(value).__name__)
-        acc.s[name] = parsed
+        parsed = _int_or_str(value, None)
+        if parsed is None:  # 10.5 keeps the earlier value
+            acc.ignore(key, value if isinstance(value, str) else type(value).__name__)
+        else:
+            acc.s[name] = parsed
 
     return handler
 
@@ -1082,7 +1076,11 @@ def _parse_literal(payload: Mapping[str, Any], command: Command) -> NgOptions:
         from_tag=_literal_string(payload, "from-tag"),
         to_tag=_literal_string(payload, "to-tag") if command in (Command.DELETE, Command.QUERY) else None,
         via_branch=_literal_string(payload, "via-branch") if command is Command.DELETE else None,
-        metadata=_literal_string(payload, "metadata"),
+        metadata=(
+            _literal_string(payload, "metadata")
+            if command in (Command.START_RECORDING, Command.STOP_RECORDING)
+            else None
+        ),
         output_destination=(
             _literal_string(payload, "output-destination") if command is Command.START_RECORDING else None
         ),

@@ -23,5 +23,5 @@ class Group:
     @staticmethod
     def is_rtpengine_bundle(value: str) -> bool:
         """rtpengine 10.5 treats (and strips) a=group as BUNDLE only if its value starts with
-        "BUNDLE " including the space; a bare "a=group:BUNDLE" is left alone."""
+        "BUNDLE " including the space; a bare "a=group:BUNDLE" is left alone (probed)."""
         return value.startswith("BUNDLE ")

@@ -63,7 +63,7 @@ class SdpLine:
 
 def make_line(body: str, eol: str) -> SdpLine:
     """Split a line (without its ending) into kind and value."""
-    if len(body) > 1 and body[1] == "=":
+    if body[1:2] == "=":
         return SdpLine(body[0], body[2:], eol)
     return SdpLine("", body, eol)
 

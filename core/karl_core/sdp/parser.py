@@ -17,25 +17,21 @@ def split_lines(text: str) -> tuple[list[SdpLine], str]:
     - reading stops when at most one character is left: that character is the tail too, and
       rtpengine copies it unread to the end of its output;
     - the last line may lack a line ending."""
+    pieces = text.split("\n")
+    last = pieces.pop()  # the text after the final "\n" (all of it if there is none)
     lines: list[SdpLine] = []
     append = lines.append
-    pos = 0
-    end = len(text)
-    while pos < end - 1:
-        first = text[pos]
-        if first == "\n" or first == "\r":
-            break
-        newline = text.find("\n", pos)
-        if newline < 0:
-            append(make_line(text[pos:], ""))
-            pos = end
-        elif text[newline - 1] == "\r":
-            append(make_line(text[pos : newline - 1], "\r\n"))
-            pos = newline + 1
+    for index, piece in enumerate(pieces):
+        if not piece or piece[0] == "\r":
+            return lines, "\n".join(pieces[index:]) + "\n" + last
+        if piece[-1] == "\r":
+            append(make_line(piece[:-1], "\r\n"))
         else:
-            append(make_line(text[pos:newline], "\n"))
-            pos = newline + 1
-    return lines, text[pos:]
+            append(make_line(piece, "\n"))
+    if len(last) < 2 or last[0] == "\r":
+        return lines, last
+    append(make_line(last, ""))
+    return lines, ""
 
 
 def parse(text: str) -> SessionDescription:

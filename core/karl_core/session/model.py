@@ -145,6 +145,9 @@ class MediaState:
     mid: str | None = None
     flags: set[str] = field(default_factory=set)
     streams: list[PacketStreamState] = field(default_factory=list)
+    # the connection address the party's SDP gave for this media (also for a rejected one)
+    sdp_address: str | None = None
+    sdp_port: int = 0
     # payload types the proxy offered to the *other* party for this media (filters its answer)
     offered_payload_types: list[int] = field(default_factory=list)
 
@@ -170,6 +173,8 @@ class MediaState:
             "flags": sorted(self.flags),
             "streams": [s.to_dict() for s in self.streams],
             "offered_payload_types": list(self.offered_payload_types),
+            "sdp_address": self.sdp_address,
+            "sdp_port": self.sdp_port,
         }
 
     @classmethod
@@ -190,7 +195,9 @@ class MediaState:
             data.get("mid"),
             {str(f) for f in data.get("flags", [])},
             [PacketStreamState.from_dict(s) for s in data.get("streams", [])],
-            [int(x) for x in data.get("offered_payload_types", [])],
+            sdp_address=data.get("sdp_address"),
+            sdp_port=int(data.get("sdp_port", 0)),
+            offered_payload_types=[int(x) for x in data.get("offered_payload_types", [])],
         )
 
 

@@ -105,7 +105,9 @@ def _codec_list(formats: list[str], attributes: list[tuple[str, str | None]]) ->
             static = static_payload_type(pt)
             # a type rtpengine cannot name is kept with an empty name (it prints "a=rtpmap:<pt> /0")
             codec = (
-                Codec(pt, static.encoding, static.clock_rate, static.channels if static.channels > 1 else None)
+                Codec(
+                    pt, static.encoding, static.clock_rate, static.channels if static.channels > 1 else None
+                )
                 if static is not None
                 else Codec(pt, "", 0)
             )

@@ -11,18 +11,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from karl_core.session import Codec
-
 from karl_medianode.rewrite.inbound import DIRECTIONS, InboundMedia, InboundSdp
 
 CRLF = "\r\n"
 
 # Attributes rtpengine drops from the session level (ICE, DTLS, direction and BUNDLE are its business).
-_SESSION_DROPPED = {"ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "candidate", "fingerprint", "setup",
-                    "group", *DIRECTIONS}
+_SESSION_DROPPED = {
+    "ice-ufrag",
+    "ice-pwd",
+    "ice-options",
+    "ice-lite",
+    "candidate",
+    "fingerprint",
+    "setup",
+    "group",
+    *DIRECTIONS,
+}
 # Attributes rtpengine drops from an RTP media section and regenerates where needed.
-_MEDIA_DROPPED = {"ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "candidate", "end-of-candidates",
-                  "remote-candidates", "rtcp", "rtcp-mux", "mid", "ptime", "crypto", "fingerprint", "setup",
-                  *DIRECTIONS}
+_MEDIA_DROPPED = {
+    "ice-ufrag",
+    "ice-pwd",
+    "ice-options",
+    "ice-lite",
+    "candidate",
+    "end-of-candidates",
+    "remote-candidates",
+    "rtcp",
+    "rtcp-mux",
+    "mid",
+    "ptime",
+    "crypto",
+    "fingerprint",
+    "setup",
+    *DIRECTIONS,
+}
 _CODEC_ATTRIBUTES = {"rtpmap", "fmtp", "rtcp-fb"}
 
 
