@@ -71,7 +71,8 @@ def _socketless_streams(media: MediaState, now: int) -> list[dict[str, Any]]:
         endpoint: dict[str, Any] = {}
         flags = [kind]
         if media.sdp_address is not None:
-            endpoint = _endpoint_dict(Endpoint(media.sdp_address, media.sdp_port + component if media.sdp_port else component))
+            port = media.sdp_port + component if media.sdp_port else component
+            endpoint = _endpoint_dict(Endpoint(media.sdp_address, port))
             flags.append("filled")
         result.append(
             {
@@ -114,7 +115,7 @@ def _media_dict(call: Call, mono: Monologue, media: MediaState, answerer: bool, 
         streams.append(_stream_dict(sockets.rtcp, rtcp=True, muxed=media.rtcp_mux, fallback_time=now))
     elif sockets.rtp is not None and media.rtcp_mux:
         streams.append(_muxed_rtcp_entry(sockets.rtp, now))
-    if not streams and media.rejected:
+    if not streams and (media.rejected or mono.removed):
         streams = _socketless_streams(media, now)
     result: dict[str, Any] = {"index": media.index, "type": media.media_type, "protocol": media.protocol}
     if streams:

@@ -6,21 +6,23 @@ the rewritten SDP. NG framing, retransmissions and option parsing happen before 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from karl_core.ng import errors as E
 from karl_core.ng.errors import NgError
-from karl_core.ng.options import NgOptions
+from karl_core.ng.options import Ice, NgOptions
 from karl_core.sdp import SdpError
 from karl_core.session import CallState, Codec, Endpoint, MediaState, Monologue
 from karl_medianode.call_stats import call_stats
 from karl_medianode.calls import Call, MediaSockets
 from karl_medianode.clock import CoarseClock
 from karl_medianode.ports import PortAllocator, PortsExhausted
-from karl_medianode.relay import EndpointLearning, PacketStream, Relay
+from karl_medianode.relay import PT_BLOCKED, PT_FORWARD, EndpointLearning, PacketStream, Relay
 from karl_medianode.rewrite.inbound import InboundMedia, InboundSdp, read_sdp
 from karl_medianode.rewrite.outbound import OutboundMedia, SessionRewrite, write_sdp
 from karl_medianode.rtp.silence import silencer
@@ -100,6 +102,8 @@ class CallEngine:
         self.counters = EngineCounters()
         self.accepting = True
         self._on_call_ended = on_call_ended
+        # `loop-protect` marks our SDPs with a=rtpengine:<id>; 12 hex digits like rtpengine's
+        self.instance_id = secrets.token_hex(6)
 
     # ------------------------------------------------------------------ offer / answer
 
@@ -111,6 +115,8 @@ class CallEngine:
         if not opts.from_tag:
             raise NgError(E.NO_FROM_TAG)
         inbound = self._read(opts.sdp)
+        if opts.loop_protect and self._own_marker_in(inbound):
+            return {"sdp": opts.sdp}  # our own output came back (a spiral): hand it back untouched
         call = self.calls.get(opts.call_id)
         if call is None:
             self._check_limits()
@@ -123,8 +129,6 @@ class CallEngine:
         if offerer is None:
             offerer = state.new_monologue(now, opts.from_tag)
         answerer = self._partner_for_offer(state, offerer, opts, now)
-        offerer.answerer = False
-        answerer.answerer = True
         self._apply_labels(offerer, opts)
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
@@ -149,6 +153,8 @@ class CallEngine:
         if not opts.to_tag:
             raise NgError(E.NO_TO_TAG)
         inbound = self._read(opts.sdp)
+        if opts.loop_protect and self._own_marker_in(inbound):
+            return {"sdp": opts.sdp}
         call = self.calls.get(opts.call_id)
         if call is None:
             raise NgError(E.UNKNOWN_CALL_ID)
@@ -168,13 +174,12 @@ class CallEngine:
             else:
                 # a second fork answering: it becomes the offerer's partner; the old one loses its link
                 answerer = state.new_monologue(now, opts.to_tag)
+                answerer.answerer = True
                 if partner is not None:
                     answerer.via_branch = partner.via_branch
                     answerer.medias = [_copy_media_shell(m) for m in partner.medias]
                     self._release_monologue(call, offerer)
         self._pair(offerer, answerer, state)
-        answerer.answerer = True
-        offerer.answerer = False
         self._apply_labels(answerer, opts, answering=True)
         state.answered = True
         try:
@@ -193,6 +198,10 @@ class CallEngine:
             return read_sdp(text)
         except SdpError as exc:
             raise NgError(exc.reason) from None
+
+    def _own_marker_in(self, inbound: InboundSdp) -> bool:
+        mine = f"rtpengine:{self.instance_id}"
+        return any(line.kind == "a" and line.value == mine for line in inbound.sdp.lines())
 
     def _check_limits(self) -> None:
         if not self.accepting:
@@ -221,7 +230,7 @@ class CallEngine:
             if partner is not None and not partner.tag:
                 partner.tag = opts.to_tag
                 return partner
-            return self._pair(offerer, state.new_monologue(now, opts.to_tag), state)
+            return self._pair(offerer, _new_answerer(state, now, opts.to_tag), state)
         partner = state.partner_of(offerer)
         if partner is not None and (opts.via_branch is None or partner.via_branch in (None, opts.via_branch)):
             if opts.via_branch is not None:
@@ -231,7 +240,7 @@ class CallEngine:
             for mono in state.monologues.values():
                 if mono.via_branch == opts.via_branch and not mono.tag:
                     return self._pair(offerer, mono, state)
-        fresh = state.new_monologue(now)
+        fresh = _new_answerer(state, now)
         fresh.via_branch = opts.via_branch
         return self._pair(offerer, fresh, state)
 
@@ -243,9 +252,9 @@ class CallEngine:
             if previous is not None and previous != other.uid:
                 if previous not in one.former_partners:
                     one.former_partners.insert(0, previous)
-                if state is not None and (old := state.monologues.get(previous)) is not None:
-                    if old.partner == one.uid:
-                        old.partner = None
+                old = state.monologues.get(previous) if state is not None else None
+                if old is not None and old.partner == one.uid:
+                    old.partner = None
             if other.uid in one.former_partners:
                 one.former_partners.remove(other.uid)
         a.partner = b.uid
@@ -278,6 +287,9 @@ class CallEngine:
                 b_media.ptime = None
                 previous = None
             _update_media_from_sdp(a_media, media_in, opts)
+            a_media.flags.discard("ice-trickle")
+            if media_in.ice_trickle:
+                a_media.flags.add("ice-trickle")
             b_media.media_type = media_in.media_type
             if not answerer.tag or not b_media.codecs:
                 # until it answers, the other side is expected to mirror the offered direction
@@ -424,6 +436,7 @@ class CallEngine:
                     ptime=b_media.ptime if b_media.ptime is not None else a_media.ptime,
                     connection=self._connection_for(media_in, opts),
                     mid=media_in.mid,
+                    trickle_remnant="ice-trickle" in a_media.flags and opts.ice is Ice.REMOVE,
                 )
             )
         return out
@@ -442,6 +455,7 @@ class CallEngine:
             original_sendrecv=opts.original_sendrecv,
             full_rtcp_attribute=opts.full_rtcp_attribute,
             no_rtcp_attribute=opts.no_rtcp_attribute,
+            loop_marker=self.instance_id if opts.loop_protect else None,
         )
         origin = _origin_parts(inbound)
         if "username" in replace and origin is not None:
@@ -518,7 +532,6 @@ class CallEngine:
             stream.signalled(now)
         if sockets.rtp is not None:
             _set_peer(sockets.rtp, endpoint)
-            sockets.rtp.payload_types = _payload_type_flags(media.codecs) if media.is_rtp else None
         if sockets.rtcp is not None:
             _set_peer(sockets.rtcp, rtcp_endpoint)
         if opts.asymmetric:
@@ -592,17 +605,10 @@ class CallEngine:
         return reply
 
     def _detach(self, call: Call, mono: Monologue) -> None:
-        """A deleted branch: it stays listed (as in rtpengine) but loses its links and its media."""
+        """A deleted branch: still listed with its links (as rtpengine shows it), but no sockets."""
         mono.deleted_at = None
-        mono.partner = None
-        mono.former_partners.clear()
-        for other in call.state.monologues.values():
-            if other.partner == mono.uid:
-                other.partner = None
-            if mono.uid in other.former_partners:
-                other.former_partners.remove(mono.uid)
-        for stream in call.monologue_streams(mono):
-            stream.blocked = True
+        mono.removed = True
+        self._release_monologue(call, mono)
         if not _links_left_without(call.state, None):
             self._destroy(call, "deleted", regular=True)
 
@@ -643,7 +649,11 @@ class CallEngine:
 
     # ------------------------------------------------------------------ block / silence
 
-    def block_media(self, opts: NgOptions, *, block: bool, silence: bool = False) -> dict[str, Any]:
+    def block_media(
+        self, opts: NgOptions, *, block: bool, silence: bool = False, dtmf: bool = False
+    ) -> dict[str, Any]:
+        """block/unblock media, silence/unsilence media, block/unblock DTMF (one switch per kind)."""
+        kind = "dtmf_blocked" if dtmf else "silenced" if silence else "blocked"
         if not opts.call_id:
             raise NgError(E.NO_CALL_ID)
         call = self.calls.get(opts.call_id)
@@ -651,23 +661,15 @@ class CallEngine:
             raise NgError(E.UNKNOWN_CALL_ID_UPPER)
         target = self._select_participant(call, opts)
         if target is None:
-            if silence:
-                call.state.silenced = block
-                if not block and opts.all:
-                    for mono in call.state.monologues.values():
-                        mono.silenced = False
-            else:
-                call.state.blocked = block
-                if not block and opts.all:
-                    for mono in call.state.monologues.values():
-                        mono.blocked = False
+            setattr(call.state, kind, block)
+            if not block and opts.all:
+                # a call-wide unblock clears per-party switches only with `all`
+                for mono in call.state.monologues.values():
+                    setattr(mono, kind, False)
         else:
             if opts.set_label:
                 target.label = opts.set_label
-            if silence:
-                target.silenced = block
-            else:
-                target.blocked = block
+            setattr(target, kind, block)
         for mono in call.state.monologues.values():
             self._apply_media_state(call, mono)
         return {"result": "ok"}
@@ -682,6 +684,10 @@ class CallEngine:
                 raise NgError(E.NO_LABEL_MATCH)
             return found
         if opts.address:
+            try:
+                wanted = ipaddress.ip_address(opts.address)
+            except ValueError:
+                raise NgError(E.ADDRESS_PARSE_FAILED) from None
             for mono in state.monologues.values():
                 for media in mono.medias:
                     sockets = call.sockets.get((mono.uid, media.index))
@@ -689,7 +695,7 @@ class CallEngine:
                         sockets
                         and sockets.rtp
                         and sockets.rtp.advertised
-                        and sockets.rtp.advertised[0] == opts.address
+                        and ipaddress.ip_address(sockets.rtp.advertised[0]) == wanted
                     ):
                         return mono
             raise NgError(E.ADDRESS_NO_MATCH)
@@ -705,6 +711,7 @@ class CallEngine:
         state = call.state
         blocked = state.blocked or mono.blocked or state.deleted_at is not None
         silenced = state.silenced or mono.silenced
+        dtmf_blocked = state.dtmf_blocked or mono.dtmf_blocked
         for media in mono.medias:
             sockets = call.sockets.get((mono.uid, media.index))
             if sockets is None:
@@ -713,6 +720,8 @@ class CallEngine:
                 stream.blocked = blocked
             if sockets.rtp is not None:
                 sockets.rtp.silence = _silence_for_media(media) if silenced else None
+                if media.is_rtp:
+                    sockets.rtp.payload_types = _payload_type_flags(media.codecs, dtmf_blocked)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -779,14 +788,18 @@ class CallEngine:
 # ---------------------------------------------------------------------- helpers
 
 
+def _new_answerer(state: CallState, now: float, tag: str = "") -> Monologue:
+    # "ICE controlling" stays with whoever answered first, also when it later re-offers
+    mono = state.new_monologue(now, tag)
+    mono.answerer = True
+    return mono
+
+
 def _links_left_without(state: CallState, gone: Monologue | None) -> bool:
-    """Whether any offer/answer link remains between parties other than `gone`."""
-    skip = None if gone is None else gone.uid
+    """Whether two parties other than `gone` (and not yet removed) are still linked."""
+    alive = {m.uid for m in state.monologues.values() if not m.removed and m is not gone}
     for mono in state.monologues.values():
-        if mono.uid == skip:
-            continue
-        links = {mono.partner, *mono.former_partners} - {None, skip}
-        if links:
+        if mono.uid in alive and ({mono.partner, *mono.former_partners} & alive):
             return True
     return False
 
@@ -876,14 +889,16 @@ def _set_peer(stream: PacketStream, endpoint: Endpoint | None) -> None:
         stream.advertise((endpoint.address, endpoint.port))
 
 
-def _payload_type_flags(codecs: list[Codec]) -> bytes | None:
+def _payload_type_flags(codecs: list[Codec], dtmf_blocked: bool) -> bytes | None:
+    """The relay's per-payload-type table: forward what the SDP announced, drop DTMF when blocked."""
     if not codecs:
         return None
-    flags = bytearray(128)
+    table = bytearray(128)
     for codec in codecs:
         if 0 <= codec.payload_type < 128:
-            flags[codec.payload_type] = 1
-    return bytes(flags)
+            dtmf = codec.name.lower() == "telephone-event"
+            table[codec.payload_type] = PT_BLOCKED if dtmf and dtmf_blocked else PT_FORWARD
+    return bytes(table)
 
 
 def _unmanaged(media_in: InboundMedia) -> OutboundMedia:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from karl_core.ng.commands import Command, parse_command
-from karl_core.ng.errors import NgError, NoCookie
-from karl_core.ng.framing import Encoding, decode_payload, encode_reply, split_cookie
+from karl_core.ng.errors import INVALID_DATA_NO_PAYLOAD, NgError, NoCookie
+from karl_core.ng.framing import decode_payload, encode_reply, error_reply, reply_encoding, split_cookie
 from karl_core.ng.options import NgOptions, check_required, parse_options
 from karl_core.ng.reply_cache import CacheStatus, ReplyCache
 from karl_medianode.logs import RateLimitedLogger
@@ -65,6 +65,14 @@ class NgProtocol(asyncio.DatagramProtocol):
             self.counters.no_cookie += 1
             self._bad_input_log.warning("dropped NG datagram without cookie from %s", addr[0])
             return
+        if not payload:
+            # rtpengine answers this before its cache lookup, and stores the error under the cookie
+            reply = encode_reply(cookie, error_reply(INVALID_DATA_NO_PAYLOAD), reply_encoding(payload))
+            self.cache.begin(cookie, self.clock())
+            self.cache.finish(cookie, reply, self.clock())
+            self.counters.errors += 1
+            self._send(reply, addr)
+            return
         state = self.cache.begin(cookie, self.clock())
         if state.status is CacheStatus.HIT:
             self.counters.cache_hits += 1
@@ -81,7 +89,7 @@ class NgProtocol(asyncio.DatagramProtocol):
 
     async def _process(self, cookie: bytes, payload: bytes, addr: tuple[str, int]) -> None:
         started = time.perf_counter()
-        encoding = Encoding.BENCODE
+        encoding = reply_encoding(payload)
         command_name = "invalid"
         try:
             message, encoding = decode_payload(payload)

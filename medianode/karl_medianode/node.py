@@ -133,6 +133,8 @@ class MediaNode:
             return engine.block_media(opts, block=command is Command.BLOCK_MEDIA)
         if command in (Command.SILENCE_MEDIA, Command.UNSILENCE_MEDIA):
             return engine.block_media(opts, block=command is Command.SILENCE_MEDIA, silence=True)
+        if command in (Command.BLOCK_DTMF, Command.UNBLOCK_DTMF):
+            return engine.block_media(opts, block=command is Command.BLOCK_DTMF, dtmf=True)
         if not opts.call_id:
             raise NgError(E.NO_CALL_ID)
         raise NgError(f"{NOT_SUPPORTED}: {command.value}")

@@ -58,6 +58,10 @@ from karl_medianode.rtp.packet import rtcp_is_valid
 Address = tuple[str, int]
 Silencer = Callable[[bytes], bytes]
 
+PT_UNKNOWN = 0
+PT_FORWARD = 1
+PT_BLOCKED = 2
+
 LEARNING_DELAY = 3
 """Seconds after the last signalling during which `delayed`/`heuristic` learning keeps re-learning."""
 
@@ -154,7 +158,8 @@ class PacketStream:
         self.silence: Silencer | None = None
         """Rewrites an RTP packet's payload (see `rtp.silence`); must not raise."""
         self.payload_types: bytes | None = None
-        """128 flags, non-zero for the payload types the SDP announced; None: don't check."""
+        """128 entries, one per payload type: PT_UNKNOWN (not in the SDP: counted as an error, still
+        forwarded), PT_FORWARD, or PT_BLOCKED (dropped); None: don't check."""
         self.closed = False
 
         self.packets = 0
@@ -289,8 +294,13 @@ class _StreamProtocol(asyncio.DatagramProtocol):
                     self._rtcp(s, data)
                     return
                 s.last_rtp = data
-                if s.payload_types is not None and not s.payload_types[data[1] & 0x7F]:
-                    s.errors += 1
+                if s.payload_types is not None:
+                    kind = s.payload_types[data[1] & 0x7F]
+                    if kind != PT_FORWARD:
+                        if kind == PT_BLOCKED:  # e.g. telephone-event under `block DTMF`
+                            s.dropped_blocked += 1
+                            return
+                        s.errors += 1
             else:
                 if s.rtcp_mux and size >= 8 and 194 <= data[1] <= 223:
                     s.rtcp_packets += 1

@@ -284,6 +284,23 @@ def test_garbage_to_ng_and_media_ports_does_not_disturb_calls(karl_factory, part
     node = karl_factory()
     a, b = parties(), parties()
     to_a_side, to_b_side = setup_call(node, a, b, "garbage")
+    # Media flows until both endpoints are confirmed (rtpengine's delayed learning lets any source
+    # re-teach an endpoint for 3 s after signalling, so a stranger only comes after that).
+    seq = iter(range(10_000))
+
+    def confirmed() -> bool:
+        n = next(seq)
+        a.rtp.sendto(rtp_packet(n), (node.media_ip, to_a_side))
+        b.rtp.sendto(rtp_packet(n), (node.media_ip, to_b_side))
+        reply = node.ng.request({"command": "query", "call-id": "garbage"})
+        flags = [s["flags"] for t in reply["tags"].values() for s in t["medias"][0]["streams"][:1]]
+        return all("confirmed" in f for f in flags)
+
+    wait_for(confirmed, timeout=10, interval=0.25)
+    for sock in (a.rtp, b.rtp):  # drop what the confirmation traffic delivered
+        sock.settimeout(0.2)
+        recv_all(sock, 1000)
+        sock.settimeout(2)
     rng = __import__("random").Random(7)
     for _ in range(200):
         junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))

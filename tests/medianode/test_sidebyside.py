@@ -206,8 +206,35 @@ def test_rtpengine_vs_rtpengine(
         compare(sequence, expected, actual)
 
 
+# Sequences Karl does not match yet, each for a stated reason. The marks are strict: a gap that
+# closes turns its test red until it is taken off this list. These are beyond the plain-RTP scope
+# of the media node so far (ICE agent, SRTP/DTLS): see docs/compatibility.md.
+_ICE_AGENT = "needs an ICE agent (the proxy answering STUN, its own candidates); not built yet"
+_SRTP = "needs SRTP termination (SDES/DTLS); not built yet: Karl passes crypto lines through"
+KNOWN_GAPS = {
+    "ice_remove": _ICE_AGENT,
+    "ice_default_on_ice_offer": _ICE_AGENT,
+    "ice_force_non_ice_peers": _ICE_AGENT,
+    "ice_force_stable_on_reoffer": _ICE_AGENT,
+    "webrtc_to_sip": _ICE_AGENT + "; " + _SRTP,
+    "sdes_offer_to_plain_rtp": _SRTP,
+    "plain_rtp_offer_to_sdes": _SRTP,
+    "plain_rtp_offer_to_srtp_sdes_and_dtls": _SRTP,
+}
+KARL_CASES = [
+    pytest.param(s, marks=pytest.mark.xfail(reason=KNOWN_GAPS[s.name], strict=True))
+    if s.name in KNOWN_GAPS
+    else s
+    for s in SEQUENCES
+]
+
+
+def test_known_gaps_name_real_sequences() -> None:
+    assert set(KNOWN_GAPS) <= {s.name for s in SEQUENCES}
+
+
 @pytest.mark.sidebyside
-@pytest.mark.parametrize("sequence", SEQUENCES, ids=_ids)
+@pytest.mark.parametrize("sequence", KARL_CASES, ids=_ids)
 def test_rtpengine_vs_karl(
     sequence: Sequence, request: pytest.FixtureRequest, fresh_servers: list[NgServer], tmp_path: Path
 ) -> None:

@@ -219,8 +219,11 @@ class Monologue:
     last_sdp_out: str | None = None
     blocked: bool = False
     silenced: bool = False
+    dtmf_blocked: bool = False
     deleted_at: float | None = None
     answerer: bool = False
+    # a deleted branch: still listed, links kept for display, but no sockets and no media
+    removed: bool = False
     # earlier answerers (forks) that lost the link but are still listed, newest first
     former_partners: list[int] = field(default_factory=list)
 
@@ -228,6 +231,7 @@ class Monologue:
         return {
             "uid": self.uid,
             "answerer": self.answerer,
+            "removed": self.removed,
             "former_partners": list(self.former_partners),
             "tag": self.tag,
             "created": self.created,
@@ -242,29 +246,32 @@ class Monologue:
             "last_sdp_out": self.last_sdp_out,
             "blocked": self.blocked,
             "silenced": self.silenced,
+            "dtmf_blocked": self.dtmf_blocked,
             "deleted_at": self.deleted_at,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Monologue:
         return cls(
-            int(data["uid"]),
-            str(data.get("tag", "")),
-            float(data.get("created", 0.0)),
-            data.get("label"),
-            data.get("via_branch"),
-            None if data.get("partner") is None else int(data["partner"]),
-            [MediaState.from_dict(m) for m in data.get("medias", [])],
-            data.get("last_sdp"),
-            None if data.get("sdp_version") is None else int(data["sdp_version"]),
-            data.get("sdp_username"),
-            data.get("sdp_session_name"),
-            data.get("last_sdp_out"),
-            bool(data.get("blocked", False)),
-            bool(data.get("silenced", False)),
-            None if data.get("deleted_at") is None else float(data["deleted_at"]),
-            bool(data.get("answerer", False)),
-            [int(x) for x in data.get("former_partners", [])],
+            uid=int(data["uid"]),
+            tag=str(data.get("tag", "")),
+            created=float(data.get("created", 0.0)),
+            label=data.get("label"),
+            via_branch=data.get("via_branch"),
+            partner=None if data.get("partner") is None else int(data["partner"]),
+            medias=[MediaState.from_dict(m) for m in data.get("medias", [])],
+            last_sdp=data.get("last_sdp"),
+            sdp_version=None if data.get("sdp_version") is None else int(data["sdp_version"]),
+            sdp_username=data.get("sdp_username"),
+            sdp_session_name=data.get("sdp_session_name"),
+            last_sdp_out=data.get("last_sdp_out"),
+            blocked=bool(data.get("blocked", False)),
+            silenced=bool(data.get("silenced", False)),
+            dtmf_blocked=bool(data.get("dtmf_blocked", False)),
+            deleted_at=None if data.get("deleted_at") is None else float(data["deleted_at"]),
+            answerer=bool(data.get("answerer", False)),
+            removed=bool(data.get("removed", False)),
+            former_partners=[int(x) for x in data.get("former_partners", [])],
         )
 
 
@@ -278,6 +285,7 @@ class CallState:
     answered: bool = False
     blocked: bool = False
     silenced: bool = False
+    dtmf_blocked: bool = False
     deleted_at: float | None = None
 
     def new_monologue(self, created: float, tag: str = "") -> Monologue:
@@ -311,6 +319,7 @@ class CallState:
             "answered": self.answered,
             "blocked": self.blocked,
             "silenced": self.silenced,
+            "dtmf_blocked": self.dtmf_blocked,
             "deleted_at": self.deleted_at,
             "monologues": [m.to_dict() for m in self.monologues.values()],
         }
@@ -330,6 +339,7 @@ class CallState:
                 answered=bool(data.get("answered", False)),
                 blocked=bool(data.get("blocked", False)),
                 silenced=bool(data.get("silenced", False)),
+                dtmf_blocked=bool(data.get("dtmf_blocked", False)),
                 deleted_at=None if data.get("deleted_at") is None else float(data["deleted_at"]),
             )
             for item in data.get("monologues", []):

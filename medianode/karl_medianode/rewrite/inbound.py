@@ -36,6 +36,7 @@ class InboundMedia:
     mid: str | None
     has_ice: bool
     has_own_connection: bool
+    ice_trickle: bool = False
 
     @property
     def is_rtp(self) -> bool:
@@ -124,6 +125,7 @@ def read_sdp(text: str) -> InboundSdp:
     sdp = parse(text)
     validate_for_rtpengine(sdp)
     result = InboundSdp(sdp, rewrite_error=rtpengine_rewrite_error(sdp))
+    session_ice = session_trickle = False
     for line in sdp.session.lines:
         if line.kind == "c":
             result.session_connection = _connection_address(line.value)
@@ -133,6 +135,10 @@ def read_sdp(text: str) -> InboundSdp:
                 result.origin_version = parts[2]
         elif line.kind == "a" and line.value in DIRECTIONS:
             result.session_direction = line.value
+        elif line.kind == "a" and line.value.startswith(("ice-", "candidate")):
+            session_ice = True
+            if line.value.startswith("ice-options:") and "trickle" in line.value[12:].split():
+                session_trickle = True
     for index, section in enumerate(sdp.media, start=1):
         m_parts = section.lines[0].value.split()
         if len(m_parts) < 3:
@@ -149,7 +155,8 @@ def read_sdp(text: str) -> InboundSdp:
         rtcp: tuple[int, str | None] | None = None
         rtcp_mux = False
         mid: str | None = None
-        has_ice = False
+        has_ice = session_ice
+        trickle = session_trickle
         attributes: list[tuple[str, str | None]] = []
         for line in section.lines[1:]:
             if line.kind == "c":
@@ -172,6 +179,8 @@ def read_sdp(text: str) -> InboundSdp:
                     mid = attr_value
                 elif name.startswith("ice-") or name == "candidate":
                     has_ice = True
+                    if name == "ice-options" and attr_value and "trickle" in attr_value.split():
+                        trickle = True
         if connection is None:
             connection = result.session_connection
         formats = m_parts[3:]
@@ -197,6 +206,7 @@ def read_sdp(text: str) -> InboundSdp:
                 mid=mid,
                 has_ice=has_ice,
                 has_own_connection=own_connection,
+                ice_trickle=has_ice and trickle,
             )
         )
     return result

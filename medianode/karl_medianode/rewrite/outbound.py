@@ -62,6 +62,8 @@ class OutboundMedia:
     connection: str
     mid: str | None = None
     managed: bool = True
+    # rtpengine 10.5 quirk: an ICE offerer using trickle whose ICE was removed still gets these two
+    trickle_remnant: bool = False
 
 
 @dataclass
@@ -77,6 +79,7 @@ class SessionRewrite:
     original_sendrecv: bool = False
     full_rtcp_attribute: bool = False
     no_rtcp_attribute: bool = False
+    loop_marker: str | None = None
 
 
 def address_tokens(address: str) -> str:
@@ -141,6 +144,8 @@ def write_sdp(inbound: InboundSdp, medias: list[OutboundMedia], ctx: SessionRewr
             elif name in _SESSION_DROPPED or (name == "extmap" and ctx.strip_extmap):
                 continue
         out.append(f"{kind}={value}{eol or CRLF}")
+    if ctx.loop_marker is not None:
+        out.append(f"a=rtpengine:{ctx.loop_marker}{CRLF}")
     for section, media, outbound in zip(inbound.sdp.media, inbound.medias, medias, strict=True):
         out.extend(_write_media(section.lines, media, outbound, ctx, inbound, session_c_replaced))
     if len(inbound.sdp.tail) == 1:
@@ -213,5 +218,8 @@ def _write_media(
         generated.append("a=rtcp-mux")
     if out.ptime is not None:
         generated.append(f"a=ptime:{out.ptime}")
+    if out.trickle_remnant:
+        generated.append("a=ice-options:trickle")
+        generated.append("a=end-of-candidates")
     result.extend(g + CRLF for g in generated)
     return result
