@@ -11,8 +11,10 @@ APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 .PHONY: run test venv deps-python deps-system lint typecheck imports pytest bench clean
 
 $(VENV)/.installed: pyproject.toml
-	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) || { \
-		echo "python3 -m venv failed: install the venv module (apt-get install python3-venv)"; exit 1; }
+	@# Debian ships venv separately (python3-venv); install it when missing and we may.
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq python3-venv python3-pip && \
+		$(PYTHON) -m venv $(VENV); } || { echo "cannot create $(VENV): install python3-venv"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $@

@@ -173,7 +173,6 @@ class TrafficSpec:
     connect: bool = True
     recv_batch_s: float = 0.0  # > 0: fewer receiver wake-ups, for throughput runs (latency is off)
     realtime_priority: int = 0  # > 0: generator processes run SCHED_FIFO (see rtpworkers)
-    burst: int = 1  # > 1: packets per stream back to back via sendmmsg (needs connect)
 
 
 @dataclass(frozen=True)
@@ -285,10 +284,11 @@ def run_traffic(call_set: CallSet, spec: TrafficSpec, where: Placement | None = 
 
     t0 = time.monotonic_ns() + 150_000_000
     end = t0 + int(spec.duration_s * 1e9)
-    schedule = Schedule(t0, end, spec.pps_per_stream, spec.payload_size, spec.realtime_priority, spec.burst)
+    schedule = Schedule(t0, end, spec.pps_per_stream, spec.payload_size, spec.realtime_priority)
     senders_done = ctx.Value("q", 0)
     recv_procs = []
     recv_pipes: list[Connection] = []
+    child_ends: list[Connection] = []
     for share in recv_shares:
         parent_end, child_end = ctx.Pipe(duplex=False)
         args = (
@@ -300,6 +300,7 @@ def run_traffic(call_set: CallSet, spec: TrafficSpec, where: Placement | None = 
             spec.recv_batch_s,
             child_end,
         )
+        child_ends.append(child_end)
         recv_procs.append(ctx.Process(target=receiver_main, args=args))
         recv_pipes.append(parent_end)
     send_procs = []
@@ -307,15 +308,24 @@ def run_traffic(call_set: CallSet, spec: TrafficSpec, where: Placement | None = 
     for send_share in send_shares:
         parent_end, child_end = ctx.Pipe(duplex=False)
         send_procs.append(ctx.Process(target=sender_main, args=(send_share, schedule, child_end)))
+        child_ends.append(child_end)
         send_pipes.append(parent_end)
     for proc in recv_procs + send_procs:
         proc.daemon = True  # never outlive the generator
         proc.start()
-    send_reports = [pipe.recv() for pipe in send_pipes]
-    senders_done.value = time.monotonic_ns()
-    recv_reports = [pipe.recv() for pipe in recv_pipes]
-    for proc in recv_procs + send_procs:
-        proc.join()
+    for child_end in child_ends:
+        child_end.close()  # the children hold theirs: a child's death now shows up as EOF
+    try:
+        send_reports = [pipe.recv() for pipe in send_pipes]
+        senders_done.value = time.monotonic_ns()
+        recv_reports = [pipe.recv() for pipe in recv_pipes]
+    except EOFError:
+        for proc in recv_procs + send_procs:
+            proc.terminate()
+        raise RuntimeError("a load generator process died (see its traceback above)") from None
+    finally:
+        for proc in recv_procs + send_procs:
+            proc.join()
 
     cpu_after = meter.read()
     cpu = {key: cpu_after[key] - cpu_before[key] for key in cpu_before}
@@ -406,7 +416,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--senders", type=int, default=2, help="sender processes")
     parser.add_argument("--receivers", type=int, default=1, help="receiver processes")
     parser.add_argument("--recv-batch-us", type=float, default=0.0, help="receiver nap after each poll")
-    parser.add_argument("--burst", type=int, default=1, help="packets per stream back to back (sendmmsg)")
     parser.add_argument("--rt", type=int, default=0, help="SCHED_FIFO priority for the generator (0: off)")
     parser.add_argument("--no-connect", action="store_true", help="use sendto on unconnected sockets")
     parser.add_argument("--proxy-pid", type=int, help="measure this process's CPU time")
@@ -438,7 +447,6 @@ def main(argv: list[str] | None = None) -> int:
             connect=not args.no_connect,
             recv_batch_s=args.recv_batch_us / 1e6,
             realtime_priority=args.rt,
-            burst=args.burst,
         )
         where = Placement(args.proxy_pid, args.proxy_ip, args.proxy_core, args.generator_core)
         result = run_traffic(call_set, spec, where)

@@ -72,10 +72,19 @@ def markdown_table(summaries: dict[str, dict[str, Any]], labels: dict[str, Any])
             if entry is None:
                 cells.append("not yet measured" if side is karl else "—")
             else:
-                bound = "≥ " if entry["generator_limited"] and metric.higher_is_better else ""
+                bound = "≥ " if entry["generator_limited"] else ""
                 cells.append(f"{bound}{_fmt(entry['median'], metric.digits)}")
-        r, k = rtp.get(metric.key), karl.get(metric.key)
-        ratio = f"{k['median'] / r['median']:.2f}" if r and k and r["median"] else "—"
         label = metric.label.format(**labels)
+        ratio = _ratio(rtp.get(metric.key), karl.get(metric.key))
         lines.append(f"| {label} ({metric.unit}) | {cells[0]} | {cells[1]} | {ratio} |")
     return "\n".join(lines)
+
+
+def _ratio(rtp: dict[str, Any] | None, karl: dict[str, Any] | None) -> str:
+    """Karl / rtpengine; a lower bound on one side turns the ratio into a bound."""
+    if not rtp or not karl or not rtp["median"]:
+        return "—"
+    if rtp["generator_limited"] and karl["generator_limited"]:
+        return "—"
+    bound = "≤ " if rtp["generator_limited"] else "≥ " if karl["generator_limited"] else ""
+    return f"{bound}{karl['median'] / rtp['median']:.2f}"

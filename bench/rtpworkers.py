@@ -2,9 +2,6 @@
 
 A *sender* paces RTP packets for its share of the streams: every stream sends one packet per period,
 and the streams are spread evenly over the period so that the proxy sees a smooth rate, not bursts.
-In burst mode (``Schedule.burst`` > 1, for throughput ramps) each stream sends that many packets back
-to back with one sendmmsg call per period of ``burst`` packets, and receivers read with recvmmsg:
-the generator's per-packet cost drops, at the price of a less smooth packet train.
 Each packet carries its stream id in the SSRC and its send time (CLOCK_MONOTONIC, ns, shared by all
 processes of the host) in the first payload bytes.
 
@@ -31,7 +28,6 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import latency
-from mmsg import MessageBatch
 
 # RTP header (V=2, PT=0 PCMU, seq, timestamp, SSRC) followed by the send time.
 _PACKET = struct.Struct("!BBHIIq")
@@ -54,7 +50,6 @@ class Schedule:
     pps_per_stream: float
     payload_size: int
     realtime_priority: int = 0  # > 0: senders run SCHED_FIFO at this priority, receivers one above
-    burst: int = 1  # packets per stream sent back to back (connected sockets only)
 
 
 def _set_priority(realtime_priority: int, nice_boost: int) -> None:
@@ -78,17 +73,11 @@ def _own_cpu_s() -> float:
 def sender_main(streams: list[SendStream], schedule: Schedule, conn: Connection) -> None:
     gc.disable()
     _set_priority(schedule.realtime_priority, 0)
-    burst = schedule.burst
-    period_ns = int(burst * 1e9 / schedule.pps_per_stream)
+    period_ns = int(1e9 / schedule.pps_per_stream)
     slots = max(1, min(len(streams), period_ns // _MIN_SLOT_NS))
     groups: list[list[SendStream]] = [[] for _ in range(slots)]
     for k, stream in enumerate(streams):
         groups[k % slots].append(stream)
-    batches: dict[int, MessageBatch] = {}
-    if burst > 1:
-        if any(stream.dest is not None for stream in streams):
-            raise ValueError("burst mode needs connected sockets")
-        batches = {stream.stream_id: MessageBatch(burst, schedule.payload_size) for stream in streams}
     buf = bytearray(schedule.payload_size)
     pack = _PACKET.pack_into
     now_ns = time.monotonic_ns
@@ -105,33 +94,17 @@ def sender_main(streams: list[SendStream], schedule: Schedule, conn: Connection)
             time.sleep(-lag / 1e9)
         elif lag > max_lag_ns:
             max_lag_ns = lag
-        first = (j // slots) * burst  # packet number of this period's first packet, per stream
+        number = j // slots  # the packet number of this period, the same for every stream
+        seq = number & 0xFFFF
+        ts = number * 160 & 0xFFFFFFFF
         for stream in groups[j % slots]:
-            sid = stream.stream_id
+            pack(buf, 0, 0x80, 0, seq, ts, stream.stream_id, now_ns())
             try:
-                if burst > 1:
-                    batch = batches[sid]
-                    stamp = now_ns()
-                    for i in range(burst):
-                        number = first + i
-                        pack(
-                            batch.buffers[i],
-                            0,
-                            0x80,
-                            0,
-                            number & 0xFFFF,
-                            number * 160 & 0xFFFFFFFF,
-                            sid,
-                            stamp,
-                        )
-                    sent[sid & 1] += batch.send(stream.sock.fileno(), burst)
-                    continue
-                pack(buf, 0, 0x80, 0, first & 0xFFFF, first * 160 & 0xFFFFFFFF, sid, now_ns())
                 if stream.dest is None:
                     stream.sock.send(buf)
                 else:
                     stream.sock.sendto(buf, stream.dest)
-                sent[sid & 1] += 1
+                sent[stream.stream_id & 1] += 1
             except OSError:
                 errors += 1
         j += 1
@@ -160,9 +133,10 @@ def receiver_main(
 ) -> None:
     """Receive until ``drain_ns`` after the senders are done (the parent sets ``senders_done_ns``).
 
-    Packets sent before ``schedule.t0_ns`` (left over from an earlier run) are counted as stale; latencies
-    are recorded for packets sent after ``warm_ns``. With ``batch_s`` > 0 the receiver naps that long
-    after each poll, so that one wake-up collects many packets: cheaper, but it inflates latency.
+    Packets sent before ``schedule.t0_ns`` (left over from an earlier run) are counted as stale;
+    latencies are recorded for packets sent after ``warm_ns``. With ``batch_s`` > 0 the receiver
+    naps that long after each poll, so that one wake-up collects many packets: cheaper, but it
+    inflates latency.
     """
     gc.disable()
     _set_priority(schedule.realtime_priority + 1 if schedule.realtime_priority else 0, _RECEIVER_BOOST)
@@ -172,7 +146,6 @@ def receiver_main(
         sock.setblocking(False)
         poller.register(sock.fileno(), select.EPOLLIN)
         receive[sock.fileno()] = sock.recv_into
-    batch = MessageBatch(2 * schedule.burst, 2048) if schedule.burst > 1 else None
     buf = bytearray(2048)
     unpack = _STAMP.unpack_from
     now_ns = time.monotonic_ns
@@ -192,21 +165,6 @@ def receiver_main(
         if batch_s:
             time.sleep(batch_s)
         for fd, _mask in poller.poll(min(0.02, max(0.0, (stop_ns - now) / 1e9))):
-            if batch is not None:
-                got = batch.receive(fd)
-                arrived = now_ns()
-                for i in range(got):
-                    if batch.length(i) < 20:
-                        continue
-                    stream_id, sent_ns = unpack(batch.buffers[i], 8)
-                    if sent_ns < t0_ns:
-                        stale += 1
-                        continue
-                    received[stream_id & 1] += 1
-                    if sent_ns >= warm_ns:
-                        us = (arrived - sent_ns) // 1000
-                        hist[us if us < limit else limit] += 1
-                continue
             try:
                 size = receive[fd](buf)
             except OSError:  # nothing there after all, or an ICMP error from an earlier run
@@ -215,8 +173,8 @@ def receiver_main(
             if size < 20:
                 continue
             stream_id, sent_ns = unpack(buf, 8)
-            if sent_ns < t0_ns:
-                stale += 1
+            if not t0_ns <= sent_ns <= arrived:
+                stale += 1  # from an earlier run (or not ours at all)
                 continue
             received[stream_id & 1] += 1
             if sent_ns >= warm_ns:

@@ -524,10 +524,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 _add_added_latency(measured, baseline)
                 reps.append(measured)
                 for key in ("max_pps", "max_calls"):
-                    if isinstance(measured.get(key), int | float) and not measured.get(
-                        f"{key}_generator_limited"
-                    ):
-                        hints[key] = measured[key]
+                    if isinstance(measured.get(key), int | float):
+                        hints[key] = measured[key]  # later repetitions start the ramp near it
             entry["summary"] = report.summarize(reps)
     finally:
         endpoints.close()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,3 +171,64 @@ def karl_env(
         env.setdefault(key, str(free_port()))
     env.update(extra)
     return env
+
+
+def _started(server: NgServer) -> NgServer:
+    try:
+        wait_for_pong(server.ng, server.proc, server.name)
+    except RuntimeError as exc:
+        server.stop()
+        raise RuntimeError(f"{exc}\n--- {server.name} log ---\n{server.log()}") from exc
+    return server
+
+
+def start_rtpengine(
+    log_dir: Path,
+    media_ip: str = "127.0.0.3",
+    ports: int = 200,
+    extra: list[str] | None = None,
+    name: str = "rtpengine",
+) -> NgServer:
+    """Start the reference rtpengine (userspace only, no config file) on loopback; waits for `ping`."""
+    ng_port = free_port()
+    port_min = free_port_block(ports, media_ip)
+    port_max = port_min + ports - 1
+    log_path = log_dir / f"{name}-{media_ip}-{ng_port}.log"
+    proc = subprocess.Popen(
+        [
+            RTPENGINE,
+            "--config-file=none",
+            "--table=-1",
+            "--foreground",
+            "--log-stderr",
+            "--log-level=6",
+            f"--interface={media_ip}",
+            f"--listen-ng=127.0.0.1:{ng_port}",
+            f"--port-min={port_min}",
+            f"--port-max={port_max}",
+            *(extra or []),
+        ],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return _started(
+        NgServer(name, proc, NgClient(("127.0.0.1", ng_port)), media_ip, port_min, port_max, log_path)
+    )
+
+
+def start_karl(log_dir: Path, media_ip: str = "127.0.0.2", ports: int = 200, **env: str) -> NgServer:
+    """Start a Karl media node (`python -m karl_medianode`) on loopback; waits for `ping`."""
+    ng_port = free_port()
+    port_min = free_port_block(ports, media_ip)
+    port_max = port_min + ports - 1
+    log_path = log_dir / f"karl-{media_ip}-{ng_port}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "karl_medianode"],
+        env=karl_env(media_ip, ng_port, port_min, port_max, env),
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    return _started(
+        NgServer("karl", proc, NgClient(("127.0.0.1", ng_port)), media_ip, port_min, port_max, log_path)
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 from karl_core.ng import errors as E
 from karl_core.ng.errors import NgError
-from karl_core.ng.options import Ice, NgOptions
+from karl_core.ng.options import Ice, NgOptions, check_required
 from karl_core.sdp import SdpError
 from karl_core.session import CallState, Codec, Endpoint, MediaState, Monologue
 from karl_medianode.call_stats import call_stats
@@ -24,7 +24,12 @@ from karl_medianode.clock import CoarseClock
 from karl_medianode.ports import PortAllocator, PortsExhausted
 from karl_medianode.relay import PT_BLOCKED, PT_FORWARD, EndpointLearning, PacketStream, Relay
 from karl_medianode.rewrite.inbound import InboundMedia, InboundSdp, read_sdp
-from karl_medianode.rewrite.outbound import OutboundMedia, SessionRewrite, write_sdp
+from karl_medianode.rewrite.outbound import (
+    OutboundMedia,
+    RewriteOrderError,
+    SessionRewrite,
+    write_sdp,
+)
 from karl_medianode.rtp.silence import silencer
 
 log = logging.getLogger("karl.engine")
@@ -108,12 +113,8 @@ class CallEngine:
     # ------------------------------------------------------------------ offer / answer
 
     async def offer(self, opts: NgOptions) -> dict[str, Any]:
-        if opts.sdp is None:
-            raise NgError(E.NO_SDP)
-        if not opts.call_id:
-            raise NgError(E.NO_CALL_ID)
-        if not opts.from_tag:
-            raise NgError(E.NO_FROM_TAG)
+        check_required(opts)  # the NG server did this already; direct callers get the same errors
+        assert opts.sdp is not None and opts.call_id is not None and opts.from_tag is not None
         inbound = self._read(opts.sdp)
         if opts.loop_protect and self._own_marker_in(inbound):
             return {"sdp": opts.sdp}  # our own output came back (a spiral): hand it back untouched
@@ -130,6 +131,8 @@ class CallEngine:
             offerer = state.new_monologue(now, opts.from_tag)
         answerer = self._partner_for_offer(state, offerer, opts, now)
         self._apply_labels(offerer, opts)
+        if not inbound.sdp.sessions:
+            return _unread_body(opts.sdp)
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
         try:
@@ -138,20 +141,18 @@ class CallEngine:
             self.counters.ports_exhausted += 1
             self._destroy(call, "ports exhausted")
             raise NgError(E.OUT_OF_PORTS) from None
-        sdp = write_sdp(inbound, medias_out, self._session_rewrite(offerer, inbound, opts))
+        try:
+            sdp = write_sdp(inbound, medias_out, self._session_rewrite(offerer, inbound, opts))
+        except RewriteOrderError:
+            raise NgError(E.SDP_REWRITE_ERROR) from None
         sdp = self._finish_sdp(offerer, sdp, inbound)
         offerer.last_sdp = opts.sdp
         return {"sdp": sdp}
 
     async def answer(self, opts: NgOptions) -> dict[str, Any]:
-        if opts.sdp is None:
-            raise NgError(E.NO_SDP)
-        if not opts.call_id:
-            raise NgError(E.NO_CALL_ID)
-        if not opts.from_tag:
-            raise NgError(E.NO_FROM_TAG)
-        if not opts.to_tag:
-            raise NgError(E.NO_TO_TAG)
+        check_required(opts)  # the NG server did this already; direct callers get the same errors
+        assert opts.sdp is not None and opts.call_id is not None and opts.from_tag is not None
+        assert opts.to_tag is not None
         inbound = self._read(opts.sdp)
         if opts.loop_protect and self._own_marker_in(inbound):
             return {"sdp": opts.sdp}
@@ -181,6 +182,10 @@ class CallEngine:
                     self._release_monologue(call, offerer)
         self._pair(offerer, answerer, state)
         self._apply_labels(answerer, opts, answering=True)
+        if not inbound.sdp.sessions:
+            return _unread_body(opts.sdp)
+        if inbound.rewrite_error or not inbound.medias:
+            raise NgError(E.SDP_REWRITE_ERROR)
         state.answered = True
         try:
             medias_out = await self._negotiate_answer(call, offerer, answerer, inbound, opts)
@@ -188,7 +193,10 @@ class CallEngine:
             self.counters.ports_exhausted += 1
             self._destroy(call, "ports exhausted")
             raise NgError(E.OUT_OF_PORTS) from None
-        sdp = write_sdp(inbound, medias_out, self._session_rewrite(answerer, inbound, opts))
+        try:
+            sdp = write_sdp(inbound, medias_out, self._session_rewrite(answerer, inbound, opts))
+        except RewriteOrderError:
+            raise NgError(E.SDP_REWRITE_ERROR) from None
         sdp = self._finish_sdp(answerer, sdp, inbound)
         answerer.last_sdp = opts.sdp
         return {"sdp": sdp}
@@ -570,7 +578,7 @@ class CallEngine:
     # ------------------------------------------------------------------ delete / query / list
 
     def delete(self, opts: NgOptions) -> dict[str, Any]:
-        if not opts.call_id:
+        if opts.call_id is None:
             raise NgError(E.NO_CALL_ID)
         call = self.calls.get(opts.call_id)
         selected: Monologue | None = None
@@ -627,7 +635,7 @@ class CallEngine:
         return None
 
     def query(self, opts: NgOptions) -> dict[str, Any]:
-        if not opts.call_id:
+        if opts.call_id is None:
             raise NgError(E.NO_CALL_ID)
         call = self.calls.get(opts.call_id)
         if call is None:
@@ -654,7 +662,7 @@ class CallEngine:
     ) -> dict[str, Any]:
         """block/unblock media, silence/unsilence media, block/unblock DTMF (one switch per kind)."""
         kind = "dtmf_blocked" if dtmf else "silenced" if silence else "blocked"
-        if not opts.call_id:
+        if opts.call_id is None:
             raise NgError(E.NO_CALL_ID)
         call = self.calls.get(opts.call_id)
         if call is None:
@@ -786,6 +794,11 @@ class CallEngine:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _unread_body(text: str) -> dict[str, Any]:
+    """An empty or one-character body: rtpengine reads no SDP in it and echoes it back as it is."""
+    return {"sdp": text} if text else {}
 
 
 def _new_answerer(state: CallState, now: float, tag: str = "") -> Monologue:

@@ -45,9 +45,7 @@ class PortAllocator:
         self.min_port = min_port
         self.max_port = max_port
         self.buffer_size = buffer_size
-        self.family = (
-            socket.AF_INET6 if ipaddress.ip_address(bind_ip).version == 6 else socket.AF_INET
-        )
+        self.family = socket.AF_INET6 if ipaddress.ip_address(bind_ip).version == 6 else socket.AF_INET
         self._in_use: set[int] = set()
         self._owned: dict[socket.socket, int] = {}
         self._first_even = min_port + (min_port & 1)

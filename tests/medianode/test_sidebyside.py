@@ -14,8 +14,6 @@ explicit on both sides); sequences marked `fresh_server` get servers of their ow
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,17 +21,9 @@ from pathlib import Path
 
 import pytest
 
+import karl_testkit as testkit
 from karl_core.ng import bencode
-from karl_testkit import (
-    ROOT,
-    RTPENGINE,
-    NgClient,
-    NgServer,
-    free_port,
-    free_port_block,
-    karl_env,
-    wait_for_pong,
-)
+from karl_testkit import RTPENGINE, NgServer
 from ng_sequences import (
     SEQUENCES,
     M,
@@ -61,53 +51,11 @@ KARL_ENV = {"KARL_DELETE_DELAY": DELETE_DELAY}
 def start_rtpengine(log_dir: Path, media_ip: str, ports: int = PORTS, name: str = "rtpengine") -> NgServer:
     if not Path(RTPENGINE).exists():
         pytest.skip("the reference rtpengine daemon is not installed (Debian package rtpengine-daemon)")
-    ng_port = free_port()
-    port_min = free_port_block(ports, media_ip)
-    log_path = log_dir / f"rtpengine-{media_ip}-{ng_port}.log"
-    proc = subprocess.Popen(
-        [
-            RTPENGINE,
-            "--config-file=none",
-            "--table=-1",
-            "--foreground",
-            "--log-stderr",
-            "--log-level=6",
-            f"--interface={media_ip}",
-            f"--listen-ng=127.0.0.1:{ng_port}",
-            f"--port-min={port_min}",
-            f"--port-max={port_min + ports - 1}",
-            *RTPENGINE_EXTRA,
-        ],
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    client = NgClient(("127.0.0.1", ng_port))
-    return _started(NgServer(name, proc, client, media_ip, port_min, port_min + ports - 1, log_path))
+    return testkit.start_rtpengine(log_dir, media_ip, ports, RTPENGINE_EXTRA, name)
 
 
 def start_karl(log_dir: Path, media_ip: str = KARL_IP, ports: int = PORTS) -> NgServer:
-    ng_port = free_port()
-    port_min = free_port_block(ports, media_ip)
-    port_max = port_min + ports - 1
-    log_path = log_dir / f"karl-{media_ip}-{ng_port}.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "karl_medianode"],
-        env=karl_env(media_ip, ng_port, port_min, port_max, dict(KARL_ENV)),
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    client = NgClient(("127.0.0.1", ng_port))
-    return _started(NgServer("karl", proc, client, media_ip, port_min, port_max, log_path))
-
-
-def _started(server: NgServer) -> NgServer:
-    try:
-        wait_for_pong(server.ng, server.proc, server.name)
-    except RuntimeError as exc:
-        server.stop()
-        raise RuntimeError(f"{exc}\n--- {server.name} log ---\n{server.log()}") from exc
-    return server
+    return testkit.start_karl(log_dir, media_ip, ports, **KARL_ENV)
 
 
 def _serve(factory: Callable[[], NgServer]) -> Iterator[NgServer]:

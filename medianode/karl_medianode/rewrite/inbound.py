@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from karl_core.sdp import (
+    RtcpAttribute,
     SdpError,
     SessionDescription,
     parse,
@@ -125,6 +126,8 @@ def read_sdp(text: str) -> InboundSdp:
     sdp = parse(text)
     validate_for_rtpengine(sdp)
     result = InboundSdp(sdp, rewrite_error=rtpengine_rewrite_error(sdp))
+    if not sdp.sessions:
+        return result  # nothing rtpengine reads as SDP (empty, one character, or cut at once)
     session_ice = session_trickle = False
     for line in sdp.session.lines:
         if line.kind == "c":
@@ -140,15 +143,8 @@ def read_sdp(text: str) -> InboundSdp:
             if line.value.startswith("ice-options:") and "trickle" in line.value[12:].split():
                 session_trickle = True
     for index, section in enumerate(sdp.media, start=1):
-        m_parts = section.lines[0].value.split()
-        if len(m_parts) < 3:
-            raise SdpError("Failed to parse SDP")
-        port_text, _, count_text = m_parts[1].partition("/")
-        try:
-            port = int(port_text)
-            count = int(count_text) if count_text else None
-        except ValueError as exc:
-            raise SdpError("Failed to parse SDP") from exc
+        m_line = section.media_line  # validated above, so it parses
+        port, count = m_line.port, m_line.port_count
         connection: str | None = None
         own_connection = False
         ptime: int | None = None
@@ -168,11 +164,13 @@ def read_sdp(text: str) -> InboundSdp:
                 attributes.append((name, attr_value))
                 if name == "ptime" and attr_value:
                     ptime = _int_or_none(attr_value.strip())
-                elif name == "rtcp" and attr_value:
-                    bits = attr_value.split()
-                    rtcp_port = _int_or_none(bits[0])
-                    if rtcp_port is not None:
-                        rtcp = (rtcp_port, bits[3] if len(bits) >= 4 else None)
+                elif name == "rtcp" and attr_value is not None:
+                    try:
+                        parsed = RtcpAttribute.parse(attr_value)
+                    except SdpError:
+                        pass  # rtpengine ignores an a=rtcp it cannot read
+                    else:
+                        rtcp = (parsed.port, parsed.address)
                 elif name == "rtcp-mux":
                     rtcp_mux = True
                 elif name == "mid":
@@ -183,8 +181,8 @@ def read_sdp(text: str) -> InboundSdp:
                         trickle = True
         if connection is None:
             connection = result.session_connection
-        formats = m_parts[3:]
-        proto = m_parts[2]
+        formats = m_line.format_list()
+        proto = m_line.proto
         codecs = _codec_list(formats, attributes) if "RTP/" in proto else []
         rtcp_endpoint: Endpoint | None = None
         if rtcp is not None and connection is not None:
@@ -192,7 +190,7 @@ def read_sdp(text: str) -> InboundSdp:
         result.medias.append(
             InboundMedia(
                 index=index,
-                media_type=m_parts[0],
+                media_type=m_line.media,
                 port=port,
                 port_count=count,
                 protocol=proto,

@@ -8,8 +8,10 @@ lines keep their own ending (so a bare-LF input gives mixed endings, as rtpengin
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
+from karl_core.sdp import BAD_RTCP_ADDRESS, MediaLine, RtcpAttribute, SdpError
 from karl_core.session import Codec
 from karl_medianode.rewrite.inbound import DIRECTIONS, InboundMedia, InboundSdp
 
@@ -17,6 +19,7 @@ CRLF = "\r\n"
 
 # Attributes rtpengine drops from the session level (ICE, DTLS, direction and BUNDLE are its business).
 _SESSION_DROPPED = {
+    "rtcp",  # means nothing at session level; rtpengine removes it (probed)
     "ice-ufrag",
     "ice-pwd",
     "ice-options",
@@ -102,12 +105,22 @@ def _codec_block(codecs: list[Codec]) -> list[str]:
     return lines
 
 
+def _rtcp_address_unreadable(value: str) -> bool:
+    try:
+        RtcpAttribute.parse(value)
+    except SdpError as exc:
+        return exc.reason == BAD_RTCP_ADDRESS
+    return False
+
+
 def _kept_media_line(line_kind: str, value: str, out: OutboundMedia, ctx: SessionRewrite) -> bool:
     if line_kind != "a":
         return True
     name, sep, rest = value.partition(":")
     if name in DIRECTIONS and ctx.original_sendrecv:
         return True
+    if name == "rtcp" and sep and _rtcp_address_unreadable(rest):
+        return True  # rtpengine treats such a line as an unknown attribute and leaves it in place
     if name in _MEDIA_DROPPED:
         return False
     if name == "extmap" and ctx.strip_extmap:
@@ -118,11 +131,71 @@ def _kept_media_line(line_kind: str, value: str, out: OutboundMedia, ctx: Sessio
     return True
 
 
-def write_sdp(inbound: InboundSdp, medias: list[OutboundMedia], ctx: SessionRewrite) -> str:
-    out: list[str] = []
-    replace_session_c = ctx.replace_session_connection or any(
+class RewriteOrderError(Exception):
+    """rtpengine edits the text front to back and fails ("Error rewriting SDP") when an edit falls
+    before the previous one; Karl reports the same SDPs the same way."""
+
+
+def _session_attribute_dropped(value: str, ctx: SessionRewrite) -> bool:
+    name = value.partition(":")[0]
+    if name in DIRECTIONS and ctx.original_sendrecv:
+        return False
+    return name in _SESSION_DROPPED or (name == "extmap" and ctx.strip_extmap)
+
+
+def _replaces_connection(value: str, ctx: SessionRewrite) -> bool:
+    parts = value.split()
+    current = parts[2] if len(parts) >= 3 else None
+    return not (_is_unspecified(current) and not ctx.replace_zero_address)
+
+
+def check_edit_order(inbound: InboundSdp, medias: list[OutboundMedia], ctx: SessionRewrite) -> None:
+    """Raise RewriteOrderError where rtpengine 10.5 would, from its order of edits (probed): the o=
+    line, s=, the session c=, removed session attributes, then per media the m= line, its c= and its
+    removed attributes."""
+    session = inbound.sdp.session.lines
+    replace_session_c = _session_c_replaced(inbound, ctx)
+    edits: list[int] = []
+    kinds = [line.kind for line in session]
+    if "o" in kinds:
+        edits.append(kinds.index("o"))
+    if ctx.session_name is not None and "s" in kinds:
+        edits.append(kinds.index("s"))
+    for index, line in enumerate(session):
+        if line.kind == "c" and replace_session_c and _replaces_connection(line.value, ctx):
+            edits.append(index)
+    edits.extend(
+        index
+        for index, line in enumerate(session)
+        if line.kind == "a" and _session_attribute_dropped(line.value, ctx)
+    )
+    offset = len(session)
+    for section, out in zip(inbound.sdp.media, medias, strict=True):
+        lines = section.lines
+        if out.managed:
+            edits.append(offset)
+            if out.port:
+                for index, line in enumerate(lines[1:], start=offset + 1):
+                    if line.kind == "c" and _replaces_connection(line.value, ctx):
+                        edits.append(index)
+                for index, line in enumerate(lines[1:], start=offset + 1):
+                    if line.kind == "a" and not _kept_media_line(line.kind, line.value, out, ctx):
+                        edits.append(index)
+        offset += len(lines)
+    if any(later < earlier for earlier, later in itertools.pairwise(edits)):
+        raise RewriteOrderError("an edit falls before the previous one")
+
+
+def _session_c_replaced(inbound: InboundSdp, ctx: SessionRewrite) -> bool:
+    return ctx.replace_session_connection or any(
         not m.has_own_connection and not m.rejected for m in inbound.medias
     )
+
+
+def write_sdp(inbound: InboundSdp, medias: list[OutboundMedia], ctx: SessionRewrite) -> str:
+    check_edit_order(inbound, medias, ctx)
+    out: list[str] = []
+    replace_session_c = _session_c_replaced(inbound, ctx)
     session_c_replaced = False
     for line in inbound.sdp.session.lines:
         kind, value, eol = line.kind, line.value, line.eol
@@ -130,20 +203,12 @@ def write_sdp(inbound: InboundSdp, medias: list[OutboundMedia], ctx: SessionRewr
             value = _rewrite_origin(value, ctx)
         elif kind == "s" and ctx.session_name is not None:
             value = ctx.session_name
-        elif kind == "c" and replace_session_c:
-            current = value.split()[2] if len(value.split()) >= 3 else None
-            if _is_unspecified(current) and not ctx.replace_zero_address:
-                pass
-            else:
-                value = address_tokens(ctx.address)
-                session_c_replaced = True
-        elif kind == "a":
-            name = value.partition(":")[0]
-            if name in DIRECTIONS and ctx.original_sendrecv:
-                pass
-            elif name in _SESSION_DROPPED or (name == "extmap" and ctx.strip_extmap):
-                continue
-        out.append(f"{kind}={value}{eol or CRLF}")
+        elif kind == "c" and replace_session_c and _replaces_connection(value, ctx):
+            value = address_tokens(ctx.address)
+            session_c_replaced = True
+        elif kind == "a" and _session_attribute_dropped(value, ctx):
+            continue
+        out.append(f"{kind}={value}{eol or CRLF}" if kind else f"{value}{eol or CRLF}")
     if ctx.loop_marker is not None:
         out.append(f"a=rtpengine:{ctx.loop_marker}{CRLF}")
     for section, media, outbound in zip(inbound.sdp.media, inbound.medias, medias, strict=True):
@@ -183,12 +248,17 @@ def _write_media(
             result.append(f"c={address_tokens(inbound.session_connection)}\n")
         result.extend(f"{ln.kind}={ln.value}{ln.eol or CRLF}" for ln in lines[1:])
         return result
-    m_parts = m_line.value.split(" ")
-    port_text = str(out.port)
-    if media.port_count is not None and out.port:
-        port_text = f"{out.port}/{media.port_count}"
-    formats = [str(c.payload_type) for c in out.codecs] if out.codecs is not None else m_parts[3:]
-    m_value = " ".join([m_parts[0], port_text, out.protocol, *formats])
+    parsed: MediaLine | None = MediaLine.parse(m_line.value)
+    assert parsed is not None
+    if out.port:
+        parsed = parsed.with_port(out.port, media.port_count)
+    elif parsed.proto == out.protocol:
+        parsed = None  # a disabled stream's m= line stays exactly as received
+    if parsed is not None:
+        parsed = parsed.with_proto(out.protocol)
+        if out.codecs is not None:
+            parsed = parsed.with_formats(c.payload_type for c in out.codecs)
+    m_value = m_line.value if parsed is None else parsed.render()
     result = [f"m={m_value}{m_line.eol or CRLF}"]
     if out.port == 0:
         return result

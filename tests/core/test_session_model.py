@@ -1,0 +1,113 @@
+"""The session model's serialization: stable, versioned, lossless (it is what Redis will store)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from karl_core.session import (
+    SCHEMA_VERSION,
+    CallState,
+    Codec,
+    Endpoint,
+    MediaState,
+    PacketStreamState,
+    SessionSchemaError,
+)
+
+
+def sample_call() -> CallState:
+    call = CallState("abc@host", created=1700000000.25, last_signal=1700000001.5)
+    caller = call.new_monologue(1700000000.25, "from-tag-1")
+    callee = call.new_monologue(1700000000.25)
+    caller.partner, callee.partner = callee.uid, caller.uid
+    callee.answerer = True
+    callee.via_branch = "z9hG4bK.1"
+    caller.label = "caller"
+    media = MediaState(
+        1,
+        "audio",
+        "RTP/AVP",
+        formats=["0", "8", "101"],
+        codecs=[
+            Codec(0, "PCMU", 8000),
+            Codec(8, "PCMA", 8000),
+            Codec(101, "telephone-event", 8000, None, "0-16"),
+        ],
+        ptime=20,
+        rtcp_mux_offered=True,
+        advertised_rtcp=Endpoint("192.0.2.10", 4001),
+        flags={"mux-demux", "asymmetric"},
+        streams=[
+            PacketStreamState(1, "203.0.113.1", 30000, Endpoint("192.0.2.10", 4000), None, False, 5, 860),
+            PacketStreamState(2, "203.0.113.1", 30001, Endpoint("192.0.2.10", 4001)),
+        ],
+        offered_payload_types=[0, 8, 101],
+        sdp_address="192.0.2.10",
+        sdp_port=4000,
+    )
+    caller.medias.append(media)
+    callee.medias.append(MediaState(1, "audio", "RTP/AVP", send=True, recv=False))
+    caller.former_partners.append(7)
+    call.answered = True
+    return call
+
+
+def test_round_trip_is_lossless_and_json_safe() -> None:
+    call = sample_call()
+    data = call.to_dict()
+    assert data["schema"] == SCHEMA_VERSION
+    text = json.dumps(data, sort_keys=True)
+    again = CallState.from_dict(json.loads(text))
+    assert again == call
+    assert json.dumps(again.to_dict(), sort_keys=True) == text, "serialization must be stable"
+
+
+def test_lookup_helpers() -> None:
+    call = sample_call()
+    caller = call.by_tag("from-tag-1")
+    assert caller is not None and call.by_label("caller") is caller
+    assert call.partner_of(caller) is not None and call.partner_of(caller).answerer  # type: ignore[union-attr]
+    assert call.by_tag("") is None, "an untagged party is never found by the empty tag"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        [],
+        {"schema": SCHEMA_VERSION + 1, "call_id": "x", "created": 0, "last_signal": 0},
+        {"schema": SCHEMA_VERSION, "created": 0, "last_signal": 0},
+        {"schema": SCHEMA_VERSION, "call_id": "x", "created": "soon", "last_signal": 0},
+        {
+            "schema": SCHEMA_VERSION,
+            "call_id": "x",
+            "created": 0,
+            "last_signal": 0,
+            "monologues": [{"tag": "a"}],
+        },
+    ],
+)
+def test_unreadable_state_is_a_schema_error(data: Any) -> None:
+    with pytest.raises(SessionSchemaError):
+        CallState.from_dict(data)
+
+
+@given(
+    address=st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str)),
+    port=st.integers(0, 65535),
+    name=st.text(min_size=1, max_size=20),
+    pt=st.integers(0, 127),
+    clock=st.integers(1, 192000),
+    fmtp=st.one_of(st.none(), st.text(max_size=40)),
+)
+def test_leaves_round_trip(address: str, port: int, name: str, pt: int, clock: int, fmtp: str | None) -> None:
+    endpoint = Endpoint(address, port)
+    assert Endpoint.from_dict(json.loads(json.dumps(endpoint.to_dict()))) == endpoint
+    assert endpoint.family == ("IPv6" if ":" in address else "IPv4")
+    codec = Codec(pt, name, clock, None, fmtp, ["nack"])
+    assert Codec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
