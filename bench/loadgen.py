@@ -213,7 +213,7 @@ class TrafficResult:
     # work that the kernel does not charge to the process whose packets it is.
     proxy_cpu_s: float | None
     proxy_softirqd_s: float | None
-    proxy_cpu_util: float | None  # (proxy + softirqd) / active seconds
+    proxy_cpu_util: float | None  # (proxy + softirqd) / (sending + draining seconds)
     proxy_cpu_us_per_packet: float | None  # (proxy + softirqd) / packets forwarded
     proxy_wait_ms: float | None  # time the proxy was runnable but another task had its core
     generator_cpu_s: float
@@ -383,7 +383,7 @@ def run_traffic(call_set: CallSet, spec: TrafficSpec, where: Placement | None = 
         backlog_drops=backlog,
         proxy_cpu_s=proxy_s,
         proxy_softirqd_s=cpu.get("proxy_softirqd"),
-        proxy_cpu_util=proxy_total / active_s if proxy_total is not None and active_s > 0 else None,
+        proxy_cpu_util=proxy_total / (active_s + spec.drain_s) if proxy_total is not None else None,
         proxy_cpu_us_per_packet=(
             proxy_total * 1e6 / total_received if proxy_total is not None and total_received else None
         ),

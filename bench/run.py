@@ -200,6 +200,8 @@ def _rtp_spec(setup: Setup, duration: float, pps: float, batch: bool) -> Traffic
     return TrafficSpec(
         duration_s=duration,
         pps_per_stream=pps,
+        # In ramp steps the first second (new calls: first packets, latching) is not judged.
+        warmup_s=min(1.0, duration / 3) if batch else 0.5,
         recv_batch_s=setup.plan.recv_batch_s if batch else 0.0,
         realtime_priority=setup.realtime_priority,
     )

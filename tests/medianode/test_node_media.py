@@ -374,3 +374,41 @@ def test_second_node_on_same_ng_port_fails_naming_the_port(karl_factory) -> None
     assert proc.returncode != 0
     assert str(node.ng.address[1]) in proc.stderr and "in use" in proc.stderr
     assert os.path.exists(ROOT)
+
+
+def test_final_timeout_ends_even_a_busy_call(karl_factory, parties) -> None:
+    node = karl_factory(KARL_FINAL_TIMEOUT="2", KARL_DELETE_DELAY="0")
+    a, b = parties(), parties()
+    to_a_side, _ = setup_call(node, a, b, "final")
+    seq = iter(range(10_000))
+
+    def ended() -> bool:
+        a.rtp.sendto(rtp_packet(next(seq)), (node.media_ip, to_a_side))  # media keeps flowing
+        return "final" not in node.ng.request({"command": "list"})["calls"]
+
+    wait_for(ended, timeout=8, interval=0.1)
+    stats = node.ng.request({"command": "statistics"})["statistics"]["totalstatistics"]
+    assert stats["finaltimeoutsessions"] == 1 and stats["timeoutsessions"] == 0
+
+
+def test_silent_timeout_applies_to_calls_on_hold(karl_factory, parties) -> None:
+    node = karl_factory(KARL_TIMEOUT="1", KARL_SILENT_TIMEOUT="4", KARL_DELETE_DELAY="0")
+    a, b = parties(), parties()
+    setup_call(node, a, b, "held")
+    held = sdp(a.port).replace("a=sendrecv", "a=inactive")
+    reply = node.ng.request(
+        {"command": "offer", "call-id": "held", "from-tag": "tagA", "to-tag": "tagB", "sdp": held}
+    )
+    assert reply["result"] == "ok" and "a=inactive" in reply["sdp"]
+    answer = sdp(b.port).replace("a=sendrecv", "a=inactive")
+    node.ng.request(
+        {"command": "answer", "call-id": "held", "from-tag": "tagA", "to-tag": "tagB", "sdp": answer}
+    )
+    held_at = time.monotonic()
+    # well past the 1 s media timeout (and the 1 s sweep), the held call is still there ...
+    wait_for(lambda: time.monotonic() - held_at > 2.5, timeout=5)
+    assert "held" in node.ng.request({"command": "list"})["calls"]
+    # ... and the silent timeout ends it
+    wait_for(lambda: "held" not in node.ng.request({"command": "list"})["calls"], timeout=8)
+    stats = node.ng.request({"command": "statistics"})["statistics"]["totalstatistics"]
+    assert stats["silenttimeoutsessions"] == 1
