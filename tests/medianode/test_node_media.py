@@ -204,9 +204,16 @@ def test_retransmitted_offer_allocates_nothing_new(karl_factory, parties) -> Non
     from karl_core.ng import bencode
 
     datagram = b"retrans-cookie " + bencode.encode(request)
-    first = node.ng.raw(datagram)
-    second = node.ng.raw(datagram)
-    assert first is not None and first == second
+    # a burst of copies, as from a proxy retransmitting while the first is still being worked on
+    for _ in range(5):
+        node.ng.sock.sendto(datagram, node.ng.address)
+    node.ng.sock.settimeout(3)
+    replies = [node.ng.sock.recv(65535) for _ in range(5)]
+    assert len(set(replies)) == 1 and b"sdp" in replies[0]
+    assert node.ng.raw(datagram) == replies[0], "a late retransmission gets the identical reply"
+    # a new cookie with the same offer is a re-offer: same ports, nothing new allocated
+    again = node.ng.request(request)
+    assert media_port(again["sdp"]) == media_port(bencode.decode(replies[0].split(b" ", 1)[1])["sdp"])
     reply = node.ng.request({"command": "query", "call-id": "retrans"})
     ports = {
         s["local port"] for tag in reply["tags"].values() for m in tag["medias"] for s in m.get("streams", [])
@@ -412,3 +419,31 @@ def test_silent_timeout_applies_to_calls_on_hold(karl_factory, parties) -> None:
     wait_for(lambda: "held" not in node.ng.request({"command": "list"})["calls"], timeout=8)
     stats = node.ng.request({"command": "statistics"})["statistics"]["totalstatistics"]
     assert stats["silenttimeoutsessions"] == 1
+
+
+def test_invalid_configuration_stops_startup_naming_the_setting(tmp_path) -> None:
+    from karl_testkit import karl_env
+
+    env = karl_env("127.0.0.2", free_port(), 20000, 20100, {"KARL_RTP_MIN_PORT": "abc"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "karl_medianode"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode == 2
+    assert "KARL_RTP_MIN_PORT" in proc.stderr and "abc" in proc.stderr
+    config = tmp_path / "config.json"
+    config.write_text('{"sessions": {"max_sesions": 5}}')
+    env = karl_env("127.0.0.2", free_port(), 20000, 20100, {"KARL_CONFIG_PATH": str(config)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "karl_medianode"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode == 2 and "sessions.max_sesions" in proc.stderr
