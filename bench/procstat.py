@@ -51,6 +51,13 @@ def self_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def steal_s() -> float:
+    """CPU time the hypervisor gave to others while this VM wanted it (all cores)."""
+    with open("/proc/stat") as f:
+        values = f.readline().split()
+    return int(values[8]) / _CLK_TCK
+
+
 def ksoftirqd_pid(cpu: int) -> int | None:
     """The kernel thread that runs deferred network receive work for ``cpu`` (its time is not charged
     to the process whose packets it handles)."""

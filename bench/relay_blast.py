@@ -161,9 +161,20 @@ def main() -> None:
     path = os.pathsep.join(os.path.join(root, part) for part in ("medianode", "core"))
     env = dict(os.environ, PYTHONPATH=path)
     child = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--packets", str(args.packets), "--child", args.mode,
-         str(args.packets), str(party_a.getsockname()[1]), str(party_b.getsockname()[1])],
-        stdout=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--packets",
+            str(args.packets),
+            "--child",
+            args.mode,
+            str(args.packets),
+            str(party_a.getsockname()[1]),
+            str(party_b.getsockname()[1]),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert child.stdout is not None
@@ -202,9 +213,12 @@ def main() -> None:
         print(f"end to end: {received}/{sent} received at B in {elapsed:.3f} s = {rate:,.0f} packets/s")
     else:
         print(f"sender: {sent} sent in {elapsed:.3f} s = {sent / elapsed:,.0f} packets/s")
-    print(f"relay: {relayed} packets relayed in {wall:.3f} s wall = {relayed / wall:,.0f} packets/s; "
-          f"CPU {result['relay_cpu_s']:.3f} s = {cpu_us:.2f} µs per packet")
+    print(
+        f"relay: {relayed} packets relayed in {wall:.3f} s wall = {relayed / wall:,.0f} packets/s; "
+        f"CPU {result['relay_cpu_s']:.3f} s = {cpu_us:.2f} µs per packet"
+    )
     print(f"relay counters {result['stats']}")
+
 
 if __name__ == "__main__":
     main()

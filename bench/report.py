@@ -58,7 +58,7 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def markdown_table(summaries: dict[str, dict[str, Any]], labels: dict[str, Any]) -> str:
-    """Rows: metrics; columns: rtpengine, Karl, Karl/rtpengine (>1 is better for Karl where marked)."""
+    """Rows: figures; columns: rtpengine, Karl (median, and min..max over the repetitions), Karl/rtpengine."""
     lines = [
         "| Figure | rtpengine | Karl | Karl / rtpengine |",
         "|---|---:|---:|---:|",
@@ -73,7 +73,10 @@ def markdown_table(summaries: dict[str, dict[str, Any]], labels: dict[str, Any])
                 cells.append("not yet measured" if side is karl else "—")
             else:
                 bound = "≥ " if entry["generator_limited"] else ""
-                cells.append(f"{bound}{_fmt(entry['median'], metric.digits)}")
+                cell = f"{bound}{_fmt(entry['median'], metric.digits)}"
+                if entry["runs"] > 1:
+                    cell += f" ({_fmt(entry['min'], metric.digits)}..{_fmt(entry['max'], metric.digits)})"
+                cells.append(cell)
         label = metric.label.format(**labels)
         ratio = _ratio(rtp.get(metric.key), karl.get(metric.key))
         lines.append(f"| {label} ({metric.unit}) | {cells[0]} | {cells[1]} | {ratio} |")

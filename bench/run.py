@@ -135,21 +135,26 @@ def ramp(
 ) -> Ramp:
     """Raise x by ``factor`` until a step fails or saturates the proxy, then bisect ``refine`` times.
 
-    A step the generator could not deliver is retried once; if it fails again the ramp stops and
-    its result is a lower bound (``generator_limited``).
+    A step the generator could not deliver is retried once; if that falls short too, the ramp stops
+    and its result is a lower bound (``generator_limited``), unless the proxy was saturated anyway.
     """
     out = Ramp()
     lo: float | None = None
     hi: float | None = None
     x = min(start, limit)
 
+    def conclusive(step: Step) -> bool:
+        # A proxy that used its whole core without loss has shown its limit, even if the generator
+        # fell a little short of the offered rate.
+        return not step.generator_limited or (step.passed and step.saturated)
+
     def attempt(value: float) -> Step | None:
         step = trial(value)
         out.steps.append(step)
-        if step.generator_limited:
+        if not conclusive(step):
             step = trial(value)
             out.steps.append(step)
-        if step.generator_limited:
+        if not conclusive(step):
             out.generator_limited = True
             out.stopped_because = "generator could not deliver the offered load"
             return None
@@ -485,6 +490,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         endpoint_ports,
     )
     started = time.monotonic()
+    steal_before = procstat.steal_s()
     results: dict[str, Any] = {
         "stamp": stamp,
         "mode": "quick" if args.quick else "full",
@@ -533,6 +539,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         endpoints.close()
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     results["machine"]["loadavg_end"] = os.getloadavg()
+    results["machine"]["steal_s_during_run"] = round(procstat.steal_s() - steal_before, 2)
     return results
 
 
@@ -562,13 +569,16 @@ def write_results(results: dict[str, Any], plan: Plan) -> tuple[Path, Path, str]
             f"# Side-by-side run {results['stamp']} ({results['mode']}, {plan.reps} repetition(s), medians)",
             "",
             f"Machine: {machine['cpu']}, {machine['cores']} cores, kernel {machine['kernel']}, "
-            f"{machine['rtpengine']}; load average at start {machine['loadavg_start'][0]:.2f}.",
+            f"{machine['rtpengine']}; load average {machine['loadavg_start'][0]:.2f} at the start, "
+            f"{machine['loadavg_end'][0]:.2f} at the end; "
+            f"hypervisor steal {machine['steal_s_during_run']} s.",
             f"Direct loopback baseline (no proxy, same load): p50 {base.get('latency_p50_us')} µs, "
             f"p99 {base.get('latency_p99_us')} µs.",
             "",
             table,
             "",
-            "'≥' marks a figure limited by the load generator (a lower bound for the proxy).",
+            "Cells: median (min..max over the repetitions). '≥' marks a figure limited by the load",
+            "generator in at least one repetition: a lower bound for the proxy.",
             "",
         ]
     )
@@ -593,7 +603,11 @@ def main(argv: list[str] | None = None) -> int:
         help="SCHED_FIFO priority for proxy and generator, so that other programs on the host "
         "do not take their cores (0: normal scheduling)",
     )
-    parser.add_argument("--media-ip", default="127.0.0.2", help="the proxy's media address")
+    parser.add_argument(
+        "--media-ip",
+        default="127.0.0.200",
+        help="the proxy's media address (an address no test uses, so that socket counters are ours)",
+    )
     parser.add_argument("--ip-a", default="127.0.0.201", help="caller endpoints' address")
     parser.add_argument("--ip-b", default="127.0.0.202", help="callee endpoints' address")
     parser.add_argument("--first-port", type=int, default=8000, help="lowest port of the proxy's RTP range")

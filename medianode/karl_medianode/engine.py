@@ -17,7 +17,7 @@ from karl_core.ng import errors as E
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import Ice, NgOptions, check_required
 from karl_core.sdp import SdpError
-from karl_core.session import CallState, Codec, Endpoint, MediaState, Monologue
+from karl_core.session import CallState, Codec, Endpoint, MediaState, Monologue, PacketStreamState
 from karl_medianode.call_stats import call_stats
 from karl_medianode.calls import Call, MediaSockets
 from karl_medianode.clock import CoarseClock
@@ -141,6 +141,10 @@ class CallEngine:
             self.counters.ports_exhausted += 1
             self._destroy(call, "ports exhausted")
             raise NgError(E.OUT_OF_PORTS) from None
+        except Exception:
+            # a fault of ours (e.g. a socket the kernel refuses): never leave a half-built call behind
+            self._destroy(call, "internal error")
+            raise
         try:
             sdp = write_sdp(inbound, medias_out, self._session_rewrite(offerer, inbound, opts))
         except RewriteOrderError:
@@ -193,6 +197,9 @@ class CallEngine:
             self.counters.ports_exhausted += 1
             self._destroy(call, "ports exhausted")
             raise NgError(E.OUT_OF_PORTS) from None
+        except Exception:
+            self._destroy(call, "internal error")
+            raise
         try:
             sdp = write_sdp(inbound, medias_out, self._session_rewrite(answerer, inbound, opts))
         except RewriteOrderError:
@@ -787,6 +794,29 @@ class CallEngine:
         if self._on_call_ended is not None:
             self._on_call_ended(CallEnded(call.call_id, reason, call.state.created, now, summary))
 
+    def snapshot(self, call_id: str) -> CallState | None:
+        """The call's state with its sockets' current addresses and counters, ready to serialize."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return None
+        for mono in call.state.monologues.values():
+            for media in mono.medias:
+                sockets = call.sockets.get((mono.uid, media.index))
+                media.streams = (
+                    []
+                    if sockets is None
+                    else [
+                        _stream_state(stream, component)
+                        for component, stream in enumerate((sockets.rtp, sockets.rtcp), start=1)
+                        if stream is not None
+                    ]
+                )
+        return call.state
+
+    def active_calls(self) -> int:
+        """Calls not waiting for their delete delay to run out."""
+        return sum(1 for call in self.calls.values() if call.state.deleted_at is None)
+
     def close_all(self) -> None:
         for call in list(self.calls.values()):
             self.counters.forced_terminated += 1
@@ -880,6 +910,23 @@ def _advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint |
         return None
     address, port = sockets.rtp.advertised
     return Endpoint(address, port)
+
+
+def _stream_state(stream: PacketStream, component: int) -> PacketStreamState:
+    sdp_endpoint = stream.owner if isinstance(stream.owner, Endpoint) else None
+    learned = Endpoint(*stream.endpoint) if stream.endpoint is not None else None
+    return PacketStreamState(
+        component=component,
+        local_address=stream.local_ip,
+        local_port=stream.local_port,
+        advertised=sdp_endpoint,
+        endpoint=learned,
+        confirmed=stream.confirmed,
+        packets=stream.packets,
+        bytes=stream.bytes,
+        errors=stream.errors,
+        last_packet=stream.last_packet,
+    )
 
 
 def _readvertise(sockets: MediaSockets, media: MediaState) -> None:

@@ -77,6 +77,11 @@ class MediaNode:
         loop = asyncio.get_running_loop()
         s = self.settings
         ng_sock = bind_udp(s.ng_address, s.ng_port, "NG")
+        try:
+            bind_udp(s.media_ip, 0, "media").close()
+        except StartupError as exc:
+            ng_sock.close()
+            raise StartupError(f"media address {s.media_ip} (KARL_MEDIA_IP) is unusable: {exc}") from None
         self.clock.start(loop)
         self.relay = Relay(loop, self.clock, self.ports.release)
         self.engine = CallEngine(s.engine, self.ports, self.relay, self.clock)
@@ -154,7 +159,7 @@ class MediaNode:
         if engine is not None:
             engine.accepting = False
             deadline = time.monotonic() + self.settings.shutdown_grace
-            while engine.calls and time.monotonic() < deadline:
+            while engine.active_calls() and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             engine.close_all()
         if self.ng is not None:

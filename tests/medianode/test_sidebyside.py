@@ -158,7 +158,7 @@ def test_rtpengine_vs_rtpengine(
 # closes turns its test red until it is taken off this list. These are beyond the plain-RTP scope
 # of the media node so far (ICE agent, SRTP/DTLS): see docs/compatibility.md.
 _ICE_AGENT = "needs an ICE agent (the proxy answering STUN, its own candidates); not built yet"
-_SRTP = "needs SRTP termination (SDES/DTLS); not built yet: Karl passes crypto lines through"
+_SRTP = "needs SRTP termination (SDES/DTLS); not built yet: Karl passes the crypto lines through"
 KNOWN_GAPS = {
     "ice_remove": _ICE_AGENT,
     "ice_default_on_ice_offer": _ICE_AGENT,

@@ -17,7 +17,9 @@ from karl_medianode.rewrite.inbound import DIRECTIONS, InboundMedia, InboundSdp
 
 CRLF = "\r\n"
 
-# Attributes rtpengine drops from the session level (ICE, DTLS, direction and BUNDLE are its business).
+# Attributes rtpengine drops from the session level (ICE, direction and BUNDLE are its business).
+# Karl does not terminate SRTP yet: SDES and DTLS-SRTP lines (crypto, fingerprint, setup) pass through
+# untouched so that SRTP between two endpoints that both speak it keeps working end to end.
 _SESSION_DROPPED = {
     "rtcp",  # means nothing at session level; rtpengine removes it (probed)
     "ice-ufrag",
@@ -25,8 +27,6 @@ _SESSION_DROPPED = {
     "ice-options",
     "ice-lite",
     "candidate",
-    "fingerprint",
-    "setup",
     "group",
     *DIRECTIONS,
 }
@@ -43,9 +43,6 @@ _MEDIA_DROPPED = {
     "rtcp-mux",
     "mid",
     "ptime",
-    "crypto",
-    "fingerprint",
-    "setup",
     *DIRECTIONS,
 }
 _CODEC_ATTRIBUTES = {"rtpmap", "fmtp", "rtcp-fb"}

@@ -1,0 +1,91 @@
+"""The engine in-process: its call state serializes with live ports, addresses and counters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+
+from karl_core.ng.commands import Command
+from karl_core.ng.options import parse_options
+from karl_core.session import CallState
+from karl_medianode.clock import CoarseClock
+from karl_medianode.engine import CallEngine, EngineSettings
+from karl_medianode.ports import PortAllocator
+from karl_medianode.relay import Relay
+from karl_testkit import ROOT, free_port, free_port_block, karl_env
+
+
+def _sdp(port: int) -> str:
+    return (
+        f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0\r\n"
+    )
+
+
+def test_snapshot_carries_ports_endpoints_and_counters() -> None:
+    async def scenario() -> tuple[dict[str, object], int]:
+        loop = asyncio.get_running_loop()
+        clock = CoarseClock()
+        clock.start(loop)
+        base = free_port_block(40, "127.0.0.2")
+        ports = PortAllocator("127.0.0.2", base, base + 39)
+        relay = Relay(loop, clock, ports.release)
+        engine = CallEngine(EngineSettings("127.0.0.2", "127.0.0.2"), ports, relay, clock)
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        a.bind(("127.0.0.1", 0))
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b.bind(("127.0.0.1", 0))
+        b.settimeout(2)
+        offer = parse_options(
+            {"command": "offer", "call-id": "snap", "from-tag": "A", "sdp": _sdp(a.getsockname()[1])},
+            Command.OFFER,
+        )
+        await engine.offer(offer)
+        answer = parse_options(
+            {
+                "command": "answer",
+                "call-id": "snap",
+                "from-tag": "A",
+                "to-tag": "B",
+                "sdp": _sdp(b.getsockname()[1]),
+            },
+            Command.ANSWER,
+        )
+        reply = await engine.answer(answer)
+        to_proxy = int(reply["sdp"].split("m=audio ")[1].split()[0])
+        a.sendto(b"\x80\x00" + b"\0" * 170, ("127.0.0.2", to_proxy))
+        await loop.run_in_executor(None, b.recv, 2048)
+        state = engine.snapshot("snap")
+        assert state is not None
+        data = json.loads(json.dumps(state.to_dict()))
+        engine.close_all()
+        clock.stop()
+        a.close()
+        b.close()
+        return data, to_proxy
+
+    data, to_proxy = asyncio.run(asyncio.wait_for(scenario(), 10))
+    state = CallState.from_dict(data)
+    caller = state.by_tag("A")
+    assert caller is not None
+    rtp = caller.medias[0].streams[0]
+    assert rtp.local_port == to_proxy and rtp.packets == 1 and rtp.bytes == 172
+    assert rtp.advertised is not None and rtp.advertised.address == "127.0.0.1"
+    assert [s.component for s in caller.medias[0].streams] == [1, 2]
+
+
+def test_unusable_media_address_stops_startup() -> None:
+    env = karl_env("192.0.2.77", free_port(), 20000, 20100, {})  # TEST-NET: not on this host
+    proc = subprocess.run(
+        [sys.executable, "-m", "karl_medianode"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode == 1
+    assert "192.0.2.77" in proc.stderr and "KARL_MEDIA_IP" in proc.stderr
