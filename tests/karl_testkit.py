@@ -232,3 +232,18 @@ def start_karl(log_dir: Path, media_ip: str = "127.0.0.2", ports: int = 200, **e
     return _started(
         NgServer("karl", proc, NgClient(("127.0.0.1", ng_port)), media_ip, port_min, port_max, log_path)
     )
+
+
+def run_karl_once(
+    media_ip: str = "127.0.0.2", ng_port: int | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m karl_medianode` expecting it to refuse to start; returns its exit and output."""
+    base = free_port_block(10, media_ip) if media_ip.startswith("127.") else 20000
+    return subprocess.run(
+        [sys.executable, "-m", "karl_medianode"],
+        env=karl_env(media_ip, ng_port or free_port(), base, base + 9, env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )

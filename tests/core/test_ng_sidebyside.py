@@ -5,7 +5,6 @@ key order, the cookie cache). Only requests whose answer does not depend on call
 from __future__ import annotations
 
 import random
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from karl_core.ng.framing import (
 )
 from karl_core.ng.options import check_required, parse_options
 from karl_core.ng.reply_cache import CacheStatus, ReplyCache
-from karl_testkit import RTPENGINE, NgClient, NgServer, free_port, free_port_block, wait_for_pong
+from karl_testkit import RTPENGINE, NgServer, start_rtpengine
 
 pytestmark = pytest.mark.sidebyside
 
@@ -72,31 +71,8 @@ def rtpengine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NgServer]:
     """One reference daemon for the whole module (conftest's factory would start one per test)."""
     if not Path(RTPENGINE).exists():
         pytest.skip("the reference rtpengine daemon is not installed (Debian package rtpengine-daemon)")
-    media_ip = "127.0.0.61"
-    ng_port = free_port()
-    port_min = free_port_block(20, media_ip)
-    log_path = tmp_path_factory.mktemp("rtpengine") / "rtpengine.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                RTPENGINE,
-                "--config-file=none",
-                "--table=-1",
-                "--foreground",
-                "--log-stderr",
-                f"--interface={media_ip}",
-                f"--listen-ng=127.0.0.1:{ng_port}",
-                f"--port-min={port_min}",
-                f"--port-max={port_min + 19}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = NgServer(
-        "rtpengine", proc, NgClient(("127.0.0.1", ng_port)), media_ip, port_min, port_min + 19, log_path
-    )
+    server = start_rtpengine(tmp_path_factory.mktemp("rtpengine"), "127.0.0.61", 20)
     try:
-        wait_for_pong(server.ng, proc, "rtpengine")
         yield server
     finally:
         server.stop()

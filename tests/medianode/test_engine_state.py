@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import subprocess
-import sys
 
 from karl_core.ng.commands import Command
 from karl_core.ng.options import parse_options
@@ -15,7 +13,7 @@ from karl_medianode.clock import CoarseClock
 from karl_medianode.engine import CallEngine, EngineSettings
 from karl_medianode.ports import PortAllocator
 from karl_medianode.relay import Relay
-from karl_testkit import ROOT, free_port, free_port_block, karl_env
+from karl_testkit import free_port_block, run_karl_once
 
 
 def _sdp(port: int) -> str:
@@ -78,14 +76,6 @@ def test_snapshot_carries_ports_endpoints_and_counters() -> None:
 
 
 def test_unusable_media_address_stops_startup() -> None:
-    env = karl_env("192.0.2.77", free_port(), 20000, 20100, {})  # TEST-NET: not on this host
-    proc = subprocess.run(
-        [sys.executable, "-m", "karl_medianode"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    proc = run_karl_once("192.0.2.77")  # TEST-NET: not an address of this host
     assert proc.returncode == 1
     assert "192.0.2.77" in proc.stderr and "KARL_MEDIA_IP" in proc.stderr

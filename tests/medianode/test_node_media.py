@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from karl_testkit import ROOT, NgServer, free_port, wait_for
+from karl_testkit import ROOT, NgServer, free_port, run_karl_once, wait_for
 
 PEER_IP = "127.0.0.1"
 
@@ -366,21 +365,9 @@ def test_sigterm_stops_and_releases_ports(tmp_path, parties) -> None:
 
 def test_second_node_on_same_ng_port_fails_naming_the_port(karl_factory) -> None:
     node = karl_factory()
-    from karl_testkit import free_port_block, karl_env
-
-    base = free_port_block(10, "127.0.0.2")
-    env = karl_env("127.0.0.2", node.ng.address[1], base, base + 9, {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "karl_medianode"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    assert proc.returncode != 0
+    proc = run_karl_once(ng_port=node.ng.address[1])
+    assert proc.returncode == 1
     assert str(node.ng.address[1]) in proc.stderr and "in use" in proc.stderr
-    assert os.path.exists(ROOT)
 
 
 def test_final_timeout_ends_even_a_busy_call(karl_factory, parties) -> None:
@@ -422,28 +409,10 @@ def test_silent_timeout_applies_to_calls_on_hold(karl_factory, parties) -> None:
 
 
 def test_invalid_configuration_stops_startup_naming_the_setting(tmp_path) -> None:
-    from karl_testkit import karl_env
-
-    env = karl_env("127.0.0.2", free_port(), 20000, 20100, {"KARL_RTP_MIN_PORT": "abc"})
-    proc = subprocess.run(
-        [sys.executable, "-m", "karl_medianode"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    proc = run_karl_once(KARL_RTP_MIN_PORT="abc")
     assert proc.returncode == 2
     assert "KARL_RTP_MIN_PORT" in proc.stderr and "abc" in proc.stderr
     config = tmp_path / "config.json"
     config.write_text('{"sessions": {"max_sesions": 5}}')
-    env = karl_env("127.0.0.2", free_port(), 20000, 20100, {"KARL_CONFIG_PATH": str(config)})
-    proc = subprocess.run(
-        [sys.executable, "-m", "karl_medianode"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    proc = run_karl_once(KARL_CONFIG_PATH=str(config))
     assert proc.returncode == 2 and "sessions.max_sesions" in proc.stderr
