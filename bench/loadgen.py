@@ -35,8 +35,8 @@ import procstat
 from ngclient import NGClient, Timed
 from rtpworkers import Schedule, SendStream, receiver_main, sender_main
 
-DEFAULT_IP_A = "127.0.0.3"
-DEFAULT_IP_B = "127.0.0.4"
+DEFAULT_IP_A = "127.0.0.201"
+DEFAULT_IP_B = "127.0.0.202"
 DEFAULT_ENDPOINT_PORTS = (4000, 10000)
 _RCVBUF = 1 << 20
 
@@ -333,9 +333,9 @@ def run_traffic(call_set: CallSet, spec: TrafficSpec, where: Placement | None = 
     try:
         # The proxy's share of its core while the senders run (not counting start and drain).
         _sleep_until(t0)
-        cpu_at_t0 = meter.read_proxy()
+        cpu_at_t0, read_t0 = meter.read_proxy(), time.monotonic()
         _sleep_until(end)
-        cpu_at_end = meter.read_proxy()
+        cpu_at_end, read_end = meter.read_proxy(), time.monotonic()
         send_reports = [pipe.recv() for pipe in send_pipes]
         senders_done.value = time.monotonic_ns()
         recv_reports = [pipe.recv() for pipe in recv_pipes]
@@ -370,7 +370,7 @@ def run_traffic(call_set: CallSet, spec: TrafficSpec, where: Placement | None = 
     gen_total = cpu["gen"] + cpu.get("gen_softirqd", 0.0)
 
     sending_util = (
-        (cpu_at_end - cpu_at_t0) / spec.duration_s
+        (cpu_at_end - cpu_at_t0) / (read_end - read_t0)
         if cpu_at_t0 is not None and cpu_at_end is not None
         else None
     )

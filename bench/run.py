@@ -22,7 +22,6 @@ started here is stopped at the end. See docs/performance.md for the method.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
@@ -115,7 +114,8 @@ class Setup:
 
 @dataclass
 class Step:
-    x: float
+    x: float  # what the ramp varies
+    value: float  # the figure this step shows (forwarded packets/s, or calls)
     passed: bool
     saturated: bool
     generator_limited: bool
@@ -166,7 +166,7 @@ def ramp(
             return out
         if step.passed:
             lo = x
-            if out.best is None or step.x > out.best.x:
+            if out.best is None or step.value > out.best.value:
                 out.best = step
             if step.saturated:
                 out.stopped_because = "proxy CPU saturated"
@@ -194,7 +194,7 @@ def ramp(
             return out
         if step.passed:
             lo = mid
-            if out.best is None or step.x > out.best.x:
+            if out.best is None or step.value > out.best.value:
                 out.best = step
         else:
             hi = mid
@@ -297,27 +297,59 @@ def measure_moderate(setup: Setup, proxy: proxies.RunningProxy, client: NGClient
     return out
 
 
+class _FreshCalls:
+    """The calls of a ramp: grown or shrunk to each step's size, and replaced by new ones after a
+    failed step. (rtpengine 10.5, after an overload, kept dropping half of the packets of the calls
+    that had been overloaded, even at loads it had handled before; new calls were not affected.)"""
+
+    def __init__(self, setup: Setup, client: NGClient, label: str) -> None:
+        self.setup = setup
+        self.client = client
+        self.label = label
+        self.generation = 0
+        self.spoiled = False
+        self.call_set = self._new()
+
+    def _new(self) -> CallSet:
+        self.generation += 1
+        return CallSet(self.setup.endpoints, f"{self.setup.run_tag}-{self.label}{self.generation}")
+
+    def get(self, count: int) -> CallSet:
+        if self.spoiled:
+            self.call_set.delete_all(self.client)
+            self.call_set = self._new()
+            self.spoiled = False
+        if self.call_set.count > count:
+            self.call_set.truncate(self.client, count)
+        elif self.call_set.count < count:
+            self.call_set.add_via_ng(self.client, count - self.call_set.count)
+        return self.call_set
+
+    def close(self) -> None:
+        self.call_set.delete_all(self.client)
+
+
 def measure_max_pps(
     setup: Setup, proxy: proxies.RunningProxy, client: NGClient, hint: float | None
 ) -> dict[str, Any]:
     plan = setup.plan
     _ensure_endpoints(setup, plan.pps_calls)
-    call_set = CallSet(setup.endpoints, f"{setup.run_tag}-pps")
+    calls = _FreshCalls(setup, client, "pps")
     where = _placement(setup, proxy)
 
     def trial(rate: float) -> Step:
         spec = _rtp_spec(setup, plan.step_s, rate / (2 * plan.pps_calls), batch=True)
-        r = run_traffic(call_set, spec, where)
+        r = run_traffic(calls.get(plan.pps_calls), spec, where)
         passed = r.loss_ratio <= plan.loss_limit and _keeps_up(r, plan)
         saturated = (r.proxy_cpu_util or 0.0) >= plan.saturation_util
-        return Step(rate, passed, saturated, r.generator_limited, r)
+        calls.spoiled = not passed
+        return Step(rate, r.forwarded_pps, passed, saturated, r.generator_limited, r)
 
     start, factor = (hint * 0.85, 1.08) if hint else (plan.pps_start, plan.pps_factor)
     try:
-        call_set.add_via_ng(client, plan.pps_calls)
         result = ramp(start, factor, 1e7, plan.refine_steps, plan.step_budget, trial)
     finally:
-        call_set.delete_all(client)
+        calls.close()
     out: dict[str, Any] = {
         "max_pps_detail": {
             "stopped_because": result.stopped_because,
@@ -325,7 +357,7 @@ def measure_max_pps(
         }
     }
     if result.best is not None:
-        out["max_pps"] = result.best.result.forwarded_pps
+        out["max_pps"] = result.best.value
         out["max_pps_generator_limited"] = result.generator_limited
     return out
 
@@ -334,20 +366,17 @@ def measure_max_calls(
     setup: Setup, proxy: proxies.RunningProxy, client: NGClient, hint: float | None, max_pps: float | None
 ) -> dict[str, Any]:
     plan = setup.plan
-    call_set = CallSet(setup.endpoints, f"{setup.run_tag}-calls")
+    calls = _FreshCalls(setup, client, "calls")
     where = _placement(setup, proxy)
 
     def trial(x: float) -> Step:
         count = round(x)
-        if call_set.count > count:
-            call_set.truncate(client, count)
-        elif call_set.count < count:
-            _ensure_endpoints(setup, count)
-            call_set.add_via_ng(client, count - call_set.count)
-        r = run_traffic(call_set, _rtp_spec(setup, plan.step_s, 50.0, batch=True), where)
+        _ensure_endpoints(setup, count)
+        r = run_traffic(calls.get(count), _rtp_spec(setup, plan.step_s, 50.0, batch=True), where)
         passed = r.lost == 0 and _keeps_up(r, plan)
         saturated = (r.proxy_cpu_util or 0.0) >= plan.saturation_util
-        return Step(count, passed, saturated, r.generator_limited, r)
+        calls.spoiled = not passed
+        return Step(count, count, passed, saturated, r.generator_limited, r)
 
     if hint:
         start, factor = hint * 0.85, 1.08
@@ -358,7 +387,7 @@ def measure_max_calls(
     try:
         result = ramp(start, factor, plan.max_calls, plan.refine_steps, plan.step_budget, trial)
     finally:
-        call_set.delete_all(client)
+        calls.close()
     out: dict[str, Any] = {
         "max_calls_detail": {
             "stopped_because": result.stopped_because,
@@ -366,7 +395,7 @@ def measure_max_calls(
         }
     }
     if result.best is not None:
-        out["max_calls"] = result.best.x
+        out["max_calls"] = result.best.value
         out["max_calls_generator_limited"] = result.generator_limited or result.best.x >= plan.max_calls
     return out
 
@@ -471,8 +500,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plan = replace(plan, reps=args.reps)
     os.sched_setaffinity(0, {args.generator_core})
     if args.rt > 0:
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.rt))
+        try:
+            # Above the generator's processes (rt, rt + 1): its readings of the proxy's CPU time at
+            # the start and end of the sending window must not wait behind a busy sender.
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.rt + 2))
+        except PermissionError:
+            _progress("no permission for real-time scheduling (CAP_SYS_NICE): running with --rt 0")
+            args.rt = 0
     ports, endpoint_ports = plan_ports(plan, args.first_port)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     log_dir = RESULTS_DIR / "logs" / stamp

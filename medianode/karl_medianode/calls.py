@@ -25,6 +25,8 @@ class Call:
     sockets: dict[tuple[int, int], MediaSockets] = field(default_factory=dict)
     # When media last moved or signalling happened; drives the no-media timeout.
     last_activity: float = 0.0
+    # When the whole call was deleted (its delete delay may still be running).
+    ended_at: float | None = None
 
     @property
     def call_id(self) -> str:

@@ -52,6 +52,7 @@ def node_settings(cfg: KarlConfig) -> NodeSettings:
             offer_timeout=float(cfg.timers.offer_timeout),
         ),
         shutdown_grace=float(cfg.node.shutdown_grace),
+        config=cfg,
     )
 
 

@@ -73,17 +73,23 @@ class EngineCounters:
     total_call_seconds: float = 0.0
     ended_calls: int = 0
     ports_exhausted: int = 0
+    ended_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class CallEnded:
-    """What the node reports when a call is finally removed (for CDRs and logs)."""
+    """What the node reports when a call is finally removed (for CDRs, metrics and logs).
+
+    `reason`: deleted, timeout, silent timeout, final timeout, offer timeout, ports exhausted,
+    internal error or shutdown. `ended` is when the call ended for its parties (the delete request,
+    not the end of the delete delay). `summary` is the `query` layout; `state` the full session."""
 
     call_id: str
     reason: str
     created: float
     ended: float
     summary: dict[str, Any] = field(default_factory=dict)
+    state: CallState | None = None
 
 
 _MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
@@ -611,6 +617,8 @@ class CallEngine:
                 for stream in call.monologue_streams(selected):
                     stream.blocked = True
             return reply
+        if call.ended_at is None:
+            call.ended_at = now
         if delay <= 0:
             self._destroy(call, "deleted")
         else:
@@ -780,19 +788,22 @@ class CallEngine:
     def _destroy(self, call: Call, reason: str, regular: bool = False) -> None:
         if self.calls.get(call.call_id) is not call:
             return
+        state = self.snapshot(call.call_id)
         del self.calls[call.call_id]
         summary = call_stats(call)
         for sockets in call.sockets.values():
             self._close_sockets(sockets)
         call.sockets.clear()
         now = self.clock.now
+        ended = call.ended_at if call.ended_at is not None else now
         self.counters.ended_calls += 1
-        self.counters.total_call_seconds += max(0.0, now - call.state.created)
+        self.counters.total_call_seconds += max(0.0, ended - call.state.created)
+        self.counters.ended_by_reason[reason] = self.counters.ended_by_reason.get(reason, 0) + 1
         if regular or reason == "deleted":
             self.counters.regular_terminated += 1
         log.info("call ended", extra={"call_id": call.call_id, "event": "call_ended", "reason": reason})
         if self._on_call_ended is not None:
-            self._on_call_ended(CallEnded(call.call_id, reason, call.state.created, now, summary))
+            self._on_call_ended(CallEnded(call.call_id, reason, call.state.created, ended, summary, state))
 
     def snapshot(self, call_id: str) -> CallState | None:
         """The call's state with its sockets' current addresses and counters, ready to serialize."""

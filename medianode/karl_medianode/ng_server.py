@@ -38,11 +38,20 @@ class NgCounters:
     by_result: dict[tuple[str, str], int] = field(default_factory=dict)
     duration_by_command: dict[str, float] = field(default_factory=dict)
     by_proxy: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Histogram of request handling time per command: bucket upper bounds in seconds; counts per range.
+    latency_buckets: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+    latency_counts: dict[str, list[int]] = field(default_factory=dict)
+    refused: int = 0  # datagrams the admission control dropped (not allowed, rate limited, blocked)
 
 
 class NgProtocol(asyncio.DatagramProtocol):
-    def __init__(self, handler: Handler, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, handler: Handler, clock: Callable[[], float] = time.monotonic, admission: Any = None
+    ) -> None:
         self.handler = handler
+        # Optional: an object with `admit(source_ip: str, now: float) -> bool` (allow-list, per-source
+        # rate limits, blocks). A refused datagram gets no reply and is counted.
+        self.admission = admission
         self.clock = clock
         self.cache = ReplyCache()
         self.counters = NgCounters()
@@ -59,6 +68,9 @@ class NgProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.counters.datagrams += 1
+        if self.admission is not None and not self.admission.admit(addr[0], self.clock()):
+            self.counters.refused += 1
+            return
         try:
             cookie, payload = split_cookie(data)
         except NoCookie:
@@ -121,6 +133,15 @@ class NgProtocol(asyncio.DatagramProtocol):
         c.by_command[command] = c.by_command.get(command, 0) + 1
         c.by_result[(command, result)] = c.by_result.get((command, result), 0) + 1
         c.duration_by_command[command] = c.duration_by_command.get(command, 0.0) + elapsed
+        counts = c.latency_counts.get(command)
+        if counts is None:
+            counts = c.latency_counts[command] = [0] * (len(c.latency_buckets) + 1)
+        for i, bound in enumerate(c.latency_buckets):
+            if elapsed <= bound:
+                counts[i] += 1
+                break
+        else:
+            counts[-1] += 1  # above the last bound (+Inf); the buckets are per range, not cumulative
         per_proxy = c.by_proxy.setdefault(proxy, {})
         per_proxy[command] = per_proxy.get(command, 0) + 1
         if result == "error":

@@ -8,15 +8,17 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from karl_core.config import KarlConfig
 from karl_core.ng import errors as E
 from karl_core.ng.commands import Command
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import NgOptions
 from karl_medianode.clock import CoarseClock
-from karl_medianode.engine import CallEngine, EngineSettings, LoadLimit
+from karl_medianode.engine import CallEnded, CallEngine, EngineSettings, LoadLimit
 from karl_medianode.ng_server import NgProtocol
 from karl_medianode.node_stats import statistics
 from karl_medianode.ports import PortAllocator
@@ -43,6 +45,8 @@ class NodeSettings:
     engine: EngineSettings
     shutdown_grace: float = 10.0
     sweep_interval: float = 1.0
+    # The whole configuration, for the parts that read more than the above (HTTP, CDRs, security).
+    config: KarlConfig | None = None
 
 
 def bind_udp(address: str, port: int, what: str) -> socket.socket:
@@ -62,16 +66,62 @@ def bind_udp(address: str, port: int, what: str) -> socket.socket:
 
 
 class MediaNode:
+    """Everything one media node runs; the HTTP servers, metrics and CDRs read its attributes."""
+
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
+        self.config = settings.config or KarlConfig()
         self.started = time.time()
         self.clock = CoarseClock()
         self.ports = PortAllocator(settings.media_ip, settings.port_min, settings.port_max)
         self.relay: Relay | None = None
         self.engine: CallEngine | None = None
         self.ng: NgProtocol | None = None
+        self.draining = False
+        self.startup_complete = False
+        # Event-loop health: lag of the last tick (seconds), the worst recently, and when it ticked.
+        self.loop_lag = 0.0
+        self.loop_lag_max = 0.0
+        self.last_tick = time.monotonic()
+        # Called with every CallEnded (CDRs, metrics); a failing listener never disturbs the others.
+        self.call_ended_listeners: list[Callable[[CallEnded], None]] = []
+        # Optional parts attached at start-up by other modules (see their docs): CDR writer, NG/API
+        # admission control (allow-list, rate limits, blocks), HTTP servers.
+        self.cdr: Any = None
+        self.admission: Any = None
+        self.http: Any = None
         self._stopping = asyncio.Event()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def drain(self) -> None:
+        """Stop taking new calls; calls in progress keep relaying."""
+        self.draining = True
+        if self.engine is not None:
+            self.engine.accepting = False
+        log.info("draining: no new calls", extra={"event": "node_draining"})
+
+    def undrain(self) -> None:
+        self.draining = False
+        if self.engine is not None and not self._stopping.is_set():
+            self.engine.accepting = True
+        log.info("taking new calls again", extra={"event": "node_undrained"})
+
+    def _call_ended(self, ended: CallEnded) -> None:
+        for listener in self.call_ended_listeners:
+            try:
+                listener(ended)
+            except Exception:
+                log.exception("call-ended listener failed", extra={"call_id": ended.call_id})
+
+    async def _loop_monitor(self, interval: float = 0.25) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + interval
+            await asyncio.sleep(interval)
+            lag = max(0.0, loop.time() - expected)
+            self.loop_lag = lag
+            self.loop_lag_max = max(lag, self.loop_lag_max * 0.95)
+            self.last_tick = time.monotonic()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -84,10 +134,11 @@ class MediaNode:
             raise StartupError(f"media address {s.media_ip} (KARL_MEDIA_IP) is unusable: {exc}") from None
         self.clock.start(loop)
         self.relay = Relay(loop, self.clock, self.ports.release)
-        self.engine = CallEngine(s.engine, self.ports, self.relay, self.clock)
-        ng = self.ng = NgProtocol(self.dispatch)
+        self.engine = CallEngine(s.engine, self.ports, self.relay, self.clock, self._call_ended)
+        ng = self.ng = NgProtocol(self.dispatch, admission=self.admission)
         await loop.create_datagram_endpoint(lambda: ng, sock=ng_sock)
-        self._sweeper = loop.create_task(self._sweep_loop())
+        self._tasks.append(loop.create_task(self._sweep_loop()))
+        self._tasks.append(loop.create_task(self._loop_monitor()))
         log.info(
             "media node started",
             extra={
@@ -145,9 +196,9 @@ class MediaNode:
         raise NgError(f"{NOT_SUPPORTED}: {command.value}")
 
     def request_stop(self) -> None:
+        self._stopping.set()
         if self.engine is not None:
             self.engine.accepting = False
-        self._stopping.set()
 
     async def run_until_stopped(self) -> None:
         await self._stopping.wait()
@@ -166,8 +217,8 @@ class MediaNode:
             await self.ng.drain(1.0)
             if self.ng.transport is not None:
                 self.ng.transport.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._tasks:
+            task.cancel()
         self.clock.stop()
         log.info("media node stopped", extra={"event": "node_stopped", "ports_in_use": self.ports.in_use})
 

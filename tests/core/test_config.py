@@ -171,6 +171,19 @@ FULL_FILE: dict[str, dict[str, Any]] = {
     },
     "webrtc": {"enabled": False, "stun_servers": ["stun:stun.example.org:3478"]},
     "database": {"mysql_dsn": "", "redis_enabled": False, "redis_addr": "redis://127.0.0.1:6379/0"},
+    "cdr": {"enabled": False, "path": "/srv/cdr.jsonl", "spool_dir": "/srv/cdr-spool"},
+    "security": {
+        "api_keys": "read:r1,admin:a1",
+        "api_keys_file": "/etc/karl/keys",
+        "tls_cert": "/etc/karl/cert.pem",
+        "tls_key": "/etc/karl/key.pem",
+        "ng_allow": "127.0.0.0/8,::1",
+        "ng_rate_limit": 10,
+        "ng_burst": 20,
+        "api_rate_limit": 0,
+        "api_burst": 5,
+        "block_seconds": 30,
+    },
 }
 
 
@@ -227,9 +240,26 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "KARL_LOG_FORMAT": ("Text", "text"),
     "KARL_NODE_ID": ("karl-medianode-0", "karl-medianode-0"),
     "KARL_SHUTDOWN_GRACE": ("25", 25),
+    "KARL_CDR_ENABLED": ("false", False),
+    "KARL_CDR_PATH": ("/srv/cdr.jsonl", "/srv/cdr.jsonl"),
+    "KARL_CDR_SPOOL_DIR": ("/srv/spool", "/srv/spool"),
+    "KARL_API_KEYS": ("operate:k1", "operate:k1"),
+    "KARL_API_KEYS_FILE": ("/etc/karl/keys", "/etc/karl/keys"),
+    "KARL_TLS_CERT": ("/etc/karl/cert.pem", "/etc/karl/cert.pem"),
+    "KARL_TLS_KEY": ("/etc/karl/key.pem", "/etc/karl/key.pem"),
+    "KARL_NG_ALLOW": ("10.0.0.0/8", "10.0.0.0/8"),
+    "KARL_NG_RATE_LIMIT": ("0", 0),
+    "KARL_NG_BURST": ("7", 7),
+    "KARL_API_RATE_LIMIT": ("9", 9),
+    "KARL_API_BURST": ("11", 11),
+    "KARL_BLOCK_SECONDS": ("5", 5),
 }
 # Variables that are only valid together with another one.
-ENV_COMPANIONS = {"KARL_REDIS_ENABLED": {"KARL_REDIS_ADDR": "127.0.0.1:6379"}}
+ENV_COMPANIONS = {
+    "KARL_REDIS_ENABLED": {"KARL_REDIS_ADDR": "127.0.0.1:6379"},
+    "KARL_TLS_CERT": {"KARL_TLS_KEY": "/etc/karl/key.pem"},
+    "KARL_TLS_KEY": {"KARL_TLS_CERT": "/etc/karl/cert.pem"},
+}
 
 
 def test_the_samples_cover_every_variable() -> None:
@@ -292,13 +322,13 @@ def test_false_spellings(tmp_path: Path, raw: str) -> None:
         ),
         (
             {"KARL_RTP_MIN_PORT": "20000"},
-            f"{MIN_PORT}: the media port range 20000-40000 includes "
-            "ng_protocol.udp_port (22222)",
+            f"{MIN_PORT}: the media port range 20000-40000 includes ng_protocol.udp_port (22222)",
         ),
-        ({"KARL_HEALTH_PORT": "9091"}, "KARL_HEALTH_PORT (health.port): 9091 is already used by "
-         "metrics.port"),
-        ({"KARL_METRICS_PORT": "8080"}, "KARL_METRICS_PORT (metrics.port): 8080 is already used by "
-         "api.port"),
+        (
+            {"KARL_HEALTH_PORT": "9091"},
+            "KARL_HEALTH_PORT (health.port): 9091 is already used by metrics.port",
+        ),
+        ({"KARL_METRICS_PORT": "8080"}, "KARL_METRICS_PORT (metrics.port): 8080 is already used by api.port"),
         (
             {"KARL_MEDIA_IP": "eth0"},
             "KARL_MEDIA_IP (media.ip): must be an IP address such as '192.0.2.10' or '::', got 'eth0'",

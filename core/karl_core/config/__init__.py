@@ -17,6 +17,7 @@ from karl_core.config.loader import build_config, load_config, resolve_config_pa
 from karl_core.config.model import KarlConfig
 from karl_core.config.sections import (
     ApiSection,
+    CdrSection,
     DatabaseSection,
     FecSection,
     HealthSection,
@@ -27,6 +28,7 @@ from karl_core.config.sections import (
     NgProtocolSection,
     NodeSection,
     RecordingSection,
+    SecuritySection,
     SessionsSection,
     TimersSection,
     WebrtcSection,
@@ -36,6 +38,7 @@ __all__ = [
     "CONFIG_PATH_ENV",
     "DEFAULT_CONFIG_PATH",
     "ApiSection",
+    "CdrSection",
     "ConfigError",
     "DatabaseSection",
     "EnvVar",
@@ -49,6 +52,7 @@ __all__ = [
     "NgProtocolSection",
     "NodeSection",
     "RecordingSection",
+    "SecuritySection",
     "SessionsSection",
     "TimersSection",
     "WebrtcSection",

@@ -58,6 +58,24 @@ _TABLE: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("KARL_LOG_FORMAT", "log.format", "json (one object per line) or text", None),
     ("KARL_NODE_ID", "node.id", "name of this node in Redis, metrics and logs", "host name"),
     ("KARL_SHUTDOWN_GRACE", "node.shutdown_grace", "seconds to let calls finish after SIGTERM", None),
+    ("KARL_CDR_ENABLED", "cdr.enabled", "write a call detail record for every finished call", None),
+    ("KARL_CDR_PATH", "cdr.path", "JSON-lines file the CDRs are appended to", None),
+    ("KARL_CDR_SPOOL_DIR", "cdr.spool_dir", "where CDRs wait while the database is down", None),
+    (
+        "KARL_API_KEYS",
+        "security.api_keys",
+        "API keys as role:key,role:key (roles read, operate, admin)",
+        "empty",
+    ),
+    ("KARL_API_KEYS_FILE", "security.api_keys_file", "file with one role:key per line", "empty"),
+    ("KARL_TLS_CERT", "security.tls_cert", "PEM certificate: HTTPS on the HTTP ports", "empty"),
+    ("KARL_TLS_KEY", "security.tls_key", "PEM private key for KARL_TLS_CERT", "empty"),
+    ("KARL_NG_ALLOW", "security.ng_allow", "comma-separated networks allowed to send NG", "empty (anyone)"),
+    ("KARL_NG_RATE_LIMIT", "security.ng_rate_limit", "NG requests/s per source; 0 = unlimited", None),
+    ("KARL_NG_BURST", "security.ng_burst", "NG burst per source", None),
+    ("KARL_API_RATE_LIMIT", "security.api_rate_limit", "REST requests/s per source; 0 = unlimited", None),
+    ("KARL_API_BURST", "security.api_burst", "REST burst per source", None),
+    ("KARL_BLOCK_SECONDS", "security.block_seconds", "how long a flooding source stays blocked", None),
 )
 
 

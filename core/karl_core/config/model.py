@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from karl_core.config.errors import rule_error
 from karl_core.config.sections import (
     ApiSection,
+    CdrSection,
     DatabaseSection,
     FecSection,
     HealthSection,
@@ -19,6 +20,7 @@ from karl_core.config.sections import (
     NgProtocolSection,
     NodeSection,
     RecordingSection,
+    SecuritySection,
     SessionsSection,
     TimersSection,
     WebrtcSection,
@@ -45,6 +47,8 @@ class KarlConfig(BaseModel):
     recording: RecordingSection = Field(default_factory=RecordingSection)
     webrtc: WebrtcSection = Field(default_factory=WebrtcSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
+    cdr: CdrSection = Field(default_factory=CdrSection)
+    security: SecuritySection = Field(default_factory=SecuritySection)
 
     @model_validator(mode="after")
     def _ports_do_not_collide(self) -> KarlConfig:

@@ -25,6 +25,7 @@ from karl_core.config.values import (
 
 __all__ = [
     "ApiSection",
+    "CdrSection",
     "DatabaseSection",
     "FecSection",
     "HealthSection",
@@ -35,6 +36,7 @@ __all__ = [
     "NgProtocolSection",
     "NodeSection",
     "RecordingSection",
+    "SecuritySection",
     "SessionsSection",
     "TimersSection",
     "WebrtcSection",
@@ -341,3 +343,64 @@ class NodeSection(Section):
 
 
 _NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+
+
+class CdrSection(Section):
+    """Call detail records: one JSON line per finished call, and MySQL/MariaDB when a DSN is set."""
+
+    enabled: bool = True
+    #: The JSON-lines file CDRs are appended to.
+    path: str = Field(default="/var/lib/karl/cdr/cdr.jsonl", min_length=1)
+    #: Where records wait while the database is unreachable (kept across restarts).
+    spool_dir: str = Field(default="/var/lib/karl/cdr/spool", min_length=1)
+
+
+class SecuritySection(Section):
+    """Who may talk to Karl, and how much."""
+
+    #: API keys as ``role:key`` pairs separated by commas (roles: read, operate, admin). Empty = no
+    #: keys: the REST API is then open, which is only sensible on a private address.
+    api_keys: str = ""
+    #: A file with one ``role:key`` per line (``#`` comments allowed); added to ``api_keys``.
+    api_keys_file: str = ""
+    #: PEM certificate and key: when both are set, the HTTP ports speak TLS.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: Addresses/networks allowed to send NG requests, comma-separated CIDRs; empty = anyone.
+    ng_allow: str = ""
+    #: Per-source NG requests per second (token bucket rate) and burst; 0 = unlimited.
+    ng_rate_limit: int = Field(default=500, ge=0)
+    ng_burst: int = Field(default=1000, ge=1)
+    #: Per-source REST API requests per second and burst; 0 = unlimited.
+    api_rate_limit: int = Field(default=50, ge=0)
+    api_burst: int = Field(default=100, ge=1)
+    #: How long a source that keeps exceeding its limit is blocked, in seconds.
+    block_seconds: int = Field(default=60, ge=1)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            role, sep, key = item.partition(":")
+            if not sep or role not in ("read", "operate", "admin") or not key:
+                # never echo the key itself
+                raise rule_error("entries must be 'role:key' with role read, operate or admin")
+        return value
+
+    @field_validator("ng_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        import ipaddress
+
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise rule_error(f"entries must be addresses or CIDR networks, got {show(item)}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SecuritySection:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise rule_error("tls_cert and tls_key must be set together", "tls_cert")
+        return self
