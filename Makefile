@@ -5,10 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := redis-server kamailio sip-tester rtpengine-daemon
+DEBIAN_PACKAGES := redis-server kamailio sip-tester rtpengine-daemon mariadb-server openssl
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: run test venv deps-python deps-system lint typecheck imports pytest bench clean
+.PHONY: run test venv deps-system lint typecheck imports pytest bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	@# Debian ships venv separately (python3-venv); install it when missing and we may.
@@ -33,7 +33,7 @@ deps-system:
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; \
 	fi
 	@# The packaged daemons must not hold the default ports while the suite runs.
-	@-systemctl disable --now rtpengine-daemon kamailio >/dev/null 2>&1 || true
+	@-systemctl disable --now rtpengine-daemon kamailio mariadb >/dev/null 2>&1 || true
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -51,6 +51,9 @@ test: deps-system venv lint typecheck imports pytest
 
 bench: venv
 	$(PY) bench/run.py
+
+bench-quick: venv
+	$(PY) bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -72,7 +72,6 @@ class InboundSdp:
     sdp: SessionDescription
     medias: list[InboundMedia] = field(default_factory=list)
     session_connection: str | None = None
-    session_direction: str | None = None
     origin_version: str | None = None
     rewrite_error: str | None = None
 
@@ -136,8 +135,6 @@ def read_sdp(text: str) -> InboundSdp:
             parts = line.value.split()
             if len(parts) >= 3:
                 result.origin_version = parts[2]
-        elif line.kind == "a" and line.value in DIRECTIONS:
-            result.session_direction = line.value
         elif line.kind == "a" and line.value.startswith(("ice-", "candidate")):
             session_ice = True
             if line.value.startswith("ice-options:") and "trickle" in line.value[12:].split():
@@ -147,7 +144,6 @@ def read_sdp(text: str) -> InboundSdp:
         port, count = m_line.port, m_line.port_count
         connection: str | None = None
         own_connection = False
-        ptime: int | None = None
         rtcp: tuple[int, str | None] | None = None
         rtcp_mux = False
         mid: str | None = None
@@ -162,9 +158,7 @@ def read_sdp(text: str) -> InboundSdp:
                 name, sep, value = line.value.partition(":")
                 attr_value = value if sep else None
                 attributes.append((name, attr_value))
-                if name == "ptime" and attr_value:
-                    ptime = _int_or_none(attr_value.strip())
-                elif name == "rtcp" and attr_value is not None:
+                if name == "rtcp" and attr_value is not None:
                     try:
                         parsed = RtcpAttribute.parse(attr_value)
                     except SdpError:
@@ -198,7 +192,7 @@ def read_sdp(text: str) -> InboundSdp:
                 codecs=codecs,
                 connection=connection,
                 direction=sdp.direction_for(section).value,
-                ptime=ptime,
+                ptime=section.ptime(),
                 rtcp=rtcp_endpoint,
                 rtcp_mux=rtcp_mux,
                 mid=mid,
@@ -215,10 +209,3 @@ def _connection_address(value: str) -> str | None:
     if len(parts) < 3:
         return None
     return parts[2].split("/")[0]
-
-
-def _int_or_none(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
