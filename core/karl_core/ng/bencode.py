@@ -98,6 +98,32 @@ def _to_bytes(s: str | bytes) -> bytes:
 def _encode_into(value: Any, out: list[bytes], sort_keys: bool, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise BencodeError("structure nested too deeply")
+    # Fast paths for the exact types replies are made of (every reply is encoded on the NG path).
+    kind = type(value)
+    if kind is str:
+        raw = _to_bytes(value)
+        out.append(b"%d:%s" % (len(raw), raw))
+        return
+    if kind is int:
+        out.append(b"i%de" % value)
+        return
+    if kind is dict and all(type(key) is str for key in value):
+        # str keys of one dict cannot collide once encoded, so no duplicate check is needed
+        pairs = [(_to_bytes(key), item) for key, item in value.items()]
+        if sort_keys:
+            pairs.sort(key=lambda pair: pair[0])
+        out.append(b"d")
+        for raw_key, item in pairs:
+            out.append(b"%d:%s" % (len(raw_key), raw_key))
+            _encode_into(item, out, sort_keys, depth + 1)
+        out.append(b"e")
+        return
+    if kind is list:
+        out.append(b"l")
+        for item in value:
+            _encode_into(item, out, sort_keys, depth + 1)
+        out.append(b"e")
+        return
     if isinstance(value, str | bytes):
         raw = _to_bytes(value)
         out.append(b"%d:" % len(raw))
