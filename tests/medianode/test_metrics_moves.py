@@ -1,0 +1,468 @@
+"""Every documented metric moves with real activity: an in-process media node, real NG requests and real
+RTP/RTCP over UDP on loopback, scraped before and after with `render_metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+from prometheus_client.parser import text_string_to_metric_families
+
+from karl_core.config import KarlConfig
+from karl_core.ng import bencode
+from karl_medianode.cli import node_settings
+from karl_medianode.metrics import attach, render_metrics
+from karl_medianode.node import MediaNode
+from karl_testkit import NgClient, free_port, free_port_block, wait_for
+
+T = TypeVar("T")
+MEDIA_IP = "127.0.0.2"
+PEER_IP = "127.0.0.1"
+PORTS = 64
+
+# Families that cannot move in this test, and why (docs/metrics.md says the same).
+NOT_BUILT_YET = {
+    "karl_rtcp_rtt_seconds",
+    "karl_rtcp_jitter_seconds",
+    "karl_rtcp_packet_loss_ratio",
+    "karl_fec_recoveries_total",
+    "karl_jitter_buffer_latency",
+}
+CONSTANT = {
+    "karl_build_info",
+    "karl_process_start_time_seconds",
+    "karl_process_max_fds",
+    "karl_sessions_max",
+    "karl_port_pool_ports_capacity",
+}
+# Driven through node.admission / node.cdr: covered by test_metrics_attachments.py.
+ATTACHMENTS = {
+    "karl_ng_refused_total",
+    "karl_ng_not_allowed_total",
+    "karl_ng_rate_limited_total",
+    "karl_api_rate_limited_total",
+    "karl_security_blocks_total",
+    "karl_security_blocked_sources",
+    "karl_api_auth_failures_total",
+    "karl_api_requests_total",
+    "karl_cdr_records_total",
+    "karl_cdr_file_written_total",
+    "karl_cdr_db_written_total",
+    "karl_cdr_db_errors_total",
+    "karl_cdr_spooled_total",
+    "karl_cdr_spool_pending",
+    "karl_cdr_db_up",
+}
+
+
+# ---------------------------------------------------------------------------- scrapes
+
+
+SampleKey = tuple[str, frozenset[tuple[str, str]]]
+_TYPE_LINE = re.compile(r"^# TYPE (\S+) (\S+)$", re.M)
+
+
+@dataclass
+class Scrape:
+    text: str
+    types: dict[str, str] = field(default_factory=dict)
+    samples: dict[SampleKey, float] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Scrape:
+        scrape = cls(text, dict(_TYPE_LINE.findall(text)))
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                scrape.samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return scrape
+
+    def family_of(self, sample_name: str) -> str:
+        if sample_name in self.types:
+            return sample_name
+        for suffix in ("_bucket", "_sum", "_count"):
+            base = sample_name.removesuffix(suffix)
+            if base != sample_name and self.types.get(base) == "histogram":
+                return base
+        raise KeyError(sample_name)
+
+    def family(self, name: str) -> dict[SampleKey, float]:
+        return {key: value for key, value in self.samples.items() if self.family_of(key[0]) == name}
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.samples[(name, frozenset(labels.items()))]
+
+
+def moved(before: Scrape, after: Scrape, family: str) -> bool:
+    old, new = before.family(family), after.family(family)
+    return any(key not in old or old[key] != value for key, value in new.items())
+
+
+# ---------------------------------------------------------------------------- an in-process node
+
+
+class LiveNode:
+    """A MediaNode on a uvloop event loop in a thread; the test talks to it over real UDP."""
+
+    def __init__(self, settings: Any) -> None:
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="karl-node", daemon=True)
+        self.thread.start()
+
+        async def start() -> MediaNode:
+            node = MediaNode(settings)
+            await node.start()
+            attach(node)
+            return node
+
+        self.node = self.run(start())
+        self.ng = NgClient((settings.ng_address, settings.ng_port))
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the node's event loop (the engine's state is only touched there)."""
+
+        async def wrapper() -> T:
+            return fn()
+
+        return self.run(wrapper())
+
+    def scrape(self) -> Scrape:
+        body, content_type = self.call(lambda: render_metrics(self.node))
+        assert content_type.startswith("text/plain; version=0.0.4")
+        return Scrape.parse(body.decode())
+
+    def request(self, **payload: Any) -> dict[str, Any]:
+        reply: dict[str, Any] = self.ng.request(payload)
+        return reply
+
+    def stop(self) -> None:
+        self.ng.close()
+        self.node.settings.shutdown_grace = 0
+        self.run(self.node.shutdown())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def make_settings(**timers: int) -> Any:
+    port_min = free_port_block(PORTS, MEDIA_IP)
+    cfg = KarlConfig.model_validate(
+        {
+            "ng_protocol": {"address": "127.0.0.1", "udp_port": free_port()},
+            "sessions": {"min_port": port_min, "max_port": port_min + PORTS - 1},
+            "media": {"ip": MEDIA_IP},
+            "timers": timers,
+        }
+    )
+    settings = node_settings(cfg)
+    settings.sweep_interval = 0.1
+    settings.shutdown_grace = 0
+    return settings
+
+
+@pytest.fixture
+def live_node() -> Iterator[LiveNode]:
+    node = LiveNode(make_settings())
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+# ---------------------------------------------------------------------------- parties and packets
+
+
+@dataclass
+class Party:
+    rtp: socket.socket
+    rtcp: socket.socket
+
+    @property
+    def port(self) -> int:
+        return int(self.rtp.getsockname()[1])
+
+    def close(self) -> None:
+        self.rtp.close()
+        self.rtcp.close()
+
+
+def _udp(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((PEER_IP, port))
+    s.settimeout(2.0)
+    return s
+
+
+@pytest.fixture
+def parties() -> Iterator[Callable[[], Party]]:
+    made: list[Party] = []
+
+    def make() -> Party:
+        for _ in range(200):
+            base = free_port()
+            if base % 2:
+                continue
+            try:
+                rtp = _udp(base)
+            except OSError:
+                continue
+            try:
+                rtcp = _udp(base + 1)
+            except OSError:
+                rtp.close()
+                continue
+            made.append(Party(rtp, rtcp))
+            return made[-1]
+        raise RuntimeError("no free even/odd port pair for a test party")
+
+    yield make
+    for party in made:
+        party.close()
+
+
+def sdp(port: int, medias: int = 1) -> str:
+    lines = ["v=0", f"o=- 1 1 IN IP4 {PEER_IP}", "s=metrics", f"c=IN IP4 {PEER_IP}", "t=0 0"]
+    for i in range(medias):
+        lines += [f"m=audio {port + 2 * i} RTP/AVP 0 8", "a=sendrecv"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def media_port(sdp_text: str) -> int:
+    match = re.search(r"^m=audio (\d+) ", sdp_text, re.M)
+    assert match, sdp_text
+    return int(match.group(1))
+
+
+def rtp(seq: int, pt: int = 0, ssrc: int = 0x1234) -> bytes:
+    return struct.pack("!BBHII", 0x80, pt, seq, seq * 160, ssrc) + b"\x11" * 160
+
+
+def rtcp_sr(ssrc: int = 0x1234, version: int = 2) -> bytes:
+    return struct.pack("!BBHIIIIII", version << 6, 200, 6, ssrc, 0, 0, 0, 0, 0)
+
+
+def setup_call(node: LiveNode, a: Party, b: Party, call_id: str, **extra: Any) -> tuple[int, int]:
+    """Offer from A (caller), answer from B (callee); returns (port A sends to, port B sends to)."""
+    offer = node.request(
+        command="offer", **{"call-id": call_id, "from-tag": "tagA", "sdp": sdp(a.port)}, **extra
+    )
+    assert offer["result"] == "ok", offer
+    answer = node.request(
+        command="answer",
+        **{"call-id": call_id, "from-tag": "tagA", "to-tag": "tagB", "sdp": sdp(b.port)},
+        **extra,
+    )
+    assert answer["result"] == "ok", answer
+    return media_port(answer["sdp"]), media_port(offer["sdp"])
+
+
+def receive(sock: socket.socket, count: int) -> int:
+    got = 0
+    for _ in range(count):
+        try:
+            sock.recv(2048)
+        except TimeoutError:
+            break
+        got += 1
+    return got
+
+
+# ---------------------------------------------------------------------------- the test
+
+
+def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Callable[[], Party]) -> None:
+    node = live_node
+    engine = node.node.engine
+    ng_proto = node.node.ng
+    assert engine is not None and ng_proto is not None
+    first = node.scrape()
+    families = set(first.types)
+    assert len(families) >= 50, sorted(families)
+
+    # A call that times out: no media after the answer, with a short media timeout for a moment.
+    a, b = parties(), parties()
+    node.call(lambda: setattr(engine.settings, "timeout", 0.3))
+    setup_call(node, a, b, "mt-timeout")
+    wait_for(lambda: engine.counters.ended_by_reason.get("timeout", 0) >= 1, timeout=5)
+    node.call(lambda: setattr(engine.settings, "timeout", 60.0))
+
+    # The main call: RTP and RTCP both ways, with strict source and immediate latching.
+    opts = {"flags": ["strict-source"], "endpoint-learning": ["immediate"]}
+    to_a_side, to_b_side = setup_call(node, a, b, "mt-main", **opts)
+    for seq in range(20):
+        a.rtp.sendto(rtp(seq), (MEDIA_IP, to_a_side))
+        b.rtp.sendto(rtp(seq, ssrc=0x9999), (MEDIA_IP, to_b_side))
+    assert receive(b.rtp, 20) == 20 and receive(a.rtp, 20) == 20
+    a.rtcp.sendto(rtcp_sr(), (MEDIA_IP, to_a_side + 1))
+    b.rtcp.sendto(rtcp_sr(0x9999), (MEDIA_IP, to_b_side + 1))
+    assert receive(b.rtcp, 1) == 1 and receive(a.rtcp, 1) == 1
+    # bad media: an unknown payload type, a datagram that is no RTP, an RTCP compound rtpengine rejects,
+    # and a stranger sending to a latched strict-source port
+    a.rtp.sendto(rtp(100, pt=96), (MEDIA_IP, to_a_side))
+    a.rtp.sendto(b"not rtp", (MEDIA_IP, to_a_side))
+    assert receive(b.rtp, 2) == 2, "both are forwarded, as rtpengine does"
+    a.rtcp.sendto(rtcp_sr(version=1), (MEDIA_IP, to_a_side + 1))
+    stranger = parties()
+    stranger.rtp.sendto(rtp(101), (MEDIA_IP, to_a_side))
+    wait_for(
+        lambda: (
+            node.call(
+                lambda: sum(
+                    s.dropped_source + s.dropped_malformed
+                    for c in engine.calls.values()
+                    for s in c.all_streams()
+                )
+            )
+            >= 2
+        )
+    )
+    # block media from the caller: dropped
+    assert node.request(command="block media", **{"call-id": "mt-main", "from-tag": "tagA"})["result"] == "ok"
+    a.rtp.sendto(rtp(102), (MEDIA_IP, to_a_side))
+
+    # A call that is never answered: media from the caller has no destination yet (the callee's address
+    # comes with the answer). The caller's port is not in any SDP yet; `query` lists it.
+    c = parties()
+    offer = node.request(command="offer", **{"call-id": "mt-ringing", "from-tag": "tagC", "sdp": sdp(c.port)})
+    assert offer["result"] == "ok"
+    ringing = node.request(command="query", **{"call-id": "mt-ringing"})
+    caller_port = ringing["tags"]["tagC"]["medias"][0]["streams"][0]["local port"]
+    c.rtp.sendto(rtp(1), (MEDIA_IP, caller_port))
+
+    # A call deleted with the default delete delay (stays for 30 s) and one deleted at once.
+    setup_call(node, a, b, "mt-delayed")
+    assert node.request(command="delete", **{"call-id": "mt-delayed"})["result"] == "ok"
+    setup_call(node, a, b, "mt-gone")
+    assert node.request(command="delete", **{"call-id": "mt-gone", "delete-delay": 0})["result"] == "ok"
+
+    # NG requests of every kind, good and bad.
+    assert node.request(command="ping")["result"] == "pong"
+    assert node.request(command="query", **{"call-id": "mt-main"})["result"] == "ok"
+    assert node.request(command="list")["result"] == "ok"
+    assert node.request(command="statistics")["result"] == "ok"
+    assert node.request(command="no such command")["result"] == "error"
+    assert node.request(command="query", **{"call-id": "nobody"})["result"] == "error"
+    assert node.ng.raw(b"cookie-1 this is not bencode")  # "invalid": answered with an error
+    assert node.ng.raw(b"no-space-so-no-cookie", timeout=0.3) is None
+    datagram = b"retransmitted " + bencode.encode({"command": "ping"})
+    assert node.ng.raw(datagram) == node.ng.raw(datagram)  # the second from the reply cache
+    _retransmit_while_in_progress(node, a)
+
+    # A bug in a handler (simulated): answered with an internal error, counted.
+    original = ng_proto.handler
+
+    async def buggy(command: Any, options: Any, addr: tuple[str, int]) -> dict[str, Any]:
+        if options.call_id == "mt-bug":
+            raise RuntimeError("simulated bug")
+        return await original(command, options, addr)
+
+    node.call(lambda: setattr(ng_proto, "handler", buggy))
+    assert node.request(command="query", **{"call-id": "mt-bug"})["result"] == "error"
+    node.call(lambda: setattr(ng_proto, "handler", original))
+
+    # An offer needing more ports than are left: "Ran out of ports", the call is removed again.
+    exhausting = node.request(
+        command="offer",
+        **{"call-id": "mt-exhaust", "from-tag": "tagX", "sdp": sdp(c.port, medias=PORTS // 2)},
+    )
+    assert exhausting == {"result": "error", "error-reason": "Ran out of ports"}
+
+    # Drained: new calls are refused (left drained for the scrape).
+    node.call(node.node.drain)
+    refused = node.request(
+        command="offer", **{"call-id": "mt-refused", "from-tag": "tagR", "sdp": sdp(c.port)}
+    )
+    assert refused["result"] == "error"
+
+    # The event loop stalls for a moment: the lag shows.
+    node.call(lambda: time.sleep(0.3))
+    wait_for(lambda: node.node.loop_lag > 0.05, timeout=2)
+
+    second = node.scrape()
+    assert set(second.types) == families, "the set of families never changes"
+    exceptions = NOT_BUILT_YET | CONSTANT | ATTACHMENTS
+    assert exceptions <= families
+    still = sorted(f for f in families - exceptions if not moved(first, second, f))
+    assert not still, f"families that did not move: {still}"
+    constant_moved = sorted(f for f in CONSTANT | NOT_BUILT_YET if moved(first, second, f))
+    assert not constant_moved, constant_moved
+
+    # What moved, moved by the right amounts.
+    assert second.value("karl_sessions_ended_total", reason="timeout") == 1
+    assert second.value("karl_sessions_ended_total", reason="ports_exhausted") == 1
+    assert second.value("karl_port_pool_exhausted_total") == 1
+    assert second.value("karl_sessions_in_delete_delay") == 1
+    assert second.value("karl_sessions_unanswered") == 1
+    assert second.value("karl_node_ready") == 0 and second.value("karl_node_draining") == 1
+    # from the callers: 20 + unknown payload type + not RTP + the stranger's + one while blocked + one
+    # in the unanswered call; from the callee: 20
+    assert second.value("karl_media_packets_total", kind="rtp", direction="from_caller") == 25
+    assert second.value("karl_media_packets_total", kind="rtp", direction="from_callee") == 20
+    assert second.value("karl_media_packets_total", kind="rtcp", direction="from_caller") == 2
+    assert second.value("karl_media_packets_total", kind="rtcp", direction="from_callee") == 1
+    assert second.value("karl_media_malformed_total", direction="from_caller") == 1
+    for reason in ("blocked", "no_destination", "strict_source", "malformed_rtcp"):
+        assert second.value("karl_relay_dropped_total", reason=reason) >= 1, reason
+    assert second.value("karl_ng_internal_errors_total") == 1
+    # an unknown command and a payload that is not bencode: neither names a command
+    assert second.value("karl_ng_commands_total", command="invalid", result="error") == 2
+    assert second.value("karl_ng_command_duration_count", command="ping") == 2
+    assert second.value("karl_ng_cookieless_dropped_total") == 1
+    assert second.value("karl_ng_reply_cache_hits_total") >= 1
+    ended = sum(second.family("karl_sessions_ended_total").values())
+    assert ended >= 3  # timed out, deleted at once, out of ports (and the burst offers)
+    assert second.value("karl_session_duration_seconds_count") == ended
+
+    # Nothing that identifies a call or an address is ever a label value.
+    for forbidden in ("mt-main", "mt-ringing", "tagA", "tagB", PEER_IP, MEDIA_IP, str(to_a_side)):
+        assert f'"{forbidden}"' not in second.text, forbidden
+
+    # Undrained, everything ended: gauges fall back, counters keep what the ended streams carried.
+    node.call(node.node.undrain)
+    for call_id in ("mt-main", "mt-ringing", "mt-delayed"):
+        assert node.request(command="delete", **{"call-id": call_id, "delete-delay": 0})["result"] == "ok"
+    third = node.scrape()
+    assert third.value("karl_node_ready") == 1 and third.value("karl_node_draining") == 0
+    assert third.value("karl_sessions_active") == 0 and third.value("karl_port_pool_ports_in_use") == 0
+    assert third.value("karl_media_streams_open", kind="rtp") == 0
+    for name, kind in (("karl_media_packets_total", "rtp"), ("karl_media_bytes_total", "rtcp")):
+        for direction in ("from_caller", "from_callee"):
+            assert third.value(name, kind=kind, direction=direction) == second.value(
+                name, kind=kind, direction=direction
+            ), (name, kind, direction)
+    assert third.value("karl_media_packets_total", kind="rtp", direction="unattributed") == 0
+    for before, after in ((first, second), (second, third)):
+        for key, value in after.samples.items():
+            if after.types[after.family_of(key[0])] in ("counter", "histogram"):
+                assert value >= before.samples.get(key, 0.0), f"counter went down: {key}"
+
+
+def _retransmit_while_in_progress(node: LiveNode, a: Party) -> None:
+    """Copies of an offer sent back to back: the later ones arrive while the first is being processed
+    (it opens sockets) and wait for its reply. Retried with a new cookie in the unlikely case the first
+    copy finished before the next arrived."""
+    ng_proto = node.node.ng
+    assert ng_proto is not None
+    for attempt in range(10):
+        call_id = f"mt-burst-{attempt}"
+        payload = {"command": "offer", "call-id": call_id, "from-tag": "tagW", "sdp": sdp(a.port, medias=3)}
+        datagram = f"burst-{attempt} ".encode() + bencode.encode(payload)
+        for _ in range(3):
+            node.ng.sock.sendto(datagram, node.ng.address)
+        replies = {node.ng.sock.recv(65535) for _ in range(3)}
+        assert len(replies) == 1
+        assert node.request(command="delete", **{"call-id": call_id, "delete-delay": 0})["result"] == "ok"
+        if node.call(lambda: ng_proto.counters.cache_waits) > 0:
+            return
+    raise AssertionError("no retransmission ever arrived while its first copy was in progress")
