@@ -244,7 +244,6 @@ def test_a_flooding_ng_source_is_limited_then_blocked_while_a_legitimate_source_
             assert 100 <= handled <= 100 + 200 * 2, handled
             # (a datagram the kernel dropped from a full socket buffer never reaches admission: allow 2 %)
             refused = flood_sent - handled
-            print("FLOOD", flood_sent, flood_seconds, handled, counters.ng_rate_limited_total)
             assert refused * 0.98 <= counters.ng_rate_limited_total <= refused
             assert counters.ng_blocked_total > 0 and counters.blocks_total == 1
             assert runner.run(lambda: runner.node.admission.blocked_ng_sources()) == 1
