@@ -95,6 +95,17 @@ def _to_bytes(s: str | bytes) -> bytes:
         raise BencodeError(f"string cannot be encoded: {exc}") from None
 
 
+def _encode_item(value: Any, out: list[bytes], sort_keys: bool, depth: int) -> None:
+    """A container's member: plain strings and integers inline, the rest through `_encode_into`."""
+    kind = type(value)
+    if kind is int:
+        out.append(b"i%de" % value)
+    elif kind is str and value.isascii():
+        out.append(b"%d:%s" % (len(value), value.encode("ascii")))
+    else:
+        _encode_into(value, out, sort_keys, depth)
+
+
 def _encode_into(value: Any, out: list[bytes], sort_keys: bool, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise BencodeError("structure nested too deeply")
@@ -115,13 +126,13 @@ def _encode_into(value: Any, out: list[bytes], sort_keys: bool, depth: int) -> N
         out.append(b"d")
         for raw_key, item in pairs:
             out.append(b"%d:%s" % (len(raw_key), raw_key))
-            _encode_into(item, out, sort_keys, depth + 1)
+            _encode_item(item, out, sort_keys, depth + 1)
         out.append(b"e")
         return
     if kind is list:
         out.append(b"l")
         for item in value:
-            _encode_into(item, out, sort_keys, depth + 1)
+            _encode_item(item, out, sort_keys, depth + 1)
         out.append(b"e")
         return
     if isinstance(value, str | bytes):
