@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# A laptop run keeps its call records in ./var (a packaged install uses /var/lib/karl).
 run: venv
-	$(VENV)/bin/karl
+	KARL_CDR_PATH=$${KARL_CDR_PATH:-$(CURDIR)/var/cdr.jsonl} \
+	KARL_CDR_SPOOL_DIR=$${KARL_CDR_SPOOL_DIR:-$(CURDIR)/var/cdr-spool} $(VENV)/bin/karl
 
 deps-system:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,6 +170,10 @@ def karl_env(
     )
     for key in ("KARL_API_PORT", "KARL_HEALTH_PORT", "KARL_METRICS_PORT"):
         env.setdefault(key, str(free_port()))
+    # CDRs of test nodes go to a scratch directory, never to /var/lib/karl
+    scratch = tempfile.mkdtemp(prefix="karl-test-")
+    env.setdefault("KARL_CDR_PATH", f"{scratch}/cdr.jsonl")
+    env.setdefault("KARL_CDR_SPOOL_DIR", f"{scratch}/cdr-spool")
     env.update(extra)
     return env
 

@@ -55,7 +55,8 @@ class AdmissionCounters:
     api_rate_limited_total: int = 0
     #: Blocks imposed (NG and API).
     blocks_total: int = 0
-    #: REST requests without a key or with an unknown key (HTTP 401).
+    #: REST requests without a key or with an unknown key (HTTP 401), or with a key whose role does
+    #: not allow the operation (HTTP 403).
     api_auth_failures_total: int = 0
     #: Of the rate-limited ones: refused because the source was blocked.
     ng_blocked_total: int = 0
@@ -340,6 +341,11 @@ class Admission:
         self.counters.api_auth_failures_total += 1
         if self.api is not None:
             self.api.strike(source_ip, now)
+
+    def api_role_refused(self) -> None:
+        """A REST request with a valid key whose role is too low (403): counted, not held against the
+        source (it is a known client)."""
+        self.counters.api_auth_failures_total += 1
 
     def api_retry_after(self, source_ip: str, now: float) -> int:
         """Whole seconds for the Retry-After header of a 429 (at least 1)."""

@@ -10,9 +10,10 @@ import sys
 
 from karl_core import __version__
 from karl_core.config import ConfigError, KarlConfig, load_config
+from karl_medianode.app import run_node
 from karl_medianode.engine import EngineSettings
 from karl_medianode.logs import setup_logging
-from karl_medianode.node import NodeSettings, run_node
+from karl_medianode.node import NodeSettings
 
 log = logging.getLogger("karl")
 

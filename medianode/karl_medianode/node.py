@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -221,27 +220,3 @@ class MediaNode:
             task.cancel()
         self.clock.stop()
         log.info("media node stopped", extra={"event": "node_stopped", "ports_in_use": self.ports.in_use})
-
-
-async def run_node(settings: NodeSettings) -> int:
-    node = MediaNode(settings)
-    try:
-        await node.start()
-    except StartupError as exc:
-        log.error("%s", exc, extra={"event": "startup_failed"})
-        return 1
-    loop = asyncio.get_running_loop()
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            node.request_stop()
-        else:
-            node.settings.shutdown_grace = 0
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    await node.run_until_stopped()
-    return 0

@@ -103,7 +103,7 @@ def test_defaults_without_file_or_environment(tmp_path: Path) -> None:
     assert (timers.timeout, timers.silent_timeout, timers.final_timeout) == (60, 3600, 0)
     assert (timers.offer_timeout, timers.delete_delay) == (3600, 30)
     api = cfg.api
-    assert (api.enabled, api.address, api.port, api.auth_enabled) == (True, "0.0.0.0", 8080, False)
+    assert (api.enabled, api.address, api.port, api.auth_enabled) == (True, "127.0.0.1", 8080, False)
     assert (cfg.health.port, cfg.metrics.port) == (8086, 9091)
     assert (cfg.recording.enabled, cfg.recording.base_path) == (True, "/var/lib/karl/recordings")
     assert (cfg.database.mysql_dsn, cfg.database.redis_enabled, cfg.database.redis_addr) == ("", False, "")
@@ -228,6 +228,7 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "KARL_FINAL_TIMEOUT": ("63", 63),
     "KARL_OFFER_TIMEOUT": ("64", 64),
     "KARL_DELETE_DELAY": ("0", 0),
+    "KARL_API_ADDRESS": ("0.0.0.0", "0.0.0.0"),
     "KARL_API_PORT": ("18080", 18080),
     "KARL_HEALTH_PORT": ("18086", 18086),
     "KARL_METRICS_PORT": ("0", 0),
@@ -533,7 +534,7 @@ def test_media_addresses(tmp_path: Path) -> None:
         ({}, {"KARL_RECORDING_PATH": "/srv/rec"}, ["recording"]),
         ({}, {"KARL_RECORDING_ENABLED": "true"}, ["recording"]),
         ({"webrtc": {"enabled": True}}, {}, ["webrtc"]),
-        ({}, {"KARL_MYSQL_DSN": "u:p@tcp(h:3306)/db"}, ["database.mysql_dsn"]),
+        ({}, {"KARL_MYSQL_DSN": "u:p@tcp(h:3306)/db"}, []),  # CDRs in MySQL are built
         ({}, {"KARL_REDIS_ENABLED": "on", "KARL_REDIS_ADDR": "h:6379"}, ["database.redis_enabled"]),
         ({"database": {"redis_addr": "h:6379"}}, {}, []),
         ({"api": {"auth_enabled": True}}, {}, ["api.auth_enabled"]),

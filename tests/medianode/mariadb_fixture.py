@@ -12,7 +12,7 @@ Use it from a test module with a fixture of the scope you want:
 
     def test_x(mariadb):
         dsn = mariadb.create_database("x")          # mysql://karl_x:<password>@127.0.0.1:<port>/x
-        mariadb.stop(); ...; mariadb.start()          # an outage
+        mariadb.stop(); ...; mariadb.start()          # an outage (or kill(), or freeze()/thaw())
         rows = mariadb.query("x", "SELECT COUNT(*) FROM t")
 """
 
@@ -23,6 +23,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -36,7 +37,9 @@ import pytest
 from karl_testkit import free_port
 
 MARIADBD = shutil.which("mariadbd", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/mariadbd"
-INSTALL_DB = shutil.which("mariadb-install-db", path="/usr/bin:/usr/sbin:/bin") or "/usr/bin/mariadb-install-db"
+INSTALL_DB = (
+    shutil.which("mariadb-install-db", path="/usr/bin:/usr/sbin:/bin") or "/usr/bin/mariadb-install-db"
+)
 _NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
 
 # small and fast: this server holds a few test tables
@@ -61,8 +64,17 @@ def unavailable_reason() -> str | None:
     return None
 
 
+# Kills the server ($2) once the test process ($1) is gone, so that a run killed from outside (CI
+# timeout, kill -9) leaves no server behind; ends by itself when the server stops. (PR_SET_PDEATHSIG
+# would follow the *thread* that started the server, and tests start it from worker threads.)
+_WATCHDOG = (
+    'while kill -0 "$1" 2>/dev/null; do kill -0 "$2" 2>/dev/null || exit 0; sleep 0.5; done; kill -9 "$2"'
+)
+
+
 class MariaDbServer:
-    """One mariadbd: `start()`, `stop()` (clean shutdown), `kill()` (crash), `create_database()`."""
+    """One mariadbd: `start()`, `stop()` (clean shutdown), `kill()` (crash), `freeze()`/`thaw()` (hung),
+    `create_database()`."""
 
     def __init__(self, directory: Path | None = None) -> None:
         # the socket path must stay short (108 bytes), so the server lives in its own /tmp directory
@@ -74,6 +86,8 @@ class MariaDbServer:
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._ready_before = 0
         self._as_root = os.geteuid() == 0
 
     def _user_option(self) -> list[str]:
@@ -110,6 +124,7 @@ class MariaDbServer:
             return
         if not (self.datadir / "mysql").is_dir():
             self.install()
+        self._ready_before = self._ready_lines()
         self.proc = subprocess.Popen(
             [
                 MARIADBD,
@@ -126,21 +141,43 @@ class MariaDbServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        self._watchdog = subprocess.Popen(
+            ["/bin/sh", "-c", _WATCHDOG, "karl-mariadb-watchdog", str(os.getpid()), str(self.proc.pid)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
-        while True:
+        while not self._accepting():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mariadbd exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                self.admin_query("SELECT 1")
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"mariadbd did not accept connections in {timeout}s:\n{self.log()}")
-                time.sleep(0.05)
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"mariadbd did not accept connections in {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
+        self.admin_query("SELECT 1")
+
+    def _ready_lines(self) -> int:
+        try:
+            return self.log_path.read_bytes().count(b"ready for connections")
+        except OSError:
+            return 0
+
+    def _accepting(self) -> bool:
+        # the server's own word and plain sockets: a driver whose connection fails leaves its
+        # socket to the garbage collector
+        if self._ready_lines() <= self._ready_before or not self.socket.exists():
+            return False
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def stop(self, timeout: float = 30.0) -> None:
         """A clean shutdown; the port stops answering before this returns."""
+        self._end_watchdog()
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -154,6 +191,7 @@ class MariaDbServer:
 
     def kill(self) -> None:
         """A crash (SIGKILL); InnoDB recovers at the next start."""
+        self._end_watchdog()
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -161,7 +199,23 @@ class MariaDbServer:
             self.proc.wait(10)
         self.proc = None
 
+    def _end_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait(5)
+            self._watchdog = None
+
+    def freeze(self) -> None:
+        """A hung server (SIGSTOP): connections stay open, nothing answers."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
+        self.thaw()
         self.stop()
         if self._owns_base:
             shutil.rmtree(self.base, ignore_errors=True)

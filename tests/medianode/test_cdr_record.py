@@ -122,7 +122,9 @@ def test_encoding_is_one_sorted_utf8_line_without_sdp_secrets() -> None:
     assert "anruf-ä€".encode() in line  # UTF-8, not \u escapes
     assert b"SECRETKEY" not in line and b"crypto" not in line
     text = line.decode()
-    assert text == json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+    assert (
+        text == json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
+    )
     assert decode_record(line) == record
     datetime.fromisoformat(record["start"].replace("Z", "+00:00"))
 

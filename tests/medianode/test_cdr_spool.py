@@ -43,7 +43,9 @@ def test_records_come_out_in_order_across_segments_and_finished_segments_go(tmp_
     assert drain(spool) == list(range(10))
     assert spool.pending == 0
     # only the segment still being appended to is kept (empty of waiting records)
-    assert [s for s in segments(tmp_path / "spool") if s.endswith(".jsonl")] == ["cdr-spool-000000000003.jsonl"]
+    assert [s for s in segments(tmp_path / "spool") if s.endswith(".jsonl")] == [
+        "cdr-spool-000000000003.jsonl"
+    ]
     spool.close()
 
 

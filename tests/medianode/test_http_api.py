@@ -53,6 +53,7 @@ def test_sessions_list_detail_and_delete_of_a_call_with_media(runner: NodeThread
         relay_rtp(call, runner.node.settings.media_ip, count=10)
         listing = get(api(runner, "/api/v1/sessions"))
         assert listing.status == 200 and listing.headers["Content-Type"] == JSON
+        assert listing.headers["Server"] == "karl"  # no versions given away
         page = listing.json()
         assert page["total"] == 1 and page["limit"] == 100 and page["offset"] == 0
         assert page["next_cursor"] is None

@@ -4,6 +4,7 @@ pool, liveness follows the event loop."""
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -125,8 +126,14 @@ def test_startup_and_ready_fail_until_start_up_completed(runner: NodeThread) -> 
 def test_live_fails_when_the_event_loop_stalls(runner: NodeThread) -> None:
     # Block the node's loop for 2.3 s; the probe sent meanwhile is answered once the loop runs again and
     # must report the stall (stale monitor tick or the lag it measured).
-    runner.loop.call_soon_threadsafe(time.sleep, 2.3)
-    time.sleep(0.05)
+    stalled = threading.Event()
+
+    def stall() -> None:
+        stalled.set()
+        time.sleep(2.3)
+
+    runner.loop.call_soon_threadsafe(stall)
+    assert stalled.wait(5)
     status, body = probe(runner, "/live")
     assert status == 503 and body["status"] == "DOWN", body
     assert any("event loop" in reason for reason in body["reasons"]), body  # type: ignore[attr-defined]

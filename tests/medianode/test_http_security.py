@@ -107,6 +107,7 @@ def test_requests_without_a_valid_key_get_401(keyed: tuple[NodeThread, list[logg
 def test_roles_decide_what_a_key_may_do(keyed: tuple[NodeThread, list[logging.LogRecord]]) -> None:
     runner, _ = keyed
     api = runner.url("api")
+    failures = runner.node.admission.counters.api_auth_failures_total
     for key in (READER, WEAK):  # a read key, weak or not, only reads
         assert get(api + "/api/v1/sessions", key).status == 200
         assert get(api + "/api/v1/stats", key).status == 200
@@ -119,6 +120,7 @@ def test_roles_decide_what_a_key_may_do(keyed: tuple[NodeThread, list[logging.Lo
                 "message": "this operation needs the 'operate' role; the key has 'read'",
             }
     assert runner.node.draining is False
+    assert runner.node.admission.counters.api_auth_failures_total == failures + 4  # the 403s
     for headers in (bearer(OPERATOR), {"X-API-Key": OPERATOR}, bearer(FILE_OPERATOR), bearer(ADMIN)):
         assert http("DELETE", api + "/api/v1/sessions/none", headers=headers).status == 404  # allowed
         drained = http("POST", api + "/api/v1/admin/drain", headers=headers)

@@ -362,6 +362,15 @@ def test_unreadable_key_file_and_bad_tls_files_fail_start_up_without_showing_sec
     assert "KARL_TLS_CERT" in message and "not-a-key" not in message
 
 
+def test_auth_enabled_without_any_key_refuses_to_start() -> None:
+    message = _start_failure(make_config(settings={"api": {"auth_enabled": True}}))
+    assert "api.auth_enabled" in message and "KARL_API_KEYS" in message
+    with running_node(
+        settings={"api": {"auth_enabled": True}}, KARL_API_KEYS="read:k-0123456789abcdefghijklmn"
+    ) as runner:
+        assert get(runner.url("api", "/api/v1/stats")).status == 401
+
+
 def test_api_can_be_switched_off_while_health_and_metrics_stay(tmp_path: Path) -> None:
     with running_node(settings={"api": {"enabled": False}}) as runner:
         assert set(runner.servers.addresses) == {"health", "metrics"}

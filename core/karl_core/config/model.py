@@ -116,7 +116,6 @@ _UNIMPLEMENTED: tuple[tuple[str, Callable[[KarlConfig], bool]], ...] = (
     ("fec", _enabled_by_user("fec")),
     ("recording", _enabled_by_user("recording")),
     ("webrtc", _enabled_by_user("webrtc")),
-    ("database.mysql_dsn", lambda cfg: bool(cfg.database.mysql_dsn)),
     ("database.redis_enabled", lambda cfg: cfg.database.redis_enabled),
     ("api.auth_enabled", lambda cfg: cfg.api.enabled and cfg.api.auth_enabled),
 )

@@ -157,7 +157,7 @@ class ApiSection(Section):
     """The REST API (``/api/v1/...``)."""
 
     enabled: bool = True
-    address: str = "0.0.0.0"
+    address: str = "127.0.0.1"
     port: ListenPort = 8080
     #: Accepted, not implemented yet: the API has no authentication.
     auth_enabled: bool = False

@@ -1,8 +1,8 @@
 """Writing CDRs to MySQL/MariaDB with aiomysql.
 
-The table is created if missing. Each record's `record_id` is UNIQUE and rows are inserted with
-`ON DUPLICATE KEY UPDATE` doing nothing, so sending a record again (after a crash, or a lost reply)
-never makes a second row. Errors are sorted into two kinds: `DatabaseDown` (cannot connect, connection
+The table is created if missing. Each record's `record_id` is UNIQUE: sending a record again (after a
+crash, or a lost reply) never makes a second row — the duplicate-key error of that row means "already
+written". Errors are sorted into two kinds: `DatabaseDown` (cannot connect, connection
 lost, timeout, anything unexpected: retry later) and records the server refuses as invalid (returned by
 `write`, to be set aside instead of blocking every record behind them).
 """
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import math
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,8 +70,13 @@ def create_table_sql(table: str) -> str:
 def insert_sql(table: str) -> str:
     names = ", ".join(f"`{c}`" for c in COLUMNS)
     values = ", ".join(["%s"] * len(COLUMNS))
-    # a record already there (sent again after a crash) is left as it is: no error, no second row
-    return f"INSERT INTO `{table}` ({names}) VALUES ({values}) ON DUPLICATE KEY UPDATE `id` = `id`"
+    # a plain INSERT: needs only the INSERT privilege, and no error is turned into a warning
+    return f"INSERT INTO `{table}` ({names}) VALUES ({values})"
+
+
+ER_DUP_ENTRY = 1062
+# a connection unused for this long is pinged before use
+IDLE_CHECK = 30.0
 
 
 class DatabaseDown(Exception):
@@ -153,6 +159,7 @@ class MysqlSink:
         self.connect_timeout = connect_timeout
         self.query_timeout = query_timeout
         self._conn: Any = None
+        self._last_used = 0.0
 
     @property
     def connected(self) -> bool:
@@ -182,9 +189,14 @@ class MysqlSink:
                 charset="utf8mb4",
                 autocommit=True,
                 connect_timeout=self.connect_timeout,
+                # no "table already exists" note when two nodes create the table at once
+                init_command="SET SESSION sql_notes = 0",
             )
-            async with conn.cursor() as cursor:
-                await asyncio.wait_for(cursor.execute(create_table_sql(self.table)), self.query_timeout)
+            async with conn.cursor() as cursor, asyncio.timeout(self.query_timeout):
+                # CREATE only when missing: a table made by the DBA needs no CREATE privilege
+                await cursor.execute("SHOW TABLES LIKE %s", (self.table.replace("_", "\\_"),))
+                if not await cursor.fetchall():
+                    await cursor.execute(create_table_sql(self.table))
         except BaseException as exc:
             if conn is not None:
                 conn.close()
@@ -192,32 +204,47 @@ class MysqlSink:
                 raise
             raise DatabaseDown(self.describe(exc)) from None
         self._conn = conn
+        self._last_used = time.monotonic()
+
+    async def _usable_connection(self) -> None:
+        """Connect, or check a connection idle for a while: the server drops idle ones (wait_timeout),
+        which is no outage and must not be reported as one."""
+        if self._conn is not None and time.monotonic() - self._last_used > IDLE_CHECK:
+            try:
+                async with asyncio.timeout(self.query_timeout):
+                    await self._conn.ping(reconnect=False)
+            except Exception:
+                self.close()
+        await self.connect()
 
     async def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        async with self._conn.cursor() as cursor:
-            await asyncio.wait_for(cursor.executemany(insert_sql(self.table), rows), self.query_timeout)
+        async with self._conn.cursor() as cursor, asyncio.timeout(self.query_timeout):
+            await cursor.executemany(insert_sql(self.table), rows)
+        self._last_used = time.monotonic()
+
+    async def _insert_one(self, row: tuple[Any, ...]) -> bool:
+        """False if the server refused the row as invalid; a row already there counts as written."""
+        try:
+            await self._insert([row])
+        except _BAD_DATA as exc:
+            return bool(exc.args and exc.args[0] == ER_DUP_ENTRY)
+        return True
 
     async def write(self, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Insert rows in order, in one statement; returns the indexes of rows the server refused as
-        invalid (all others are in the table). Raises DatabaseDown (then none is known written)."""
+        """Insert rows in order; returns the indexes of rows the server refused as invalid (all others
+        are in the table, once). Raises DatabaseDown (then none is known written)."""
         if not rows:
             return []
-        await self.connect()
+        await self._usable_connection()
         try:
             try:
-                await self._insert(rows)
+                await self._insert(rows)  # one statement: all rows or none
                 return []
             except _BAD_DATA:
-                if len(rows) == 1:
-                    return [0]
-            # one row spoils the statement: find it by inserting them one by one, in order
-            refused = []
-            for index, row in enumerate(rows):
-                try:
-                    await self._insert([row])
-                except _BAD_DATA:
-                    refused.append(index)
-            return refused
+                pass
+            # a record already there (sent again after a crash) or an invalid one spoils the
+            # statement: go through them one by one, in order
+            return [index for index, row in enumerate(rows) if not await self._insert_one(row)]
         except asyncio.CancelledError:
             self.close()  # a statement cut short leaves the connection unusable
             raise

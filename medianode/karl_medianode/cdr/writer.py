@@ -136,6 +136,7 @@ class CdrWriter:
         self._spool_open = False
         self._started = False
         self._closed = False
+        self._stopped = False
         # spool positions appended by this writer, and how many of them are counted in spooled_total
         self._appended = 0
         self._counted = 0
@@ -174,6 +175,8 @@ class CdrWriter:
                     extra={"event": "cdr_spool_error"},
                 )
             else:
+                self.counters.spooled_total += waiting
+                self.counters.spool_pending = waiting
                 if waiting:
                     log.info(
                         "%d CDRs wait in the spool %s from an earlier run; sending them to the database",
@@ -206,8 +209,9 @@ class CdrWriter:
         """Write what is queued, give the database until `timeout` to take what is spooled, then stop.
         Records the database does not have stay in the spool for the next start."""
         self._closed = True
-        if not self._started:
+        if not self._started or self._stopped:
             return
+        self._stopped = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
         self._wake_intake.set()
@@ -238,7 +242,8 @@ class CdrWriter:
                 continue
             if closer is not None:
                 with contextlib.suppress(TimeoutError, OSError):
-                    await asyncio.wait_for(self._run(executor, closer.close), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._run(executor, closer.close)
             executor.shutdown(wait=False)
         if self._spool is not None:
             self.counters.spool_pending = self._spool.pending
@@ -268,8 +273,9 @@ class CdrWriter:
         except Exception:
             self.counters.dropped_total += 1
             if self._throttle.allow("build") is not None:
+                call_id = str(getattr(ended, "call_id", "?"))[:255]
                 log.exception(
-                    "cannot make the CDR of a call", extra={"event": "cdr_error", "call_id": ended.call_id}
+                    "cannot make the CDR of a call", extra={"event": "cdr_error", "call_id": call_id}
                 )
 
     def _drop(self, count: int, why: str) -> None:
@@ -285,7 +291,8 @@ class CdrWriter:
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     # ------------------------------------------------------------------ intake: file and spool
 
@@ -403,12 +410,13 @@ class CdrWriter:
         assert self._db is not None and self._spool is not None and self._spool_io is not None
         spool, db, io = self._spool, self._db, self._spool_io
         backoff = self.retry_min
-        # checked each round, as a cancellation can be lost when it meets a finishing driver call
-        while not self._stopping.is_set():
+        task = asyncio.current_task()
+        # checked each round: a cancellation can be lost when it meets a finishing driver call
+        while not self._stopping.is_set() and not (task is not None and task.cancelling()):
             try:
                 await db.connect()
-                self._db_ok()
                 if not self._spool_open or spool.pending == 0:
+                    self._db_ok()  # connected with nothing to send
                     self._wake_db.clear()
                     if not self._spool_open or spool.pending == 0:
                         await self._wake_db.wait()
@@ -435,6 +443,7 @@ class CdrWriter:
                 await self._run(io, spool.ack, batch)
                 self.counters.db_written_total += len(rows) - len(refused)
                 self.counters.spool_pending = spool.pending
+                self._db_ok()
                 backoff = self.retry_min
             except DatabaseDown as exc:
                 self._db_failed(str(exc))

@@ -20,7 +20,14 @@ from karl_core.ng.options import NgOptions
 from karl_medianode.engine import CallEngine
 from karl_medianode.http.auth import ApiKeys, Role, presented_key
 from karl_medianode.http.errors import ApiError, error_response, json_response
-from karl_medianode.http.openapi import DEFAULT_LIMIT, MAX_LIMIT, MAX_REASON, PATHS, openapi_document
+from karl_medianode.http.openapi import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_REASON,
+    PATHS,
+    openapi_document,
+)
 from karl_medianode.http.params import QueryParams
 from karl_medianode.http.sessions import STATES, SessionFilter, page_of, session_detail, session_summary
 from karl_medianode.http.stats import node_stats
@@ -98,6 +105,9 @@ def _authorize(request: web.Request, method: str, template: str, now: float) -> 
         )
     needed = ROLES.get((method, template), Role.READ)
     if role < needed:
+        admission = request.app[NODE].admission
+        if admission is not None:
+            admission.api_role_refused()
         raise ApiError(403, f"this operation needs the '{needed.label}' role; the key has '{role.label}'")
     return role
 
@@ -165,7 +175,7 @@ def _engine(request: web.Request) -> CallEngine:
 async def list_sessions(request: web.Request) -> web.Response:
     q = QueryParams(request.query, ("limit", "offset", "cursor", "state", "min_age", "max_age", "address"))
     limit = q.integer("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = q.integer("offset", 0, 0, 10**12)
+    offset = q.integer("offset", 0, 0, MAX_OFFSET)
     wanted = SessionFilter(
         state=q.choice("state", STATES),
         min_age=q.seconds("min_age"),
@@ -241,11 +251,13 @@ async def _read_reason(request: web.Request) -> str | None:
     for key in data:
         if key != "reason":
             raise ApiError(400, f"unknown field {key[:100]!r} in the request body (known: reason)")
-    reason = data.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+    if "reason" not in data:
+        return None
+    reason = data["reason"]
+    if not isinstance(reason, str) or len(reason) > MAX_REASON:
         raise ApiError(400, f"field 'reason' must be a string of at most {MAX_REASON} characters")
     # Printable text only: it goes into the log.
-    return None if reason is None else "".join(ch if ch.isprintable() else "?" for ch in reason)
+    return "".join(ch if ch.isprintable() else "?" for ch in reason)
 
 
 def _no_constant(name: str) -> Any:

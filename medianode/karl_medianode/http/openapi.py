@@ -12,8 +12,10 @@ from typing import Any
 from karl_core import __version__
 
 MAX_LIMIT = 1000
+MAX_OFFSET = 1_000_000_000
 DEFAULT_LIMIT = 100
 MAX_REASON = 200
+EXAMPLE_CALL_ID = "a84b4c76e66710@pc33.atlanta.example.com"
 
 _ERROR_CODES = [
     "bad_request",
@@ -303,6 +305,7 @@ _CALL_ID = {
     "required": True,
     "description": "The SIP Call-ID (percent-encoded).",
     "schema": {"type": "string", "minLength": 1},
+    "example": EXAMPLE_CALL_ID,
 }
 
 _DRAIN_BODY = {
@@ -330,7 +333,7 @@ PATHS: dict[str, Any] = {
                 _query(
                     "offset",
                     "Sessions to skip (after `cursor`, if given).",
-                    {"type": "integer", "minimum": 0, "default": 0},
+                    {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
                 ),
                 _query(
                     "cursor",

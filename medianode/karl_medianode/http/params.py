@@ -11,8 +11,9 @@ from multidict import MultiMapping
 
 from karl_medianode.http.errors import ApiError
 
-_INTEGER = re.compile(r"[0-9]{1,12}")
-_NUMBER = re.compile(r"[0-9]{1,15}(\.[0-9]{1,15})?([eE][+-]?[0-9]{1,3})?")
+# A sign is accepted so that "-0" reads as the 0 it is; the range check refuses real negatives.
+_INTEGER = re.compile(r"-?[0-9]{1,12}")
+_NUMBER = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?")
 
 
 def _bad(name: str, problem: str) -> ApiError:
@@ -48,7 +49,7 @@ class QueryParams:
         if raw is None:
             return None
         value = float(raw) if _NUMBER.fullmatch(raw) else math.nan
-        if not math.isfinite(value):
+        if not math.isfinite(value) or value < 0:
             raise _bad(name, f"must be a number of seconds >= 0, got {raw[:40]!r}")
         return value
 

@@ -7,9 +7,11 @@ import importlib
 import ipaddress
 import logging
 import ssl
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from karl_medianode.http.api import build_api_app
 from karl_medianode.http.auth import ApiKeyError, ApiKeys, load_api_keys
@@ -22,6 +24,41 @@ log = logging.getLogger("karl.http")
 METRICS_MODULE = "karl_medianode.metrics"
 #: Seconds open connections get to finish when the servers stop.
 SHUTDOWN_TIMEOUT = 2.0
+#: Notices about malformed HTTP from clients: at most this many per interval.
+CLIENT_ERROR_BURST = 5
+CLIENT_ERROR_INTERVAL = 10.0
+
+
+class ClientErrorFilter(logging.Filter):
+    """aiohttp reports a malformed request (bad header, bad request line) with a traceback at ERROR.
+    That is the client's doing, and a client sending many must not flood the log: keep a one-line
+    warning, at most CLIENT_ERROR_BURST per CLIENT_ERROR_INTERVAL. Other errors pass unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._window_end = 0.0
+        self._count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = time.monotonic()
+        if now >= self._window_end:
+            self._window_end, self._count = now + CLIENT_ERROR_INTERVAL, 0
+        self._count += 1
+        if self._count > CLIENT_ERROR_BURST:
+            return False
+        record.msg = "malformed HTTP request from a client: %s"
+        record.args = (str(exc.message).splitlines()[0][:200] if exc.message else exc.code,)
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+protocol_log = logging.getLogger("karl.http.protocol")
+protocol_log.addFilter(ClientErrorFilter())
 
 
 @dataclass
@@ -48,6 +85,11 @@ class HttpServers:
                 log.exception("stopping an HTTP server failed")
         self.addresses.clear()
 
+    @staticmethod
+    async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+        # aiohttp would announce the Python and aiohttp versions to anyone who asks.
+        response.headers["Server"] = "karl"
+
     async def _serve(
         self,
         name: str,
@@ -57,8 +99,9 @@ class HttpServers:
         variable: str,
         context: ssl.SSLContext | None,
     ) -> None:
+        app.on_response_prepare.append(self._plain_server_header)
         # access_log=None: the REST layer counts requests itself and never logs headers (keys).
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        runner = web.AppRunner(app, access_log=None, logger=protocol_log, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, address, port, ssl_context=context)
@@ -150,6 +193,8 @@ def _announce(node: MediaNode, keys: ApiKeys, servers: HttpServers) -> None:
 async def start_http(node: MediaNode) -> HttpServers:
     """Start the REST API (unless `api.enabled` is false), the health probes and /metrics.
 
+    API keys (`security.api_keys` and `security.api_keys_file`) switch authentication on; without any
+    the API is open, unless `api.auth_enabled` asks for keys, which then refuses to start.
     Raises StartupError (naming the port and its KARL_* variable, or the key/TLS file) when a server
     cannot start; nothing is left listening then."""
     cfg = node.config
@@ -157,6 +202,11 @@ async def start_http(node: MediaNode) -> HttpServers:
         keys = load_api_keys(cfg.security)
     except ApiKeyError as exc:
         raise StartupError(str(exc)) from None
+    if cfg.api.enabled and cfg.api.auth_enabled and not keys.enabled:
+        # The operator asked for authentication: fail closed rather than serve an open API.
+        raise StartupError(
+            "api.auth_enabled is true but no API key is configured: set KARL_API_KEYS or KARL_API_KEYS_FILE"
+        )
     context = server_context(cfg.security)
     servers = HttpServers(tls=context is not None)
     try:

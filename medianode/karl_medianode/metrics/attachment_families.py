@@ -50,7 +50,7 @@ def admission_families(node: MediaNode) -> Iterator[Metric]:
     yield gauge("karl_security_blocked_sources", "Sources blocked right now.", blocked)
     yield counter(
         "karl_api_auth_failures_total",
-        "REST API requests refused with 401/403 (missing, unknown or too weak API key).",
+        "REST API requests refused with 401 (missing or unknown API key).",
         _count(c, "api_auth_failures_total"),
     )
     requests: dict[tuple[str, str, int], int] = getattr(admission, "api_requests", None) or {}
@@ -76,6 +76,11 @@ def cdr_families(node: MediaNode) -> Iterator[Metric]:
         _count(c, "file_written_total"),
     )
     yield counter(
+        "karl_cdr_file_errors_total",
+        "CDRs that could not be appended to the file (disk full, permissions).",
+        _count(c, "file_errors_total"),
+    )
+    yield counter(
         "karl_cdr_db_written_total",
         "CDRs written to the MySQL/MariaDB database.",
         _count(c, "db_written_total"),
@@ -89,6 +94,11 @@ def cdr_families(node: MediaNode) -> Iterator[Metric]:
         "karl_cdr_spooled_total",
         "CDRs put in the local spool because the database was unreachable.",
         _count(c, "spooled_total"),
+    )
+    yield counter(
+        "karl_cdr_dropped_total",
+        "CDRs lost before reaching the spool (queue full, spool unwritable); should stay 0.",
+        _count(c, "dropped_total"),
     )
     yield gauge(
         "karl_cdr_spool_pending",

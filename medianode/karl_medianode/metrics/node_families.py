@@ -20,9 +20,18 @@ if TYPE_CHECKING:
 
 
 def is_ready(node: MediaNode) -> bool:
-    """Takes new calls: started, not draining or stopping, and a port pair still free."""
-    engine = node.engine
-    return engine is not None and engine.accepting and not node.draining and node.ports.free >= 2
+    """What /ready reports: start-up complete, not draining or stopping, a port pair free, NG bound."""
+    engine, ng = node.engine, node.ng
+    return (
+        node.startup_complete
+        and not node.draining
+        and engine is not None
+        and engine.accepting
+        and node.ports.free >= 2
+        and ng is not None
+        and ng.transport is not None
+        and not ng.transport.is_closing()
+    )
 
 
 def node_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:
@@ -35,7 +44,7 @@ def node_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:
     yield gauge("karl_node_uptime_seconds", "Seconds since this node started.", time.time() - node.started)
     yield gauge(
         "karl_node_ready",
-        "1 when the node takes new calls (not draining or stopping, media ports left), else 0.",
+        "1 when /ready would answer 200: started, not draining or stopping, media ports left, NG bound.",
         int(is_ready(node)),
     )
     yield gauge(

@@ -1,0 +1,126 @@
+"""The CDR writer without a database: the file, its failures, and what `submit` does with bad luck."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+
+from karl_medianode.cdr import CdrWriter, DsnError
+from karl_medianode.cdr.record import encode_record
+from karl_medianode.cdr.spool import Spool
+from karl_medianode.engine import CallEnded
+
+T = TypeVar("T")
+
+
+def run(scenario: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(asyncio.wait_for(scenario, timeout))
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)
+
+
+def ended(n: int) -> CallEnded:
+    return CallEnded(f"call-{n}", "timeout", 1714564800.0, 1714564860.0)
+
+
+def test_file_only_writer_appends_every_record(tmp_path: Path) -> None:
+    path = tmp_path / "cdr" / "cdr.jsonl"
+
+    async def scenario() -> CdrWriter:
+        writer = CdrWriter("node-1", str(path), str(tmp_path / "spool"), None)
+        writer.submit(ended(0))  # before start: queued, written once started
+        await writer.start()
+        for n in range(1, 50):
+            writer.submit(ended(n))
+        await writer.stop(5)
+        await writer.stop(5)  # a second stop does nothing
+        return writer
+
+    writer = run(scenario())
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["call_id"] for r in records] == [f"call-{n}" for n in range(50)]
+    assert all(r["node_id"] == "node-1" and r["reason"] == "timeout" for r in records)
+    assert len({r["record_id"] for r in records}) == 50
+    c = writer.counters
+    assert (c.records_total, c.file_written_total, c.file_errors_total, c.dropped_total) == (50, 50, 0, 0)
+    assert c.db_up is None and c.spool_pending == 0 and c.db_written_total == 0
+    assert not (tmp_path / "spool").exists()  # no database: no spool
+
+
+def test_submit_never_raises_and_counts_what_it_loses(tmp_path: Path) -> None:
+    async def scenario() -> CdrWriter:
+        writer = CdrWriter("n", str(tmp_path / "cdr.jsonl"), None, None, queue_limit=3)
+        await writer.start()
+        writer.submit("not a call")  # type: ignore[arg-type]
+        for n in range(10):  # no await in between: the queue cannot drain
+            writer.submit(ended(n))
+        await until(lambda: writer.counters.file_written_total == 3, "the queued 3 written")
+        await writer.stop(5)
+        writer.submit(ended(99))  # after stop
+        return writer
+
+    c = run(scenario()).counters
+    assert c.records_total == 10 and c.file_written_total == 3
+    assert c.dropped_total == 1 + 7 + 1
+
+
+def test_an_unwritable_file_is_reported_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    caplog.set_level(logging.INFO, logger="karl.cdr")
+
+    async def scenario() -> CdrWriter:
+        writer = CdrWriter("n", str(blocker / "cdr.jsonl"), None, None)
+        await writer.start()
+        for n in range(20):
+            writer.submit(ended(n))
+            await asyncio.sleep(0)
+        await until(lambda: writer.counters.file_errors_total == 20, "20 failed records")
+        await writer.stop(1)
+        return writer
+
+    assert run(scenario()).counters.file_written_total == 0
+    errors = [r for r in caplog.records if getattr(r, "event", "") == "cdr_file_error"]
+    assert 1 <= len(errors) <= 2  # the start-up error and one rate-limited write error
+
+
+def test_leftover_spool_without_a_database_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.open()
+    spool.append([encode_record({"record_id": "x"})] * 2)
+    spool.close()
+    caplog.set_level(logging.INFO, logger="karl.cdr")
+
+    async def scenario() -> None:
+        writer = CdrWriter("n", None, str(tmp_path / "spool"), None)
+        await writer.start()
+        await writer.stop(1)
+
+    run(scenario())
+    (leftover,) = [r for r in caplog.records if getattr(r, "event", "") == "cdr_spool_leftover"]
+    assert "2 CDRs wait" in leftover.getMessage()
+    assert Spool.count_waiting(tmp_path / "spool") == 2  # left as they were
+
+
+def test_bad_configuration_fails_at_construction() -> None:
+    with pytest.raises(DsnError):
+        CdrWriter("n", None, "/tmp/spool", "mysql://u:pw@h:3306")
+    with pytest.raises(ValueError, match="spool directory"):
+        CdrWriter("n", None, None, "mysql://u:pw@h:3306/d")
