@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := redis-server kamailio sip-tester rtpengine-daemon mariadb-server openssl
+DEBIAN_PACKAGES := redis-server kamailio sip-tester rtpengine-daemon mariadb-server openssl prometheus
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
 .PHONY: run test venv deps-system lint typecheck imports pytest bench bench-quick clean
@@ -35,7 +35,7 @@ deps-system:
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; \
 	fi
 	@# The packaged daemons must not hold the default ports while the suite runs.
-	@-systemctl disable --now rtpengine-daemon kamailio mariadb >/dev/null 2>&1 || true
+	@-systemctl disable --now rtpengine-daemon kamailio mariadb prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 
 lint: venv
 	$(VENV)/bin/ruff check .
