@@ -68,13 +68,15 @@ class NgClient:
     _seq: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
+        self._prefix = f"{random.getrandbits(32):08x}"
         family = socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
 
     def next_cookie(self) -> bytes:
+        # random per client: a new client must never reuse a cookie the node still has cached
         self._seq += 1
-        return f"{os.getpid()}_{id(self) & 0xFFFF}_{self._seq}".encode()
+        return f"{os.getpid()}_{self._prefix}_{self._seq}".encode()
 
     def raw(self, datagram: bytes, timeout: float = 3.0) -> bytes | None:
         """Send one datagram; return the reply datagram or None if nothing came within `timeout`."""

@@ -224,6 +224,7 @@ class SourceLimiter:
 
     def _block(self, source: str, bucket: _Bucket, now: float) -> None:
         blocked = self._blocked
+        blocked.pop(source, None)  # an expired block of this source: re-insert at the end (expiry order)
         if len(blocked) >= self.max_sources and self.blocked_count(now) >= self.max_sources:
             blocked.popitem(last=False)  # the block that would end soonest
         blocked[source] = now + self.block_seconds

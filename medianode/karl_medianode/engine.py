@@ -70,6 +70,7 @@ class EngineCounters:
     closed_packets: int = 0
     closed_bytes: int = 0
     closed_errors: int = 0
+    closed_dropped: int = 0  # relay drops of streams already closed (blocked, no destination, ...)
     total_call_seconds: float = 0.0
     ended_calls: int = 0
     ports_exhausted: int = 0
@@ -525,6 +526,12 @@ class CallEngine:
             self.counters.closed_packets += stream.packets
             self.counters.closed_bytes += stream.bytes
             self.counters.closed_errors += stream.errors
+            self.counters.closed_dropped += (
+                stream.dropped_blocked
+                + stream.dropped_no_destination
+                + stream.dropped_source
+                + stream.dropped_malformed
+            )
             self.relay.close_stream(stream)
         sockets.rtp = None
         sockets.rtcp = None

@@ -537,7 +537,7 @@ def test_media_addresses(tmp_path: Path) -> None:
         ({}, {"KARL_MYSQL_DSN": "u:p@tcp(h:3306)/db"}, []),  # CDRs in MySQL are built
         ({}, {"KARL_REDIS_ENABLED": "on", "KARL_REDIS_ADDR": "h:6379"}, ["database.redis_enabled"]),
         ({"database": {"redis_addr": "h:6379"}}, {}, []),
-        ({"api": {"auth_enabled": True}}, {}, ["api.auth_enabled"]),
+        ({"api": {"auth_enabled": True}}, {}, []),  # API keys are built
         ({"api": {"auth_enabled": True, "enabled": False}}, {}, []),
         (
             {"ng_protocol": {"timeout": 30}, "sessions": {"session_ttl": 3600}},

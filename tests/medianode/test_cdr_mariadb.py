@@ -247,16 +247,18 @@ def test_a_record_sent_again_makes_no_second_row(mariadb: MariaDbServer, db: tup
     name, dsn = db
     spool_dir = tmp_path / "spool"
 
-    async def write(count_from: int, count: int) -> CdrWriter:
+    async def write(count_from: int, count: int, written: int) -> CdrWriter:
         writer = CdrWriter("node-a", None, str(spool_dir), dsn, **FAST_RETRY)
         await writer.start()
         for n in range(count_from, count_from + count):
             writer.submit(finished_call(n))
+        # wait for the database writes themselves: the spool may look empty before intake ran
+        await until(lambda: writer.counters.db_written_total >= written, "records written")
         await until(lambda: writer.counters.spool_pending == 0, "nothing left in the spool")
         await writer.stop(5)
         return writer
 
-    first = run(write(0, 4))
+    first = run(write(0, 4, 4))
     assert first.counters.db_written_total == 4
     acks = list(spool_dir.glob("*.ack"))
     assert acks
@@ -264,7 +266,7 @@ def test_a_record_sent_again_makes_no_second_row(mariadb: MariaDbServer, db: tup
         ack.unlink()  # the acknowledgement never reached the disk
     assert Spool.count_waiting(spool_dir) == 4
 
-    replay = run(write(0, 0))
+    replay = run(write(0, 0, 4))
     assert replay.counters.db_written_total == 4  # confirmed by the database ...
     rows = table_rows(mariadb, name)
     assert len(rows) == 4 and len({r[0] for r in rows}) == 4  # ... but no second row
@@ -348,6 +350,9 @@ def test_unreadable_spool_lines_are_set_aside(mariadb: MariaDbServer, db: tuple[
     async def scenario() -> CdrWriter:
         writer = CdrWriter("n", None, str(spool_dir), dsn, **FAST_RETRY)
         await writer.start()
+        await until(
+            lambda: writer.counters.db_written_total + writer.counters.rejected_total >= 4, "spool processed"
+        )
         await until(lambda: writer.counters.spool_pending == 0, "the spool emptied")
         await writer.stop(5)
         return writer

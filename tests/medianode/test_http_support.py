@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import socket
 import ssl
 import struct
@@ -199,13 +200,15 @@ class NgSource:
         self.server = server
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((source_ip, 0))
+        # Unique per client: the node's reply cache answers a reused cookie with the old reply.
+        self._prefix = secrets.token_hex(6)
         self._seq = 0
 
     def request(self, payload: dict[str, Any], timeout: float = 3.0, retransmit: float | None = None) -> Any:
         """The decoded reply, or None when none came within `timeout`. With `retransmit`, the same
         datagram (same cookie) is sent again every `retransmit` seconds, as SIP proxies do."""
         self._seq += 1
-        cookie = f"c{id(self) & 0xFFFF}_{self._seq}".encode()
+        cookie = f"{self._prefix}_{self._seq}".encode()
         datagram = cookie + b" " + bencode.encode(payload)
         deadline = time.monotonic() + timeout
         while True:

@@ -52,7 +52,7 @@ _TABLE: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("KARL_METRICS_PORT", "metrics.port", "TCP port of Prometheus /metrics", None),
     ("KARL_RECORDING_ENABLED", "recording.enabled", "allow call recording (not implemented yet)", None),
     ("KARL_RECORDING_PATH", "recording.base_path", "directory for recordings (not implemented yet)", None),
-    ("KARL_MYSQL_DSN", "database.mysql_dsn", "CDR database DSN: mysql://user:password@host:port/database", "empty (off)"),
+    ("KARL_MYSQL_DSN", "database.mysql_dsn", "CDR database: mysql://user:pw@host:port/db", "empty (off)"),
     ("KARL_REDIS_ENABLED", "database.redis_enabled", "clustered state in Redis (not implemented yet)", None),
     ("KARL_REDIS_ADDR", "database.redis_addr", "Redis address, host:port or redis:// URL", "empty"),
     ("KARL_LOG_LEVEL", "log.level", "debug, info, warning, error or critical", None),

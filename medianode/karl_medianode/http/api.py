@@ -7,6 +7,7 @@ logged; actions that change something (ending a call, drain) are logged with the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -44,6 +45,8 @@ ROLE = web.RequestKey("role", Role)
 
 _METHODS = frozenset({"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"})
 _UNMATCHED = "unmatched"
+#: Status recorded for a request whose client disconnected before the answer (nginx's convention).
+CLIENT_CLOSED = 499
 _REALM = 'Bearer realm="karl"'
 _KEY_NEEDED = "an API key is needed (Authorization: Bearer <key> or X-API-Key)"
 
@@ -91,12 +94,13 @@ def _authorize(request: web.Request, method: str, template: str, now: float) -> 
         return Role.ADMIN  # no keys configured: the API is open (documented; warned at start-up)
     if (method, template) in PUBLIC:
         return Role.READ
-    role = keys.role_of(presented_key(request.headers))
+    presented = presented_key(request.headers)
+    role = keys.role_of(presented)
     if role is None:
         admission = request.app[NODE].admission
         if admission is not None:
             admission.api_auth_failed(_client(request), now)
-        has_key = presented_key(request.headers) is not None
+        has_key = presented is not None
         message = "unknown API key" if has_key else _KEY_NEEDED
         raise ApiError(
             401,
@@ -155,6 +159,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = await _guarded(request, handler, method, template)
         status = response.status
         return response
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED  # the client went away before the answer
+        raise
     except Exception:
         log.exception("REST API %s %s failed", method, template, extra={"event": "api_internal_error"})
         return error_response(500, "internal error (see the node's log)")
