@@ -1,0 +1,73 @@
+"""Structured logs: JSON lines with time, level, component, event and the call-id; nothing per packet."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+
+from karl_testkit import wait_for
+
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio {port} RTP/AVP 0\r\na=sendrecv\r\n"
+)
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_json_log_lines_carry_event_and_call_id_and_nothing_per_packet(karl_factory) -> None:  # type: ignore[no-untyped-def]
+    node = karl_factory(KARL_LOG_FORMAT="json", KARL_LOG_LEVEL="info", KARL_DELETE_DELAY="0")
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", 0))
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b.bind(("127.0.0.1", 0))
+    b.settimeout(2)
+    try:
+        offer = node.ng.request(
+            {
+                "command": "offer",
+                "call-id": "log-1",
+                "from-tag": "A",
+                "sdp": SDP.format(port=a.getsockname()[1]),
+            }
+        )
+        answer = node.ng.request(
+            {
+                "command": "answer",
+                "call-id": "log-1",
+                "from-tag": "A",
+                "to-tag": "B",
+                "sdp": SDP.format(port=b.getsockname()[1]),
+            }
+        )
+        port = int(re.search(r"m=audio (\d+)", answer["sdp"]).group(1))  # type: ignore[union-attr]
+        assert offer["result"] == "ok"
+        before = len(node.log().splitlines())
+        for seq in range(500):
+            a.sendto(struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 7) + b"\xff" * 160, (node.media_ip, port))
+        for _ in range(500):
+            b.recv(2048)
+        node.ng.request({"command": "delete", "call-id": "log-1", "from-tag": "A"})
+        lines = wait_for(
+            lambda: (
+                [e for e in _json_lines(node.log()) if e.get("event") == "call_ended"]
+                and _json_lines(node.log())
+            ),
+            timeout=5,
+        )
+    finally:
+        a.close()
+        b.close()
+    for entry in lines:
+        assert {"time", "level", "component", "event", "message"} <= set(entry), entry
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(entry["time"]))
+    events = {str(e["event"]): e for e in lines}
+    assert events["call_created"]["call_id"] == "log-1"
+    assert events["call_ended"]["call_id"] == "log-1" and events["call_ended"]["reason"] == "deleted"
+    # 500 relayed packets added no log line of their own (only the delete's lines came after them)
+    after_media = [e for e in lines[before:] if e.get("event") not in ("call_ended",)]
+    assert len(after_media) < 10, after_media
