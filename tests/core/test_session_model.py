@@ -111,3 +111,14 @@ def test_leaves_round_trip(address: str, port: int, name: str, pt: int, clock: i
     assert endpoint.family == ("IPv6" if ":" in address else "IPv4")
     codec = Codec(pt, name, clock, None, fmtp, ["nack"])
     assert Codec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
+
+
+def test_schema_v1_is_pinned_by_a_stored_document() -> None:
+    """A change of the serialized form must be deliberate: bump SCHEMA_VERSION and add a sample."""
+    from pathlib import Path
+
+    stored = Path(__file__).with_name("session_samples") / "call-v1.json"
+    document = json.loads(stored.read_text())
+    assert document["schema"] == 1 == SCHEMA_VERSION
+    assert CallState.from_dict(document) == sample_call()
+    assert sample_call().to_dict() == document

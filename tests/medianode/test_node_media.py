@@ -416,3 +416,72 @@ def test_invalid_configuration_stops_startup_naming_the_setting(tmp_path) -> Non
     config.write_text('{"sessions": {"max_sesions": 5}}')
     proc = run_karl_once(KARL_CONFIG_PATH=str(config))
     assert proc.returncode == 2 and "sessions.max_sesions" in proc.stderr
+
+
+def test_public_ip_is_what_the_sdp_advertises(karl_factory, parties) -> None:
+    node = karl_factory(KARL_PUBLIC_IP="203.0.113.7")
+    a = parties()
+    offer = node.ng.request(
+        {
+            "command": "offer",
+            "call-id": "public",
+            "from-tag": "A",
+            "sdp": sdp(a.port),
+            "replace": ["origin", "session-connection"],
+        }
+    )
+    assert (
+        "c=IN IP4 203.0.113.7\r\n" in offer["sdp"] and "IN IP4 203.0.113.7\r\n" in offer["sdp"].split("s=")[0]
+    )
+    # ... while the sockets themselves stay on the media address
+    reply = node.ng.request({"command": "query", "call-id": "public"})
+    addresses = {
+        s["local address"] for t in reply["tags"].values() for m in t["medias"] for s in m["streams"]
+    }
+    assert addresses == {node.media_ip}
+
+
+def test_offers_are_refused_during_the_shutdown_grace(tmp_path, parties) -> None:
+    from karl_testkit import NgClient, free_port_block, karl_env, wait_for_pong
+
+    ng_port = free_port()
+    base = free_port_block(20, "127.0.0.2")
+    env = karl_env("127.0.0.2", ng_port, base, base + 19, {"KARL_SHUTDOWN_GRACE": "5"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "karl_medianode"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    client = NgClient(("127.0.0.1", ng_port))
+    try:
+        wait_for_pong(client, proc, "karl")
+        a, b = parties(), parties()
+        ok = client.request({"command": "offer", "call-id": "old", "from-tag": "x", "sdp": sdp(a.port)})
+        assert ok["result"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+
+        def refused() -> dict[str, object] | None:
+            reply = client.request(
+                {
+                    "command": "offer",
+                    "call-id": "new",
+                    "from-tag": "y",
+                    "sdp": sdp(b.port),
+                    "supports": ["load limit"],
+                }
+            )
+            return reply if reply["result"] != "ok" else None
+
+        assert wait_for(refused, timeout=3) == {
+            "result": "load limit",
+            "message": "Parallel session limit reached",
+        }
+        # the call in progress is still served while the grace period runs
+        assert client.request({"command": "query", "call-id": "old"})["result"] == "ok"
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        client.close()
