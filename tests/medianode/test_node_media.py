@@ -462,11 +462,14 @@ def test_offers_are_refused_during_the_shutdown_grace(tmp_path, parties) -> None
         assert ok["result"] == "ok"
         proc.send_signal(signal.SIGTERM)
 
+        attempt = iter(range(1000))
+
         def refused() -> dict[str, object] | None:
+            # a fresh call each time: a re-offer of an existing call is never refused
             reply = client.request(
                 {
                     "command": "offer",
-                    "call-id": "new",
+                    "call-id": f"new-{next(attempt)}",
                     "from-tag": "y",
                     "sdp": sdp(b.port),
                     "supports": ["load limit"],
