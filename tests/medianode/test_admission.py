@@ -90,7 +90,7 @@ def test_allow_list_of_addresses_and_networks() -> None:
 def test_defaults_limit_but_allow_everyone() -> None:
     ad = admission()
     assert ad.allow is None and ad.ng is not None and ad.api is not None
-    assert ad.ng.rate == 500 and ad.ng.burst == 1000 and ad.api.rate == 50 and ad.api.burst == 100
+    assert ad.ng.rate == 5000 and ad.ng.burst == 10000 and ad.api.rate == 50 and ad.api.burst == 100
     assert ad.ng.block_seconds == 60
 
 

@@ -70,3 +70,21 @@ def test_json_log_lines_carry_event_and_call_id_and_nothing_per_packet(karl_fact
     # 500 relayed packets added no log line of their own (only the delete's lines came after them)
     after_media = [e for e in lines[before:] if e.get("event") not in ("call_ended",)]
     assert len(after_media) < 10, after_media
+
+
+def test_log_level_and_text_format(karl_factory) -> None:  # type: ignore[no-untyped-def]
+    quiet = karl_factory(KARL_LOG_FORMAT="json", KARL_LOG_LEVEL="warning")
+    quiet.ng.request({"command": "offer", "call-id": "lvl", "from-tag": "A", "sdp": SDP.format(port=4000)})
+    quiet.ng.sock.sendto(b"no-cookie-here", quiet.ng.address)  # logged as a warning
+    quiet.ng.request({"command": "ping"})
+    entries = wait_for(lambda: _json_lines(quiet.log()), timeout=5)
+    assert any("without cookie" in str(e["message"]) for e in entries), entries
+    assert all(e["level"] in ("warning", "error", "critical") for e in entries), entries
+    assert not any(e.get("event") == "call_created" for e in entries)
+
+    text = karl_factory(KARL_LOG_FORMAT="text", KARL_LOG_LEVEL="info")
+    text.ng.request({"command": "offer", "call-id": "txt", "from-tag": "A", "sdp": SDP.format(port=4000)})
+    lines = wait_for(lambda: [ln for ln in text.log().splitlines() if "call created" in ln], timeout=5)
+    assert re.match(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO karl\.engine: call created \[call-id=txt\]", lines[0]
+    )

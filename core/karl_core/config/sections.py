@@ -369,8 +369,8 @@ class SecuritySection(Section):
     #: Addresses/networks allowed to send NG requests, comma-separated CIDRs; empty = anyone.
     ng_allow: str = ""
     #: Per-source NG requests per second (token bucket rate) and burst; 0 = unlimited.
-    ng_rate_limit: int = Field(default=500, ge=0)
-    ng_burst: int = Field(default=1000, ge=1)
+    ng_rate_limit: int = Field(default=5000, ge=0)
+    ng_burst: int = Field(default=10000, ge=1)
     #: Per-source REST API requests per second and burst; 0 = unlimited.
     api_rate_limit: int = Field(default=50, ge=0)
     api_burst: int = Field(default=100, ge=1)
