@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from karl_testkit import RTPENGINE, NgServer, start_karl, start_rtpengine
+from karl_testkit import RTPENGINE, NgServer, Party, make_party, start_karl, start_rtpengine
 
 
 @pytest.fixture
@@ -40,3 +40,17 @@ def rtpengine_factory(tmp_path: Path) -> Iterator[Callable[..., NgServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def parties() -> Iterator[Callable[[], Party]]:
+    """Make SIP media endpoints: `a = parties()` gives RTP/RTCP sockets on 127.0.0.1 (closed after)."""
+    made: list[Party] = []
+
+    def make() -> Party:
+        made.append(make_party())
+        return made[-1]
+
+    yield make
+    for party in made:
+        party.close()

@@ -254,3 +254,49 @@ def run_karl_once(
         text=True,
         timeout=20,
     )
+
+
+@dataclass
+class Party:
+    """A SIP endpoint's media side: an RTP and an RTCP socket (even/odd ports) on loopback."""
+
+    rtp: socket.socket
+    rtcp: socket.socket
+
+    @property
+    def port(self) -> int:
+        return int(self.rtp.getsockname()[1])
+
+    def close(self) -> None:
+        self.rtp.close()
+        self.rtcp.close()
+
+
+def _bound_udp(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.settimeout(2.0)
+    return sock
+
+
+def make_party(host: str = "127.0.0.1") -> Party:
+    """A party on a free even/odd port pair below the ephemeral range."""
+    for _ in range(200):
+        base = free_port(host)
+        if base % 2:
+            continue
+        try:
+            rtp = _bound_udp(host, base)
+        except OSError:
+            continue
+        try:
+            rtcp = _bound_udp(host, base + 1)
+        except OSError:
+            rtp.close()
+            continue
+        return Party(rtp, rtcp)
+    raise RuntimeError("no free even/odd port pair for a test party")

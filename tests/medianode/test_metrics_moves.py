@@ -23,7 +23,7 @@ from karl_core.ng import bencode
 from karl_medianode.cli import node_settings
 from karl_medianode.metrics import attach, render_metrics
 from karl_medianode.node import MediaNode
-from karl_testkit import NgClient, free_port, free_port_block, wait_for
+from karl_testkit import NgClient, Party, free_port, free_port_block, wait_for
 
 T = TypeVar("T")
 MEDIA_IP = "127.0.0.2"
@@ -188,54 +188,6 @@ def live_node() -> Iterator[LiveNode]:
 
 
 # ---------------------------------------------------------------------------- parties and packets
-
-
-@dataclass
-class Party:
-    rtp: socket.socket
-    rtcp: socket.socket
-
-    @property
-    def port(self) -> int:
-        return int(self.rtp.getsockname()[1])
-
-    def close(self) -> None:
-        self.rtp.close()
-        self.rtcp.close()
-
-
-def _udp(port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((PEER_IP, port))
-    s.settimeout(2.0)
-    return s
-
-
-@pytest.fixture
-def parties() -> Iterator[Callable[[], Party]]:
-    made: list[Party] = []
-
-    def make() -> Party:
-        for _ in range(200):
-            base = free_port()
-            if base % 2:
-                continue
-            try:
-                rtp = _udp(base)
-            except OSError:
-                continue
-            try:
-                rtcp = _udp(base + 1)
-            except OSError:
-                rtp.close()
-                continue
-            made.append(Party(rtp, rtcp))
-            return made[-1]
-        raise RuntimeError("no free even/odd port pair for a test party")
-
-    yield make
-    for party in made:
-        party.close()
 
 
 def sdp(port: int, medias: int = 1) -> str:

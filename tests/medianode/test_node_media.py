@@ -9,12 +9,8 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
-import pytest
-
-from karl_testkit import ROOT, NgServer, free_port, run_karl_once, wait_for
+from karl_testkit import ROOT, NgServer, Party, free_port, run_karl_once, wait_for
 
 PEER_IP = "127.0.0.1"
 
@@ -25,57 +21,6 @@ def rtp_packet(seq: int, ssrc: int = 0x1234, pt: int = 0, payload: bytes = b"\x1
 
 def rtcp_sender_report(ssrc: int = 0x1234) -> bytes:
     return struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, 0, 0, 0, 0, 0)
-
-
-@dataclass
-class Party:
-    """A SIP endpoint's media side: an RTP and an RTCP socket on loopback."""
-
-    rtp: socket.socket
-    rtcp: socket.socket
-
-    @property
-    def port(self) -> int:
-        return int(self.rtp.getsockname()[1])
-
-    def close(self) -> None:
-        self.rtp.close()
-        self.rtcp.close()
-
-
-def _udp(port: int = 0) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((PEER_IP, port))
-    s.settimeout(2.0)
-    return s
-
-
-@pytest.fixture
-def parties() -> Iterator[Callable[[], Party]]:
-    made: list[Party] = []
-
-    def make() -> Party:
-        for _ in range(200):
-            base = free_port()
-            if base % 2:
-                continue
-            try:
-                rtp = _udp(base)
-            except OSError:
-                continue
-            try:
-                rtcp = _udp(base + 1)
-            except OSError:
-                rtp.close()
-                continue
-            party = Party(rtp, rtcp)
-            made.append(party)
-            return party
-        raise RuntimeError("no free even/odd port pair for a test party")
-
-    yield make
-    for party in made:
-        party.close()
 
 
 def sdp(port: int, *, ip: str = PEER_IP, extra: str = "") -> str:
