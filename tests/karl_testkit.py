@@ -3,6 +3,7 @@ waiting, and launchers for a Karl media node and for the reference rtpengine dae
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -12,13 +13,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from karl_core.ng import bencode
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 RTPENGINE = shutil.which("rtpengine") or "/usr/bin/rtpengine"
 
@@ -300,3 +302,21 @@ def make_party(host: str = "127.0.0.1") -> Party:
             continue
         return Party(rtp, rtcp)
     raise RuntimeError("no free even/odd port pair for a test party")
+
+
+def run_async(scenario: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """Run a coroutine on a fresh uvloop event loop, bounded in time."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(asyncio.wait_for(scenario, timeout))
+
+
+async def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """`wait_for` for coroutines: poll `condition` on the event loop until it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            # an Exception, not pytest.fail (a BaseException would escape the event loop)
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)

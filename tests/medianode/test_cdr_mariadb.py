@@ -13,12 +13,11 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import uvloop
 
 from karl_core.config import KarlConfig
 from karl_core.session import CallState, Codec, Endpoint, MediaState, PacketStreamState
@@ -28,7 +27,7 @@ from karl_medianode.cdr.record import build_record, encode_record
 from karl_medianode.cdr.spool import Spool
 from karl_medianode.engine import CallEnded, EngineSettings
 from karl_medianode.node import MediaNode, NodeSettings
-from karl_testkit import NgClient, free_port, free_port_block
+from karl_testkit import NgClient, free_port, free_port_block, run_async, until
 from medianode.mariadb_fixture import MariaDbServer, running_mariadb
 
 T = TypeVar("T")
@@ -47,20 +46,6 @@ def db(mariadb: MariaDbServer, request: pytest.FixtureRequest) -> tuple[str, str
     mariadb.start()
     name = request.node.name.removeprefix("test_")[:24].replace("-", "_")
     return name, mariadb.create_database(name)
-
-
-def run(scenario: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(asyncio.wait_for(scenario, timeout))
-
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            # an Exception, not pytest.fail (a BaseException would escape the event loop)
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 def finished_call(n: int) -> CallEnded:
@@ -108,7 +93,7 @@ def test_records_go_to_the_file_and_the_database(mariadb: MariaDbServer, db: tup
         await writer.stop(5)
         return writer
 
-    writer = run(scenario())
+    writer = run_async(scenario())
     assert writer.counters.records_total == 5 and writer.counters.db_up is True
     assert writer.counters.spool_pending == 0 and writer.counters.spooled_total == 0
     in_file = file_records(cdr_path)
@@ -157,7 +142,7 @@ def test_database_outage_in_the_middle_of_calls(mariadb: MariaDbServer, db: tupl
         await writer.stop(5)
         return writer
 
-    writer = run(scenario(), timeout=60)
+    writer = run_async(scenario(), timeout=60)
     rows = table_rows(mariadb, name)
     assert [r[1] for r in rows] == [f"call-{n:04d}@test" for n in range(35)]  # each once, in order
     assert len({r[0] for r in rows}) == 35
@@ -199,7 +184,7 @@ def test_a_hung_database_delays_neither_calls_nor_the_file(
         await writer.stop(5)
         return writer
 
-    writer = run(scenario())
+    writer = run_async(scenario())
     rows = table_rows(mariadb, name)
     assert [r[1] for r in rows] == [f"call-{n:04d}@test" for n in range(10)]
     assert writer.counters.spool_pending == 0
@@ -220,7 +205,7 @@ def test_restart_with_records_still_spooled(mariadb: MariaDbServer, db: tuple[st
         await writer.stop(0.5)
         return writer
 
-    first = run(first_run())
+    first = run_async(first_run())
     assert first.counters.db_written_total == 0 and first.counters.spooled_total == 7
     assert Spool.count_waiting(spool_dir) == 7
     mariadb.start()
@@ -235,7 +220,7 @@ def test_restart_with_records_still_spooled(mariadb: MariaDbServer, db: tuple[st
         await writer.stop(5)
         return writer
 
-    second = run(second_run())
+    second = run_async(second_run())
     assert second.counters.spooled_total == 7 and second.counters.spool_pending == 0
     rows = table_rows(mariadb, name)
     assert [r[1] for r in rows] == [f"call-{n:04d}@test" for n in range(8)]
@@ -258,7 +243,7 @@ def test_a_record_sent_again_makes_no_second_row(mariadb: MariaDbServer, db: tup
         await writer.stop(5)
         return writer
 
-    first = run(write(0, 4, 4))
+    first = run_async(write(0, 4, 4))
     assert first.counters.db_written_total == 4
     acks = list(spool_dir.glob("*.ack"))
     assert acks
@@ -266,7 +251,7 @@ def test_a_record_sent_again_makes_no_second_row(mariadb: MariaDbServer, db: tup
         ack.unlink()  # the acknowledgement never reached the disk
     assert Spool.count_waiting(spool_dir) == 4
 
-    replay = run(write(0, 0, 4))
+    replay = run_async(write(0, 0, 4))
     assert replay.counters.db_written_total == 4  # confirmed by the database ...
     rows = table_rows(mariadb, name)
     assert len(rows) == 4 and len({r[0] for r in rows}) == 4  # ... but no second row
@@ -279,7 +264,7 @@ def test_a_record_sent_again_makes_no_second_row(mariadb: MariaDbServer, db: tup
         assert await sink.write([row_values(record, line)] * 2) == []
         sink.close()
 
-    run(direct())
+    run_async(direct())
     assert len(table_rows(mariadb, name)) == 5
 
 
@@ -301,7 +286,7 @@ def test_insert_privilege_is_enough_for_a_table_made_by_the_dba(
         await writer.stop(5)
         return writer
 
-    assert run(scenario()).counters.db_errors_total == 0
+    assert run_async(scenario()).counters.db_errors_total == 0
     assert len(table_rows(mariadb, name)) == 3
 
 
@@ -327,7 +312,7 @@ def test_a_connection_the_server_dropped_while_idle_is_no_outage(
         await writer.stop(5)
         return writer
 
-    writer = run(scenario())
+    writer = run_async(scenario())
     assert writer.counters.db_errors_total == 0 and writer.counters.spooled_total == 0
     assert len(table_rows(mariadb, name)) == 2
 
@@ -357,7 +342,7 @@ def test_unreadable_spool_lines_are_set_aside(mariadb: MariaDbServer, db: tuple[
         await writer.stop(5)
         return writer
 
-    writer = run(scenario())
+    writer = run_async(scenario())
     assert writer.counters.db_written_total == 2 and writer.counters.rejected_total == 2
     assert [r[1] for r in table_rows(mariadb, name)] == ["call-0001@test", "call-0002@test"]
     assert (spool_dir / "cdr-rejected.jsonl").read_bytes().count(b"\n") == 2
@@ -381,7 +366,7 @@ def test_wrong_password_is_retried_quietly_and_never_logged(
         await writer.stop(0.2)
         return writer
 
-    writer = run(scenario())
+    writer = run_async(scenario())
     assert writer.counters.db_up is False and writer.counters.spool_pending == 1
     password = parse_dsn(wrong).password
     assert all(password not in record.getMessage() for record in caplog.records)
@@ -408,7 +393,7 @@ def test_operator_loads_a_cdr_file_into_the_database_once(
         await until(lambda: writer.counters.file_written_total == 3, "3 records in the file")
         await writer.stop(5)
 
-    run(scenario())
+    run_async(scenario())
     with open(cdr_path, "ab") as handle:
         handle.write(b"not json\n")
     env = {**os.environ, "KARL_MYSQL_DSN": dsn}
@@ -513,7 +498,7 @@ def test_calls_through_a_media_node_end_up_in_file_and_database(
         return writer
 
     try:
-        run(scenario())
+        run_async(scenario())
     finally:
         ng.close()
         party_a.close()

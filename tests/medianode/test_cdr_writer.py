@@ -5,33 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
-import uvloop
 
 from karl_medianode.cdr import CdrWriter, DsnError
 from karl_medianode.cdr.record import encode_record
 from karl_medianode.cdr.spool import Spool
 from karl_medianode.engine import CallEnded
-
-T = TypeVar("T")
-
-
-def run(scenario: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(asyncio.wait_for(scenario, timeout))
-
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
+from karl_testkit import run_async, until
 
 
 def ended(n: int) -> CallEnded:
@@ -51,7 +33,7 @@ def test_file_only_writer_appends_every_record(tmp_path: Path) -> None:
         await writer.stop(5)  # a second stop does nothing
         return writer
 
-    writer = run(scenario())
+    writer = run_async(scenario())
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["call_id"] for r in records] == [f"call-{n}" for n in range(50)]
     assert all(r["node_id"] == "node-1" and r["reason"] == "timeout" for r in records)
@@ -74,7 +56,7 @@ def test_submit_never_raises_and_counts_what_it_loses(tmp_path: Path) -> None:
         writer.submit(ended(99))  # after stop
         return writer
 
-    c = run(scenario()).counters
+    c = run_async(scenario()).counters
     assert c.records_total == 10 and c.file_written_total == 3
     assert c.dropped_total == 1 + 7 + 1
 
@@ -94,7 +76,7 @@ def test_an_unwritable_file_is_reported_not_fatal(tmp_path: Path, caplog: pytest
         await writer.stop(1)
         return writer
 
-    assert run(scenario()).counters.file_written_total == 0
+    assert run_async(scenario()).counters.file_written_total == 0
     errors = [r for r in caplog.records if getattr(r, "event", "") == "cdr_file_error"]
     assert 1 <= len(errors) <= 2  # the start-up error and one rate-limited write error
 
@@ -113,7 +95,7 @@ def test_leftover_spool_without_a_database_is_reported(
         await writer.start()
         await writer.stop(1)
 
-    run(scenario())
+    run_async(scenario())
     (leftover,) = [r for r in caplog.records if getattr(r, "event", "") == "cdr_spool_leftover"]
     assert "2 CDRs wait" in leftover.getMessage()
     assert Spool.count_waiting(tmp_path / "spool") == 2  # left as they were
