@@ -6,11 +6,9 @@ import re
 import signal
 import socket
 import struct
-import subprocess
-import sys
 import time
 
-from karl_testkit import ROOT, NgServer, Party, free_port, run_karl_once, wait_for
+from karl_testkit import NgServer, Party, run_karl_once, wait_for
 
 PEER_IP = "127.0.0.1"
 
@@ -273,39 +271,22 @@ def test_garbage_to_ng_and_media_ports_does_not_disturb_calls(karl_factory, part
 
 
 def test_sigterm_stops_and_releases_ports(tmp_path, parties) -> None:
-    from karl_testkit import NgClient, free_port_block, karl_env, wait_for_pong
+    from karl_testkit import start_karl
 
-    ng_port = free_port()
-    base = free_port_block(20, "127.0.0.2")
-    env = karl_env("127.0.0.2", ng_port, base, base + 19, {"KARL_SHUTDOWN_GRACE": "1"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "karl_medianode"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    client = NgClient(("127.0.0.1", ng_port))
+    node = start_karl(tmp_path, "127.0.0.2", 20, KARL_SHUTDOWN_GRACE="1")
     try:
-        wait_for_pong(client, proc, "karl")
         a = parties()
-        assert (
-            client.request({"command": "offer", "call-id": "t", "from-tag": "x", "sdp": sdp(a.port)})[
-                "result"
-            ]
-            == "ok"
-        )
+        offer = node.ng.request({"command": "offer", "call-id": "t", "from-tag": "x", "sdp": sdp(a.port)})
+        assert offer["result"] == "ok"
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
+        node.proc.send_signal(signal.SIGTERM)
+        assert node.proc.wait(10) == 0
         assert time.monotonic() - started < 5
-        for port in range(base, base + 20):  # every media port can be bound again
+        for port in range(node.port_min, node.port_max + 1):  # every media port can be bound again
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.bind(("127.0.0.2", port))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        client.close()
+        node.stop()
 
 
 def test_second_node_on_same_ng_port_fails_naming_the_port(karl_factory) -> None:
@@ -387,21 +368,11 @@ def test_public_ip_is_what_the_sdp_advertises(karl_factory, parties) -> None:
 
 
 def test_offers_are_refused_during_the_shutdown_grace(tmp_path, parties) -> None:
-    from karl_testkit import NgClient, free_port_block, karl_env, wait_for_pong
+    from karl_testkit import start_karl
 
-    ng_port = free_port()
-    base = free_port_block(20, "127.0.0.2")
-    env = karl_env("127.0.0.2", ng_port, base, base + 19, {"KARL_SHUTDOWN_GRACE": "5"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "karl_medianode"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    client = NgClient(("127.0.0.1", ng_port))
+    node = start_karl(tmp_path, "127.0.0.2", 20, KARL_SHUTDOWN_GRACE="5")
+    client, proc = node.ng, node.proc
     try:
-        wait_for_pong(client, proc, "karl")
         a, b = parties(), parties()
         ok = client.request({"command": "offer", "call-id": "old", "from-tag": "x", "sdp": sdp(a.port)})
         assert ok["result"] == "ok"
@@ -430,6 +401,4 @@ def test_offers_are_refused_during_the_shutdown_grace(tmp_path, parties) -> None
         assert client.request({"command": "query", "call-id": "old"})["result"] == "ok"
         assert proc.wait(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        client.close()
+        node.stop()
