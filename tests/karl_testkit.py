@@ -320,3 +320,19 @@ async def until(condition: Callable[[], object], what: str, timeout: float = 10.
             # an Exception, not pytest.fail (a BaseException would escape the event loop)
             raise AssertionError(f"timed out waiting for: {what}")
         await asyncio.sleep(0.01)
+
+
+def sdp(port: int, ip: str = "127.0.0.1", extra: str = "") -> str:
+    """A plain SIP phone's audio offer/answer (PCMU, PCMA, telephone-event) at ip:port."""
+    return (
+        "v=0\r\n"
+        f"o=- 1545997027 1 IN IP4 {ip}\r\n"
+        "s=tester\r\n"
+        f"c=IN IP4 {ip}\r\n"
+        "t=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0 8 101\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\n"
+        "a=fmtp:101 0-16\r\n"
+        f"{extra}"
+        "a=sendrecv\r\n"
+    )

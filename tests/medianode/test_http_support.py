@@ -30,7 +30,7 @@ from karl_medianode.admission import build_admission
 from karl_medianode.cli import node_settings
 from karl_medianode.http import HttpServers, start_http
 from karl_medianode.node import MediaNode, StartupError
-from karl_testkit import free_port, free_port_block
+from karl_testkit import free_port, free_port_block, sdp
 
 T = TypeVar("T")
 
@@ -236,19 +236,6 @@ class NgSource:
 def ng_address(runner: NodeThread) -> tuple[str, int]:
     s = runner.node.settings
     return (s.ng_address, s.ng_port)
-
-
-def sdp(port: int, ip: str = "127.0.0.1") -> str:
-    return (
-        "v=0\r\n"
-        f"o=- 1545997027 1 IN IP4 {ip}\r\n"
-        "s=tester\r\n"
-        f"c=IN IP4 {ip}\r\n"
-        "t=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0 8 101\r\n"
-        "a=rtpmap:101 telephone-event/8000\r\n"
-        "a=sendrecv\r\n"
-    )
 
 
 def media_port(sdp_text: str) -> int:

@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 
-from karl_testkit import NgServer, Party, run_karl_once, wait_for
+from karl_testkit import NgServer, Party, run_karl_once, sdp, wait_for
 
 PEER_IP = "127.0.0.1"
 
@@ -19,21 +19,6 @@ def rtp_packet(seq: int, ssrc: int = 0x1234, pt: int = 0, payload: bytes = b"\x1
 
 def rtcp_sender_report(ssrc: int = 0x1234) -> bytes:
     return struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, 0, 0, 0, 0, 0)
-
-
-def sdp(port: int, *, ip: str = PEER_IP, extra: str = "") -> str:
-    return (
-        "v=0\r\n"
-        f"o=- 1545997027 1 IN IP4 {ip}\r\n"
-        "s=tester\r\n"
-        f"c=IN IP4 {ip}\r\n"
-        "t=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0 8 101\r\n"
-        "a=rtpmap:101 telephone-event/8000\r\n"
-        "a=fmtp:101 0-16\r\n"
-        f"{extra}"
-        "a=sendrecv\r\n"
-    )
 
 
 def media_port(sdp_text: str) -> int:
