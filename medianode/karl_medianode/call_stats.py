@@ -177,7 +177,7 @@ def call_stats(call: Call, selected: Monologue | None = None) -> dict[str, Any]:
         "created": int(state.created),
         "created_us": created_us,
         "last signal": int(state.last_signal),
-        "SSRC": {},
+        "SSRC": call.quality.to_ng(),
         "tags": tags,
         "totals": totals,
     }

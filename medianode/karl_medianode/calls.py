@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from karl_core.session import CallState, MediaState, Monologue
+from karl_medianode.quality import CallQuality
 from karl_medianode.relay import PacketStream
 
 
@@ -27,6 +28,9 @@ class Call:
     last_activity: float = 0.0
     # When the whole call was deleted (its delete delay may still be running).
     ended_at: float | None = None
+    # RTCP statistics (MOS, jitter, loss, RTT) per SSRC, and which socket each RTP SSRC arrives on.
+    quality: CallQuality = field(default_factory=CallQuality)
+    rtp_sources: dict[int, PacketStream] = field(default_factory=dict)
 
     @property
     def call_id(self) -> str:

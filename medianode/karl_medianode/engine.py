@@ -22,7 +22,8 @@ from karl_medianode.call_stats import call_stats
 from karl_medianode.calls import Call, MediaSockets
 from karl_medianode.clock import CoarseClock
 from karl_medianode.ports import PortAllocator, PortsExhausted
-from karl_medianode.relay import PT_BLOCKED, PT_FORWARD, EndpointLearning, PacketStream, Relay
+from karl_medianode.quality import CallQuality, QualityTotals
+from karl_medianode.relay import PT_BLOCKED, PT_FORWARD, EndpointLearning, PacketStream, QualityLink, Relay
 from karl_medianode.rewrite.inbound import InboundMedia, InboundSdp, read_sdp
 from karl_medianode.rewrite.outbound import (
     OutboundMedia,
@@ -91,6 +92,8 @@ class CallEnded:
     ended: float
     summary: dict[str, Any] = field(default_factory=dict)
     state: CallState | None = None
+    quality: dict[str, Any] = field(default_factory=dict)
+    """`CallQuality.summary()`: what the parties' RTCP reports said."""
 
 
 _MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
@@ -112,6 +115,8 @@ class CallEngine:
         self.clock = clock
         self.calls: dict[str, Call] = {}
         self.counters = EngineCounters()
+        self.quality_totals = QualityTotals()
+        """What RTCP reports said, over all calls (for the metrics)."""
         self.accepting = True
         self._on_call_ended = on_call_ended
         # `loop-protect` marks our SDPs with a=rtpengine:<id>; 12 hex digits like rtpengine's
@@ -235,7 +240,11 @@ class CallEngine:
 
     def _new_call(self, call_id: str) -> Call:
         now = self.clock.now
-        call = Call(CallState(call_id, created=now, last_signal=now), last_activity=now)
+        call = Call(
+            CallState(call_id, created=now, last_signal=now),
+            last_activity=now,
+            quality=CallQuality(self.quality_totals),
+        )
         self.calls[call_id] = call
         self.counters.managed_sessions += 1
         log.info("call created", extra={"call_id": call_id, "event": "call_created"})
@@ -746,8 +755,15 @@ class CallEngine:
             sockets = call.sockets.get((mono.uid, media.index))
             if sockets is None:
                 continue
+            link = QualityLink(
+                call.quality,
+                mono.tag or None,
+                {c.payload_type: c.clock_rate for c in media.codecs},
+                call.rtp_sources,
+            )
             for stream in sockets.streams():
                 stream.blocked = blocked
+                stream.quality = link
             if sockets.rtp is not None:
                 sockets.rtp.silence = _silence_for_media(media) if silenced else None
                 if media.is_rtp:
@@ -810,7 +826,11 @@ class CallEngine:
             self.counters.regular_terminated += 1
         log.info("call ended", extra={"call_id": call.call_id, "event": "call_ended", "reason": reason})
         if self._on_call_ended is not None:
-            self._on_call_ended(CallEnded(call.call_id, reason, call.state.created, ended, summary, state))
+            self._on_call_ended(
+                CallEnded(
+                    call.call_id, reason, call.state.created, ended, summary, state, call.quality.summary()
+                )
+            )
 
     def snapshot(self, call_id: str) -> CallState | None:
         """The call's state with its sockets' current addresses and counters, ready to serialize."""
@@ -944,6 +964,7 @@ def _stream_state(stream: PacketStream, component: int) -> PacketStreamState:
         bytes=stream.bytes,
         errors=stream.errors,
         last_packet=stream.last_packet,
+        lost=stream.lost,
     )
 
 

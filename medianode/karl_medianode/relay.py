@@ -41,6 +41,15 @@ Datagram handling (as observed on rtpengine 10.5.3.5, userspace forwarding)
 * `blocked` drops RTP (and anything else not RTCP), never RTCP; `silence` rewrites RTP payloads only.
 * A sink without destination (no advertised address yet, e.g. before the answer) drops silently
   (`dropped_no_destination`; rtpengine counts nothing). Send failures count in the sink's `errors`.
+
+Quality (slow paths only)
+-------------------------
+* RTP sequence numbers: the hot path compares each packet's sequence number with the one expected and
+  calls `sequence_break` only when they differ. There a gap of fewer than `MAX_DROPOUT` packets counts
+  as `lost`, a packet up to `MAX_MISORDER` behind is late (it fills a gap counted before), anything else
+  (or a new SSRC) restarts the count. `lost` is thus RFC 3550's "expected minus received" for the leg
+  from the party to Karl, with duplicates counted as late arrivals.
+* Valid RTCP goes to the stream's `quality` link (the call's `CallQuality`) before it is forwarded.
 """
 
 from __future__ import annotations
@@ -48,11 +57,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
 from karl_medianode.clock import CoarseClock
+from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.packet import rtcp_is_valid
 
 Address = tuple[str, int]
@@ -64,6 +75,11 @@ PT_BLOCKED = 2
 
 LEARNING_DELAY = 3
 """Seconds after the last signalling during which `delayed`/`heuristic` learning keeps re-learning."""
+
+MAX_DROPOUT = 3000
+"""A forward jump in RTP sequence numbers up to this counts as loss; a longer one restarts (RFC 3550)."""
+MAX_MISORDER = 100
+"""A packet this far behind the expected sequence number is a late arrival, not a restart."""
 
 
 class EndpointLearning(IntEnum):
@@ -105,19 +121,26 @@ class PacketStream:
         "last_packet",
         "last_rtp",
         "last_signal",
+        "late",
         "learned",
         "learning",
         "local_ip",
         "local_port",
+        "lost",
         "malformed",
         "media_handover",
+        "next_seq",
         "owner",
         "packets",
         "payload_types",
+        "quality",
+        "quality_failures",
         "rtcp_bytes",
         "rtcp_mux",
         "rtcp_packets",
         "rtcp_sink",
+        "rtp_ssrc",
+        "sequence_restarts",
         "silence",
         "sink",
         "sock",
@@ -181,6 +204,21 @@ class PacketStream:
         self.last_rtp: bytes | None = None
         """The last RTP datagram received (kept by reference; `last_ssrc`/`last_payload_type` read it)."""
 
+        self.next_seq = -1
+        """The RTP sequence number expected next (-1: no RTP yet)."""
+        self.rtp_ssrc = b""
+        """The SSRC (4 bytes) the sequence numbers belong to."""
+        self.lost = 0
+        """RTP packets missing from the sequence numbers (late arrivals deducted)."""
+        self.late = 0
+        """RTP packets that arrived behind the sequence (reordered or duplicated)."""
+        self.sequence_restarts = 0
+        """New SSRCs and jumps too large to be loss."""
+        self.quality: QualityLink | None = None
+        """Where this stream's RTCP and new RTP sources are reported (set by the call engine)."""
+        self.quality_failures = 0
+        """RTCP compounds the quality statistics failed on (forwarded all the same)."""
+
     def __repr__(self) -> str:
         kind = "RTCP" if self.is_rtcp else "RTP"
         return f"<PacketStream {kind} {self.local_ip}:{self.local_port} -> {self.endpoint}>"
@@ -194,6 +232,33 @@ class PacketStream:
     def last_ssrc(self) -> int | None:
         data = self.last_rtp
         return None if data is None else int.from_bytes(data[8:12], "big")
+
+    def sequence_break(self, data: bytes, seq: int) -> None:
+        """Slow path of the sequence check: `seq` is not the number expected."""
+        ssrc = data[8:12]
+        expected = self.next_seq
+        if expected < 0 or ssrc != self.rtp_ssrc:
+            if expected >= 0:
+                self.sequence_restarts += 1
+            self.rtp_ssrc = ssrc
+            self.next_seq = (seq + 1) & 0xFFFF
+            if self.quality is not None:
+                try:
+                    self.quality.new_source(self, int.from_bytes(ssrc, "big"), data[1] & 0x7F)
+                except Exception:
+                    self.quality_failures += 1
+            return
+        delta = (seq - expected) & 0xFFFF
+        if delta < MAX_DROPOUT:
+            self.lost += delta
+            self.next_seq = (seq + 1) & 0xFFFF
+        elif delta >= 0x10000 - MAX_MISORDER:
+            self.late += 1
+            if self.lost > 0:
+                self.lost -= 1
+        else:
+            self.sequence_restarts += 1
+            self.next_seq = (seq + 1) & 0xFFFF
 
     def advertise(self, addr: tuple[Any, ...] | None) -> None:
         """The party's SDP address (None: none, e.g. port 0 or a not yet answered side). A change
@@ -264,6 +329,40 @@ class PacketStream:
         return True
 
 
+class QualityLink:
+    """Connects one party's media sockets to its call's RTCP statistics (slow paths only).
+
+    `sources` is shared by all links of a call: which RTP socket each SSRC arrives on, so that a report
+    about an SSRC uses the payload type that SSRC sends now."""
+
+    __slots__ = ("call", "clock_rates", "party", "sources")
+
+    def __init__(
+        self,
+        call: CallQuality,
+        party: str | None,
+        clock_rates: dict[int, int],
+        sources: dict[int, PacketStream],
+    ) -> None:
+        self.call = call
+        self.party = party
+        self.clock_rates = clock_rates
+        self.sources = sources
+
+    def new_source(self, stream: PacketStream, ssrc: int, payload_type: int) -> None:
+        self.sources[ssrc] = stream
+        self.call.rtp_source(ssrc, payload_type, self.party, time.time())
+
+    def rtcp(self, data: bytes) -> None:
+        self.call.rtcp(data, time.time(), self.clock_rates, self.party, self._payload_type)
+
+    def _payload_type(self, ssrc: int) -> int | None:
+        stream = self.sources.get(ssrc)
+        if stream is None or stream.last_ssrc != ssrc:
+            return None
+        return stream.last_payload_type
+
+
 class _StreamProtocol(asyncio.DatagramProtocol):
     """The hot path: attribute reads, integer increments and one `sendto` per datagram."""
 
@@ -294,6 +393,11 @@ class _StreamProtocol(asyncio.DatagramProtocol):
                     self._rtcp(s, data)
                     return
                 s.last_rtp = data
+                seq = data[2] << 8 | data[3]
+                if seq != s.next_seq:
+                    s.sequence_break(data, seq)
+                else:
+                    s.next_seq = (seq + 1) & 0xFFFF
                 if s.payload_types is not None:
                     kind = s.payload_types[data[1] & 0x7F]
                     if kind != PT_FORWARD:
@@ -333,6 +437,11 @@ class _StreamProtocol(asyncio.DatagramProtocol):
             s.errors += 1
             s.dropped_malformed += 1
             return
+        if s.quality is not None:
+            try:
+                s.quality.rtcp(data)
+            except Exception:
+                s.quality_failures += 1
         sink = s.rtcp_sink
         if sink is None or sink.closed or sink.endpoint is None:
             s.dropped_no_destination += 1

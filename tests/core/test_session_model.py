@@ -43,7 +43,9 @@ def sample_call() -> CallState:
         advertised_rtcp=Endpoint("192.0.2.10", 4001),
         flags={"mux-demux", "asymmetric"},
         streams=[
-            PacketStreamState(1, "203.0.113.1", 30000, Endpoint("192.0.2.10", 4000), None, False, 5, 860),
+            PacketStreamState(
+                1, "203.0.113.1", 30000, Endpoint("192.0.2.10", 4000), None, False, 5, 860, lost=2
+            ),
             PacketStreamState(2, "203.0.113.1", 30001, Endpoint("192.0.2.10", 4001)),
         ],
         offered_payload_types=[0, 8, 101],
@@ -113,12 +115,28 @@ def test_leaves_round_trip(address: str, port: int, name: str, pt: int, clock: i
     assert Codec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
 
 
-def test_schema_v1_is_pinned_by_a_stored_document() -> None:
+def test_schema_v2_is_pinned_by_a_stored_document() -> None:
     """A change of the serialized form must be deliberate: bump SCHEMA_VERSION and add a sample."""
+    from pathlib import Path
+
+    stored = Path(__file__).with_name("session_samples") / "call-v2.json"
+    document = json.loads(stored.read_text())
+    assert document["schema"] == 2 == SCHEMA_VERSION
+    assert CallState.from_dict(document) == sample_call()
+    assert sample_call().to_dict() == document
+
+
+def test_schema_v1_documents_are_still_read() -> None:
+    """Version 1 (before per-stream loss) reads as the same call with `lost` 0."""
     from pathlib import Path
 
     stored = Path(__file__).with_name("session_samples") / "call-v1.json"
     document = json.loads(stored.read_text())
-    assert document["schema"] == 1 == SCHEMA_VERSION
-    assert CallState.from_dict(document) == sample_call()
-    assert sample_call().to_dict() == document
+    assert document["schema"] == 1
+    call = CallState.from_dict(document)
+    expected = sample_call()
+    for mono in expected.monologues.values():
+        for media in mono.medias:
+            for stream in media.streams:
+                stream.lost = 0
+    assert call == expected

@@ -17,6 +17,14 @@ from karl_medianode.cdr.record import (
     encode_record,
 )
 from karl_medianode.engine import CallEnded
+from karl_medianode.quality import CallQuality
+from karl_medianode.rtp.rtcp import (
+    ReceiverReport,
+    ReportBlock,
+    SenderReport,
+    build_receiver_report,
+    build_sender_report,
+)
 
 START = 1714564800.25  # 2024-05-01T12:00:00.25Z
 SECRET_SDP = "v=0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:SECRETKEYSECRETKEYSECRETKEY\r\n"
@@ -67,7 +75,29 @@ def two_party_call(call_id: str = "call-1@example.org") -> CallEnded:
     a.medias = [_media(4000, 30000, 50, learned=("198.51.100.7", 41000))]
     b.medias = [_media(5000, 30002, 40, learned=None)]
     b.medias[0].codecs = [Codec(8, "PCMA", 8000)]
-    return CallEnded(call_id, "deleted", START, START + 12.5, {}, state)
+    a.medias[0].streams[0].lost = 3
+    return CallEnded(call_id, "deleted", START, START + 12.5, {}, state, _quality())
+
+
+def _quality() -> dict[str, object]:
+    """B reports on A's media twice; A reports on B's once: both legs' RTT known for B's second report."""
+    quality = CallQuality()
+    rates = {0: 8000, 8: 8000, 101: 8000}
+    quality.rtp_source(0xA, 0, "tagA", START)
+    quality.rtp_source(0xB, 8, "tagB", START)
+    sr_a = SenderReport(0xA, 3_900_000_000, 0x8000_0000, 0, 10, 1600, ())
+    sr_b = SenderReport(0xB, 3_900_000_000, 0x4000_0000, 0, 10, 1600, ())
+    quality.rtcp(build_sender_report(sr_a), START + 1.0, rates, "tagA")
+    quality.rtcp(build_sender_report(sr_b), START + 1.0, rates, "tagB")
+    dlsr = 65536 // 100  # 10 ms
+
+    def rr(reporter: int, about: SenderReport, fraction: int, lost: int, jitter: int) -> bytes:
+        block = ReportBlock(about.ssrc, fraction, lost, 100, jitter, about.ntp_middle, dlsr)
+        return build_receiver_report(ReceiverReport(reporter, (block,)))
+
+    quality.rtcp(rr(0xA, sr_b, 0, 0, 80), START + 1.05, rates, "tagA")  # A's leg: 40 ms
+    quality.rtcp(rr(0xB, sr_a, 26, 4, 160), START + 1.03, rates, "tagB")  # B's leg: 20 ms
+    return quality.summary()
 
 
 def test_record_has_call_parties_addresses_codecs_and_directions() -> None:
@@ -107,12 +137,34 @@ def test_record_has_call_parties_addresses_codecs_and_directions() -> None:
         "errors": 1,
         "rtp": {"packets": 50, "bytes": 50 * 172, "errors": 1},
         "rtcp": {"packets": 2, "bytes": 104, "errors": 0},
-        "lost": None,
+        "lost": 3,
     }
     assert (backward["from"], backward["to"], backward["rtp"]["packets"]) == ("tagB", "tagA", 40)
+    assert backward["lost"] == 0
     assert record["totals"]["packets"] == 50 + 40 + 4
     assert record["totals"]["rtp"]["bytes"] == 90 * 172
-    assert record["loss_tracked"] is False and record["truncated"] is False
+    assert record["totals"]["lost"] == 3
+    assert record["loss_tracked"] is True and record["truncated"] is False
+    assert record["rtcp_reports"] == 4
+
+
+def test_record_carries_what_each_party_reported_about_its_media() -> None:
+    caller, callee = build_record(two_party_call(), "n1")["tags"]
+    # A reported on B's media: its leg's RTT only (B's leg was not measured yet) -> no MOS
+    assert caller["quality"]["ssrc"] == 0xA
+    assert caller["quality"]["mos"] is None and caller["quality"]["mos_samples"] == 0
+    assert caller["quality"]["jitter_seconds"] == 0.01  # 80 units at 8 kHz
+    assert caller["quality"]["rtt_leg_seconds"] == pytest.approx(0.04, abs=1e-5)
+    # B reported on A's media with both legs known: RTT 20 + 40 ms, 10 % lost (26/256), 20 ms jitter
+    quality = callee["quality"]
+    assert quality["ssrc"] == 0xB
+    assert quality["rtt_leg_seconds"] == pytest.approx(0.02, abs=1e-5)
+    assert quality["rtt_seconds"] == pytest.approx(0.06, abs=2e-5)
+    assert quality["packet_loss_ratio"] == round(26 / 256, 6) and quality["cumulative_lost"] == 4
+    assert quality["jitter_seconds"] == 0.02
+    # effective delay 60 + 2 * 20 + 10 = 110 ms -> R = 93.2 - 2.75 - 10 * 2.5 = 65.45 -> MOS 3.377
+    assert quality["mos"] == quality["mos_min"] == quality["mos_max"] == 3.3
+    assert quality["mos_samples"] == 1
 
 
 def test_encoding_is_one_sorted_utf8_line_without_sdp_secrets() -> None:

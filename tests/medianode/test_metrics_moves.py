@@ -23,6 +23,13 @@ from karl_core.ng import bencode
 from karl_medianode.cli import node_settings
 from karl_medianode.metrics import attach, render_metrics
 from karl_medianode.node import MediaNode
+from karl_medianode.rtp.rtcp import (
+    ReceiverReport,
+    ReportBlock,
+    SenderReport,
+    build_receiver_report,
+    build_sender_report,
+)
 from karl_testkit import NgClient, Party, free_port, free_port_block, wait_for
 
 T = TypeVar("T")
@@ -32,9 +39,6 @@ PORTS = 64
 
 # Families that cannot move in this test, and why (docs/metrics.md says the same).
 NOT_BUILT_YET = {
-    "karl_rtcp_rtt_seconds",
-    "karl_rtcp_jitter_seconds",
-    "karl_rtcp_packet_loss_ratio",
     "karl_fec_recoveries_total",
     "karl_jitter_buffer_latency",
 }
@@ -211,6 +215,16 @@ def rtcp_sr(ssrc: int = 0x1234, version: int = 2) -> bytes:
     return struct.pack("!BBHIIIIII", version << 6, 200, 6, ssrc, 0, 0, 0, 0, 0)
 
 
+def sender_report(ssrc: int, fraction: int) -> SenderReport:
+    return SenderReport(ssrc, 3_900_000_000, fraction, 0, 20, 3200, ())
+
+
+def receiver_report(reporter: int, about: SenderReport, fraction_lost: int, jitter: int) -> bytes:
+    # DLSR of one unit (15 µs): the round trip is the time the test itself took, always > 0
+    block = ReportBlock(about.ssrc, fraction_lost, 1, 19, jitter, about.ntp_middle, 1)
+    return build_receiver_report(ReceiverReport(reporter, (block,)))
+
+
 def setup_call(node: LiveNode, a: Party, b: Party, call_id: str, **extra: Any) -> tuple[int, int]:
     """Offer from A (caller), answer from B (callee); returns (port A sends to, port B sends to)."""
     offer = node.request(
@@ -268,16 +282,24 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     # The main call: RTP and RTCP both ways, with strict source and immediate latching.
     opts = {"flags": ["strict-source"], "endpoint-learning": ["immediate"]}
     to_a_side, to_b_side = setup_call(node, a, b, "mt-main", **opts)
-    for seq in range(20):
+    # the caller's sequence misses 5 and 6; 5 comes late: one packet lost, one late
+    for seq in [*range(5), *range(7, 20), 5, 20]:
         a.rtp.sendto(rtp(seq), (MEDIA_IP, to_a_side))
+    for seq in range(20):
         b.rtp.sendto(rtp(seq, ssrc=0x9999), (MEDIA_IP, to_b_side))
     assert receive(b.rtp, 20) == 20 and receive(a.rtp, 20) == 20
-    a.rtcp.sendto(rtcp_sr(), (MEDIA_IP, to_a_side + 1))
-    b.rtcp.sendto(rtcp_sr(0x9999), (MEDIA_IP, to_b_side + 1))
+    # sender reports both ways, then each party reports on the other's media echoing its SR
+    sr_a, sr_b = sender_report(0x1234, 1 << 30), sender_report(0x9999, 1 << 31)
+    a.rtcp.sendto(build_sender_report(sr_a), (MEDIA_IP, to_a_side + 1))
+    b.rtcp.sendto(build_sender_report(sr_b), (MEDIA_IP, to_b_side + 1))
     assert receive(b.rtcp, 1) == 1 and receive(a.rtcp, 1) == 1
+    a.rtcp.sendto(receiver_report(0x1234, sr_b, 0, 40), (MEDIA_IP, to_a_side + 1))
+    assert receive(b.rtcp, 1) == 1
+    b.rtcp.sendto(receiver_report(0x9999, sr_a, 13, 80), (MEDIA_IP, to_b_side + 1))
+    assert receive(a.rtcp, 1) == 1
     # bad media: an unknown payload type, a datagram that is no RTP, an RTCP compound rtpengine rejects,
     # and a stranger sending to a latched strict-source port
-    a.rtp.sendto(rtp(100, pt=96), (MEDIA_IP, to_a_side))
+    a.rtp.sendto(rtp(21, pt=96), (MEDIA_IP, to_a_side))
     a.rtp.sendto(b"not rtp", (MEDIA_IP, to_a_side))
     assert receive(b.rtp, 2) == 2, "both are forwarded, as rtpengine does"
     a.rtcp.sendto(rtcp_sr(version=1), (MEDIA_IP, to_a_side + 1))
@@ -286,7 +308,7 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     wait_for(lambda: relayed(node, "dropped_source") + relayed(node, "dropped_malformed") >= 2)
     # block media from the caller: dropped
     assert node.request(command="block media", **{"call-id": "mt-main", "from-tag": "tagA"})["result"] == "ok"
-    a.rtp.sendto(rtp(102), (MEDIA_IP, to_a_side))
+    a.rtp.sendto(rtp(22), (MEDIA_IP, to_a_side))
     wait_for(lambda: relayed(node, "dropped_blocked") >= 1)
 
     # A call that is never answered: media from the caller has no destination yet (the callee's address
@@ -373,8 +395,23 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     # in the unanswered call; from the callee: 20
     assert second.value("karl_media_packets_total", kind="rtp", direction="from_caller") == 25
     assert second.value("karl_media_packets_total", kind="rtp", direction="from_callee") == 20
-    assert second.value("karl_media_packets_total", kind="rtcp", direction="from_caller") == 2
-    assert second.value("karl_media_packets_total", kind="rtcp", direction="from_callee") == 1
+    assert second.value("karl_media_packets_total", kind="rtcp", direction="from_caller") == 3
+    assert second.value("karl_media_packets_total", kind="rtcp", direction="from_callee") == 2
+    assert second.value("karl_media_rtp_lost_total", direction="from_caller") == 1
+    assert second.value("karl_media_rtp_late_total", direction="from_caller") == 1
+    assert second.value("karl_media_rtp_lost_total", direction="from_callee") == 0
+    # two SRs and two RRs (the version-1 compound is dropped before it is read)
+    assert second.value("karl_rtcp_reports_total", type="sender") == 2
+    assert second.value("karl_rtcp_reports_total", type="receiver") == 2
+    assert second.value("karl_rtcp_rtt_seconds_count") == 2
+    assert 0 < second.value("karl_rtcp_rtt_seconds_sum") < 2.0
+    # jitter 40 and 80 units at 8 kHz; 0 and 13/256 lost
+    assert second.value("karl_rtcp_jitter_seconds_sum") == pytest.approx(0.015)
+    assert second.value("karl_rtcp_packet_loss_ratio_sum") == pytest.approx(13 / 256)
+    assert second.value("karl_rtcp_packet_loss_ratio_bucket", le="0.0") == 1
+    # only the second report knew both legs' round trip: one MOS (loss 5 % -> 4.1 on loopback delays)
+    assert second.value("karl_rtcp_mos_count") == 1
+    assert 3.9 <= second.value("karl_rtcp_mos_sum") <= 4.1
     assert second.value("karl_media_malformed_total", direction="from_caller") == 1
     for reason in ("blocked", "no_destination", "strict_source", "malformed_rtcp"):
         assert second.value("karl_relay_dropped_total", reason=reason) >= 1, reason

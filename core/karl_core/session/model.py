@@ -12,7 +12,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
+"""Versions `CallState.from_dict` reads: 1 lacks the streams' `lost` (read as 0)."""
 
 
 class SessionSchemaError(ValueError):
@@ -95,6 +97,8 @@ class PacketStreamState:
     bytes: int = 0
     errors: int = 0
     last_packet: float = 0.0
+    lost: int = 0
+    """RTP packets missing from the sequence numbers of what the party sent (schema 2)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +112,7 @@ class PacketStreamState:
             "bytes": self.bytes,
             "errors": self.errors,
             "last_packet": self.last_packet,
+            "lost": self.lost,
         }
 
     @classmethod
@@ -123,6 +128,7 @@ class PacketStreamState:
             int(data.get("bytes", 0)),
             int(data.get("errors", 0)),
             float(data.get("last_packet", 0.0)),
+            int(data.get("lost", 0)),
         )
 
 
@@ -328,7 +334,7 @@ class CallState:
     def from_dict(cls, data: Any) -> CallState:
         if not isinstance(data, dict):
             raise SessionSchemaError("serialized call must be an object")
-        if data.get("schema") != SCHEMA_VERSION:
+        if data.get("schema") not in READABLE_SCHEMAS:
             raise SessionSchemaError(f"unsupported call schema version {data.get('schema')!r}")
         try:
             call = cls(

@@ -6,8 +6,9 @@ medias, addresses and codecs are capped; `truncated` says when something was cut
 body, so no keys (SDES, ICE passwords) can leak into it.
 
 Counters come from the proxy's sockets: the socket Karl advertised to a party receives what that party
-sends, so a party's streams count the direction "from that party". The relay does not track RTP
-sequence numbers, so packet loss is not known (`lost` is null and `loss_tracked` false).
+sends, so a party's streams count the direction "from that party". `lost` is what the RTP sequence
+numbers of that direction miss on the way from the party to Karl; a party's `quality` is what its own
+RTCP reports said about the media it received (end to end), with rtpengine's MOS.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from karl_core.session import CallState, Endpoint, MediaState, Monologue
 from karl_medianode.engine import CallEnded
 
-SCHEMA = 1
+SCHEMA = 2
 MAX_TEXT = 255
 MAX_REASON = 32
 MAX_PARTIES = 16
@@ -29,7 +30,6 @@ MAX_MEDIAS = 16
 MAX_CODECS = 32
 MAX_ADDRESSES = 16
 
-LOSS_NOTE = "packet loss is not tracked by the relay (no RTP sequence accounting)"
 
 
 def new_record_id() -> str:
@@ -105,13 +105,40 @@ def _media_record(bounds: _Bounds, media: MediaState) -> dict[str, Any]:
     }
 
 
-def _party(bounds: _Bounds, state: CallState, mono: Monologue) -> tuple[dict[str, Any], dict[str, Any]]:
+def _party_quality(mono: Monologue, quality: dict[str, Any]) -> dict[str, Any] | None:
+    """What the party's RTCP reports said (its reporting SSRC with the most MOS samples), or None."""
+    mine = [s for s in quality.get("sources", []) if s.get("party") is not None and s["party"] == mono.tag]
+    if not mono.tag or not mine:
+        return None
+    best = max(mine, key=lambda s: (s.get("mos_samples") or 0, s.get("mos") is not None))
+    keys = (
+        "mos",
+        "mos_min",
+        "mos_max",
+        "mos_samples",
+        "packet_loss_ratio",
+        "cumulative_lost",
+        "jitter_seconds",
+        "rtt_seconds",
+        "rtt_leg_seconds",
+    )
+    result: dict[str, Any] = {"ssrc": best.get("ssrc")}
+    for key in keys:
+        value = best.get(key)
+        result[key] = round(value, 6) if isinstance(value, float) else value
+    return result
+
+
+def _party(
+    bounds: _Bounds, state: CallState, mono: Monologue, quality: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The party's record and its direction (what Karl received from it, towards its partner)."""
     sdp: list[str] = []
     learned: list[str] = []
     local: list[str] = []
     codecs: list[str] = []
     rtp, rtcp = _counter(), _counter()
+    lost = 0
     for media in mono.medias:
         if media.sdp_address is not None and media.sdp_port:
             _add(sdp, _address(Endpoint(media.sdp_address, media.sdp_port)))
@@ -125,6 +152,7 @@ def _party(bounds: _Bounds, state: CallState, mono: Monologue) -> tuple[dict[str
                 _add(learned, _address(stream.endpoint))
             _add(local, _address(Endpoint(stream.local_address, stream.local_port)))
             _accumulate(rtcp if stream.component == 2 else rtp, stream.packets, stream.bytes, stream.errors)
+            lost += stream.lost
     partner = state.partner_of(mono)
     party = {
         "tag": bounds.text(mono.tag),
@@ -138,6 +166,7 @@ def _party(bounds: _Bounds, state: CallState, mono: Monologue) -> tuple[dict[str
         },
         "codecs": bounds.cap(codecs, MAX_CODECS),
         "medias": [_media_record(bounds, m) for m in bounds.cap(list(mono.medias), MAX_MEDIAS)],
+        "quality": _party_quality(mono, quality),
     }
     total = _counter()
     for part in (rtp, rtcp):
@@ -148,7 +177,7 @@ def _party(bounds: _Bounds, state: CallState, mono: Monologue) -> tuple[dict[str
         "rtp": rtp,
         "rtcp": rtcp,
         **total,
-        "lost": None,
+        "lost": lost,
     }
     return party, direction
 
@@ -165,12 +194,12 @@ def build_record(ended: CallEnded, node_id: str, record_id: str | None = None) -
         end = start
     parties: list[dict[str, Any]] = []
     directions: list[dict[str, Any]] = []
-    totals: dict[str, Any] = {**_counter(), "rtp": _counter(), "rtcp": _counter()}
+    totals: dict[str, Any] = {**_counter(), "rtp": _counter(), "rtcp": _counter(), "lost": 0}
     state = ended.state
     if state is not None:
         monologues = bounds.cap(list(state.monologues.values()), MAX_PARTIES)
         for mono in monologues:
-            party, direction = _party(bounds, state, mono)
+            party, direction = _party(bounds, state, mono, ended.quality)
             parties.append(party)
             directions.append(direction)
         # totals cover every party, also those past the cap
@@ -180,6 +209,7 @@ def build_record(ended: CallEnded, node_id: str, record_id: str | None = None) -
                     kind = totals["rtcp"] if stream.component == 2 else totals["rtp"]
                     _accumulate(kind, stream.packets, stream.bytes, stream.errors)
                     _accumulate(totals, stream.packets, stream.bytes, stream.errors)
+                    totals["lost"] += stream.lost
     # the offerer is the first party; its SIP peer is the party it is linked to
     from_tag = parties[0]["tag"] if parties else ""
     to_tag = (parties[0]["partner"] or "") if parties else ""
@@ -199,7 +229,8 @@ def build_record(ended: CallEnded, node_id: str, record_id: str | None = None) -
         "tags": parties,
         "directions": directions,
         "totals": totals,
-        "loss_tracked": False,
+        "loss_tracked": True,
+        "rtcp_reports": int(ended.quality.get("reports", 0)),
         "truncated": bounds.truncated,
     }
 

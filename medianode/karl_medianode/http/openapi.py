@@ -95,6 +95,12 @@ SCHEMAS: dict[str, Any] = {
             "rtcp_packets": _INT,
             "malformed": _INT,
             "dropped": _obj({"blocked": _INT, "no_destination": _INT, "source": _INT, "malformed": _INT}),
+            "lost": {
+                **_INT,
+                "description": "RTP packets missing from the sequence numbers of what the party sent "
+                "(loss between the party and Karl).",
+            },
+            "late": {**_INT, "description": "RTP packets that arrived out of order or twice."},
             "last_packet": {**_NULL_NUM, "description": "Unix time of the last datagram received."},
         }
     ),
@@ -126,18 +132,40 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "Totals": _obj({"rtp": _COUNTS, "rtcp": _COUNTS, "dropped": _INT}),
+    "QualitySource": _obj(
+        {
+            "ssrc": {"type": "integer", "minimum": 0, "description": "The reporting party's SSRC."},
+            "party": {**_NULL_STR, "description": "Tag of the reporting party, once known."},
+            "about_ssrc": {
+                "type": "integer",
+                "nullable": True,
+                "description": "The source its last report was about.",
+            },
+            "mos": {**_NULL_NUM, "description": "Average MOS (1 to 5) of its reports, as rtpengine has it."},
+            "mos_min": _NULL_NUM,
+            "mos_max": _NULL_NUM,
+            "mos_samples": _INT,
+            "packet_loss_ratio": {**_NULL_NUM, "description": "Fraction lost in its last report (0..1)."},
+            "cumulative_lost": {"type": "integer", "nullable": True},
+            "jitter_seconds": {**_NULL_NUM, "description": "Interarrival jitter in its last report."},
+            "rtt_seconds": {**_NULL_NUM, "description": "End-to-end round-trip time (both legs)."},
+            "rtt_leg_seconds": {**_NULL_NUM, "description": "Round-trip time between Karl and the party."},
+        }
+    ),
     "Quality": _obj(
         {
             "available": {
                 "type": "boolean",
-                "description": "False until RTCP quality statistics are collected; then the fields "
-                "below are filled.",
+                "description": "True once a party sent an RTCP report Karl could evaluate.",
             },
-            "mos": {**_NULL_NUM, "description": "Mean opinion score estimate (null until available)."},
-            "packet_loss_ratio": {**_NULL_NUM, "description": "0..1 (null until available)."},
-            "jitter_seconds": {**_NULL_NUM, "description": "Interarrival jitter (null until available)."},
-            "rtt_seconds": {**_NULL_NUM, "description": "Round-trip time (null until available)."},
-            "note": _STR,
+            "mos": {**_NULL_NUM, "description": "The lowest average MOS of the reporting parties."},
+            "mos_min": {**_NULL_NUM, "description": "The lowest MOS of any report."},
+            "packet_loss_ratio": {**_NULL_NUM, "description": "The highest fraction lost last reported."},
+            "jitter_seconds": {**_NULL_NUM, "description": "The highest jitter in the last reports."},
+            "rtt_seconds": {**_NULL_NUM, "description": "The highest end-to-end round-trip time."},
+            "rtcp_reports": {**_INT, "description": "RTCP sender and receiver reports parsed."},
+            "lost": {**_INT, "description": "RTP packets missing between parties and Karl (all streams)."},
+            "sources": {"type": "array", "items": _ref("QualitySource")},
         }
     ),
     "SessionState": {

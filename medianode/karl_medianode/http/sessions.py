@@ -15,8 +15,6 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 STATES = ("offered", "answered", "deleting")
 
-QUALITY_NOTE = "RTCP quality statistics are not collected yet; these fields stay null until they are"
-
 
 def call_state(call: Call) -> str:
     """offered: no answer yet; answered: media set up both ways; deleting: deleted, delete delay running."""
@@ -65,7 +63,31 @@ def _stream_view(stream: PacketStream) -> dict[str, Any]:
             "source": stream.dropped_source,
             "malformed": stream.dropped_malformed,
         },
+        "lost": stream.lost,
+        "late": stream.late,
         "last_packet": _when(stream.last_packet),
+    }
+
+
+def _worst(values: Iterable[float | None], pick: Any) -> float | None:
+    present = [value for value in values if value is not None]
+    return pick(present) if present else None
+
+
+def quality_view(call: Call, streams: list[PacketStream]) -> dict[str, Any]:
+    """The call's quality: per reporting party what its RTCP said, and the worst of each figure."""
+    summary = call.quality.summary()
+    sources = summary["sources"]
+    return {
+        "available": bool(sources),
+        "mos": _worst((s["mos"] for s in sources), min),
+        "mos_min": _worst((s["mos_min"] for s in sources), min),
+        "packet_loss_ratio": _worst((s["packet_loss_ratio"] for s in sources), max),
+        "jitter_seconds": _worst((s["jitter_seconds"] for s in sources), max),
+        "rtt_seconds": _worst((s["rtt_seconds"] for s in sources), max),
+        "rtcp_reports": summary["reports"],
+        "lost": sum(stream.lost for stream in streams),
+        "sources": sources,
     }
 
 
@@ -164,14 +186,7 @@ def session_detail(call: Call, now: float) -> dict[str, Any]:
         "dtmf_blocked": state.dtmf_blocked,
         "parties": [_party_view(call, mono) for mono in state.monologues.values()],
         "totals": _counters(streams),
-        "quality": {
-            "available": False,
-            "mos": None,
-            "packet_loss_ratio": None,
-            "jitter_seconds": None,
-            "rtt_seconds": None,
-            "note": QUALITY_NOTE,
-        },
+        "quality": quality_view(call, streams),
     }
 
 

@@ -147,6 +147,19 @@ def media_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:
         by_kind_and_direction("rtp_errors", "rtcp_errors"),
     )
     yield labelled_counter(
+        "karl_media_rtp_lost_total",
+        "RTP packets missing from the sequence numbers of what the parties sent (loss before Karl), "
+        "by direction.",
+        ("direction",),
+        [((d,), totals[d].rtp_lost) for d in DIRECTIONS],
+    )
+    yield labelled_counter(
+        "karl_media_rtp_late_total",
+        "RTP packets that arrived out of order or twice, by direction.",
+        ("direction",),
+        [((d,), totals[d].rtp_late) for d in DIRECTIONS],
+    )
+    yield labelled_counter(
         "karl_media_malformed_total",
         "Datagrams on RTP sockets that are not RTP or RTCP at all (still forwarded, as rtpengine does).",
         ("direction",),

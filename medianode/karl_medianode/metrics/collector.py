@@ -13,6 +13,7 @@ from karl_medianode.metrics.call_families import media_families, port_families, 
 from karl_medianode.metrics.ng_families import ng_families
 from karl_medianode.metrics.node_families import node_families
 from karl_medianode.metrics.pending_families import pending_families
+from karl_medianode.metrics.quality_families import quality_families
 from karl_medianode.metrics.state import NodeMetrics, attach
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class KarlCollector:
             *session_families(node, metrics),
             *media_families(node, metrics),
             *port_families(node),
+            *quality_families(node),
             *ng_families(node),
             *admission_families(node),
             *cdr_families(node),

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from karl_medianode.distribution import Distribution
+
 Samples = Iterable[tuple[Sequence[str], float]]
 
 
@@ -61,27 +63,10 @@ def histogram(
     return family
 
 
-class RangeCounts:
-    """A histogram kept as plain integers: counts per range (see `cumulative_buckets`) and a sum."""
+class RangeCounts(Distribution):
+    """A `Distribution` that can present itself as a Prometheus histogram."""
 
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        self.total += value
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
+    __slots__ = ()
 
     def family(self, name: str, doc: str) -> HistogramMetricFamily:
         return histogram(name, doc, self.bounds, self.counts, self.total)

@@ -39,6 +39,8 @@ class DirectionTotals:
         "rtcp_streams",
         "rtp_bytes",
         "rtp_errors",
+        "rtp_late",
+        "rtp_lost",
         "rtp_packets",
         "rtp_streams",
     )
@@ -49,6 +51,8 @@ class DirectionTotals:
         self.rtcp_packets = 0
         self.rtcp_bytes = 0
         self.rtp_errors = 0
+        self.rtp_lost = 0
+        self.rtp_late = 0
         self.rtcp_errors = 0
         self.malformed = 0
         self.dropped_blocked = 0
@@ -74,6 +78,8 @@ class DirectionTotals:
             self.rtcp_packets += muxed_packets
             self.rtcp_bytes += muxed_bytes
             self.rtp_errors += s.errors
+            self.rtp_lost += s.lost
+            self.rtp_late += s.late
             self.malformed += s.malformed
             self.rtp_streams += 1
         self.dropped_blocked += s.dropped_blocked

@@ -11,9 +11,6 @@ from karl_medianode.metrics.families import counter, histogram
 
 NOT_YET = "Not measured yet (stays empty until {feature} lands): "
 
-RTT_BOUNDS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
-JITTER_BOUNDS = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
-LOSS_BOUNDS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 BUFFER_BOUNDS = (0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
 
 
@@ -22,14 +19,6 @@ def _empty(name: str, doc: str, bounds: tuple[float, ...]) -> Metric:
 
 
 def pending_families() -> Iterator[Metric]:
-    rtcp = NOT_YET.format(feature="RTCP report parsing")
-    yield _empty("karl_rtcp_rtt_seconds", rtcp + "round-trip time from RTCP reports, in seconds.", RTT_BOUNDS)
-    yield _empty(
-        "karl_rtcp_jitter_seconds", rtcp + "interarrival jitter from RTCP reports, in seconds.", JITTER_BOUNDS
-    )
-    yield _empty(
-        "karl_rtcp_packet_loss_ratio", rtcp + "fraction lost from RTCP reports (0 to 1).", LOSS_BOUNDS
-    )
     yield counter(
         "karl_fec_recoveries_total",
         NOT_YET.format(feature="forward error correction") + "packets recovered by FEC.",
