@@ -15,12 +15,21 @@ from tests.medianode.test_http_support import (
     ng_address,
     offer,
     relay_rtp,
+    rtp_packet,
     running_node,
     setup_call,
     udp_party,
 )
 
 from karl_medianode.http.openapi import openapi_document
+from karl_medianode.rtp.rtcp import (
+    ReceiverReport,
+    ReportBlock,
+    SenderReport,
+    build_receiver_report,
+    build_sender_report,
+)
+from karl_testkit import wait_for
 
 JSON = "application/json; charset=utf-8"
 
@@ -300,3 +309,66 @@ def test_servers_stop_listening_when_stopped() -> None:
     for url in urls:
         with pytest.raises(OSError):
             get(url + "/", timeout=2)
+
+
+def test_session_quality_from_rtcp_reports_and_rtp_sequence_loss(runner: NodeThread, ng: NgSource) -> None:
+    """Both parties send sender reports and report on each other's media: the session's quality shows
+    what each said (MOS once both legs' round trip is known), and RTP sequence gaps show as `lost`."""
+    media_ip = runner.node.settings.media_ip
+    call = setup_call(ng, "api-quality@example.org")
+    try:
+        # A's sequence misses 3 and 4: two packets lost on the way to Karl
+        for seq in (0, 1, 2, 5, 6, 7):
+            call.a.sendto(rtp_packet(seq), (media_ip, call.to_a_side))
+        for seq in range(6):
+            call.b.sendto(rtp_packet(seq, ssrc=0x9999, pt=8), (media_ip, call.to_b_side))
+        for _ in range(6):
+            call.a.recv(2048)
+            call.b.recv(2048)
+        sr_a = SenderReport(0x1234, 3_900_000_000, 1 << 30, 0, 6, 960, ())
+        sr_b = SenderReport(0x9999, 3_900_000_000, 1 << 31, 0, 6, 960, ())
+        call.a.sendto(build_sender_report(sr_a), (media_ip, call.to_a_side + 1))
+        call.b.sendto(build_sender_report(sr_b), (media_ip, call.to_b_side + 1))
+
+        def reports() -> int:
+            detail = get(api(runner, "/api/v1/sessions/" + quote("api-quality@example.org"))).json()
+            return int(detail["quality"]["rtcp_reports"])
+
+        wait_for(lambda: reports() == 2)
+        # A: 0 lost, jitter 40 units of PCMA (5 ms); B: 26/256 lost, 4 in all, jitter 160 units of PCMU
+        block_a = ReportBlock(0x9999, 0, 0, 5, 40, sr_b.ntp_middle, 1)
+        rr_a = build_receiver_report(ReceiverReport(0x1234, (block_a,)))
+        call.a.sendto(rr_a, (media_ip, call.to_a_side + 1))
+        wait_for(lambda: reports() == 3)
+        block_b = ReportBlock(0x1234, 26, 4, 7, 160, sr_a.ntp_middle, 1)
+        rr_b = build_receiver_report(ReceiverReport(0x9999, (block_b,)))
+        call.b.sendto(rr_b, (media_ip, call.to_b_side + 1))
+        wait_for(lambda: reports() == 4)
+
+        detail = get(api(runner, "/api/v1/sessions/" + quote("api-quality@example.org"))).json()
+        quality = detail["quality"]
+        assert quality["available"] is True and quality["lost"] == 2
+        by_party = {source["party"]: source for source in quality["sources"]}
+        assert set(by_party) == {"tagA", "tagB"}
+        a, b = by_party["tagA"], by_party["tagB"]
+        assert (a["ssrc"], a["about_ssrc"], b["ssrc"], b["about_ssrc"]) == (0x1234, 0x9999, 0x9999, 0x1234)
+        assert a["mos"] is None and a["mos_samples"] == 0  # B's leg was not measured when A reported
+        assert a["packet_loss_ratio"] == 0 and a["jitter_seconds"] == 0.005
+        assert b["packet_loss_ratio"] == 26 / 256 and b["cumulative_lost"] == 4
+        assert b["jitter_seconds"] == 0.02
+        assert 0 < a["rtt_leg_seconds"] < 1 and 0 < b["rtt_leg_seconds"] < 1
+        assert b["rtt_seconds"] == pytest.approx(a["rtt_leg_seconds"] + b["rtt_leg_seconds"], abs=2e-6)
+        # loopback delays, 20 ms jitter, 10 % loss: R = 93.2 - (rtt + 50 ms)/40 - 25 -> MOS 3.4
+        assert b["mos"] == b["mos_min"] == b["mos_max"] == 3.4 and b["mos_samples"] == 1
+        assert quality["mos"] == 3.4 and quality["packet_loss_ratio"] == 26 / 256
+        assert quality["jitter_seconds"] == 0.02 and quality["rtt_seconds"] == b["rtt_seconds"]
+        streams = [s for party in detail["parties"] for m in party["medias"] for s in m["streams"]]
+        assert sorted(s["lost"] for s in streams if s["kind"] == "rtp") == [0, 2]
+
+        # the NG query reply carries the same statistics in rtpengine's layout
+        ssrc = ng.request({"command": "query", "call-id": "api-quality@example.org"})["SSRC"]
+        assert list(ssrc) == [str(0x9999)]
+        assert ssrc[str(0x9999)]["average MOS"]["MOS"] == 34 and ssrc[str(0x9999)]["cumulative loss"] == 4
+    finally:
+        call.close()
+        delete_all(runner)
