@@ -11,7 +11,7 @@ import sys
 from karl_core import __version__
 from karl_core.config import ConfigError, KarlConfig, load_config
 from karl_medianode.app import run_node
-from karl_medianode.engine import EngineSettings
+from karl_medianode.engine import EngineSettings, JitterBufferSettings
 from karl_medianode.logs import setup_logging
 from karl_medianode.node import NodeSettings
 
@@ -51,6 +51,13 @@ def node_settings(cfg: KarlConfig) -> NodeSettings:
             silent_timeout=float(cfg.timers.silent_timeout),
             final_timeout=float(cfg.timers.final_timeout),
             offer_timeout=float(cfg.timers.offer_timeout),
+            jitter_buffer=JitterBufferSettings(
+                cfg.jitter_buffer.min_delay / 1000,
+                cfg.jitter_buffer.max_delay / 1000,
+                cfg.jitter_buffer.adaptive_mode,
+            )
+            if cfg.jitter_buffer.enabled
+            else None,
         ),
         shutdown_grace=float(cfg.node.shutdown_grace),
         config=cfg,

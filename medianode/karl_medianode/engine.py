@@ -21,6 +21,8 @@ from karl_core.session import CallState, Codec, Endpoint, MediaState, Monologue,
 from karl_medianode.call_stats import call_stats
 from karl_medianode.calls import Call, MediaSockets
 from karl_medianode.clock import CoarseClock
+from karl_medianode.distribution import Distribution
+from karl_medianode.jitter_stage import JitterStage
 from karl_medianode.ports import PortAllocator, PortsExhausted
 from karl_medianode.quality import CallQuality, QualityTotals
 from karl_medianode.relay import PT_BLOCKED, PT_FORWARD, EndpointLearning, PacketStream, QualityLink, Relay
@@ -31,7 +33,10 @@ from karl_medianode.rewrite.outbound import (
     SessionRewrite,
     write_sdp,
 )
+from karl_medianode.rtp.jitter_buffer import JitterBuffer
 from karl_medianode.rtp.silence import silencer
+
+JITTER_BUFFER_BOUNDS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
 
 log = logging.getLogger("karl.engine")
 
@@ -44,6 +49,15 @@ class LoadLimit(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class JitterBufferSettings:
+    """`jitter_buffer` of the configuration, in seconds."""
+
+    min_delay: float = 0.02
+    max_delay: float = 0.2
+    adaptive: bool = True
+
+
 @dataclass
 class EngineSettings:
     advertised_ip: str
@@ -54,6 +68,8 @@ class EngineSettings:
     silent_timeout: float = 3600.0
     final_timeout: float = 0.0
     offer_timeout: float = 3600.0
+    jitter_buffer: JitterBufferSettings | None = None
+    """RTP of new streams goes through a jitter buffer (None: off, the default)."""
 
 
 @dataclass
@@ -117,6 +133,8 @@ class CallEngine:
         self.counters = EngineCounters()
         self.quality_totals = QualityTotals()
         """What RTCP reports said, over all calls (for the metrics)."""
+        self.jitter_delays = Distribution(JITTER_BUFFER_BOUNDS)
+        """How long packets waited in jitter buffers, seconds (for the metrics)."""
         self.accepting = True
         self._on_call_ended = on_call_ended
         # `loop-protect` marks our SDPs with a=rtpengine:<id>; 12 hex digits like rtpengine's
@@ -755,12 +773,8 @@ class CallEngine:
             sockets = call.sockets.get((mono.uid, media.index))
             if sockets is None:
                 continue
-            link = QualityLink(
-                call.quality,
-                mono.tag or None,
-                {c.payload_type: c.clock_rate for c in media.codecs},
-                call.rtp_sources,
-            )
+            clock_rates = {c.payload_type: c.clock_rate for c in media.codecs}
+            link = QualityLink(call.quality, mono.tag or None, clock_rates, call.rtp_sources)
             for stream in sockets.streams():
                 stream.blocked = blocked
                 stream.quality = link
@@ -768,6 +782,17 @@ class CallEngine:
                 sockets.rtp.silence = _silence_for_media(media) if silenced else None
                 if media.is_rtp:
                     sockets.rtp.payload_types = _payload_type_flags(media.codecs, dtmf_blocked)
+                    self._attach_jitter_buffer(sockets.rtp, clock_rates)
+
+    def _attach_jitter_buffer(self, stream: PacketStream, clock_rates: dict[int, int]) -> None:
+        jb = self.settings.jitter_buffer
+        if jb is None:
+            return
+        if stream.jitter is not None:
+            stream.jitter.clock_rates = clock_rates
+            return
+        buffer = JitterBuffer(jb.min_delay, jb.max_delay, jb.adaptive)
+        stream.jitter = JitterStage(self.relay.loop, stream, buffer, clock_rates, self.jitter_delays.observe)
 
     # ------------------------------------------------------------------ lifetime
 

@@ -60,11 +60,14 @@ import socket
 import time
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from karl_medianode.clock import CoarseClock
 from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.packet import rtcp_is_valid
+
+if TYPE_CHECKING:
+    from karl_medianode.jitter_stage import JitterStage
 
 Address = tuple[str, int]
 Silencer = Callable[[bytes], bytes]
@@ -118,6 +121,7 @@ class PacketStream:
         "errors",
         "failures",
         "is_rtcp",
+        "jitter",
         "last_packet",
         "last_rtp",
         "last_signal",
@@ -218,6 +222,8 @@ class PacketStream:
         """Where this stream's RTCP and new RTP sources are reported (set by the call engine)."""
         self.quality_failures = 0
         """RTCP compounds the quality statistics failed on (forwarded all the same)."""
+        self.jitter: JitterStage | None = None
+        """The jitter buffer stage RTP goes through instead of being sent at once (opt-in)."""
 
     def __repr__(self) -> str:
         kind = "RTCP" if self.is_rtcp else "RTP"
@@ -405,6 +411,9 @@ class _StreamProtocol(asyncio.DatagramProtocol):
                             s.dropped_blocked += 1
                             return
                         s.errors += 1
+                if s.jitter is not None:
+                    s.jitter.accept(data)
+                    return
             else:
                 if s.rtcp_mux and size >= 8 and 194 <= data[1] <= 223:
                     s.rtcp_packets += 1
@@ -490,6 +499,8 @@ class Relay:
         """Stop relaying on `stream` and give its port back. Closing twice is harmless."""
         transport = self._transports.pop(stream, None)
         stream.closed = True
+        if stream.jitter is not None:
+            stream.jitter.close()
         if transport is None:
             return
         transport.close()

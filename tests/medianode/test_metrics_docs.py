@@ -39,10 +39,7 @@ PROMISED = {
     "karl_ng_command_duration": "histogram",
     "karl_ng_active_calls": "gauge",
 }
-NOT_BUILT_YET = {
-    "karl_fec_recoveries_total",
-    "karl_jitter_buffer_latency",
-}
+NOT_BUILT_YET = {"karl_fec_recoveries_total"}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from karl_core.config import KarlConfig
 from karl_core.ng import bencode
 from karl_medianode.cli import node_settings
+from karl_medianode.engine import JitterBufferSettings
 from karl_medianode.metrics import attach, render_metrics
 from karl_medianode.node import MediaNode
 from karl_medianode.rtp.rtcp import (
@@ -38,10 +39,7 @@ PEER_IP = "127.0.0.1"
 PORTS = 64
 
 # Families that cannot move in this test, and why (docs/metrics.md says the same).
-NOT_BUILT_YET = {
-    "karl_fec_recoveries_total",
-    "karl_jitter_buffer_latency",
-}
+NOT_BUILT_YET = {"karl_fec_recoveries_total"}
 CONSTANT = {
     "karl_build_info",
     "karl_process_start_time_seconds",
@@ -297,6 +295,16 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     assert receive(b.rtcp, 1) == 1
     b.rtcp.sendto(receiver_report(0x9999, sr_a, 13, 80), (MEDIA_IP, to_b_side + 1))
     assert receive(a.rtcp, 1) == 1
+
+    # A call set up while the jitter buffer is on: reordered packets wait and leave in sequence order.
+    jitter_buffer = JitterBufferSettings(0.02, 0.2, adaptive=True)
+    node.call(lambda: setattr(engine.settings, "jitter_buffer", jitter_buffer))
+    c_a, c_b = parties(), parties()
+    to_c_side, _ = setup_call(node, c_a, c_b, "mt-jitter")
+    node.call(lambda: setattr(engine.settings, "jitter_buffer", None))
+    for seq in (0, 2, 1, 3):
+        c_a.rtp.sendto(rtp(seq, ssrc=0x7777), (MEDIA_IP, to_c_side))
+    assert [struct.unpack("!H", c_b.rtp.recv(2048)[2:4])[0] for _ in range(4)] == [0, 1, 2, 3]
     # bad media: an unknown payload type, a datagram that is no RTP, an RTCP compound rtpengine rejects,
     # and a stranger sending to a latched strict-source port
     a.rtp.sendto(rtp(21, pt=96), (MEDIA_IP, to_a_side))
@@ -392,13 +400,15 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     assert second.value("karl_sessions_unanswered") == 1
     assert second.value("karl_node_ready") == 0 and second.value("karl_node_draining") == 1
     # from the callers: 20 + unknown payload type + not RTP + the stranger's + one while blocked + one
-    # in the unanswered call; from the callee: 20
-    assert second.value("karl_media_packets_total", kind="rtp", direction="from_caller") == 25
+    # in the unanswered call + 4 through the jitter buffer; from the callee: 20
+    assert second.value("karl_media_packets_total", kind="rtp", direction="from_caller") == 29
     assert second.value("karl_media_packets_total", kind="rtp", direction="from_callee") == 20
     assert second.value("karl_media_packets_total", kind="rtcp", direction="from_caller") == 3
     assert second.value("karl_media_packets_total", kind="rtcp", direction="from_callee") == 2
     assert second.value("karl_media_rtp_lost_total", direction="from_caller") == 1
-    assert second.value("karl_media_rtp_late_total", direction="from_caller") == 1
+    assert second.value("karl_media_rtp_late_total", direction="from_caller") == 2
+    assert second.value("karl_jitter_buffer_latency_count") == 4
+    assert 4 * 0.015 < second.value("karl_jitter_buffer_latency_sum") < 4 * 0.2
     assert second.value("karl_media_rtp_lost_total", direction="from_callee") == 0
     # two SRs and two RRs (the version-1 compound is dropped before it is read)
     assert second.value("karl_rtcp_reports_total", type="sender") == 2
@@ -431,7 +441,7 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
 
     # Undrained, everything ended: gauges fall back, counters keep what the ended streams carried.
     node.call(node.node.undrain)
-    for call_id in ("mt-main", "mt-ringing", "mt-delayed"):
+    for call_id in ("mt-main", "mt-ringing", "mt-delayed", "mt-jitter"):
         assert node.request(command="delete", **{"call-id": call_id, "delete-delay": 0})["result"] == "ok"
     third = node.scrape()
     assert third.value("karl_node_ready") == 1 and third.value("karl_node_draining") == 0

@@ -112,7 +112,6 @@ def _set_by_user(section: str, key: str) -> Callable[[KarlConfig], bool]:
 _UNIMPLEMENTED: tuple[tuple[str, Callable[[KarlConfig], bool]], ...] = (
     ("ng_protocol.timeout", _set_by_user("ng_protocol", "timeout")),
     ("sessions.session_ttl", _set_by_user("sessions", "session_ttl")),
-    ("jitter_buffer", _enabled_by_user("jitter_buffer")),
     ("fec", _enabled_by_user("fec")),
     ("recording", _enabled_by_user("recording")),
     ("webrtc", _enabled_by_user("webrtc")),

@@ -214,7 +214,8 @@ class MetricsSection(Section):
 
 
 class JitterBufferSection(Section):
-    """Accepted, not implemented yet."""
+    """A jitter buffer on every RTP stream of the node: media leaves in order and evenly paced, delayed by
+    `min_delay` (adaptive: 3 times the measured jitter, between `min_delay` and `max_delay`)."""
 
     enabled: bool = False
     min_delay: Milliseconds = 20

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import Metric
 
 from karl_medianode.distribution import Distribution
+from karl_medianode.engine import JITTER_BUFFER_BOUNDS
 from karl_medianode.metrics.families import histogram, labelled_counter
 from karl_medianode.quality import QualityTotals
 
@@ -42,6 +43,11 @@ def quality_families(node: MediaNode) -> Iterator[Metric]:
         "MOS (1 to 5) of RTCP report blocks that had the round-trip time of both legs, as rtpengine "
         "computes it.",
         totals.mos,
+    )
+    yield _family(
+        "karl_jitter_buffer_latency",
+        "Delay each RTP packet spent in the jitter buffer, in seconds (empty while jitter_buffer is off).",
+        engine.jitter_delays if engine is not None else Distribution(JITTER_BUFFER_BOUNDS),
     )
     yield labelled_counter(
         "karl_rtcp_reports_total",
