@@ -83,6 +83,8 @@ MAX_DROPOUT = 3000
 """A forward jump in RTP sequence numbers up to this counts as loss; a longer one restarts (RFC 3550)."""
 MAX_MISORDER = 100
 """A packet this far behind the expected sequence number is a late arrival, not a restart."""
+MAX_SOURCES = 64
+"""RTP SSRCs remembered per call for the RTCP statistics."""
 
 
 class EndpointLearning(IntEnum):
@@ -356,7 +358,10 @@ class QualityLink:
         self.sources = sources
 
     def new_source(self, stream: PacketStream, ssrc: int, payload_type: int) -> None:
-        self.sources[ssrc] = stream
+        sources = self.sources
+        if ssrc not in sources and len(sources) >= MAX_SOURCES:
+            del sources[next(iter(sources))]  # bounded against random SSRCs: forget the oldest
+        sources[ssrc] = stream
         self.call.rtp_source(ssrc, payload_type, self.party, time.time())
 
     def rtcp(self, data: bytes) -> None:
