@@ -44,12 +44,14 @@ Datagram handling (as observed on rtpengine 10.5.3.5, userspace forwarding)
 
 Quality (slow paths only)
 -------------------------
-* RTP sequence numbers: the hot path compares each packet's sequence number with the one expected and
-  calls `sequence_break` only when they differ. There a gap of fewer than `MAX_DROPOUT` packets counts
-  as `lost`, a packet up to `MAX_MISORDER` behind is late (it fills a gap counted before), anything else
-  (or a new SSRC) restarts the count. `lost` is thus RFC 3550's "expected minus received" for the leg
-  from the party to Karl, with duplicates counted as late arrivals.
-* Valid RTCP goes to the stream's `quality` link (the call's `CallQuality`) before it is forwarded.
+* RTP sequence numbers: the hot path compares each packet's sequence number (and the last octet of its
+  SSRC) with the one expected and calls `sequence_break` only when they differ. There a gap of fewer than
+  `MAX_DROPOUT` packets counts as `lost`, a packet up to `MAX_MISORDER` behind is late (it fills a gap
+  counted before); a larger jump restarts the count once the next packet confirms the new numbering (a
+  lone stray packet is ignored), and a new SSRC restarts it at once. `lost` is thus RFC 3550's "expected
+  minus received" for the leg from the party to Karl, with duplicates counted as late arrivals.
+* RTCP goes to the stream's `quality` link (the call's `CallQuality`) before it is checked and forwarded:
+  like rtpengine, the reports ahead of a broken part of a compound count even though it is dropped.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ class PacketStream:
         "owner",
         "packets",
         "payload_types",
+        "probation",
         "quality",
         "quality_failures",
         "rtcp_bytes",
@@ -150,6 +153,7 @@ class PacketStream:
         "silence",
         "sink",
         "sock",
+        "ssrc_tail",
         "strict_source",
     )
 
@@ -214,6 +218,10 @@ class PacketStream:
         """The RTP sequence number expected next (-1: no RTP yet)."""
         self.rtp_ssrc = b""
         """The SSRC (4 bytes) the sequence numbers belong to."""
+        self.ssrc_tail = -1
+        """Its last octet, which the hot path compares."""
+        self.probation = -1
+        """After a jump in sequence numbers: the number that would confirm the new numbering."""
         self.lost = 0
         """RTP packets missing from the sequence numbers (late arrivals deducted)."""
         self.late = 0
@@ -242,13 +250,16 @@ class PacketStream:
         return None if data is None else int.from_bytes(data[8:12], "big")
 
     def sequence_break(self, data: bytes, seq: int) -> None:
-        """Slow path of the sequence check: `seq` is not the number expected."""
+        """Slow path of the sequence check: `seq` is not the number expected, or the last octet of the
+        SSRC changed (a cheap test that catches a new SSRC continuing the old one's numbering)."""
         ssrc = data[8:12]
         expected = self.next_seq
         if expected < 0 or ssrc != self.rtp_ssrc:
             if expected >= 0:
                 self.sequence_restarts += 1
             self.rtp_ssrc = ssrc
+            self.ssrc_tail = data[11]
+            self.probation = -1
             self.next_seq = (seq + 1) & 0xFFFF
             if self.quality is not None:
                 try:
@@ -264,9 +275,13 @@ class PacketStream:
             self.late += 1
             if self.lost > 0:
                 self.lost -= 1
-        else:
+        elif seq == self.probation:
+            # two packets in a row agree on the new numbering: the sender restarted it (RFC 3550 A.1)
             self.sequence_restarts += 1
+            self.probation = -1
             self.next_seq = (seq + 1) & 0xFFFF
+        else:
+            self.probation = (seq + 1) & 0xFFFF  # a stray packet, unless the next one follows it
 
     def advertise(self, addr: tuple[Any, ...] | None) -> None:
         """The party's SDP address (None: none, e.g. port 0 or a not yet answered side). A change
@@ -405,7 +420,7 @@ class _StreamProtocol(asyncio.DatagramProtocol):
                     return
                 s.last_rtp = data
                 seq = data[2] << 8 | data[3]
-                if seq != s.next_seq:
+                if seq != s.next_seq or data[11] != s.ssrc_tail:
                     s.sequence_break(data, seq)
                 else:
                     s.next_seq = (seq + 1) & 0xFFFF
@@ -447,15 +462,16 @@ class _StreamProtocol(asyncio.DatagramProtocol):
             s.failures += 1
 
     def _rtcp(self, s: PacketStream, data: bytes) -> None:
-        if not rtcp_is_valid(data):
-            s.errors += 1
-            s.dropped_malformed += 1
-            return
         if s.quality is not None:
+            # before the validity check: the reports ahead of a broken part count, as in rtpengine
             try:
                 s.quality.rtcp(data)
             except Exception:
                 s.quality_failures += 1
+        if not rtcp_is_valid(data):
+            s.errors += 1
+            s.dropped_malformed += 1
+            return
         sink = s.rtcp_sink
         if sink is None or sink.closed or sink.endpoint is None:
             s.dropped_no_destination += 1

@@ -84,6 +84,7 @@ class SsrcStats:
     """One SSRC of the call: as an RTP source, as an SR sender and as a reporter."""
 
     __slots__ = (
+        "block_count",
         "blocks",
         "highest",
         "last_rtt",
@@ -111,6 +112,9 @@ class SsrcStats:
         self.packets_lost = 0
         """Cumulative loss in this SSRC's last report (as rtpengine shows it: unsigned 24 bits)."""
         self.blocks: list[StatsBlock] = []
+        """The blocks for the progression (thinned out beyond MAX_BLOCKS)."""
+        self.block_count = 0
+        """Every block accepted, also those thinned out of `blocks`."""
         self.lowest: StatsBlock | None = None
         self.highest: StatsBlock | None = None
         self.no_mos_count = 0
@@ -120,7 +124,7 @@ class SsrcStats:
 
     @property
     def mos_samples(self) -> int:
-        return max(1, len(self.blocks) - self.no_mos_count)
+        return max(1, self.block_count - self.no_mos_count)
 
     def listed(self) -> bool:
         return bool(self.blocks) and self.lowest is not None and self.highest is not None
@@ -129,6 +133,7 @@ class SsrcStats:
         if self.blocks and block.reported - self.blocks[-1].reported < MIN_BLOCK_INTERVAL:
             return False
         self.blocks.append(block)
+        self.block_count += 1
         if len(self.blocks) > MAX_BLOCKS:
             del self.blocks[1:-1:2]
         if block.mos and (self.lowest is None or block.mos < self.lowest.mos):

@@ -23,7 +23,7 @@ RTCP_MIN_SIZE = 8
 # RTCP packet types and the shortest packet rtpengine 10.5 accepts for each (header included).
 RTCP_SR = 200
 RTCP_RR = 201
-_RTCP_MIN_SIZES = {
+RTCP_MIN_SIZES = {
     200: 28,  # SR: header, sender SSRC, 20 bytes of sender info
     201: 8,  # RR: header, sender SSRC
     202: 4,  # SDES
@@ -33,7 +33,7 @@ _RTCP_MIN_SIZES = {
     206: 12,  # PSFB
     207: 8,  # XR: header, SSRC
 }
-_REPORT_BLOCK_SIZE = 24
+REPORT_BLOCK_SIZE = 24
 
 _FIXED = struct.Struct("!BBHII")
 
@@ -131,10 +131,10 @@ def rtcp_is_valid(data: bytes) -> bool:
         if data[offset] >> 6 != RTP_VERSION:
             return False
         packet_type = data[offset + 1]
-        if length < _RTCP_MIN_SIZES.get(packet_type, 0):
+        if length < RTCP_MIN_SIZES.get(packet_type, 0):
             return False
         # rtpengine compares the whole packet length (header included) against the report blocks.
-        if packet_type in (RTCP_SR, RTCP_RR) and length < (data[offset] & 0x1F) * _REPORT_BLOCK_SIZE:
+        if packet_type in (RTCP_SR, RTCP_RR) and length < (data[offset] & 0x1F) * REPORT_BLOCK_SIZE:
             return False
         offset += length
     return True

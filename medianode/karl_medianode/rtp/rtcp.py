@@ -1,9 +1,10 @@
 """RTCP sender and receiver reports (RFC 3550 section 6.4), sans-IO.
 
 Only what call-quality statistics need is decoded: the sender info of SRs and the report blocks of SRs
-and RRs. Other packet types of a compound (SDES, BYE, APP, feedback, XR) are skipped. The walk stops at a
-part whose length field runs past the datagram, as `packet.rtcp_is_valid` does, and a report count that
-promises more blocks than the part holds yields only the blocks that fit.
+and RRs. Other packet types of a compound (SDES, BYE, APP, feedback, XR) are skipped. The walk stops where
+`packet.rtcp_is_valid` finds the compound broken or truncated, keeping the reports before that point (as
+rtpengine 10.5 does: it evaluates the parts as it walks them, then drops a broken datagram), and a report
+count that promises more blocks than the part holds yields only the blocks that fit.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from karl_medianode.rtp.packet import RTCP_RR, RTCP_SR
+from karl_medianode.rtp.packet import REPORT_BLOCK_SIZE, RTCP_MIN_SIZES, RTCP_RR, RTCP_SR
 
 _SENDER_INFO = struct.Struct("!IIIIII")  # sender SSRC, NTP msw, NTP lsw, RTP timestamp, packets, octets
 _BLOCK = struct.Struct("!IIIIII")  # SSRC, fraction lost + cumulative lost, highest seq, jitter, LSR, DLSR
@@ -87,6 +88,10 @@ def parse_reports(data: bytes) -> list[Report]:
         end = offset + length
         packet_type = data[offset + 1]
         count = data[offset] & 0x1F
+        if length < RTCP_MIN_SIZES.get(packet_type, 0):
+            break
+        if packet_type in (RTCP_SR, RTCP_RR) and length < count * REPORT_BLOCK_SIZE:
+            break
         if packet_type == RTCP_SR and length >= 4 + _SENDER_INFO.size:
             ssrc, msw, lsw, rtp_ts, packets, octets = _SENDER_INFO.unpack_from(data, offset + 4)
             blocks = _blocks(data, offset + 4 + _SENDER_INFO.size, end, count)
