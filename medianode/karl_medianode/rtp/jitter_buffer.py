@@ -9,9 +9,10 @@ estimator) bounded by `min_delay` and `max_delay`: it grows at once when jitter 
 most 1 ms per packet, so playout stays in order.
 
 A relay must not lose media, so nothing is ever dropped here: a packet behind one already released
-(late, or a duplicate) and a packet that would have to wait longer than `max_delay` go out at once; a
-packet already behind its playout time re-anchors the schedule (the sender's clock drifted or a burst of
-delay came); a new SSRC flushes what is buffered; at most `capacity` packets wait.
+(late, or a duplicate) goes out at once; a packet already behind its playout time, or one that would wait
+longer than `max_delay`, re-anchors the schedule at itself (the sender's clock drifted, a burst of delay
+came, the timestamps jumped: an announcement, the repeated start timestamp of a DTMF event); a new SSRC
+flushes what is buffered; beyond `capacity` waiting packets, a packet goes out at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 _TS_HALF = 1 << 31
 _TS_MOD = 1 << 32
+_NONE = -(1 << 62)
+"""No extended sequence number yet (a real one can be negative: 65535 right after a first 0)."""
 DELAY_STEP_DOWN = 0.001
 """Seconds the delay may shrink per packet in adaptive mode."""
 
@@ -59,8 +62,8 @@ class JitterBuffer:
         self._ssrc: bytes | None = None
         self._base_arrival = 0.0
         self._base_ts = 0
-        self._highest = -1  # extended sequence number of the newest packet seen
-        self._released = -1  # extended sequence number of the last packet that left
+        self._highest = _NONE  # extended sequence number of the newest packet seen
+        self._released = _NONE  # extended sequence number of the last packet that left
         self._last_transit: float | None = None
 
     def __len__(self) -> int:
@@ -71,7 +74,7 @@ class JitterBuffer:
         return self._heap[0][1] if self._heap else None
 
     def _extend(self, seq: int) -> int:
-        if self._highest < 0:
+        if self._highest == _NONE:
             return seq
         base = self._highest & ~0xFFFF
         candidates = (base - 0x10000 + seq, base + seq, base + 0x10000 + seq)
@@ -86,6 +89,7 @@ class JitterBuffer:
     def _anchor(self, timestamp: int, now: float) -> None:
         self._base_arrival = now
         self._base_ts = timestamp
+        self._last_transit = None  # transit times are relative to the anchor: start the estimate afresh
 
     def _adapt(self, timestamp: int, now: float) -> None:
         transit = now - self._elapsed(timestamp)
@@ -110,8 +114,7 @@ class JitterBuffer:
             self._ssrc = ssrc
             if clock_rate:
                 self.clock_rate = clock_rate
-            self._highest = self._released = -1
-            self._last_transit = None
+            self._highest = self._released = _NONE
             self._anchor(timestamp, now)
             if out:
                 self.stats.resyncs += 1
@@ -123,12 +126,12 @@ class JitterBuffer:
         self._highest = max(self._highest, ext)
         self._adapt(timestamp, now)
         playout = self._base_arrival + self._elapsed(timestamp) + self.delay
-        if playout < now:
-            # behind schedule: the sender's clock runs slow or delay grew; start the schedule again here
+        if playout < now or playout - now > self.max_delay:
+            # off schedule (clock drift, a burst of delay, a timestamp jump): start it again here
             self._anchor(timestamp, now)
             self.stats.resyncs += 1
             playout = now + self.delay
-        if playout - now > self.max_delay or len(self._heap) >= self.capacity:
+        if len(self._heap) >= self.capacity:
             self.stats.immediate += 1
             out.append(packet)
             return out

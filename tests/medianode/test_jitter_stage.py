@@ -1,0 +1,275 @@
+"""The jitter buffer in a real Karl node (`python -m karl_medianode`) over real UDP on loopback: with
+`KARL_JITTER_BUFFER_ENABLED=true` a jittery, reordered RTP stream comes out complete, in order, evenly
+paced and delayed; RTCP is not delayed; `block media` stops buffered RTP too; a node without the option
+forwards at once; and /metrics counts what waited.
+
+Arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS), so the test process's own scheduling
+does not blur what the node did; send times are taken right after `sendto` on the same clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import socket
+import statistics
+import struct
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from karl_testkit import NgServer, Party, free_port, sdp, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+FRAME = 0.02  # 20 ms of PCMU
+SO_TIMESTAMPNS = 35  # Linux; Python's socket module does not export it
+
+
+def jitter_env(min_ms: int, max_ms: int, adaptive: bool, **extra: str) -> dict[str, str]:
+    return {
+        "KARL_JITTER_BUFFER_ENABLED": "true",
+        "KARL_JITTER_BUFFER_MIN_DELAY": str(min_ms),
+        "KARL_JITTER_BUFFER_MAX_DELAY": str(max_ms),
+        "KARL_JITTER_BUFFER_ADAPTIVE": "true" if adaptive else "false",
+        **extra,
+    }
+
+
+def rtp(seq: int, ssrc: int = 0x4A17) -> bytes:
+    return struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160, ssrc) + bytes([seq & 0xFF]) * 160
+
+
+def seq_of(packet: bytes) -> int:
+    return packet[2] << 8 | packet[3]
+
+
+def sender_report(ssrc: int = 0x4A17, marker: int = 0) -> bytes:
+    return struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, marker, 0, 0, 0, 0)
+
+
+def media_port(sdp_text: str) -> int:
+    match = re.search(r"^m=audio (\d+) ", sdp_text, re.M)
+    assert match, sdp_text
+    return int(match.group(1))
+
+
+def setup_call(node: NgServer, a: Party, b: Party, call_id: str) -> tuple[str, int]:
+    """Offer from A, answer from B; returns the address A sends its RTP to."""
+    offer = node.ng.request({"command": "offer", "call-id": call_id, "from-tag": "tagA", "sdp": sdp(a.port)})
+    assert offer["result"] == "ok", offer
+    answer = node.ng.request(
+        {"command": "answer", "call-id": call_id, "from-tag": "tagA", "to-tag": "tagB", "sdp": sdp(b.port)}
+    )
+    assert answer["result"] == "ok", answer
+    return node.media_ip, media_port(answer["sdp"])
+
+
+def stamp_arrivals(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def receive(sock: socket.socket, count: int, timeout: float) -> list[tuple[float, bytes]]:
+    """Up to `count` datagrams within `timeout`, each with its kernel receive time (time.time() clock)."""
+    got: list[tuple[float, bytes]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data, ancillary, _flags, _addr = sock.recvmsg(2048, socket.CMSG_SPACE(16))
+        except TimeoutError:
+            break
+        stamps = [v for level, kind, v in ancillary if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS]
+        assert stamps, "no kernel receive timestamp (SO_TIMESTAMPNS)"
+        sec, nsec = struct.unpack("@ll", stamps[0][:16])
+        got.append((sec + nsec / 1e9, data))
+    return got
+
+
+def send(sock: socket.socket, data: bytes, address: tuple[str, int]) -> float:
+    sock.sendto(data, address)
+    return time.time()
+
+
+def pause_until(when: float) -> None:
+    """Wait for a point of a send schedule."""
+    left = when - time.time()
+    if left > 0:
+        time.sleep(left)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The node's /metrics samples by name (and `|label=value` suffixes); waits for the server to listen
+    (it starts after the NG socket the launcher waited for)."""
+
+    def fetch() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return str(response.read().decode())
+        except urllib.error.URLError:
+            return None
+
+    text: str = wait_for(fetch, timeout=10, interval=0.05)
+    return {
+        sample.name + "".join(f"|{k}={v}" for k, v in sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_jittery_reordered_stream_leaves_complete_in_order_and_evenly_paced(
+    karl_factory: Callable[..., NgServer], parties: Callable[[], Party]
+) -> None:
+    min_delay = 0.1
+    node = karl_factory(**jitter_env(100, 300, adaptive=False))
+    a, b = parties(), parties()
+    to_node = setup_call(node, a, b, "jb-smooth")
+    stamp_arrivals(b.rtp)
+    rng = random.Random(3550)
+    lateness = [rng.uniform(0.0, 0.04) for _ in range(50)]
+    for n in (6, 17, 28, 39):  # these leave after their successor: 25-35 ms late, the successor 0-10 ms
+        lateness[n + 1] = rng.uniform(0.0, 0.01)
+        lateness[n] = lateness[n + 1] + 0.025
+    start = time.time() + 0.05
+    nominal = [start + n * FRAME for n in range(50)]
+    order = sorted(range(50), key=lambda n: nominal[n] + lateness[n])
+    assert order != sorted(order), "the input really is reordered"
+    sent: dict[int, float] = {}
+    for n in order:
+        pause_until(nominal[n] + lateness[n])
+        sent[n] = send(a.rtp, rtp(n), to_node)
+    got = receive(b.rtp, 50, timeout=3.0)
+
+    assert [packet for _, packet in got] == [rtp(n) for n in range(50)], "all 50, in sequence order"
+    arrived = [when for when, _ in got]
+    in_gaps = [y - x for x, y in itertools.pairwise(sorted(sent.values()))]
+    out_gaps = [y - x for x, y in itertools.pairwise(arrived)]
+    assert statistics.pstdev(out_gaps) < statistics.pstdev(in_gaps) / 2, (in_gaps, out_gaps)
+    assert statistics.median(out_gaps) == pytest.approx(FRAME, abs=0.004), out_gaps
+    assert arrived[-1] - arrived[0] == pytest.approx(49 * FRAME, abs=0.03), "paced by the RTP timestamps"
+    # the schedule starts at the first arrival, so every packet leaves min_delay after its place on the
+    # media timeline (a few ms of slack: the node's loop clock is coarse)
+    behind = {n: arrived[n] - nominal[n] for n in range(50)}
+    early = {n: round(late, 4) for n, late in behind.items() if late < min_delay - 0.01}
+    assert not early, f"left before min_delay: {early}"
+    anchor = order[0]  # the first to reach the node starts the schedule and waits min_delay itself
+    assert arrived[anchor] - sent[anchor] >= min_delay - 0.01
+    # ... and not much later than the most delayed packet needed
+    assert max(behind.values()) < min_delay + 0.04 + 0.1
+
+
+def test_rtcp_overtakes_buffered_rtp(
+    karl_factory: Callable[..., NgServer], parties: Callable[[], Party]
+) -> None:
+    node = karl_factory(**jitter_env(300, 500, adaptive=True))
+    a, b = parties(), parties()
+    host, port = setup_call(node, a, b, "jb-rtcp")
+    stamp_arrivals(b.rtp)
+    stamp_arrivals(b.rtcp)
+    start = time.time()
+    rtp_sent: list[float] = []
+    rtcp_delays: list[float] = []
+    for n in range(4):
+        pause_until(start + n * FRAME)
+        rtp_sent.append(send(a.rtp, rtp(n), (host, port)))
+        report = sender_report(marker=n)
+        rtcp_sent = send(a.rtcp, report, (host, port + 1))
+        got = receive(b.rtcp, 1, timeout=2.0)
+        assert [packet for _, packet in got] == [report]
+        rtcp_delays.append(got[0][0] - rtcp_sent)
+    rtp_got = receive(b.rtp, 4, timeout=2.0)
+    assert [packet for _, packet in rtp_got] == [rtp(n) for n in range(4)]
+    rtp_delays = [when - sent for (when, _), sent in zip(rtp_got, rtp_sent, strict=True)]
+    assert min(rtp_delays) >= 0.29, f"RTP waits in the buffer: {rtp_delays}"
+    assert max(rtcp_delays) < 0.1, f"RTCP must not wait behind it: {rtcp_delays}"
+
+
+def test_block_media_drops_rtp_already_buffered(
+    karl_factory: Callable[..., NgServer], parties: Callable[[], Party]
+) -> None:
+    delay = 0.5
+    node = karl_factory(**jitter_env(500, 800, adaptive=False))
+    a, b = parties(), parties()
+    to_node = setup_call(node, a, b, "jb-block")
+    stamp_arrivals(b.rtp)
+
+    def received_by_node() -> int:
+        reply = node.ng.request({"command": "query", "call-id": "jb-block"})
+        return int(reply["totals"]["RTP"]["packets"])
+
+    first = send(a.rtp, rtp(0), to_node)
+    for n in range(1, 5):
+        send(a.rtp, rtp(n), to_node)
+    wait_for(lambda: received_by_node() == 5, timeout=delay / 2, interval=0.005)  # they are in the buffer
+    reply = node.ng.request({"command": "block media", "call-id": "jb-block", "from-tag": "tagA"})
+    assert reply["result"] == "ok", reply
+    assert time.time() - first < delay - 0.1, "block media must land while the packets still wait"
+    assert receive(b.rtp, 1, timeout=first + delay + 4 * FRAME + 0.3 - time.time()) == [], (
+        "blocked media left the buffer"
+    )
+    # unblocked, the buffer works again (so the silence above came from the block)
+    reply = node.ng.request({"command": "unblock media", "call-id": "jb-block", "from-tag": "tagA"})
+    assert reply["result"] == "ok", reply
+    resent = send(a.rtp, rtp(5), to_node)
+    got = receive(b.rtp, 1, timeout=2.0)
+    assert [packet for _, packet in got] == [rtp(5)]
+    assert got[0][0] - resent >= delay - 0.01
+
+
+def test_the_option_changes_behaviour_a_node_without_it_forwards_at_once(
+    karl_factory: Callable[..., NgServer], parties: Callable[[], Party]
+) -> None:
+    plain_metrics = free_port()
+    plain = karl_factory(KARL_METRICS_PORT=str(plain_metrics))
+    buffered = karl_factory(media_ip="127.0.0.3", **jitter_env(100, 300, adaptive=False))
+    results: dict[str, tuple[float, list[tuple[float, bytes]]]] = {}
+    for name, node in (("plain", plain), ("buffered", buffered)):
+        a, b = parties(), parties()
+        to_node = setup_call(node, a, b, f"jb-compare-{name}")
+        stamp_arrivals(b.rtp)
+        # a burst: ten 20 ms frames at once, as after a network hiccup
+        first = send(a.rtp, rtp(0), to_node)
+        for n in range(1, 10):
+            send(a.rtp, rtp(n), to_node)
+        got = receive(b.rtp, 10, timeout=2.0)
+        assert [packet for _, packet in got] == [rtp(n) for n in range(10)], name
+        results[name] = (first, got)
+
+    first, got = results["plain"]
+    assert got[-1][0] - first < 0.05, "without the option the burst is forwarded as it came"
+    assert got[-1][0] - got[0][0] < 0.03
+    first, got = results["buffered"]
+    assert got[0][0] - first >= 0.09, "with it, the first packet waits min_delay"
+    assert got[-1][0] - got[0][0] == pytest.approx(9 * FRAME, abs=0.03), "and the burst is spread out"
+    assert scrape(plain_metrics)["karl_jitter_buffer_latency_count"] == 0
+
+
+def test_metrics_count_every_packet_that_waited(
+    karl_factory: Callable[..., NgServer], parties: Callable[[], Party]
+) -> None:
+    metrics_port = free_port()
+    node = karl_factory(**jitter_env(40, 200, adaptive=True, KARL_METRICS_PORT=str(metrics_port)))
+    assert scrape(metrics_port)["karl_jitter_buffer_latency_count"] == 0
+    a, b = parties(), parties()
+    to_node = setup_call(node, a, b, "jb-metrics")
+    stamp_arrivals(b.rtp)
+    start = time.time()
+    for n in range(20):
+        pause_until(start + n * FRAME)
+        send(a.rtp, rtp(n), to_node)
+    got = receive(b.rtp, 20, timeout=2.0)
+    assert [packet for _, packet in got] == [rtp(n) for n in range(20)]
+
+    def counted() -> dict[str, float] | None:
+        samples = scrape(metrics_port)
+        return samples if samples["karl_jitter_buffer_latency_count"] == 20 else None
+
+    samples = wait_for(counted, timeout=3)
+    assert 20 * 0.035 <= samples["karl_jitter_buffer_latency_sum"] <= 20 * 0.2, samples
+    assert samples["karl_jitter_buffer_latency_bucket|le=0.02"] == 0, "each one waited at least min_delay"
+    assert samples["karl_jitter_buffer_latency_bucket|le=+Inf"] == 20
