@@ -839,6 +839,7 @@ class CallEngine:
         state = self.snapshot(call.call_id)
         del self.calls[call.call_id]
         summary = call_stats(call)
+        closed = call.all_streams()
         for sockets in call.sockets.values():
             self._close_sockets(sockets)
         call.sockets.clear()
@@ -849,13 +850,22 @@ class CallEngine:
         self.counters.ended_by_reason[reason] = self.counters.ended_by_reason.get(reason, 0) + 1
         if regular or reason == "deleted":
             self.counters.regular_terminated += 1
-        log.info("call ended", extra={"call_id": call.call_id, "event": "call_ended", "reason": reason})
+        quality = call.quality.summary()
+        mos = [source["mos"] for source in quality["sources"] if source["mos"] is not None]
+        log.info(
+            "call ended",
+            extra={
+                "call_id": call.call_id,
+                "event": "call_ended",
+                "reason": reason,
+                "duration": round(max(0.0, ended - call.state.created), 3),
+                "lost": sum(stream.lost for stream in closed),
+                "mos": min(mos) if mos else None,
+            },
+        )
         if self._on_call_ended is not None:
-            self._on_call_ended(
-                CallEnded(
-                    call.call_id, reason, call.state.created, ended, summary, state, call.quality.summary()
-                )
-            )
+            created = call.state.created
+            self._on_call_ended(CallEnded(call.call_id, reason, created, ended, summary, state, quality))
 
     def snapshot(self, call_id: str) -> CallState | None:
         """The call's state with its sockets' current addresses and counters, ready to serialize."""
