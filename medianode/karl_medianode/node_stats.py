@@ -37,6 +37,21 @@ _PROXY_COUNTERS: list[tuple[str, Command | None]] = [
 ]
 
 
+def _mos(engine: CallEngine) -> dict[str, Any]:
+    """rtpengine's MOS summary: one sample per RTCP report block that had a MOS."""
+    totals = engine.quality_totals
+    total, squares, samples = totals.mos.total, totals.mos_squares, totals.mos.count
+    average = total / samples if samples else 0.0
+    variance = squares / samples - average * average if samples else 0.0
+    return {
+        "mos_total": f"{total:.6f}",
+        "mos2_total": f"{squares:.6f}",
+        "mos_samples_total": samples,
+        "mos_average": f"{average:.6f}",
+        "mos_stddev": f"{max(0.0, variance) ** 0.5:.6f}",
+    }
+
+
 def relayed_totals(engine: CallEngine) -> tuple[int, int, int]:
     packets = engine.counters.closed_packets
     octets = engine.counters.closed_bytes
@@ -115,7 +130,7 @@ def statistics(engine: CallEngine, ng: NgCounters, uptime: float) -> dict[str, A
         "currentstatistics": current,
         "totalstatistics": total,
         "intervalstatistics": {"totalcallsduration": "0.000000"},
-        "mos": {},
+        "mos": _mos(engine),
         "controlstatistics": control,
         "interfaces": [],
         "transcoders": [],

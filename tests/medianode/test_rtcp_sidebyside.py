@@ -442,6 +442,7 @@ def test_ssrc_statistics_match_rtpengine(variant: str, servers: tuple[NgServer, 
         if server.proc.poll() is not None:
             pytest.fail(f"{server.name} has exited; log: {server.log_path}")
     sides = [Side(reference, VARIANTS[variant]["mux"]), Side(karl, VARIANTS[variant]["mux"])]
+    before_stats = [mos_statistics(side.server) for side in sides]
     try:
         send_media(sides, VARIANTS[variant]["switch_ssrc"])
         before = [settled(side) for side in sides]
@@ -467,9 +468,27 @@ def test_ssrc_statistics_match_rtpengine(variant: str, servers: tuple[NgServer, 
 
         deleted = [side.delete() for side in sides]
         assert_same_ssrc_sections("delete", *deleted)
+        # `statistics` counts every report block that had a MOS, as it arrived (also the one then
+        # dropped by the one-second rule): the same number of samples on both servers
+        after_stats = [mos_statistics(side.server) for side in sides]
+        (ref_samples, ref_total), (karl_samples, karl_total) = (
+            (after["mos_samples_total"] - prior["mos_samples_total"], after["mos_total"] - prior["mos_total"])
+            for prior, after in zip(before_stats, after_stats, strict=True)
+        )
+        assert ref_samples == karl_samples > 0
+        # the MOS may differ by 0.1 per block where the round-trip times put it on a boundary
+        assert abs(ref_total - karl_total) <= 0.1 * karl_samples + 1e-6
     finally:
         for side in sides:
             side.close()
+
+
+def mos_statistics(server: NgServer) -> dict[str, float]:
+    """The "mos" section of `statistics`, numbers parsed (rtpengine writes the sums as strings)."""
+    reply = server.ng.request({"command": "statistics"})
+    section = reply["statistics"]["mos"]
+    assert set(section) == {"mos_total", "mos2_total", "mos_samples_total", "mos_average", "mos_stddev"}
+    return {key: float(value) for key, value in section.items()}
 
 
 def test_reports_before_a_malformed_part_still_count(servers: tuple[NgServer, NgServer]) -> None:

@@ -309,6 +309,7 @@ class CallQuality:
         reporter.packets_lost = block.cumulative_lost & 0xFFFFFF
         if totals is not None and stats.mos:
             totals.mos.observe(stats.mos / 10.0)
+            totals.mos_squares += (stats.mos / 10.0) ** 2
         reporter.add_block(stats)
 
     # ------------------------------------------------------------------ views

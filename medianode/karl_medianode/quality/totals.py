@@ -13,7 +13,7 @@ MOS_BOUNDS = (1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.4)
 class QualityTotals:
     """Every report block Karl evaluated, over all calls of the node."""
 
-    __slots__ = ("jitter", "loss", "mos", "reports", "rtt")
+    __slots__ = ("jitter", "loss", "mos", "mos_squares", "reports", "rtt")
 
     def __init__(self) -> None:
         self.rtt = Distribution(RTT_BOUNDS)
@@ -23,6 +23,9 @@ class QualityTotals:
         self.loss = Distribution(LOSS_BOUNDS)
         """Fraction lost a party reported (0..1)."""
         self.mos = Distribution(MOS_BOUNDS)
-        """MOS of report blocks that had the round-trip time of both legs."""
+        """MOS of report blocks that had the round-trip time of both legs (also those then dropped by
+        the one-second rule: rtpengine's `statistics` counts them too)."""
+        self.mos_squares = 0.0
+        """Sum of the squared MOS values, for the standard deviation in `statistics`."""
         self.reports: dict[str, int] = {"sender": 0, "receiver": 0}
         """SR and RR packets parsed."""
