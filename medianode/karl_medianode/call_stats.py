@@ -19,7 +19,9 @@ def _endpoint_dict(endpoint: tuple[str, int] | Endpoint | None) -> dict[str, Any
     return {"family": "IPv6" if ":" in address else "IPv4", "address": address, "port": port}
 
 
-def _stream_dict(stream: PacketStream, *, rtcp: bool, muxed: bool, fallback_time: int) -> dict[str, Any]:
+def _stream_dict(
+    stream: PacketStream, *, rtcp: bool, muxed: bool, fallback_time: int, muxed_rtcp_ssrc: int | None = None
+) -> dict[str, Any]:
     flags = ["RTP", "RTCP"] if muxed and not rtcp else ["RTCP" if rtcp else "RTP"]
     if muxed and rtcp:
         flags.append("fallback RTCP")  # an RTCP socket kept while RTCP rides on the RTP port
@@ -35,7 +37,7 @@ def _stream_dict(stream: PacketStream, *, rtcp: bool, muxed: bool, fallback_time
     endpoint: tuple[str, int] | Endpoint | None = sdp_endpoint
     if stream.confirmed and stream.endpoint is not None:
         endpoint = stream.endpoint
-    return {
+    entry: dict[str, Any] = {
         "local port": stream.local_port,
         "local address": stream.local_ip,
         "family": "IPv6" if ":" in stream.local_ip else "IPv4",
@@ -43,8 +45,15 @@ def _stream_dict(stream: PacketStream, *, rtcp: bool, muxed: bool, fallback_time
         "advertised endpoint": _endpoint_dict(sdp_endpoint),
         "last packet": int(stream.last_packet) if stream.last_packet else fallback_time,
         "flags": flags,
-        "stats": {"packets": stream.packets, "bytes": stream.bytes, "errors": stream.errors},
     }
+    # the SSRC last received on the socket (Kamailio's per-party MOS variables look it up)
+    ssrc = stream.last_rtcp_ssrc if stream.is_rtcp else stream.last_ssrc
+    if ssrc is None and stream.is_rtcp and muxed:
+        ssrc = muxed_rtcp_ssrc  # RTCP arrived on the RTP socket; rtpengine shows it on the RTCP entry
+    if ssrc is not None:
+        entry["SSRC"] = ssrc
+    entry["stats"] = {"packets": stream.packets, "bytes": stream.bytes, "errors": stream.errors}
+    return entry
 
 
 def _muxed_rtcp_entry(rtp: PacketStream, now: int) -> dict[str, Any]:
@@ -52,7 +61,7 @@ def _muxed_rtcp_entry(rtp: PacketStream, now: int) -> dict[str, Any]:
     sdp_endpoint = rtp.owner if isinstance(rtp.owner, Endpoint) else None
     rtcp_endpoint = Endpoint(sdp_endpoint.address, sdp_endpoint.port + 1) if sdp_endpoint else None
     flags = ["RTCP", "fallback RTCP"] + (["filled"] if rtcp_endpoint else [])
-    return {
+    entry: dict[str, Any] = {
         "local port": 0,
         "local address": rtp.local_ip,
         "family": "IPv6" if ":" in rtp.local_ip else "IPv4",
@@ -60,8 +69,11 @@ def _muxed_rtcp_entry(rtp: PacketStream, now: int) -> dict[str, Any]:
         "advertised endpoint": _endpoint_dict(rtcp_endpoint),
         "last packet": now,
         "flags": flags,
-        "stats": {"packets": 0, "bytes": 0, "errors": 0},
     }
+    if rtp.last_rtcp_ssrc is not None:  # RTCP multiplexed on the RTP socket
+        entry["SSRC"] = rtp.last_rtcp_ssrc
+    entry["stats"] = {"packets": 0, "bytes": 0, "errors": 0}
+    return entry
 
 
 def _socketless_streams(media: MediaState, now: int) -> list[dict[str, Any]]:
@@ -112,7 +124,12 @@ def _media_dict(call: Call, mono: Monologue, media: MediaState, answerer: bool, 
     if sockets.rtp is not None:
         streams.append(_stream_dict(sockets.rtp, rtcp=False, muxed=media.rtcp_mux, fallback_time=now))
     if sockets.rtcp is not None:
-        streams.append(_stream_dict(sockets.rtcp, rtcp=True, muxed=media.rtcp_mux, fallback_time=now))
+        muxed_ssrc = sockets.rtp.last_rtcp_ssrc if sockets.rtp is not None else None
+        streams.append(
+            _stream_dict(
+                sockets.rtcp, rtcp=True, muxed=media.rtcp_mux, fallback_time=now, muxed_rtcp_ssrc=muxed_ssrc
+            )
+        )
     elif sockets.rtp is not None and media.rtcp_mux:
         streams.append(_muxed_rtcp_entry(sockets.rtp, now))
     if not streams and (media.rejected or mono.removed):

@@ -127,6 +127,7 @@ class PacketStream:
         "is_rtcp",
         "jitter",
         "last_packet",
+        "last_rtcp_ssrc",
         "last_rtp",
         "last_signal",
         "late",
@@ -214,6 +215,8 @@ class PacketStream:
         self.last_rtp: bytes | None = None
         """The last RTP datagram received (kept by reference; `last_ssrc`/`last_payload_type` read it)."""
 
+        self.last_rtcp_ssrc: int | None = None
+        """Sender SSRC of the last valid RTCP compound received (what `query` shows for an RTCP socket)."""
         self.next_seq = -1
         """The RTP sequence number expected next (-1: no RTP yet)."""
         self.rtp_ssrc = b""
@@ -472,6 +475,8 @@ class _StreamProtocol(asyncio.DatagramProtocol):
             s.errors += 1
             s.dropped_malformed += 1
             return
+        if len(data) >= 8:
+            s.last_rtcp_ssrc = int.from_bytes(data[4:8], "big")
         sink = s.rtcp_sink
         if sink is None or sink.closed or sink.endpoint is None:
             s.dropped_no_destination += 1

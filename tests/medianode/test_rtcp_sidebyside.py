@@ -457,6 +457,8 @@ def test_ssrc_statistics_match_rtpengine(variant: str, servers: tuple[NgServer, 
         second_round(sides)
         after_two = [settled(side) for side in sides]
         assert_same_ssrc_sections("query after the second round", *after_two)
+        # each stream shows the SSRC it last received (Kamailio's per-party MOS variables need it)
+        assert stream_ssrcs(after_two[1]) == stream_ssrcs(after_two[0])
         # what rtpengine shows, so that a change on both sides cannot go unnoticed
         listed = sorted(int(ssrc) for ssrc in after_two[0]["SSRC"])
         # (E sent no RTP: no statistics about it, but as a reporter it has the RTT of both legs)
@@ -481,6 +483,13 @@ def test_ssrc_statistics_match_rtpengine(variant: str, servers: tuple[NgServer, 
     finally:
         for side in sides:
             side.close()
+
+
+def stream_ssrcs(reply: dict[str, Any]) -> dict[str, list[int | None]]:
+    return {
+        tag: [stream.get("SSRC") for media in entry["medias"] for stream in media.get("streams", [])]
+        for tag, entry in reply["tags"].items()
+    }
 
 
 def mos_statistics(server: NgServer) -> dict[str, float]:
