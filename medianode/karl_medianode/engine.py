@@ -23,6 +23,7 @@ from karl_medianode.calls import Call, MediaSockets
 from karl_medianode.clock import CoarseClock
 from karl_medianode.distribution import Distribution
 from karl_medianode.jitter_stage import JitterStage
+from karl_medianode.logs import RateLimitedLogger
 from karl_medianode.ports import PortAllocator, PortsExhausted
 from karl_medianode.quality import CallQuality, QualityTotals
 from karl_medianode.relay import PT_BLOCKED, PT_FORWARD, EndpointLearning, PacketStream, QualityLink, Relay
@@ -135,10 +136,14 @@ class CallEngine:
         """What RTCP reports said, over all calls (for the metrics)."""
         self.jitter_delays = Distribution(JITTER_BUFFER_BOUNDS)
         """How long packets waited in jitter buffers, seconds (for the metrics)."""
+        self._quality_log = RateLimitedLogger(log, 30.0)
         self.accepting = True
         self._on_call_ended = on_call_ended
         # `loop-protect` marks our SDPs with a=rtpengine:<id>; 12 hex digits like rtpengine's
         self.instance_id = secrets.token_hex(6)
+
+    def _quality_failed(self, exc: BaseException) -> None:
+        self._quality_log.warning("call quality statistics failed on a packet (relayed anyway): %r", exc)
 
     # ------------------------------------------------------------------ offer / answer
 
@@ -774,7 +779,9 @@ class CallEngine:
             if sockets is None:
                 continue
             clock_rates = {c.payload_type: c.clock_rate for c in media.codecs}
-            link = QualityLink(call.quality, mono.tag or None, clock_rates, call.rtp_sources)
+            link = QualityLink(
+                call.quality, mono.tag or None, clock_rates, call.rtp_sources, self._quality_failed
+            )
             for stream in sockets.streams():
                 stream.blocked = blocked
                 stream.quality = link

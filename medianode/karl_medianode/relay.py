@@ -57,6 +57,7 @@ Quality (slow paths only)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
@@ -267,8 +268,9 @@ class PacketStream:
             if self.quality is not None:
                 try:
                     self.quality.new_source(self, int.from_bytes(ssrc, "big"), data[1] & 0x7F)
-                except Exception:
+                except Exception as exc:
                     self.quality_failures += 1
+                    self.quality.failed(exc)
             return
         delta = (seq - expected) & 0xFFFF
         if delta < MAX_DROPOUT:
@@ -361,7 +363,7 @@ class QualityLink:
     `sources` is shared by all links of a call: which RTP socket each SSRC arrives on, so that a report
     about an SSRC uses the payload type that SSRC sends now."""
 
-    __slots__ = ("call", "clock_rates", "party", "sources")
+    __slots__ = ("call", "clock_rates", "on_failure", "party", "sources")
 
     def __init__(
         self,
@@ -369,11 +371,19 @@ class QualityLink:
         party: str | None,
         clock_rates: dict[int, int],
         sources: dict[int, PacketStream],
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.call = call
         self.party = party
         self.clock_rates = clock_rates
         self.sources = sources
+        self.on_failure = on_failure
+        """Told about an exception of the statistics (a bug): the packet is relayed all the same."""
+
+    def failed(self, exc: BaseException) -> None:
+        if self.on_failure is not None:
+            with contextlib.suppress(Exception):  # reporting must never cost a packet
+                self.on_failure(exc)
 
     def new_source(self, stream: PacketStream, ssrc: int, payload_type: int) -> None:
         sources = self.sources
@@ -469,8 +479,9 @@ class _StreamProtocol(asyncio.DatagramProtocol):
             # before the validity check: the reports ahead of a broken part count, as in rtpengine
             try:
                 s.quality.rtcp(data)
-            except Exception:
+            except Exception as exc:
                 s.quality_failures += 1
+                s.quality.failed(exc)
         if not rtcp_is_valid(data):
             s.errors += 1
             s.dropped_malformed += 1

@@ -250,9 +250,21 @@ def test_garbage_to_ng_and_media_ports_does_not_disturb_calls(karl_factory, part
     assert node.ng.raw(b"c1 d3:abc", timeout=2) == (
         b"c1 d6:result5:error12:error-reason35:Could not decode bencode dictionarye"
     )
+    # RTCP-shaped junk from the parties themselves: the quality statistics read every one of them
+    for _ in range(300):
+        count = rng.randrange(32)
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 200)))
+        words = rng.choice([len(body) // 4, rng.randrange(0, 70)])
+        packet = bytes([0x80 | count, rng.choice([200, 201, 202, 203])]) + words.to_bytes(2, "big") + body
+        a.rtcp.sendto(packet, (node.media_ip, to_a_side + 1))
+        b.rtcp.sendto(packet, (node.media_ip, to_b_side + 1))
+    query = node.ng.request({"command": "query", "call-id": "garbage"})
+    assert query["result"] == "ok" and isinstance(query["SSRC"], dict)
     a.rtp.sendto(rtp_packet(1), (node.media_ip, to_a_side))
     assert b.rtp.recv(2048) == rtp_packet(1)
     assert node.ng.request({"command": "ping"}) == {"result": "pong"}
+    assert node.proc.poll() is None
+    assert "statistics failed" not in node.log() and "Traceback" not in node.log()
 
 
 def test_sigterm_stops_and_releases_ports(tmp_path, parties) -> None:
