@@ -790,6 +790,9 @@ class CallEngine:
                 if media.is_rtp:
                     sockets.rtp.payload_types = _payload_type_flags(media.codecs, dtmf_blocked)
                     self._attach_jitter_buffer(sockets.rtp, clock_rates)
+                elif sockets.rtp.jitter is not None:  # re-offered as other media (T.38): relay as it is
+                    sockets.rtp.jitter.close()
+                    sockets.rtp.jitter = None
 
     def _attach_jitter_buffer(self, stream: PacketStream, clock_rates: dict[int, int]) -> None:
         jb = self.settings.jitter_buffer

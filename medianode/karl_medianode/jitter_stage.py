@@ -38,10 +38,15 @@ class JitterStage:
 
     def accept(self, data: bytes) -> None:
         """An RTP packet the relay received on the stream (already counted and checked)."""
+        if 200 <= data[1] <= 204:  # RTCP a phone sent to the RTP port (RFC 5761): never delayed
+            self._send(data)
+            return
         rate = self.clock_rates.get(data[1] & 0x7F)
-        for packet in self.buffer.push(data, self.loop.time(), rate):
-            self._send(packet)
-        self._schedule()
+        try:
+            for packet in self.buffer.push(data, self.loop.time(), rate):
+                self._send(packet)
+        finally:
+            self._schedule()
 
     def _schedule(self) -> None:
         due = self.buffer.next_due()
@@ -61,8 +66,11 @@ class JitterStage:
 
     def _fire(self) -> None:
         self._timer = None
+        # uvloop fires timers on whole milliseconds and caches loop.time() per iteration: release
+        # what was due at the time the timer was set for, or it would re-arm itself until then
+        now = max(self.loop.time(), self._timer_at)
         try:
-            for packet, waited in self.buffer.pop_due(self.loop.time()):
+            for packet, waited in self.buffer.pop_due(now):
                 self._send(packet)
                 if self.on_delay is not None:
                     self.on_delay(waited)

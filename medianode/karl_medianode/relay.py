@@ -88,6 +88,9 @@ MAX_MISORDER = 100
 """A packet this far behind the expected sequence number is a late arrival, not a restart."""
 MAX_SOURCES = 64
 """RTP SSRCs remembered per call for the RTCP statistics."""
+MAX_RTCP_READ_PER_SECOND = 20
+"""RTCP compounds per second and party that the statistics read; the rest is forwarded unread (a party
+sends a few a second; a flood must not cost the event loop the reading)."""
 
 
 class EndpointLearning(IntEnum):
@@ -125,6 +128,7 @@ class PacketStream:
         "endpoint",
         "errors",
         "failures",
+        "gaps",
         "is_rtcp",
         "jitter",
         "last_packet",
@@ -228,6 +232,8 @@ class PacketStream:
         """After a jump in sequence numbers: the number that would confirm the new numbering."""
         self.lost = 0
         """RTP packets missing from the sequence numbers (late arrivals deducted)."""
+        self.gaps = 0
+        """RTP packets missing when their successors arrived (never deducted: a counter for metrics)."""
         self.late = 0
         """RTP packets that arrived behind the sequence (reordered or duplicated)."""
         self.sequence_restarts = 0
@@ -256,6 +262,8 @@ class PacketStream:
     def sequence_break(self, data: bytes, seq: int) -> None:
         """Slow path of the sequence check: `seq` is not the number expected, or the last octet of the
         SSRC changed (a cheap test that catches a new SSRC continuing the old one's numbering)."""
+        if 200 <= data[1] <= 204:
+            return  # an RTCP SR/RR/SDES/BYE/APP sent to the RTP port (RFC 5761: never RTP)
         ssrc = data[8:12]
         expected = self.next_seq
         if expected < 0 or ssrc != self.rtp_ssrc:
@@ -275,6 +283,7 @@ class PacketStream:
         delta = (seq - expected) & 0xFFFF
         if delta < MAX_DROPOUT:
             self.lost += delta
+            self.gaps += delta
             self.next_seq = (seq + 1) & 0xFFFF
         elif delta >= 0x10000 - MAX_MISORDER:
             self.late += 1
@@ -363,7 +372,16 @@ class QualityLink:
     `sources` is shared by all links of a call: which RTP socket each SSRC arrives on, so that a report
     about an SSRC uses the payload type that SSRC sends now."""
 
-    __slots__ = ("call", "clock_rates", "on_failure", "party", "sources")
+    __slots__ = (
+        "_read_count",
+        "_read_window",
+        "call",
+        "clock_rates",
+        "on_failure",
+        "party",
+        "skipped",
+        "sources",
+    )
 
     def __init__(
         self,
@@ -379,6 +397,10 @@ class QualityLink:
         self.sources = sources
         self.on_failure = on_failure
         """Told about an exception of the statistics (a bug): the packet is relayed all the same."""
+        self.skipped = 0
+        """RTCP compounds forwarded unread because the party sent more than MAX_RTCP_READ_PER_SECOND."""
+        self._read_window = 0.0
+        self._read_count = 0
 
     def failed(self, exc: BaseException) -> None:
         if self.on_failure is not None:
@@ -393,12 +415,21 @@ class QualityLink:
         self.call.rtp_source(ssrc, payload_type, self.party, time.time())
 
     def rtcp(self, data: bytes) -> None:
-        self.call.rtcp(data, time.time(), self.clock_rates, self.party, self._payload_type)
+        now = time.time()
+        if now - self._read_window >= 1.0:
+            self._read_window = now
+            self._read_count = 0
+        self._read_count += 1
+        if self._read_count > MAX_RTCP_READ_PER_SECOND:
+            self.skipped += 1
+            return
+        self.call.rtcp(data, now, self.clock_rates, self.party, self._payload_type)
 
     def _payload_type(self, ssrc: int) -> int | None:
         stream = self.sources.get(ssrc)
-        if stream is None or stream.last_ssrc != ssrc:
-            return None
+        last = stream.last_rtp if stream is not None else None
+        if last is None or stream is None or stream.last_ssrc != ssrc or 200 <= last[1] <= 204:
+            return None  # (the last datagram was RTCP sent to the RTP port)
         return stream.last_payload_type
 
 

@@ -54,20 +54,24 @@ def play(buffer: JitterBuffer, arrivals: list[tuple[float, bytes]]) -> list[tupl
     return out
 
 
-def test_in_order_stream_leaves_at_first_arrival_plus_rtp_time_plus_delay() -> None:
+def test_in_order_stream_leaves_at_anchor_plus_rtp_time_plus_delay() -> None:
     jb = JitterBuffer(0.06, 0.2, adaptive=False)
-    # arrivals wobble around the 20 ms grid; playout must not
+    # arrivals wobble around the 20 ms grid; playout follows the grid, not the wobble. The anchor is
+    # the first arrival, moved back by at most 1 ms per packet that comes earlier than it predicts
+    # (here packet 2, 3 ms early: 1 ms back)
     wobble = [0.0, 0.004, -0.003, 0.011, 0.0, 0.007]
     for n, w in enumerate(wobble):
         assert jb.push(frame(n), T0 + n * FRAME + w) == []
     assert len(jb) == 6
+    anchors = [T0, T0, T0 - 0.001, T0 - 0.001, T0 - 0.001, T0 - 0.001]
     for n in range(6):
-        playout = T0 + n * FRAME + 0.06
+        playout = anchors[n] + n * FRAME + 0.06
         assert jb.next_due() == pytest.approx(playout)
         assert popped(jb, playout - 1e-6) == [], f"packet {n} left before its playout time"
         out = jb.pop_due(playout + EPS)
         assert [p for p, _ in out] == [frame(n)]
-        assert out[0][1] == pytest.approx(0.06 - wobble[n], abs=1e-5), "waited = playout - arrival"
+        arrival = T0 + n * FRAME + wobble[n]
+        assert out[0][1] == pytest.approx(playout + EPS - arrival, abs=1e-5), "waited = release - arrival"
     assert jb.next_due() is None and len(jb) == 0
     assert jb.stats.buffered == 6 and jb.stats.immediate == 0 and jb.stats.resyncs == 0
 
@@ -442,3 +446,48 @@ def test_every_packet_leaves_exactly_once_and_paced_ones_in_sequence_order(
     assert order == sorted(order) and len(set(order)) == len(order), order
     assert jb.stats.buffered == len(paced)
     assert jb.stats.immediate == len(sent)
+
+
+# ---------------------------------------------------------------- latency is given back
+
+
+def _waits(jb: JitterBuffer, arrivals: list[tuple[float, bytes]]) -> list[float]:
+    """Push in arrival order, releasing whatever is due in between (a perfect timer)."""
+    waits: list[float] = []
+    for now, packet in arrivals:
+        while (due := jb.next_due()) is not None and due <= now:
+            waits += [waited for _, waited in jb.pop_due(due)]
+        jb.push(packet, now)
+    while (due := jb.next_due()) is not None:
+        waits += [waited for _, waited in jb.pop_due(due)]
+    return waits
+
+
+def test_a_stall_of_the_path_adds_latency_only_for_a_while() -> None:
+    jb = JitterBuffer(0.02, 0.2, adaptive=False)
+    arrivals = []
+    for n in range(500):
+        at = T0 + n * FRAME
+        if 100 <= n < 108:  # a 150 ms stall: packets 100..107 arrive in one burst, re-anchoring
+            at = T0 + 100 * FRAME + 0.15
+        arrivals.append((at, rtp(n, n * TICKS)))
+    arrivals.sort(key=lambda arrival: arrival[0])
+    waits = _waits(jb, arrivals)
+    assert max(waits[110:120]) > 0.1, "right after the stall the schedule is late"
+    assert max(waits[-100:]) < 0.021, "a 1 ms step back per packet gives the 150 ms back in 3 s"
+
+
+def test_a_dtmf_event_does_not_add_its_length_to_later_packets() -> None:
+    jb = JitterBuffer(0.02, 0.2, adaptive=False)
+    arrivals, seq = [], 0
+    for n in range(50):
+        arrivals.append((T0 + n * FRAME, rtp(seq, n * TICKS)))
+        seq += 1
+    for k in range(7):  # a 120 ms RFC 4733 event: every update carries the start timestamp
+        arrivals.append((T0 + (50 + k) * FRAME, rtp(seq, 50 * TICKS, pt=101)))
+        seq += 1
+    for n in range(57, 400):
+        arrivals.append((T0 + n * FRAME, rtp(seq, n * TICKS)))
+        seq += 1
+    waits = _waits(jb, arrivals)
+    assert max(waits[-300:]) < 0.021 and jb.stats.resyncs == 0

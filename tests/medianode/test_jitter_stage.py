@@ -273,3 +273,51 @@ def test_metrics_count_every_packet_that_waited(
     assert 20 * 0.035 <= samples["karl_jitter_buffer_latency_sum"] <= 20 * 0.2, samples
     assert samples["karl_jitter_buffer_latency_bucket|le=0.02"] == 0, "each one waited at least min_delay"
     assert samples["karl_jitter_buffer_latency_bucket|le=+Inf"] == 20
+
+
+def test_one_timer_callback_per_released_packet_under_uvloop() -> None:
+    """uvloop fires timers on whole milliseconds and caches its clock per iteration: the stage must not
+    re-arm itself until the clock catches up (that burnt CPU for nothing)."""
+    import asyncio
+
+    import uvloop
+
+    from karl_medianode.jitter_stage import JitterStage
+    from karl_medianode.relay import PacketStream
+    from karl_medianode.rtp.jitter_buffer import JitterBuffer
+
+    fires = [0]
+    original = JitterStage._fire
+
+    def counted(self: JitterStage) -> None:
+        fires[0] += 1
+        original(self)
+
+    async def main() -> int:
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            out.bind(("127.0.0.1", 0))
+            rx.bind(("127.0.0.1", 0))
+            source, sink = PacketStream("127.0.0.1", 1), PacketStream("127.0.0.1", 2, out)
+            sink.endpoint = rx.getsockname()
+            source.sink = sink
+            stage = JitterStage(asyncio.get_running_loop(), source, JitterBuffer(0.02, 0.2, False), {0: 8000})
+            for n in range(50):
+                stage.accept(struct.pack("!BBHII", 0x80, 0, n, n * 160, 0x1234) + bytes(160))
+                await asyncio.sleep(0.02)
+            deadline = time.monotonic() + 2
+            while stage.buffer.stats.buffered < 50 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            return stage.buffer.stats.buffered
+        finally:
+            out.close()
+            rx.close()
+
+    JitterStage._fire = counted  # type: ignore[method-assign]
+    try:
+        released = uvloop.run(main())
+    finally:
+        JitterStage._fire = original  # type: ignore[method-assign]
+    assert released == 50
+    assert fires[0] <= 2 * released, f"{fires[0]} timer callbacks for {released} packets"

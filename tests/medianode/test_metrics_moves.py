@@ -405,7 +405,8 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     assert second.value("karl_media_packets_total", kind="rtp", direction="from_callee") == 20
     assert second.value("karl_media_packets_total", kind="rtcp", direction="from_caller") == 3
     assert second.value("karl_media_packets_total", kind="rtcp", direction="from_callee") == 2
-    assert second.value("karl_media_rtp_lost_total", direction="from_caller") == 1
+    # gaps: 5 and 6 of the main call, 1 of the jitter-buffer call; 5 and 1 came late after all
+    assert second.value("karl_media_rtp_lost_total", direction="from_caller") == 3
     assert second.value("karl_media_rtp_late_total", direction="from_caller") == 2
     assert second.value("karl_jitter_buffer_latency_count") == 4
     assert 4 * 0.015 < second.value("karl_jitter_buffer_latency_sum") < 4 * 0.2

@@ -558,13 +558,13 @@ def test_totals_observe_every_evaluated_block() -> None:
     quality = call(totals)
     first_round(quality)  # 2 SRs, 2 RRs: legs 62.5 and 187.5 ms, one MOS (3.9)
     quality.rtcp(rr(B, block(A, fraction=128)), T0 + 0.5, RATES, "B")  # no LSR: loss and jitter (0)
-    quality.rtcp(rr(B, block(0xDEAD, fraction=255)), T0 + 0.5, RATES, "B")  # unknown source: loss only
+    quality.rtcp(rr(B, block(0xDEAD, fraction=255)), T0 + 0.5, RATES, "B")  # unknown source: not counted
     assert totals.reports == {"sender": 2, "receiver": 4}
-    assert totals.loss.count == 4
+    assert totals.loss.count == 3
     assert totals.loss.counts[0] == 1  # A's 0.0
     assert totals.loss.counts[6] == 1  # B's first block, 13/256 = 0.051 in (0.05, 0.1]
     assert totals.loss.counts[8] == 1  # 0.5
-    assert totals.loss.counts[9] == 1  # 255/256, above the last bound
+    assert totals.loss.counts[9] == 0  # 255/256 about an SSRC the call never saw
     assert totals.jitter.count == 3  # not for the unknown source
     assert totals.jitter.counts[0] == 1  # 0 s
     assert totals.jitter.counts[2] == 1  # 10 ms

@@ -331,3 +331,44 @@ async def test_a_failing_quality_link_never_costs_a_packet() -> None:
         await leg.send_rtcp(sr(X), leg.a_ctl_stream, leg.b_ctl)
         assert leg.a_ctl_stream.quality_failures == 1
         assert leg.a_stream.failures == leg.a_ctl_stream.failures == 0
+
+
+def test_rtcp_sent_to_a_plain_rtp_port_stays_out_of_the_sequence_and_the_sources() -> None:
+    """Some phones also send their RTCP to the RTP port. Such a report is forwarded like anything else
+    there, but it is no RTP (RFC 5761: second octets 200..204 are never RTP): its block's SSRC (the
+    partner's) must not become a source with payload type 73, which would void later reports."""
+    from karl_medianode.relay import _StreamProtocol
+
+    partner = 0xBBBB_0002
+    call = CallQuality()
+    sources: dict[int, PacketStream] = {}
+    stream = PacketStream(HOST, 1)
+    stream.confirmed = True
+    stream.quality = QualityLink(call, "A", {0: 8000}, sources)
+    protocol = _StreamProtocol(stream, CoarseClock())
+    address = (HOST, 9)
+    for n in range(5):
+        protocol.datagram_received(struct.pack("!BBHII", 0x80, 0, n, n * 160, X) + bytes(160), address)
+    report = build_receiver_report(ReceiverReport(X, (ReportBlock(partner, 0, 0, 1, 80, 0, 0),)))
+    protocol.datagram_received(report, address)
+    protocol.datagram_received(struct.pack("!BBHII", 0x80, 0, 5, 800, X) + bytes(160), address)
+    assert set(sources) == {X} and call.entries[X].payload_type == 0 and partner not in call.entries
+    assert (stream.lost, stream.late, stream.sequence_restarts) == (0, 0, 0)
+    assert stream.packets == 7
+    assert stream.quality._payload_type(X) == 0
+
+
+def test_an_rtcp_flood_is_forwarded_but_only_partly_read() -> None:
+    """A party sends a few RTCP compounds a second; beyond MAX_RTCP_READ_PER_SECOND the statistics
+    leave them unread (the relay still forwards them), so a flood cannot cost the event loop the
+    parsing of every report block."""
+    from karl_medianode.relay import MAX_RTCP_READ_PER_SECOND
+
+    call = CallQuality()
+    link = QualityLink(call, "A", {0: 8000}, {})
+    blocks = tuple(ReportBlock(0x3000 + n, 0, 0, 1, 80, 0, 0) for n in range(31))
+    report = build_receiver_report(ReceiverReport(X, blocks))
+    for _ in range(5 * MAX_RTCP_READ_PER_SECOND):
+        link.rtcp(report)  # within one second: the loop takes far less
+    assert call.reports == MAX_RTCP_READ_PER_SECOND
+    assert link.skipped == 4 * MAX_RTCP_READ_PER_SECOND

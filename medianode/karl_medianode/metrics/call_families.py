@@ -148,8 +148,9 @@ def media_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:
     )
     yield labelled_counter(
         "karl_media_rtp_lost_total",
-        "RTP packets missing from the sequence numbers of what the parties sent (loss before Karl), "
-        "by direction.",
+        "RTP packets missing from the sequence numbers of what the parties sent when later ones arrived "
+        "(loss before Karl; those that came late after all are in karl_media_rtp_late_total), by "
+        "direction.",
         ("direction",),
         [((d,), totals[d].rtp_lost) for d in DIRECTIONS],
     )

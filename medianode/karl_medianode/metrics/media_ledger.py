@@ -78,7 +78,7 @@ class DirectionTotals:
             self.rtcp_packets += muxed_packets
             self.rtcp_bytes += muxed_bytes
             self.rtp_errors += s.errors
-            self.rtp_lost += s.lost
+            self.rtp_lost += s.gaps
             self.rtp_late += s.late
             self.malformed += s.malformed
             self.rtp_streams += 1

@@ -283,7 +283,7 @@ class CallQuality:
             now,
         )
         totals = self.totals
-        if totals is not None:
+        if totals is not None and source is not None:  # not about SSRCs the call never saw
             totals.loss.observe(fraction)
             if jitter_seconds is not None:
                 totals.jitter.observe(jitter_seconds)
@@ -326,7 +326,7 @@ class CallQuality:
             if latest is None and not entry.listed():
                 continue
             average = entry.average() if entry.listed() else None
-            last_rtt = entry.blocks[-1].rtt if entry.blocks else 0
+            last_rtt = next((block.rtt for block in reversed(entry.blocks) if block.rtt), 0)
             sources.append(
                 {
                     "ssrc": entry.ssrc,

@@ -1,18 +1,22 @@
 """A jitter buffer for relayed RTP, sans-IO: packets in, the same packets out in sequence order at the
 pace their RTP timestamps say, a little later.
 
-Each packet gets a playout time: the arrival time of the first packet of its SSRC, plus the RTP time
-elapsed since that packet (timestamp difference / clock rate), plus the buffer's delay. Packets leave in
-sequence order once their playout time has come, so reordering and bursts on the way in are smoothed
-out. The delay is `min_delay`, or in adaptive mode three times the interarrival jitter (RFC 3550
+Each packet gets a playout time: an anchor (the arrival time of the first packet of its SSRC), plus the
+RTP time elapsed since that packet (timestamp difference / clock rate), plus the buffer's delay. Packets
+leave in sequence order once their playout time has come, so reordering and bursts on the way in are
+smoothed out. The delay is `min_delay`, or in adaptive mode three times the interarrival jitter (RFC 3550
 estimator) bounded by `min_delay` and `max_delay`: it grows at once when jitter grows and shrinks by at
-most 1 ms per packet, so playout stays in order.
+most 1 ms per packet, so playout stays in order. The anchor follows the earliest arrivals: a packet that
+comes earlier than the anchor predicts moves it back by up to 1 ms, so latency added by a late anchor (a
+first packet that was late, a stall of the path) is given back within seconds.
 
 A relay must not lose media, so nothing is ever dropped here: a packet behind one already released
 (late, or a duplicate) goes out at once; a packet already behind its playout time, or one that would wait
 longer than `max_delay`, re-anchors the schedule at itself (the sender's clock drifted, a burst of delay
-came, the timestamps jumped: an announcement, the repeated start timestamp of a DTMF event); a new SSRC
-flushes what is buffered; beyond `capacity` waiting packets, a packet goes out at once.
+came, the timestamps jumped: an announcement); a packet with the timestamp of the one before (the
+updates of a DTMF event, the packets of one video frame) that is behind schedule just leaves at once,
+without moving the anchor; a new SSRC flushes what is buffered; beyond `capacity` waiting packets, a
+packet goes out at once.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ _NONE = -(1 << 62)
 """No extended sequence number yet (a real one can be negative: 65535 right after a first 0)."""
 DELAY_STEP_DOWN = 0.001
 """Seconds the delay may shrink per packet in adaptive mode."""
+ANCHOR_STEP_BACK = 0.001
+"""Seconds the anchor may move back per packet that arrives earlier than it predicts."""
 
 
 @dataclass(slots=True)
@@ -65,6 +71,7 @@ class JitterBuffer:
         self._highest = _NONE  # extended sequence number of the newest packet seen
         self._released = _NONE  # extended sequence number of the last packet that left
         self._last_transit: float | None = None
+        self._last_ts: int | None = None
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -125,8 +132,15 @@ class JitterBuffer:
             return out
         self._highest = max(self._highest, ext)
         self._adapt(timestamp, now)
+        same_timestamp = timestamp == self._last_ts
+        self._last_ts = timestamp
+        expected = self._base_arrival + self._elapsed(timestamp)
+        if expected > now:  # earlier than the anchor predicts: move it back a little
+            self._base_arrival -= min(expected - now, ANCHOR_STEP_BACK)
         playout = self._base_arrival + self._elapsed(timestamp) + self.delay
-        if playout < now or playout - now > self.max_delay:
+        if playout < now and same_timestamp:
+            playout = now  # a DTMF update or a frame's next packet: no reason to move the schedule
+        elif playout < now or playout - now > self.max_delay:
             # off schedule (clock drift, a burst of delay, a timestamp jump): start it again here
             self._anchor(timestamp, now)
             self.stats.resyncs += 1
