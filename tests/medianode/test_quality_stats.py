@@ -23,6 +23,10 @@ from karl_medianode.rtp.rtcp import (
     SenderReport,
     build_receiver_report,
     build_sender_report,
+    build_xr,
+    xr_dlrr,
+    xr_receiver_reference_time,
+    xr_voip_metrics,
 )
 
 A, B = 0xAAAA0001, 0xBBBB0002
@@ -554,12 +558,12 @@ def test_summary_for_the_rest_api_and_cdrs() -> None:
 
 def test_totals_observe_every_evaluated_block() -> None:
     totals = QualityTotals()
-    assert totals.reports == {"sender": 0, "receiver": 0}
+    assert totals.reports == {"sender": 0, "receiver": 0, "xr": 0}
     quality = call(totals)
     first_round(quality)  # 2 SRs, 2 RRs: legs 62.5 and 187.5 ms, one MOS (3.9)
     quality.rtcp(rr(B, block(A, fraction=128)), T0 + 0.5, RATES, "B")  # no LSR: loss and jitter (0)
     quality.rtcp(rr(B, block(0xDEAD, fraction=255)), T0 + 0.5, RATES, "B")  # unknown source: not counted
-    assert totals.reports == {"sender": 2, "receiver": 4}
+    assert totals.reports == {"sender": 2, "receiver": 4, "xr": 0}
     assert totals.loss.count == 3
     assert totals.loss.counts[0] == 1  # A's 0.0
     assert totals.loss.counts[6] == 1  # B's first block, 13/256 = 0.051 in (0.05, 0.1]
@@ -586,3 +590,40 @@ def test_totals_count_mos_of_blocks_dropped_by_the_one_second_rule() -> None:
     quality.rtcp(rr(A, block(B, lsr=MB2, dlsr=DLSR_62_5_MS, jitter=80)), T0 + 0.75, RATES, "A")
     assert len(quality.entries[A].blocks) == 1
     assert totals.mos.count == 2
+
+
+def test_an_xr_reference_time_echoed_in_a_dlrr_gives_the_round_trip_of_a_leg() -> None:
+    """A sends no SR but an XR receiver reference time; B's DLRR echoes it: B's leg round trip is kept
+    on A's entry, so A's next report (about B's SR) has both legs and a MOS."""
+    totals = QualityTotals()
+    quality = CallQuality(totals)
+    quality.rtp_source(A, 0, "A", T0)
+    quality.rtp_source(B, 0, "B", T0)
+    quality.rtcp(build_xr(A, [xr_receiver_reference_time(0xE900_0000 | MA >> 16, 0)]), T0, RATES, "A")
+    quality.rtcp(sr(B, MB), T0, RATES, "B")
+    quality.rtcp(build_xr(B, [xr_dlrr((A, MA, DLSR_62_5_MS))]), T0 + 0.125, RATES, "B")
+    assert quality.entries[A].last_rtt == 62_500
+    quality.rtcp(rr(A, block(B, lsr=MB, dlsr=DLSR_62_5_MS)), T0 + 0.25, RATES, "A")
+    entry = quality.entries[A]
+    assert entry.blocks[-1].rtt_leg == 187_500 and entry.blocks[-1].rtt == 250_000
+    assert entry.blocks[-1].mos == mos_x10(250_000, 0, 0) > 0
+    assert totals.reports == {"sender": 1, "receiver": 1, "xr": 2}
+    # a DLRR that echoes nothing Karl saw changes nothing
+    quality.rtcp(build_xr(B, [xr_dlrr((A, 0x1111_2222, DLSR_62_5_MS))]), T0 + 0.3, RATES, "B")
+    assert quality.entries[A].last_rtt == 62_500
+
+
+def test_xr_voip_metrics_replace_the_round_trip_of_the_sending_partys_own_reports() -> None:
+    quality = CallQuality()
+    quality.rtp_source(B, 0, "B", T0)
+    quality.rtcp(sr(B, MB), T0, RATES, "B")
+    # about A, sent by B: kept under (B, A), so A's reports do not use it
+    quality.rtcp(build_xr(B, [xr_voip_metrics(A, 300)]), T0, RATES, "B")
+    quality.rtcp(rr(A, block(B, lsr=MB, dlsr=DLSR_62_5_MS)), T0 + 0.125, RATES, "A")
+    assert quality.entries[A].blocks[-1].rtt == 0
+    # about itself, sent by A: A's next report takes 300 ms as its end-to-end round trip
+    quality.rtcp(build_xr(A, [xr_voip_metrics(A, 300)]), T0 + 1.2, RATES, "A")
+    quality.rtcp(sr(B, MB2), T0 + 1.2, RATES, "B")
+    quality.rtcp(rr(A, block(B, lsr=MB2, dlsr=DLSR_62_5_MS)), T0 + 1.325, RATES, "A")
+    assert quality.entries[A].blocks[-1].rtt == 300_000
+    assert quality.entries[A].blocks[-1].rtt_leg == 62_500

@@ -14,13 +14,20 @@ from hypothesis import strategies as st
 
 from karl_medianode.rtp.packet import rtcp_is_valid
 from karl_medianode.rtp.rtcp import (
+    DelaySinceLastReceiverReport,
+    ReceiverReferenceTime,
     ReceiverReport,
     ReportBlock,
     SenderReport,
+    VoipMetrics,
     build_receiver_report,
     build_report_block,
     build_sender_report,
+    build_xr,
     parse_reports,
+    xr_dlrr,
+    xr_receiver_reference_time,
+    xr_voip_metrics,
 )
 
 BLOCK_A = ReportBlock(0xAAAA0001, 25, 5, 0x0001_0031, 160, 0x1234_5678, 655)
@@ -142,9 +149,34 @@ def test_sr_rr_and_sdes_compound_gives_both_reports_in_order() -> None:
 def test_other_packet_types_are_skipped_wherever_they_are() -> None:
     rr = ReceiverReport(0xBBBB, (BLOCK_A,))
     app = part(204, 0, struct.pack("!I", 0xBBBB) + b"NAME" + b"data")
-    xr = part(207, 0, struct.pack("!I", 0xBBBB) + b"\x04\x00\x00\x02" + b"\x00" * 8)
-    data = sdes(0xBBBB, b"bob") + app + build_receiver_report(rr) + xr + bye(0xBBBB)
-    assert parse_reports(data) == [rr]
+    # an XR with a receiver reference time (read) and a statistics summary block (type 6, skipped)
+    xr = part(207, 0, struct.pack("!I", 0xBBBB) + b"\x04\x00\x00\x02" + b"\x00" * 7 + b"\x09")
+    xr_other = part(207, 0, struct.pack("!I", 0xBBBB) + b"\x06\x00\x00\x09" + b"\x00" * 36)
+    data = sdes(0xBBBB, b"bob") + app + build_receiver_report(rr) + xr + xr_other + bye(0xBBBB)
+    assert parse_reports(data) == [rr, ReceiverReferenceTime(0xBBBB, 0, 9)]
+
+
+def test_xr_blocks_that_the_statistics_read() -> None:
+    data = build_xr(
+        0x5555,
+        [
+            xr_receiver_reference_time(3_900_000_000, 1 << 31),
+            xr_dlrr((0x7777, 0x1234_5678, 655), (0x8888, 0, 0)),
+            (6, bytes(36)),  # statistics summary: skipped
+            xr_voip_metrics(0x9999, 123),
+        ],
+    )
+    assert rtcp_is_valid(data)
+    rrt, dlrr_1, dlrr_2, metrics = parse_reports(data)
+    assert rrt == ReceiverReferenceTime(0x5555, 3_900_000_000, 1 << 31)
+    assert rrt.ntp_middle == (3_900_000_000 & 0xFFFF) << 16 | 0x8000
+    assert dlrr_1 == DelaySinceLastReceiverReport(0x5555, 0x7777, 0x1234_5678, 655)
+    assert dlrr_2 == DelaySinceLastReceiverReport(0x5555, 0x8888, 0, 0)
+    assert metrics == VoipMetrics(0x5555, 0x9999, 123)
+    # a block whose length runs past the packet ends the walk of that packet
+    truncated = data[:-8] + b""
+    truncated = truncated[:2] + ((len(truncated) // 4) - 1).to_bytes(2, "big") + truncated[4:]
+    assert parse_reports(truncated) == [rrt, dlrr_1, dlrr_2]
 
 
 def test_hand_written_sender_report_fields() -> None:

@@ -28,6 +28,7 @@ import pytest
 
 import karl_testkit as testkit
 from karl_medianode.quality import mos_x10
+from karl_medianode.rtp.rtcp import build_xr, xr_dlrr, xr_receiver_reference_time, xr_voip_metrics
 from karl_testkit import NgServer, Party, make_party, sdp, wait_for
 
 pytestmark = pytest.mark.sidebyside
@@ -527,6 +528,60 @@ def test_reports_before_a_malformed_part_still_count(servers: tuple[NgServer, Ng
         replies = [settled(side) for side in sides]
         assert_same_ssrc_sections("query", *replies)
         assert sorted(int(ssrc) for ssrc in replies[0]["SSRC"]) == [SSRC_A]
+    finally:
+        for side in sides:
+            side.close()
+
+
+def xr(reporter: int, *blocks: tuple[int, bytes]) -> bytes:
+    return build_xr(reporter, list(blocks))
+
+
+@pytest.mark.parametrize("metrics_from", ["the party itself", "the other party"])
+def test_xr_reference_time_dlrr_and_voip_metrics_match_rtpengine(
+    metrics_from: str, servers: tuple[NgServer, NgServer]
+) -> None:
+    """RTCP XR (RFC 3611) as 10.5 reads it. A sends no SR but a receiver reference time, which B echoes in
+    a DLRR: that gives the round trip of B's leg, so A's receiver report (about B's SR) has a MOS. Then
+    VoIP metrics with a round-trip delay of 123 ms: rtpengine uses it for the end-to-end round trip of
+    A's next report when A sent it about itself, and ignores it when B sent it about A (10.5 keeps it in
+    the sender's own table)."""
+    sides = [Side(server, mux=False) for server in servers]
+    try:
+        send_media(sides, switch_ssrc=False)
+        for side in sides:
+            settled(side)
+        now = time.time() + 2_208_988_800
+        seconds, fraction = int(now), int(now % 1 * 2**32)
+        reference_time = (seconds & 0xFFFF) << 16 | fraction >> 16
+        sr_b, lsr_b = sender_report(SSRC_B)
+        sent = time.monotonic()
+        deliver(sides, lambda side: side.rtcp(a=(xr(SSRC_A, xr_receiver_reference_time(seconds, fraction)),)))
+        deliver(sides, lambda side: side.rtcp(b=(sr_b,)))
+        pass_time(sent, RTT_SPACING)
+        dlrr = xr(SSRC_B, xr_dlrr((SSRC_A, reference_time, DLSR_10_MS)))
+        deliver(sides, lambda side: side.rtcp(b=(dlrr,)))
+        block = report_block(SSRC_B, fraction=13, cumulative=2, jitter=80, lsr=lsr_b, dlsr=DLSR_10_MS)
+        deliver(sides, lambda side: side.rtcp(a=(receiver_report(SSRC_A, block),)))
+        first = [settled(side) for side in sides]
+        assert_same_ssrc_sections("query after the DLRR round", *first)
+        assert first[0]["SSRC"][str(SSRC_A)]["average MOS"]["MOS"] > 0, "the DLRR gave the other leg"
+
+        pass_time(sent, 1.1)
+        metrics = xr(SSRC_A, xr_voip_metrics(SSRC_A, 123))
+        if metrics_from == "the party itself":
+            deliver(sides, lambda side: side.rtcp(a=(metrics,)))
+        else:
+            about_a = xr(SSRC_B, xr_voip_metrics(SSRC_A, 123))
+            deliver(sides, lambda side: side.rtcp(b=(about_a,)))
+        sr_b2, lsr_b2 = sender_report(SSRC_B)
+        deliver(sides, lambda side: side.rtcp(b=(sr_b2,)))
+        block = report_block(SSRC_B, fraction=26, cumulative=4, jitter=160, lsr=lsr_b2, dlsr=DLSR_10_MS)
+        deliver(sides, lambda side: side.rtcp(a=(receiver_report(SSRC_A, block),)))
+        second = [settled(side) for side in sides]
+        assert_same_ssrc_sections("query after the VoIP metrics", *second)
+        lowest = second[0]["SSRC"][str(SSRC_A)]["lowest MOS"]["round-trip time"]
+        assert (lowest == 123_000) == (metrics_from == "the party itself"), lowest
     finally:
         for side in sides:
             side.close()

@@ -51,7 +51,7 @@ def quality_families(node: MediaNode) -> Iterator[Metric]:
     )
     yield labelled_counter(
         "karl_rtcp_reports_total",
-        "RTCP sender (SR) and receiver (RR) reports parsed, by type.",
+        "RTCP sender (SR) and receiver (RR) reports and XR blocks parsed, by type.",
         ("type",),
         [((kind,), count) for kind, count in totals.reports.items()],
     )

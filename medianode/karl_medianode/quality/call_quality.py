@@ -27,7 +27,14 @@ from typing import Any
 
 from karl_medianode.quality.mos import mos_x10
 from karl_medianode.quality.totals import QualityTotals
-from karl_medianode.rtp.rtcp import ReportBlock, SenderReport, parse_reports
+from karl_medianode.rtp.rtcp import (
+    DelaySinceLastReceiverReport,
+    ReceiverReferenceTime,
+    ReportBlock,
+    SenderReport,
+    VoipMetrics,
+    parse_reports,
+)
 
 MAX_SENDER_REPORTS = 10
 """SRs remembered per SSRC for matching LSR values (rtpengine keeps 10)."""
@@ -95,6 +102,7 @@ class SsrcStats:
         "packets_lost",
         "party",
         "payload_type",
+        "rr_times",
         "sender_reports",
         "ssrc",
         "sums",
@@ -108,7 +116,10 @@ class SsrcStats:
         """Payload type of the RTP seen with this SSRC (None: no RTP from it yet)."""
         self.sender_reports: deque[tuple[int, float]] = deque(maxlen=MAX_SENDER_REPORTS)
         self.last_rtt = 0
-        """Last round-trip time (µs) measured with an SR of this SSRC."""
+        """Last round-trip time (µs) measured with an SR (or an XR reference time) of this SSRC."""
+        self.rr_times: deque[tuple[int, float]] = deque(maxlen=MAX_SENDER_REPORTS)
+        """XR receiver reference times of this SSRC: NTP middle bits and arrival."""
+
         self.packets_lost = 0
         """Cumulative loss in this SSRC's last report (as rtpengine shows it: unsigned 24 bits)."""
         self.blocks: list[StatsBlock] = []
@@ -193,7 +204,9 @@ class CallQuality:
         self.entries: dict[int, SsrcStats] = {}
         self.totals = totals
         self.reports = 0
-        """SR and RR packets parsed for this call."""
+        """SR and RR packets and XR blocks parsed for this call."""
+        self.xr_round_trips: dict[tuple[str | None, int], int] = {}
+        """Round-trip delay (ms) of XR VoIP metrics, by sending party and the SSRC they are about."""
 
     def entry(self, ssrc: int, now: float) -> SsrcStats:
         found = self.entries.get(ssrc)
@@ -225,6 +238,11 @@ class CallQuality:
         type currently sent with an SSRC (fresher than the one seen when the SSRC appeared)."""
         for report in parse_reports(data):
             self.reports += 1
+            if isinstance(report, (ReceiverReferenceTime, DelaySinceLastReceiverReport, VoipMetrics)):
+                if self.totals is not None:
+                    self.totals.reports["xr"] += 1
+                self._xr(report, now, party)
+                continue
             if isinstance(report, SenderReport):
                 if self.totals is not None:
                     self.totals.reports["sender"] += 1
@@ -238,17 +256,51 @@ class CallQuality:
             for block in report.blocks:
                 self.receiver_block(reporter, block, now, clock_rates, party, payload_type_of)
 
-    def _round_trip(self, source: SsrcStats | None, block: ReportBlock, now: float) -> int:
-        if source is None or not block.last_sr or not block.delay_since_last_sr:
-            return 0
-        for ntp_middle, received in reversed(source.sender_reports):
-            if ntp_middle == block.last_sr:
-                rtt = round((now - received) * 1_000_000) - block.delay_since_last_sr * 1_000_000 // 65536
-                if rtt <= 0 or rtt > MAX_RTT_US:
-                    return 0
+    def _xr(
+        self,
+        block: ReceiverReferenceTime | DelaySinceLastReceiverReport | VoipMetrics,
+        now: float,
+        party: str | None,
+    ) -> None:
+        if isinstance(block, ReceiverReferenceTime):
+            sender = self.entry(block.ssrc, now)
+            if party is not None:
+                sender.party = party
+            sender.rr_times.append((block.ntp_middle, now))
+        elif isinstance(block, DelaySinceLastReceiverReport):
+            # the round trip between Karl and the DLRR's sender, kept on the reference time's owner
+            source = self.entries.get(block.ssrc)
+            rtt = self._match(source.rr_times if source else None, block.last_rr, block.delay, now)
+            if source is not None and rtt:
                 source.last_rtt = rtt
-                return rtt
+                if self.totals is not None:
+                    self.totals.rtt.observe(rtt / 1_000_000)
+        else:
+            # rtpengine keeps it in the sending party's own table: it replaces the end-to-end round trip
+            # of that party's reports under that SSRC (normally a party's metrics about itself)
+            key = (party, block.ssrc)
+            if key not in self.xr_round_trips and len(self.xr_round_trips) >= MAX_ENTRIES:
+                del self.xr_round_trips[next(iter(self.xr_round_trips))]
+            self.xr_round_trips[key] = block.round_trip_delay
+
+    @staticmethod
+    def _match(times: deque[tuple[int, float]] | None, ntp_middle: int, delay: int, now: float) -> int:
+        """Round trip (µs) from an echoed NTP middle and the delay at the far end; 0 if none fits."""
+        if times is None or not ntp_middle or not delay:
+            return 0
+        for echoed, received in reversed(times):
+            if echoed == ntp_middle:
+                rtt = round((now - received) * 1_000_000) - delay * 1_000_000 // 65536
+                return rtt if 0 < rtt <= MAX_RTT_US else 0
         return 0
+
+    def _round_trip(self, source: SsrcStats | None, block: ReportBlock, now: float) -> int:
+        if source is None:
+            return 0
+        rtt = self._match(source.sender_reports, block.last_sr, block.delay_since_last_sr, now)
+        if rtt:
+            source.last_rtt = rtt
+        return rtt
 
     def receiver_block(
         self,
@@ -297,6 +349,9 @@ class CallQuality:
         rate = clock_rates[payload_type]
         jitter_ms = ((block.jitter * 1000) & 0xFFFFFFFF) // rate if rate else block.jitter
         rtt = rtt_leg + reporter.last_rtt if reporter.last_rtt else 0
+        xr_round_trip = self.xr_round_trips.get((party, reporter_ssrc), 0)
+        if xr_round_trip > 0:  # an XR VoIP metrics round trip replaces it (rtpengine does so)
+            rtt = xr_round_trip * 1000
         loss_percent = block.fraction_lost * 100 // 256
         stats = StatsBlock(
             mos=mos_x10(rtt, jitter_ms, loss_percent),

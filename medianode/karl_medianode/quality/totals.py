@@ -27,5 +27,5 @@ class QualityTotals:
         the one-second rule: rtpengine's `statistics` counts them too)."""
         self.mos_squares = 0.0
         """Sum of the squared MOS values, for the standard deviation in `statistics`."""
-        self.reports: dict[str, int] = {"sender": 0, "receiver": 0}
-        """SR and RR packets parsed."""
+        self.reports: dict[str, int] = {"sender": 0, "receiver": 0, "xr": 0}
+        """SR and RR packets and XR blocks (reference time, DLRR, VoIP metrics) parsed."""

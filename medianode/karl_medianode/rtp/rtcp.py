@@ -1,7 +1,9 @@
 """RTCP sender and receiver reports (RFC 3550 section 6.4), sans-IO.
 
-Only what call-quality statistics need is decoded: the sender info of SRs and the report blocks of SRs
-and RRs. Other packet types of a compound (SDES, BYE, APP, feedback, XR) are skipped. The walk stops where
+Only what call-quality statistics need is decoded: the sender info of SRs, the report blocks of SRs and
+RRs, and three kinds of RTCP XR blocks (RFC 3611): receiver reference time, DLRR and VoIP metrics (of
+which only the round-trip delay). Other packet types of a compound (SDES, BYE, APP, feedback) and other XR
+blocks are skipped. The walk stops where
 `packet.rtcp_is_valid` finds the compound broken or truncated, keeping the reports before that point (as
 rtpengine 10.5 does: it evaluates the parts as it walks them, then drops a broken datagram), and a report
 count that promises more blocks than the part holds yields only the blocks that fit.
@@ -61,7 +63,47 @@ class ReceiverReport:
     blocks: tuple[ReportBlock, ...]
 
 
-Report = SenderReport | ReceiverReport
+@dataclass(frozen=True, slots=True)
+class ReceiverReferenceTime:
+    """XR block type 4: a receiver's own NTP time, which others echo in DLRR (RTT without sending)."""
+
+    ssrc: int
+    """The XR sender."""
+    ntp_seconds: int
+    ntp_fraction: int
+
+    @property
+    def ntp_middle(self) -> int:
+        return ((self.ntp_seconds & 0xFFFF) << 16) | (self.ntp_fraction >> 16)
+
+
+@dataclass(frozen=True, slots=True)
+class DelaySinceLastReceiverReport:
+    """One sub-block of XR block type 5 (DLRR): `ssrc` is the receiver whose reference time is echoed."""
+
+    reporter: int
+    ssrc: int
+    last_rr: int
+    delay: int
+    """1/65536 s."""
+
+
+@dataclass(frozen=True, slots=True)
+class VoipMetrics:
+    """XR block type 7, reduced to what the statistics use."""
+
+    reporter: int
+    ssrc: int
+    """The source the metrics are about."""
+    round_trip_delay: int
+    """Milliseconds."""
+
+
+XrBlock = ReceiverReferenceTime | DelaySinceLastReceiverReport | VoipMetrics
+Report = SenderReport | ReceiverReport | XrBlock
+
+RTCP_XR = 207
+_XR_RRT, _XR_DLRR, _XR_VOIP_METRICS = 4, 5, 7
 
 
 def _blocks(data: bytes, offset: int, end: int, count: int) -> tuple[ReportBlock, ...]:
@@ -76,8 +118,36 @@ def _blocks(data: bytes, offset: int, end: int, count: int) -> tuple[ReportBlock
     return tuple(blocks)
 
 
+def _xr_blocks(data: bytes, offset: int, end: int) -> list[XrBlock]:
+    """The blocks of an XR packet whose body runs from `offset` (the sender SSRC) to `end`."""
+    if end - offset < 4:
+        return []
+    reporter = int.from_bytes(data[offset : offset + 4], "big")
+    blocks: list[XrBlock] = []
+    offset += 4
+    while end - offset >= 4:
+        block_type = data[offset]
+        size = 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+        if size > end - offset:
+            break
+        body = offset + 4
+        if block_type == _XR_RRT and size >= 12:
+            seconds, fraction = struct.unpack_from("!II", data, body)
+            blocks.append(ReceiverReferenceTime(reporter, seconds, fraction))
+        elif block_type == _XR_DLRR:
+            for sub in range(body, offset + size - 11, 12):
+                ssrc, last_rr, delay = struct.unpack_from("!III", data, sub)
+                blocks.append(DelaySinceLastReceiverReport(reporter, ssrc, last_rr, delay))
+        elif block_type == _XR_VOIP_METRICS and size >= 36:
+            ssrc = int.from_bytes(data[body : body + 4], "big")
+            round_trip = int.from_bytes(data[body + 12 : body + 14], "big")
+            blocks.append(VoipMetrics(reporter, ssrc, round_trip))
+        offset += size
+    return blocks
+
+
 def parse_reports(data: bytes) -> list[Report]:
-    """The SRs and RRs of an RTCP compound packet, in order; never raises on any input."""
+    """The SRs, RRs and XR blocks of an RTCP compound packet, in order; never raises on any input."""
     reports: list[Report] = []
     offset = 0
     total = len(data)
@@ -92,7 +162,9 @@ def parse_reports(data: bytes) -> list[Report]:
             break
         if packet_type in (RTCP_SR, RTCP_RR) and length < count * REPORT_BLOCK_SIZE:
             break
-        if packet_type == RTCP_SR and length >= 4 + _SENDER_INFO.size:
+        if packet_type == RTCP_XR:
+            reports.extend(_xr_blocks(data, offset + 4, end))
+        elif packet_type == RTCP_SR and length >= 4 + _SENDER_INFO.size:
             ssrc, msw, lsw, rtp_ts, packets, octets = _SENDER_INFO.unpack_from(data, offset + 4)
             blocks = _blocks(data, offset + 4 + _SENDER_INFO.size, end, count)
             reports.append(SenderReport(ssrc, msw, lsw, rtp_ts, packets, octets, blocks))
@@ -126,3 +198,25 @@ def build_sender_report(report: SenderReport) -> bytes:
 def build_receiver_report(report: ReceiverReport) -> bytes:
     body = struct.pack("!I", report.ssrc) + b"".join(build_report_block(block) for block in report.blocks)
     return struct.pack("!BBH", 0x80 | len(report.blocks), RTCP_RR, (len(body) + 4) // 4 - 1) + body
+
+
+def build_xr(reporter: int, blocks: list[tuple[int, bytes]]) -> bytes:
+    """An XR packet from (block type, block body) pairs (for tests and generators)."""
+    body = struct.pack("!I", reporter) + b"".join(
+        struct.pack("!BBH", block_type, 0, len(content) // 4) + content for block_type, content in blocks
+    )
+    return struct.pack("!BBH", 0x80, RTCP_XR, (len(body) + 4) // 4 - 1) + body
+
+
+def xr_receiver_reference_time(ntp_seconds: int, ntp_fraction: int) -> tuple[int, bytes]:
+    return _XR_RRT, struct.pack("!II", ntp_seconds, ntp_fraction)
+
+
+def xr_dlrr(*subs: tuple[int, int, int]) -> tuple[int, bytes]:
+    """(ssrc, last RR middle NTP bits, delay in 1/65536 s) per sub-block."""
+    return _XR_DLRR, b"".join(struct.pack("!III", *sub) for sub in subs)
+
+
+def xr_voip_metrics(ssrc: int, round_trip_delay_ms: int) -> tuple[int, bytes]:
+    """A VoIP metrics block about `ssrc` with only the round-trip delay set (the rest zero)."""
+    return _XR_VOIP_METRICS, struct.pack("!I8xH18x", ssrc, round_trip_delay_ms)
