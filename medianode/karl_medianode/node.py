@@ -33,6 +33,10 @@ class StartupError(Exception):
     """The node cannot start (port in use, bad address); the message says which and why."""
 
 
+GARBAGE_LOG_INTERVAL = 30.0
+"""Seconds between two log lines about garbage received on media ports."""
+
+
 @dataclass
 class NodeSettings:
     ng_address: str
@@ -151,12 +155,23 @@ class MediaNode:
 
     async def _sweep_loop(self) -> None:
         assert self.engine is not None
+        garbage_reported, garbage_logged_at = 0, 0.0
         while True:
             await asyncio.sleep(self.settings.sweep_interval)
             try:
                 self.engine.sweep()
             except Exception:
                 log.exception("timer sweep failed")
+            # garbage on the media ports: counted per packet, logged here at most every 30 s
+            garbage = self.relay.counters.garbage if self.relay is not None else 0
+            now = time.monotonic()
+            if garbage > garbage_reported and now - garbage_logged_at >= GARBAGE_LOG_INTERVAL:
+                log.warning(
+                    "media ports received datagrams that are neither RTP nor valid RTCP (forwarded or "
+                    "dropped as rtpengine does)",
+                    extra={"event": "media_garbage", "datagrams": garbage - garbage_reported},
+                )
+                garbage_reported, garbage_logged_at = garbage, now
 
     async def dispatch(self, command: Command, opts: NgOptions, addr: tuple[str, int]) -> dict[str, Any]:
         engine = self.engine

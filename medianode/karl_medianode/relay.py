@@ -433,14 +433,27 @@ class QualityLink:
         return stream.last_payload_type
 
 
+class RelayCounters:
+    """Node-wide relay counters touched only off the normal path (garbage), read by the node's sweep."""
+
+    __slots__ = ("garbage",)
+
+    def __init__(self) -> None:
+        self.garbage = 0
+        """Datagrams on media ports that are neither RTP nor RTCP, and broken RTCP compounds."""
+
+
 class _StreamProtocol(asyncio.DatagramProtocol):
     """The hot path: attribute reads, integer increments and one `sendto` per datagram."""
 
-    __slots__ = ("clock", "stream")
+    __slots__ = ("clock", "counters", "stream")
 
-    def __init__(self, stream: PacketStream, clock: CoarseClock) -> None:
+    def __init__(
+        self, stream: PacketStream, clock: CoarseClock, counters: RelayCounters | None = None
+    ) -> None:
         self.stream = stream
         self.clock = clock
+        self.counters = counters
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         s = self.stream
@@ -485,6 +498,8 @@ class _StreamProtocol(asyncio.DatagramProtocol):
                     self._rtcp(s, data)
                     return
                 s.malformed += 1
+                if self.counters is not None:
+                    self.counters.garbage += 1
             if s.blocked:
                 s.dropped_blocked += 1
                 return
@@ -516,6 +531,8 @@ class _StreamProtocol(asyncio.DatagramProtocol):
         if not rtcp_is_valid(data):
             s.errors += 1
             s.dropped_malformed += 1
+            if self.counters is not None:
+                self.counters.garbage += 1
             return
         if len(data) >= 8:
             s.last_rtcp_ssrc = int.from_bytes(data[4:8], "big")
@@ -550,6 +567,7 @@ class Relay:
         self.clock = clock
         self._on_close = on_close
         self._transports: dict[PacketStream, asyncio.DatagramTransport] = {}
+        self.counters = RelayCounters()
 
     @property
     def open_streams(self) -> int:
@@ -558,7 +576,7 @@ class Relay:
     async def open_stream(self, sock: socket.socket, local_ip: str) -> PacketStream:
         """Start relaying on a bound UDP socket (from `PortAllocator`)."""
         stream = PacketStream(local_ip, sock.getsockname()[1], sock)
-        protocol = _StreamProtocol(stream, self.clock)
+        protocol = _StreamProtocol(stream, self.clock, self.counters)
         transport, _ = await self.loop.create_datagram_endpoint(lambda: protocol, sock=sock)
         self._transports[stream] = transport
         return stream

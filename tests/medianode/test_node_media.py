@@ -265,6 +265,9 @@ def test_garbage_to_ng_and_media_ports_does_not_disturb_calls(karl_factory, part
     assert node.ng.request({"command": "ping"}) == {"result": "pong"}
     assert node.proc.poll() is None
     assert "statistics failed" not in node.log() and "Traceback" not in node.log()
+    # the garbage is logged, once, by the node's sweep (not per packet)
+    wait_for(lambda: "neither RTP nor valid RTCP" in node.log(), timeout=5)
+    assert node.log().count("neither RTP nor valid RTCP") == 1
 
 
 def test_sigterm_stops_and_releases_ports(tmp_path, parties) -> None:
