@@ -23,18 +23,18 @@ import json
 import re
 import shutil
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.test_kamailio_sipp import Kamailio, kamailio_modules_dir, render_kamailio_cfg, tail, udp_bound
+from tests.e2e.test_kamailio_sipp import Kamailio, kamailio_modules_dir, launch_kamailio, tail
 from tests.medianode.test_rtcp_sidebyside import (
-    media_port,
+    Side,
+    deliver,
     pass_time,
     receiver_report,
     report_block,
@@ -42,7 +42,7 @@ from tests.medianode.test_rtcp_sidebyside import (
     sender_report,
 )
 
-from karl_testkit import NgServer, Party, free_port, make_party, sdp, wait_for
+from karl_testkit import NgServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sidebyside]
 
@@ -161,44 +161,7 @@ def kamailio_tools() -> KamailioTools:
 def start_mos_kamailio(tools: KamailioTools, ng: NgServer, workdir: Path) -> Kamailio:
     """Kamailio with mos.cfg, asking `ng` (its NG socket) for the call's statistics."""
     workdir.mkdir()
-    port = free_port(KAMAILIO_IP)
-    ng_host, ng_port = ng.ng.address
-    cfg = workdir / "mos.cfg"
-    cfg.write_text(
-        render_kamailio_cfg(
-            MOS_TEMPLATE.read_text(),
-            {
-                "SIP_LISTEN": f"udp:{KAMAILIO_IP}:{port}",
-                "NG_SOCKETS": f'"udp:{ng_host}:{ng_port}"',
-                "MODULES_PATH": f'"{tools.modules}/"',
-            },
-        )
-    )
-    run_dir = workdir / "run"
-    run_dir.mkdir()
-    base = [tools.kamailio, "-f", str(cfg), "-w", str(workdir), "-Y", str(run_dir)]
-    check = subprocess.run(
-        [*base, "-c"], capture_output=True, text=True, timeout=20, cwd=workdir, check=False
-    )
-    assert check.returncode == 0, f"kamailio -c rejected {cfg}:\n{check.stdout}\n{check.stderr}"
-    log_path = workdir / "kamailio.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*base, "-DD", "-E"], stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
-        )
-    kamailio = Kamailio(proc, KAMAILIO_IP, port, log_path)
-
-    def listening() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"kamailio exited with {proc.returncode}:\n{tail(log_path)}")
-        return bool(udp_bound(KAMAILIO_IP, port))
-
-    try:
-        wait_for(listening, timeout=15)
-    except BaseException:
-        kamailio.stop()
-        raise
-    return kamailio
+    return launch_kamailio(tools.kamailio, tools.modules, ng, workdir, MOS_TEMPLATE, KAMAILIO_IP)
 
 
 def sip_query(kamailio: Kamailio, call_id: str) -> dict[str, str]:
@@ -238,92 +201,21 @@ def sip_query(kamailio: Kamailio, call_id: str) -> dict[str, str]:
 # ---- the call on one server ---------------------------------------------------------------------------
 
 
-@dataclass
-class Call:
-    """A call set up over NG on one server, and A's and B's media sockets."""
-
-    server: NgServer
-    call_id: str = field(default_factory=lambda: f"kamailio-mos-{uuid.uuid4().hex}")
-    a: Party = field(default_factory=make_party)
-    b: Party = field(default_factory=make_party)
-    a_to: int = 0
-    b_to: int = 0
-    sent: int = 0
-    """Datagrams sent to the server, to know when it has handled all of them."""
-
-    def __post_init__(self) -> None:
-        offer = self.server.ng.request(
-            {
-                "command": "offer",
-                "call-id": self.call_id,
-                "from-tag": "ta",
-                "label": LABEL_A,
-                "sdp": sdp(self.a.port),
-            }
-        )
-        assert offer["result"] == "ok", offer
-        answer = self.server.ng.request(
-            {
-                "command": "answer",
-                "call-id": self.call_id,
-                "from-tag": "ta",
-                "to-tag": "tb",
-                "label": LABEL_B,
-                "sdp": sdp(self.b.port),
-            }
-        )
-        assert answer["result"] == "ok", answer
-        self.a_to, self.b_to = media_port(answer["sdp"]), media_port(offer["sdp"])
-
-    def from_a(self, data: bytes, *, rtcp: bool = False) -> None:
-        sock, port = (self.a.rtcp, self.a_to + 1) if rtcp else (self.a.rtp, self.a_to)
-        sock.sendto(data, (self.server.media_ip, port))
-        self.sent += 1
-
-    def from_b(self, data: bytes, *, rtcp: bool = False) -> None:
-        sock, port = (self.b.rtcp, self.b_to + 1) if rtcp else (self.b.rtp, self.b_to)
-        sock.sendto(data, (self.server.media_ip, port))
-        self.sent += 1
-
-    def query(self) -> dict[str, Any]:
-        reply: dict[str, Any] = self.server.ng.request({"command": "query", "call-id": self.call_id})
-        assert reply["result"] == "ok", reply
-        return reply
-
-    def handled_everything(self) -> dict[str, Any] | None:
-        reply = self.query()
-        totals = reply["totals"]
-        return reply if totals["RTP"]["packets"] + totals["RTCP"]["packets"] >= self.sent else None
-
-    def close(self) -> None:
-        self.a.close()
-        self.b.close()
-
-
-def deliver(calls: list[Call], step: Callable[[Call], object]) -> None:
-    """Send on every server, then wait until each has handled it: the order in which reports are handled
-    decides which round trips are known."""
-    for call in calls:
-        step(call)
-    for call in calls:
-        wait_for(call.handled_everything, timeout=5.0)
-
-
-def send_media(call: Call) -> None:
+def send_media(call: Side) -> None:
     for seq in range(20):
-        call.from_a(rtp(seq, SSRC_A, PT_A))
-        call.from_b(rtp(100 + seq, SSRC_B, PT_B))
+        call.rtp_from_a(rtp(seq, SSRC_A, PT_A))
+        call.rtp_from_b(rtp(100 + seq, SSRC_B, PT_B))
 
 
-def report_round(calls: list[Call], index: int) -> None:
+def report_round(calls: list[Side], index: int) -> None:
     """SRs from A and B; RTT_SPACING later B's RR echoing A's SR, then A's RR echoing B's SR."""
     sent = time.monotonic()
     sr_a, lsr_a = sender_report(SSRC_A)
     sr_b, lsr_b = sender_report(SSRC_B)
 
-    def both_srs(call: Call) -> None:
-        call.from_a(sr_a, rtcp=True)
-        call.from_b(sr_b, rtcp=True)
+    def both_srs(call: Side) -> None:
+        call.rtcp_from_a(sr_a)
+        call.rtcp_from_b(sr_b)
 
     deliver(calls, both_srs)
     pass_time(sent, RTT_SPACING)
@@ -340,8 +232,8 @@ def report_round(calls: list[Call], index: int) -> None:
             SSRC_B, fraction=a.fraction, cumulative=a.cumulative, jitter=a.jitter, lsr=lsr_b, dlsr=DLSR_10_MS
         ),
     )
-    deliver(calls, lambda call: call.from_b(from_b, rtcp=True))
-    deliver(calls, lambda call: call.from_a(from_a, rtcp=True))
+    deliver(calls, lambda call: call.rtcp_from_b(from_b))
+    deliver(calls, lambda call: call.rtcp_from_a(from_a))
 
 
 # ---- reading and comparing the figures ------------------------------------------------------------
@@ -483,7 +375,7 @@ def test_kamailio_reads_the_same_mos_from_karl_as_from_rtpengine(
 ) -> None:
     servers = [rtpengine_factory(media_ip=REFERENCE_IP, ports=20), karl_factory(media_ip=KARL_IP, ports=20)]
     proxies = [kamailios(server) for server in servers]
-    calls = [Call(server) for server in servers]
+    calls = [Side(server, mux=False, labels=(LABEL_A, LABEL_B)) for server in servers]
     try:
         deliver(calls, send_media)
         report_round(calls, 0)

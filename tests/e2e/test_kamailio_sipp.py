@@ -223,36 +223,44 @@ class Kamailio:
 
 
 def start_kamailio(tools: Tools, ng: NgServer, workdir: Path) -> Kamailio:
-    port = free_port(PROXY_SIP_IP)
+    return launch_kamailio(tools.kamailio, tools.modules, ng, workdir, KAMAILIO_TEMPLATE, PROXY_SIP_IP)
+
+
+def launch_kamailio(
+    binary: str, modules: str, ng: NgServer, workdir: Path, template: Path, ip: str
+) -> Kamailio:
+    """Kamailio with `template` (defines SIP_LISTEN, NG_SOCKETS, MODULES_PATH filled in) on a free port
+    of `ip`, talking NG to `ng`; checked with `kamailio -c` first, returned once it listens."""
+    port = free_port(ip)
     ng_host, ng_port = ng.ng.address
-    cfg = workdir / "kamailio.cfg"
+    cfg = workdir / template.name
     cfg.write_text(
         render_kamailio_cfg(
-            KAMAILIO_TEMPLATE.read_text(),
+            template.read_text(),
             {
-                "SIP_LISTEN": f"udp:{PROXY_SIP_IP}:{port}",
+                "SIP_LISTEN": f"udp:{ip}:{port}",
                 "NG_SOCKETS": f'"udp:{ng_host}:{ng_port}"',
-                "MODULES_PATH": f'"{tools.modules}/"',
+                "MODULES_PATH": f'"{modules}/"',
             },
         )
     )
     run_dir = workdir / "run"
     run_dir.mkdir()
-    check = _run([tools.kamailio, "-c", "-f", str(cfg), "-w", str(workdir), "-Y", str(run_dir)], cwd=workdir)
+    check = _run([binary, "-c", "-f", str(cfg), "-w", str(workdir), "-Y", str(run_dir)], cwd=workdir)
     assert check.returncode == 0, f"kamailio -c rejected {cfg}:\n{check.stdout}\n{check.stderr}"
 
     log_path = workdir / "kamailio.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [tools.kamailio, "-DD", "-E", "-f", str(cfg), "-w", str(workdir), "-Y", str(run_dir)],
+            [binary, "-DD", "-E", "-f", str(cfg), "-w", str(workdir), "-Y", str(run_dir)],
             stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
         )
-    kamailio = Kamailio(proc, PROXY_SIP_IP, port, log_path)
+    kamailio = Kamailio(proc, ip, port, log_path)
 
     def listening() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"kamailio exited with {proc.returncode}:\n{tail(log_path)}")
-        return udp_bound(PROXY_SIP_IP, port)
+        return udp_bound(ip, port)
 
     try:
         wait_for(listening, timeout=15)

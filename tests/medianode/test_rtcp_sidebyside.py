@@ -129,17 +129,21 @@ class Side:
     b: Party = field(default_factory=make_party)
     a_to: int = 0
     b_to: int = 0
+    labels: tuple[str, str] | None = None
+    """NG labels of A and B (Kamailio's per-party MOS variables find the parties by them)."""
     sent: int = 0
     """Datagrams sent to the server (RTP and RTCP), to know when it has seen all of them."""
 
     def __post_init__(self) -> None:
         extra = "a=rtcp-mux\r\n" if self.mux else ""
+        label_a, label_b = ({"label": self.labels[0]}, {"label": self.labels[1]}) if self.labels else ({}, {})
         ng = self.server.ng
         offer = ng.request(
             {
                 "command": "offer",
                 "call-id": self.call_id,
                 "from-tag": "ta",
+                **label_a,
                 "sdp": sdp(self.a.port, extra=extra),
             }
         )
@@ -150,6 +154,7 @@ class Side:
                 "call-id": self.call_id,
                 "from-tag": "ta",
                 "to-tag": "tb",
+                **label_b,
                 "sdp": sdp(self.b.port, extra=extra),
             }
         )
