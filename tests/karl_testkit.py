@@ -231,16 +231,34 @@ def start_karl(log_dir: Path, media_ip: str = "127.0.0.2", ports: int = 200, **e
     port_min = free_port_block(ports, media_ip)
     port_max = port_min + ports - 1
     log_path = log_dir / f"karl-{media_ip}-{ng_port}.log"
+    full_env = karl_env(media_ip, ng_port, port_min, port_max, env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "karl_medianode"],
-        env=karl_env(media_ip, ng_port, port_min, port_max, env),
+        env=full_env,
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )
-    return _started(
+    server = _started(
         NgServer("karl", proc, NgClient(("127.0.0.1", ng_port)), media_ip, port_min, port_max, log_path)
     )
+    # NG answers before the HTTP servers (API, health, metrics) are up: wait for those too
+    health = int(full_env.get("KARL_HEALTH_PORT", "0") or 0)
+    if health:
+        try:
+            wait_for(lambda: _tcp_listening("127.0.0.1", health) or proc.poll() is not None, timeout=10)
+        except AssertionError:
+            server.stop()
+            raise
+    return server
+
+
+def _tcp_listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def run_karl_once(
