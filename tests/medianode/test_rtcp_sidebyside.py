@@ -464,7 +464,14 @@ def test_ssrc_statistics_match_rtpengine(variant: str, servers: tuple[NgServer, 
         after_two = [settled(side) for side in sides]
         assert_same_ssrc_sections("query after the second round", *after_two)
         # each stream shows the SSRC it last received (Kamailio's per-party MOS variables need it)
-        assert stream_ssrcs(after_two[1]) == stream_ssrcs(after_two[0])
+        if VARIANTS[variant]["switch_ssrc"]:
+            # right after a switch, rtpengine's worker threads race on which SSRC a stream shows (the
+            # old one or the new one, from run to run); Karl shows the one received last
+            reference, karl = stream_ssrcs(after_two[0]), stream_ssrcs(after_two[1])
+            assert reference["ta"][0] in (SSRC_A_OLD, SSRC_A) and karl["ta"][0] == SSRC_A
+            assert karl["ta"][1:] == reference["ta"][1:] and karl["tb"] == reference["tb"]
+        else:
+            assert stream_ssrcs(after_two[1]) == stream_ssrcs(after_two[0])
         # what rtpengine shows, so that a change on both sides cannot go unnoticed
         listed = sorted(int(ssrc) for ssrc in after_two[0]["SSRC"])
         # (E sent no RTP: no statistics about it, but as a reporter it has the RTT of both legs)
