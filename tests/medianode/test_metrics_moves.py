@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 import uvloop
 from prometheus_client.parser import text_string_to_metric_families
+from tests.medianode.test_metrics_attachments import DRIVEN, NEEDS_A_DATABASE, ONLY_ON_FAILURE
 
 from karl_core.config import KarlConfig
 from karl_core.ng import bencode
@@ -51,25 +52,7 @@ CONSTANT = {
 # kernel's own figure instead.
 PAGE_GRANULAR = {"karl_process_resident_memory_bytes"}
 # Driven through node.admission / node.cdr: covered by test_metrics_attachments.py.
-ATTACHMENTS = {
-    "karl_ng_refused_total",
-    "karl_ng_not_allowed_total",
-    "karl_ng_rate_limited_total",
-    "karl_api_rate_limited_total",
-    "karl_security_blocks_total",
-    "karl_security_blocked_sources",
-    "karl_api_auth_failures_total",
-    "karl_api_requests_total",
-    "karl_cdr_records_total",
-    "karl_cdr_file_written_total",
-    "karl_cdr_db_written_total",
-    "karl_cdr_file_errors_total",
-    "karl_cdr_dropped_total",
-    "karl_cdr_db_errors_total",
-    "karl_cdr_spooled_total",
-    "karl_cdr_spool_pending",
-    "karl_cdr_db_up",
-}
+ATTACHMENTS = DRIVEN | NEEDS_A_DATABASE | ONLY_ON_FAILURE
 
 
 # ---------------------------------------------------------------------------- scrapes

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 
-from karl_medianode.metrics.families import counter, gauge, labelled_counter, labelled_gauge
+from karl_medianode.metrics.families import (
+    counter,
+    distribution_family,
+    gauge,
+    labelled_counter,
+    labelled_gauge,
+)
 from karl_medianode.metrics.media_ledger import DIRECTIONS, DirectionTotals
 
 if TYPE_CHECKING:
@@ -80,9 +86,10 @@ def session_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:
         ("reason",),
         [((reason,), count) for reason, count in ended.items()],
     )
-    yield metrics.durations.family(
+    yield distribution_family(
         "karl_session_duration_seconds",
         "Duration of ended calls, from creation to delete (or timeout), in seconds.",
+        metrics.durations,
     )
 
 

@@ -63,10 +63,6 @@ def histogram(
     return family
 
 
-class RangeCounts(Distribution):
-    """A `Distribution` that can present itself as a Prometheus histogram."""
-
-    __slots__ = ()
-
-    def family(self, name: str, doc: str) -> HistogramMetricFamily:
-        return histogram(name, doc, self.bounds, self.counts, self.total)
+def distribution_family(name: str, doc: str, distribution: Distribution) -> HistogramMetricFamily:
+    """A histogram family from a `Distribution` kept as plain integers."""
+    return histogram(name, doc, distribution.bounds, distribution.counts, distribution.total)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from karl_medianode.metrics.families import RangeCounts
+from karl_medianode.distribution import Distribution
 
 if TYPE_CHECKING:
     from karl_medianode.engine import CallEnded
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 DURATION_BOUNDS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0)
 
 
-class SessionDurations(RangeCounts):
+class SessionDurations(Distribution):
     def __init__(self) -> None:
         super().__init__(DURATION_BOUNDS)
 
