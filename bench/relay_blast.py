@@ -106,8 +106,8 @@ async def _relay_main(mode: str, packets: int, party_a: tuple[str, int], party_b
         allocator = PortAllocator(HOST, 20000, 31999)
         relay = Relay(loop, clock, allocator.release)
         (a_rtp, _), (b_rtp, _) = allocator.allocate_pair(), allocator.allocate_pair()
-        a = await relay.open_stream(a_rtp, HOST)
-        b = await relay.open_stream(b_rtp, HOST)
+        a = relay.open_stream(a_rtp, HOST)
+        b = relay.open_stream(b_rtp, HOST)
         for stream, peer in ((a, party_a), (b, party_b)):
             stream.advertise(peer)
             stream.learning = EndpointLearning.IMMEDIATE

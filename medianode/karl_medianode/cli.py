@@ -46,6 +46,7 @@ def node_settings(cfg: KarlConfig) -> NodeSettings:
             advertised_ip=advertised,
             media_ip=media_ip,
             max_sessions=max_sessions,
+            max_media=cfg.sessions.max_media,
             delete_delay=float(cfg.timers.delete_delay),
             timeout=float(cfg.timers.timeout),
             silent_timeout=float(cfg.timers.silent_timeout),

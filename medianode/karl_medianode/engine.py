@@ -18,6 +18,7 @@ from karl_core.ng.errors import NgError
 from karl_core.ng.options import Ice, NgOptions, check_required
 from karl_core.sdp import SdpError
 from karl_core.session import CallState, Codec, Endpoint, MediaState, Monologue, PacketStreamState
+from karl_medianode.call_change import CallChange
 from karl_medianode.call_stats import call_stats
 from karl_medianode.calls import Call, MediaSockets
 from karl_medianode.clock import CoarseClock
@@ -34,12 +35,24 @@ from karl_medianode.rewrite.outbound import (
     SessionRewrite,
     write_sdp,
 )
+from karl_medianode.rewrite.srtp_boundary import (
+    SRTP_TERMINATION_NOT_SUPPORTED,
+    crosses_on_answer,
+    crosses_on_offer,
+)
 from karl_medianode.rtp.jitter_buffer import JitterBuffer
 from karl_medianode.rtp.silence import silencer
 
 JITTER_BUFFER_BOUNDS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
 
 log = logging.getLogger("karl.engine")
+
+# Karl's own error texts (rtpengine has none for these; the call is left as it was).
+TOO_MANY_MEDIA = "Too many media in SDP"
+REPLY_TOO_LARGE = "Reply too large for one NG datagram"
+
+ReplyCheck = Callable[[dict[str, Any]], bool]
+"""Told an offer's/answer's reply before it commits; False: the reply cannot be sent (too large)."""
 
 
 class LoadLimit(Exception):
@@ -64,6 +77,8 @@ class EngineSettings:
     advertised_ip: str
     media_ip: str
     max_sessions: int = 10000
+    max_media: int = 64
+    """`m=` lines one SDP may carry."""
     delete_delay: float = 30.0
     timeout: float = 60.0
     silent_timeout: float = 3600.0
@@ -92,6 +107,11 @@ class EngineCounters:
     total_call_seconds: float = 0.0
     ended_calls: int = 0
     ports_exhausted: int = 0
+    failed_changes: int = 0
+    """Offers/answers that failed and were rolled back (the call, if any, is as it was)."""
+    too_many_media: int = 0
+    replies_too_large: int = 0
+    srtp_termination_refused: int = 0
     ended_by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -99,9 +119,10 @@ class EngineCounters:
 class CallEnded:
     """What the node reports when a call is finally removed (for CDRs, metrics and logs).
 
-    `reason`: deleted, timeout, silent timeout, final timeout, offer timeout, ports exhausted,
-    internal error or shutdown. `ended` is when the call ended for its parties (the delete request,
-    not the end of the delete delay). `summary` is the `query` layout; `state` the full session."""
+    `reason`: deleted, timeout, silent timeout, final timeout, offer timeout or shutdown (a failed
+    offer/answer ends no call: it is rolled back). `ended` is when the call ended for its parties
+    (the delete request, not the end of the delete delay). `summary` is the `query` layout; `state`
+    the full session."""
 
     call_id: str
     reason: str
@@ -137,6 +158,9 @@ class CallEngine:
         self.jitter_delays = Distribution(JITTER_BUFFER_BOUNDS)
         """How long packets waited in jitter buffers, seconds (for the metrics)."""
         self._quality_log = RateLimitedLogger(log, 30.0)
+        self._bad_request_log = RateLimitedLogger(log, 10.0)
+        self._open_change: CallChange | None = None
+        """The offer/answer being applied (requests run one at a time, with no await inside)."""
         self.accepting = True
         self._on_call_ended = on_call_ended
         # `loop-protect` marks our SDPs with a=rtpengine:<id>; 12 hex digits like rtpengine's
@@ -147,16 +171,100 @@ class CallEngine:
 
     # ------------------------------------------------------------------ offer / answer
 
-    async def offer(self, opts: NgOptions) -> dict[str, Any]:
+    def offer(self, opts: NgOptions, fits: ReplyCheck | None = None) -> dict[str, Any]:
+        """rtpengine's `offer`. Applied as one unit: when it fails (ports, SDP, a fault of ours, or a
+        reply `fits` says cannot be sent) the call is left exactly as it was (see `call_change`)."""
         check_required(opts)  # the NG server did this already; direct callers get the same errors
         assert opts.sdp is not None and opts.call_id is not None and opts.from_tag is not None
         inbound = self._read(opts.sdp)
         if opts.loop_protect and self._own_marker_in(inbound):
             return {"sdp": opts.sdp}  # our own output came back (a spiral): hand it back untouched
+        self._check_media_count(inbound)
+        if any(crosses_on_offer(media, opts) for media in inbound.medias):
+            self._refuse_srtp_termination(opts.call_id)
         call = self.calls.get(opts.call_id)
+        new_call = call is None
         if call is None:
             self._check_limits()
             call = self._new_call(opts.call_id)
+        return self._change(call, new_call, lambda c: self._offer(c, inbound, opts), fits)
+
+    def answer(self, opts: NgOptions, fits: ReplyCheck | None = None) -> dict[str, Any]:
+        """rtpengine's `answer`; like `offer`, a failed answer changes nothing."""
+        check_required(opts)  # the NG server did this already; direct callers get the same errors
+        assert opts.sdp is not None and opts.call_id is not None and opts.from_tag is not None
+        assert opts.to_tag is not None
+        inbound = self._read(opts.sdp)
+        if opts.loop_protect and self._own_marker_in(inbound):
+            return {"sdp": opts.sdp}
+        call = self.calls.get(opts.call_id)
+        if call is None:
+            raise NgError(E.UNKNOWN_CALL_ID)
+        self._check_media_count(inbound)
+        offerer = call.state.by_tag(opts.from_tag)
+        if offerer is not None:
+            offered = {m.index: m.protocol for m in offerer.medias}
+            for media in inbound.medias:
+                if crosses_on_answer(media, offered.get(media.index, media.protocol), opts):
+                    self._refuse_srtp_termination(opts.call_id)
+        return self._change(call, False, lambda c: self._answer(c, inbound, opts), fits)
+
+    def _change(
+        self,
+        call: Call,
+        new_call: bool,
+        apply: Callable[[Call], dict[str, Any]],
+        fits: ReplyCheck | None,
+    ) -> dict[str, Any]:
+        change = self._open_change = CallChange(call, new_call)
+        try:
+            reply = apply(call)
+            if fits is not None and not fits(reply):
+                self.counters.replies_too_large += 1
+                raise NgError(REPLY_TOO_LARGE)
+        except BaseException as exc:
+            self._open_change = None
+            self._roll_back(change)
+            if isinstance(exc, PortsExhausted):
+                self.counters.ports_exhausted += 1
+                raise NgError(E.OUT_OF_PORTS) from None
+            raise
+        self._open_change = None
+        self._commit(change)
+        return reply
+
+    def _roll_back(self, change: CallChange) -> None:
+        self.counters.failed_changes += 1
+        for stream in change.restore():
+            self.relay.close_stream(stream)
+        call = change.call
+        if change.new_call and self.calls.get(call.call_id) is call:
+            del self.calls[call.call_id]
+
+    def _commit(self, change: CallChange) -> None:
+        for stream in change.retired:
+            self._close_stream(stream)
+        for stage in change.retired_jitter:
+            stage.close()
+        if change.new_call:
+            self.counters.managed_sessions += 1
+            log.info("call created", extra={"call_id": change.call.call_id, "event": "call_created"})
+
+    def _check_media_count(self, inbound: InboundSdp) -> None:
+        count = len(inbound.medias)
+        if count > self.settings.max_media:
+            self.counters.too_many_media += 1
+            raise NgError(f"{TOO_MANY_MEDIA}: {count} (the limit is {self.settings.max_media})")
+
+    def _refuse_srtp_termination(self, call_id: str) -> None:
+        self.counters.srtp_termination_refused += 1
+        self._bad_request_log.info(
+            "refused a request that needs SRTP termination (call %s): route it to rtpengine", call_id
+        )
+        raise NgError(SRTP_TERMINATION_NOT_SUPPORTED)
+
+    def _offer(self, call: Call, inbound: InboundSdp, opts: NgOptions) -> dict[str, Any]:
+        assert opts.sdp is not None and opts.from_tag is not None
         now = self.clock.now
         call.state.last_signal = now
         call.last_activity = now
@@ -170,16 +278,7 @@ class CallEngine:
             return _unread_body(opts.sdp)
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
-        try:
-            medias_out = await self._negotiate_offer(call, offerer, answerer, inbound, opts)
-        except PortsExhausted:
-            self.counters.ports_exhausted += 1
-            self._destroy(call, "ports exhausted")
-            raise NgError(E.OUT_OF_PORTS) from None
-        except Exception:
-            # a fault of ours (e.g. a socket the kernel refuses): never leave a half-built call behind
-            self._destroy(call, "internal error")
-            raise
+        medias_out = self._negotiate_offer(call, offerer, answerer, inbound, opts)
         try:
             sdp = write_sdp(inbound, medias_out, self._session_rewrite(offerer, inbound, opts))
         except RewriteOrderError:
@@ -188,16 +287,8 @@ class CallEngine:
         offerer.last_sdp = opts.sdp
         return {"sdp": sdp}
 
-    async def answer(self, opts: NgOptions) -> dict[str, Any]:
-        check_required(opts)  # the NG server did this already; direct callers get the same errors
-        assert opts.sdp is not None and opts.call_id is not None and opts.from_tag is not None
-        assert opts.to_tag is not None
-        inbound = self._read(opts.sdp)
-        if opts.loop_protect and self._own_marker_in(inbound):
-            return {"sdp": opts.sdp}
-        call = self.calls.get(opts.call_id)
-        if call is None:
-            raise NgError(E.UNKNOWN_CALL_ID)
+    def _answer(self, call: Call, inbound: InboundSdp, opts: NgOptions) -> dict[str, Any]:
+        assert opts.sdp is not None and opts.from_tag is not None and opts.to_tag is not None
         state = call.state
         now = self.clock.now
         state.last_signal = now
@@ -226,15 +317,7 @@ class CallEngine:
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
         state.answered = True
-        try:
-            medias_out = await self._negotiate_answer(call, offerer, answerer, inbound, opts)
-        except PortsExhausted:
-            self.counters.ports_exhausted += 1
-            self._destroy(call, "ports exhausted")
-            raise NgError(E.OUT_OF_PORTS) from None
-        except Exception:
-            self._destroy(call, "internal error")
-            raise
+        medias_out = self._negotiate_answer(call, offerer, answerer, inbound, opts)
         try:
             sdp = write_sdp(inbound, medias_out, self._session_rewrite(answerer, inbound, opts))
         except RewriteOrderError:
@@ -268,9 +351,7 @@ class CallEngine:
             last_activity=now,
             quality=CallQuality(self.quality_totals),
         )
-        self.calls[call_id] = call
-        self.counters.managed_sessions += 1
-        log.info("call created", extra={"call_id": call_id, "event": "call_created"})
+        self.calls[call_id] = call  # counted and logged once its first offer commits
         return call
 
     def _partner_for_offer(
@@ -325,7 +406,7 @@ class CallEngine:
 
     # ------------------------------------------------------------------ negotiation
 
-    async def _negotiate_offer(
+    def _negotiate_offer(
         self, call: Call, offerer: Monologue, answerer: Monologue, inbound: InboundSdp, opts: NgOptions
     ) -> list[OutboundMedia]:
         out: list[OutboundMedia] = []
@@ -383,11 +464,11 @@ class CallEngine:
             )
             if port_changed and not opts.port_latching and b_sockets.rtp is not None:
                 self._close_sockets(b_sockets)
-            await self._ensure_sockets(b_sockets, single=require or b_media.rtcp_mux, rtcp=media_in.is_rtp)
+            self._ensure_sockets(b_sockets, single=require or b_media.rtcp_mux, rtcp=media_in.is_rtp)
             a_sockets = call.media_sockets(offerer, a_media)
             # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
             a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
-            await self._ensure_sockets(a_sockets, single=a_single, rtcp=media_in.is_rtp)
+            self._ensure_sockets(a_sockets, single=a_single, rtcp=media_in.is_rtp)
             self._configure_party(a_sockets, a_media, media_in, opts)
             self._wire(call, offerer, a_media, answerer, b_media)
             assert b_sockets.rtp is not None
@@ -413,7 +494,7 @@ class CallEngine:
             )
         return out
 
-    async def _negotiate_answer(
+    def _negotiate_answer(
         self, call: Call, offerer: Monologue, answerer: Monologue, inbound: InboundSdp, opts: NgOptions
     ) -> list[OutboundMedia]:
         out: list[OutboundMedia] = []
@@ -464,11 +545,11 @@ class CallEngine:
                     codecs = _single_codec(codecs)
             a_sockets = call.media_sockets(offerer, a_media)
             fresh = a_sockets.rtp is None
-            await self._ensure_sockets(a_sockets, single=False, rtcp=media_in.is_rtp)
+            self._ensure_sockets(a_sockets, single=False, rtcp=media_in.is_rtp)
             if fresh:
                 _readvertise(a_sockets, a_media)
             b_sockets = call.media_sockets(answerer, b_media)
-            await self._ensure_sockets(b_sockets, single=False, rtcp=media_in.is_rtp)
+            self._ensure_sockets(b_sockets, single=False, rtcp=media_in.is_rtp)
             self._configure_party(b_sockets, b_media, media_in, opts)
             self._wire(call, offerer, a_media, answerer, b_media)
             assert a_sockets.rtp is not None
@@ -540,33 +621,46 @@ class CallEngine:
 
     # ------------------------------------------------------------------ sockets and relay wiring
 
-    async def _ensure_sockets(self, sockets: MediaSockets, *, single: bool, rtcp: bool) -> None:
+    def _ensure_sockets(self, sockets: MediaSockets, *, single: bool, rtcp: bool) -> None:
         if sockets.rtp is not None:
             return
         ip = self.settings.media_ip
+        change = self._open_change
         if single or not rtcp:
-            sock = self.ports.allocate_single()
-            sockets.rtp = await self.relay.open_stream(sock, ip)
+            sockets.rtp = self.relay.open_stream(self.ports.allocate_single(), ip)
+            if change is not None:
+                change.opened.append(sockets.rtp)
             return
         rtp_sock, rtcp_sock = self.ports.allocate_pair()
-        sockets.rtp = await self.relay.open_stream(rtp_sock, ip)
-        sockets.rtcp = await self.relay.open_stream(rtcp_sock, ip)
+        sockets.rtp = self.relay.open_stream(rtp_sock, ip)
+        sockets.rtcp = self.relay.open_stream(rtcp_sock, ip)
         sockets.rtcp.is_rtcp = True
+        if change is not None:
+            change.opened += (sockets.rtp, sockets.rtcp)
 
     def _close_sockets(self, sockets: MediaSockets) -> None:
+        """Stop using these sockets. During an offer/answer they are only retired: they keep relaying
+        until the change commits, and come back if it fails."""
+        change = self._open_change
         for stream in sockets.streams():
-            self.counters.closed_packets += stream.packets
-            self.counters.closed_bytes += stream.bytes
-            self.counters.closed_errors += stream.errors
-            self.counters.closed_dropped += (
-                stream.dropped_blocked
-                + stream.dropped_no_destination
-                + stream.dropped_source
-                + stream.dropped_malformed
-            )
-            self.relay.close_stream(stream)
+            if change is not None:
+                change.retired.append(stream)
+            else:
+                self._close_stream(stream)
         sockets.rtp = None
         sockets.rtcp = None
+
+    def _close_stream(self, stream: PacketStream) -> None:
+        self.counters.closed_packets += stream.packets
+        self.counters.closed_bytes += stream.bytes
+        self.counters.closed_errors += stream.errors
+        self.counters.closed_dropped += (
+            stream.dropped_blocked
+            + stream.dropped_no_destination
+            + stream.dropped_source
+            + stream.dropped_malformed
+        )
+        self.relay.close_stream(stream)
 
     def _configure_party(
         self, sockets: MediaSockets, media: MediaState, media_in: InboundMedia, opts: NgOptions
@@ -791,7 +885,10 @@ class CallEngine:
                     sockets.rtp.payload_types = _payload_type_flags(media.codecs, dtmf_blocked)
                     self._attach_jitter_buffer(sockets.rtp, clock_rates)
                 elif sockets.rtp.jitter is not None:  # re-offered as other media (T.38): relay as it is
-                    sockets.rtp.jitter.close()
+                    if self._open_change is not None:
+                        self._open_change.retired_jitter.append(sockets.rtp.jitter)
+                    else:
+                        sockets.rtp.jitter.close()
                     sockets.rtp.jitter = None
 
     def _attach_jitter_buffer(self, stream: PacketStream, clock_rates: dict[int, int]) -> None:

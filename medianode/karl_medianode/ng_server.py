@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,14 @@ from typing import Any
 
 from karl_core.ng.commands import Command, parse_command
 from karl_core.ng.errors import INVALID_DATA_NO_PAYLOAD, NgError, NoCookie
-from karl_core.ng.framing import decode_payload, encode_reply, error_reply, reply_encoding, split_cookie
+from karl_core.ng.framing import (
+    Encoding,
+    decode_payload,
+    encode_reply,
+    error_reply,
+    reply_encoding,
+    split_cookie,
+)
 from karl_core.ng.options import NgOptions, check_required, parse_options
 from karl_core.ng.reply_cache import CacheStatus, ReplyCache
 from karl_medianode.logs import RateLimitedLogger
@@ -21,7 +29,18 @@ log = logging.getLogger("karl.ng")
 # No rtpengine text exists for a bug of our own; say so plainly (the call state is unchanged).
 INTERNAL_ERROR = "Internal error in Karl (see its log)"
 
-Handler = Callable[[Command, NgOptions, tuple[str, int]], Awaitable[dict[str, Any]]]
+REPLY_DATAGRAM_LIMIT = 65507
+"""The largest UDP payload over IPv4: a longer reply cannot be sent at all."""
+
+ReplyFits = Callable[[dict[str, Any]], bool]
+"""Whether a reply (as the handler would return it) fits in one datagram, cookie included."""
+
+Handler = Callable[
+    [Command, NgOptions, tuple[str, int], ReplyFits], dict[str, Any] | Awaitable[dict[str, Any]]
+]
+"""Handles one request. A plain result is answered at once, inside `datagram_received`, so requests
+are applied one at a time in arrival order; an awaitable result is answered when it completes (its
+retransmissions wait for it)."""
 
 
 @dataclass
@@ -42,6 +61,7 @@ class NgCounters:
     latency_buckets: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
     latency_counts: dict[str, list[int]] = field(default_factory=dict)
     refused: int = 0  # datagrams the admission control dropped (not allowed, rate limited, blocked)
+    send_errors: int = 0  # replies the kernel refused to send (ICMP errors are counted here too)
 
 
 class NgProtocol(asyncio.DatagramProtocol):
@@ -63,8 +83,10 @@ class NgProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's UDPTransport is no subclass
 
-    def error_received(self, exc: Exception) -> None:  # ICMP errors from a proxy that went away
-        log.debug("NG socket error: %s", exc)
+    def error_received(self, exc: Exception) -> None:
+        # a reply the kernel refused, or an ICMP error from a proxy that went away
+        self.counters.send_errors += 1
+        self._bad_input_log.warning("NG socket error (a reply may not have been sent): %s", exc)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.counters.datagrams += 1
@@ -95,11 +117,9 @@ class NgProtocol(asyncio.DatagramProtocol):
             self.counters.cache_waits += 1
             self._waiters.setdefault(cookie, []).append(addr)
             return
-        task = asyncio.get_running_loop().create_task(self._process(cookie, payload, addr))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._process(cookie, payload, addr)
 
-    async def _process(self, cookie: bytes, payload: bytes, addr: tuple[str, int]) -> None:
+    def _process(self, cookie: bytes, payload: bytes, addr: tuple[str, int]) -> None:
         started = time.perf_counter()
         encoding = reply_encoding(payload)
         command_name = "invalid"
@@ -111,15 +131,67 @@ class NgProtocol(asyncio.DatagramProtocol):
             check_required(options)
             if options.ignored:
                 log.debug("ignored NG keys/flags: %s", ", ".join(options.ignored))
-            reply = await self.handler(command, options, addr)
-        except NgError as exc:
+            result = self.handler(command, options, addr, self._fits_check(cookie, encoding))
+        except Exception as exc:
+            result = self._error_reply(exc, command_name, addr)
+        if inspect.isawaitable(result):
+            task = asyncio.get_running_loop().create_task(
+                self._finish_later(result, cookie, encoding, command_name, addr, started)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._finish(result, cookie, encoding, command_name, addr, started)
+
+    async def _finish_later(
+        self,
+        pending: Awaitable[dict[str, Any]],
+        cookie: bytes,
+        encoding: Encoding,
+        command_name: str,
+        addr: tuple[str, int],
+        started: float,
+    ) -> None:
+        try:
+            reply = await pending
+        except Exception as exc:
+            reply = self._error_reply(exc, command_name, addr)
+        self._finish(reply, cookie, encoding, command_name, addr, started)
+
+    def _error_reply(self, exc: Exception, command_name: str, addr: tuple[str, int]) -> dict[str, Any]:
+        if isinstance(exc, NgError):
             self.counters.errors += 1
             self._bad_input_log.info("NG %s from %s failed: %s", command_name, addr[0], exc.reason)
-            reply = {"result": "error", "error-reason": exc.reason}
-        except Exception:
-            self.counters.internal_errors += 1
-            log.exception("internal error handling NG %s from %s", command_name, addr[0])
-            reply = {"result": "error", "error-reason": INTERNAL_ERROR}
+            return {"result": "error", "error-reason": exc.reason}
+        self.counters.internal_errors += 1
+        log.error("internal error handling NG %s from %s", command_name, addr[0], exc_info=exc)
+        return {"result": "error", "error-reason": INTERNAL_ERROR}
+
+    def _fits_check(self, cookie: bytes, encoding: Encoding) -> ReplyFits:
+        def fits(reply: dict[str, Any]) -> bool:
+            # cheap bound first: JSON may escape a character into at most six
+            text = sum(len(value) for value in reply.values() if isinstance(value, str))
+            if 6 * text + 4096 < REPLY_DATAGRAM_LIMIT:
+                return True
+            size = len(encode_reply(cookie, {"result": "ok", **reply}, encoding))
+            if size <= REPLY_DATAGRAM_LIMIT:
+                return True
+            self._bad_input_log.warning(
+                "NG reply of %d bytes does not fit in a datagram; answered with an error instead", size
+            )
+            return False
+
+        return fits
+
+    def _finish(
+        self,
+        reply: dict[str, Any],
+        cookie: bytes,
+        encoding: Encoding,
+        command_name: str,
+        addr: tuple[str, int],
+        started: float,
+    ) -> None:
         elapsed = time.perf_counter() - started
         self._count(command_name, str(reply.get("result", "")), addr[0], elapsed)
         data = encode_reply(cookie, reply, encoding)
@@ -149,9 +221,12 @@ class NgProtocol(asyncio.DatagramProtocol):
 
     def _send(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data, addr)
+            try:
+                self.transport.sendto(data, addr)
+            except OSError as exc:  # the event loop usually reports these through error_received
+                self.error_received(exc)
 
     async def drain(self, timeout: float) -> None:
-        """Let requests already being processed finish (used on shutdown)."""
+        """Let requests still being processed by an asynchronous handler finish (used on shutdown)."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)

@@ -173,21 +173,29 @@ class MediaNode:
                 )
                 garbage_reported, garbage_logged_at = garbage, now
 
-    async def dispatch(self, command: Command, opts: NgOptions, addr: tuple[str, int]) -> dict[str, Any]:
+    def dispatch(
+        self,
+        command: Command,
+        opts: NgOptions,
+        addr: tuple[str, int],
+        fits: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Apply one NG request and return its reply. Synchronous: nothing else happens to any call
+        while it runs, so requests for a call take effect one at a time, in arrival order."""
         engine = self.engine
         assert engine is not None and self.ng is not None
         if command is Command.PING:
             return {"result": "pong"}
         if command is Command.OFFER:
             try:
-                reply = await engine.offer(opts)
+                reply = engine.offer(opts, fits)
             except LoadLimit as exc:
                 if "load limit" in opts.supports:
                     return {"result": "load limit", "message": exc.message}
                 raise NgError(exc.message) from None
             return {"result": "ok", **reply}
         if command is Command.ANSWER:
-            return {"result": "ok", **(await engine.answer(opts))}
+            return {"result": "ok", **engine.answer(opts, fits)}
         if command is Command.DELETE:
             return engine.delete(opts)
         if command is Command.QUERY:

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import socket
 import time
@@ -446,14 +447,23 @@ class RelayCounters:
 class _StreamProtocol(asyncio.DatagramProtocol):
     """The hot path: attribute reads, integer increments and one `sendto` per datagram."""
 
-    __slots__ = ("clock", "counters", "stream")
+    __slots__ = ("attached", "clock", "counters", "stream")
 
     def __init__(
-        self, stream: PacketStream, clock: CoarseClock, counters: RelayCounters | None = None
+        self,
+        stream: PacketStream,
+        clock: CoarseClock,
+        counters: RelayCounters | None = None,
+        attached: Callable[[PacketStream, asyncio.DatagramTransport], None] | None = None,
     ) -> None:
         self.stream = stream
         self.clock = clock
         self.counters = counters
+        self.attached = attached
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.attached is not None:
+            self.attached(self.stream, transport)  # type: ignore[arg-type]  # uvloop's is no subclass
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         s = self.stream
@@ -553,8 +563,12 @@ class _StreamProtocol(asyncio.DatagramProtocol):
 class Relay:
     """Owns the event-loop side of packet streams: opening, closing, sending from them.
 
-    `on_close(sock)` is called after a stream's transport is closed, so that the port allocator can free
-    the port (pass `PortAllocator.release`). The relay keeps no state beyond its own streams.
+    `on_close(sock)` is called once a stream's socket is no longer used, so that the port allocator can
+    free the port (pass `PortAllocator.release`). The relay keeps no state beyond its own streams.
+
+    Opening a stream is synchronous: the socket is bound already, so the stream can send at once and
+    what arrives waits in the kernel's buffer until the event loop has attached its transport (one or
+    two loop iterations later). The call engine therefore never awaits between a request and its reply.
     """
 
     def __init__(
@@ -566,32 +580,69 @@ class Relay:
         self.loop = loop
         self.clock = clock
         self._on_close = on_close
-        self._transports: dict[PacketStream, asyncio.DatagramTransport] = {}
+        # None while the transport is being attached
+        self._transports: dict[PacketStream, asyncio.DatagramTransport | None] = {}
+        self._not_started: dict[PacketStream, asyncio.Task[None]] = {}
         self.counters = RelayCounters()
+        self.attach_failures = 0
+        """Streams whose socket the event loop refused to watch (their port is released)."""
 
     @property
     def open_streams(self) -> int:
         return len(self._transports)
 
-    async def open_stream(self, sock: socket.socket, local_ip: str) -> PacketStream:
+    def open_stream(self, sock: socket.socket, local_ip: str) -> PacketStream:
         """Start relaying on a bound UDP socket (from `PortAllocator`)."""
         stream = PacketStream(local_ip, sock.getsockname()[1], sock)
-        protocol = _StreamProtocol(stream, self.clock, self.counters)
-        transport, _ = await self.loop.create_datagram_endpoint(lambda: protocol, sock=sock)
-        self._transports[stream] = transport
+        protocol = _StreamProtocol(stream, self.clock, self.counters, self._attached)
+        self._transports[stream] = None
+        task = self.loop.create_task(self._attach(stream, protocol, sock))
+        self._not_started[stream] = task
+        task.add_done_callback(functools.partial(self._attach_done, stream))
         return stream
+
+    async def _attach(self, stream: PacketStream, protocol: _StreamProtocol, sock: socket.socket) -> None:
+        del self._not_started[stream]
+        # watches the socket at once; `connection_made` (→ `_attached`) follows on the next iteration
+        await self.loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+
+    def _attached(self, stream: PacketStream, transport: asyncio.DatagramTransport) -> None:
+        if stream.closed or stream not in self._transports:
+            transport.close()  # closed while its transport was being attached
+            self._release(stream)
+            return
+        self._transports[stream] = transport
+
+    def _attach_done(self, stream: PacketStream, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return  # closed before the event loop got to it: `close_stream` released the port
+        if task.exception() is not None and stream in self._transports and self._transports[stream] is None:
+            del self._transports[stream]
+            stream.closed = True
+            self.attach_failures += 1
+            self._release(stream)
+
+    def _release(self, stream: PacketStream) -> None:
+        if self._on_close is not None and stream.sock is not None:
+            self._on_close(stream.sock)
 
     def close_stream(self, stream: PacketStream) -> None:
         """Stop relaying on `stream` and give its port back. Closing twice is harmless."""
-        transport = self._transports.pop(stream, None)
         stream.closed = True
         if stream.jitter is not None:
             stream.jitter.close()
-        if transport is None:
+        if stream not in self._transports:
             return
-        transport.close()
-        if self._on_close is not None and stream.sock is not None:
-            self._on_close(stream.sock)
+        transport = self._transports.pop(stream)
+        if transport is not None:
+            transport.close()
+            self._release(stream)
+            return
+        task = self._not_started.pop(stream, None)
+        if task is not None:  # the event loop never watched the socket: free the port now
+            task.cancel()
+            self._release(stream)
+        # otherwise the transport is being attached: `_attached` closes it and frees the port
 
     def close_all(self) -> None:
         for stream in list(self._transports):

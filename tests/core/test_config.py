@@ -150,7 +150,7 @@ def test_an_absent_file_means_defaults(tmp_path: Path) -> None:
 
 FULL_FILE: dict[str, dict[str, Any]] = {
     "ng_protocol": {"enabled": True, "address": "127.0.0.1", "udp_port": 2223, "timeout": 5},
-    "sessions": {"max_sessions": 20, "session_ttl": 60, "min_port": 20000, "max_port": 20099},
+    "sessions": {"max_sessions": 20, "max_media": 8, "session_ttl": 60, "min_port": 20000, "max_port": 20099},
     "media": {"ip": "127.0.0.2", "public_ip": "192.0.2.1"},
     "timers": {
         "timeout": 10,
@@ -227,6 +227,7 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "KARL_MEDIA_IP": ("127.0.0.3", "127.0.0.3"),
     "KARL_PUBLIC_IP": ("2001:db8::0001", "2001:db8::1"),
     "KARL_MAX_SESSIONS": ("-1", -1),
+    "KARL_MAX_MEDIA": ("200", 200),
     "KARL_TIMEOUT": ("61", 61),
     "KARL_SILENT_TIMEOUT": ("62", 62),
     "KARL_FINAL_TIMEOUT": ("63", 63),

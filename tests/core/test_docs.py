@@ -181,7 +181,7 @@ def dispatch_outcomes() -> dict[str, str]:
             for command in Command:
                 message = {"command": command.value, "call-id": "docs-test-no-such-call"}
                 try:
-                    reply = await node.dispatch(command, parse_options(message, command), ("127.0.0.1", 9))
+                    reply = node.dispatch(command, parse_options(message, command), ("127.0.0.1", 9))
                     outcomes[command.value] = str(reply.get("result"))
                 except NgError as exc:
                     outcomes[command.value] = exc.reason

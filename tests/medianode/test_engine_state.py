@@ -41,7 +41,7 @@ def test_snapshot_carries_ports_endpoints_and_counters() -> None:
             {"command": "offer", "call-id": "snap", "from-tag": "A", "sdp": _sdp(a.getsockname()[1])},
             Command.OFFER,
         )
-        await engine.offer(offer)
+        engine.offer(offer)
         answer = parse_options(
             {
                 "command": "answer",
@@ -52,7 +52,7 @@ def test_snapshot_carries_ports_endpoints_and_counters() -> None:
             },
             Command.ANSWER,
         )
-        reply = await engine.answer(answer)
+        reply = engine.answer(answer)
         to_proxy = int(reply["sdp"].split("m=audio ")[1].split()[0])
         a.sendto(b"\x80\x00" + b"\0" * 170, ("127.0.0.2", to_proxy))
         await loop.run_in_executor(None, b.recv, 2048)

@@ -9,7 +9,7 @@ from typing import Any
 from karl_core.ng import bencode
 from karl_core.ng.commands import Command
 from karl_core.ng.options import NgOptions
-from karl_medianode.ng_server import NgProtocol
+from karl_medianode.ng_server import NgProtocol, ReplyFits
 
 
 def test_duplicate_in_flight_waits_for_the_first_and_runs_once() -> None:
@@ -17,7 +17,9 @@ def test_duplicate_in_flight_waits_for_the_first_and_runs_once() -> None:
         release = asyncio.Event()
         calls = 0
 
-        async def slow_handler(command: Command, opts: NgOptions, addr: tuple[str, int]) -> dict[str, Any]:
+        async def slow_handler(
+            command: Command, opts: NgOptions, addr: tuple[str, int], fits: ReplyFits
+        ) -> dict[str, Any]:
             nonlocal calls
             calls += 1
             await release.wait()  # the first copy is "still being processed"
@@ -53,7 +55,9 @@ def test_duplicate_in_flight_waits_for_the_first_and_runs_once() -> None:
 
 def test_datagram_without_cookie_is_dropped_and_counted() -> None:
     async def scenario() -> NgProtocol:
-        async def handler(command: Command, opts: NgOptions, addr: tuple[str, int]) -> dict[str, Any]:
+        def handler(
+            command: Command, opts: NgOptions, addr: tuple[str, int], fits: ReplyFits
+        ) -> dict[str, Any]:
             raise AssertionError("must not be called")
 
         loop = asyncio.get_running_loop()

@@ -125,7 +125,7 @@ class Env:
         return phone
 
     async def stream(self, sock: socket.socket, party: Phone, **flags: Any) -> PacketStream:
-        stream = await self.relay.open_stream(sock, HOST)
+        stream = self.relay.open_stream(sock, HOST)
         stream.advertise(party.addr)
         for name, value in flags.items():
             setattr(stream, name, value)

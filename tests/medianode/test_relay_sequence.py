@@ -113,7 +113,7 @@ async def relay_leg() -> AsyncIterator[Leg]:
         return Phone(sock, inbox)
 
     async def stream(sock: socket.socket, party: Phone, **flags: Any) -> PacketStream:
-        opened = await relay.open_stream(sock, HOST)
+        opened = relay.open_stream(sock, HOST)
         opened.advertise(party.addr)
         for name, value in flags.items():
             setattr(opened, name, value)

@@ -41,6 +41,7 @@ _TABLE: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("KARL_MEDIA_IP", "media.ip", "address media sockets bind to; auto = the host's primary address", "auto"),
     ("KARL_PUBLIC_IP", "media.public_ip", "address written into SDP (the public one behind NAT)", "media.ip"),
     ("KARL_MAX_SESSIONS", "sessions.max_sessions", "concurrent calls before new offers are refused", None),
+    ("KARL_MAX_MEDIA", "sessions.max_media", "media (m= lines) one SDP may carry", None),
     ("KARL_TIMEOUT", "timers.timeout", "seconds without media before a call is ended", None),
     ("KARL_SILENT_TIMEOUT", "timers.silent_timeout", "the same for muted/on-hold media", None),
     ("KARL_FINAL_TIMEOUT", "timers.final_timeout", "maximum call duration in seconds; 0 = no limit", None),

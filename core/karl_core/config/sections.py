@@ -66,6 +66,9 @@ class SessionsSection(Section):
 
     #: Calls at once before new offers are refused; 0 refuses every new call, -1 means no limit.
     max_sessions: int = Field(default=10000, ge=-1)
+    #: Media (``m=`` lines) one SDP may carry; an offer or answer with more is refused with a clear
+    #: error and changes nothing (each medium holds up to four ports until the call ends).
+    max_media: int = Field(default=64, ge=1, le=1024)
     #: Kept from the original configuration; Karl does not use it yet (see ``timers``).
     session_ttl: Seconds = 3600
     min_port: Port = 30000

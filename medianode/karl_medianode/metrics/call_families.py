@@ -27,8 +27,6 @@ END_REASONS = (
     "silent_timeout",
     "final_timeout",
     "offer_timeout",
-    "ports_exhausted",
-    "internal_error",
     "shutdown",
 )
 
@@ -207,4 +205,26 @@ def port_families(node: MediaNode) -> Iterator[Metric]:
         "karl_port_pool_exhausted_total",
         "Offers/answers that failed because no media port (pair) was free ('Ran out of ports').",
         engine.counters.ports_exhausted if engine is not None else 0,
+    )
+    yield counter(
+        "karl_call_changes_rolled_back_total",
+        "Offers/answers that failed and changed nothing: the call kept its ports and media "
+        "(a failed first offer leaves no call).",
+        engine.counters.failed_changes if engine is not None else 0,
+    )
+    refused = (
+        (
+            ("srtp_termination", engine.counters.srtp_termination_refused),
+            ("too_many_media", engine.counters.too_many_media),
+            ("reply_too_large", engine.counters.replies_too_large),
+        )
+        if engine is not None
+        else ()
+    )
+    yield labelled_counter(
+        "karl_offers_refused_total",
+        "Offers/answers Karl refused before building anything: SRTP termination asked for, more media "
+        "than sessions.max_media, or a reply too large for a datagram.",
+        ("reason",),
+        [((reason,), n) for reason, n in refused],
     )

@@ -70,11 +70,6 @@ def ng_families(node: MediaNode) -> Iterator[Metric]:
         "Retransmitted NG requests answered from the reply cache (the proxy did not get our reply in time).",
         c.cache_hits,
     )
-    yield counter(
-        "karl_ng_reply_cache_waits_total",
-        "Retransmissions that arrived while the first copy was still being processed (answered with it).",
-        c.cache_waits,
-    )
     yield gauge(
         "karl_ng_reply_cache_entries",
         "Replies kept for retransmissions (about a minute's worth of requests).",

@@ -38,6 +38,8 @@ class InboundMedia:
     has_ice: bool
     has_own_connection: bool
     ice_trickle: bool = False
+    has_crypto: bool = False
+    """Carries SDES keys (`a=crypto`), e.g. an opportunistic-SRTP offer on `RTP/AVP`."""
 
     @property
     def is_rtp(self) -> bool:
@@ -199,6 +201,7 @@ def read_sdp(text: str) -> InboundSdp:
                 has_ice=has_ice,
                 has_own_connection=own_connection,
                 ice_trickle=has_ice and trickle,
+                has_crypto=any(name == "crypto" for name, _ in attributes),
             )
         )
     return result
