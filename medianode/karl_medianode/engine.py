@@ -624,19 +624,23 @@ class CallEngine:
     def _ensure_sockets(self, sockets: MediaSockets, *, single: bool, rtcp: bool) -> None:
         if sockets.rtp is not None:
             return
-        ip = self.settings.media_ip
-        change = self._open_change
-        if single or not rtcp:
-            sockets.rtp = self.relay.open_stream(self.ports.allocate_single(), ip)
-            if change is not None:
-                change.opened.append(sockets.rtp)
-            return
-        rtp_sock, rtcp_sock = self.ports.allocate_pair()
-        sockets.rtp = self.relay.open_stream(rtp_sock, ip)
-        sockets.rtcp = self.relay.open_stream(rtcp_sock, ip)
-        sockets.rtcp.is_rtcp = True
-        if change is not None:
-            change.opened += (sockets.rtp, sockets.rtcp)
+        bound = [self.ports.allocate_single()] if single or not rtcp else list(self.ports.allocate_pair())
+        opened: list[PacketStream] = []
+        try:
+            for sock in bound:
+                opened.append(self.relay.open_stream(sock, self.settings.media_ip))
+        except BaseException:
+            for sock in bound[len(opened) :]:
+                self.ports.release(sock)  # bound but never handed to the relay
+            for stream in opened:
+                self.relay.close_stream(stream)
+            raise
+        sockets.rtp = opened[0]
+        if len(opened) == 2:
+            sockets.rtcp = opened[1]
+            sockets.rtcp.is_rtcp = True
+        if self._open_change is not None:
+            self._open_change.opened += opened
 
     def _close_sockets(self, sockets: MediaSockets) -> None:
         """Stop using these sockets. During an offer/answer they are only retired: they keep relaying

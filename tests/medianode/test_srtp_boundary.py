@@ -1,0 +1,138 @@
+"""Karl relays SRTP and DTLS-SRTP end to end but cannot terminate them yet. Every way of asking it to
+cross the plain ↔ secure boundary is refused with one error and builds no call; pass-through and the
+options that are no-ops on plain calls keep working (real Karl process, NG over UDP)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from karl_testkit import NgServer, sdp
+
+REFUSED = {"result": "error", "error-reason": "SRTP termination not supported by Karl yet"}
+KEY = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + "K" * 40 + "\r\n"
+FINGERPRINT = "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\n"
+
+
+def sdes(port: int) -> str:
+    return sdp(port).replace("RTP/AVP", "RTP/SAVP") + KEY
+
+
+def dtls(port: int, protocol: str = "UDP/TLS/RTP/SAVPF") -> str:
+    return sdp(port).replace("RTP/AVP", protocol) + FINGERPRINT + "a=setup:actpass\r\na=rtcp-mux\r\n"
+
+
+def osrtp(port: int) -> str:
+    return sdp(port) + KEY  # RTP/AVP carrying a key: an opportunistic-SRTP offer
+
+
+CROSSING: list[tuple[str, Callable[[int], str], dict[str, Any]]] = [
+    # Kamailio's and OpenSIPS' bare `RTP/AVP`-style flags arrive as `transport-protocol`
+    ("SDES to plain by transport-protocol", sdes, {"transport-protocol": "RTP/AVP"}),
+    ("SDES to AVPF", sdes, {"transport-protocol": "RTP/AVPF"}),
+    (
+        "SAVPF to plain",
+        lambda port: sdes(port).replace("RTP/SAVP", "RTP/SAVPF"),
+        {"transport-protocol": "RTP/AVP"},
+    ),
+    ("plain to SDES by transport-protocol", sdp, {"transport-protocol": "RTP/SAVP"}),
+    (
+        "plain AVPF to SAVPF",
+        lambda port: sdp(port).replace("RTP/AVP", "RTP/AVPF"),
+        {"transport-protocol": "RTP/SAVPF"},
+    ),
+    ("plain to DTLS (WebRTC)", sdp, {"transport-protocol": "UDP/TLS/RTP/SAVPF"}),
+    ("DTLS (WebRTC) to plain", dtls, {"transport-protocol": "RTP/AVP"}),
+    ("DTLS to AVPF", lambda port: dtls(port, "UDP/TLS/RTP/SAVP"), {"transport-protocol": "RTP/AVPF"}),
+    ("OSRTP offer on a plain call", sdp, {"OSRTP": ["offer"]}),
+    ("OSRTP offer as a flag", sdp, {"flags": ["OSRTP-offer"]}),
+    ("OSRTP accept of an opportunistic offer", osrtp, {"OSRTP": ["accept"]}),
+    ("SDES suite choice on pass-through", sdes, {"SDES": ["no-AES_CM_128_HMAC_SHA1_32"]}),
+    ("SDES flag on pass-through", sdes, {"flags": ["SDES-pad"]}),
+    ("SDES session parameter on pass-through", sdes, {"SDES": ["unencrypted_srtcp"]}),
+    ("DTLS role on DTLS pass-through", dtls, {"DTLS": "passive"}),
+]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from karl_testkit import start_karl
+
+    server = start_karl(tmp_path_factory.mktemp("srtp"), ports=200)
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("why", "make_sdp", "options"), CROSSING, ids=[c[0] for c in CROSSING])
+def test_an_offer_that_needs_srtp_termination_is_refused_and_builds_nothing(
+    node: NgServer, why: str, make_sdp: Callable[[int], str], options: dict[str, Any]
+) -> None:
+    call_id = "refused-" + why.replace(" ", "-")
+    reply = node.ng.request(
+        {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": make_sdp(20000), **options}
+    )
+    assert reply == REFUSED
+    assert call_id not in node.ng.request({"command": "list"})["calls"]
+    assert "SRTP termination" in node.log()
+
+
+def test_an_answer_that_needs_srtp_termination_is_refused_and_the_call_stays_answerable(
+    node: NgServer,
+) -> None:
+    offer = node.ng.request({"command": "offer", "call-id": "ans", "from-tag": "A", "sdp": sdp(20000)})
+    assert offer["result"] == "ok"
+    answer = {"command": "answer", "call-id": "ans", "from-tag": "A", "to-tag": "B"}
+    assert node.ng.request({**answer, "sdp": sdes(20010)}) == REFUSED
+    assert node.ng.request({**answer, "sdp": sdp(20010), "OSRTP": ["offer"]}) == REFUSED
+    plain = node.ng.request({**answer, "sdp": sdp(20010)})
+    assert plain["result"] == "ok" and "RTP/AVP" in plain["sdp"]
+    # an SDES call passed through is answered through as well; a plain answer to it would need Karl to
+    # answer the caller with SRTP of its own, unless `accept` asks to hand the plain answer on as it is
+    node.ng.request({"command": "offer", "call-id": "ans-s", "from-tag": "A", "sdp": sdes(20020)})
+    secure_answer = {**answer, "call-id": "ans-s"}
+    assert node.ng.request({**secure_answer, "sdp": sdp(20030)}) == REFUSED
+    back = node.ng.request({**secure_answer, "sdp": sdes(20030)})
+    assert back["result"] == "ok" and back["sdp"].count("a=crypto:") == 1 and "RTP/SAVP" in back["sdp"]
+    accepted = node.ng.request({**secure_answer, "sdp": sdp(20030), "transport-protocol": "accept"})
+    assert accepted["result"] == "ok" and "a=crypto" not in accepted["sdp"]
+
+
+PASSING: list[tuple[str, Callable[[int], str], dict[str, Any], str]] = [
+    ("SDES pass-through", sdes, {}, "RTP/SAVP"),
+    ("SDES pass-through, protocol named", sdes, {"transport-protocol": "RTP/SAVP"}, "RTP/SAVP"),
+    ("SDES pass-through with SDES off", sdes, {"SDES": ["off"]}, "RTP/SAVP"),
+    ("DTLS pass-through", dtls, {}, "UDP/TLS/RTP/SAVPF"),
+    ("DTLS pass-through with DTLS off", dtls, {"DTLS": "off"}, "UDP/TLS/RTP/SAVPF"),
+    (
+        "plain with the SRTP options that are no-ops",
+        sdp,
+        {"SDES": ["off", "pad"], "DTLS": "passive"},
+        "RTP/AVP",
+    ),
+    ("plain to AVPF", sdp, {"transport-protocol": "RTP/AVPF"}, "RTP/AVPF"),
+    ("opportunistic SRTP passed as it is", osrtp, {}, "RTP/AVP"),
+]
+
+
+@pytest.mark.parametrize(("why", "make_sdp", "options", "protocol"), PASSING, ids=[c[0] for c in PASSING])
+def test_pass_through_and_no_op_options_keep_working(
+    node: NgServer, why: str, make_sdp: Callable[[int], str], options: dict[str, Any], protocol: str
+) -> None:
+    body = make_sdp(20100)
+    reply = node.ng.request(
+        {
+            "command": "offer",
+            "call-id": "pass-" + why.replace(" ", "-"),
+            "from-tag": "A",
+            "sdp": body,
+            **options,
+        }
+    )
+    assert reply["result"] == "ok", reply
+    assert f" {protocol} " in reply["sdp"]
+    # the parties' own keys and fingerprints pass unchanged
+    for line in body.split("\r\n"):
+        if line.startswith(("a=crypto:", "a=fingerprint:")):
+            assert line in reply["sdp"].split("\r\n")
