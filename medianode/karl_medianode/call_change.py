@@ -16,7 +16,7 @@ while a change is open and restoring the streams' setup is exact.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +81,8 @@ class CallChange:
         call = self.call
         if self.new_call:
             return  # nothing to restore: a failed first offer removes the call
-        self._state = copy.deepcopy(call.state)
+        # pickle is several times faster than copy.deepcopy for this graph of dataclasses
+        self._state = pickle.loads(pickle.dumps(call.state, pickle.HIGHEST_PROTOCOL))
         self._sockets = {key: (ms, ms.rtp, ms.rtcp) for key, ms in call.sockets.items()}
         self._streams = {stream: _stream_setup(stream) for stream in call.all_streams()}
         self._activity = (call.last_activity, call.ended_at)
