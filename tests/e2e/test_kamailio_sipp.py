@@ -155,8 +155,8 @@ class Tools:
     sipp: str
 
 
-def required_tools() -> Tools:
-    """The programs this test drives, or a skip that says what is missing."""
+def signalling_tools() -> Tools:
+    """Kamailio with its rtpengine module, and sipp, or a skip that says what is missing."""
     kamailio, sipp = _tool("kamailio"), _tool("sipp")
     if kamailio is None:
         pytest.skip("kamailio is not installed (Debian package kamailio)")
@@ -165,6 +165,13 @@ def required_tools() -> Tools:
     modules = kamailio_modules_dir(kamailio)
     if modules is None:
         pytest.skip("Kamailio's rtpengine module is not installed (rtpengine.so not found)")
+    return Tools(kamailio, modules, sipp)
+
+
+def required_tools() -> Tools:
+    """The programs this test drives (sipp playing media too), or a skip that says what is missing."""
+    tools = signalling_tools()
+    sipp = tools.sipp
     if "PCAP" not in _run([sipp, "-v"]).stdout:
         pytest.skip("this sipp was built without PCAP play")
     if "-rtp_echo" not in _run([sipp, "-h"]).stdout:
@@ -176,7 +183,7 @@ def required_tools() -> Tools:
         socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP).close()
     except PermissionError:
         pytest.skip("sipp plays pcap files through a raw socket, which needs CAP_NET_RAW")
-    return Tools(kamailio, modules, sipp)
+    return tools
 
 
 def udp_bound(ip: str, port: int) -> bool:
@@ -226,24 +233,30 @@ def start_kamailio(tools: Tools, ng: NgServer, workdir: Path) -> Kamailio:
     return launch_kamailio(tools.kamailio, tools.modules, ng, workdir, KAMAILIO_TEMPLATE, PROXY_SIP_IP)
 
 
+def ng_socket(server: NgServer) -> str:
+    """The NG address of `server` the way `rtpengine_sock` lists a node: udp:HOST:PORT."""
+    host, port = server.ng.address
+    return f"udp:{host}:{port}"
+
+
 def launch_kamailio(
-    binary: str, modules: str, ng: NgServer, workdir: Path, template: Path, ip: str
+    binary: str,
+    modules: str | Path,
+    ng: NgServer | None,
+    workdir: Path,
+    template: Path,
+    ip: str,
+    defines: dict[str, str] | None = None,
 ) -> Kamailio:
-    """Kamailio with `template` (defines SIP_LISTEN, NG_SOCKETS, MODULES_PATH filled in) on a free port
-    of `ip`, talking NG to `ng`; checked with `kamailio -c` first, returned once it listens."""
+    """Kamailio with `template` (defines SIP_LISTEN, MODULES_PATH and, given `ng`, NG_SOCKETS filled in,
+    then `defines`) on a free port of `ip`; checked with `kamailio -c` first, returned once it listens."""
     port = free_port(ip)
-    ng_host, ng_port = ng.ng.address
+    values = {"SIP_LISTEN": f"udp:{ip}:{port}", "MODULES_PATH": f'"{modules}/"'}
+    if ng is not None:
+        values["NG_SOCKETS"] = f'"{ng_socket(ng)}"'
+    values.update(defines or {})
     cfg = workdir / template.name
-    cfg.write_text(
-        render_kamailio_cfg(
-            template.read_text(),
-            {
-                "SIP_LISTEN": f"udp:{ip}:{port}",
-                "NG_SOCKETS": f'"udp:{ng_host}:{ng_port}"',
-                "MODULES_PATH": f'"{modules}/"',
-            },
-        )
-    )
+    cfg.write_text(render_kamailio_cfg(template.read_text(), values))
     run_dir = workdir / "run"
     run_dir.mkdir()
     check = _run([binary, "-c", "-f", str(cfg), "-w", str(workdir), "-Y", str(run_dir)], cwd=workdir)
@@ -338,7 +351,9 @@ def sipp_trace_args(files: dict[str, Path]) -> list[str]:
     ]
 
 
-def sipp_result(name: str, returncode: int, files: dict[str, Path], marker: str) -> SippResult:
+def sipp_result(name: str, returncode: int, files: dict[str, Path], marker: str | None = None) -> SippResult:
+    """What one sipp run left: exit code, output, statistics and, with `marker`, the "MARKER CALL-ID IP
+    PORT" lines its scenario logged (the SDP address each call received)."""
     stats: list[dict[str, str]] = []
     if files["csv"].exists():
         with files["csv"].open(newline="") as f:
@@ -347,7 +362,7 @@ def sipp_result(name: str, returncode: int, files: dict[str, Path], marker: str)
     log = files["log"].read_text(errors="replace") if files["log"].exists() else ""
     for line in log.splitlines():
         fields = line.split()
-        if len(fields) == 4 and fields[0] == marker:
+        if marker is not None and len(fields) == 4 and fields[0] == marker:
             assert fields[1] not in sdp_seen, f"call-id {fields[1]} logged twice by sipp {name}"
             sdp_seen[fields[1]] = (fields[2], int(fields[3]))
     return SippResult(
