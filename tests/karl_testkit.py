@@ -12,8 +12,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -354,3 +356,98 @@ def sdp(port: int, ip: str = "127.0.0.1", extra: str = "") -> str:
         f"{extra}"
         "a=sendrecv\r\n"
     )
+
+
+def simple_rtp(seq: int) -> bytes:
+    """A PCMU packet of 20 ms with sequence number `seq`."""
+    return (
+        bytes([0x80, 0])
+        + seq.to_bytes(2, "big")
+        + (seq * 160).to_bytes(4, "big")
+        + b"\x00\x00\x12\x34"
+        + b"\xff" * 160
+    )
+
+
+def port_of(reply: dict[str, Any], kind: str = "audio") -> int:
+    line = next(line for line in reply["sdp"].split("\r\n") if line.startswith(f"m={kind} "))
+    return int(line.split()[1])
+
+
+class Talk:
+    """Two parties sending RTP to each other through Karl every 5 ms, counting what arrives, with the
+    longest silence each way."""
+
+    def __init__(
+        self, a: Party, to_a_side: int, b: Party, to_b_side: int, media_ip: str = "127.0.0.2"
+    ) -> None:
+        self.media_ip = media_ip
+        self.parties = ((a, to_a_side), (b, to_b_side))
+        self.received = [0, 0]
+        self.longest_gap = [0.0, 0.0]
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send, daemon=True)] + [
+            threading.Thread(target=self._receive, args=(i,), daemon=True) for i in (0, 1)
+        ]
+
+    def _send(self) -> None:
+        seq = 0
+        while not self._stop.is_set():
+            for party, port in self.parties:
+                party.rtp.sendto(simple_rtp(seq), (self.media_ip, port))
+            seq += 1
+            time.sleep(0.005)
+
+    def _receive(self, index: int) -> None:
+        sock = self.parties[1 - index][0].rtp  # what one sends, the other receives
+        sock.settimeout(0.2)
+        last = None
+        while not self._stop.is_set():
+            try:
+                sock.recv(2048)
+            except TimeoutError:
+                continue
+            now = time.monotonic()
+            if last is not None:
+                self.longest_gap[index] = max(self.longest_gap[index], now - last)
+            last = now
+            self.received[index] += 1
+
+    @contextmanager
+    def running(self) -> Iterator[Talk]:
+        for thread in self._threads:
+            thread.start()
+        try:
+            wait_for(lambda: min(self.received) >= 20, timeout=5)
+            yield self
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(2)
+
+    def flowing(self, more: int = 20) -> None:
+        """Wait until `more` packets arrived each way after this point."""
+        marks = list(self.received)
+        wait_for(lambda: all(r >= m + more for r, m in zip(self.received, marks, strict=True)), timeout=5)
+
+
+def established(node: NgServer, a: Party, b: Party, call_id: str) -> tuple[int, int]:
+    """Offer from A and answer from B; the ports Karl gave each side (A sends to the first)."""
+    offer = node.ng.request({"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": sdp(a.port)})
+    answer = node.ng.request(
+        {"command": "answer", "call-id": call_id, "from-tag": "A", "to-tag": "B", "sdp": sdp(b.port)}
+    )
+    assert offer["result"] == answer["result"] == "ok", (offer, answer)
+    return port_of(answer), port_of(offer)
+
+
+def bound_ports(server: NgServer) -> list[int]:
+    """The server's media ports that are still bound (the tests bind none in its range)."""
+    held = []
+    for port in range(server.port_min, server.port_max + 1):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((server.media_ip, port))
+            except OSError:
+                held.append(port)
+    return held

@@ -447,23 +447,23 @@ class RelayCounters:
 class _StreamProtocol(asyncio.DatagramProtocol):
     """The hot path: attribute reads, integer increments and one `sendto` per datagram."""
 
-    __slots__ = ("attached", "clock", "counters", "stream")
+    __slots__ = ("clock", "counters", "relay", "stream")
 
     def __init__(
         self,
         stream: PacketStream,
         clock: CoarseClock,
         counters: RelayCounters | None = None,
-        attached: Callable[[PacketStream, asyncio.DatagramTransport], None] | None = None,
+        relay: Relay | None = None,
     ) -> None:
         self.stream = stream
         self.clock = clock
         self.counters = counters
-        self.attached = attached
+        self.relay = relay
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.attached is not None:
-            self.attached(self.stream, transport)  # type: ignore[arg-type]  # uvloop's is no subclass
+        if self.relay is not None:
+            self.relay._attached(self.stream, transport)  # type: ignore[arg-type]  # uvloop's is no subclass
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         s = self.stream
@@ -558,6 +558,9 @@ class _StreamProtocol(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stream.closed = True
+        if self.relay is not None:
+            # the event loop closes the descriptor right after this: the port is free from now on
+            self.relay._detached(self.stream)
 
 
 class Relay:
@@ -594,7 +597,7 @@ class Relay:
     def open_stream(self, sock: socket.socket, local_ip: str) -> PacketStream:
         """Start relaying on a bound UDP socket (from `PortAllocator`)."""
         stream = PacketStream(local_ip, sock.getsockname()[1], sock)
-        protocol = _StreamProtocol(stream, self.clock, self.counters, self._attached)
+        protocol = _StreamProtocol(stream, self.clock, self.counters, self)
         self._transports[stream] = None
         task = self.loop.create_task(self._attach(stream, protocol, sock))
         self._not_started[stream] = task
@@ -608,10 +611,14 @@ class Relay:
 
     def _attached(self, stream: PacketStream, transport: asyncio.DatagramTransport) -> None:
         if stream.closed or stream not in self._transports:
-            transport.close()  # closed while its transport was being attached
-            self._release(stream)
+            transport.close()  # closed while its transport was being attached: `_detached` follows
             return
         self._transports[stream] = transport
+
+    def _detached(self, stream: PacketStream) -> None:
+        if self._transports.get(stream) is not None:
+            del self._transports[stream]  # the transport failed on its own
+        self._release(stream)
 
     def _attach_done(self, stream: PacketStream, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -635,14 +642,16 @@ class Relay:
             return
         transport = self._transports.pop(stream)
         if transport is not None:
+            # The event loop closes the descriptor on its next iteration (after `connection_lost`,
+            # which releases the port): until then the port stays taken, so it is never handed out
+            # while still bound.
             transport.close()
-            self._release(stream)
             return
         task = self._not_started.pop(stream, None)
         if task is not None:  # the event loop never watched the socket: free the port now
             task.cancel()
             self._release(stream)
-        # otherwise the transport is being attached: `_attached` closes it and frees the port
+        # otherwise the transport is being attached: `_attached` closes it, `_detached` frees the port
 
     def close_all(self) -> None:
         for stream in list(self._transports):

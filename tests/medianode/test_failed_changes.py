@@ -4,16 +4,11 @@ offer leaves no call and no port behind. Real Karl processes, real UDP."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from karl_testkit import NgServer, Party, sdp, wait_for
+from karl_testkit import NgServer, Party, Talk, bound_ports, established, port_of, sdp, wait_for
 
-MEDIA_IP = "127.0.0.2"
 VOLATILE = {"packets", "bytes", "errors", "last packet", "SSRC", "in-tos", "last-seq"}
 
 
@@ -26,97 +21,8 @@ def steady(reply: Any) -> Any:
     return reply
 
 
-def rtp(seq: int) -> bytes:
-    return (
-        bytes([0x80, 0])
-        + seq.to_bytes(2, "big")
-        + (seq * 160).to_bytes(4, "big")
-        + b"\x00\x00\x12\x34"
-        + b"\xff" * 160
-    )
-
-
-def port_of(reply: dict[str, Any], kind: str = "audio") -> int:
-    line = next(line for line in reply["sdp"].split("\r\n") if line.startswith(f"m={kind} "))
-    return int(line.split()[1])
-
-
 def audio_video_sdp(port: int, video_port: int) -> str:
     return sdp(port) + f"m=video {video_port} RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n"
-
-
-class Talk:
-    """Two parties sending RTP to each other through Karl every 5 ms, counting what arrives, with the
-    longest silence each way."""
-
-    def __init__(self, a: Party, to_a_side: int, b: Party, to_b_side: int) -> None:
-        self.parties = ((a, to_a_side), (b, to_b_side))
-        self.received = [0, 0]
-        self.longest_gap = [0.0, 0.0]
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._send, daemon=True)] + [
-            threading.Thread(target=self._receive, args=(i,), daemon=True) for i in (0, 1)
-        ]
-
-    def _send(self) -> None:
-        seq = 0
-        while not self._stop.is_set():
-            for party, port in self.parties:
-                party.rtp.sendto(rtp(seq), (MEDIA_IP, port))
-            seq += 1
-            time.sleep(0.005)
-
-    def _receive(self, index: int) -> None:
-        sock = self.parties[1 - index][0].rtp  # what one sends, the other receives
-        sock.settimeout(0.2)
-        last = None
-        while not self._stop.is_set():
-            try:
-                sock.recv(2048)
-            except TimeoutError:
-                continue
-            now = time.monotonic()
-            if last is not None:
-                self.longest_gap[index] = max(self.longest_gap[index], now - last)
-            last = now
-            self.received[index] += 1
-
-    @contextmanager
-    def running(self) -> Iterator[Talk]:
-        for thread in self._threads:
-            thread.start()
-        try:
-            wait_for(lambda: min(self.received) >= 20, timeout=5)
-            yield self
-        finally:
-            self._stop.set()
-            for thread in self._threads:
-                thread.join(2)
-
-    def flowing(self, more: int = 20) -> None:
-        """Wait until `more` packets arrived each way after this point."""
-        marks = list(self.received)
-        wait_for(lambda: all(r >= m + more for r, m in zip(self.received, marks, strict=True)), timeout=5)
-
-
-def established(node: NgServer, a: Party, b: Party, call_id: str) -> tuple[int, int]:
-    offer = node.ng.request({"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": sdp(a.port)})
-    answer = node.ng.request(
-        {"command": "answer", "call-id": call_id, "from-tag": "A", "to-tag": "B", "sdp": sdp(b.port)}
-    )
-    assert offer["result"] == answer["result"] == "ok", (offer, answer)
-    return port_of(answer), port_of(offer)
-
-
-def bound_ports(server: NgServer) -> list[int]:
-    held = []
-    for port in range(server.port_min, server.port_max + 1):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind((server.media_ip, port))
-            except OSError:
-                held.append(port)
-    return held
 
 
 def test_a_reinvite_adding_video_with_the_range_full_fails_and_the_audio_never_stops(

@@ -164,8 +164,10 @@ def test_delete_frees_ports_and_delete_delay_keeps_call_queryable(karl_factory, 
         "result": "error",
         "error-reason": "Unknown call-id",
     }
-    again = node.ng.request({"command": "offer", "call-id": "del-3", "from-tag": "x", "sdp": sdp(a.port)})
-    assert again["result"] == "ok", "ports of the deleted call must be free again"
+    # the deleted call's ports are free once the event loop has closed its sockets (the iteration after
+    # the delete); a failed offer leaves nothing behind, so the proxy's retry is harmless
+    again = {"command": "offer", "call-id": "del-3", "from-tag": "x", "sdp": sdp(a.port)}
+    wait_for(lambda: node.ng.request(again)["result"] == "ok", timeout=5)
 
 
 def test_media_timeout_ends_call_and_frees_ports(karl_factory, parties) -> None:

@@ -563,8 +563,10 @@ async def test_closing_a_stream_frees_its_port_and_stops_forwarding_to_it() -> N
         port = call.b_rtp.local_port
         env.relay.close_stream(call.b_rtp)
         env.relay.close_stream(call.b_rtp)  # twice: harmless
-        assert call.b_rtp.closed and env.allocator.in_use == in_use - 1
-        await asyncio.sleep(0)  # the event loop closes the descriptor on its next iteration
+        assert call.b_rtp.closed
+        # a watched socket's descriptor is closed by the event loop on its next iteration, and only then
+        # is the port free: it is never handed out while still bound
+        await until(lambda: env.allocator.in_use == in_use - 1, "the port is released")
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         probe.bind((HOST, port))
         probe.close()

@@ -10,6 +10,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from karl_medianode.metrics.call_families import label_value
 from karl_medianode.metrics.families import counter, cumulative_buckets, gauge, labelled_counter
 from karl_medianode.ng_server import NgCounters
+from karl_medianode.udp_drops import receive_drops
 
 if TYPE_CHECKING:
     from karl_medianode.node import MediaNode
@@ -59,6 +60,13 @@ def ng_families(node: MediaNode) -> Iterator[Metric]:
         "karl_ng_cookieless_dropped_total",
         "NG datagrams dropped without a reply because they had no cookie (not NG at all).",
         c.no_cookie,
+    )
+    sock = ng.transport.get_extra_info("socket") if ng is not None and ng.transport is not None else None
+    yield counter(
+        "karl_ng_receive_dropped_total",
+        "NG datagrams the kernel dropped because the NG socket's receive buffer was full (a burst larger "
+        "than it; requests are answered one at a time and nothing else queues). Proxies retransmit.",
+        (receive_drops(sock) or 0) if sock is not None else 0,
     )
     yield counter(
         "karl_ng_refused_total",
