@@ -64,6 +64,17 @@ class NgCounters:
     send_errors: int = 0  # replies the kernel refused to send (ICMP errors are counted here too)
 
 
+@dataclass(slots=True)
+class _InFlight:
+    """A request between its datagram and its reply."""
+
+    cookie: bytes
+    encoding: Encoding
+    command: str  # "invalid" until the payload names one
+    addr: tuple[str, int]
+    started: float
+
+
 class NgProtocol(asyncio.DatagramProtocol):
     def __init__(
         self, handler: Handler, clock: Callable[[], float] = time.monotonic, admission: Any = None
@@ -120,51 +131,40 @@ class NgProtocol(asyncio.DatagramProtocol):
         self._process(cookie, payload, addr)
 
     def _process(self, cookie: bytes, payload: bytes, addr: tuple[str, int]) -> None:
-        started = time.perf_counter()
-        encoding = reply_encoding(payload)
-        command_name = "invalid"
+        request = _InFlight(cookie, reply_encoding(payload), "invalid", addr, time.perf_counter())
         try:
-            message, encoding = decode_payload(payload)
+            message, request.encoding = decode_payload(payload)
             command = parse_command(message)
-            command_name = command.value
+            request.command = command.value
             options = parse_options(message, command)
             check_required(options)
             if options.ignored:
                 log.debug("ignored NG keys/flags: %s", ", ".join(options.ignored))
-            result = self.handler(command, options, addr, self._fits_check(cookie, encoding))
+            result = self.handler(command, options, addr, self._fits_check(cookie, request.encoding))
         except Exception as exc:
-            result = self._error_reply(exc, command_name, addr)
+            result = self._error_reply(exc, request)
         if inspect.isawaitable(result):
-            task = asyncio.get_running_loop().create_task(
-                self._finish_later(result, cookie, encoding, command_name, addr, started)
-            )
+            task = asyncio.get_running_loop().create_task(self._finish_later(result, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        self._finish(result, cookie, encoding, command_name, addr, started)
+        self._finish(result, request)
 
-    async def _finish_later(
-        self,
-        pending: Awaitable[dict[str, Any]],
-        cookie: bytes,
-        encoding: Encoding,
-        command_name: str,
-        addr: tuple[str, int],
-        started: float,
-    ) -> None:
+    async def _finish_later(self, pending: Awaitable[dict[str, Any]], request: _InFlight) -> None:
         try:
             reply = await pending
         except Exception as exc:
-            reply = self._error_reply(exc, command_name, addr)
-        self._finish(reply, cookie, encoding, command_name, addr, started)
+            reply = self._error_reply(exc, request)
+        self._finish(reply, request)
 
-    def _error_reply(self, exc: Exception, command_name: str, addr: tuple[str, int]) -> dict[str, Any]:
+    def _error_reply(self, exc: Exception, request: _InFlight) -> dict[str, Any]:
+        source = request.addr[0]
         if isinstance(exc, NgError):
             self.counters.errors += 1
-            self._bad_input_log.info("NG %s from %s failed: %s", command_name, addr[0], exc.reason)
+            self._bad_input_log.info("NG %s from %s failed: %s", request.command, source, exc.reason)
             return {"result": "error", "error-reason": exc.reason}
         self.counters.internal_errors += 1
-        log.error("internal error handling NG %s from %s", command_name, addr[0], exc_info=exc)
+        log.error("internal error handling NG %s from %s", request.command, source, exc_info=exc)
         return {"result": "error", "error-reason": INTERNAL_ERROR}
 
     def _fits_check(self, cookie: bytes, encoding: Encoding) -> ReplyFits:
@@ -183,21 +183,13 @@ class NgProtocol(asyncio.DatagramProtocol):
 
         return fits
 
-    def _finish(
-        self,
-        reply: dict[str, Any],
-        cookie: bytes,
-        encoding: Encoding,
-        command_name: str,
-        addr: tuple[str, int],
-        started: float,
-    ) -> None:
-        elapsed = time.perf_counter() - started
-        self._count(command_name, str(reply.get("result", "")), addr[0], elapsed)
-        data = encode_reply(cookie, reply, encoding)
-        self.cache.finish(cookie, data, self.clock())
-        self._send(data, addr)
-        for waiter in self._waiters.pop(cookie, []):
+    def _finish(self, reply: dict[str, Any], request: _InFlight) -> None:
+        elapsed = time.perf_counter() - request.started
+        self._count(request.command, str(reply.get("result", "")), request.addr[0], elapsed)
+        data = encode_reply(request.cookie, reply, request.encoding)
+        self.cache.finish(request.cookie, data, self.clock())
+        self._send(data, request.addr)
+        for waiter in self._waiters.pop(request.cookie, []):
             self._send(data, waiter)
 
     def _count(self, command: str, result: str, proxy: str, elapsed: float) -> None:
