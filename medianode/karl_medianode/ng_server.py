@@ -1,4 +1,4 @@
-"""The NG control socket: framing, retransmission cache and dispatch to the call engine (thin I/O)."""
+"""The NG control socket: the shared sans-IO endpoint, decoding and dispatch to the call engine (thin I/O)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from karl_core.ng.commands import Command, parse_command
-from karl_core.ng.errors import INVALID_DATA_NO_PAYLOAD, NgError, NoCookie
-from karl_core.ng.framing import (
-    Encoding,
-    decode_payload,
-    encode_reply,
-    error_reply,
-    reply_encoding,
-    split_cookie,
-)
+from karl_core.ng.endpoint import Datagram, NgEndpoint, Request
+from karl_core.ng.errors import NgError
+from karl_core.ng.framing import decode_payload
 from karl_core.ng.options import NgOptions, check_required, parse_options
-from karl_core.ng.reply_cache import CacheStatus, ReplyCache
+from karl_core.ng.reply_cache import ReplyCache
 from karl_medianode.logs import RateLimitedLogger
 
 log = logging.getLogger("karl.ng")
 
 # No rtpengine text exists for a bug of our own; say so plainly (the call state is unchanged).
 INTERNAL_ERROR = "Internal error in Karl (see its log)"
-
-REPLY_DATAGRAM_LIMIT = 65507
-"""The largest UDP payload over IPv4: a longer reply cannot be sent at all."""
 
 ReplyFits = Callable[[dict[str, Any]], bool]
 """Whether a reply (as the handler would return it) fits in one datagram, cookie included."""
@@ -45,12 +36,9 @@ retransmissions wait for it)."""
 
 @dataclass
 class NgCounters:
-    """Plain counters of the control plane, read by metrics and `statistics`."""
+    """Plain counters of the control plane, read by metrics and `statistics` (the endpoint's own —
+    datagrams, cookies, cache — are in `NgProtocol.endpoint.counters`)."""
 
-    datagrams: int = 0
-    no_cookie: int = 0
-    cache_hits: int = 0
-    cache_waits: int = 0
     errors: int = 0
     internal_errors: int = 0
     by_command: dict[str, int] = field(default_factory=dict)
@@ -68,14 +56,15 @@ class NgCounters:
 class _InFlight:
     """A request between its datagram and its reply."""
 
-    cookie: bytes
-    encoding: Encoding
+    request: Request
     command: str  # "invalid" until the payload names one
-    addr: tuple[str, int]
     started: float
 
 
 class NgProtocol(asyncio.DatagramProtocol):
+    """The NG socket: thin I/O around `karl_core.ng.endpoint.NgEndpoint` (framing, reply cache,
+    retransmissions), plus admission control, decoding, dispatch and counters."""
+
     def __init__(
         self, handler: Handler, clock: Callable[[], float] = time.monotonic, admission: Any = None
     ) -> None:
@@ -84,12 +73,15 @@ class NgProtocol(asyncio.DatagramProtocol):
         # rate limits, blocks). A refused datagram gets no reply and is counted.
         self.admission = admission
         self.clock = clock
-        self.cache = ReplyCache()
+        self.endpoint = NgEndpoint()
         self.counters = NgCounters()
         self.transport: asyncio.DatagramTransport | None = None
-        self._waiters: dict[bytes, list[tuple[str, int]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._bad_input_log = RateLimitedLogger(log, interval=10.0)
+
+    @property
+    def cache(self) -> ReplyCache:
+        return self.endpoint.cache
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's UDPTransport is no subclass
@@ -100,97 +92,72 @@ class NgProtocol(asyncio.DatagramProtocol):
         self._bad_input_log.warning("NG socket error (a reply may not have been sent): %s", exc)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.counters.datagrams += 1
         if self.admission is not None and not self.admission.admit(addr[0], self.clock()):
             self.counters.refused += 1
             return
-        try:
-            cookie, payload = split_cookie(data)
-        except NoCookie:
-            self.counters.no_cookie += 1
+        outcome = self.endpoint.datagram_received(data, addr, self.clock())
+        if isinstance(outcome, Request):
+            self._process(outcome)
+        elif outcome is None:
             self._bad_input_log.warning("dropped NG datagram without cookie from %s", addr[0])
-            return
-        if not payload:
-            # rtpengine answers this before its cache lookup, and stores the error under the cookie
-            reply = encode_reply(cookie, error_reply(INVALID_DATA_NO_PAYLOAD), reply_encoding(payload))
-            self.cache.begin(cookie, self.clock())
-            self.cache.finish(cookie, reply, self.clock())
-            self.counters.errors += 1
-            self._send(reply, addr)
-            return
-        state = self.cache.begin(cookie, self.clock())
-        if state.status is CacheStatus.HIT:
-            self.counters.cache_hits += 1
-            if state.reply is not None:
-                self._send(state.reply, addr)
-            return
-        if state.status is CacheStatus.PENDING:
-            self.counters.cache_waits += 1
-            self._waiters.setdefault(cookie, []).append(addr)
-            return
-        self._process(cookie, payload, addr)
+        else:
+            self._send_all(outcome)
 
-    def _process(self, cookie: bytes, payload: bytes, addr: tuple[str, int]) -> None:
-        request = _InFlight(cookie, reply_encoding(payload), "invalid", addr, time.perf_counter())
+    def _process(self, request: Request) -> None:
+        in_flight = _InFlight(request, "invalid", time.perf_counter())
         try:
-            message, request.encoding = decode_payload(payload)
+            message, request.encoding = decode_payload(request.payload)
             command = parse_command(message)
-            request.command = command.value
+            in_flight.command = command.value
             options = parse_options(message, command)
             check_required(options)
             if options.ignored:
                 log.debug("ignored NG keys/flags: %s", ", ".join(options.ignored))
-            result = self.handler(command, options, addr, self._fits_check(cookie, request.encoding))
+            result = self.handler(command, options, request.addr, self._fits_check(request))
         except Exception as exc:
-            result = self._error_reply(exc, request)
+            result = self._error_reply(exc, in_flight)
         if inspect.isawaitable(result):
-            task = asyncio.get_running_loop().create_task(self._finish_later(result, request))
+            task = asyncio.get_running_loop().create_task(self._finish_later(result, in_flight))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        self._finish(result, request)
+        self._finish(result, in_flight)
 
-    async def _finish_later(self, pending: Awaitable[dict[str, Any]], request: _InFlight) -> None:
+    async def _finish_later(self, pending: Awaitable[dict[str, Any]], in_flight: _InFlight) -> None:
         try:
             reply = await pending
         except Exception as exc:
-            reply = self._error_reply(exc, request)
-        self._finish(reply, request)
+            reply = self._error_reply(exc, in_flight)
+        self._finish(reply, in_flight)
 
-    def _error_reply(self, exc: Exception, request: _InFlight) -> dict[str, Any]:
-        source = request.addr[0]
+    def _error_reply(self, exc: Exception, in_flight: _InFlight) -> dict[str, Any]:
+        source, command = in_flight.request.addr[0], in_flight.command
         if isinstance(exc, NgError):
             self.counters.errors += 1
-            self._bad_input_log.info("NG %s from %s failed: %s", request.command, source, exc.reason)
+            self._bad_input_log.info("NG %s from %s failed: %s", command, source, exc.reason)
             return {"result": "error", "error-reason": exc.reason}
         self.counters.internal_errors += 1
-        log.error("internal error handling NG %s from %s", request.command, source, exc_info=exc)
+        log.error("internal error handling NG %s from %s", command, source, exc_info=exc)
         return {"result": "error", "error-reason": INTERNAL_ERROR}
 
-    def _fits_check(self, cookie: bytes, encoding: Encoding) -> ReplyFits:
+    def _fits_check(self, request: Request) -> ReplyFits:
         def fits(reply: dict[str, Any]) -> bool:
-            # cheap bound first: JSON may escape a character into at most six
-            text = sum(len(value) for value in reply.values() if isinstance(value, str))
-            if 6 * text + 4096 < REPLY_DATAGRAM_LIMIT:
-                return True
-            size = len(encode_reply(cookie, {"result": "ok", **reply}, encoding))
-            if size <= REPLY_DATAGRAM_LIMIT:
+            full = {"result": "ok", **reply}
+            if self.endpoint.fits(request, full):
                 return True
             self._bad_input_log.warning(
-                "NG reply of %d bytes does not fit in a datagram; answered with an error instead", size
+                "NG reply of %d bytes does not fit in a datagram; answered with an error instead",
+                len(self.endpoint.encode(request, full)),
             )
             return False
 
         return fits
 
-    def _finish(self, reply: dict[str, Any], request: _InFlight) -> None:
-        elapsed = time.perf_counter() - request.started
-        self._count(request.command, str(reply.get("result", "")), request.addr[0], elapsed)
-        data = encode_reply(request.cookie, reply, request.encoding)
-        self.cache.finish(request.cookie, data, self.clock())
-        self._send(data, request.addr)
-        for waiter in self._waiters.pop(request.cookie, []):
-            self._send(data, waiter)
+    def _finish(self, reply: dict[str, Any], in_flight: _InFlight) -> None:
+        request = in_flight.request
+        elapsed = time.perf_counter() - in_flight.started
+        self._count(in_flight.command, str(reply.get("result", "")), request.addr[0], elapsed)
+        self._send_all(self.endpoint.reply(request, reply, self.clock()))
 
     def _count(self, command: str, result: str, proxy: str, elapsed: float) -> None:
         c = self.counters
@@ -211,10 +178,13 @@ class NgProtocol(asyncio.DatagramProtocol):
         if result == "error":
             per_proxy["error"] = per_proxy.get("error", 0) + 1
 
-    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+    def _send_all(self, datagrams: list[Datagram]) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        for datagram in datagrams:
             try:
-                self.transport.sendto(data, addr)
+                transport.sendto(datagram.data, datagram.addr)
             except OSError as exc:  # the event loop usually reports these through error_received
                 self.error_received(exc)
 

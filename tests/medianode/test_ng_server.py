@@ -36,7 +36,7 @@ def test_duplicate_in_flight_waits_for_the_first_and_runs_once() -> None:
         try:
             for _ in range(3):
                 client.sendto(datagram, address)
-            while protocol.counters.cache_waits < 2:  # both retransmissions parked behind the first
+            while protocol.endpoint.counters.cache_waits < 2:  # both retransmissions parked behind the first
                 await asyncio.sleep(0.005)
             release.set()
             replies = [await asyncio.wait_for(loop.sock_recv(client, 65535), 2) for _ in range(3)]
@@ -50,7 +50,7 @@ def test_duplicate_in_flight_waits_for_the_first_and_runs_once() -> None:
     replies, calls, protocol = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert calls == 1
     assert len(set(replies)) == 1 and replies[0].startswith(b"dup-1 ")
-    assert protocol.counters.cache_hits == 1
+    assert protocol.endpoint.counters.cache_hits == 1
 
 
 def test_datagram_without_cookie_is_dropped_and_counted() -> None:
@@ -67,10 +67,10 @@ def test_datagram_without_cookie_is_dropped_and_counted() -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             for datagram in (b"nospace", b" leading-space", b"tab\td4:pinge"):
                 client.sendto(datagram, address)
-            while protocol.counters.datagrams < 3:
+            while protocol.endpoint.counters.datagrams < 3:
                 await asyncio.sleep(0.005)
         transport.close()
         return protocol
 
     protocol = asyncio.run(asyncio.wait_for(scenario(), 10))
-    assert protocol.counters.no_cookie == 3
+    assert protocol.endpoint.counters.no_cookie == 3

@@ -66,6 +66,7 @@ def node_stats(node: MediaNode) -> dict[str, Any]:
     packets, octets, errors = relayed_totals(engine)
     pool = port_pool(node)
     ng = node.ng.counters if node.ng is not None else None
+    endpoint = node.ng.endpoint.counters if node.ng is not None else None
     active = engine.active_calls()
     admission = node.admission
     result: dict[str, Any] = {
@@ -96,9 +97,9 @@ def node_stats(node: MediaNode) -> dict[str, Any]:
             "exhausted_total": pool.exhausted_total,
         },
         "ng": {
-            "datagrams": ng.datagrams if ng else 0,
+            "datagrams": ng.refused + endpoint.datagrams if ng and endpoint else 0,
             "refused": ng.refused if ng else 0,
-            "errors": ng.errors if ng else 0,
+            "errors": ng.errors + endpoint.empty if ng and endpoint else 0,
             "commands": dict(ng.by_command) if ng else {},
         },
         "admission": None,

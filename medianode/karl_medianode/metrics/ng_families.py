@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import HistogramMetricFamily, Metric
 
+from karl_core.ng.endpoint import EndpointCounters
 from karl_medianode.metrics.call_families import label_value
 from karl_medianode.metrics.families import counter, cumulative_buckets, gauge, labelled_counter
 from karl_medianode.ng_server import NgCounters
@@ -19,10 +20,11 @@ if TYPE_CHECKING:
 def ng_families(node: MediaNode) -> Iterator[Metric]:
     ng = node.ng
     c = ng.counters if ng is not None else NgCounters()
+    e = ng.endpoint.counters if ng is not None else EndpointCounters()
     yield counter(
         "karl_ng_datagrams_total",
         "Datagrams received on the NG socket (requests, retransmissions, garbage).",
-        c.datagrams,
+        e.datagrams + c.refused,
     )
     yield labelled_counter(
         "karl_ng_commands_total",
@@ -49,7 +51,7 @@ def ng_families(node: MediaNode) -> Iterator[Metric]:
     yield counter(
         "karl_ng_errors_total",
         "NG requests answered with result 'error' (bad input, unknown call, refused offer, ...).",
-        c.errors,
+        c.errors + e.empty,
     )
     yield counter(
         "karl_ng_internal_errors_total",
@@ -59,7 +61,7 @@ def ng_families(node: MediaNode) -> Iterator[Metric]:
     yield counter(
         "karl_ng_cookieless_dropped_total",
         "NG datagrams dropped without a reply because they had no cookie (not NG at all).",
-        c.no_cookie,
+        e.no_cookie,
     )
     sock = ng.transport.get_extra_info("socket") if ng is not None and ng.transport is not None else None
     yield counter(
@@ -76,7 +78,7 @@ def ng_families(node: MediaNode) -> Iterator[Metric]:
     yield counter(
         "karl_ng_reply_cache_hits_total",
         "Retransmitted NG requests answered from the reply cache (the proxy did not get our reply in time).",
-        c.cache_hits,
+        e.cache_hits,
     )
     yield gauge(
         "karl_ng_reply_cache_entries",
