@@ -589,6 +589,8 @@ class Relay:
         self.counters = RelayCounters()
         self.attach_failures = 0
         """Streams whose socket the event loop refused to watch (their port is released)."""
+        self.close_listeners: list[Callable[[PacketStream], None]] = []
+        """Told of every stream once, when it is closed (slow path: e.g. the metrics keep its counters)."""
 
     @property
     def open_streams(self) -> int:
@@ -617,14 +619,18 @@ class Relay:
 
     def _detached(self, stream: PacketStream) -> None:
         if self._transports.get(stream) is not None:
-            del self._transports[stream]  # the transport failed on its own
+            self._forget(stream)  # the transport failed on its own
         self._release(stream)
+
+    def _forget(self, stream: PacketStream) -> asyncio.DatagramTransport | None:
+        transport = self._forget(stream)
+        return transport
 
     def _attach_done(self, stream: PacketStream, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return  # closed before the event loop got to it: `close_stream` released the port
         if task.exception() is not None and stream in self._transports and self._transports[stream] is None:
-            del self._transports[stream]
+            self._forget(stream)
             stream.closed = True
             self.attach_failures += 1
             self._release(stream)
@@ -641,6 +647,8 @@ class Relay:
         if stream not in self._transports:
             return
         transport = self._transports.pop(stream)
+        for listener in self.close_listeners:
+            listener(stream)
         if transport is not None:
             # The event loop closes the descriptor on its next iteration (after `connection_lost`,
             # which releases the port): until then the port stays taken, so it is never handed out

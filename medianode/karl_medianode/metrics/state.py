@@ -17,7 +17,7 @@ from karl_medianode.metrics.session_durations import SessionDurations
 if TYPE_CHECKING:
     from karl_medianode.engine import CallEnded
     from karl_medianode.node import MediaNode
-    from karl_medianode.relay import PacketStream, Relay
+    from karl_medianode.relay import Relay
 
 
 class NodeMetrics:
@@ -37,17 +37,7 @@ class NodeMetrics:
         """Fold each stream the relay closes into the ledger (slow path: signalling, never per packet)."""
         if relay is None or (self._hooked is not None and self._hooked() is relay):
             return
-        original = relay.close_stream
-        ledger = self.ledger
-
-        def close_stream(stream: PacketStream) -> None:
-            before = relay.open_streams
-            original(stream)
-            if relay.open_streams < before:  # closing twice is harmless and must not count twice
-                ledger.stream_closed(stream)
-
-        # Relay.close_all calls self.close_stream, so it goes through this hook as well.
-        relay.close_stream = close_stream  # type: ignore[method-assign]
+        relay.close_listeners.append(self.ledger.stream_closed)
         self._hooked = weakref.ref(relay)
 
 
