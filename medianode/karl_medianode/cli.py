@@ -47,6 +47,7 @@ def node_settings(cfg: KarlConfig) -> NodeSettings:
             media_ip=media_ip,
             max_sessions=max_sessions,
             max_media=cfg.sessions.max_media,
+            loop_marker=cfg.node.loop_marker(),
             delete_delay=float(cfg.timers.delete_delay),
             timeout=float(cfg.timers.timeout),
             silent_timeout=float(cfg.timers.silent_timeout),

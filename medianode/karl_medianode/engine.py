@@ -79,6 +79,8 @@ class EngineSettings:
     max_sessions: int = 10000
     max_media: int = 64
     """`m=` lines one SDP may carry."""
+    loop_marker: str | None = None
+    """What `loop-protect` writes (`a=rtpengine:<marker>`); None: a random one for this engine."""
     delete_delay: float = 30.0
     timeout: float = 60.0
     silent_timeout: float = 3600.0
@@ -163,8 +165,9 @@ class CallEngine:
         """The offer/answer being applied (requests run one at a time, with no await inside)."""
         self.accepting = True
         self._on_call_ended = on_call_ended
-        # `loop-protect` marks our SDPs with a=rtpengine:<id>; 12 hex digits like rtpengine's
-        self.instance_id = secrets.token_hex(6)
+        # `loop-protect` marks our SDPs with a=rtpengine:<id>; 12 hex digits like rtpengine's, the same on
+        # every node of a fleet (see `NodeSection.loop_marker`)
+        self.instance_id = settings.loop_marker or secrets.token_hex(6)
 
     def _quality_failed(self, exc: BaseException) -> None:
         self._quality_log.warning("call quality statistics failed on a packet (relayed anyway): %r", exc)

@@ -163,7 +163,7 @@ FULL_FILE: dict[str, dict[str, Any]] = {
     "health": {"address": "127.0.0.1", "port": 18086},
     "metrics": {"address": "127.0.0.1", "port": 19091},
     "log": {"level": "DEBUG", "format": "text"},
-    "node": {"id": "node-a.1", "shutdown_grace": 0},
+    "node": {"id": "node-a.1", "shutdown_grace": 0, "cluster_id": "fleet-1"},
     "jitter_buffer": {"enabled": False, "min_delay": 10, "max_delay": 10, "adaptive_mode": False},
     "fec": {"enabled": False, "redundancy": 1, "adaptive_mode": False},
     "recording": {
@@ -249,6 +249,7 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "KARL_LOG_LEVEL": ("WARN", "warning"),
     "KARL_LOG_FORMAT": ("Text", "text"),
     "KARL_NODE_ID": ("karl-medianode-0", "karl-medianode-0"),
+    "KARL_CLUSTER_ID": ("eu-west", "eu-west"),
     "KARL_SHUTDOWN_GRACE": ("25", 25),
     "KARL_CDR_ENABLED": ("false", False),
     "KARL_CDR_PATH": ("/srv/cdr.jsonl", "/srv/cdr.jsonl"),
@@ -606,6 +607,16 @@ def test_describe_env_defaults_are_the_model_defaults() -> None:
             assert var.default == str(value).lower(), var.name
         elif isinstance(value, int) or value:
             assert var.default == str(value) or var.name == "KARL_NODE_ID", var.name
+
+
+def test_the_loop_protect_marker_is_the_fleets_not_the_processes() -> None:
+    one = KarlConfig.model_validate({"node": {"id": "node-1", "cluster_id": "fleet"}})
+    two = KarlConfig.model_validate({"node": {"id": "node-2", "cluster_id": "fleet"}})
+    alone = KarlConfig.model_validate({"node": {"id": "node-1"}})
+    assert one.node.loop_marker() == two.node.loop_marker() != alone.node.loop_marker()
+    again = KarlConfig.model_validate({"node": {"id": "node-1"}})
+    assert alone.node.loop_marker() == again.node.loop_marker()
+    assert re.fullmatch(r"[0-9a-f]{12}", one.node.loop_marker())
 
 
 def test_unknown_env_vars_reports_karl_names_only() -> None:

@@ -63,6 +63,7 @@ _TABLE: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("KARL_LOG_LEVEL", "log.level", "debug, info, warning, error or critical", None),
     ("KARL_LOG_FORMAT", "log.format", "json (one object per line) or text", None),
     ("KARL_NODE_ID", "node.id", "name of this node in Redis, metrics and logs", "host name"),
+    ("KARL_CLUSTER_ID", "node.cluster_id", "name of the fleet; gives the loop-protect SDP marker", "node.id"),
     ("KARL_SHUTDOWN_GRACE", "node.shutdown_grace", "seconds to let calls finish after SIGTERM", None),
     ("KARL_CDR_ENABLED", "cdr.enabled", "write a call detail record for every finished call", None),
     ("KARL_CDR_PATH", "cdr.path", "JSON-lines file the CDRs are appended to", None),

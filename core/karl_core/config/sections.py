@@ -6,6 +6,7 @@ environment variables are converted to typed values before they reach these mode
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 from typing import Annotated, Any, Literal
@@ -333,6 +334,24 @@ class NodeSection(Section):
     id: str = Field(default_factory=_hostname)
     #: Seconds to keep relaying media after SIGTERM while calls finish or move.
     shutdown_grace: Seconds = 10
+    #: Names the fleet this node belongs to; None = the node's own id. It gives the marker `loop-protect`
+    #: writes into SDPs (`a=rtpengine:<12 hex digits>`): every node of one fleet writes the same one, so
+    #: an SDP that already went through any of them is recognised, also for a call restored elsewhere.
+    cluster_id: str | None = None
+
+    @field_validator("cluster_id")
+    @classmethod
+    def _cluster_id(cls, value: str | None) -> str | None:
+        if value is not None and not _NODE_ID.fullmatch(value):
+            raise rule_error(
+                "must be 1 to 253 letters, digits, '.', '_' or '-', starting with a letter or digit, "
+                f"got {show(value)}"
+            )
+        return value
+
+    def loop_marker(self) -> str:
+        """The `loop-protect` marker of this node's fleet: 12 hex digits, like rtpengine's."""
+        return hashlib.sha256((self.cluster_id or self.id).encode()).hexdigest()[:12]
 
     @field_validator("id")
     @classmethod
