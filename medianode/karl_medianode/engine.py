@@ -6,8 +6,11 @@ the rewritten SDP. NG framing, retransmissions and option parsing happen before 
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,6 +165,10 @@ class CallEngine:
         self._quality_log = RateLimitedLogger(log, 30.0)
         self._bad_request_log = RateLimitedLogger(log, 10.0)
         self._open_change: CallChange | None = None
+        self._timers: list[tuple[float, int, str]] = []
+        self._due: dict[str, float] = {}
+        """Each call's current deadline; heap entries that disagree are stale."""
+        self._timer_order = itertools.count()
         """The offer/answer being applied (requests run one at a time, with no await inside)."""
         self.accepting = True
         self._on_call_ended = on_call_ended
@@ -252,6 +259,7 @@ class CallEngine:
         if change.new_call:
             self.counters.managed_sessions += 1
             log.info("call created", extra={"call_id": change.call.call_id, "event": "call_created"})
+        self._schedule(change.call)
 
     def _check_media_count(self, inbound: InboundSdp) -> None:
         count = len(inbound.medias)
@@ -756,6 +764,7 @@ class CallEngine:
                 selected.deleted_at = now + delay
                 for stream in call.monologue_streams(selected):
                     stream.blocked = True
+                self._schedule(call)
             return reply
         if call.ended_at is None:
             call.ended_at = now
@@ -765,6 +774,7 @@ class CallEngine:
             call.state.deleted_at = now + delay
             for stream in call.all_streams():
                 stream.blocked = True
+            self._schedule(call)
         return reply
 
     def _detach(self, call: Call, mono: Monologue) -> None:
@@ -910,37 +920,83 @@ class CallEngine:
 
     # ------------------------------------------------------------------ lifetime
 
-    def sweep(self) -> None:
-        """Run timers: delete-delay expiry and rtpengine's media/offer/final timeouts."""
-        now = self.clock.now
-        for call in list(self.calls.values()):
-            state = call.state
-            if state.deleted_at is not None:
-                if now >= state.deleted_at:
-                    self._destroy(call, "deleted", regular=True)
+    # Timers: one deadline per call in a heap, computed from its state; a call whose deadline passes is
+    # checked and given its next one. Media keeps moving a call's media-timeout deadline without the hot
+    # path touching the heap: when the old deadline comes, the check finds recent packets and reschedules.
+
+    def next_deadline(self) -> float | None:
+        """When `handle_timer` next has something to do (wall-clock seconds), or None."""
+        heap = self._timers
+        while heap and self._due.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)  # stale: the call was rescheduled or is gone
+        return heap[0][0] if heap else None
+
+    def handle_timer(self, now: float | None = None) -> None:
+        """Run the timers that are due: delete-delay expiry and rtpengine's media/offer/final timeouts."""
+        now = self.clock.now if now is None else now
+        checked: list[Call] = []
+        heap = self._timers
+        while heap and heap[0][0] <= now:
+            due, _, call_id = heapq.heappop(heap)
+            if self._due.get(call_id) != due:
                 continue
-            for mono in list(state.monologues.values()):
-                if mono.deleted_at is not None and now >= mono.deleted_at:
-                    self._detach(call, mono)
-            if call.call_id not in self.calls:
-                continue
-            last_media = max((s.last_packet for s in call.all_streams()), default=0.0)
-            idle = now - max(call.last_activity, last_media)
-            age = now - state.created
-            if self.settings.final_timeout > 0 and age >= self.settings.final_timeout:
-                self.counters.final_timeout_sessions += 1
-                self._destroy(call, "final timeout")
-            elif not state.answered:
-                if age >= self.settings.offer_timeout:
-                    self.counters.offer_timeout_sessions += 1
-                    self._destroy(call, "offer timeout")
-            elif self._on_hold(call):
-                if idle >= self.settings.silent_timeout:
-                    self.counters.silent_timeout_sessions += 1
-                    self._destroy(call, "silent timeout")
-            elif idle >= self.settings.timeout:
-                self.counters.timeout_sessions += 1
-                self._destroy(call, "timeout")
+            del self._due[call_id]
+            call = self.calls.get(call_id)
+            if call is not None:
+                self._check_timers(call, now)
+                checked.append(call)
+        for call in checked:
+            if self.calls.get(call.call_id) is call:
+                self._schedule(call)
+
+    def _schedule(self, call: Call) -> None:
+        due = self._next_due(call)
+        if self._due.get(call.call_id) == due:
+            return
+        self._due[call.call_id] = due
+        heapq.heappush(self._timers, (due, next(self._timer_order), call.call_id))
+
+    def _next_due(self, call: Call) -> float:
+        state = call.state
+        if state.deleted_at is not None:
+            return state.deleted_at
+        candidates = [mono.deleted_at for mono in state.monologues.values() if mono.deleted_at is not None]
+        candidates.append(self._timeout_due(call))
+        return min(candidates)
+
+    def _timeout_due(self, call: Call) -> float:
+        """When the call's final, offer, silent or media timeout would end it, as things stand."""
+        state = call.state
+        due = state.created + self.settings.final_timeout if self.settings.final_timeout > 0 else math.inf
+        if not state.answered:
+            return min(due, state.created + self.settings.offer_timeout)
+        last_media = max((s.last_packet for s in call.all_streams()), default=0.0)
+        idle_limit = self.settings.silent_timeout if self._on_hold(call) else self.settings.timeout
+        return min(due, max(call.last_activity, last_media) + idle_limit)
+
+    def _check_timers(self, call: Call, now: float) -> None:
+        state = call.state
+        if state.deleted_at is not None:
+            if now >= state.deleted_at:
+                self._destroy(call, "deleted", regular=True)
+            return
+        for mono in list(state.monologues.values()):
+            if mono.deleted_at is not None and now >= mono.deleted_at:
+                self._detach(call, mono)
+        if call.call_id not in self.calls or now < self._timeout_due(call):
+            return
+        if self.settings.final_timeout > 0 and now >= state.created + self.settings.final_timeout:
+            self.counters.final_timeout_sessions += 1
+            self._destroy(call, "final timeout")
+        elif not state.answered:
+            self.counters.offer_timeout_sessions += 1
+            self._destroy(call, "offer timeout")
+        elif self._on_hold(call):
+            self.counters.silent_timeout_sessions += 1
+            self._destroy(call, "silent timeout")
+        else:
+            self.counters.timeout_sessions += 1
+            self._destroy(call, "timeout")
 
     @staticmethod
     def _on_hold(call: Call) -> bool:
@@ -952,6 +1008,7 @@ class CallEngine:
             return
         state = self.snapshot(call.call_id)
         del self.calls[call.call_id]
+        self._due.pop(call.call_id, None)
         summary = call_stats(call)
         closed = call.all_streams()
         for sockets in call.sockets.values():

@@ -159,7 +159,7 @@ class MediaNode:
         while True:
             await asyncio.sleep(self.settings.sweep_interval)
             try:
-                self.engine.sweep()
+                self.engine.handle_timer()
             except Exception:
                 log.exception("timer sweep failed")
             # garbage on the media ports: counted per packet, logged here at most every 30 s
