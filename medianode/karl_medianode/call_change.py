@@ -26,7 +26,7 @@ from karl_medianode.relay import PacketStream
 
 # What signalling may change on a live stream (never its counters: no packet moves during a change).
 _STREAM_SETUP = (
-    "owner",
+    "sdp_peer",
     "advertised",
     "endpoint",
     "learned",

@@ -25,7 +25,7 @@ def _stream_dict(
     flags = ["RTP", "RTCP"] if muxed and not rtcp else ["RTCP" if rtcp else "RTP"]
     if muxed and rtcp:
         flags.append("fallback RTCP")  # an RTCP socket kept while RTCP rides on the RTP port
-    sdp_endpoint = stream.owner if isinstance(stream.owner, Endpoint) else None
+    sdp_endpoint = stream.sdp_peer
     if stream.endpoint is not None or sdp_endpoint is not None:
         flags.append("filled")
     if stream.confirmed:
@@ -58,7 +58,7 @@ def _stream_dict(
 
 def _muxed_rtcp_entry(rtp: PacketStream, now: int) -> dict[str, Any]:
     """rtcp-mux on a single port: rtpengine still lists an RTCP stream, with local port 0."""
-    sdp_endpoint = rtp.owner if isinstance(rtp.owner, Endpoint) else None
+    sdp_endpoint = rtp.sdp_peer
     rtcp_endpoint = Endpoint(sdp_endpoint.address, sdp_endpoint.port + 1) if sdp_endpoint else None
     flags = ["RTCP", "fallback RTCP"] + (["filled"] if rtcp_endpoint else [])
     entry: dict[str, Any] = {

@@ -30,7 +30,7 @@ from karl_medianode.jitter_stage import JitterStage
 from karl_medianode.logs import RateLimitedLogger
 from karl_medianode.ports import PortAllocator, PortsExhausted
 from karl_medianode.quality import CallQuality, QualityTotals
-from karl_medianode.relay import PT_BLOCKED, PT_FORWARD, EndpointLearning, PacketStream, QualityLink, Relay
+from karl_medianode.relay import PT_BLOCKED, PT_FORWARD, PacketStream, QualityLink, Relay
 from karl_medianode.rewrite.inbound import InboundMedia, InboundSdp, read_sdp
 from karl_medianode.rewrite.outbound import (
     OutboundMedia,
@@ -697,7 +697,7 @@ class CallEngine:
             stream.strict_source = opts.strict_source
             stream.media_handover = opts.media_handover
             if opts.endpoint_learning is not None:
-                stream.learning = EndpointLearning.parse(opts.endpoint_learning.value)
+                stream.learning = opts.endpoint_learning
             stream.signalled(now)
         if sockets.rtp is not None:
             _set_peer(sockets.rtp, endpoint)
@@ -1157,7 +1157,7 @@ def _advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint |
 
 
 def _stream_state(stream: PacketStream, component: int) -> PacketStreamState:
-    sdp_endpoint = stream.owner if isinstance(stream.owner, Endpoint) else None
+    sdp_endpoint = stream.sdp_peer
     learned = Endpoint(*stream.endpoint) if stream.endpoint is not None else None
     return PacketStreamState(
         component=component,
@@ -1187,7 +1187,7 @@ def _readvertise(sockets: MediaSockets, media: MediaState) -> None:
 
 def _set_peer(stream: PacketStream, endpoint: Endpoint | None) -> None:
     # what the SDP said, also 0.0.0.0 (hold), for `query`; the relay never sends to an unspecified address
-    stream.owner = endpoint
+    stream.sdp_peer = endpoint
     if endpoint is None or endpoint.is_unspecified:
         stream.advertise(None)
     else:

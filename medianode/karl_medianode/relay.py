@@ -63,9 +63,9 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from karl_core.session import Endpoint, EndpointLearning
 from karl_medianode.clock import CoarseClock
 from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.packet import rtcp_is_valid
@@ -92,18 +92,6 @@ MAX_SOURCES = 64
 MAX_RTCP_READ_PER_SECOND = 20
 """RTCP compounds per second and party that the statistics read; the rest is forwarded unread (a party
 sends a few a second; a flood must not cost the event loop the reading)."""
-
-
-class EndpointLearning(IntEnum):
-    OFF = 0
-    IMMEDIATE = 1
-    DELAYED = 2
-    HEURISTIC = 3
-
-    @classmethod
-    def parse(cls, value: str) -> EndpointLearning:
-        """From the NG/command-line spelling (`off`, `immediate`, `delayed`, `heuristic`)."""
-        return cls[value.strip().upper()]
 
 
 def normalize_address(addr: tuple[Any, ...]) -> Address:
@@ -145,7 +133,6 @@ class PacketStream:
         "malformed",
         "media_handover",
         "next_seq",
-        "owner",
         "packets",
         "payload_types",
         "probation",
@@ -156,6 +143,7 @@ class PacketStream:
         "rtcp_packets",
         "rtcp_sink",
         "rtp_ssrc",
+        "sdp_peer",
         "sequence_restarts",
         "silence",
         "sink",
@@ -168,8 +156,9 @@ class PacketStream:
         self.local_ip = local_ip
         self.local_port = local_port
         self.sock = sock
-        self.owner: object = None
-        """Free for the call engine (e.g. a back-reference to its media/stream model)."""
+        self.sdp_peer: Endpoint | None = None
+        """The party's address as its SDP gave it, also an unspecified one (hold) — for `query`; the
+        relay itself sends to `endpoint`."""
 
         self.advertised: Address | None = None
         """The party's address from its SDP. Set it with `advertise`."""

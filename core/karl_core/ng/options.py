@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..session.model import EndpointLearning
 from .bencode import INT64_MAX, INT64_MIN, saturating_int64
 from .commands import Command
 from .errors import (
@@ -68,13 +69,6 @@ class IceLite(enum.StrEnum):
     FORWARD = "forward"
     BACKWARD = "backward"
     BOTH = "both"
-
-
-class EndpointLearning(enum.StrEnum):
-    OFF = "off"
-    IMMEDIATE = "immediate"
-    DELAYED = "delayed"
-    HEURISTIC = "heuristic"
 
 
 class MediaEcho(enum.StrEnum):

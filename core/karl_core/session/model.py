@@ -8,6 +8,7 @@ on another node. Runtime objects (sockets, counters of the relay) live outside t
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,20 @@ from typing import Any
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 """Versions `CallState.from_dict` reads: 1 lacks the streams' `lost` (read as 0)."""
+
+
+class EndpointLearning(enum.StrEnum):
+    """How a stream learns its party's real source address (rtpengine's `endpoint-learning`)."""
+
+    OFF = "off"
+    IMMEDIATE = "immediate"
+    DELAYED = "delayed"
+    HEURISTIC = "heuristic"
+
+    @classmethod
+    def parse(cls, value: str) -> EndpointLearning:
+        """From the NG/command-line spelling, any case; KeyError for an unknown one."""
+        return cls[value.strip().upper()]
 
 
 class SessionSchemaError(ValueError):
