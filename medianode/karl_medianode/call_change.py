@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from karl_medianode.calls import Call, MediaSockets
-from karl_medianode.jitter_stage import JitterStage
-from karl_medianode.relay import PacketStream
+from karl_medianode.relay import MediaStage, PacketStream
 
 # What signalling may change on a live stream (never its counters: no packet moves during a change).
 _STREAM_SETUP = (
@@ -69,7 +68,7 @@ class CallChange:
     new_call: bool
     opened: list[PacketStream] = field(default_factory=list)
     retired: list[PacketStream] = field(default_factory=list)
-    retired_jitter: list[JitterStage] = field(default_factory=list)
+    retired_jitter: list[MediaStage] = field(default_factory=list)
     _state: Any = None
     _sockets: dict[tuple[int, int], tuple[MediaSockets, PacketStream | None, PacketStream | None]] = field(
         default_factory=dict

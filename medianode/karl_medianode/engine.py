@@ -912,7 +912,7 @@ class CallEngine:
         jb = self.settings.jitter_buffer
         if jb is None:
             return
-        if stream.jitter is not None:
+        if isinstance(stream.jitter, JitterStage):
             stream.jitter.clock_rates = clock_rates
             return
         buffer = JitterBuffer(jb.min_delay, jb.max_delay, jb.adaptive)

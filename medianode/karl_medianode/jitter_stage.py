@@ -79,21 +79,7 @@ class JitterStage:
         self._schedule()
 
     def _send(self, data: bytes) -> None:
-        # the same checks the relay makes, at the time the packet leaves
-        s = self.stream
-        if s.blocked:
-            s.dropped_blocked += 1
-            return
-        if s.silence is not None:
-            data = s.silence(data)
-        sink = s.sink
-        if sink is None or sink.closed or sink.endpoint is None or sink.sock is None:
-            s.dropped_no_destination += 1
-            return
-        try:
-            sink.sock.sendto(data, sink.endpoint)
-        except OSError:
-            sink.errors += 1
+        self.stream.send_on(data)  # the relay's checks, made at the time the packet leaves
 
     def close(self) -> None:
         """The stream closes: stop the timer; what still waits goes nowhere (its socket is gone)."""

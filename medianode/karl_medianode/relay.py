@@ -63,18 +63,24 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from karl_core.session import Endpoint, EndpointLearning
 from karl_medianode.clock import CoarseClock
 from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.packet import rtcp_is_valid
 
-if TYPE_CHECKING:
-    from karl_medianode.jitter_stage import JitterStage
-
 Address = tuple[str, int]
 Silencer = Callable[[bytes], bytes]
+
+
+class MediaStage(Protocol):
+    """An opt-in stage RTP goes through instead of being sent at once (the jitter buffer): it is handed
+    each RTP packet the relay accepted, and sends it on later with `PacketStream.send_on`."""
+
+    def accept(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 PT_UNKNOWN = 0
 PT_FORWARD = 1
@@ -232,7 +238,7 @@ class PacketStream:
         """Where this stream's RTCP and new RTP sources are reported (set by the call engine)."""
         self.quality_failures = 0
         """RTCP compounds the quality statistics failed on (forwarded all the same)."""
-        self.jitter: JitterStage | None = None
+        self.jitter: MediaStage | None = None
         """The jitter buffer stage RTP goes through instead of being sent at once (opt-in)."""
 
     def __repr__(self) -> str:
@@ -286,6 +292,23 @@ class PacketStream:
             self.next_seq = (seq + 1) & 0xFFFF
         else:
             self.probation = (seq + 1) & 0xFFFF  # a stray packet, unless the next one follows it
+
+    def send_on(self, data: bytes) -> None:
+        """Forward an RTP packet received here, with the relay's checks made now (for stages that hold
+        packets back; the hot path does the same inline)."""
+        if self.blocked:
+            self.dropped_blocked += 1
+            return
+        if self.silence is not None:
+            data = self.silence(data)
+        sink = self.sink
+        if sink is None or sink.closed or sink.endpoint is None or sink.sock is None:
+            self.dropped_no_destination += 1
+            return
+        try:
+            sink.sock.sendto(data, sink.endpoint)
+        except OSError:
+            sink.errors += 1
 
     def advertise(self, addr: tuple[Any, ...] | None) -> None:
         """The party's SDP address (None: none, e.g. port 0 or a not yet answered side). A change
