@@ -12,7 +12,7 @@ import itertools
 import logging
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1056,6 +1056,15 @@ class CallEngine:
                     ]
                 )
         return call.state
+
+    # The read side for HTTP, metrics and statistics: they look at calls, they never change them.
+
+    def all_calls(self) -> Collection[Call]:
+        """Every call this node holds, deleted ones in their delete delay included (a live view)."""
+        return self.calls.values()
+
+    def find_call(self, call_id: str) -> Call | None:
+        return self.calls.get(call_id)
 
     def active_calls(self) -> int:
         """Calls not waiting for their delete delay to run out."""

@@ -56,7 +56,7 @@ def relayed_totals(engine: CallEngine) -> tuple[int, int, int]:
     packets = engine.counters.closed_packets
     octets = engine.counters.closed_bytes
     errors = engine.counters.closed_errors
-    for call in engine.calls.values():
+    for call in engine.all_calls():
         for stream in call.all_streams():
             packets += stream.packets
             octets += stream.bytes
@@ -69,9 +69,9 @@ def statistics(engine: CallEngine, ng: NgCounters, uptime: float) -> dict[str, A
     packets, octets, errors = relayed_totals(engine)
     avg = c.total_call_seconds / c.ended_calls if c.ended_calls else 0.0
     current = {
-        "sessionsown": len(engine.calls),
+        "sessionsown": len(engine.all_calls()),
         "sessionsforeign": 0,
-        "sessionstotal": len(engine.calls),
+        "sessionstotal": len(engine.all_calls()),
         "transcodedmedia": 0,
         "packetrate_user": 0,
         "byterate_user": 0,
@@ -82,7 +82,7 @@ def statistics(engine: CallEngine, ng: NgCounters, uptime: float) -> dict[str, A
         "packetrate": 0,
         "byterate": 0,
         "errorrate": 0,
-        "media_userspace": sum(len(call.sockets) for call in engine.calls.values()),
+        "media_userspace": sum(len(call.sockets) for call in engine.all_calls()),
         "media_kernel": 0,
         "media_mixed": 0,
     }

@@ -192,7 +192,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     cursor = q.text("cursor")
     engine = _engine(request)
     now = time.time()
-    page = page_of(engine.calls.values(), wanted, now, limit, offset, cursor)
+    page = page_of(engine.all_calls(), wanted, now, limit, offset, cursor)
     return json_response(
         {
             "sessions": [session_summary(call, now) for call in page.calls],
@@ -211,7 +211,7 @@ def _call_id(request: web.Request) -> str:
 
 async def get_session(request: web.Request) -> web.Response:
     call_id = _call_id(request)
-    call = _engine(request).calls.get(call_id)
+    call = _engine(request).find_call(call_id)
     if call is None:
         raise ApiError(404, f"no session with call-id {call_id[:200]!r}")
     return json_response(session_detail(call, time.time()))
@@ -220,7 +220,7 @@ async def get_session(request: web.Request) -> web.Response:
 async def delete_session(request: web.Request) -> web.Response:
     call_id = _call_id(request)
     engine = _engine(request)
-    if call_id not in engine.calls:
+    if engine.find_call(call_id) is None:
         raise ApiError(404, f"no session with call-id {call_id[:200]!r}")
     engine.delete(NgOptions(command=Command.DELETE, call_id=call_id, delete_delay=0))
     log.info(

@@ -53,7 +53,7 @@ def media_drops(node: MediaNode) -> int:
         return 0
     # The engine may keep the drops of ended calls (a later addition); live calls are summed here.
     dropped = int(getattr(engine.counters, "closed_dropped", 0))
-    for call in engine.calls.values():
+    for call in engine.all_calls():
         for s in call.all_streams():
             dropped += s.dropped_blocked + s.dropped_no_destination + s.dropped_source + s.dropped_malformed
     return dropped
@@ -82,7 +82,7 @@ def node_stats(node: MediaNode) -> dict[str, Any]:
         "accepting_calls": engine.accepting,
         "sessions": {
             "active": active,
-            "deleting": len(engine.calls) - active,
+            "deleting": len(engine.all_calls()) - active,
             "total": counters.managed_sessions,
             "rejected": counters.rejected_sessions,
             "ended": counters.ended_calls,

@@ -39,7 +39,7 @@ def label_value(text: str) -> str:
 
 def session_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:
     engine = node.engine
-    calls = list(engine.calls.values()) if engine is not None else []
+    calls = list(engine.all_calls()) if engine is not None else []
     in_delete_delay = sum(1 for call in calls if call.state.deleted_at is not None)
     yield gauge(
         "karl_sessions_active",

@@ -155,7 +155,7 @@ class MediaLedger:
         if engine is not None:
             caller = live.totals[FROM_CALLER]
             callee = live.totals[FROM_CALLEE]
-            for call in engine.calls.values():
+            for call in engine.all_calls():
                 monologues = call.state.monologues
                 for (uid, _index), sockets in call.sockets.items():
                     mono = monologues.get(uid)
