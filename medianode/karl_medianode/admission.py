@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from karl_core.config import KarlConfig
+from karl_medianode.logs import LogThrottle
 
 log = logging.getLogger("karl.admission")
 
@@ -78,32 +79,23 @@ class _Bucket:
 
 
 class _LogThrottle:
-    """At most `burst` messages per `interval` seconds; then one summary of how many were left out."""
+    """Admission notices behind the node's `LogThrottle`: at most `burst` per `interval` seconds, then
+    one summary of how many were left out."""
 
     def __init__(self, burst: int = LOG_BURST, interval: float = LOG_INTERVAL) -> None:
-        self.burst = burst
         self.interval = interval
-        self._window_end = 0.0
-        self._sent = 0
-        self._suppressed = 0
+        self._throttle = LogThrottle(interval, burst)
 
     def allow(self, now: float) -> bool:
-        if now >= self._window_end:
-            if self._suppressed:
-                log.warning(
-                    "%d more admission notices suppressed in the last %.0f s",
-                    self._suppressed,
-                    self.interval,
-                    extra={"event": "admission_notices_suppressed", "suppressed": self._suppressed},
-                )
-            self._window_end = now + self.interval
-            self._sent = 0
-            self._suppressed = 0
-        if self._sent < self.burst:
-            self._sent += 1
-            return True
-        self._suppressed += 1
-        return False
+        suppressed = self._throttle.allow("admission", now)
+        if suppressed:
+            log.warning(
+                "%d more admission notices suppressed in the last %.0f s",
+                suppressed,
+                self.interval,
+                extra={"event": "admission_notices_suppressed", "suppressed": suppressed},
+            )
+        return suppressed is not None
 
 
 class SourceLimiter:

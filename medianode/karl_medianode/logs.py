@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from typing import Any
@@ -49,24 +50,52 @@ def setup_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
 
 
+class LogThrottle:
+    """The one rate limit for log messages caused by input or outages: per kind of message, at most
+    `burst` per `interval` seconds; the first one let through after a quiet spell learns how many of
+    its kind were left out."""
+
+    def __init__(self, interval: float = 10.0, burst: int = 1) -> None:
+        self.interval = interval
+        self.burst = burst
+        self._windows: dict[str, list[float]] = {}  # kind -> [window end, sent, suppressed]
+
+    def allow(self, kind: str = "", now: float | None = None) -> int | None:
+        """None: stay quiet. Otherwise log now; the value is how many were suppressed before."""
+        now = time.monotonic() if now is None else now
+        window = self._windows.get(kind)
+        if window is None or now >= window[0]:
+            suppressed = 0 if window is None else int(window[2])
+            self._windows[kind] = [now + self.interval, 1, 0]
+            return suppressed
+        if window[1] < self.burst:
+            window[1] += 1
+            return 0
+        window[2] += 1
+        return None
+
+    def reset(self, kind: str = "") -> None:
+        """The condition is over (e.g. the database is back): the next message of this kind goes out
+        (still told how many were left out before)."""
+        window = self._windows.get(kind)
+        if window is not None:
+            window[0] = -math.inf
+
+
 class RateLimitedLogger:
-    """At most one message per `interval` seconds; the next one says how many were suppressed."""
+    """A logger behind a `LogThrottle`: at most one message per `interval` seconds; the next one says
+    how many were suppressed."""
 
     def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
         self.logger = logger
-        self.interval = interval
-        self._last = 0.0
-        self._suppressed = 0
+        self.throttle = LogThrottle(interval)
 
     def _emit(self, level: int, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            self._suppressed += 1
+        suppressed = self.throttle.allow()
+        if suppressed is None:
             return
-        if self._suppressed:
-            msg = f"{msg} ({self._suppressed} similar messages suppressed)"
-            self._suppressed = 0
-        self._last = now
+        if suppressed:
+            msg = f"{msg} ({suppressed} similar messages suppressed)"
         self.logger.log(level, msg, *args)
 
     def warning(self, msg: str, *args: object) -> None:

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from karl_medianode.cdr.mysqlsink import DEFAULT_TABLE, DatabaseDown, InvalidRec
 from karl_medianode.cdr.record import build_record, encode_record
 from karl_medianode.cdr.spool import Spool, SpoolItem
 from karl_medianode.engine import CallEnded
+from karl_medianode.logs import LogThrottle
 
 log = logging.getLogger("karl.cdr")
 
@@ -67,28 +67,6 @@ class CdrCounters:
     """Records lost before reaching the spool (queue full, spool unwritable, submitted after stop)."""
     db_up: bool | None = None
     """Whether the last database attempt worked; None without a database."""
-
-
-class _Throttle:
-    """At most one message per `interval` for each kind; says how many were left out."""
-
-    def __init__(self, interval: float = LOG_INTERVAL) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def allow(self, kind: str) -> int | None:
-        """None: stay quiet. Otherwise log now; the value is how many were suppressed since."""
-        now = time.monotonic()
-        last = self._last.get(kind)
-        if last is not None and now - last < self.interval:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return None
-        self._last[kind] = now
-        return self._suppressed.pop(kind, 0)
-
-    def reset(self, kind: str) -> None:
-        self._last.pop(kind, None)
 
 
 class CdrWriter:
@@ -142,7 +120,7 @@ class CdrWriter:
         self._counted = 0
         # the last database attempt failed (not merely: not connected yet)
         self._db_failing = False
-        self._throttle = _Throttle()
+        self._throttle = LogThrottle(LOG_INTERVAL)
 
     # ------------------------------------------------------------------ life cycle
 
