@@ -65,12 +65,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from karl_core.session import Endpoint, EndpointLearning
+from karl_core.session import Address, Endpoint, EndpointLearning
 from karl_medianode.clock import CoarseClock
 from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.packet import rtcp_is_valid
 
-Address = tuple[str, int]
 Silencer = Callable[[bytes], bytes]
 
 

@@ -17,11 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..session.model import Address
 from .errors import INVALID_DATA_NO_PAYLOAD, NoCookie
 from .framing import Encoding, encode_reply, error_reply, reply_encoding, split_cookie
 from .reply_cache import CacheStatus, ReplyCache
-
-Address = tuple[str, int]
 
 REPLY_DATAGRAM_LIMIT = 65507
 """The largest UDP payload over IPv4: a longer reply cannot be sent at all."""

@@ -2,6 +2,7 @@
 
 from karl_core.session.model import (
     SCHEMA_VERSION,
+    Address,
     CallState,
     Codec,
     Endpoint,
@@ -14,6 +15,7 @@ from karl_core.session.model import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Address",
     "CallState",
     "Codec",
     "Endpoint",

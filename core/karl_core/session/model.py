@@ -36,6 +36,10 @@ class SessionSchemaError(ValueError):
     """A serialized call cannot be read (wrong version or malformed)."""
 
 
+Address = tuple[str, int]
+"""A socket address as sockets take and give it: (host, port). `Endpoint` is the same in call state."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     address: str
@@ -54,6 +58,9 @@ class Endpoint:
 
     def to_dict(self) -> dict[str, Any]:
         return {"address": self.address, "port": self.port}
+
+    def as_address(self) -> Address:
+        return (self.address, self.port)
 
     @classmethod
     def from_dict(cls, data: Any) -> Endpoint | None:

@@ -7,11 +7,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from karl_core.sdp.addresses import IpAddress
 from karl_core.session import MediaState, Monologue
 from karl_medianode.calls import Call
 from karl_medianode.relay import PacketStream
-
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 STATES = ("offered", "answered", "deleting")
 
