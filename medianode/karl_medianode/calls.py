@@ -24,10 +24,6 @@ class MediaSockets:
 class Call:
     state: CallState
     sockets: dict[tuple[int, int], MediaSockets] = field(default_factory=dict)
-    # When media last moved or signalling happened; drives the no-media timeout.
-    last_activity: float = 0.0
-    # When the whole call was deleted (its delete delay may still be running).
-    ended_at: float | None = None
     # RTCP statistics (MOS, jitter, loss, RTT) per SSRC, and which socket each RTP SSRC arrives on.
     quality: CallQuality = field(default_factory=CallQuality)
     rtp_sources: dict[int, PacketStream] = field(default_factory=dict)
@@ -35,6 +31,24 @@ class Call:
     @property
     def call_id(self) -> str:
         return self.state.call_id
+
+    @property
+    def last_activity(self) -> float:
+        """When signalling last happened (media counts too; see the streams); drives the media timeout."""
+        return self.state.last_activity
+
+    @last_activity.setter
+    def last_activity(self, value: float) -> None:
+        self.state.last_activity = value
+
+    @property
+    def ended_at(self) -> float | None:
+        """When the whole call was deleted (its delete delay may still be running)."""
+        return self.state.ended_at
+
+    @ended_at.setter
+    def ended_at(self, value: float | None) -> None:
+        self.state.ended_at = value
 
     def media_sockets(self, mono: Monologue, media: MediaState) -> MediaSockets:
         key = (mono.uid, media.index)

@@ -20,7 +20,15 @@ from karl_core.ng import errors as E
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import Ice, NgOptions, check_required
 from karl_core.sdp import SdpError
-from karl_core.session import CallState, Codec, Endpoint, MediaState, Monologue, PacketStreamState
+from karl_core.session import (
+    CallState,
+    Codec,
+    Endpoint,
+    MediaState,
+    Monologue,
+    PacketStreamState,
+    StreamPolicy,
+)
 from karl_medianode.call_change import CallChange
 from karl_medianode.call_stats import call_stats
 from karl_medianode.calls import Call, MediaSockets
@@ -358,8 +366,7 @@ class CallEngine:
     def _new_call(self, call_id: str) -> Call:
         now = self.clock.now
         call = Call(
-            CallState(call_id, created=now, last_signal=now),
-            last_activity=now,
+            CallState(call_id, created=now, last_signal=now, last_activity=now),
             quality=CallQuality(self.quality_totals),
         )
         self.calls[call_id] = call  # counted and logged once its first offer commits
@@ -1039,11 +1046,13 @@ class CallEngine:
             self._on_call_ended(CallEnded(call.call_id, reason, created, ended, summary, state, quality))
 
     def snapshot(self, call_id: str) -> CallState | None:
-        """The call's state with its sockets' current addresses and counters, ready to serialize."""
+        """A copy of the call's state with its sockets' current addresses, policy and counters, ready
+        to serialize. The live call is not touched."""
         call = self.calls.get(call_id)
         if call is None:
             return None
-        for mono in call.state.monologues.values():
+        state = call.state.clone()
+        for mono in state.monologues.values():
             for media in mono.medias:
                 sockets = call.sockets.get((mono.uid, media.index))
                 media.streams = (
@@ -1055,7 +1064,7 @@ class CallEngine:
                         if stream is not None
                     ]
                 )
-        return call.state
+        return state
 
     # The read side for HTTP, metrics and statistics: they look at calls, they never change them.
 
@@ -1165,21 +1174,40 @@ def _advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint |
     return Endpoint(address, port)
 
 
+STREAM_COUNTERS = (
+    "rtcp_packets",
+    "rtcp_bytes",
+    "malformed",
+    "dropped_blocked",
+    "dropped_no_destination",
+    "dropped_source",
+    "dropped_malformed",
+    "failures",
+    "gaps",
+    "late",
+    "sequence_restarts",
+    "quality_failures",
+)
+"""The relay's counters a restored stream carries on (besides packets, bytes, errors and lost)."""
+
+
 def _stream_state(stream: PacketStream, component: int) -> PacketStreamState:
-    sdp_endpoint = stream.sdp_peer
-    learned = Endpoint(*stream.endpoint) if stream.endpoint is not None else None
     return PacketStreamState(
         component=component,
         local_address=stream.local_ip,
         local_port=stream.local_port,
-        advertised=sdp_endpoint,
-        endpoint=learned,
+        advertised=stream.sdp_peer,
+        endpoint=Endpoint(*stream.endpoint) if stream.endpoint is not None else None,
         confirmed=stream.confirmed,
         packets=stream.packets,
         bytes=stream.bytes,
         errors=stream.errors,
         last_packet=stream.last_packet,
         lost=stream.lost,
+        learned=Endpoint(*stream.learned) if stream.learned is not None else None,
+        policy=StreamPolicy(stream.learning, stream.asymmetric, stream.strict_source, stream.media_handover),
+        signalled=stream.last_signal,
+        counters={name: getattr(stream, name) for name in STREAM_COUNTERS if getattr(stream, name)},
     )
 
 

@@ -16,7 +16,9 @@ from karl_core.session import (
     Endpoint,
     MediaState,
     PacketStreamState,
+    EndpointLearning,
     SessionSchemaError,
+    StreamPolicy,
 )
 
 
@@ -44,7 +46,19 @@ def sample_call() -> CallState:
         flags={"mux-demux", "asymmetric"},
         streams=[
             PacketStreamState(
-                1, "203.0.113.1", 30000, Endpoint("192.0.2.10", 4000), None, False, 5, 860, lost=2
+                1,
+                "203.0.113.1",
+                30000,
+                Endpoint("192.0.2.10", 4000),
+                None,
+                False,
+                5,
+                860,
+                lost=2,
+                learned=Endpoint("198.51.100.7", 4000),
+                policy=StreamPolicy(EndpointLearning.HEURISTIC, strict_source=True),
+                signalled=1700000001.5,
+                counters={"rtcp_packets": 1, "dropped_source": 3},
             ),
             PacketStreamState(2, "203.0.113.1", 30001, Endpoint("192.0.2.10", 4001)),
         ],
@@ -56,6 +70,21 @@ def sample_call() -> CallState:
     callee.medias.append(MediaState(1, "audio", "RTP/AVP", send=True, recv=False))
     caller.former_partners.append(7)
     call.answered = True
+    call.last_activity = 1700000002.0
+    return call
+
+
+def without_schema_3(call: CallState) -> CallState:
+    """What a call serialized before schema 3 reads as: the newer fields at their defaults."""
+    call.last_activity = call.last_signal
+    call.ended_at = None
+    for mono in call.monologues.values():
+        for media in mono.medias:
+            for stream in media.streams:
+                stream.learned = None
+                stream.policy = StreamPolicy()
+                stream.signalled = 0.0
+                stream.counters = {}
     return call
 
 
@@ -115,15 +144,25 @@ def test_leaves_round_trip(address: str, port: int, name: str, pt: int, clock: i
     assert Codec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
 
 
-def test_schema_v2_is_pinned_by_a_stored_document() -> None:
+def test_schema_v3_is_pinned_by_a_stored_document() -> None:
     """A change of the serialized form must be deliberate: bump SCHEMA_VERSION and add a sample."""
+    from pathlib import Path
+
+    stored = Path(__file__).with_name("session_samples") / "call-v3.json"
+    document = json.loads(stored.read_text())
+    assert document["schema"] == 3 == SCHEMA_VERSION
+    assert CallState.from_dict(document) == sample_call()
+    assert sample_call().to_dict() == document
+
+
+def test_schema_v2_documents_are_still_read() -> None:
+    """Version 2 (before stream policy, learned addresses and activity times) reads with defaults."""
     from pathlib import Path
 
     stored = Path(__file__).with_name("session_samples") / "call-v2.json"
     document = json.loads(stored.read_text())
-    assert document["schema"] == 2 == SCHEMA_VERSION
-    assert CallState.from_dict(document) == sample_call()
-    assert sample_call().to_dict() == document
+    assert document["schema"] == 2
+    assert CallState.from_dict(document) == without_schema_3(sample_call())
 
 
 def test_schema_v1_documents_are_still_read() -> None:
@@ -134,7 +173,7 @@ def test_schema_v1_documents_are_still_read() -> None:
     document = json.loads(stored.read_text())
     assert document["schema"] == 1
     call = CallState.from_dict(document)
-    expected = sample_call()
+    expected = without_schema_3(sample_call())
     for mono in expected.monologues.values():
         for media in mono.medias:
             for stream in media.streams:

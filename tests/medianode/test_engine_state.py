@@ -8,7 +8,7 @@ import socket
 
 from karl_core.ng.commands import Command
 from karl_core.ng.options import parse_options
-from karl_core.session import CallState
+from karl_core.session import CallState, Endpoint
 from karl_medianode.clock import CoarseClock
 from karl_medianode.engine import CallEngine, EngineSettings
 from karl_medianode.ports import PortAllocator
@@ -24,7 +24,7 @@ def _sdp(port: int) -> str:
 
 
 def test_snapshot_carries_ports_endpoints_and_counters() -> None:
-    async def scenario() -> tuple[dict[str, object], int]:
+    async def scenario() -> tuple[dict[str, object], int, int]:
         loop = asyncio.get_running_loop()
         clock = CoarseClock()
         clock.start(loop)
@@ -34,11 +34,19 @@ def test_snapshot_carries_ports_endpoints_and_counters() -> None:
         engine = CallEngine(EngineSettings("127.0.0.2", "127.0.0.2"), ports, relay, clock)
         a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         a.bind(("127.0.0.1", 0))
+        a_port = a.getsockname()[1]
         b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         b.bind(("127.0.0.1", 0))
         b.settimeout(2)
         offer = parse_options(
-            {"command": "offer", "call-id": "snap", "from-tag": "A", "sdp": _sdp(a.getsockname()[1])},
+            {
+                "command": "offer",
+                "call-id": "snap",
+                "from-tag": "A",
+                "sdp": _sdp(a.getsockname()[1]),
+                "flags": ["strict-source"],
+                "endpoint-learning": ["immediate"],
+            },
             Command.OFFER,
         )
         engine.offer(offer)
@@ -58,14 +66,16 @@ def test_snapshot_carries_ports_endpoints_and_counters() -> None:
         await loop.run_in_executor(None, b.recv, 2048)
         state = engine.snapshot("snap")
         assert state is not None
+        live = engine.calls["snap"].state
+        assert all(not m.streams for mono in live.monologues.values() for m in mono.medias), "not mutated"
         data = json.loads(json.dumps(state.to_dict()))
         engine.close_all()
         clock.stop()
         a.close()
         b.close()
-        return data, to_proxy
+        return data, to_proxy, a_port
 
-    data, to_proxy = asyncio.run(asyncio.wait_for(scenario(), 10))
+    data, to_proxy, a_port = asyncio.run(asyncio.wait_for(scenario(), 10))
     state = CallState.from_dict(data)
     caller = state.by_tag("A")
     assert caller is not None
@@ -73,6 +83,10 @@ def test_snapshot_carries_ports_endpoints_and_counters() -> None:
     assert rtp.local_port == to_proxy and rtp.packets == 1 and rtp.bytes == 172
     assert rtp.advertised is not None and rtp.advertised.address == "127.0.0.1"
     assert [s.component for s in caller.medias[0].streams] == [1, 2]
+    # what the offer asked for and what the first packet taught: enough to rebuild the stream elsewhere
+    assert rtp.policy.strict_source and rtp.policy.learning == "immediate"
+    assert rtp.learned == rtp.endpoint == Endpoint("127.0.0.1", a_port) and rtp.confirmed
+    assert state.last_activity >= state.created
 
 
 def test_unusable_media_address_stops_startup() -> None:

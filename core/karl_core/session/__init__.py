@@ -11,6 +11,7 @@ from karl_core.session.model import (
     Monologue,
     PacketStreamState,
     SessionSchemaError,
+    StreamPolicy,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "Monologue",
     "PacketStreamState",
     "SessionSchemaError",
+    "StreamPolicy",
 ]

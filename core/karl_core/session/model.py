@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
-"""Versions `CallState.from_dict` reads: 1 lacks the streams' `lost` (read as 0)."""
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (1, 2, 3)
+"""Versions `CallState.from_dict` reads: 1 lacks the streams' `lost` (read as 0); 1 and 2 lack the
+streams' policy, learned address and further counters and the call's activity and end times (read as
+the defaults: delayed learning, nothing learned, activity at the last signal)."""
 
 
 class EndpointLearning(enum.StrEnum):
@@ -106,8 +109,40 @@ class Codec:
 
 
 @dataclass
+class StreamPolicy:
+    """How a stream treats its party's packets, as the signalling set it (rtpengine's flags)."""
+
+    learning: EndpointLearning = EndpointLearning.DELAYED
+    asymmetric: bool = False
+    strict_source: bool = False
+    media_handover: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "learning": self.learning.value,
+            "asymmetric": self.asymmetric,
+            "strict_source": self.strict_source,
+            "media_handover": self.media_handover,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> StreamPolicy:
+        if not data:
+            return cls()
+        return cls(
+            EndpointLearning(str(data.get("learning", "delayed"))),
+            bool(data.get("asymmetric", False)),
+            bool(data.get("strict_source", False)),
+            bool(data.get("media_handover", False)),
+        )
+
+
+@dataclass
 class PacketStreamState:
-    """One local socket of a media (component 1 = RTP, 2 = RTCP) and the peer it talks to."""
+    """One local socket of a media (component 1 = RTP, 2 = RTCP) and the peer it talks to.
+
+    `advertised` is what the party's SDP said (also an unspecified address: hold), `endpoint` where
+    packets to the party go now, `learned` the source its packets came from (schema 3)."""
 
     component: int
     local_address: str
@@ -121,6 +156,13 @@ class PacketStreamState:
     last_packet: float = 0.0
     lost: int = 0
     """RTP packets missing from the sequence numbers of what the party sent (schema 2)."""
+    learned: Endpoint | None = None
+    policy: StreamPolicy = field(default_factory=StreamPolicy)
+    signalled: float = 0.0
+    """Wall-clock time of the signalling that last restarted endpoint learning."""
+    counters: dict[str, int] = field(default_factory=dict)
+    """The relay's other counters of this socket by name (drops, RTCP, sequence), for totals that
+    survive a restore."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +177,10 @@ class PacketStreamState:
             "errors": self.errors,
             "last_packet": self.last_packet,
             "lost": self.lost,
+            "learned": self.learned.to_dict() if self.learned else None,
+            "policy": self.policy.to_dict(),
+            "signalled": self.signalled,
+            "counters": dict(sorted(self.counters.items())),
         }
 
     @classmethod
@@ -151,6 +197,10 @@ class PacketStreamState:
             int(data.get("errors", 0)),
             float(data.get("last_packet", 0.0)),
             int(data.get("lost", 0)),
+            Endpoint.from_dict(data.get("learned")),
+            StreamPolicy.from_dict(data.get("policy")),
+            float(data.get("signalled", 0.0)),
+            {str(k): int(v) for k, v in (data.get("counters") or {}).items()},
         )
 
 
@@ -315,6 +365,15 @@ class CallState:
     silenced: bool = False
     dtmf_blocked: bool = False
     deleted_at: float | None = None
+    last_activity: float = 0.0
+    """When media last moved or signalling happened (what the media timeout counts from)."""
+    ended_at: float | None = None
+    """When the whole call was deleted, for its parties (its delete delay may still be running)."""
+
+    def clone(self) -> CallState:
+        """A deep copy (pickle is several times faster than `copy.deepcopy` for these dataclasses)."""
+        copied: CallState = pickle.loads(pickle.dumps(self, pickle.HIGHEST_PROTOCOL))
+        return copied
 
     def new_monologue(self, created: float, tag: str = "") -> Monologue:
         mono = Monologue(uid=self.next_uid, tag=tag, created=created)
@@ -349,6 +408,8 @@ class CallState:
             "silenced": self.silenced,
             "dtmf_blocked": self.dtmf_blocked,
             "deleted_at": self.deleted_at,
+            "last_activity": self.last_activity,
+            "ended_at": self.ended_at,
             "monologues": [m.to_dict() for m in self.monologues.values()],
         }
 
@@ -369,6 +430,8 @@ class CallState:
                 silenced=bool(data.get("silenced", False)),
                 dtmf_blocked=bool(data.get("dtmf_blocked", False)),
                 deleted_at=None if data.get("deleted_at") is None else float(data["deleted_at"]),
+                last_activity=float(data.get("last_activity") or data["last_signal"]),
+                ended_at=None if data.get("ended_at") is None else float(data["ended_at"]),
             )
             for item in data.get("monologues", []):
                 mono = Monologue.from_dict(item)
