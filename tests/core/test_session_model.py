@@ -14,9 +14,9 @@ from karl_core.session import (
     CallState,
     Codec,
     Endpoint,
+    EndpointLearning,
     MediaState,
     PacketStreamState,
-    EndpointLearning,
     SessionSchemaError,
     StreamPolicy,
 )
