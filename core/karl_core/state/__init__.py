@@ -1,0 +1,14 @@
+"""Where calls are kept between signalling changes: the `CallStore` interface and its implementations
+(in memory, local files; Redis comes with the fleet and is the only part of `karl_core` that will import
+`redis`)."""
+
+from karl_core.state.call_store import (
+    CallStore,
+    FileCallStore,
+    MemoryCallStore,
+    OwnerToken,
+    SaveResult,
+    StoredCall,
+)
+
+__all__ = ["CallStore", "FileCallStore", "MemoryCallStore", "OwnerToken", "SaveResult", "StoredCall"]
