@@ -229,10 +229,24 @@ def start_rtpengine(
 
 def start_karl(log_dir: Path, media_ip: str = "127.0.0.2", ports: int = 200, **env: str) -> NgServer:
     """Start a Karl media node (`python -m karl_medianode`) on loopback; waits for `ping`."""
-    ng_port = free_port()
-    port_min = free_port_block(ports, media_ip)
+    return start_karl_at(log_dir, media_ip, ports, free_port(), free_port_block(ports, media_ip), env)
+
+
+def restart_karl(log_dir: Path, node: NgServer, env: dict[str, str]) -> NgServer:
+    """Start Karl again where `node` was: the same NG port, media address and port range."""
+    ports = node.port_max - node.port_min + 1
+    return start_karl_at(log_dir, node.media_ip, ports, node.ng.address[1], node.port_min, env)
+
+
+def start_karl_at(
+    log_dir: Path, media_ip: str, ports: int, ng_port: int, port_min: int, env: dict[str, str]
+) -> NgServer:
     port_max = port_min + ports - 1
     log_path = log_dir / f"karl-{media_ip}-{ng_port}.log"
+    restarts = 1
+    while log_path.exists():  # started again on the same ports: keep the earlier log
+        restarts += 1
+        log_path = log_dir / f"karl-{media_ip}-{ng_port}-{restarts}.log"
     full_env = karl_env(media_ip, ng_port, port_min, port_max, env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "karl_medianode"],

@@ -177,6 +177,9 @@ class CallEngine:
         self._due: dict[str, float] = {}
         """Each call's current deadline; heap entries that disagree are stale."""
         self._timer_order = itertools.count()
+        self.on_call_changed: Callable[[Call], None] | None = None
+        """Told after every change of a call's state that a store must keep (signalling, block
+        switches, a branch deleted, an address learned); `on_call_ended` tells when it is gone."""
         """The offer/answer being applied (requests run one at a time, with no await inside)."""
         self.accepting = True
         self._on_call_ended = on_call_ended
@@ -268,6 +271,7 @@ class CallEngine:
             self.counters.managed_sessions += 1
             log.info("call created", extra={"call_id": change.call.call_id, "event": "call_created"})
         self._schedule(change.call)
+        self._changed(change.call)
 
     def _check_media_count(self, inbound: InboundSdp) -> None:
         count = len(inbound.medias)
@@ -772,6 +776,7 @@ class CallEngine:
                 for stream in call.monologue_streams(selected):
                     stream.blocked = True
                 self._schedule(call)
+            self._changed(call)
             return reply
         if call.ended_at is None:
             call.ended_at = now
@@ -782,6 +787,7 @@ class CallEngine:
             for stream in call.all_streams():
                 stream.blocked = True
             self._schedule(call)
+            self._changed(call)
         return reply
 
     def _detach(self, call: Call, mono: Monologue) -> None:
@@ -791,6 +797,8 @@ class CallEngine:
         self._release_monologue(call, mono)
         if not _links_left_without(call.state, None):
             self._destroy(call, "deleted", regular=True)
+        else:
+            self._changed(call)
 
     def _select_for_delete(self, call: Call, opts: NgOptions) -> Monologue | None:
         state = call.state
@@ -852,6 +860,7 @@ class CallEngine:
             setattr(target, kind, block)
         for mono in call.state.monologues.values():
             self._apply_media_state(call, mono)
+        self._changed(call)
         return {"result": "ok"}
 
     def _select_participant(self, call: Call, opts: NgOptions) -> Monologue | None:
@@ -900,9 +909,11 @@ class CallEngine:
             link = QualityLink(
                 call.quality, mono.tag or None, clock_rates, call.rtp_sources, self._quality_failed
             )
+            latched = self._latch_listener(call)
             for stream in sockets.streams():
                 stream.blocked = blocked
                 stream.quality = link
+                stream.on_latch = latched
             if sockets.rtp is not None:
                 sockets.rtp.silence = _silence_for_media(media) if silenced else None
                 if media.is_rtp:
@@ -924,6 +935,76 @@ class CallEngine:
             return
         buffer = JitterBuffer(jb.min_delay, jb.max_delay, jb.adaptive)
         stream.jitter = JitterStage(self.relay.loop, stream, buffer, clock_rates, self.jitter_delays.observe)
+
+    # ------------------------------------------------------------------ persistence
+
+    def _changed(self, call: Call) -> None:
+        if self.on_call_changed is not None and self.calls.get(call.call_id) is call:
+            self.on_call_changed(call)
+
+    def restore(self, state: CallState, now: float, *, same_host: bool = True) -> Call:
+        """Rebuild a call from its stored state: its streams on the same ports where they can be had
+        (a restart on the same host; otherwise on new ones, and the parties must be told), addressed
+        and configured as they were, counters carried on. The restored call gets a fresh media/silent
+        timeout window (offer and final timeouts keep counting from `created`); sequence tracking starts
+        over, so the gap of the restart is not counted as loss. On another host the streams go back to
+        learning while they keep sending to the last learned addresses."""
+        if state.call_id in self.calls:
+            raise ValueError(f"call {state.call_id!r} exists already")
+        state = state.clone()
+        state.last_activity = now
+        call = Call(state, quality=CallQuality(self.quality_totals))
+        self.calls[state.call_id] = call
+        try:
+            for mono in state.monologues.values():
+                for media in mono.medias:
+                    if media.streams:
+                        self._restore_sockets(call, mono, media, same_host)
+                    media.streams = []
+            for mono in state.monologues.values():
+                partner = state.partner_of(mono)
+                if partner is None or (mono.uid > partner.uid and partner.partner == mono.uid):
+                    continue
+                for a_media, b_media in zip(mono.medias, partner.medias, strict=False):
+                    self._wire(call, mono, a_media, partner, b_media)
+            for mono in state.monologues.values():
+                self._apply_media_state(call, mono)
+        except BaseException:
+            for sockets in call.sockets.values():
+                self._close_sockets(sockets)
+            del self.calls[state.call_id]
+            raise
+        self._schedule(call)
+        log.info("call restored", extra={"call_id": state.call_id, "event": "call_restored"})
+        return call
+
+    def _restore_sockets(self, call: Call, mono: Monologue, media: MediaState, same_host: bool) -> None:
+        sockets = call.media_sockets(mono, media)
+        opened: list[PacketStream] = []
+        for saved in media.streams:
+            try:
+                sock = self.ports.allocate_port(saved.local_port) if same_host else None
+            except PortsExhausted:
+                sock = None
+            if sock is None:
+                log.warning(
+                    "restored call gets a new port for %s:%d (the SIP side must be told)",
+                    saved.local_address,
+                    saved.local_port,
+                    extra={"call_id": call.call_id, "event": "restore_port_moved"},
+                )
+                sock = self.ports.allocate_single()
+            stream = self.relay.open_stream(sock, self.settings.media_ip)
+            opened.append(stream)
+            _restore_stream(stream, saved, same_host)
+            if saved.component == 1:
+                sockets.rtp = stream
+            else:
+                stream.is_rtcp = True
+                sockets.rtcp = stream
+
+    def _latch_listener(self, call: Call) -> Callable[[], None]:
+        return lambda: self._changed(call)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -1209,6 +1290,26 @@ def _stream_state(stream: PacketStream, component: int) -> PacketStreamState:
         signalled=stream.last_signal,
         counters={name: getattr(stream, name) for name in STREAM_COUNTERS if getattr(stream, name)},
     )
+
+
+def _restore_stream(stream: PacketStream, saved: PacketStreamState, same_host: bool) -> None:
+    _set_peer(stream, saved.advertised)
+    policy = saved.policy
+    stream.learning = policy.learning
+    stream.asymmetric = policy.asymmetric
+    stream.strict_source = policy.strict_source
+    stream.media_handover = policy.media_handover
+    stream.last_signal = saved.signalled
+    if saved.endpoint is not None:
+        stream.endpoint = saved.endpoint.as_address()
+    stream.learned = saved.learned.as_address() if saved.learned is not None else None
+    # another host: the parties' NATs may map differently; learn again, sending where we did so far
+    stream.confirmed = saved.confirmed and same_host
+    stream.packets, stream.bytes, stream.errors = saved.packets, saved.bytes, saved.errors
+    stream.lost, stream.last_packet = saved.lost, saved.last_packet
+    for name, value in saved.counters.items():
+        if name in STREAM_COUNTERS:
+            setattr(stream, name, value)
 
 
 def _readvertise(sockets: MediaSockets, media: MediaState) -> None:

@@ -16,6 +16,8 @@ from karl_core.ng import errors as E
 from karl_core.ng.commands import Command
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import NgOptions
+from karl_core.state import FileCallStore, OwnerToken
+from karl_medianode.call_persistence import CallPersistence
 from karl_medianode.clock import CoarseClock
 from karl_medianode.engine import CallEnded, CallEngine, EngineSettings, LoadLimit
 from karl_medianode.ng_server import NgProtocol
@@ -93,6 +95,7 @@ class MediaNode:
         self.cdr: Any = None
         self.admission: Any = None
         self.http: Any = None
+        self.persistence: CallPersistence | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -138,6 +141,8 @@ class MediaNode:
         self.clock.start(loop)
         self.relay = Relay(loop, self.clock, self.ports.release)
         self.engine = CallEngine(s.engine, self.ports, self.relay, self.clock, self._call_ended)
+        if self.config.state.dir:
+            self._take_back_calls(self.config.state.dir)
         ng = self.ng = NgProtocol(self.dispatch, admission=self.admission)
         await loop.create_datagram_endpoint(lambda: ng, sock=ng_sock)
         self._tasks.append(loop.create_task(self._sweep_loop()))
@@ -151,6 +156,24 @@ class MediaNode:
                 "advertised_ip": s.advertised_ip,
                 "ports": f"{s.port_min}-{s.port_max}",
             },
+        )
+
+    def _take_back_calls(self, directory: str) -> None:
+        """Keep calls in `directory` from now on, and restore the ones this node left there."""
+        assert self.engine is not None
+        store = FileCallStore(directory)
+        self.persistence = CallPersistence(store, OwnerToken(self.config.node.id), self.engine)
+        self.persistence.attach(self.call_ended_listeners)
+        restored = self.persistence.restore_all(time.time())
+        for path, why in store.unreadable:
+            log.error(
+                "unreadable call state %s left in place: %s", path, why, extra={"event": "restore_failed"}
+            )
+        log.info(
+            "calls restored from %s: %d",
+            directory,
+            restored,
+            extra={"event": "calls_restored", "restored": restored},
         )
 
     async def _sweep_loop(self) -> None:

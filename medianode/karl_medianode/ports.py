@@ -105,6 +105,16 @@ class PortAllocator:
             return sock
         raise PortsExhausted()
 
+    def allocate_port(self, port: int) -> socket.socket:
+        """That very port, bound (a restored call keeps its ports); PortsExhausted when it cannot be had."""
+        if not self.min_port <= port <= self.max_port or port in self._in_use:
+            raise PortsExhausted()
+        sock = self._bind(port)
+        if sock is None:
+            raise PortsExhausted()
+        self._own(sock, port)
+        return sock
+
     def release(self, sock: socket.socket) -> None:
         """Close `sock` and make its port available again. Releasing twice is harmless."""
         port = self._owned.pop(sock, None)

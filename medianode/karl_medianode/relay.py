@@ -138,6 +138,7 @@ class PacketStream:
         "malformed",
         "media_handover",
         "next_seq",
+        "on_latch",
         "packets",
         "payload_types",
         "probation",
@@ -172,6 +173,9 @@ class PacketStream:
         self.learned: Address | None = None
         self.confirmed = False
         self.learning = EndpointLearning.DELAYED
+        self.on_latch: Callable[[], None] | None = None
+        """Told when the stream settles on a party's address (confirmed, or moved by media handover):
+        the call's state changed (slow path)."""
         self.last_signal = 0.0
         """Wall-clock time of the call's last signalling (offer/answer); set with `signalled`."""
         self._detected: list[Address | None] | None = None
@@ -348,6 +352,8 @@ class PacketStream:
                         for sink in (self.sink, self.rtcp_sink):
                             if sink is not None:
                                 sink.unconfirm()
+                        if self.on_latch is not None:
+                            self.on_latch()
                         return True
                     self.errors += 1
                     self.dropped_source += 1
@@ -375,6 +381,8 @@ class PacketStream:
         if not waiting or self.learned is None or use != self.learned:
             self.endpoint = use
             self.learned = use
+        if self.confirmed and self.on_latch is not None:
+            self.on_latch()
         return True
 
 

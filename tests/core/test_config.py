@@ -188,6 +188,7 @@ FULL_FILE: dict[str, dict[str, Any]] = {
         "api_burst": 5,
         "block_seconds": 30,
     },
+    "state": {"dir": "/var/lib/karl/calls"},
 }
 
 
@@ -250,6 +251,7 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "KARL_LOG_FORMAT": ("Text", "text"),
     "KARL_NODE_ID": ("karl-medianode-0", "karl-medianode-0"),
     "KARL_CLUSTER_ID": ("eu-west", "eu-west"),
+    "KARL_STATE_DIR": ("/var/lib/karl/calls", "/var/lib/karl/calls"),
     "KARL_SHUTDOWN_GRACE": ("25", 25),
     "KARL_CDR_ENABLED": ("false", False),
     "KARL_CDR_PATH": ("/srv/cdr.jsonl", "/srv/cdr.jsonl"),

@@ -30,6 +30,7 @@ from karl_core.config.sections import (
     RecordingSection,
     SecuritySection,
     SessionsSection,
+    StateSection,
     TimersSection,
     WebrtcSection,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "RecordingSection",
     "SecuritySection",
     "SessionsSection",
+    "StateSection",
     "TimersSection",
     "WebrtcSection",
     "build_config",

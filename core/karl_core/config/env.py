@@ -65,6 +65,7 @@ _TABLE: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("KARL_NODE_ID", "node.id", "name of this node in Redis, metrics and logs", "host name"),
     ("KARL_CLUSTER_ID", "node.cluster_id", "name of the fleet; gives the loop-protect SDP marker", "node.id"),
     ("KARL_SHUTDOWN_GRACE", "node.shutdown_grace", "seconds to let calls finish after SIGTERM", None),
+    ("KARL_STATE_DIR", "state.dir", "directory keeping calls across restarts; empty = in memory", "empty"),
     ("KARL_CDR_ENABLED", "cdr.enabled", "write a call detail record for every finished call", None),
     ("KARL_CDR_PATH", "cdr.path", "JSON-lines file the CDRs are appended to", None),
     ("KARL_CDR_SPOOL_DIR", "cdr.spool_dir", "where CDRs wait while the database is down", None),

@@ -22,6 +22,7 @@ from karl_core.config.sections import (
     RecordingSection,
     SecuritySection,
     SessionsSection,
+    StateSection,
     TimersSection,
     WebrtcSection,
 )
@@ -49,6 +50,7 @@ class KarlConfig(BaseModel):
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     cdr: CdrSection = Field(default_factory=CdrSection)
     security: SecuritySection = Field(default_factory=SecuritySection)
+    state: StateSection = Field(default_factory=StateSection)
 
     @model_validator(mode="after")
     def _ports_do_not_collide(self) -> KarlConfig:

@@ -378,6 +378,15 @@ class CdrSection(Section):
     spool_dir: str = Field(default="/var/lib/karl/cdr/spool", min_length=1)
 
 
+class StateSection(Section):
+    """Where the node keeps its calls' state between signalling changes."""
+
+    #: A directory for one file per call, so that a restarted node (same node id, same host) takes its
+    #: calls back on the same ports and media resumes without signalling. Empty = in memory only: a
+    #: restart ends every call (the embedded default).
+    dir: str = ""
+
+
 class SecuritySection(Section):
     """Who may talk to Karl, and how much."""
 
