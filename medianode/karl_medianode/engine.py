@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from karl_core.ng import errors as E
+from karl_core.ng.commands import Command
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import Ice, NgOptions, check_required
 from karl_core.sdp import SdpError
@@ -61,6 +62,9 @@ log = logging.getLogger("karl.engine")
 # Karl's own error texts (rtpengine has none for these; the call is left as it was).
 TOO_MANY_MEDIA = "Too many media in SDP"
 REPLY_TOO_LARGE = "Reply too large for one NG datagram"
+
+# rtpengine knows these commands; Karl does not implement them yet and says so instead of faking success.
+NOT_SUPPORTED = "Command not supported by Karl yet"
 
 ReplyCheck = Callable[[dict[str, Any]], bool]
 """Told an offer's/answer's reply before it commits; False: the reply cannot be sent (too large)."""
@@ -189,6 +193,38 @@ class CallEngine:
 
     def _quality_failed(self, exc: BaseException) -> None:
         self._quality_log.warning("call quality statistics failed on a packet (relayed anyway): %r", exc)
+
+    # ------------------------------------------------------------------ the one door
+
+    def handle(self, command: Command, opts: NgOptions, fits: ReplyCheck | None = None) -> dict[str, Any]:
+        """Apply one request about calls and return the whole reply (`result` included). NG, the REST
+        API and the node all come through here; nothing awaits inside, so requests take effect one at
+        a time in the order they are handed in. Raises `NgError` with the reply's error text."""
+        if command is Command.OFFER:
+            try:
+                reply = self.offer(opts, fits)
+            except LoadLimit as exc:
+                if "load limit" in opts.supports:
+                    return {"result": "load limit", "message": exc.message}
+                raise NgError(exc.message) from None
+            return {"result": "ok", **reply}
+        if command is Command.ANSWER:
+            return {"result": "ok", **self.answer(opts, fits)}
+        if command is Command.DELETE:
+            return self.delete(opts)
+        if command is Command.QUERY:
+            return self.query(opts)
+        if command is Command.LIST:
+            return self.list_calls(opts.limit)
+        if command in (Command.BLOCK_MEDIA, Command.UNBLOCK_MEDIA):
+            return self.block_media(opts, block=command is Command.BLOCK_MEDIA)
+        if command in (Command.SILENCE_MEDIA, Command.UNSILENCE_MEDIA):
+            return self.block_media(opts, block=command is Command.SILENCE_MEDIA, silence=True)
+        if command in (Command.BLOCK_DTMF, Command.UNBLOCK_DTMF):
+            return self.block_media(opts, block=command is Command.BLOCK_DTMF, dtmf=True)
+        if not opts.call_id:
+            raise NgError(E.NO_CALL_ID)
+        raise NgError(f"{NOT_SUPPORTED}: {command.value}")
 
     # ------------------------------------------------------------------ offer / answer
 

@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from karl_core.config import KarlConfig
-from karl_core.ng import errors as E
 from karl_core.ng.commands import Command
-from karl_core.ng.errors import NgError
 from karl_core.ng.options import NgOptions
 from karl_core.state import FileCallStore, OwnerToken
 from karl_medianode.call_persistence import CallPersistence
 from karl_medianode.clock import CoarseClock
-from karl_medianode.engine import CallEnded, CallEngine, EngineSettings, LoadLimit
+from karl_medianode.engine import CallEnded, CallEngine, EngineSettings
 from karl_medianode.ng_server import NgProtocol
 from karl_medianode.node_stats import statistics
 from karl_medianode.ports import PortAllocator
@@ -27,8 +25,6 @@ from karl_medianode.relay import Relay
 
 log = logging.getLogger("karl.node")
 
-# rtpengine knows these commands; Karl does not implement them yet and says so instead of faking success.
-NOT_SUPPORTED = "Command not supported by Karl yet"
 
 
 class StartupError(Exception):
@@ -209,36 +205,12 @@ class MediaNode:
         assert engine is not None and self.ng is not None
         if command is Command.PING:
             return {"result": "pong"}
-        if command is Command.OFFER:
-            try:
-                reply = engine.offer(opts, fits)
-            except LoadLimit as exc:
-                if "load limit" in opts.supports:
-                    return {"result": "load limit", "message": exc.message}
-                raise NgError(exc.message) from None
-            return {"result": "ok", **reply}
-        if command is Command.ANSWER:
-            return {"result": "ok", **engine.answer(opts, fits)}
-        if command is Command.DELETE:
-            return engine.delete(opts)
-        if command is Command.QUERY:
-            return engine.query(opts)
-        if command is Command.LIST:
-            return engine.list_calls(opts.limit)
         if command is Command.STATISTICS:
             return {
                 "result": "ok",
                 "statistics": statistics(engine, self.ng.counters, time.time() - self.started),
             }
-        if command in (Command.BLOCK_MEDIA, Command.UNBLOCK_MEDIA):
-            return engine.block_media(opts, block=command is Command.BLOCK_MEDIA)
-        if command in (Command.SILENCE_MEDIA, Command.UNSILENCE_MEDIA):
-            return engine.block_media(opts, block=command is Command.SILENCE_MEDIA, silence=True)
-        if command in (Command.BLOCK_DTMF, Command.UNBLOCK_DTMF):
-            return engine.block_media(opts, block=command is Command.BLOCK_DTMF, dtmf=True)
-        if not opts.call_id:
-            raise NgError(E.NO_CALL_ID)
-        raise NgError(f"{NOT_SUPPORTED}: {command.value}")
+        return engine.handle(command, opts, fits)
 
     def request_stop(self) -> None:
         self._stopping.set()

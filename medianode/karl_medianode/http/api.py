@@ -222,7 +222,7 @@ async def delete_session(request: web.Request) -> web.Response:
     engine = _engine(request)
     if engine.find_call(call_id) is None:
         raise ApiError(404, f"no session with call-id {call_id[:200]!r}")
-    engine.delete(NgOptions(command=Command.DELETE, call_id=call_id, delete_delay=0))
+    engine.handle(Command.DELETE, NgOptions(command=Command.DELETE, call_id=call_id, delete_delay=0))
     log.info(
         "session ended through the REST API",
         extra={
