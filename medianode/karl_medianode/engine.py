@@ -989,7 +989,8 @@ class CallEngine:
             raise ValueError(f"call {state.call_id!r} exists already")
         state = state.clone()
         state.last_activity = now
-        call = Call(state, quality=CallQuality(self.quality_totals))
+        call = Call(state, quality=CallQuality.from_dict(state.quality, self.quality_totals))
+        state.quality = {}  # kept live in `call.quality` from here on
         self.calls[state.call_id] = call
         try:
             for mono in state.monologues.values():
@@ -1169,6 +1170,7 @@ class CallEngine:
         if call is None:
             return None
         state = call.state.clone()
+        state.quality = call.quality.to_dict()
         for mono in state.monologues.values():
             for media in mono.medias:
                 sockets = call.sockets.get((mono.uid, media.index))
@@ -1325,6 +1327,10 @@ def _stream_state(stream: PacketStream, component: int) -> PacketStreamState:
         policy=StreamPolicy(stream.learning, stream.asymmetric, stream.strict_source, stream.media_handover),
         signalled=stream.last_signal,
         counters={name: getattr(stream, name) for name in STREAM_COUNTERS if getattr(stream, name)},
+        last_rtp=None
+        if stream.last_payload_type is None or stream.last_ssrc is None
+        else (stream.last_payload_type, stream.last_ssrc),
+        last_rtcp_ssrc=stream.last_rtcp_ssrc,
     )
 
 
@@ -1346,6 +1352,10 @@ def _restore_stream(stream: PacketStream, saved: PacketStreamState, same_host: b
     for name, value in saved.counters.items():
         if name in STREAM_COUNTERS:
             setattr(stream, name, value)
+    if saved.last_rtp is not None:  # what `query` shows until the next packet: a header carrying both
+        payload_type, ssrc = saved.last_rtp
+        stream.last_rtp = bytes((0x80, payload_type & 0x7F, 0, 0, 0, 0, 0, 0)) + ssrc.to_bytes(4, "big")
+    stream.last_rtcp_ssrc = saved.last_rtcp_ssrc
 
 
 def _readvertise(sockets: MediaSockets, media: MediaState) -> None:

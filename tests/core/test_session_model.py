@@ -59,8 +59,9 @@ def sample_call() -> CallState:
                 policy=StreamPolicy(EndpointLearning.HEURISTIC, strict_source=True),
                 signalled=1700000001.5,
                 counters={"rtcp_packets": 1, "dropped_source": 3},
+                last_rtp=(0, 0x1234ABCD),
             ),
-            PacketStreamState(2, "203.0.113.1", 30001, Endpoint("192.0.2.10", 4001)),
+            PacketStreamState(2, "203.0.113.1", 30001, Endpoint("192.0.2.10", 4001), last_rtcp_ssrc=77),
         ],
         offered_payload_types=[0, 8, 101],
         sdp_address="192.0.2.10",
@@ -71,6 +72,7 @@ def sample_call() -> CallState:
     caller.former_partners.append(7)
     call.answered = True
     call.last_activity = 1700000002.0
+    call.quality = {"reports": 2, "entries": [], "xr_round_trips": []}
     return call
 
 
@@ -78,6 +80,7 @@ def without_schema_3(call: CallState) -> CallState:
     """What a call serialized before schema 3 reads as: the newer fields at their defaults."""
     call.last_activity = call.last_signal
     call.ended_at = None
+    call.quality = {}
     for mono in call.monologues.values():
         for media in mono.medias:
             for stream in media.streams:
@@ -85,6 +88,8 @@ def without_schema_3(call: CallState) -> CallState:
                 stream.policy = StreamPolicy()
                 stream.signalled = 0.0
                 stream.counters = {}
+                stream.last_rtp = None
+                stream.last_rtcp_ssrc = None
     return call
 
 

@@ -8,6 +8,8 @@ MOS = 1 + 0.035 R + 7e-6 R (R - 60)(100 - R), reported as int(10 * MOS).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from karl_medianode.quality import CallQuality, QualityTotals, mos_x10
@@ -627,3 +629,17 @@ def test_xr_voip_metrics_replace_the_round_trip_of_the_sending_partys_own_report
     quality.rtcp(rr(A, block(B, lsr=MB2, dlsr=DLSR_62_5_MS)), T0 + 1.325, RATES, "A")
     assert quality.entries[A].blocks[-1].rtt == 300_000
     assert quality.entries[A].blocks[-1].rtt_leg == 62_500
+
+
+def test_the_statistics_survive_a_restore_and_carry_on() -> None:
+    """Kept in the call state (JSON), read back elsewhere: the same SSRC section and summary, and the
+    next reports continue the same averages and progression."""
+    quality = call()
+    first_round(quality)
+    document = json.loads(json.dumps(quality.to_dict()))
+    restored = CallQuality.from_dict(document)
+    assert restored.to_ng() == quality.to_ng()
+    assert restored.summary() == quality.summary()
+    second_round(quality)
+    second_round(restored)
+    assert restored.to_ng() == quality.to_ng() and restored.summary() == quality.summary()

@@ -163,6 +163,10 @@ class PacketStreamState:
     counters: dict[str, int] = field(default_factory=dict)
     """The relay's other counters of this socket by name (drops, RTCP, sequence), for totals that
     survive a restore."""
+    last_rtp: tuple[int, int] | None = None
+    """Payload type and SSRC of the last RTP received (what `query` shows)."""
+    last_rtcp_ssrc: int | None = None
+    """Sender SSRC of the last RTCP received."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +185,8 @@ class PacketStreamState:
             "policy": self.policy.to_dict(),
             "signalled": self.signalled,
             "counters": dict(sorted(self.counters.items())),
+            "last_rtp": list(self.last_rtp) if self.last_rtp is not None else None,
+            "last_rtcp_ssrc": self.last_rtcp_ssrc,
         }
 
     @classmethod
@@ -201,6 +207,8 @@ class PacketStreamState:
             StreamPolicy.from_dict(data.get("policy")),
             float(data.get("signalled", 0.0)),
             {str(k): int(v) for k, v in (data.get("counters") or {}).items()},
+            None if data.get("last_rtp") is None else (int(data["last_rtp"][0]), int(data["last_rtp"][1])),
+            None if data.get("last_rtcp_ssrc") is None else int(data["last_rtcp_ssrc"]),
         )
 
 
@@ -369,6 +377,8 @@ class CallState:
     """When media last moved or signalling happened (what the media timeout counts from)."""
     ended_at: float | None = None
     """When the whole call was deleted, for its parties (its delete delay may still be running)."""
+    quality: dict[str, Any] = field(default_factory=dict)
+    """What the parties' RTCP reports said so far (the media node's own format; schema 3)."""
 
     def clone(self) -> CallState:
         """A deep copy (pickle is several times faster than `copy.deepcopy` for these dataclasses)."""
@@ -410,6 +420,7 @@ class CallState:
             "deleted_at": self.deleted_at,
             "last_activity": self.last_activity,
             "ended_at": self.ended_at,
+            "quality": self.quality,
             "monologues": [m.to_dict() for m in self.monologues.values()],
         }
 
@@ -432,6 +443,7 @@ class CallState:
                 deleted_at=None if data.get("deleted_at") is None else float(data["deleted_at"]),
                 last_activity=float(data.get("last_activity") or data["last_signal"]),
                 ended_at=None if data.get("ended_at") is None else float(data["ended_at"]),
+                quality=dict(data.get("quality") or {}),
             )
             for item in data.get("monologues", []):
                 mono = Monologue.from_dict(item)

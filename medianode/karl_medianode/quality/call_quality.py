@@ -73,6 +73,14 @@ class StatsBlock:
             entry["reported at"] = int(self.reported)
         return entry
 
+    def to_list(self) -> list[Any]:
+        return [self.mos, self.rtt, self.rtt_leg, self.jitter, self.packet_loss, self.reported]
+
+    @classmethod
+    def from_list(cls, data: Any) -> StatsBlock:
+        mos, rtt, rtt_leg, jitter, loss, reported = data
+        return cls(int(mos), int(rtt), int(rtt_leg), int(jitter), int(loss), float(reported))
+
 
 @dataclass(slots=True)
 class LatestReport:
@@ -182,6 +190,63 @@ class SsrcStats:
             next_step += interval
             entries.append(block.to_ng())
         return {"interval": interval, "entries": entries}
+
+    def to_dict(self) -> dict[str, Any]:
+        latest = self.latest
+        return {
+            "ssrc": self.ssrc,
+            "party": self.party,
+            "payload_type": self.payload_type,
+            "sender_reports": [list(item) for item in self.sender_reports],
+            "last_rtt": self.last_rtt,
+            "rr_times": [list(item) for item in self.rr_times],
+            "packets_lost": self.packets_lost,
+            "blocks": [block.to_list() for block in self.blocks],
+            "block_count": self.block_count,
+            "lowest": self.lowest.to_list() if self.lowest else None,
+            "highest": self.highest.to_list() if self.highest else None,
+            "no_mos_count": self.no_mos_count,
+            "sums": list(self.sums),
+            "latest": None
+            if latest is None
+            else [
+                latest.source,
+                latest.fraction_lost,
+                latest.cumulative_lost,
+                latest.jitter_seconds,
+                latest.rtt_leg_seconds,
+                latest.reported,
+            ],
+            "last_used": self.last_used,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SsrcStats:
+        entry = cls(int(data["ssrc"]), float(data["last_used"]))
+        entry.party = data.get("party")
+        entry.payload_type = None if data.get("payload_type") is None else int(data["payload_type"])
+        entry.sender_reports.extend((int(ntp), float(at)) for ntp, at in data.get("sender_reports", []))
+        entry.last_rtt = int(data.get("last_rtt", 0))
+        entry.rr_times.extend((int(ntp), float(at)) for ntp, at in data.get("rr_times", []))
+        entry.packets_lost = int(data.get("packets_lost", 0))
+        entry.blocks = [StatsBlock.from_list(block) for block in data.get("blocks", [])]
+        entry.block_count = int(data.get("block_count", len(entry.blocks)))
+        entry.lowest = None if data.get("lowest") is None else StatsBlock.from_list(data["lowest"])
+        entry.highest = None if data.get("highest") is None else StatsBlock.from_list(data["highest"])
+        entry.no_mos_count = int(data.get("no_mos_count", 0))
+        entry.sums = [int(x) for x in data.get("sums", [0, 0, 0, 0, 0])]
+        latest = data.get("latest")
+        if latest is not None:
+            source, fraction, cumulative, jitter, rtt_leg, reported = latest
+            entry.latest = LatestReport(
+                int(source),
+                float(fraction),
+                int(cumulative),
+                None if jitter is None else float(jitter),
+                None if rtt_leg is None else float(rtt_leg),
+                float(reported),
+            )
+        return entry
 
     def to_ng(self) -> dict[str, Any]:
         assert self.lowest is not None and self.highest is not None
@@ -366,6 +431,27 @@ class CallQuality:
             totals.mos.observe(stats.mos / 10.0)
             totals.mos_squares += (stats.mos / 10.0) ** 2
         reporter.add_block(stats)
+
+    # ------------------------------------------------------------------ state kept across a restore
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the parties reported so far, JSON-safe (restored with `from_dict`)."""
+        return {
+            "reports": self.reports,
+            "entries": [entry.to_dict() for entry in self.entries.values()],
+            "xr_round_trips": [[party, ssrc, ms] for (party, ssrc), ms in self.xr_round_trips.items()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], totals: QualityTotals | None = None) -> CallQuality:
+        quality = cls(totals)
+        quality.reports = int(data.get("reports", 0))
+        for item in data.get("entries", []):
+            entry = SsrcStats.from_dict(item)
+            quality.entries[entry.ssrc] = entry
+        for party, ssrc, ms in data.get("xr_round_trips", []):
+            quality.xr_round_trips[(party, int(ssrc))] = int(ms)
+        return quality
 
     # ------------------------------------------------------------------ views
 
