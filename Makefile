@@ -8,23 +8,38 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := redis-server kamailio sip-tester rtpengine-daemon mariadb-server openssl prometheus
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: run test venv deps-system lint typecheck imports pytest bench bench-quick clean
+.PHONY: run test venv venv-test deps-system lint typecheck imports pytest bench bench-quick clean k8s-test-env
 
-$(VENV)/.installed: pyproject.toml
+# Two installs into one venv: `run` (and `bench`) need only Karl and its dependencies; the checks
+# (lint, typecheck, imports, pytest) add the test tools. Each has its own stamp.
+define create_venv
 	@# Debian ships venv separately (python3-venv); install it when missing and we may.
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); \
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq python3-venv python3-pip && \
 		$(PYTHON) -m venv $(VENV); } || { echo "cannot create $(VENV): install python3-venv"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
+endef
+
+$(VENV)/.installed-run: pyproject.toml
+	$(create_venv)
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml
+	$(create_venv)
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed-run
+
+venv-test: $(VENV)/.installed-test
 
 # A laptop run keeps its call records in ./var (a packaged install uses /var/lib/karl).
+# `exec`: the node replaces the recipe's shell, so a signal sent to make's child reaches the node itself.
 run: venv
 	KARL_CDR_PATH=$${KARL_CDR_PATH:-$(CURDIR)/var/cdr.jsonl} \
-	KARL_CDR_SPOOL_DIR=$${KARL_CDR_SPOOL_DIR:-$(CURDIR)/var/cdr-spool} $(VENV)/bin/karl
+	KARL_CDR_SPOOL_DIR=$${KARL_CDR_SPOOL_DIR:-$(CURDIR)/var/cdr-spool} \
+	exec $(VENV)/bin/karl
 
 deps-system:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
@@ -37,19 +52,25 @@ deps-system:
 	@# The packaged daemons must not hold the default ports while the suite runs.
 	@-systemctl disable --now rtpengine-daemon kamailio mariadb prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 
-lint: venv
+lint: venv-test
 	$(VENV)/bin/ruff check .
 
-typecheck: venv
+typecheck: venv-test
 	$(VENV)/bin/mypy core medianode ngrouter operator
 
-imports: venv
+imports: venv-test
 	$(VENV)/bin/lint-imports
 
-pytest: venv
+# The Kubernetes test control plane (docs/testing-kubernetes.md): kube-apiserver, controller-manager
+# and etcd built from Go source and cached in ~/.cache/karl/k8s-test-env; a no-op when cached.
+# Status 3 = no Go here: pytest then reports the skip (a failure in CI).
+k8s-test-env:
+	deploy/k8s-test-env/build.sh || [ $$? -eq 3 ]
+
+pytest: venv-test k8s-test-env
 	$(VENV)/bin/pytest
 
-test: deps-system venv lint typecheck imports pytest
+test: deps-system venv-test lint typecheck imports pytest
 
 bench: venv
 	$(PY) bench/run.py

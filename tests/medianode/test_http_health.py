@@ -45,9 +45,13 @@ def test_all_probes_answer_without_a_key(runner: NodeThread) -> None:
     for path in ("/live", "/ready", "/startup"):
         assert probe(runner, path) == (200, {"status": "UP"}), path
     status, detail = probe(runner, "/health/detail")
-    assert status == 200 and detail["status"] == "UP", detail
     parts = detail["components"]
     assert isinstance(parts, dict)
+    loop = parts["event_loop"]
+    # A busy machine may have held the node's loop up for more than warn_lag_seconds (0.1 s) in the last
+    # seconds: the loop, and so the whole, are DEGRADED then, and UP otherwise; never DOWN (a 2 s stall).
+    healthy = "UP" if loop["lag_max_seconds"] <= loop["warn_lag_seconds"] else "DEGRADED"
+    assert status == 200 and detail["status"] == healthy, detail
     assert parts["ng_listener"] == {
         "status": "UP",
         "address": "127.0.0.1",
@@ -57,8 +61,8 @@ def test_all_probes_answer_without_a_key(runner: NodeThread) -> None:
     pool = parts["port_pool"]
     assert pool["status"] == "UP" and pool["capacity"] == 4 and pool["free"] == 4 and pool["in_use"] == 0
     assert pool["warn_at"] == 0.8 and pool["critical_at"] == 0.95
-    loop = parts["event_loop"]
-    assert loop["status"] == "UP" and loop["lag_seconds"] < 0.1 and loop["last_tick_age_seconds"] < 1
+    assert loop["status"] == healthy and loop["warn_lag_seconds"] == 0.1, loop
+    assert loop["lag_seconds"] < loop["max_lag_seconds"] and loop["last_tick_age_seconds"] < 1, loop
     assert parts["draining"] == {"status": "UP", "draining": False}
     assert parts["redis"]["status"] == "NOT_CONFIGURED"
     assert "cdr" not in parts  # no CDR writer attached to this node
