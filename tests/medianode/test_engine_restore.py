@@ -53,12 +53,17 @@ def make_engine(loop: asyncio.AbstractEventLoop, clock: CoarseClock, base: int) 
     return CallEngine(EngineSettings(MEDIA_IP, MEDIA_IP), ports, Relay(loop, clock, ports.release), clock)
 
 
+def started() -> tuple[asyncio.AbstractEventLoop, CoarseClock, int]:
+    """The running loop, a started clock and a free media port range of 40 for the engines."""
+    loop = asyncio.get_running_loop()
+    clock = CoarseClock()
+    clock.start(loop)
+    return loop, clock, free_port_block(40, MEDIA_IP)
+
+
 def test_a_call_written_down_by_one_engine_relays_again_in_another() -> None:
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        clock = CoarseClock()
-        clock.start(loop)
-        base = free_port_block(40, MEDIA_IP)
+        loop, clock, base = started()
         first = make_engine(loop, clock, base)
         a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
         for party in (a, b):
@@ -109,10 +114,7 @@ def test_a_call_written_down_by_one_engine_relays_again_in_another() -> None:
 
 def test_on_another_host_streams_learn_again_and_a_taken_port_is_replaced() -> None:
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-        clock = CoarseClock()
-        clock.start(loop)
-        base = free_port_block(40, MEDIA_IP)
+        loop, clock, base = started()
         first = make_engine(loop, clock, base)
         first.offer(request(Command.OFFER, **{"call-id": "c", "from-tag": "A", "sdp": sdp(20000)}))
         state = first.snapshot("c")

@@ -57,11 +57,16 @@ class CallStore(Protocol):
     def load_all(self) -> list[StoredCall]: ...
 
 
+def _foreign(held: StoredCall | None, token: OwnerToken) -> bool:
+    """Whether `held` belongs to another owner, or to a newer epoch than the writer's."""
+    return held is not None and (held.token.owner != token.owner or held.token.epoch > token.epoch)
+
+
 def _verdict(held: StoredCall | None, version: int, token: OwnerToken) -> SaveResult | None:
     """None when the write may go ahead."""
     if held is None:
         return None
-    if held.token.owner != token.owner or held.token.epoch > token.epoch:
+    if _foreign(held, token):
         return SaveResult.FENCED
     if held.token.epoch == token.epoch and held.version >= version:
         return SaveResult.STALE
@@ -82,8 +87,7 @@ class MemoryCallStore:
         return SaveResult.SAVED
 
     def remove(self, call_id: str, token: OwnerToken) -> SaveResult:
-        held = self.calls.get(call_id)
-        if held is not None and (held.token.owner != token.owner or held.token.epoch > token.epoch):
+        if _foreign(self.calls.get(call_id), token):
             return SaveResult.FENCED
         self.calls.pop(call_id, None)
         return SaveResult.SAVED
@@ -126,8 +130,7 @@ class FileCallStore:
         return SaveResult.SAVED
 
     def remove(self, call_id: str, token: OwnerToken) -> SaveResult:
-        held = self._held.get(call_id)
-        if held is not None and (held.token.owner != token.owner or held.token.epoch > token.epoch):
+        if _foreign(self._held.get(call_id), token):
             return SaveResult.FENCED
         self._held.pop(call_id, None)
         self._path(call_id).unlink(missing_ok=True)
