@@ -98,8 +98,8 @@ async def _relay_main(mode: str, packets: int, party_a: tuple[str, int], party_b
 
     else:
         from karl_medianode.clock import CoarseClock
-        from karl_medianode.ports import PortAllocator
-        from karl_medianode.relay import EndpointLearning, Relay
+        from karl_medianode.dataplane.ports import PortAllocator
+        from karl_medianode.dataplane.relay import EndpointLearning, Relay
 
         clock = CoarseClock()
         clock.start(loop)

@@ -11,11 +11,11 @@ import asyncio
 import logging
 import signal
 
-from karl_medianode.admission import build_admission
-from karl_medianode.cdr import CdrWriter
-from karl_medianode.http import start_http
-from karl_medianode.metrics import attach as attach_metrics
 from karl_medianode.node import MediaNode, NodeSettings, StartupError
+from karl_medianode.operations.admission import build_admission
+from karl_medianode.operations.cdr import CdrWriter
+from karl_medianode.operations.http import start_http
+from karl_medianode.operations.metrics import attach as attach_metrics
 
 log = logging.getLogger("karl.node")
 

@@ -15,13 +15,13 @@ from karl_core.config import KarlConfig
 from karl_core.ng.commands import Command
 from karl_core.ng.options import NgOptions
 from karl_core.state import FileCallStore, OwnerToken
-from karl_medianode.call_persistence import CallPersistence
 from karl_medianode.clock import CoarseClock
-from karl_medianode.engine import CallEnded, CallEngine, EngineSettings
-from karl_medianode.ng_server import NgProtocol
-from karl_medianode.node_stats import statistics
-from karl_medianode.ports import PortAllocator
-from karl_medianode.relay import Relay
+from karl_medianode.control.call_persistence import CallPersistence
+from karl_medianode.control.engine import CallEnded, CallEngine, EngineSettings
+from karl_medianode.control.ng_server import NgProtocol
+from karl_medianode.dataplane.ports import PortAllocator
+from karl_medianode.dataplane.relay import Relay
+from karl_medianode.operations.node_stats import statistics
 
 log = logging.getLogger("karl.node")
 

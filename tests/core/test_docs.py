@@ -20,7 +20,7 @@ from karl_core.config import describe_env
 from karl_core.ng.commands import Command
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import parse_options
-from karl_medianode.engine import NOT_SUPPORTED, EngineSettings
+from karl_medianode.control.engine import NOT_SUPPORTED, EngineSettings
 from karl_medianode.node import MediaNode, NodeSettings
 from ng_sequences import SEQUENCES
 

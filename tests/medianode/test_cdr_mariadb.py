@@ -21,12 +21,12 @@ import pytest
 
 from karl_core.config import KarlConfig
 from karl_core.session import CallState, Codec, Endpoint, MediaState, PacketStreamState
-from karl_medianode.cdr import CdrWriter, mysqlsink, parse_dsn
-from karl_medianode.cdr.mysqlsink import MysqlSink, create_table_sql, row_values
-from karl_medianode.cdr.record import build_record, encode_record
-from karl_medianode.cdr.spool import Spool
-from karl_medianode.engine import CallEnded, EngineSettings
+from karl_medianode.control.engine import CallEnded, EngineSettings
 from karl_medianode.node import MediaNode, NodeSettings
+from karl_medianode.operations.cdr import CdrWriter, mysqlsink, parse_dsn
+from karl_medianode.operations.cdr.mysqlsink import MysqlSink, create_table_sql, row_values
+from karl_medianode.operations.cdr.record import build_record, encode_record
+from karl_medianode.operations.cdr.spool import Spool
 from karl_testkit import NgClient, free_port, free_port_block, run_async, until
 from medianode.mariadb_fixture import MariaDbServer, running_mariadb
 
@@ -381,8 +381,8 @@ def test_wrong_password_is_retried_quietly_and_never_logged(
 def test_operator_loads_a_cdr_file_into_the_database_once(
     mariadb: MariaDbServer, db: tuple[str, str], tmp_path: Path
 ):
-    """`python -m karl_medianode.cdr load`: a node ran without database; its CDR file is loaded later,
-    twice, plus a line that is no record. Every record is in the table once."""
+    """`python -m karl_medianode.operations.cdr load`: a node ran without database; its CDR file is
+    loaded later, twice, plus a line that is no record. Every record is in the table once."""
     name, dsn = db
     cdr_path = tmp_path / "cdr.jsonl"
 
@@ -398,7 +398,7 @@ def test_operator_loads_a_cdr_file_into_the_database_once(
     with open(cdr_path, "ab") as handle:
         handle.write(b"not json\n")
     env = {**os.environ, "KARL_MYSQL_DSN": dsn}
-    command = [sys.executable, "-m", "karl_medianode.cdr", "load", str(cdr_path)]
+    command = [sys.executable, "-m", "karl_medianode.operations.cdr", "load", str(cdr_path)]
     for _ in range(2):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 1, done.stderr  # the unreadable line is reported
@@ -407,7 +407,7 @@ def test_operator_loads_a_cdr_file_into_the_database_once(
         assert parse_dsn(dsn).password not in done.stdout + done.stderr
     assert [r[1] for r in table_rows(mariadb, name)] == [f"call-{n:04d}@test" for n in range(3)]
     pending = subprocess.run(
-        [sys.executable, "-m", "karl_medianode.cdr", "pending", str(tmp_path / "none")],
+        [sys.executable, "-m", "karl_medianode.operations.cdr", "pending", str(tmp_path / "none")],
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,15 +8,15 @@ from datetime import datetime
 import pytest
 
 from karl_core.session import CallState, Codec, Endpoint, MediaState, PacketStreamState
-from karl_medianode.cdr.dsn import DsnError, MysqlDsn, parse_dsn
-from karl_medianode.cdr.record import (
+from karl_medianode.control.engine import CallEnded
+from karl_medianode.operations.cdr.dsn import DsnError, MysqlDsn, parse_dsn
+from karl_medianode.operations.cdr.record import (
     MAX_PARTIES,
     MAX_TEXT,
     build_record,
     decode_record,
     encode_record,
 )
-from karl_medianode.engine import CallEnded
 from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.rtcp import (
     ReceiverReport,

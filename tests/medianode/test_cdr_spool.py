@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from karl_medianode.cdr.filesink import FileSink
-from karl_medianode.cdr.spool import REJECTED_NAME, Spool
+from karl_medianode.operations.cdr.filesink import FileSink
+from karl_medianode.operations.cdr.spool import REJECTED_NAME, Spool
 
 
 def line(n: int) -> bytes:
@@ -170,7 +170,7 @@ def test_file_sink_follows_a_rotated_file(tmp_path: Path) -> None:
 
 PARTIAL_WRITE = """
 import resource, signal, sys
-from karl_medianode.cdr.filesink import FileSink
+from karl_medianode.operations.cdr.filesink import FileSink
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # exceeding the limit: EFBIG instead of a signal
 sink = FileSink(sys.argv[1])
 sink.append([b"A" * 50 + b"\\n"])

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from karl_medianode.cdr import CdrWriter, DsnError
-from karl_medianode.cdr.record import encode_record
-from karl_medianode.cdr.spool import Spool
-from karl_medianode.engine import CallEnded
+from karl_medianode.control.engine import CallEnded
+from karl_medianode.operations.cdr import CdrWriter, DsnError
+from karl_medianode.operations.cdr.record import encode_record
+from karl_medianode.operations.cdr.spool import Spool
 from karl_testkit import run_async, until
 
 

@@ -14,10 +14,10 @@ from karl_core.ng.commands import Command
 from karl_core.ng.options import parse_options
 from karl_core.session import CallState
 from karl_medianode.clock import CoarseClock
-from karl_medianode.engine import CallEngine, EngineSettings
-from karl_medianode.ports import PortAllocator
+from karl_medianode.control.engine import CallEngine, EngineSettings
+from karl_medianode.dataplane.ports import PortAllocator
+from karl_medianode.dataplane.relay import Relay
 from karl_medianode.quality import CallQuality
-from karl_medianode.relay import Relay
 from karl_medianode.rtp.rtcp import (
     ReceiverReport,
     ReportBlock,

@@ -12,9 +12,9 @@ import pytest
 from karl_core.ng.commands import Command
 from karl_core.ng.options import parse_options
 from karl_medianode.clock import CoarseClock
-from karl_medianode.engine import CallEngine, EngineSettings
-from karl_medianode.ports import PortAllocator
-from karl_medianode.relay import PacketStream, Relay
+from karl_medianode.control.engine import CallEngine, EngineSettings
+from karl_medianode.dataplane.ports import PortAllocator
+from karl_medianode.dataplane.relay import PacketStream, Relay
 from karl_testkit import free_port_block, run_async, sdp, until
 
 MEDIA_IP = "127.0.0.2"

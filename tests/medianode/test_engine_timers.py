@@ -7,11 +7,11 @@ from typing import Any
 
 from karl_core.ng.commands import Command
 from karl_core.ng.options import parse_options
-from karl_medianode.calls import Call
 from karl_medianode.clock import CoarseClock
-from karl_medianode.engine import CallEngine, EngineSettings
-from karl_medianode.ports import PortAllocator
-from karl_medianode.relay import Relay
+from karl_medianode.control.calls import Call
+from karl_medianode.control.engine import CallEngine, EngineSettings
+from karl_medianode.dataplane.ports import PortAllocator
+from karl_medianode.dataplane.relay import Relay
 from karl_testkit import free_port_block, run_async, sdp
 
 MEDIA_IP = "127.0.0.2"

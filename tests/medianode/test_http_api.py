@@ -21,7 +21,7 @@ from tests.medianode.test_http_support import (
     udp_party,
 )
 
-from karl_medianode.http.openapi import openapi_document
+from karl_medianode.operations.http.openapi import openapi_document
 from karl_medianode.rtp.rtcp import (
     ReceiverReport,
     ReportBlock,

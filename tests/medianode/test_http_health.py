@@ -169,8 +169,8 @@ def test_cdr_component_appears_when_a_cdr_writer_is_attached(runner: NodeThread)
 
 def test_metrics_are_served_without_a_key(runner: NodeThread) -> None:
     reply = get(runner.url("metrics", "/metrics"))
-    if importlib.util.find_spec("karl_medianode.metrics") is None:
-        assert reply.status == 503 and b"karl_medianode.metrics" in reply.body
+    if importlib.util.find_spec("karl_medianode.operations.metrics") is None:
+        assert reply.status == 503 and b"karl_medianode.operations.metrics" in reply.body
     else:
         assert reply.status == 200, reply.body[:500]
         assert reply.headers["Content-Type"].startswith("text/plain")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.medianode.test_http_support import NgSource, make_config, ng_address, running_node, setup_call
 
-from karl_medianode.http.openapi import EXAMPLE_CALL_ID
+from karl_medianode.operations.http.openapi import EXAMPLE_CALL_ID
 
 OPERATOR = "schemathesis-operator-5f0e1d2c3b4a"
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

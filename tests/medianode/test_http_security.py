@@ -27,8 +27,8 @@ from tests.medianode.test_http_support import (
 )
 
 from karl_core.config.loader import build_config
-from karl_medianode.http.auth import ApiKeys, parse_keys
-from karl_medianode.http.server import HttpServers, _announce
+from karl_medianode.operations.http.auth import ApiKeys, parse_keys
+from karl_medianode.operations.http.server import HttpServers, _announce
 from karl_testkit import wait_for
 
 READER = "reader-8c1f7e0b5a9d4e6f2b3c"

@@ -29,8 +29,8 @@ from typing import cast
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from karl_medianode.jitter_stage import JitterStage
-from karl_medianode.relay import PacketStream
+from karl_medianode.dataplane.jitter_stage import JitterStage
+from karl_medianode.dataplane.relay import PacketStream
 from karl_medianode.rtp.jitter_buffer import ANCHOR_STEP_BACK, JitterBuffer
 from karl_testkit import NgServer, Party, free_port, sdp, wait_for
 

@@ -11,11 +11,12 @@ from karl_testkit import ROOT
 PACKAGE = ROOT / "medianode" / "karl_medianode"
 # Everything a datagram passes through: media relay, NG socket, call engine and their helpers.
 PACKET_PATH = [
-    "relay.py",
-    "ng_server.py",
-    "engine.py",
-    "calls.py",
-    "ports.py",
+    "dataplane/relay.py",
+    "dataplane/ports.py",
+    "control/ng_server.py",
+    "control/engine.py",
+    "control/calls.py",
+    "control/call_change.py",
     "clock.py",
     "node.py",
     *(str(p.relative_to(PACKAGE)) for p in sorted((PACKAGE / "rtp").glob("*.py"))),
@@ -39,6 +40,6 @@ def test_the_packet_path_imports_neither_prometheus_client_nor_the_metrics() -> 
         bad = {
             m
             for m in modules
-            if m.split(".")[0] == "prometheus_client" or m.startswith("karl_medianode.metrics")
+            if m.split(".")[0] == "prometheus_client" or m.startswith("karl_medianode.operations.metrics")
         }
         assert not bad, f"{name} imports {sorted(bad)}"

@@ -22,9 +22,9 @@ from tests.medianode.test_metrics_attachments import DRIVEN, NEEDS_A_DATABASE, O
 from karl_core.config import KarlConfig
 from karl_core.ng import bencode
 from karl_medianode.cli import node_settings
-from karl_medianode.engine import JitterBufferSettings
-from karl_medianode.metrics import attach, render_metrics
+from karl_medianode.control.engine import JitterBufferSettings
 from karl_medianode.node import MediaNode
+from karl_medianode.operations.metrics import attach, render_metrics
 from karl_medianode.rtp.rtcp import (
     ReceiverReport,
     ReportBlock,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from karl_medianode.ports import PortAllocator, PortsExhausted
+from karl_medianode.dataplane.ports import PortAllocator, PortsExhausted
 from karl_testkit import free_port_block
 
 HOST = "127.0.0.1"

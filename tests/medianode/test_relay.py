@@ -22,8 +22,8 @@ import pytest
 import uvloop
 
 from karl_medianode.clock import CoarseClock
-from karl_medianode.ports import PortAllocator
-from karl_medianode.relay import EndpointLearning, PacketStream, Relay
+from karl_medianode.dataplane.ports import PortAllocator
+from karl_medianode.dataplane.relay import EndpointLearning, PacketStream, Relay
 from karl_medianode.rtp.silence import silence_for
 from karl_testkit import free_port_block
 

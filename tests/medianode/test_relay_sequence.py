@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from karl_medianode.clock import CoarseClock
-from karl_medianode.ports import PortAllocator
+from karl_medianode.dataplane.ports import PortAllocator
+from karl_medianode.dataplane.relay import MAX_DROPOUT, MAX_MISORDER, PacketStream, QualityLink, Relay
 from karl_medianode.quality import CallQuality
-from karl_medianode.relay import MAX_DROPOUT, MAX_MISORDER, PacketStream, QualityLink, Relay
 from karl_medianode.rtp.rtcp import ReceiverReport, ReportBlock, build_receiver_report
 from karl_testkit import free_port_block, run_async, until
 
@@ -337,7 +337,7 @@ def test_rtcp_sent_to_a_plain_rtp_port_stays_out_of_the_sequence_and_the_sources
     """Some phones also send their RTCP to the RTP port. Such a report is forwarded like anything else
     there, but it is no RTP (RFC 5761: second octets 200..204 are never RTP): its block's SSRC (the
     partner's) must not become a source with payload type 73, which would void later reports."""
-    from karl_medianode.relay import _StreamProtocol
+    from karl_medianode.dataplane.relay import _StreamProtocol
 
     partner = 0xBBBB_0002
     call = CallQuality()
@@ -362,7 +362,7 @@ def test_an_rtcp_flood_is_forwarded_but_only_partly_read() -> None:
     """A party sends a few RTCP compounds a second; beyond MAX_RTCP_READ_PER_SECOND the statistics
     leave them unread (the relay still forwards them), so a flood cannot cost the event loop the
     parsing of every report block."""
-    from karl_medianode.relay import MAX_RTCP_READ_PER_SECOND
+    from karl_medianode.dataplane.relay import MAX_RTCP_READ_PER_SECOND
 
     call = CallQuality()
     link = QualityLink(call, "A", {0: 8000}, {})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from karl_medianode.distribution import Distribution
+from karl_medianode.operations.distribution import Distribution
 
 RTT_BOUNDS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 JITTER_BOUNDS = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)

@@ -1,0 +1,194 @@
+"""The NG control socket: the shared sans-IO endpoint, decoding and dispatch to the call engine (thin I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from karl_core.ng.commands import Command, parse_command
+from karl_core.ng.endpoint import Datagram, NgEndpoint, Request
+from karl_core.ng.errors import NgError
+from karl_core.ng.framing import decode_payload
+from karl_core.ng.options import NgOptions, check_required, parse_options
+from karl_core.ng.reply_cache import ReplyCache
+from karl_medianode.operations.logs import RateLimitedLogger
+
+log = logging.getLogger("karl.ng")
+
+# No rtpengine text exists for a bug of our own; say so plainly (the call state is unchanged).
+INTERNAL_ERROR = "Internal error in Karl (see its log)"
+
+ReplyFits = Callable[[dict[str, Any]], bool]
+"""Whether a reply (as the handler would return it) fits in one datagram, cookie included."""
+
+Handler = Callable[
+    [Command, NgOptions, tuple[str, int], ReplyFits], dict[str, Any] | Awaitable[dict[str, Any]]
+]
+"""Handles one request. A plain result is answered at once, inside `datagram_received`, so requests
+are applied one at a time in arrival order; an awaitable result is answered when it completes (its
+retransmissions wait for it)."""
+
+
+@dataclass
+class NgCounters:
+    """Plain counters of the control plane, read by metrics and `statistics` (the endpoint's own —
+    datagrams, cookies, cache — are in `NgProtocol.endpoint.counters`)."""
+
+    errors: int = 0
+    internal_errors: int = 0
+    by_command: dict[str, int] = field(default_factory=dict)
+    by_result: dict[tuple[str, str], int] = field(default_factory=dict)
+    duration_by_command: dict[str, float] = field(default_factory=dict)
+    by_proxy: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Histogram of request handling time per command: bucket upper bounds in seconds; counts per range.
+    latency_buckets: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+    latency_counts: dict[str, list[int]] = field(default_factory=dict)
+    refused: int = 0  # datagrams the admission control dropped (not allowed, rate limited, blocked)
+    send_errors: int = 0  # replies the kernel refused to send (ICMP errors are counted here too)
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A request between its datagram and its reply."""
+
+    request: Request
+    command: str  # "invalid" until the payload names one
+    started: float
+
+
+class NgProtocol(asyncio.DatagramProtocol):
+    """The NG socket: thin I/O around `karl_core.ng.endpoint.NgEndpoint` (framing, reply cache,
+    retransmissions), plus admission control, decoding, dispatch and counters."""
+
+    def __init__(
+        self, handler: Handler, clock: Callable[[], float] = time.monotonic, admission: Any = None
+    ) -> None:
+        self.handler = handler
+        # Optional: an object with `admit(source_ip: str, now: float) -> bool` (allow-list, per-source
+        # rate limits, blocks). A refused datagram gets no reply and is counted.
+        self.admission = admission
+        self.clock = clock
+        self.endpoint = NgEndpoint()
+        self.counters = NgCounters()
+        self.transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._bad_input_log = RateLimitedLogger(log, interval=10.0)
+
+    @property
+    def cache(self) -> ReplyCache:
+        return self.endpoint.cache
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's UDPTransport is no subclass
+
+    def error_received(self, exc: Exception) -> None:
+        # a reply the kernel refused, or an ICMP error from a proxy that went away
+        self.counters.send_errors += 1
+        self._bad_input_log.warning("NG socket error (a reply may not have been sent): %s", exc)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.admission is not None and not self.admission.admit(addr[0], self.clock()):
+            self.counters.refused += 1
+            return
+        outcome = self.endpoint.datagram_received(data, addr, self.clock())
+        if isinstance(outcome, Request):
+            self._process(outcome)
+        elif outcome is None:
+            self._bad_input_log.warning("dropped NG datagram without cookie from %s", addr[0])
+        else:
+            self._send_all(outcome)
+
+    def _process(self, request: Request) -> None:
+        in_flight = _InFlight(request, "invalid", time.perf_counter())
+        try:
+            message, request.encoding = decode_payload(request.payload)
+            command = parse_command(message)
+            in_flight.command = command.value
+            options = parse_options(message, command)
+            check_required(options)
+            if options.ignored:
+                log.debug("ignored NG keys/flags: %s", ", ".join(options.ignored))
+            result = self.handler(command, options, request.addr, self._fits_check(request))
+        except Exception as exc:
+            result = self._error_reply(exc, in_flight)
+        if inspect.isawaitable(result):
+            task = asyncio.get_running_loop().create_task(self._finish_later(result, in_flight))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._finish(result, in_flight)
+
+    async def _finish_later(self, pending: Awaitable[dict[str, Any]], in_flight: _InFlight) -> None:
+        try:
+            reply = await pending
+        except Exception as exc:
+            reply = self._error_reply(exc, in_flight)
+        self._finish(reply, in_flight)
+
+    def _error_reply(self, exc: Exception, in_flight: _InFlight) -> dict[str, Any]:
+        source, command = in_flight.request.addr[0], in_flight.command
+        if isinstance(exc, NgError):
+            self.counters.errors += 1
+            self._bad_input_log.info("NG %s from %s failed: %s", command, source, exc.reason)
+            return {"result": "error", "error-reason": exc.reason}
+        self.counters.internal_errors += 1
+        log.error("internal error handling NG %s from %s", command, source, exc_info=exc)
+        return {"result": "error", "error-reason": INTERNAL_ERROR}
+
+    def _fits_check(self, request: Request) -> ReplyFits:
+        def fits(reply: dict[str, Any]) -> bool:
+            full = {"result": "ok", **reply}
+            if self.endpoint.fits(request, full):
+                return True
+            self._bad_input_log.warning(
+                "NG reply of %d bytes does not fit in a datagram; answered with an error instead",
+                len(self.endpoint.encode(request, full)),
+            )
+            return False
+
+        return fits
+
+    def _finish(self, reply: dict[str, Any], in_flight: _InFlight) -> None:
+        request = in_flight.request
+        elapsed = time.perf_counter() - in_flight.started
+        self._count(in_flight.command, str(reply.get("result", "")), request.addr[0], elapsed)
+        self._send_all(self.endpoint.reply(request, reply, self.clock()))
+
+    def _count(self, command: str, result: str, proxy: str, elapsed: float) -> None:
+        c = self.counters
+        c.by_command[command] = c.by_command.get(command, 0) + 1
+        c.by_result[(command, result)] = c.by_result.get((command, result), 0) + 1
+        c.duration_by_command[command] = c.duration_by_command.get(command, 0.0) + elapsed
+        counts = c.latency_counts.get(command)
+        if counts is None:
+            counts = c.latency_counts[command] = [0] * (len(c.latency_buckets) + 1)
+        for i, bound in enumerate(c.latency_buckets):
+            if elapsed <= bound:
+                counts[i] += 1
+                break
+        else:
+            counts[-1] += 1  # above the last bound (+Inf); the buckets are per range, not cumulative
+        per_proxy = c.by_proxy.setdefault(proxy, {})
+        per_proxy[command] = per_proxy.get(command, 0) + 1
+        if result == "error":
+            per_proxy["error"] = per_proxy.get("error", 0) + 1
+
+    def _send_all(self, datagrams: list[Datagram]) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        for datagram in datagrams:
+            try:
+                transport.sendto(datagram.data, datagram.addr)
+            except OSError as exc:  # the event loop usually reports these through error_received
+                self.error_received(exc)
+
+    async def drain(self, timeout: float) -> None:
+        """Let requests still being processed by an asynchronous handler finish (used on shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

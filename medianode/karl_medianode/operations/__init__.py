@@ -1,0 +1,1 @@
+"""Operations: REST API, health, metrics, call detail records, admission control, logs and statistics."""

@@ -1,0 +1,137 @@
+"""The `statistics` reply in rtpengine 10.5's layout, from the node's plain counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from karl_core.ng.commands import Command
+from karl_medianode.control.engine import CallEngine
+from karl_medianode.control.ng_server import NgCounters
+
+# rtpengine's short names of the per-proxy control counters, in its order.
+_PROXY_COUNTERS: list[tuple[str, Command | None]] = [
+    ("ping", Command.PING),
+    ("offer", Command.OFFER),
+    ("answer", Command.ANSWER),
+    ("delete", Command.DELETE),
+    ("query", Command.QUERY),
+    ("list", Command.LIST),
+    ("startrec", Command.START_RECORDING),
+    ("stoprec", Command.STOP_RECORDING),
+    ("startfwd", Command.START_FORWARDING),
+    ("stopfwd", Command.STOP_FORWARDING),
+    ("blkdtmf", Command.BLOCK_DTMF),
+    ("unblkdtmf", Command.UNBLOCK_DTMF),
+    ("blkmedia", Command.BLOCK_MEDIA),
+    ("unblkmedia", Command.UNBLOCK_MEDIA),
+    ("playmedia", Command.PLAY_MEDIA),
+    ("stopmedia", Command.STOP_MEDIA),
+    ("playdtmf", Command.PLAY_DTMF),
+    ("stats", Command.STATISTICS),
+    ("slnmedia", Command.SILENCE_MEDIA),
+    ("unslnmedia", Command.UNSILENCE_MEDIA),
+    ("pub", Command.PUBLISH),
+    ("subreq", Command.SUBSCRIBE_REQUEST),
+    ("subans", Command.SUBSCRIBE_ANSWER),
+    ("unsub", Command.UNSUBSCRIBE),
+]
+
+
+def _mos(engine: CallEngine) -> dict[str, Any]:
+    """rtpengine's MOS summary: one sample per RTCP report block that had a MOS."""
+    totals = engine.quality_totals
+    total, squares, samples = totals.mos.total, totals.mos_squares, totals.mos.count
+    average = total / samples if samples else 0.0
+    variance = squares / samples - average * average if samples else 0.0
+    return {
+        "mos_total": f"{total:.6f}",
+        "mos2_total": f"{squares:.6f}",
+        "mos_samples_total": samples,
+        "mos_average": f"{average:.6f}",
+        "mos_stddev": f"{max(0.0, variance) ** 0.5:.6f}",
+    }
+
+
+def relayed_totals(engine: CallEngine) -> tuple[int, int, int]:
+    packets = engine.counters.closed_packets
+    octets = engine.counters.closed_bytes
+    errors = engine.counters.closed_errors
+    for call in engine.all_calls():
+        for stream in call.all_streams():
+            packets += stream.packets
+            octets += stream.bytes
+            errors += stream.errors
+    return packets, octets, errors
+
+
+def statistics(engine: CallEngine, ng: NgCounters, uptime: float) -> dict[str, Any]:
+    c = engine.counters
+    packets, octets, errors = relayed_totals(engine)
+    avg = c.total_call_seconds / c.ended_calls if c.ended_calls else 0.0
+    current = {
+        "sessionsown": len(engine.all_calls()),
+        "sessionsforeign": 0,
+        "sessionstotal": len(engine.all_calls()),
+        "transcodedmedia": 0,
+        "packetrate_user": 0,
+        "byterate_user": 0,
+        "errorrate_user": 0,
+        "packetrate_kernel": 0,
+        "byterate_kernel": 0,
+        "errorrate_kernel": 0,
+        "packetrate": 0,
+        "byterate": 0,
+        "errorrate": 0,
+        "media_userspace": sum(len(call.sockets) for call in engine.all_calls()),
+        "media_kernel": 0,
+        "media_mixed": 0,
+    }
+    total = {
+        "uptime": str(int(uptime)),
+        "managedsessions": c.managed_sessions,
+        "rejectedsessions": c.rejected_sessions,
+        "timeoutsessions": c.timeout_sessions,
+        "silenttimeoutsessions": c.silent_timeout_sessions,
+        "finaltimeoutsessions": c.final_timeout_sessions,
+        "offertimeoutsessions": c.offer_timeout_sessions,
+        "regularterminatedsessions": c.regular_terminated,
+        "forcedterminatedsessions": c.forced_terminated,
+        "relayedpackets_user": packets,
+        "relayedpacketerrors_user": errors,
+        "relayedbytes_user": octets,
+        "relayedpackets_kernel": 0,
+        "relayedpacketerrors_kernel": 0,
+        "relayedbytes_kernel": 0,
+        "relayedpackets": packets,
+        "relayedpacketerrors": errors,
+        "relayedbytes": octets,
+        "zerowaystreams": 0,
+        "onewaystreams": 0,
+        "avgcallduration": f"{avg:.6f}",
+        "totalcallsduration": f"{c.total_call_seconds:.6f}",
+        "totalcallsduration2": "0.000000",
+        "totalcallsduration_stddev": "0.000000",
+    }
+    proxies: list[dict[str, Any]] = []
+    totals: dict[str, int] = {}
+    for proxy, counts in ng.by_proxy.items():
+        entry: dict[str, Any] = {"proxy": proxy}
+        for short, command in _PROXY_COUNTERS:
+            n = counts.get(command.value, 0) if command is not None else 0
+            entry[f"{short}count"] = n
+            entry[f"{short}duration"] = "0.000000"
+            totals[f"total{short}count"] = totals.get(f"total{short}count", 0) + n
+        entry["errorcount"] = counts.get("error", 0)
+        proxies.append(entry)
+    if not proxies:
+        totals = {f"total{short}count": 0 for short, _ in _PROXY_COUNTERS}
+    control: dict[str, Any] = {"proxies": proxies, **totals}
+    return {
+        "currentstatistics": current,
+        "totalstatistics": total,
+        "intervalstatistics": {"totalcallsduration": "0.000000"},
+        "mos": _mos(engine),
+        "controlstatistics": control,
+        "interfaces": [],
+        "transcoders": [],
+    }
