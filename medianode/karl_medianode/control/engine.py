@@ -338,13 +338,7 @@ class CallEngine:
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
         medias_out = self._negotiate_offer(call, offerer, answerer, inbound, opts)
-        try:
-            sdp = write_sdp(inbound, medias_out, self._session_rewrite(offerer, inbound, opts))
-        except RewriteOrderError:
-            raise NgError(E.SDP_REWRITE_ERROR) from None
-        sdp = self._finish_sdp(offerer, sdp, inbound)
-        offerer.last_sdp = opts.sdp
-        return {"sdp": sdp}
+        return self._sdp_reply(offerer, inbound, medias_out, opts)
 
     def _answer(self, call: Call, inbound: InboundSdp, opts: NgOptions) -> dict[str, Any]:
         assert opts.sdp is not None and opts.from_tag is not None and opts.to_tag is not None
@@ -377,12 +371,19 @@ class CallEngine:
             raise NgError(E.SDP_REWRITE_ERROR)
         state.answered = True
         medias_out = self._negotiate_answer(call, offerer, answerer, inbound, opts)
+        return self._sdp_reply(answerer, inbound, medias_out, opts)
+
+    def _sdp_reply(
+        self, sender: Monologue, inbound: InboundSdp, medias_out: list[OutboundMedia], opts: NgOptions
+    ) -> dict[str, Any]:
+        """The rewritten SDP of `sender` for the other party (rtpengine's edits, `o=` version kept)."""
+        assert opts.sdp is not None
         try:
-            sdp = write_sdp(inbound, medias_out, self._session_rewrite(answerer, inbound, opts))
+            sdp = write_sdp(inbound, medias_out, self._session_rewrite(sender, inbound, opts))
         except RewriteOrderError:
             raise NgError(E.SDP_REWRITE_ERROR) from None
-        sdp = self._finish_sdp(answerer, sdp, inbound)
-        answerer.last_sdp = opts.sdp
+        sdp = self._finish_sdp(sender, sdp, inbound)
+        sender.last_sdp = opts.sdp
         return {"sdp": sdp}
 
     def _read(self, text: str) -> InboundSdp:
