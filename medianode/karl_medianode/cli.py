@@ -11,7 +11,7 @@ import sys
 from karl_core import __version__
 from karl_core.config import ConfigError, KarlConfig, load_config
 from karl_medianode.app import run_node
-from karl_medianode.control.engine import EngineSettings, JitterBufferSettings
+from karl_medianode.engine import EngineSettings, JitterBufferSettings
 from karl_medianode.node import NodeSettings
 from karl_medianode.operations.logs import setup_logging
 

@@ -17,10 +17,11 @@ from karl_core.ng.options import NgOptions
 from karl_core.state import FileCallStore, OwnerToken
 from karl_medianode.clock import CoarseClock
 from karl_medianode.control.call_persistence import CallPersistence
-from karl_medianode.control.engine import CallEnded, CallEngine, EngineSettings
+from karl_medianode.control.engine_driver import EngineDriver
 from karl_medianode.control.ng_server import NgProtocol
 from karl_medianode.dataplane.ports import PortAllocator
 from karl_medianode.dataplane.relay import Relay
+from karl_medianode.engine import CallEnded, EngineSettings
 from karl_medianode.operations.node_stats import statistics
 
 log = logging.getLogger("karl.node")
@@ -76,7 +77,7 @@ class MediaNode:
         self.clock = CoarseClock()
         self.ports = PortAllocator(settings.media_ip, settings.port_min, settings.port_max)
         self.relay: Relay | None = None
-        self.engine: CallEngine | None = None
+        self.engine: EngineDriver | None = None
         self.ng: NgProtocol | None = None
         self.draining = False
         self.startup_complete = False
@@ -136,7 +137,7 @@ class MediaNode:
             raise StartupError(f"media address {s.media_ip} (KARL_MEDIA_IP) is unusable: {exc}") from None
         self.clock.start(loop)
         self.relay = Relay(loop, self.clock, self.ports.release)
-        self.engine = CallEngine(s.engine, self.ports, self.relay, self.clock, self._call_ended)
+        self.engine = EngineDriver(s.engine, self.ports, self.relay, self.clock, self._call_ended)
         if self.config.state.dir:
             self._take_back_calls(self.config.state.dir)
         ng = self.ng = NgProtocol(self.dispatch, admission=self.admission)
@@ -208,7 +209,9 @@ class MediaNode:
         if command is Command.STATISTICS:
             return {
                 "result": "ok",
-                "statistics": statistics(engine, self.ng.counters, time.time() - self.started),
+                "statistics": statistics(
+                    engine.engine, self.ng.counters.by_proxy, time.time() - self.started
+                ),
             }
         return engine.handle(command, opts, fits)
 

@@ -20,7 +20,7 @@ from karl_core.config import describe_env
 from karl_core.ng.commands import Command
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import parse_options
-from karl_medianode.control.engine import NOT_SUPPORTED, EngineSettings
+from karl_medianode.engine import NOT_SUPPORTED, EngineSettings
 from karl_medianode.node import MediaNode, NodeSettings
 from ng_sequences import SEQUENCES
 
@@ -29,7 +29,7 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 QUICKSTART = DOCS / "quickstart.md"
 COMPATIBILITY = DOCS / "compatibility.md"
-SIDE_BY_SIDE_TEST = ROOT / "tests" / "medianode" / "test_sidebyside.py"
+EXPECTATIONS = ROOT / "tests" / "ng_expectations.py"
 
 TABLE_BEGIN = "<!-- ng-commands:begin -->"
 TABLE_END = "<!-- ng-commands:end -->"
@@ -249,8 +249,8 @@ def test_quickstart_defaults_table_states_the_real_defaults() -> None:
 
 
 def known_gaps() -> set[str]:
-    """The sequence names of `KNOWN_GAPS` in the side-by-side test (read, not imported)."""
-    tree = ast.parse(SIDE_BY_SIDE_TEST.read_text(encoding="utf-8"))
+    """The sequence names of `KNOWN_GAPS` in the side-by-side expectations (read, not imported)."""
+    tree = ast.parse(EXPECTATIONS.read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(
             isinstance(target, ast.Name) and target.id == "KNOWN_GAPS" for target in node.targets
@@ -261,7 +261,7 @@ def known_gaps() -> set[str]:
                 for key in node.value.keys
                 if isinstance(key, ast.Constant) and isinstance(key.value, str)
             }
-    raise AssertionError("KNOWN_GAPS not found in tests/medianode/test_sidebyside.py")
+    raise AssertionError("KNOWN_GAPS not found in tests/ng_expectations.py")
 
 
 def test_every_known_gap_is_documented() -> None:

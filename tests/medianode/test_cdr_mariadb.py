@@ -21,7 +21,7 @@ import pytest
 
 from karl_core.config import KarlConfig
 from karl_core.session import CallState, Codec, Endpoint, MediaState, PacketStreamState
-from karl_medianode.control.engine import CallEnded, EngineSettings
+from karl_medianode.engine import CallEnded, EngineSettings
 from karl_medianode.node import MediaNode, NodeSettings
 from karl_medianode.operations.cdr import CdrWriter, mysqlsink, parse_dsn
 from karl_medianode.operations.cdr.mysqlsink import MysqlSink, create_table_sql, row_values

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from karl_core.session import CallState, Codec, Endpoint, MediaState, PacketStreamState
-from karl_medianode.control.engine import CallEnded
+from karl_medianode.engine import CallEnded
 from karl_medianode.operations.cdr.dsn import DsnError, MysqlDsn, parse_dsn
 from karl_medianode.operations.cdr.record import (
     MAX_PARTIES,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from karl_medianode.control.engine import CallEnded
+from karl_medianode.engine import CallEnded
 from karl_medianode.operations.cdr import CdrWriter, DsnError
 from karl_medianode.operations.cdr.record import encode_record
 from karl_medianode.operations.cdr.spool import Spool

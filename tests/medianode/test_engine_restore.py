@@ -1,4 +1,4 @@
-"""`CallEngine.restore` in-process: a call written down by one engine is rebuilt by another — ports,
+"""`EngineDriver.restore` in-process: a call written down by one engine is rebuilt by another — ports,
 addresses, policy, counters and the RTCP statistics — and relays at once."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from karl_core.ng.commands import Command
 from karl_core.ng.options import parse_options
 from karl_core.session import CallState
 from karl_medianode.clock import CoarseClock
-from karl_medianode.control.engine import CallEngine, EngineSettings
+from karl_medianode.control.engine_driver import EngineDriver
 from karl_medianode.dataplane.ports import PortAllocator
 from karl_medianode.dataplane.relay import Relay
+from karl_medianode.engine import EngineSettings
 from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.rtcp import (
     ReceiverReport,
@@ -48,9 +49,9 @@ def request(command: Command, **body: Any) -> Any:
     return parse_options({"command": command.value, **body}, command)
 
 
-def make_engine(loop: asyncio.AbstractEventLoop, clock: CoarseClock, base: int) -> CallEngine:
+def make_engine(loop: asyncio.AbstractEventLoop, clock: CoarseClock, base: int) -> EngineDriver:
     ports = PortAllocator(MEDIA_IP, base, base + 39)
-    return CallEngine(EngineSettings(MEDIA_IP, MEDIA_IP), ports, Relay(loop, clock, ports.release), clock)
+    return EngineDriver(EngineSettings(MEDIA_IP, MEDIA_IP), ports, Relay(loop, clock, ports.release), clock)
 
 
 def started() -> tuple[asyncio.AbstractEventLoop, CoarseClock, int]:
@@ -71,11 +72,13 @@ def test_a_call_written_down_by_one_engine_relays_again_in_another() -> None:
             party.setblocking(False)
         a_port, b_port = a.getsockname()[1], b.getsockname()[1]
         flags = {"flags": ["strict-source"], "endpoint-learning": ["immediate"]}
-        offer = first.offer(
-            request(Command.OFFER, **{"call-id": "c", "from-tag": "A", "sdp": sdp(a_port), **flags})
+        offer = first.handle(
+            Command.OFFER,
+            request(Command.OFFER, **{"call-id": "c", "from-tag": "A", "sdp": sdp(a_port), **flags}),
         )
-        answer = first.answer(
-            request(Command.ANSWER, **{"call-id": "c", "from-tag": "A", "to-tag": "B", "sdp": sdp(b_port)})
+        answer = first.handle(
+            Command.ANSWER,
+            request(Command.ANSWER, **{"call-id": "c", "from-tag": "A", "to-tag": "B", "sdp": sdp(b_port)}),
         )
         to_b_side = int(offer["sdp"].split("m=audio ")[1].split()[0])
         to_a_side = int(answer["sdp"].split("m=audio ")[1].split()[0])
@@ -83,7 +86,7 @@ def test_a_call_written_down_by_one_engine_relays_again_in_another() -> None:
         assert len(await asyncio.wait_for(loop.sock_recv(b, 2048), 2)) == 172
         reports(first.calls["c"].quality, clock.now)  # what the parties' RTCP said so far
         query = request(Command.QUERY, **{"call-id": "c"})
-        before = first.query(query)
+        before = first.handle(Command.QUERY, query)
         state = first.snapshot("c")
         assert state is not None
         document = json.loads(json.dumps(state.to_dict()))
@@ -94,10 +97,10 @@ def test_a_call_written_down_by_one_engine_relays_again_in_another() -> None:
         restored = second.restore(CallState.from_dict(document), clock.now)
         with pytest.raises(ValueError, match="exists already"):
             second.restore(CallState.from_dict(document), clock.now)
-        after = second.query(query)
+        after = second.handle(Command.QUERY, query)
         assert after["SSRC"] == before["SSRC"] != {}
         assert after["tags"] == before["tags"]  # ports, addresses, flags and counters
-        caller_rtp = restored.sockets[(1, 1)].rtp
+        caller_rtp, _ = second.media_streams(restored, 1, 1)
         assert caller_rtp is not None and caller_rtp.strict_source and caller_rtp.confirmed
         # media flows at once, both ways, on the same ports; the learned caller is still checked
         a.sendto(b"\x80\x00\x00\x02" + b"\x00" * 168, (MEDIA_IP, to_a_side))
@@ -116,16 +119,18 @@ def test_on_another_host_streams_learn_again_and_a_taken_port_is_replaced() -> N
     async def scenario() -> None:
         loop, clock, base = started()
         first = make_engine(loop, clock, base)
-        first.offer(request(Command.OFFER, **{"call-id": "c", "from-tag": "A", "sdp": sdp(20000)}))
+        first.handle(
+            Command.OFFER, request(Command.OFFER, **{"call-id": "c", "from-tag": "A", "sdp": sdp(20000)})
+        )
         state = first.snapshot("c")
         assert state is not None
         taken = {s.local_port for m in state.monologues.values() for media in m.medias for s in media.streams}
         # the first engine keeps its sockets: the same ports cannot be had again
         other = make_engine(loop, clock, base)
         call = other.restore(state, clock.now, same_host=False)
-        ports = {s.local_port for s in call.all_streams()}
+        ports = {s.local_port for s in other.streams_of(call)}
         assert len(ports) == len(taken) and not ports & taken
-        assert not any(s.confirmed for s in call.all_streams())
+        assert not any(s.confirmed for s in other.streams_of(call))
         first.close_all()
         other.close_all()
         clock.stop()

@@ -10,9 +10,10 @@ from karl_core.ng.commands import Command
 from karl_core.ng.options import parse_options
 from karl_core.session import CallState, Endpoint
 from karl_medianode.clock import CoarseClock
-from karl_medianode.control.engine import CallEngine, EngineSettings
+from karl_medianode.control.engine_driver import EngineDriver
 from karl_medianode.dataplane.ports import PortAllocator
 from karl_medianode.dataplane.relay import Relay
+from karl_medianode.engine import EngineSettings
 from karl_testkit import free_port_block, run_karl_once
 
 
@@ -31,7 +32,7 @@ def test_snapshot_carries_ports_endpoints_and_counters() -> None:
         base = free_port_block(40, "127.0.0.2")
         ports = PortAllocator("127.0.0.2", base, base + 39)
         relay = Relay(loop, clock, ports.release)
-        engine = CallEngine(EngineSettings("127.0.0.2", "127.0.0.2"), ports, relay, clock)
+        engine = EngineDriver(EngineSettings("127.0.0.2", "127.0.0.2"), ports, relay, clock)
         a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         a.bind(("127.0.0.1", 0))
         a_port = a.getsockname()[1]
@@ -49,7 +50,7 @@ def test_snapshot_carries_ports_endpoints_and_counters() -> None:
             },
             Command.OFFER,
         )
-        engine.offer(offer)
+        engine.handle(Command.OFFER, offer)
         answer = parse_options(
             {
                 "command": "answer",
@@ -60,7 +61,7 @@ def test_snapshot_carries_ports_endpoints_and_counters() -> None:
             },
             Command.ANSWER,
         )
-        reply = engine.answer(answer)
+        reply = engine.handle(Command.ANSWER, answer)
         to_proxy = int(reply["sdp"].split("m=audio ")[1].split()[0])
         a.sendto(b"\x80\x00" + b"\0" * 170, ("127.0.0.2", to_proxy))
         await loop.run_in_executor(None, b.recv, 2048)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from karl_medianode.control.engine import EngineSettings
+from karl_medianode.engine import EngineSettings
 from karl_medianode.node import MediaNode, NodeSettings
 from karl_medianode.operations.metrics import KarlCollector, render_metrics
 from karl_testkit import ROOT

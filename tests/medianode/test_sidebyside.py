@@ -10,6 +10,9 @@ addresses and port ranges: it checks the harness itself (normalisation robust, s
 
 One server of each kind is shared per module (started with the default delete delay of 30 s, made
 explicit on both sides); sequences marked `fresh_server` get servers of their own.
+
+Where Karl differs on purpose (`DELIBERATE`) and where it does not match yet (`KNOWN_GAPS`) is in
+tests/ng_expectations.py, shared with the socket-free engine tests (tests/engine/).
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import karl_testkit as testkit
 from karl_core.ng import bencode
 from karl_testkit import RTPENGINE, NgServer
+from ng_expectations import DELIBERATE, KNOWN_GAPS, apply_deliberate, karl_cases
 from ng_sequences import (
     SEQUENCES,
     M,
@@ -104,35 +107,14 @@ def fresh_servers() -> Iterator[list[NgServer]]:
 # ---- the comparisons -----------------------------------------------------------------------------
 
 
-# Where Karl differs from 10.5 on purpose (docs/compatibility.md, "Failed offers and answers"): for a
-# step (1-based) of a sequence, what Karl answers instead of rtpengine's (normalised) reply. Every other
-# step of these sequences is compared as usual.
-_FAILED_OFFER_LEAVES_NOTHING = "a failed first offer leaves no call behind (10.5 keeps a half-built one)"
-_UNKNOWN_CALL = {"result": "error", "error-reason": "Unknown call-id"}
-_NOT_FOUND = {"result": "ok", "warning": "Call-ID not found or tags didn't match"}
-DELIBERATE: dict[str, tuple[str, dict[int, Callable[[Any], Any]]]] = {
-    "errors_sdp_without_media": (_FAILED_OFFER_LEAVES_NOTHING, {2: lambda _: _UNKNOWN_CALL}),
-    "list_default_limit_fresh_server": (
-        _FAILED_OFFER_LEAVES_NOTHING,
-        {
-            7: lambda reply: {**reply, "calls": [c for c in reply["calls"] if c != "@CALL3@"]},
-            8: lambda _: _NOT_FOUND,
-        },
-    ),
-}
-
-
 def compare(sequence: Sequence, expected: NgServer, actual: NgServer, karl: bool = False) -> None:
     for server in (expected, actual):
         if server.proc.poll() is not None:
             pytest.fail(f"{server.name} has exited ({server.proc.returncode}); log: {server.log_path}")
     reference = run_sequence(expected, sequence)
     candidate = run_sequence(actual, sequence)
-    if karl and sequence.name in DELIBERATE:
-        for index, karl_reply in DELIBERATE[sequence.name][1].items():
-            step = reference.results[index - 1]
-            assert step.normalised != karl_reply(step.normalised), "no longer a difference: update DELIBERATE"
-            step.normalised = karl_reply(step.normalised)
+    if karl:
+        apply_deliberate(reference)
     report = compare_transcripts(reference, candidate)
     if report is not None:
         pytest.fail(f"{report}\n\n(server logs: {expected.log_path}, {actual.log_path})", pytrace=False)
@@ -178,27 +160,7 @@ def test_rtpengine_vs_rtpengine(
         compare(sequence, expected, actual)
 
 
-# Sequences Karl does not match yet, each for a stated reason. The marks are strict: a gap that
-# closes turns its test red until it is taken off this list. These are beyond the plain-RTP scope
-# of the media node so far (ICE agent, SRTP/DTLS): see docs/compatibility.md.
-_ICE_AGENT = "needs an ICE agent (the proxy answering STUN, its own candidates); not built yet"
-_SRTP = "needs SRTP termination (SDES/DTLS); not built yet: Karl passes the crypto lines through"
-KNOWN_GAPS = {
-    "ice_remove": _ICE_AGENT,
-    "ice_default_on_ice_offer": _ICE_AGENT,
-    "ice_force_non_ice_peers": _ICE_AGENT,
-    "ice_force_stable_on_reoffer": _ICE_AGENT,
-    "webrtc_to_sip": _ICE_AGENT + "; " + _SRTP,
-    "sdes_offer_to_plain_rtp": _SRTP,
-    "plain_rtp_offer_to_sdes": _SRTP,
-    "plain_rtp_offer_to_srtp_sdes_and_dtls": _SRTP,
-}
-KARL_CASES = [
-    pytest.param(s, marks=pytest.mark.xfail(reason=KNOWN_GAPS[s.name], strict=True))
-    if s.name in KNOWN_GAPS
-    else s
-    for s in SEQUENCES
-]
+KARL_CASES = karl_cases(SEQUENCES)
 
 
 def test_known_gaps_name_real_sequences() -> None:

@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from karl_core.ng.commands import Command, parse_command
+from karl_core.ng.commands import Command
 from karl_core.ng.endpoint import Datagram, NgEndpoint, Request
 from karl_core.ng.errors import NgError
-from karl_core.ng.framing import decode_payload
-from karl_core.ng.options import NgOptions, check_required, parse_options
+from karl_core.ng.options import NgOptions
 from karl_core.ng.reply_cache import ReplyCache
+from karl_core.ng.requests import decode_command, decode_options, ng_error_reply, reply_fits
 from karl_medianode.operations.logs import RateLimitedLogger
 
 log = logging.getLogger("karl.ng")
@@ -50,6 +50,26 @@ class NgCounters:
     latency_counts: dict[str, list[int]] = field(default_factory=dict)
     refused: int = 0  # datagrams the admission control dropped (not allowed, rate limited, blocked)
     send_errors: int = 0  # replies the kernel refused to send (ICMP errors are counted here too)
+
+    def record(self, command: str, result: str, proxy: str, elapsed: float) -> None:
+        """One request answered: `result` is the reply's (`ok`, `error`, `pong`, ...)."""
+        c = self
+        c.by_command[command] = c.by_command.get(command, 0) + 1
+        c.by_result[(command, result)] = c.by_result.get((command, result), 0) + 1
+        c.duration_by_command[command] = c.duration_by_command.get(command, 0.0) + elapsed
+        counts = c.latency_counts.get(command)
+        if counts is None:
+            counts = c.latency_counts[command] = [0] * (len(c.latency_buckets) + 1)
+        for i, bound in enumerate(c.latency_buckets):
+            if elapsed <= bound:
+                counts[i] += 1
+                break
+        else:
+            counts[-1] += 1  # above the last bound (+Inf); the buckets are per range, not cumulative
+        per_proxy = c.by_proxy.setdefault(proxy, {})
+        per_proxy[command] = per_proxy.get(command, 0) + 1
+        if result == "error":
+            per_proxy["error"] = per_proxy.get("error", 0) + 1
 
 
 @dataclass(slots=True)
@@ -106,14 +126,13 @@ class NgProtocol(asyncio.DatagramProtocol):
     def _process(self, request: Request) -> None:
         in_flight = _InFlight(request, "invalid", time.perf_counter())
         try:
-            message, request.encoding = decode_payload(request.payload)
-            command = parse_command(message)
-            in_flight.command = command.value
-            options = parse_options(message, command)
-            check_required(options)
+            decoded = decode_command(request.payload)
+            request.encoding = decoded.encoding
+            in_flight.command = decoded.command.value
+            options = decode_options(decoded.message, decoded.command)
             if options.ignored:
                 log.debug("ignored NG keys/flags: %s", ", ".join(options.ignored))
-            result = self.handler(command, options, request.addr, self._fits_check(request))
+            result = self.handler(decoded.command, options, request.addr, self._fits_check(request))
         except Exception as exc:
             result = self._error_reply(exc, in_flight)
         if inspect.isawaitable(result):
@@ -135,19 +154,18 @@ class NgProtocol(asyncio.DatagramProtocol):
         if isinstance(exc, NgError):
             self.counters.errors += 1
             self._bad_input_log.info("NG %s from %s failed: %s", command, source, exc.reason)
-            return {"result": "error", "error-reason": exc.reason}
+            return ng_error_reply(exc)
         self.counters.internal_errors += 1
         log.error("internal error handling NG %s from %s", command, source, exc_info=exc)
         return {"result": "error", "error-reason": INTERNAL_ERROR}
 
     def _fits_check(self, request: Request) -> ReplyFits:
         def fits(reply: dict[str, Any]) -> bool:
-            full = {"result": "ok", **reply}
-            if self.endpoint.fits(request, full):
+            if reply_fits(self.endpoint, request, reply):
                 return True
             self._bad_input_log.warning(
                 "NG reply of %d bytes does not fit in a datagram; answered with an error instead",
-                len(self.endpoint.encode(request, full)),
+                len(self.endpoint.encode(request, {"result": "ok", **reply})),
             )
             return False
 
@@ -156,27 +174,8 @@ class NgProtocol(asyncio.DatagramProtocol):
     def _finish(self, reply: dict[str, Any], in_flight: _InFlight) -> None:
         request = in_flight.request
         elapsed = time.perf_counter() - in_flight.started
-        self._count(in_flight.command, str(reply.get("result", "")), request.addr[0], elapsed)
+        self.counters.record(in_flight.command, str(reply.get("result", "")), request.addr[0], elapsed)
         self._send_all(self.endpoint.reply(request, reply, self.clock()))
-
-    def _count(self, command: str, result: str, proxy: str, elapsed: float) -> None:
-        c = self.counters
-        c.by_command[command] = c.by_command.get(command, 0) + 1
-        c.by_result[(command, result)] = c.by_result.get((command, result), 0) + 1
-        c.duration_by_command[command] = c.duration_by_command.get(command, 0.0) + elapsed
-        counts = c.latency_counts.get(command)
-        if counts is None:
-            counts = c.latency_counts[command] = [0] * (len(c.latency_buckets) + 1)
-        for i, bound in enumerate(c.latency_buckets):
-            if elapsed <= bound:
-                counts[i] += 1
-                break
-        else:
-            counts[-1] += 1  # above the last bound (+Inf); the buckets are per range, not cumulative
-        per_proxy = c.by_proxy.setdefault(proxy, {})
-        per_proxy[command] = per_proxy.get(command, 0) + 1
-        if result == "error":
-            per_proxy["error"] = per_proxy.get("error", 0) + 1
 
     def _send_all(self, datagrams: list[Datagram]) -> None:
         transport = self.transport

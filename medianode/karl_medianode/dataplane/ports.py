@@ -6,6 +6,10 @@ import errno
 import ipaddress
 import socket
 
+from karl_medianode.engine.ports import PortRange, PortsExhausted
+
+__all__ = ["DEFAULT_BUFFER_SIZE", "PortAllocator", "PortsExhausted"]
+
 # Enough for a few hundred milliseconds of a busy stream; the kernel caps it at net.core.[rw]mem_max.
 DEFAULT_BUFFER_SIZE = 256 * 1024
 
@@ -15,20 +19,14 @@ _PORT_TAKEN = {errno.EADDRINUSE, errno.EACCES}
 _NO_SOCKETS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
-class PortsExhausted(Exception):
-    """No free port (pair) is left in the range. The message is rtpengine's NG error text."""
-
-    def __init__(self, message: str = "Ran out of ports") -> None:
-        super().__init__(message)
-
-
 class PortAllocator:
     """Hands out UDP sockets bound to `bind_ip` on ports `min_port..max_port` (inclusive).
 
-    Allocation goes round-robin through the range (as rtpengine moves on from its last used port), so a
-    port that was just released is not reused at once. Ports bound by another process are skipped; a port
-    is never handed out twice while one of our sockets holds it. `release` closes the socket and frees
-    its port.
+    It is the engine's `PortPool`: `reserve_*` binds at once and keeps the socket until the relay
+    `take`s it for an `OpenStream` effect (or `unreserve` closes it: the change was rolled back). The
+    order is `PortRange`'s round-robin; ports bound by another process are skipped, and a port is never
+    handed out twice while one of our sockets holds it. `release` closes a taken socket and frees its
+    port. `allocate_*` bind and take in one step (tools and tests that drive the relay directly).
     """
 
     def __init__(
@@ -39,95 +37,86 @@ class PortAllocator:
         *,
         buffer_size: int = DEFAULT_BUFFER_SIZE,
     ) -> None:
-        if not 1 <= min_port <= max_port <= 65535:
-            raise ValueError(f"invalid port range {min_port}..{max_port}")
+        self.range = PortRange(min_port, max_port, self._claim, self._unclaim)
         self.bind_ip = bind_ip
         self.min_port = min_port
         self.max_port = max_port
         self.buffer_size = buffer_size
         self.family = socket.AF_INET6 if ipaddress.ip_address(bind_ip).version == 6 else socket.AF_INET
-        self._in_use: set[int] = set()
+        self._reserved: dict[int, socket.socket] = {}
         self._owned: dict[socket.socket, int] = {}
-        self._first_even = min_port + (min_port & 1)
-        last_even = max_port - 1 - ((max_port - 1) & 1)
-        self._pair_slots = max(0, (last_even - self._first_even) // 2 + 1)
-        self._pair_cursor = 0
-        self._single_cursor = 0
 
     @property
     def capacity(self) -> int:
         """Number of ports in the range."""
-        return self.max_port - self.min_port + 1
+        return self.range.capacity
 
     @property
     def in_use(self) -> int:
-        """Number of ports held by sockets this allocator handed out and that were not released."""
-        return len(self._in_use)
+        """Number of ports held by sockets this allocator bound and that were not released."""
+        return len(self.range.taken)
 
     @property
     def free(self) -> int:
         """Ports of the range not held by us (some may still be held by other processes)."""
-        return self.capacity - len(self._in_use)
+        return self.capacity - self.in_use
+
+    # ---- the engine's PortPool
+
+    def reserve_pair(self) -> tuple[int, int]:
+        return self.range.reserve_pair()
+
+    def reserve_single(self) -> int:
+        return self.range.reserve_single()
+
+    def reserve_port(self, port: int) -> int:
+        return self.range.reserve_port(port)
+
+    def unreserve(self, port: int) -> None:
+        self.range.unreserve(port)
+
+    def take(self, port: int) -> socket.socket:
+        """The bound socket of a reserved port, handed to the relay (which `release`s it when done)."""
+        sock = self._reserved.pop(port)
+        self._owned[sock] = port
+        return sock
+
+    # ---- bound sockets in one step
 
     def allocate_pair(self) -> tuple[socket.socket, socket.socket]:
         """An even port for RTP and the next (odd) one for RTCP, both bound."""
-        in_use = self._in_use
-        for _ in range(self._pair_slots):
-            port = self._first_even + 2 * self._pair_cursor
-            self._pair_cursor = (self._pair_cursor + 1) % self._pair_slots
-            if port in in_use or port + 1 in in_use:
-                continue
-            rtp = self._bind(port)
-            if rtp is None:
-                continue
-            rtcp = self._bind(port + 1)
-            if rtcp is None:
-                rtp.close()
-                continue
-            self._own(rtp, port)
-            self._own(rtcp, port + 1)
-            return rtp, rtcp
-        raise PortsExhausted()
+        rtp, rtcp = self.reserve_pair()
+        return self.take(rtp), self.take(rtcp)
 
     def allocate_single(self) -> socket.socket:
         """One bound socket on any free port (rtcp-mux `require`: no RTCP port)."""
-        in_use = self._in_use
-        capacity = self.capacity
-        for _ in range(capacity):
-            port = self.min_port + self._single_cursor
-            self._single_cursor = (self._single_cursor + 1) % capacity
-            if port in in_use:
-                continue
-            sock = self._bind(port)
-            if sock is None:
-                continue
-            self._own(sock, port)
-            return sock
-        raise PortsExhausted()
+        return self.take(self.reserve_single())
 
     def allocate_port(self, port: int) -> socket.socket:
         """That very port, bound (a restored call keeps its ports); PortsExhausted when it cannot be had."""
-        if not self.min_port <= port <= self.max_port or port in self._in_use:
-            raise PortsExhausted()
-        sock = self._bind(port)
-        if sock is None:
-            raise PortsExhausted()
-        self._own(sock, port)
-        return sock
+        return self.take(self.reserve_port(port))
 
     def release(self, sock: socket.socket) -> None:
         """Close `sock` and make its port available again. Releasing twice is harmless."""
         port = self._owned.pop(sock, None)
         sock.close()
         if port is not None:
-            self._in_use.discard(port)
+            self.range.unreserve(port)
 
     def owns(self, sock: socket.socket) -> bool:
         return sock in self._owned
 
-    def _own(self, sock: socket.socket, port: int) -> None:
-        self._owned[sock] = port
-        self._in_use.add(port)
+    def _claim(self, port: int) -> bool:
+        sock = self._bind(port)
+        if sock is None:
+            return False
+        self._reserved[port] = sock
+        return True
+
+    def _unclaim(self, port: int) -> None:
+        sock = self._reserved.pop(port, None)
+        if sock is not None:
+            sock.close()
 
     def _bind(self, port: int) -> socket.socket | None:
         try:

@@ -642,7 +642,10 @@ class Relay:
         self._release(stream)
 
     def _forget(self, stream: PacketStream) -> asyncio.DatagramTransport | None:
-        transport = self._forget(stream)
+        """Drop a stream that ended without `close_stream` (its transport failed, or never came)."""
+        transport = self._transports.pop(stream, None)
+        for listener in self.close_listeners:
+            listener(stream)
         return transport
 
     def _attach_done(self, stream: PacketStream, task: asyncio.Task[None]) -> None:

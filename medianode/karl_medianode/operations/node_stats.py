@@ -1,12 +1,13 @@
-"""The `statistics` reply in rtpengine 10.5's layout, from the node's plain counters."""
+"""The `statistics` reply in rtpengine 10.5's layout, from the engine's plain counters and the NG
+server's per-proxy ones (sans-IO: what the data plane counted is read through the engine)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from karl_core.ng.commands import Command
-from karl_medianode.control.engine import CallEngine
-from karl_medianode.control.ng_server import NgCounters
+from karl_medianode.engine import CallEngine
 
 # rtpengine's short names of the per-proxy control counters, in its order.
 _PROXY_COUNTERS: list[tuple[str, Command | None]] = [
@@ -58,13 +59,17 @@ def relayed_totals(engine: CallEngine) -> tuple[int, int, int]:
     errors = engine.counters.closed_errors
     for call in engine.all_calls():
         for stream in call.all_streams():
-            packets += stream.packets
-            octets += stream.bytes
-            errors += stream.errors
+            seen = engine.reading(stream)
+            packets += seen.packets
+            octets += seen.bytes
+            errors += seen.errors
     return packets, octets, errors
 
 
-def statistics(engine: CallEngine, ng: NgCounters, uptime: float) -> dict[str, Any]:
+def statistics(
+    engine: CallEngine, by_proxy: Mapping[str, Mapping[str, int]], uptime: float
+) -> dict[str, Any]:
+    """`by_proxy`: per proxy address, requests by command name and `error` (`NgCounters.by_proxy`)."""
     c = engine.counters
     packets, octets, errors = relayed_totals(engine)
     avg = c.total_call_seconds / c.ended_calls if c.ended_calls else 0.0
@@ -82,7 +87,7 @@ def statistics(engine: CallEngine, ng: NgCounters, uptime: float) -> dict[str, A
         "packetrate": 0,
         "byterate": 0,
         "errorrate": 0,
-        "media_userspace": sum(len(call.sockets) for call in engine.all_calls()),
+        "media_userspace": sum(len(call.ports) for call in engine.all_calls()),
         "media_kernel": 0,
         "media_mixed": 0,
     }
@@ -114,7 +119,7 @@ def statistics(engine: CallEngine, ng: NgCounters, uptime: float) -> dict[str, A
     }
     proxies: list[dict[str, Any]] = []
     totals: dict[str, int] = {}
-    for proxy, counts in ng.by_proxy.items():
+    for proxy, counts in by_proxy.items():
         entry: dict[str, Any] = {"proxy": proxy}
         for short, command in _PROXY_COUNTERS:
             n = counts.get(command.value, 0) if command is not None else 0

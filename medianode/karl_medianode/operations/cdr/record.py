@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from karl_core.session import CallState, Endpoint, MediaState, Monologue
-from karl_medianode.control.engine import CallEnded
+from karl_medianode.engine import CallEnded
 
 SCHEMA = 2
 MAX_TEXT = 255

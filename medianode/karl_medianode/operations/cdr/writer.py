@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from karl_medianode.control.engine import CallEnded
+from karl_medianode.engine import CallEnded
 from karl_medianode.operations.cdr.dsn import MysqlDsn, parse_dsn
 from karl_medianode.operations.cdr.filesink import FileSink
 from karl_medianode.operations.cdr.mysqlsink import (

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from karl_core.ng.commands import Command
 from karl_core.ng.options import NgOptions
-from karl_medianode.control.engine import CallEngine
+from karl_medianode.control.engine_driver import EngineDriver
 from karl_medianode.node import MediaNode
 from karl_medianode.operations.http.auth import ApiKeys, Role, presented_key
 from karl_medianode.operations.http.errors import ApiError, error_response, json_response
@@ -178,7 +178,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 # ---------------------------------------------------------------------------------------------- handlers
 
 
-def _engine(request: web.Request) -> CallEngine:
+def _engine(request: web.Request) -> EngineDriver:
     engine = request.app[NODE].engine
     if engine is None:
         raise ApiError(503, "the node is still starting")
@@ -198,10 +198,10 @@ async def list_sessions(request: web.Request) -> web.Response:
     cursor = q.text("cursor")
     engine = _engine(request)
     now = time.time()
-    page = page_of(engine.all_calls(), wanted, now, limit, offset, cursor)
+    page = page_of(engine, engine.all_calls(), wanted, now, limit, offset, cursor)
     return json_response(
         {
-            "sessions": [session_summary(call, now) for call in page.calls],
+            "sessions": [session_summary(engine, call, now) for call in page.calls],
             "total": page.total,
             "limit": limit,
             "offset": offset,
@@ -217,10 +217,11 @@ def _call_id(request: web.Request) -> str:
 
 async def get_session(request: web.Request) -> web.Response:
     call_id = _call_id(request)
-    call = _engine(request).find_call(call_id)
+    engine = _engine(request)
+    call = engine.find_call(call_id)
     if call is None:
         raise ApiError(404, f"no session with call-id {call_id[:200]!r}")
-    return json_response(session_detail(call, time.time()))
+    return json_response(session_detail(engine, call, time.time()))
 
 
 async def delete_session(request: web.Request) -> web.Response:

@@ -5,14 +5,24 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from karl_core.sdp.addresses import IpAddress
 from karl_core.session import MediaState, Monologue
-from karl_medianode.control.calls import Call
 from karl_medianode.dataplane.relay import PacketStream
+from karl_medianode.engine.calls import Call
 
 STATES = ("offered", "answered", "deleting")
+
+
+class LiveStreams(Protocol):
+    """Where a call's live packet streams are (the engine driver)."""
+
+    def streams_of(self, call: Call) -> list[PacketStream]: ...
+
+    def media_streams(
+        self, call: Call, uid: int, index: int
+    ) -> tuple[PacketStream | None, PacketStream | None]: ...
 
 
 def call_state(call: Call) -> str:
@@ -90,8 +100,8 @@ def quality_view(call: Call, streams: list[PacketStream]) -> dict[str, Any]:
     }
 
 
-def _media_view(call: Call, mono: Monologue, media: MediaState) -> dict[str, Any]:
-    sockets = call.sockets.get((mono.uid, media.index))
+def _media_view(live: LiveStreams, call: Call, mono: Monologue, media: MediaState) -> dict[str, Any]:
+    streams = [s for s in live.media_streams(call, mono.uid, media.index) if s is not None]
     return {
         "index": media.index,
         "type": media.media_type,
@@ -111,11 +121,11 @@ def _media_view(call: Call, mono: Monologue, media: MediaState) -> dict[str, Any
             }
             for codec in media.codecs
         ],
-        "streams": [] if sockets is None else [_stream_view(s) for s in sockets.streams()],
+        "streams": [_stream_view(s) for s in streams],
     }
 
 
-def _party_view(call: Call, mono: Monologue) -> dict[str, Any]:
+def _party_view(live: LiveStreams, call: Call, mono: Monologue) -> dict[str, Any]:
     partner = call.state.partner_of(mono)
     return {
         "tag": mono.tag,
@@ -126,7 +136,7 @@ def _party_view(call: Call, mono: Monologue) -> dict[str, Any]:
         "removed": mono.removed,
         "blocked": mono.blocked,
         "silenced": mono.silenced,
-        "medias": [_media_view(call, mono, media) for media in mono.medias],
+        "medias": [_media_view(live, call, mono, media) for media in mono.medias],
     }
 
 
@@ -150,9 +160,9 @@ def _counters(streams: Iterable[PacketStream]) -> dict[str, Any]:
     return {**totals, "dropped": dropped}
 
 
-def session_summary(call: Call, now: float) -> dict[str, Any]:
+def session_summary(live: LiveStreams, call: Call, now: float) -> dict[str, Any]:
     state = call.state
-    streams = call.all_streams()
+    streams = live.streams_of(call)
     counters = _counters(streams)
     return {
         "call_id": call.call_id,
@@ -168,9 +178,9 @@ def session_summary(call: Call, now: float) -> dict[str, Any]:
     }
 
 
-def session_detail(call: Call, now: float) -> dict[str, Any]:
+def session_detail(live: LiveStreams, call: Call, now: float) -> dict[str, Any]:
     state = call.state
-    streams = call.all_streams()
+    streams = live.streams_of(call)
     last_media = max((s.last_packet for s in streams), default=0.0)
     return {
         "call_id": call.call_id,
@@ -183,7 +193,7 @@ def session_detail(call: Call, now: float) -> dict[str, Any]:
         "blocked": state.blocked,
         "silenced": state.silenced,
         "dtmf_blocked": state.dtmf_blocked,
-        "parties": [_party_view(call, mono) for mono in state.monologues.values()],
+        "parties": [_party_view(live, call, mono) for mono in state.monologues.values()],
         "totals": _counters(streams),
         "quality": quality_view(call, streams),
     }
@@ -198,13 +208,13 @@ def _same_ip(text: str | None, wanted: IpAddress) -> bool:
         return False
 
 
-def call_addresses(call: Call) -> Iterator[str]:
+def call_addresses(live: LiveStreams, call: Call) -> Iterator[str]:
     """Every address a party of the call has: from its SDP, and learned from its media."""
     for mono in call.state.monologues.values():
         for media in mono.medias:
             if media.sdp_address:
                 yield media.sdp_address
-    for stream in call.all_streams():
+    for stream in live.streams_of(call):
         for addr in (stream.advertised, stream.endpoint, stream.learned):
             if addr is not None:
                 yield addr[0]
@@ -217,7 +227,7 @@ class SessionFilter:
     max_age: float | None = None
     address: IpAddress | None = None
 
-    def matches(self, call: Call, now: float) -> bool:
+    def matches(self, live: LiveStreams, call: Call, now: float) -> bool:
         if self.state is not None and call_state(call) != self.state:
             return False
         age = now - call.state.created
@@ -226,7 +236,7 @@ class SessionFilter:
         if self.max_age is not None and age > self.max_age:
             return False
         wanted = self.address
-        return wanted is None or any(_same_ip(addr, wanted) for addr in call_addresses(call))
+        return wanted is None or any(_same_ip(addr, wanted) for addr in call_addresses(live, call))
 
 
 @dataclass(frozen=True)
@@ -237,11 +247,17 @@ class Page:
 
 
 def page_of(
-    calls: Iterable[Call], wanted: SessionFilter, now: float, limit: int, offset: int, cursor: str | None
+    live: LiveStreams,
+    calls: Iterable[Call],
+    wanted: SessionFilter,
+    now: float,
+    limit: int,
+    offset: int,
+    cursor: str | None,
 ) -> Page:
     """Calls in call-id order: those after `cursor` (a call-id; any text works), skipping `offset`,
     at most `limit`. `total` counts every call matching the filter (whatever the cursor)."""
-    matching = sorted((c for c in calls if wanted.matches(c, now)), key=lambda c: c.call_id)
+    matching = sorted((c for c in calls if wanted.matches(live, c, now)), key=lambda c: c.call_id)
     after = matching if cursor is None else [c for c in matching if c.call_id > cursor]
     chosen = after[offset : offset + limit]
     more = offset + limit < len(after)

@@ -54,7 +54,7 @@ def media_drops(node: MediaNode) -> int:
     # The engine may keep the drops of ended calls (a later addition); live calls are summed here.
     dropped = int(getattr(engine.counters, "closed_dropped", 0))
     for call in engine.all_calls():
-        for s in call.all_streams():
+        for s in engine.streams_of(call):
             dropped += s.dropped_blocked + s.dropped_no_destination + s.dropped_source + s.dropped_malformed
     return dropped
 
@@ -63,7 +63,7 @@ def node_stats(node: MediaNode) -> dict[str, Any]:
     engine = node.engine
     assert engine is not None
     counters = engine.counters
-    packets, octets, errors = relayed_totals(engine)
+    packets, octets, errors = relayed_totals(engine.engine)
     pool = port_pool(node)
     ng = node.ng.counters if node.ng is not None else None
     endpoint = node.ng.endpoint.counters if node.ng is not None else None

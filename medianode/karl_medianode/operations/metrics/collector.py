@@ -15,6 +15,7 @@ from karl_medianode.operations.metrics.node_families import node_families
 from karl_medianode.operations.metrics.pending_families import pending_families
 from karl_medianode.operations.metrics.quality_families import quality_families
 from karl_medianode.operations.metrics.state import NodeMetrics, attach
+from karl_medianode.operations.metrics.store_families import store_families
 
 if TYPE_CHECKING:
     from karl_medianode.node import MediaNode
@@ -41,6 +42,7 @@ class KarlCollector:
             *ng_families(node),
             *admission_families(node),
             *cdr_families(node),
+            *store_families(node),
             *pending_families(),
         ]
         metrics.last_scrape_seconds = time.perf_counter() - started

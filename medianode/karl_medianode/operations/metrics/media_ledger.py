@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from karl_medianode.dataplane.relay import PacketStream
 
 if TYPE_CHECKING:
-    from karl_medianode.control.engine import CallEnded, CallEngine
+    from karl_medianode.control.engine_driver import EngineDriver
+    from karl_medianode.engine import CallEnded
 
 FROM_CALLER = "from_caller"
 FROM_CALLEE = "from_callee"
@@ -147,7 +148,7 @@ class MediaLedger:
             self.closed[direction].add(stream)
         self._pending.clear()
 
-    def scan(self, engine: CallEngine | None) -> LiveMedia:
+    def scan(self, engine: EngineDriver | None) -> LiveMedia:
         """Sum the live streams (O(streams)) and remember each one's direction."""
         self._flush_pending({})
         live = LiveMedia()
@@ -157,12 +158,12 @@ class MediaLedger:
             callee = live.totals[FROM_CALLEE]
             for call in engine.all_calls():
                 monologues = call.state.monologues
-                for (uid, _index), sockets in call.sockets.items():
+                for uid, index in call.ports:
                     mono = monologues.get(uid)
                     is_callee = mono is not None and mono.answerer
                     totals = callee if is_callee else caller
                     direction = FROM_CALLEE if is_callee else FROM_CALLER
-                    for stream in (sockets.rtp, sockets.rtcp):
+                    for stream in engine.media_streams(call, uid, index):
                         if stream is None:
                             continue
                         totals.add(stream)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 
-from karl_medianode.control.engine import JITTER_BUFFER_BOUNDS
+from karl_medianode.engine import JITTER_BUFFER_BOUNDS
 from karl_medianode.operations.distribution import Distribution
 from karl_medianode.operations.metrics.families import distribution_family, labelled_counter
 from karl_medianode.quality import QualityTotals

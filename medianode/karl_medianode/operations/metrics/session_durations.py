@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from karl_medianode.operations.distribution import Distribution
 
 if TYPE_CHECKING:
-    from karl_medianode.control.engine import CallEnded
+    from karl_medianode.engine import CallEnded
 
 # From a failed set-up to a long conference call, in seconds.
 DURATION_BOUNDS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0)

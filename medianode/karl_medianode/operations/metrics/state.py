@@ -15,8 +15,8 @@ from karl_medianode.operations.metrics.media_ledger import MediaLedger
 from karl_medianode.operations.metrics.session_durations import SessionDurations
 
 if TYPE_CHECKING:
-    from karl_medianode.control.engine import CallEnded
     from karl_medianode.dataplane.relay import Relay
+    from karl_medianode.engine import CallEnded
     from karl_medianode.node import MediaNode
 
 

@@ -21,7 +21,7 @@ On plain calls these options are no-ops, as they are in rtpengine.
 from __future__ import annotations
 
 from karl_core.ng.options import NgOptions
-from karl_medianode.control.rewrite.inbound import InboundMedia
+from karl_medianode.engine.rewrite.inbound import InboundMedia
 
 SRTP_TERMINATION_NOT_SUPPORTED = "SRTP termination not supported by Karl yet"
 

@@ -1,7 +1,10 @@
-"""The call engine: rtpengine's offer/answer/delete/query semantics over the session model.
+"""The call engine: rtpengine's offer/answer/delete/query semantics over the session model (sans-IO).
 
-It owns the calls of this node, allocates their ports, wires the relay's packet streams, and produces
-the rewritten SDP. NG framing, retransmissions and option parsing happen before it (see ng_server).
+It owns the calls of this node and produces the rewritten SDP. It opens no socket and reads no clock:
+`handle(command, options, now)` returns the reply and the effects (open, configure, close streams;
+call changed; call ended) that the media node applies; ports come from an injected `PortPool`, and
+what the data plane saw (counters, learned sources) is read through an injected `MediaView`.
+NG framing, retransmissions and option parsing happen before it (see `karl_core.ng`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import math
 import secrets
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from karl_core.ng import errors as E
 from karl_core.ng.commands import Command
@@ -30,30 +33,33 @@ from karl_core.session import (
     PacketStreamState,
     StreamPolicy,
 )
-from karl_medianode.clock import CoarseClock
-from karl_medianode.control.call_change import CallChange
-from karl_medianode.control.call_stats import call_stats
-from karl_medianode.control.calls import Call, MediaSockets
-from karl_medianode.control.rewrite.inbound import InboundMedia, InboundSdp, read_sdp
-from karl_medianode.control.rewrite.outbound import (
+from karl_medianode.engine.call_change import CallChange
+from karl_medianode.engine.call_stats import call_stats
+from karl_medianode.engine.calls import Call
+from karl_medianode.engine.effects import (
+    CallChanged,
+    CallEnded,
+    CloseStream,
+    Effect,
+    OpenStream,
+    Outcome,
+)
+from karl_medianode.engine.media_view import MediaView, StreamReading
+from karl_medianode.engine.ports import PortPool, PortsExhausted
+from karl_medianode.engine.rewrite.inbound import InboundMedia, InboundSdp, read_sdp
+from karl_medianode.engine.rewrite.outbound import (
     OutboundMedia,
     RewriteOrderError,
     SessionRewrite,
     write_sdp,
 )
-from karl_medianode.control.rewrite.srtp_boundary import (
+from karl_medianode.engine.rewrite.srtp_boundary import (
     SRTP_TERMINATION_NOT_SUPPORTED,
     crosses_on_answer,
     crosses_on_offer,
 )
-from karl_medianode.dataplane.jitter_stage import JitterStage
-from karl_medianode.dataplane.ports import PortAllocator, PortsExhausted
-from karl_medianode.dataplane.relay import PT_BLOCKED, PT_FORWARD, PacketStream, QualityLink, Relay
-from karl_medianode.operations.distribution import Distribution
-from karl_medianode.operations.logs import RateLimitedLogger
+from karl_medianode.engine.streams import PT_BLOCKED, PT_FORWARD, MediaPorts, SilenceCodecs, StreamSpec
 from karl_medianode.quality import CallQuality, QualityTotals
-from karl_medianode.rtp.jitter_buffer import JitterBuffer
-from karl_medianode.rtp.silence import silencer
 
 JITTER_BUFFER_BOUNDS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
 
@@ -68,6 +74,8 @@ NOT_SUPPORTED = "Command not supported by Karl yet"
 
 ReplyCheck = Callable[[dict[str, Any]], bool]
 """Told an offer's/answer's reply before it commits; False: the reply cannot be sent (too large)."""
+
+_T = TypeVar("_T")
 
 
 class LoadLimit(Exception):
@@ -132,74 +140,59 @@ class EngineCounters:
     ended_by_reason: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
-class CallEnded:
-    """What the node reports when a call is finally removed (for CDRs, metrics and logs).
-
-    `reason`: deleted, timeout, silent timeout, final timeout, offer timeout or shutdown (a failed
-    offer/answer ends no call: it is rolled back). `ended` is when the call ended for its parties
-    (the delete request, not the end of the delete delay). `summary` is the `query` layout; `state`
-    the full session."""
-
-    call_id: str
-    reason: str
-    created: float
-    ended: float
-    summary: dict[str, Any] = field(default_factory=dict)
-    state: CallState | None = None
-    quality: dict[str, Any] = field(default_factory=dict)
-    """`CallQuality.summary()`: what the parties' RTCP reports said."""
-
-
 _MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
 _VERSION_MARK = "\x00sdp-version\x00"
 
 
 class CallEngine:
-    def __init__(
-        self,
-        settings: EngineSettings,
-        ports: PortAllocator,
-        relay: Relay,
-        clock: CoarseClock,
-        on_call_ended: Callable[[CallEnded], None] | None = None,
-    ) -> None:
+    def __init__(self, settings: EngineSettings, ports: PortPool, media: MediaView) -> None:
         self.settings = settings
         self.ports = ports
-        self.relay = relay
-        self.clock = clock
+        self.media = media
         self.calls: dict[str, Call] = {}
         self.counters = EngineCounters()
         self.quality_totals = QualityTotals()
         """What RTCP reports said, over all calls (for the metrics)."""
-        self.jitter_delays = Distribution(JITTER_BUFFER_BOUNDS)
-        """How long packets waited in jitter buffers, seconds (for the metrics)."""
-        self._quality_log = RateLimitedLogger(log, 30.0)
-        self._bad_request_log = RateLimitedLogger(log, 10.0)
         self._open_change: CallChange | None = None
+        """The change being applied (requests run one at a time, to the end)."""
         self._timers: list[tuple[float, int, str]] = []
         self._due: dict[str, float] = {}
         """Each call's current deadline; heap entries that disagree are stale."""
         self._timer_order = itertools.count()
-        self.on_call_changed: Callable[[Call], None] | None = None
-        """Told after every change of a call's state that a store must keep (signalling, block
-        switches, a branch deleted, an address learned); `on_call_ended` tells when it is gone."""
-        """The offer/answer being applied (requests run one at a time, with no await inside)."""
+        self._effects: list[Effect] = []
+        """What the request being handled has committed so far."""
+        self._now = 0.0
+        """The time of the request being handled (wall clock, seconds), as the caller gave it."""
         self.accepting = True
-        self._on_call_ended = on_call_ended
         # `loop-protect` marks our SDPs with a=rtpengine:<id>; 12 hex digits like rtpengine's, the same on
         # every node of a fleet (see `NodeSection.loop_marker`)
         self.instance_id = settings.loop_marker or secrets.token_hex(6)
 
-    def _quality_failed(self, exc: BaseException) -> None:
-        self._quality_log.warning("call quality statistics failed on a packet (relayed anyway): %r", exc)
+    def take_effects(self) -> list[Effect]:
+        """Effects committed by a call into the engine that then raised (none normally: a failing
+        request commits nothing); the caller applies them like an `Outcome`'s."""
+        effects, self._effects = self._effects, []
+        return effects
+
+    def _run(self, now: float, step: Callable[[], _T]) -> tuple[_T, list[Effect]]:
+        self._now = now
+        result = step()
+        return result, self.take_effects()
 
     # ------------------------------------------------------------------ the one door
 
-    def handle(self, command: Command, opts: NgOptions, fits: ReplyCheck | None = None) -> dict[str, Any]:
-        """Apply one request about calls and return the whole reply (`result` included). NG, the REST
-        API and the node all come through here; nothing awaits inside, so requests take effect one at
-        a time in the order they are handed in. Raises `NgError` with the reply's error text."""
+    def handle(
+        self, command: Command, opts: NgOptions, now: float, fits: ReplyCheck | None = None
+    ) -> Outcome:
+        """Apply one request about calls at wall-clock time `now`: the whole reply (`result`
+        included) and what the media node must do for it. NG, the REST API and the node all come
+        through here; it runs to the end before the next request, so requests take effect one at a
+        time in the order they are handed in. Raises `NgError` with the reply's error text (then
+        nothing changed)."""
+        reply, effects = self._run(now, lambda: self._dispatch(command, opts, fits))
+        return Outcome(reply, effects)
+
+    def _dispatch(self, command: Command, opts: NgOptions, fits: ReplyCheck | None) -> dict[str, Any]:
         if command is Command.OFFER:
             try:
                 reply = self.offer(opts, fits)
@@ -287,27 +280,41 @@ class CallEngine:
                 raise NgError(E.OUT_OF_PORTS) from None
             raise
         self._open_change = None
+        if new_call:
+            self.counters.managed_sessions += 1
+            log.info("call created", extra={"call_id": call.call_id, "event": "call_created"})
         self._commit(change)
         return reply
 
     def _roll_back(self, change: CallChange) -> None:
         self.counters.failed_changes += 1
-        for stream in change.restore():
-            self.relay.close_stream(stream)
+        for port in change.restore():
+            self.ports.unreserve(port)
         call = change.call
         if change.new_call and self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
 
-    def _commit(self, change: CallChange) -> None:
-        for stream in change.retired:
-            self._close_stream(stream)
-        for stage in change.retired_jitter:
-            stage.close()
-        if change.new_call:
-            self.counters.managed_sessions += 1
-            log.info("call created", extra={"call_id": change.call.call_id, "event": "call_created"})
-        self._schedule(change.call)
-        self._changed(change.call)
+    def _begin(self, call: Call) -> CallChange:
+        """A change outside offer/answer (delete, block, timers): it cannot fail half-way."""
+        change = self._open_change = CallChange(call, False)
+        return change
+
+    def _commit(self, change: CallChange, *, persist: bool | None = True) -> None:
+        """The change is complete: tell the data plane (and the store) what it amounts to.
+        `persist` None: tell the store only if streams changed (a timer that found nothing due)."""
+        self._open_change = None
+        effects = change.effects()
+        for effect in effects:
+            if isinstance(effect, CloseStream):
+                self._count_closed(effect.port)
+        self._effects += effects
+        call = change.call
+        if self.calls.get(call.call_id) is call:
+            self._schedule(call)
+            if persist or (persist is None and effects):
+                self._effects.append(CallChanged(call.call_id))
+        elif change.ended is not None:
+            self._effects.append(change.ended)
 
     def _check_media_count(self, inbound: InboundSdp) -> None:
         count = len(inbound.medias)
@@ -316,15 +323,13 @@ class CallEngine:
             raise NgError(f"{TOO_MANY_MEDIA}: {count} (the limit is {self.settings.max_media})")
 
     def _refuse_srtp_termination(self, call_id: str) -> None:
+        # (logged, rate-limited, by the NG server with every error reply)
         self.counters.srtp_termination_refused += 1
-        self._bad_request_log.info(
-            "refused a request that needs SRTP termination (call %s): route it to rtpengine", call_id
-        )
         raise NgError(SRTP_TERMINATION_NOT_SUPPORTED)
 
     def _offer(self, call: Call, inbound: InboundSdp, opts: NgOptions) -> dict[str, Any]:
         assert opts.sdp is not None and opts.from_tag is not None
-        now = self.clock.now
+        now = self._now
         call.state.last_signal = now
         call.last_activity = now
         state = call.state
@@ -343,7 +348,7 @@ class CallEngine:
     def _answer(self, call: Call, inbound: InboundSdp, opts: NgOptions) -> dict[str, Any]:
         assert opts.sdp is not None and opts.from_tag is not None and opts.to_tag is not None
         state = call.state
-        now = self.clock.now
+        now = self._now
         state.last_signal = now
         call.last_activity = now
         offerer = state.by_tag(opts.from_tag)
@@ -405,7 +410,7 @@ class CallEngine:
             raise LoadLimit(E.SESSION_LIMIT)
 
     def _new_call(self, call_id: str) -> Call:
-        now = self.clock.now
+        now = self._now
         call = Call(
             CallState(call_id, created=now, last_signal=now, last_activity=now),
             quality=CallQuality(self.quality_totals),
@@ -476,8 +481,8 @@ class CallEngine:
             previous = _advertised_of(call, offerer, a_media)
             if a_media.media_type != media_in.media_type:
                 # a different kind of media on this m= line (e.g. T.38 re-INVITE): new sockets both sides
-                self._close_sockets(call.media_sockets(offerer, a_media))
-                self._close_sockets(call.media_sockets(answerer, b_media))
+                self._close_sockets(call.media_ports(offerer, a_media))
+                self._close_sockets(call.media_ports(answerer, b_media))
                 b_media.ptime = None
                 previous = None
             _update_media_from_sdp(a_media, media_in, opts)
@@ -513,7 +518,7 @@ class CallEngine:
                 f"mux-{f}" for f in mux_flags
             }
             require = "require" in mux_flags and media_in.is_rtp
-            b_sockets = call.media_sockets(answerer, b_media)
+            b_sockets = call.media_ports(answerer, b_media)
             new_endpoint = _endpoint_of(media_in, opts)
             port_changed = (
                 previous is not None
@@ -523,21 +528,21 @@ class CallEngine:
             )
             if port_changed and not opts.port_latching and b_sockets.rtp is not None:
                 self._close_sockets(b_sockets)
-            self._ensure_sockets(b_sockets, single=require or b_media.rtcp_mux, rtcp=media_in.is_rtp)
-            a_sockets = call.media_sockets(offerer, a_media)
+            self._ensure_sockets(call, b_sockets, single=require or b_media.rtcp_mux, rtcp=media_in.is_rtp)
+            a_sockets = call.media_ports(offerer, a_media)
             # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
             a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
-            self._ensure_sockets(a_sockets, single=a_single, rtcp=media_in.is_rtp)
+            self._ensure_sockets(call, a_sockets, single=a_single, rtcp=media_in.is_rtp)
             self._configure_party(a_sockets, a_media, media_in, opts)
             self._wire(call, offerer, a_media, answerer, b_media)
             assert b_sockets.rtp is not None
-            port = b_sockets.rtp.local_port
+            port = b_sockets.rtp.port
             if not media_in.is_rtp:
                 rtcp_port: int | None = None
             elif require or b_media.rtcp_mux:
                 rtcp_port = port
             else:
-                rtcp_port = b_sockets.rtcp.local_port if b_sockets.rtcp is not None else port + 1
+                rtcp_port = b_sockets.rtcp.port if b_sockets.rtcp is not None else port + 1
             out.append(
                 OutboundMedia(
                     port=port,
@@ -571,7 +576,7 @@ class CallEngine:
                 and not opts.port_latching
             ):
                 # the answerer moved (e.g. 200 OK after 183 from elsewhere): new ports towards the offerer
-                self._close_sockets(call.media_sockets(offerer, a_media))
+                self._close_sockets(call.media_ports(offerer, a_media))
             protocol = a_media.protocol
             if opts.transport_protocol == "accept":
                 protocol = media_in.protocol
@@ -582,8 +587,8 @@ class CallEngine:
                 # the answerer refused this stream: rtpengine gives up its sockets on both sides
                 b_media.rejected = True
                 a_media.rejected = True
-                self._close_sockets(call.media_sockets(offerer, a_media))
-                self._close_sockets(call.media_sockets(answerer, b_media))
+                self._close_sockets(call.media_ports(offerer, a_media))
+                self._close_sockets(call.media_ports(answerer, b_media))
                 out.append(_rejected(media_in, protocol))
                 continue
             mux_flags = {f[4:] for f in a_media.flags if f.startswith("mux-")}
@@ -602,23 +607,23 @@ class CallEngine:
                 codecs = [c for c in b_media.codecs if c.payload_type in offered]
                 if opts.single_codec:
                     codecs = _single_codec(codecs)
-            a_sockets = call.media_sockets(offerer, a_media)
+            a_sockets = call.media_ports(offerer, a_media)
             fresh = a_sockets.rtp is None
-            self._ensure_sockets(a_sockets, single=False, rtcp=media_in.is_rtp)
+            self._ensure_sockets(call, a_sockets, single=False, rtcp=media_in.is_rtp)
             if fresh:
                 _readvertise(a_sockets, a_media)
-            b_sockets = call.media_sockets(answerer, b_media)
-            self._ensure_sockets(b_sockets, single=False, rtcp=media_in.is_rtp)
+            b_sockets = call.media_ports(answerer, b_media)
+            self._ensure_sockets(call, b_sockets, single=False, rtcp=media_in.is_rtp)
             self._configure_party(b_sockets, b_media, media_in, opts)
             self._wire(call, offerer, a_media, answerer, b_media)
             assert a_sockets.rtp is not None
-            port = a_sockets.rtp.local_port
+            port = a_sockets.rtp.port
             if not media_in.is_rtp:
                 rtcp_port: int | None = None
             elif a_media.rtcp_mux:
                 rtcp_port = port
             else:
-                rtcp_port = a_sockets.rtcp.local_port if a_sockets.rtcp is not None else port + 1
+                rtcp_port = a_sockets.rtcp.port if a_sockets.rtcp is not None else port + 1
             out.append(
                 OutboundMedia(
                     port=port,
@@ -680,53 +685,34 @@ class CallEngine:
 
     # ------------------------------------------------------------------ sockets and relay wiring
 
-    def _ensure_sockets(self, sockets: MediaSockets, *, single: bool, rtcp: bool) -> None:
+    def _ensure_sockets(self, call: Call, sockets: MediaPorts, *, single: bool, rtcp: bool) -> None:
         if sockets.rtp is not None:
             return
-        bound = [self.ports.allocate_single()] if single or not rtcp else list(self.ports.allocate_pair())
-        opened: list[PacketStream] = []
-        try:
-            for sock in bound:
-                opened.append(self.relay.open_stream(sock, self.settings.media_ip))
-        except BaseException:
-            for sock in bound[len(opened) :]:
-                self.ports.release(sock)  # bound but never handed to the relay
-            for stream in opened:
-                self.relay.close_stream(stream)
-            raise
-        sockets.rtp = opened[0]
-        if len(opened) == 2:
-            sockets.rtcp = opened[1]
-            sockets.rtcp.is_rtcp = True
+        ports = [self.ports.reserve_single()] if single or not rtcp else list(self.ports.reserve_pair())
         if self._open_change is not None:
-            self._open_change.opened += opened
+            self._open_change.reserved += ports
+        ip = self.settings.media_ip
+        sockets.rtp = StreamSpec(ports[0], ip, call.call_id, None)
+        if len(ports) == 2:
+            sockets.rtcp = StreamSpec(ports[1], ip, call.call_id, None, component=2)
 
-    def _close_sockets(self, sockets: MediaSockets) -> None:
-        """Stop using these sockets. During an offer/answer they are only retired: they keep relaying
-        until the change commits, and come back if it fails."""
-        change = self._open_change
-        for stream in sockets.streams():
-            if change is not None:
-                change.retired.append(stream)
-            else:
-                self._close_stream(stream)
+    @staticmethod
+    def _close_sockets(sockets: MediaPorts) -> None:
+        """Stop using these sockets (closed when the change commits; kept if it fails)."""
         sockets.rtp = None
         sockets.rtcp = None
 
-    def _close_stream(self, stream: PacketStream) -> None:
-        self.counters.closed_packets += stream.packets
-        self.counters.closed_bytes += stream.bytes
-        self.counters.closed_errors += stream.errors
-        self.counters.closed_dropped += (
-            stream.dropped_blocked
-            + stream.dropped_no_destination
-            + stream.dropped_source
-            + stream.dropped_malformed
-        )
-        self.relay.close_stream(stream)
+    def _count_closed(self, port: int) -> None:
+        seen = self.media.read(port)
+        if seen is None:
+            return
+        self.counters.closed_packets += seen.packets
+        self.counters.closed_bytes += seen.bytes
+        self.counters.closed_errors += seen.errors
+        self.counters.closed_dropped += seen.dropped
 
     def _configure_party(
-        self, sockets: MediaSockets, media: MediaState, media_in: InboundMedia, opts: NgOptions
+        self, sockets: MediaPorts, media: MediaState, media_in: InboundMedia, opts: NgOptions
     ) -> None:
         """Set the peer addresses and latching behaviour of the sockets that talk to this party."""
         endpoint = _endpoint_of(media_in, opts)
@@ -739,32 +725,30 @@ class CallEngine:
                 )
             else:
                 rtcp_endpoint = Endpoint(endpoint.address, endpoint.port + 1)
-        now = self.clock.now
+        now = self._now
         for stream in sockets.streams():
-            stream.asymmetric = opts.asymmetric
-            stream.strict_source = opts.strict_source
-            stream.media_handover = opts.media_handover
-            if opts.endpoint_learning is not None:
-                stream.learning = opts.endpoint_learning
-            stream.signalled(now)
+            learning = stream.policy.learning if opts.endpoint_learning is None else opts.endpoint_learning
+            stream.policy = StreamPolicy(learning, opts.asymmetric, opts.strict_source, opts.media_handover)
+            stream.signalled = now
+            stream.signals += 1
         if sockets.rtp is not None:
-            _set_peer(sockets.rtp, endpoint)
+            sockets.rtp.sdp_peer = endpoint
         if sockets.rtcp is not None:
-            _set_peer(sockets.rtcp, rtcp_endpoint)
+            sockets.rtcp.sdp_peer = rtcp_endpoint
         if opts.asymmetric:
             media.flags.add("asymmetric")
         if opts.unidirectional:
             media.flags.add("unidirectional")
 
     def _wire(self, call: Call, a: Monologue, a_media: MediaState, b: Monologue, b_media: MediaState) -> None:
-        a_s = call.media_sockets(a, a_media)
-        b_s = call.media_sockets(b, b_media)
+        a_s = call.media_ports(a, a_media)
+        b_s = call.media_ports(b, b_media)
         if a_s.rtp is None or b_s.rtp is None:
             return
-        a_s.rtp.sink = b_s.rtp
-        b_s.rtp.sink = a_s.rtp
-        a_rtcp_out = a_s.rtp if (a_media.rtcp_mux or a_s.rtcp is None) else a_s.rtcp
-        b_rtcp_out = b_s.rtp if (b_media.rtcp_mux or b_s.rtcp is None) else b_s.rtcp
+        a_s.rtp.sink = b_s.rtp.port
+        b_s.rtp.sink = a_s.rtp.port
+        a_rtcp_out = a_s.rtp.port if (a_media.rtcp_mux or a_s.rtcp is None) else a_s.rtcp.port
+        b_rtcp_out = b_s.rtp.port if (b_media.rtcp_mux or b_s.rtcp is None) else b_s.rtcp.port
         a_s.rtp.rtcp_mux = a_media.rtcp_mux
         b_s.rtp.rtcp_mux = b_media.rtcp_mux
         a_s.rtp.rtcp_sink = b_rtcp_out
@@ -779,10 +763,10 @@ class CallEngine:
         self._apply_media_state(call, b)
 
     def _release_monologue(self, call: Call, mono: Monologue) -> None:
-        for (uid, _index), sockets in list(call.sockets.items()):
+        for (uid, _index), sockets in list(call.ports.items()):
             if uid == mono.uid:
                 self._close_sockets(sockets)
-                del call.sockets[(uid, _index)]
+                del call.ports[(uid, _index)]
 
     # ------------------------------------------------------------------ delete / query / list
 
@@ -802,8 +786,9 @@ class CallEngine:
         delay = self.settings.delete_delay if opts.delete_delay is None else float(opts.delete_delay)
         reply: dict[str, Any] = {"result": "ok"}
         if opts.from_tag:
-            reply.update(call_stats(call, selected))
-        now = self.clock.now
+            reply.update(call_stats(call, self._reading, selected))
+        now = self._now
+        change = self._begin(call)
         if selected is not None and _links_left_without(call.state, selected):
             # one branch goes; the call lives on while other parties are still linked
             if delay <= 0:
@@ -812,8 +797,7 @@ class CallEngine:
                 selected.deleted_at = now + delay
                 for stream in call.monologue_streams(selected):
                     stream.blocked = True
-                self._schedule(call)
-            self._changed(call)
+            self._commit(change)
             return reply
         if call.ended_at is None:
             call.ended_at = now
@@ -823,8 +807,7 @@ class CallEngine:
             call.state.deleted_at = now + delay
             for stream in call.all_streams():
                 stream.blocked = True
-            self._schedule(call)
-            self._changed(call)
+        self._commit(change)
         return reply
 
     def _detach(self, call: Call, mono: Monologue) -> None:
@@ -834,8 +817,6 @@ class CallEngine:
         self._release_monologue(call, mono)
         if not _links_left_without(call.state, None):
             self._destroy(call, "deleted", regular=True)
-        else:
-            self._changed(call)
 
     def _select_for_delete(self, call: Call, opts: NgOptions) -> Monologue | None:
         state = call.state
@@ -862,10 +843,14 @@ class CallEngine:
         if tag:
             selected = call.state.by_tag(tag)
             if selected is None:
-                stats = call_stats(call)
+                stats = call_stats(call, self._reading)
                 stats["tags"] = {}
                 return {"result": "ok", **stats}
-        return {"result": "ok", **call_stats(call, selected)}
+        return {"result": "ok", **call_stats(call, self._reading, selected)}
+
+    def call_summary(self, call: Call) -> dict[str, Any]:
+        """`query`'s layout of a whole call (the REST API and CDRs show it)."""
+        return call_stats(call, self._reading)
 
     def list_calls(self, limit: int) -> dict[str, Any]:
         if limit < 0:
@@ -885,6 +870,7 @@ class CallEngine:
         if call is None:
             raise NgError(E.UNKNOWN_CALL_ID_UPPER)
         target = self._select_participant(call, opts)
+        change = self._begin(call)
         if target is None:
             setattr(call.state, kind, block)
             if not block and opts.all:
@@ -897,7 +883,7 @@ class CallEngine:
             setattr(target, kind, block)
         for mono in call.state.monologues.values():
             self._apply_media_state(call, mono)
-        self._changed(call)
+        self._commit(change)
         return {"result": "ok"}
 
     def _select_participant(self, call: Call, opts: NgOptions) -> Monologue | None:
@@ -916,13 +902,8 @@ class CallEngine:
                 raise NgError(E.ADDRESS_PARSE_FAILED) from None
             for mono in state.monologues.values():
                 for media in mono.medias:
-                    sockets = call.sockets.get((mono.uid, media.index))
-                    if (
-                        sockets
-                        and sockets.rtp
-                        and sockets.rtp.advertised
-                        and ipaddress.ip_address(sockets.rtp.advertised[0]) == wanted
-                    ):
+                    advertised = _advertised_of(call, mono, media)
+                    if advertised is not None and ipaddress.ip_address(advertised.address) == wanted:
                         return mono
             raise NgError(E.ADDRESS_NO_MATCH)
         if opts.from_tag:
@@ -938,48 +919,41 @@ class CallEngine:
         blocked = state.blocked or mono.blocked or state.deleted_at is not None
         silenced = state.silenced or mono.silenced
         dtmf_blocked = state.dtmf_blocked or mono.dtmf_blocked
+        jitter_buffer = self.settings.jitter_buffer is not None
         for media in mono.medias:
-            sockets = call.sockets.get((mono.uid, media.index))
+            sockets = call.ports.get((mono.uid, media.index))
             if sockets is None:
                 continue
-            clock_rates = {c.payload_type: c.clock_rate for c in media.codecs}
-            link = QualityLink(
-                call.quality, mono.tag or None, clock_rates, call.rtp_sources, self._quality_failed
-            )
-            latched = self._latch_listener(call)
+            clock_rates = tuple((c.payload_type, c.clock_rate) for c in media.codecs)
             for stream in sockets.streams():
                 stream.blocked = blocked
-                stream.quality = link
-                stream.on_latch = latched
+                stream.party = mono.tag or None
+                stream.clock_rates = clock_rates
             if sockets.rtp is not None:
-                sockets.rtp.silence = _silence_for_media(media) if silenced else None
-                if media.is_rtp:
-                    sockets.rtp.payload_types = _payload_type_flags(media.codecs, dtmf_blocked)
-                    self._attach_jitter_buffer(sockets.rtp, clock_rates)
-                elif sockets.rtp.jitter is not None:  # re-offered as other media (T.38): relay as it is
-                    if self._open_change is not None:
-                        self._open_change.retired_jitter.append(sockets.rtp.jitter)
-                    else:
-                        sockets.rtp.jitter.close()
-                    sockets.rtp.jitter = None
+                sockets.rtp.silence = _silence_codecs(media) if silenced else None
+                sockets.rtp.payload_types = (
+                    _payload_type_flags(media.codecs, dtmf_blocked) if media.is_rtp else None
+                )
+                # re-offered as other media (T.38): relayed as it is
+                sockets.rtp.jitter_buffer = jitter_buffer and media.is_rtp
 
-    def _attach_jitter_buffer(self, stream: PacketStream, clock_rates: dict[int, int]) -> None:
-        jb = self.settings.jitter_buffer
-        if jb is None:
-            return
-        if isinstance(stream.jitter, JitterStage):
-            stream.jitter.clock_rates = clock_rates
-            return
-        buffer = JitterBuffer(jb.min_delay, jb.max_delay, jb.adaptive)
-        stream.jitter = JitterStage(self.relay.loop, stream, buffer, clock_rates, self.jitter_delays.observe)
+    # ------------------------------------------------------------------ what the data plane saw
+
+    def _reading(self, stream: StreamSpec) -> StreamReading:
+        seen = self.media.read(stream.port)
+        if seen is not None:
+            return seen
+        # not opened yet, or a data plane without packets: where packets would go is the SDP's address
+        peer = stream.sdp_peer
+        return StreamReading(endpoint=None if peer is None or peer.is_unspecified else peer.as_address())
+
+    def reading(self, stream: StreamSpec) -> StreamReading:
+        """What the data plane says about `stream` (for the read side: REST API, metrics)."""
+        return self._reading(stream)
 
     # ------------------------------------------------------------------ persistence
 
-    def _changed(self, call: Call) -> None:
-        if self.on_call_changed is not None and self.calls.get(call.call_id) is call:
-            self.on_call_changed(call)
-
-    def restore(self, state: CallState, now: float, *, same_host: bool = True) -> Call:
+    def restore(self, state: CallState, now: float, *, same_host: bool = True) -> tuple[Call, list[Effect]]:
         """Rebuild a call from its stored state: its streams on the same ports where they can be had
         (a restart on the same host; otherwise on new ones, and the parties must be told), addressed
         and configured as they were, counters carried on. The restored call gets a fresh media/silent
@@ -988,16 +962,19 @@ class CallEngine:
         learning while they keep sending to the last learned addresses."""
         if state.call_id in self.calls:
             raise ValueError(f"call {state.call_id!r} exists already")
+        self._now = now
         state = state.clone()
         state.last_activity = now
         call = Call(state, quality=CallQuality.from_dict(state.quality, self.quality_totals))
         state.quality = {}  # kept live in `call.quality` from here on
         self.calls[state.call_id] = call
+        change = self._open_change = CallChange(call, True)
+        saved_streams: dict[int, PacketStreamState] = {}
         try:
             for mono in state.monologues.values():
                 for media in mono.medias:
                     if media.streams:
-                        self._restore_sockets(call, mono, media, same_host)
+                        self._restore_sockets(call, mono, media, same_host, saved_streams)
                     media.streams = []
             for mono in state.monologues.values():
                 partner = state.partner_of(mono)
@@ -1008,41 +985,67 @@ class CallEngine:
             for mono in state.monologues.values():
                 self._apply_media_state(call, mono)
         except BaseException:
-            for sockets in call.sockets.values():
-                self._close_sockets(sockets)
+            self._open_change = None
+            for port in change.restore():
+                self.ports.unreserve(port)
             del self.calls[state.call_id]
             raise
-        self._schedule(call)
+        self._commit(change, persist=False)
+        effects = [
+            OpenStream(effect.spec, _restored_for(saved_streams[effect.spec.port], same_host))
+            if isinstance(effect, OpenStream)
+            else effect
+            for effect in self.take_effects()
+        ]
         log.info("call restored", extra={"call_id": state.call_id, "event": "call_restored"})
-        return call
+        return call, effects
 
-    def _restore_sockets(self, call: Call, mono: Monologue, media: MediaState, same_host: bool) -> None:
-        sockets = call.media_sockets(mono, media)
-        opened: list[PacketStream] = []
+    def _restore_sockets(
+        self,
+        call: Call,
+        mono: Monologue,
+        media: MediaState,
+        same_host: bool,
+        saved_streams: dict[int, PacketStreamState],
+    ) -> None:
+        sockets = call.media_ports(mono, media)
+        assert self._open_change is not None
         for saved in media.streams:
-            try:
-                sock = self.ports.allocate_port(saved.local_port) if same_host else None
-            except PortsExhausted:
-                sock = None
-            if sock is None:
+            port: int | None = None
+            if same_host:
+                try:
+                    port = self.ports.reserve_port(saved.local_port)
+                except PortsExhausted:
+                    port = None
+            if port is None:
                 log.warning(
                     "restored call gets a new port for %s:%d (the SIP side must be told)",
                     saved.local_address,
                     saved.local_port,
                     extra={"call_id": call.call_id, "event": "restore_port_moved"},
                 )
-                sock = self.ports.allocate_single()
-            stream = self.relay.open_stream(sock, self.settings.media_ip)
-            opened.append(stream)
-            _restore_stream(stream, saved, same_host)
+                port = self.ports.reserve_single()
+            self._open_change.reserved.append(port)
+            saved_streams[port] = saved
+            spec = StreamSpec(
+                port,
+                self.settings.media_ip,
+                call.call_id,
+                mono.tag or None,
+                component=saved.component,
+                sdp_peer=saved.advertised,
+                policy=StreamPolicy(
+                    saved.policy.learning,
+                    saved.policy.asymmetric,
+                    saved.policy.strict_source,
+                    saved.policy.media_handover,
+                ),
+                signalled=saved.signalled,
+            )
             if saved.component == 1:
-                sockets.rtp = stream
+                sockets.rtp = spec
             else:
-                stream.is_rtcp = True
-                sockets.rtcp = stream
-
-    def _latch_listener(self, call: Call) -> Callable[[], None]:
-        return lambda: self._changed(call)
+                sockets.rtcp = spec
 
     # ------------------------------------------------------------------ lifetime
 
@@ -1057,10 +1060,9 @@ class CallEngine:
             heapq.heappop(heap)  # stale: the call was rescheduled or is gone
         return heap[0][0] if heap else None
 
-    def handle_timer(self, now: float | None = None) -> None:
+    def handle_timer(self, now: float) -> list[Effect]:
         """Run the timers that are due: delete-delay expiry and rtpengine's media/offer/final timeouts."""
-        now = self.clock.now if now is None else now
-        checked: list[Call] = []
+        self._now = now
         heap = self._timers
         while heap and heap[0][0] <= now:
             due, _, call_id = heapq.heappop(heap)
@@ -1069,11 +1071,10 @@ class CallEngine:
             del self._due[call_id]
             call = self.calls.get(call_id)
             if call is not None:
+                change = self._begin(call)
                 self._check_timers(call, now)
-                checked.append(call)
-        for call in checked:
-            if self.calls.get(call.call_id) is call:
-                self._schedule(call)
+                self._commit(change, persist=None)  # (gives a call still there its next deadline)
+        return self.take_effects()
 
     def _schedule(self, call: Call) -> None:
         due = self._next_due(call)
@@ -1096,7 +1097,7 @@ class CallEngine:
         due = state.created + self.settings.final_timeout if self.settings.final_timeout > 0 else math.inf
         if not state.answered:
             return min(due, state.created + self.settings.offer_timeout)
-        last_media = max((s.last_packet for s in call.all_streams()), default=0.0)
+        last_media = self.media.last_packet(s.port for s in call.all_streams())
         idle_limit = self.settings.silent_timeout if self._on_hold(call) else self.settings.timeout
         return min(due, max(call.last_activity, last_media) + idle_limit)
 
@@ -1130,17 +1131,18 @@ class CallEngine:
         return bool(medias) and not any(m.send and m.recv for m in medias)
 
     def _destroy(self, call: Call, reason: str, regular: bool = False) -> None:
+        """End the call (inside an open change, whose commit closes its streams and reports the end)."""
+        change = self._open_change
+        assert change is not None and change.call is call
         if self.calls.get(call.call_id) is not call:
             return
         state = self.snapshot(call.call_id)
         del self.calls[call.call_id]
         self._due.pop(call.call_id, None)
-        summary = call_stats(call)
-        closed = call.all_streams()
-        for sockets in call.sockets.values():
-            self._close_sockets(sockets)
-        call.sockets.clear()
-        now = self.clock.now
+        summary = call_stats(call, self._reading)
+        lost = sum(self._reading(stream).lost for stream in call.all_streams())
+        call.ports.clear()
+        now = self._now
         ended = call.ended_at if call.ended_at is not None else now
         self.counters.ended_calls += 1
         self.counters.total_call_seconds += max(0.0, ended - call.state.created)
@@ -1156,13 +1158,11 @@ class CallEngine:
                 "event": "call_ended",
                 "reason": reason,
                 "duration": round(max(0.0, ended - call.state.created), 3),
-                "lost": sum(stream.lost for stream in closed),
+                "lost": lost,
                 "mos": min(mos) if mos else None,
             },
         )
-        if self._on_call_ended is not None:
-            created = call.state.created
-            self._on_call_ended(CallEnded(call.call_id, reason, created, ended, summary, state, quality))
+        change.ended = CallEnded(call.call_id, reason, call.state.created, ended, summary, state, quality)
 
     def snapshot(self, call_id: str) -> CallState | None:
         """A copy of the call's state with its sockets' current addresses, policy and counters, ready
@@ -1174,15 +1174,11 @@ class CallEngine:
         state.quality = call.quality.to_dict()
         for mono in state.monologues.values():
             for media in mono.medias:
-                sockets = call.sockets.get((mono.uid, media.index))
+                sockets = call.ports.get((mono.uid, media.index))
                 media.streams = (
                     []
                     if sockets is None
-                    else [
-                        _stream_state(stream, component)
-                        for component, stream in enumerate((sockets.rtp, sockets.rtcp), start=1)
-                        if stream is not None
-                    ]
+                    else [_stream_state(stream, self._reading(stream)) for stream in sockets.streams()]
                 )
         return state
 
@@ -1199,10 +1195,14 @@ class CallEngine:
         """Calls not waiting for their delete delay to run out."""
         return sum(1 for call in self.calls.values() if call.state.deleted_at is None)
 
-    def close_all(self) -> None:
+    def close_all(self, now: float) -> list[Effect]:
+        self._now = now
         for call in list(self.calls.values()):
             self.counters.forced_terminated += 1
+            change = self._begin(call)
             self._destroy(call, "shutdown")
+            self._commit(change)
+        return self.take_effects()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -1287,96 +1287,72 @@ def _endpoint_of(media_in: InboundMedia, opts: NgOptions) -> Endpoint | None:
 
 
 def _advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint | None:
-    sockets = call.sockets.get((mono.uid, media.index))
-    if sockets is None or sockets.rtp is None or sockets.rtp.advertised is None:
+    """Where the party's SDP said its media is (none while on hold: 0.0.0.0), in canonical form."""
+    sockets = call.ports.get((mono.uid, media.index))
+    peer = sockets.rtp.sdp_peer if sockets is not None and sockets.rtp is not None else None
+    if peer is None or peer.is_unspecified:
         return None
-    address, port = sockets.rtp.advertised
-    return Endpoint(address, port)
+    try:
+        return Endpoint(str(ipaddress.ip_address(peer.address)), peer.port)
+    except ValueError:
+        return peer
 
 
-STREAM_COUNTERS = (
-    "rtcp_packets",
-    "rtcp_bytes",
-    "malformed",
-    "dropped_blocked",
-    "dropped_no_destination",
-    "dropped_source",
-    "dropped_malformed",
-    "failures",
-    "gaps",
-    "late",
-    "sequence_restarts",
-    "quality_failures",
-)
-"""The relay's counters a restored stream carries on (besides packets, bytes, errors and lost)."""
-
-
-def _stream_state(stream: PacketStream, component: int) -> PacketStreamState:
+def _stream_state(stream: StreamSpec, seen: StreamReading) -> PacketStreamState:
     return PacketStreamState(
-        component=component,
+        component=stream.component,
         local_address=stream.local_ip,
-        local_port=stream.local_port,
+        local_port=stream.port,
         advertised=stream.sdp_peer,
-        endpoint=Endpoint(*stream.endpoint) if stream.endpoint is not None else None,
-        confirmed=stream.confirmed,
-        packets=stream.packets,
-        bytes=stream.bytes,
-        errors=stream.errors,
-        last_packet=stream.last_packet,
-        lost=stream.lost,
-        learned=Endpoint(*stream.learned) if stream.learned is not None else None,
-        policy=StreamPolicy(stream.learning, stream.asymmetric, stream.strict_source, stream.media_handover),
-        signalled=stream.last_signal,
-        counters={name: getattr(stream, name) for name in STREAM_COUNTERS if getattr(stream, name)},
-        last_rtp=None
-        if stream.last_payload_type is None or stream.last_ssrc is None
-        else (stream.last_payload_type, stream.last_ssrc),
-        last_rtcp_ssrc=stream.last_rtcp_ssrc,
+        endpoint=Endpoint(*seen.endpoint) if seen.endpoint is not None else None,
+        confirmed=seen.confirmed,
+        packets=seen.packets,
+        bytes=seen.bytes,
+        errors=seen.errors,
+        last_packet=seen.last_packet,
+        lost=seen.lost,
+        learned=Endpoint(*seen.learned) if seen.learned is not None else None,
+        policy=stream.policy,
+        signalled=stream.signalled,
+        counters=dict(seen.counters),
+        last_rtp=seen.last_rtp,
+        last_rtcp_ssrc=seen.last_rtcp_ssrc,
     )
 
 
-def _restore_stream(stream: PacketStream, saved: PacketStreamState, same_host: bool) -> None:
-    _set_peer(stream, saved.advertised)
-    policy = saved.policy
-    stream.learning = policy.learning
-    stream.asymmetric = policy.asymmetric
-    stream.strict_source = policy.strict_source
-    stream.media_handover = policy.media_handover
-    stream.last_signal = saved.signalled
-    if saved.endpoint is not None:
-        stream.endpoint = saved.endpoint.as_address()
-    stream.learned = saved.learned.as_address() if saved.learned is not None else None
-    # another host: the parties' NATs may map differently; learn again, sending where we did so far
-    stream.confirmed = saved.confirmed and same_host
-    stream.packets, stream.bytes, stream.errors = saved.packets, saved.bytes, saved.errors
-    stream.lost, stream.last_packet = saved.lost, saved.last_packet
-    for name, value in saved.counters.items():
-        if name in STREAM_COUNTERS:
-            setattr(stream, name, value)
-    if saved.last_rtp is not None:  # what `query` shows until the next packet: a header carrying both
-        payload_type, ssrc = saved.last_rtp
-        stream.last_rtp = bytes((0x80, payload_type & 0x7F, 0, 0, 0, 0, 0, 0)) + ssrc.to_bytes(4, "big")
-    stream.last_rtcp_ssrc = saved.last_rtcp_ssrc
+def _restored_for(saved: PacketStreamState, same_host: bool) -> PacketStreamState:
+    """What a restored stream carries on. On another host the parties' NATs may map differently:
+    learn again, sending where we did so far."""
+    return PacketStreamState(
+        component=saved.component,
+        local_address=saved.local_address,
+        local_port=saved.local_port,
+        advertised=saved.advertised,
+        endpoint=saved.endpoint,
+        confirmed=saved.confirmed and same_host,
+        packets=saved.packets,
+        bytes=saved.bytes,
+        errors=saved.errors,
+        last_packet=saved.last_packet,
+        lost=saved.lost,
+        learned=saved.learned,
+        policy=saved.policy,
+        signalled=saved.signalled,
+        counters=dict(saved.counters),
+        last_rtp=saved.last_rtp,
+        last_rtcp_ssrc=saved.last_rtcp_ssrc,
+    )
 
 
-def _readvertise(sockets: MediaSockets, media: MediaState) -> None:
+def _readvertise(sockets: MediaPorts, media: MediaState) -> None:
     """New sockets towards a party that already sent its SDP: point them at what it advertised."""
     if media.sdp_address is None or media.rejected:
         return
     endpoint = Endpoint(media.sdp_address, media.sdp_port)
     if sockets.rtp is not None:
-        _set_peer(sockets.rtp, endpoint)
+        sockets.rtp.sdp_peer = endpoint
     if sockets.rtcp is not None:
-        _set_peer(sockets.rtcp, media.advertised_rtcp or Endpoint(endpoint.address, endpoint.port + 1))
-
-
-def _set_peer(stream: PacketStream, endpoint: Endpoint | None) -> None:
-    # what the SDP said, also 0.0.0.0 (hold), for `query`; the relay never sends to an unspecified address
-    stream.sdp_peer = endpoint
-    if endpoint is None or endpoint.is_unspecified:
-        stream.advertise(None)
-    else:
-        stream.advertise((endpoint.address, endpoint.port))
+        sockets.rtcp.sdp_peer = media.advertised_rtcp or Endpoint(endpoint.address, endpoint.port + 1)
 
 
 def _payload_type_flags(codecs: list[Codec], dtmf_blocked: bool) -> bytes | None:
@@ -1457,8 +1433,8 @@ def _single_codec(codecs: list[Codec]) -> list[Codec]:
     return result
 
 
-def _silence_for_media(media: MediaState) -> Callable[[bytes], bytes] | None:
-    return silencer({c.payload_type: (c.name, c.clock_rate) for c in media.codecs if c.name})
+def _silence_codecs(media: MediaState) -> SilenceCodecs:
+    return tuple((c.payload_type, c.name, c.clock_rate) for c in media.codecs if c.name)
 
 
 def _origin_parts(inbound: InboundSdp) -> list[str] | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from karl_core.sdp import BAD_RTCP_ADDRESS, MediaLine, RtcpAttribute, SdpError
 from karl_core.session import Codec
-from karl_medianode.control.rewrite.inbound import DIRECTIONS, InboundMedia, InboundSdp
+from karl_medianode.engine.rewrite.inbound import DIRECTIONS, InboundMedia, InboundSdp
 
 CRLF = "\r\n"
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from karl_core.session import Endpoint, MediaState, Monologue
-from karl_medianode.control.calls import Call, MediaSockets
-from karl_medianode.dataplane.relay import PacketStream
+from karl_medianode.engine.calls import Call
+from karl_medianode.engine.media_view import StreamReading
+from karl_medianode.engine.streams import MediaPorts, StreamSpec
+
+ReadStream = Callable[[StreamSpec], StreamReading]
+"""What the data plane says about a stream (its counters and learned source)."""
 
 
 def _endpoint_dict(endpoint: tuple[str, int] | Endpoint | None) -> dict[str, Any]:
@@ -20,43 +25,50 @@ def _endpoint_dict(endpoint: tuple[str, int] | Endpoint | None) -> dict[str, Any
 
 
 def _stream_dict(
-    stream: PacketStream, *, rtcp: bool, muxed: bool, fallback_time: int, muxed_rtcp_ssrc: int | None = None
+    stream: StreamSpec,
+    seen: StreamReading,
+    *,
+    rtcp: bool,
+    muxed: bool,
+    fallback_time: int,
+    muxed_rtcp_ssrc: int | None = None,
 ) -> dict[str, Any]:
     flags = ["RTP", "RTCP"] if muxed and not rtcp else ["RTCP" if rtcp else "RTP"]
     if muxed and rtcp:
         flags.append("fallback RTCP")  # an RTCP socket kept while RTCP rides on the RTP port
     sdp_endpoint = stream.sdp_peer
-    if stream.endpoint is not None or sdp_endpoint is not None:
+    if seen.endpoint is not None or sdp_endpoint is not None:
         flags.append("filled")
-    if stream.confirmed:
+    if seen.confirmed:
         flags.append("confirmed")
-    if stream.strict_source:
+    if stream.policy.strict_source:
         flags.append("strict source address")
-    if stream.media_handover:
+    if stream.policy.media_handover:
         flags.append("media handover")
     endpoint: tuple[str, int] | Endpoint | None = sdp_endpoint
-    if stream.confirmed and stream.endpoint is not None:
-        endpoint = stream.endpoint
+    if seen.confirmed and seen.endpoint is not None:
+        endpoint = seen.endpoint
     entry: dict[str, Any] = {
-        "local port": stream.local_port,
+        "local port": stream.port,
         "local address": stream.local_ip,
         "family": "IPv6" if ":" in stream.local_ip else "IPv4",
         "endpoint": _endpoint_dict(endpoint),
         "advertised endpoint": _endpoint_dict(sdp_endpoint),
-        "last packet": int(stream.last_packet) if stream.last_packet else fallback_time,
+        "last packet": int(seen.last_packet) if seen.last_packet else fallback_time,
         "flags": flags,
     }
     # the SSRC last received on the socket (Kamailio's per-party MOS variables look it up)
-    ssrc = stream.last_rtcp_ssrc if stream.is_rtcp else stream.last_ssrc
+    last_ssrc = seen.last_rtp[1] if seen.last_rtp is not None else None
+    ssrc = seen.last_rtcp_ssrc if stream.is_rtcp else last_ssrc
     if ssrc is None and stream.is_rtcp and muxed:
         ssrc = muxed_rtcp_ssrc  # RTCP arrived on the RTP socket; rtpengine shows it on the RTCP entry
     if ssrc is not None:
         entry["SSRC"] = ssrc
-    entry["stats"] = {"packets": stream.packets, "bytes": stream.bytes, "errors": stream.errors}
+    entry["stats"] = {"packets": seen.packets, "bytes": seen.bytes, "errors": seen.errors}
     return entry
 
 
-def _muxed_rtcp_entry(rtp: PacketStream, now: int) -> dict[str, Any]:
+def _muxed_rtcp_entry(rtp: StreamSpec, seen: StreamReading, now: int) -> dict[str, Any]:
     """rtcp-mux on a single port: rtpengine still lists an RTCP stream, with local port 0."""
     sdp_endpoint = rtp.sdp_peer
     rtcp_endpoint = Endpoint(sdp_endpoint.address, sdp_endpoint.port + 1) if sdp_endpoint else None
@@ -70,8 +82,8 @@ def _muxed_rtcp_entry(rtp: PacketStream, now: int) -> dict[str, Any]:
         "last packet": now,
         "flags": flags,
     }
-    if rtp.last_rtcp_ssrc is not None:  # RTCP multiplexed on the RTP socket
-        entry["SSRC"] = rtp.last_rtcp_ssrc
+    if seen.last_rtcp_ssrc is not None:  # RTCP multiplexed on the RTP socket
+        entry["SSRC"] = seen.last_rtcp_ssrc
     entry["stats"] = {"packets": 0, "bytes": 0, "errors": 0}
     return entry
 
@@ -118,20 +130,30 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
     return flags
 
 
-def _media_dict(call: Call, mono: Monologue, media: MediaState, answerer: bool, now: int) -> dict[str, Any]:
-    sockets: MediaSockets = call.sockets.get((mono.uid, media.index), MediaSockets())
+def _media_dict(
+    call: Call, mono: Monologue, media: MediaState, answerer: bool, now: int, read: ReadStream
+) -> dict[str, Any]:
+    sockets: MediaPorts = call.ports.get((mono.uid, media.index), MediaPorts())
     streams: list[dict[str, Any]] = []
-    if sockets.rtp is not None:
-        streams.append(_stream_dict(sockets.rtp, rtcp=False, muxed=media.rtcp_mux, fallback_time=now))
+    rtp_seen = read(sockets.rtp) if sockets.rtp is not None else None
+    if sockets.rtp is not None and rtp_seen is not None:
+        streams.append(
+            _stream_dict(sockets.rtp, rtp_seen, rtcp=False, muxed=media.rtcp_mux, fallback_time=now)
+        )
     if sockets.rtcp is not None:
-        muxed_ssrc = sockets.rtp.last_rtcp_ssrc if sockets.rtp is not None else None
+        muxed_ssrc = rtp_seen.last_rtcp_ssrc if rtp_seen is not None else None
         streams.append(
             _stream_dict(
-                sockets.rtcp, rtcp=True, muxed=media.rtcp_mux, fallback_time=now, muxed_rtcp_ssrc=muxed_ssrc
+                sockets.rtcp,
+                read(sockets.rtcp),
+                rtcp=True,
+                muxed=media.rtcp_mux,
+                fallback_time=now,
+                muxed_rtcp_ssrc=muxed_ssrc,
             )
         )
-    elif sockets.rtp is not None and media.rtcp_mux:
-        streams.append(_muxed_rtcp_entry(sockets.rtp, now))
+    elif sockets.rtp is not None and rtp_seen is not None and media.rtcp_mux:
+        streams.append(_muxed_rtcp_entry(sockets.rtp, rtp_seen, now))
     if not streams and (media.rejected or mono.removed):
         streams = _socketless_streams(media, now)
     result: dict[str, Any] = {"index": media.index, "type": media.media_type, "protocol": media.protocol}
@@ -145,7 +167,7 @@ def monologue_key(mono: Monologue, untagged_index: int) -> str:
     return mono.tag if mono.tag else f"<untagged {untagged_index}>"
 
 
-def call_stats(call: Call, selected: Monologue | None = None) -> dict[str, Any]:
+def call_stats(call: Call, read: ReadStream, selected: Monologue | None = None) -> dict[str, Any]:
     state = call.state
     now = int(state.last_signal)
     wanted: list[Monologue]
@@ -180,15 +202,17 @@ def call_stats(call: Call, selected: Monologue | None = None) -> dict[str, Any]:
         ]
         entry["subscriptions"] = [{"tag": other.tag, "type": "offer/answer"} for other in linked]
         entry["subscribers"] = [{"tag": other.tag, "type": "offer/answer"} for other in listeners]
-        entry["medias"] = [_media_dict(call, mono, media, mono.answerer, now) for media in mono.medias]
+        entry["medias"] = [
+            _media_dict(call, mono, media, mono.answerer, now, read) for media in mono.medias
+        ]
         tags[key] = entry
     totals = {"RTP": {"packets": 0, "bytes": 0, "errors": 0}, "RTCP": {"packets": 0, "bytes": 0, "errors": 0}}
-    for sockets in call.sockets.values():
-        for stream in sockets.streams():
-            kind = "RTCP" if stream.is_rtcp else "RTP"
-            totals[kind]["packets"] += stream.packets
-            totals[kind]["bytes"] += stream.bytes
-            totals[kind]["errors"] += stream.errors
+    for stream in call.all_streams():
+        kind = "RTCP" if stream.is_rtcp else "RTP"
+        seen = read(stream)
+        totals[kind]["packets"] += seen.packets
+        totals[kind]["bytes"] += seen.bytes
+        totals[kind]["errors"] += seen.errors
     created_us = round((state.created - int(state.created)) * 1_000_000)
     return {
         "created": int(state.created),

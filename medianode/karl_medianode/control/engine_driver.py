@@ -1,0 +1,312 @@
+"""The I/O side of the call engine: it hands requests, timers and the time to the sans-IO engine and
+makes its effects true on the relay (open, configure, close packet streams), the store and the
+call-ended listeners. It is also the engine's `MediaView`: what the packet streams counted and learned.
+
+Everything here is synchronous: a request's effects are applied before its reply leaves, so the next
+request (and the next packet) finds the data plane as the engine described it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from karl_core.ng.commands import Command
+from karl_core.ng.options import NgOptions
+from karl_core.session import CallState, PacketStreamState
+from karl_medianode.clock import CoarseClock
+from karl_medianode.dataplane.jitter_stage import JitterStage
+from karl_medianode.dataplane.ports import PortAllocator
+from karl_medianode.dataplane.relay import PacketStream, QualityLink, Relay
+from karl_medianode.engine import (
+    JITTER_BUFFER_BOUNDS,
+    Call,
+    CallChanged,
+    CallEnded,
+    CallEngine,
+    CloseStream,
+    ConfigureStream,
+    Effect,
+    EngineCounters,
+    EngineSettings,
+    OpenStream,
+    ReplyCheck,
+    StreamReading,
+    StreamSpec,
+)
+from karl_medianode.engine.media_view import STREAM_COUNTERS
+from karl_medianode.operations.distribution import Distribution
+from karl_medianode.operations.logs import RateLimitedLogger
+from karl_medianode.quality import QualityTotals
+from karl_medianode.rtp.jitter_buffer import JitterBuffer
+from karl_medianode.rtp.silence import silencer
+
+log = logging.getLogger("karl.engine")
+
+
+class EngineDriver:
+    """Runs a `CallEngine` against this node's relay; the node, the NG server and the REST API talk
+    to calls through it."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        ports: PortAllocator,
+        relay: Relay,
+        clock: CoarseClock,
+        on_call_ended: Callable[[CallEnded], None] | None = None,
+    ) -> None:
+        self.ports = ports
+        self.relay = relay
+        self.clock = clock
+        self.engine = CallEngine(settings, ports, self)
+        self.jitter_delays = Distribution(JITTER_BUFFER_BOUNDS)
+        """How long packets waited in jitter buffers, seconds (for the metrics)."""
+        self.on_call_changed: Callable[[Call], None] | None = None
+        """Told after every change of a call's state that a store must keep (signalling, block
+        switches, a branch deleted, an address learned); `on_call_ended` tells when it is gone."""
+        self._on_call_ended = on_call_ended
+        self._streams: dict[int, PacketStream] = {}
+        self._applied: dict[int, StreamSpec] = {}
+        """The spec each open stream was last configured from."""
+        self._restored: dict[int, PacketStreamState] = {}
+        """Opened streams whose stored counters and addresses come in once they are configured."""
+        self._sources: dict[str, dict[int, PacketStream]] = {}
+        """Per call: which RTP socket each SSRC arrives on (for the RTCP statistics)."""
+        self._quality_log = RateLimitedLogger(log, 30.0)
+
+    # ------------------------------------------------------------------ the engine's door
+
+    def handle(self, command: Command, opts: NgOptions, fits: ReplyCheck | None = None) -> dict[str, Any]:
+        """Apply one request and return its reply (`result` included); raises `NgError` like the engine."""
+        try:
+            outcome = self.engine.handle(command, opts, self.clock.now, fits)
+        except BaseException:
+            self.apply(self.engine.take_effects())
+            raise
+        self.apply(outcome.effects)
+        return outcome.reply
+
+    def next_deadline(self) -> float | None:
+        return self.engine.next_deadline()
+
+    def handle_timer(self, now: float | None = None) -> None:
+        self.apply(self.engine.handle_timer(self.clock.now if now is None else now))
+
+    def restore(self, state: CallState, now: float, *, same_host: bool = True) -> Call:
+        call, effects = self.engine.restore(state, now, same_host=same_host)
+        self.apply(effects)
+        return call
+
+    def close_all(self) -> None:
+        self.apply(self.engine.close_all(self.clock.now))
+
+    # ------------------------------------------------------------------ effects
+
+    def apply(self, effects: Iterable[Effect]) -> None:
+        for effect in effects:
+            try:
+                self._apply(effect)
+            except Exception:
+                # a bug of ours: the call may be missing a stream, but no other effect is lost
+                log.exception("applying %s failed", type(effect).__name__)
+
+    def _apply(self, effect: Effect) -> None:
+        if isinstance(effect, ConfigureStream):
+            self._configure(effect.spec)
+        elif isinstance(effect, OpenStream):
+            self._open(effect.spec, effect.restored)
+        elif isinstance(effect, CloseStream):
+            stream = self._streams.pop(effect.port, None)
+            self._applied.pop(effect.port, None)
+            self._restored.pop(effect.port, None)
+            if stream is not None:
+                self.relay.close_stream(stream)
+        elif isinstance(effect, CallChanged):
+            call = self.engine.find_call(effect.call_id)
+            if call is not None and self.on_call_changed is not None:
+                self.on_call_changed(call)
+        elif isinstance(effect, CallEnded):
+            self._sources.pop(effect.call_id, None)
+            if self._on_call_ended is not None:
+                self._on_call_ended(effect)
+
+    def _open(self, spec: StreamSpec, restored: PacketStreamState | None) -> None:
+        stream = self.relay.open_stream(self.ports.take(spec.port), spec.local_ip)
+        stream.is_rtcp = spec.is_rtcp
+        stream.last_signal = spec.signalled
+        self._streams[spec.port] = stream
+        if restored is not None:
+            self._restored[spec.port] = restored
+
+    def _configure(self, spec: StreamSpec) -> None:
+        stream = self._streams[spec.port]
+        before = self._applied.get(spec.port)
+        policy = spec.policy
+        stream.learning = policy.learning
+        stream.asymmetric = policy.asymmetric
+        stream.strict_source = policy.strict_source
+        stream.media_handover = policy.media_handover
+        if before is not None and spec.signals != before.signals:
+            stream.signalled(spec.signalled)  # new signalling: learning starts over
+        peer = spec.sdp_peer
+        stream.sdp_peer = peer
+        stream.advertise(None if peer is None or peer.is_unspecified else (peer.address, peer.port))
+        stream.sink = self._streams.get(spec.sink) if spec.sink is not None else None
+        stream.rtcp_sink = self._streams.get(spec.rtcp_sink) if spec.rtcp_sink is not None else None
+        stream.rtcp_mux = spec.rtcp_mux
+        stream.blocked = spec.blocked
+        stream.payload_types = spec.payload_types
+        if before is None or spec.silence != before.silence:
+            stream.silence = (
+                None
+                if spec.silence is None
+                else silencer({pt: (name, rate) for pt, name, rate in spec.silence})
+            )
+        call = self.engine.find_call(spec.call_id)
+        if call is not None:
+            clock_rates = dict(spec.clock_rates)
+            sources = self._sources.setdefault(spec.call_id, {})
+            stream.quality = QualityLink(call.quality, spec.party, clock_rates, sources, self._quality_failed)
+            stream.on_latch = functools.partial(self._latched, spec.call_id)
+            self._jitter_buffer(stream, spec.jitter_buffer, clock_rates)
+        restored = self._restored.pop(spec.port, None)
+        if restored is not None:
+            _carry_on(stream, restored)
+        self._applied[spec.port] = spec
+
+    def _jitter_buffer(self, stream: PacketStream, wanted: bool, clock_rates: dict[int, int]) -> None:
+        settings = self.engine.settings.jitter_buffer
+        if not wanted or settings is None:
+            if stream.jitter is not None:
+                stream.jitter.close()
+                stream.jitter = None
+            return
+        if isinstance(stream.jitter, JitterStage):
+            stream.jitter.clock_rates = clock_rates
+            return
+        buffer = JitterBuffer(settings.min_delay, settings.max_delay, settings.adaptive)
+        stream.jitter = JitterStage(self.relay.loop, stream, buffer, clock_rates, self.jitter_delays.observe)
+
+    def _latched(self, call_id: str) -> None:
+        """A stream settled on a party's address: the stored call must learn it."""
+        self.apply([CallChanged(call_id)])
+
+    def _quality_failed(self, exc: BaseException) -> None:
+        self._quality_log.warning("call quality statistics failed on a packet (relayed anyway): %r", exc)
+
+    # ------------------------------------------------------------------ MediaView (for the engine)
+
+    def read(self, port: int) -> StreamReading | None:
+        stream = self._streams.get(port)
+        return None if stream is None else reading_of(stream)
+
+    def last_packet(self, ports: Iterable[int]) -> float:
+        streams = self._streams
+        return max((streams[p].last_packet for p in ports if p in streams), default=0.0)
+
+    # ------------------------------------------------------------------ the read side
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self.engine.settings
+
+    @property
+    def counters(self) -> EngineCounters:
+        return self.engine.counters
+
+    @property
+    def quality_totals(self) -> QualityTotals:
+        return self.engine.quality_totals
+
+    @property
+    def calls(self) -> dict[str, Call]:
+        return self.engine.calls
+
+    @property
+    def instance_id(self) -> str:
+        return self.engine.instance_id
+
+    @property
+    def accepting(self) -> bool:
+        return self.engine.accepting
+
+    @accepting.setter
+    def accepting(self, value: bool) -> None:
+        self.engine.accepting = value
+
+    def all_calls(self) -> Collection[Call]:
+        return self.engine.all_calls()
+
+    def find_call(self, call_id: str) -> Call | None:
+        return self.engine.find_call(call_id)
+
+    def active_calls(self) -> int:
+        return self.engine.active_calls()
+
+    def snapshot(self, call_id: str) -> CallState | None:
+        return self.engine.snapshot(call_id)
+
+    def call_summary(self, call: Call) -> dict[str, Any]:
+        return self.engine.call_summary(call)
+
+    def stream(self, port: int) -> PacketStream | None:
+        """The live packet stream on `port` (None: not open)."""
+        return self._streams.get(port)
+
+    def streams_of(self, call: Call) -> list[PacketStream]:
+        """The live packet streams of a call."""
+        streams = self._streams
+        return [streams[s.port] for s in call.all_streams() if s.port in streams]
+
+    def media_streams(
+        self, call: Call, uid: int, index: int
+    ) -> tuple[PacketStream | None, PacketStream | None]:
+        """The live RTP and RTCP streams towards party `uid` for its media `index`."""
+        ports = call.ports.get((uid, index))
+        if ports is None:
+            return None, None
+        rtp = self._streams.get(ports.rtp.port) if ports.rtp is not None else None
+        rtcp = self._streams.get(ports.rtcp.port) if ports.rtcp is not None else None
+        return rtp, rtcp
+
+
+def reading_of(stream: PacketStream) -> StreamReading:
+    last_rtp = stream.last_rtp
+    return StreamReading(
+        endpoint=stream.endpoint,
+        learned=stream.learned,
+        confirmed=stream.confirmed,
+        packets=stream.packets,
+        bytes=stream.bytes,
+        errors=stream.errors,
+        lost=stream.lost,
+        last_packet=stream.last_packet,
+        last_rtp=None
+        if last_rtp is None or stream.last_ssrc is None or stream.last_payload_type is None
+        else (stream.last_payload_type, stream.last_ssrc),
+        last_rtcp_ssrc=stream.last_rtcp_ssrc,
+        counters={name: value for name in STREAM_COUNTERS if (value := getattr(stream, name))},
+    )
+
+
+def _carry_on(stream: PacketStream, saved: PacketStreamState) -> None:
+    """A restored stream takes over what its predecessor learned and counted (sequence tracking starts
+    over: the gap of the restore is no loss)."""
+    stream.last_signal = saved.signalled
+    if saved.endpoint is not None:
+        stream.endpoint = saved.endpoint.as_address()
+    stream.learned = saved.learned.as_address() if saved.learned is not None else None
+    stream.confirmed = saved.confirmed
+    stream.packets, stream.bytes, stream.errors = saved.packets, saved.bytes, saved.errors
+    stream.lost, stream.last_packet = saved.lost, saved.last_packet
+    for name, value in saved.counters.items():
+        if name in STREAM_COUNTERS:
+            setattr(stream, name, value)
+    if saved.last_rtp is not None:  # what `query` shows until the next packet: a header carrying both
+        payload_type, ssrc = saved.last_rtp
+        stream.last_rtp = bytes((0x80, payload_type & 0x7F, 0, 0, 0, 0, 0, 0)) + ssrc.to_bytes(4, "big")
+    stream.last_rtcp_ssrc = saved.last_rtcp_ssrc
+

@@ -1,0 +1,79 @@
+"""What the engine reads of the data plane: per stream, what packets did (counters, learned source).
+
+The engine decides from it (media timeouts, `query`, the stored state) but never changes it. The
+media node's relay answers from its live sockets; `NoMedia` is a data plane where no packet ever
+arrived (engine tests, and a stream the data plane has not opened yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from karl_core.session import Address
+
+STREAM_COUNTERS = (
+    "rtcp_packets",
+    "rtcp_bytes",
+    "malformed",
+    "dropped_blocked",
+    "dropped_no_destination",
+    "dropped_source",
+    "dropped_malformed",
+    "failures",
+    "gaps",
+    "late",
+    "sequence_restarts",
+    "quality_failures",
+)
+"""The data plane's other counters by name (besides packets, bytes, errors and lost): what a stored
+stream keeps in `counters` and a restored one carries on."""
+
+
+@dataclass(frozen=True)
+class StreamReading:
+    endpoint: Address | None = None
+    """Where packets to the party go now (learned, else advertised)."""
+    learned: Address | None = None
+    confirmed: bool = False
+    packets: int = 0
+    bytes: int = 0
+    errors: int = 0
+    lost: int = 0
+    last_packet: float = 0.0
+    last_rtp: tuple[int, int] | None = None
+    """Payload type and SSRC of the last RTP received."""
+    last_rtcp_ssrc: int | None = None
+    counters: Mapping[str, int] = field(default_factory=dict)
+    """The other counters (drops, RTCP, sequence), non-zero ones only."""
+
+    @property
+    def dropped(self) -> int:
+        c = self.counters
+        return (
+            c.get("dropped_blocked", 0)
+            + c.get("dropped_no_destination", 0)
+            + c.get("dropped_source", 0)
+            + c.get("dropped_malformed", 0)
+        )
+
+
+class MediaView(Protocol):
+    def read(self, port: int) -> StreamReading | None:
+        """The stream on `port`, or None if the data plane has none there (not opened yet)."""
+        ...
+
+    def last_packet(self, ports: Iterable[int]) -> float:
+        """When the last packet arrived on any of `ports` (0.0: never)."""
+        ...
+
+
+class NoMedia:
+    """A data plane on which nothing arrives."""
+
+    def read(self, port: int) -> StreamReading | None:
+        return None
+
+    def last_packet(self, ports: Iterable[int]) -> float:
+        return 0.0

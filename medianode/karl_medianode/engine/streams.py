@@ -1,0 +1,71 @@
+"""What the engine asks of each media socket: plain data the data plane makes true.
+
+A `StreamSpec` is one local port of a call (rtpengine's packet stream) as signalling configured it:
+where its party is (from SDP), where what arrives goes (the sink's port), how strictly the party's
+source is checked, what is blocked or silenced. Counters, learned addresses and sequence state are
+the data plane's; the engine reads them through `MediaView` (`media_view`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from karl_core.session import Endpoint, StreamPolicy
+
+PT_UNKNOWN = 0
+PT_FORWARD = 1
+PT_BLOCKED = 2
+"""Entries of `StreamSpec.payload_types`: not in the SDP (counted as an error, still forwarded),
+forwarded, dropped (e.g. telephone-event under `block DTMF`)."""
+
+SilenceCodecs = tuple[tuple[int, str, int], ...]
+"""(payload type, codec name, clock rate) of the codecs whose payloads `silence media` replaces."""
+
+
+@dataclass
+class StreamSpec:
+    port: int
+    """The local port: the stream's identity on this node."""
+    local_ip: str
+    call_id: str
+    party: str | None
+    """The tag of the party this socket talks to (its RTCP statistics are filed under it)."""
+    component: int = 1
+    """1: RTP (RTCP too with rtcp-mux); 2: a dedicated RTCP socket."""
+    sdp_peer: Endpoint | None = None
+    """The party's address as its SDP gave it, also an unspecified one (hold)."""
+    policy: StreamPolicy = field(default_factory=StreamPolicy)
+    signalled: float = 0.0
+    """Wall-clock time of the signalling that last touched the stream."""
+    signals: int = 0
+    """How often signalling restarted endpoint learning (the data plane restarts it when this moves)."""
+    sink: int | None = None
+    """The port whose party receives what arrives here."""
+    rtcp_sink: int | None = None
+    rtcp_mux: bool = False
+    blocked: bool = False
+    silence: SilenceCodecs | None = None
+    payload_types: bytes | None = None
+    """128 entries (PT_*), one per payload type; None: no check."""
+    clock_rates: tuple[tuple[int, int], ...] = ()
+    """Payload type → clock rate, for the RTCP statistics and the jitter buffer."""
+    jitter_buffer: bool = False
+
+    @property
+    def is_rtcp(self) -> bool:
+        return self.component == 2
+
+    def copy(self) -> StreamSpec:
+        # every field is immutable: a shallow copy is a full one
+        return StreamSpec(**self.__dict__)
+
+
+@dataclass
+class MediaPorts:
+    """The proxy's sockets of one media of one party (the ports advertised *to* that party)."""
+
+    rtp: StreamSpec | None = None
+    rtcp: StreamSpec | None = None
+
+    def streams(self) -> list[StreamSpec]:
+        return [s for s in (self.rtp, self.rtcp) if s is not None]

@@ -1,0 +1,205 @@
+"""The engine's effects: what it asks of the data plane for each request, with no socket anywhere.
+
+The fake data plane (`FakeMedia`) checks that no port is opened twice or closed without having been
+opened; the tests check that the streams open are always exactly the streams the engine's calls have,
+that failed requests ask for nothing, and that ports reserved by a failed change go back to the pool.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.engine_kit import T0, Engine, request, sdp
+from karl_core.ng.commands import Command
+from karl_core.ng.errors import NgError
+from karl_medianode.engine import (
+    CallChanged,
+    CallEnded,
+    CloseStream,
+    ConfigureStream,
+    Effect,
+    OpenStream,
+    StreamSpec,
+)
+from karl_medianode.engine.effects import Outcome
+
+
+def kinds(effects: list[Effect]) -> list[str]:
+    return [type(e).__name__ for e in effects]
+
+
+def in_sync(engine: Engine) -> None:
+    """The data plane has exactly the streams the engine's calls have, configured as they say."""
+    specs = {s.port: s for call in engine.core.all_calls() for s in call.all_streams()}
+    assert set(engine.media.open) == set(specs)
+    configured: dict[int, StreamSpec] = {}
+    for effect in engine.media.effects:
+        if isinstance(effect, ConfigureStream):
+            configured[effect.spec.port] = effect.spec
+    for port, spec in specs.items():
+        assert configured[port] == spec, f"port {port}: the data plane was not told its latest setup"
+    assert engine.ports.taken == set(specs), "every reserved port is open, every open port reserved"
+
+
+def offer(engine: Engine, now: float = T0, call_id: str = "c", port: int = 40000, **extra: object) -> Outcome:
+    body = {"call-id": call_id, "from-tag": "A", "sdp": sdp(port), **extra}
+    outcome = engine.core.handle(Command.OFFER, request(Command.OFFER, **body), now)
+    engine.media.apply(outcome.effects)
+    return outcome
+
+
+def answer(engine: Engine, now: float = T0, call_id: str = "c", tag: str = "B", port: int = 40002) -> Outcome:
+    body = {"call-id": call_id, "from-tag": "A", "to-tag": tag, "sdp": sdp(port)}
+    outcome = engine.core.handle(Command.ANSWER, request(Command.ANSWER, **body), now)
+    engine.media.apply(outcome.effects)
+    return outcome
+
+
+def test_an_offer_opens_and_configures_both_sides_then_reports_the_change() -> None:
+    engine = Engine()
+    outcome = offer(engine)
+    assert outcome.reply["result"] == "ok"
+    assert kinds(outcome.effects) == ["OpenStream"] * 4 + ["ConfigureStream"] * 4 + ["CallChanged"]
+    opened = [e.spec for e in outcome.effects if isinstance(e, OpenStream)]
+    advertised = int(outcome.reply["sdp"].split("m=audio ")[1].split()[0])
+    assert advertised in {s.port for s in opened}, "the SDP names a port the data plane opens"
+    caller = next(s for s in opened if s.sdp_peer is not None and s.component == 1)
+    assert (caller.sdp_peer.address, caller.sdp_peer.port) == ("127.0.0.1", 40000)
+    assert outcome.effects[-1] == CallChanged("c")
+    in_sync(engine)
+
+
+def test_an_answer_opens_nothing_new_and_wires_the_parties_to_each_other() -> None:
+    engine = Engine()
+    offer(engine)
+    outcome = answer(engine)
+    assert not any(isinstance(e, OpenStream | CloseStream) for e in outcome.effects)
+    call = engine.core.find_call("c")
+    assert call is not None
+    a, b = call.state.by_tag("A"), call.state.by_tag("B")
+    assert a is not None and b is not None
+    a_rtp, b_rtp = call.ports[(a.uid, 1)].rtp, call.ports[(b.uid, 1)].rtp
+    assert a_rtp is not None and b_rtp is not None
+    assert (a_rtp.sink, b_rtp.sink) == (b_rtp.port, a_rtp.port)
+    assert b_rtp.sdp_peer is not None and b_rtp.sdp_peer.port == 40002
+    in_sync(engine)
+
+
+def test_a_failed_reoffer_asks_for_nothing_and_gives_its_ports_back() -> None:
+    engine = Engine(port_min=20000, port_max=20005)  # three pairs: enough for audio, not for video too
+    offer(engine)
+    answer(engine)
+    query = request(Command.QUERY, **{"call-id": "c"})
+    before = engine.core.handle(Command.QUERY, query, T0 + 1).reply
+    taken = set(engine.ports.taken)
+    video = sdp(40010) + "m=video 40012 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n"
+    with pytest.raises(NgError, match="Ran out of ports"):
+        engine.core.handle(
+            Command.OFFER, request(Command.OFFER, **{"call-id": "c", "from-tag": "A", "sdp": video}), T0 + 2
+        )
+    assert engine.core.take_effects() == []
+    assert engine.ports.taken == taken
+    assert engine.core.handle(Command.QUERY, query, T0 + 1).reply == before
+    assert engine.core.counters.failed_changes == 1 and engine.core.counters.ports_exhausted == 1
+    in_sync(engine)
+
+
+def test_a_first_offer_that_fails_leaves_no_call_and_no_port() -> None:
+    engine = Engine(port_min=20000, port_max=20002)  # one pair and a single port: the offer needs two pairs
+    with pytest.raises(NgError, match="Ran out of ports"):
+        offer(engine)
+    assert engine.core.calls == {} and engine.ports.taken == set() and engine.core.take_effects() == []
+
+
+def test_delete_blocks_then_the_delay_closes_everything_and_reports_the_end() -> None:
+    engine = Engine(delete_delay=5.0)
+    offer(engine)
+    answer(engine)
+    deleted = engine.core.handle(Command.DELETE, request(Command.DELETE, **{"call-id": "c"}), T0 + 10)
+    engine.media.apply(deleted.effects)
+    assert kinds(deleted.effects) == ["ConfigureStream"] * 4 + ["CallChanged"]
+    assert all(e.spec.blocked for e in deleted.effects if isinstance(e, ConfigureStream))
+    effects = engine.tick(T0 + 15)
+    assert kinds(effects) == ["CloseStream"] * 4 + ["CallEnded"]
+    ended = effects[-1]
+    assert isinstance(ended, CallEnded) and (ended.reason, ended.ended) == ("deleted", T0 + 10)
+    assert ended.state is not None and ended.summary["tags"]
+    assert engine.ports.taken == set()
+    in_sync(engine)
+
+
+def test_offer_and_delete_at_the_same_instant_leave_nothing_open() -> None:
+    engine = Engine()
+    for n in range(50):
+        offer(engine, call_id=f"c{n}")
+        gone = engine.core.handle(
+            Command.DELETE, request(Command.DELETE, **{"call-id": f"c{n}", "delete-delay": 0}), T0
+        )
+        engine.media.apply(gone.effects)
+        assert isinstance(gone.effects[-1], CallEnded)
+    assert engine.core.calls == {} and engine.media.open == {} and engine.ports.taken == set()
+
+
+def test_a_second_fork_answering_moves_the_offerer_to_new_ports() -> None:
+    engine = Engine()
+    offer(engine)
+    answer(engine, tag="B1")
+    outcome = answer(engine, tag="B2", port=40020)
+    closed = {e.port for e in outcome.effects if isinstance(e, CloseStream)}
+    opened = {e.spec.port for e in outcome.effects if isinstance(e, OpenStream)}
+    assert closed and opened and not closed & opened
+    in_sync(engine)
+
+
+def test_block_media_reconfigures_only_the_streams_it_changes() -> None:
+    engine = Engine()
+    offer(engine)
+    answer(engine)
+    body = {"call-id": "c", "from-tag": "A"}
+    outcome = engine.core.handle(Command.BLOCK_MEDIA, request(Command.BLOCK_MEDIA, **body), T0 + 1)
+    engine.media.apply(outcome.effects)
+    configured = [e.spec for e in outcome.effects if isinstance(e, ConfigureStream)]
+    # the sockets the caller sends to (its RTP and RTCP), and nothing else
+    assert len(configured) == 2 and all(s.blocked and s.party == "A" for s in configured)
+    in_sync(engine)
+
+
+def test_a_restored_call_opens_its_streams_on_the_same_ports_with_what_they_learned() -> None:
+    first = Engine()
+    offer(first)
+    answer(first)
+    a_port = next(iter(first.media.open))
+    first.media.arrive(a_port, T0 + 3)
+    state = first.core.snapshot("c")
+    assert state is not None
+    second = Engine()
+    call, effects = second.core.restore(state, T0 + 100)
+    second.media.apply(effects)
+    opened = [e for e in effects if isinstance(e, OpenStream)]
+    assert {e.spec.port for e in opened} == set(first.media.open)
+    assert all(e.restored is not None for e in opened)
+    assert next(e for e in opened if e.spec.port == a_port).restored.packets == 1  # type: ignore[union-attr]
+    assert not any(isinstance(e, CallChanged) for e in effects), "nothing new to store"
+    assert call.state.last_activity == T0 + 100
+    in_sync(second)
+
+
+def test_restored_elsewhere_with_the_ports_taken_gets_new_ones_and_learns_again() -> None:
+    first = Engine()
+    offer(first)
+    state = first.core.snapshot("c")
+    assert state is not None
+    other = Engine()
+    for port in first.media.open:
+        other.ports.reserve_port(port)  # someone holds them there
+    _, effects = other.core.restore(state, T0 + 100, same_host=False)
+    opened = [e for e in effects if isinstance(e, OpenStream)]
+    assert len(opened) == 4 and not {e.spec.port for e in opened} & set(first.media.open)
+    assert all(e.restored is not None and not e.restored.confirmed for e in opened)
+
+
+def test_a_tick_with_nothing_due_asks_for_nothing() -> None:
+    engine = Engine(timeout=60.0)
+    offer(engine)
+    answer(engine)
+    assert engine.tick(T0 + 30) == []
