@@ -1,4 +1,9 @@
-"""Starting and stopping the proxies under test (rtpengine, Karl), pinned to one core."""
+"""Starting and stopping the proxies under test (rtpengine, Karl), pinned to one core.
+
+``karl-baseline`` is Karl started exactly like ``karl`` (same interpreter, same environment, same
+command) but with another source tree's ``core/`` and ``medianode/`` first on ``PYTHONPATH``: a git
+worktree or clone of an older commit, to measure a change before and after in one run.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ngclient import wait_for_ping
 
 REPO = Path(__file__).resolve().parents[1]
-PROXY_NAMES = ("rtpengine", "karl")
+BASELINE = "karl-baseline"
+PROXY_NAMES = ("rtpengine", BASELINE, "karl")  # also the order in which each repetition measures them
+KARL_SOURCE_DIRS = ("core", "medianode")  # a tree's directories that hold karl_core and karl_medianode
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,14 @@ def karl_command() -> list[str]:
     return [str(venv_python if venv_python.exists() else Path(sys.executable)), "-m", "karl_medianode"]
 
 
-def karl_env(launch: Launch, ports: ProxyPorts) -> dict[str, str]:
+def karl_env(launch: Launch, ports: ProxyPorts, tree: Path | None = None) -> dict[str, str]:
+    """Karl's environment; with ``tree``, that tree's sources come first on ``PYTHONPATH``.
+
+    Without ``tree`` the venv's editable install resolves ``karl_*`` to this checkout. Its finder
+    comes after the ``PYTHONPATH`` entries, so with ``tree`` the tree's modules win.
+    """
     api, health, metrics = ports.http_ports
-    return {
+    env = {
         **os.environ,
         "KARL_NG_ADDRESS": launch.ng_host,
         "KARL_NG_PORT": str(ports.ng_port),
@@ -118,16 +132,92 @@ def karl_env(launch: Launch, ports: ProxyPorts) -> dict[str, str]:
         "KARL_METRICS_PORT": str(metrics),
         "KARL_LOG_LEVEL": "warning",
     }
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [*(str(tree / d) for d in KARL_SOURCE_DIRS), *filter(None, [env.get("PYTHONPATH")])]
+        )
+    return env
+
+
+_IMPORT_CHECK = (
+    "import sys, karl_medianode.cli\n"
+    "for name, module in sorted(sys.modules.items()):\n"
+    "    if name.split('.')[0] in ('karl_core', 'karl_medianode'):\n"
+    "        print(name, getattr(module, '__file__', None) or '')\n"
+)
+
+
+def check_karl_tree(tree: Path) -> dict[str, Any]:
+    """Check that Karl started from ``tree`` imports its code from there; describe the tree.
+
+    Imports what ``python -m karl_medianode`` imports at start-up (``karl_medianode.cli``) with the
+    environment ``karl-baseline`` gets. A module found outside ``tree`` (the editable install falls
+    back to this checkout for modules the tree lacks) fails the check.
+    """
+    tree = tree.resolve()
+    missing = [d for d in KARL_SOURCE_DIRS if not (tree / d).is_dir()]
+    if missing:
+        raise ProxyStartError(f"{tree} is not a Karl source tree: no {'/, '.join(missing)}/ in it")
+    env = karl_env(Launch(core=0, realtime_priority=0, media_ip="127.0.0.1"), ProxyPorts(0, 0, 0), tree)
+    done = subprocess.run(
+        [karl_command()[0], "-c", _IMPORT_CHECK],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise ProxyStartError(f"Karl from {tree} does not import:\n{done.stderr.strip()}")
+    modules = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    stray = {name: path for name, path in modules.items() if not Path(path).is_relative_to(tree)}
+    if stray or not modules:
+        listed = "\n".join(f"  {name}: {path}" for name, path in sorted(stray.items()))
+        raise ProxyStartError(f"Karl from {tree} imports modules from elsewhere:\n{listed}")
+    return {**tree_info(tree), "modules_checked": len(modules)}
+
+
+def tree_info(tree: Path) -> dict[str, Any]:
+    """Path, git commit and whether the work tree has uncommitted changes (``None``: not a git tree)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--", *KARL_SOURCE_DIRS)
+    return {
+        "path": str(tree),
+        "commit": git("rev-parse", "HEAD"),
+        "subject": git("log", "-1", "--format=%s"),
+        "uncommitted_changes": None if status is None else bool(status),
+    }
 
 
 def start(
-    name: str, launch: Launch, ports: ProxyPorts, log_dir: Path, timeout_s: float = 20.0
+    name: str,
+    launch: Launch,
+    ports: ProxyPorts,
+    log_dir: Path,
+    timeout_s: float = 20.0,
+    trees: Mapping[str, Path] | None = None,
 ) -> RunningProxy:
-    """Start ``name`` pinned as ``launch`` says and wait until it answers NG ``ping``."""
+    """Start ``name`` pinned as ``launch`` says and wait until it answers NG ``ping``.
+
+    ``trees`` gives the source tree of ``karl-baseline`` (required for it).
+    """
+    cwd = REPO
     if name == "rtpengine":
         command, env = rtpengine_command(launch, ports), dict(os.environ)
     elif name == "karl":
         command, env = karl_command(), karl_env(launch, ports)
+    elif name == BASELINE:
+        tree = (trees or {}).get(name)
+        if tree is None:
+            raise ValueError(f"{name} needs a source tree (--baseline-tree)")
+        command, env, cwd = karl_command(), karl_env(launch, ports, tree), tree
     else:
         raise ValueError(f"unknown proxy {name!r}")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +229,7 @@ def start(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=REPO,
+            cwd=cwd,
             start_new_session=True,
         )
     running = RunningProxy(

@@ -57,37 +57,50 @@ def _fmt(value: float, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
+DISPLAY_NAMES = {"rtpengine": "rtpengine", "karl-baseline": "Karl baseline", "karl": "Karl"}
+
+
 def markdown_table(summaries: dict[str, dict[str, Any]], labels: dict[str, Any]) -> str:
-    """Rows: figures; columns: rtpengine, Karl (median, and min..max over the repetitions), Karl/rtpengine."""
-    lines = [
-        "| Figure | rtpengine | Karl | Karl / rtpengine |",
-        "|---|---:|---:|---:|",
+    """Rows: figures; columns: each proxy (median, and min..max over the repetitions), then ratios.
+
+    The columns are the proxies of the run among rtpengine, Karl baseline and Karl, in that order;
+    the ratios each Karl / rtpengine and Karl / Karl baseline (after / before a change), as far as
+    both sides were run. Figures no proxy has are left out.
+    """
+    names = [name for name in DISPLAY_NAMES if name in summaries]
+    pairs = [(name, "rtpengine") for name in names if name != "rtpengine" and "rtpengine" in names]
+    if "karl-baseline" in names and "karl" in names:
+        pairs.append(("karl", "karl-baseline"))
+    header = [
+        "Figure",
+        *(DISPLAY_NAMES[name] for name in names),
+        *(f"{DISPLAY_NAMES[num]} / {DISPLAY_NAMES[den]}" for num, den in pairs),
     ]
-    rtp = summaries.get("rtpengine", {})
-    karl = summaries.get("karl", {})
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for metric in METRICS:
-        cells = []
-        for side in (rtp, karl):
-            entry = side.get(metric.key)
-            if entry is None:
-                cells.append("not yet measured" if side is karl else "—")
-            else:
-                bound = "≥ " if entry["generator_limited"] else ""
-                cell = f"{bound}{_fmt(entry['median'], metric.digits)}"
-                if entry["runs"] > 1:
-                    cell += f" ({_fmt(entry['min'], metric.digits)}..{_fmt(entry['max'], metric.digits)})"
-                cells.append(cell)
-        label = metric.label.format(**labels)
-        ratio = _ratio(rtp.get(metric.key), karl.get(metric.key))
-        lines.append(f"| {label} ({metric.unit}) | {cells[0]} | {cells[1]} | {ratio} |")
+        figures = {name: summaries.get(name, {}).get(metric.key) for name in names}
+        if not any(figures.values()):
+            continue  # not measured in this run (--figures)
+        cells = [f"{metric.label.format(**labels)} ({metric.unit})"]
+        cells += [_cell(entry, metric.digits) if entry else "—" for entry in figures.values()]
+        cells += [_ratio(figures[num], figures[den]) for num, den in pairs]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _ratio(rtp: dict[str, Any] | None, karl: dict[str, Any] | None) -> str:
-    """Karl / rtpengine; a lower bound on one side turns the ratio into a bound."""
-    if not rtp or not karl or not rtp["median"]:
+def _cell(entry: dict[str, Any], digits: int) -> str:
+    bound = "≥ " if entry["generator_limited"] else ""
+    cell = f"{bound}{_fmt(entry['median'], digits)}"
+    if entry["runs"] > 1:
+        cell += f" ({_fmt(entry['min'], digits)}..{_fmt(entry['max'], digits)})"
+    return cell
+
+
+def _ratio(num: dict[str, Any] | None, den: dict[str, Any] | None) -> str:
+    """num / den of the medians; a lower bound on one side turns the ratio into a bound."""
+    if not den or not num or not den["median"]:
         return "—"
-    if rtp["generator_limited"] and karl["generator_limited"]:
+    if den["generator_limited"] and num["generator_limited"]:
         return "—"
-    bound = "≤ " if rtp["generator_limited"] else "≥ " if karl["generator_limited"] else ""
-    return f"{bound}{karl['median'] / rtp['median']:.2f}"
+    bound = "≤ " if den["generator_limited"] else "≥ " if num["generator_limited"] else ""
+    return f"{bound}{num['median'] / den['median']:.2f}"

@@ -1,8 +1,9 @@
 """Side-by-side benchmark of rtpengine (userspace) and Karl on this machine, in one run.
 
 Each proxy in turn is started pinned to one core (``--proxy-core``, default 0); this process and the
-load generator run on another (``--generator-core``, default 1). Per proxy and repetition, on a fresh
-proxy process:
+load generator run on another (``--generator-core``, default 1). The repetitions are interleaved:
+repetition 1 of every proxy, then repetition 2 of every proxy, and so on. Per proxy and repetition,
+on a fresh proxy process:
 
 1. memory per idle call (RSS delta over N answered calls without media),
 2. offer+answer+delete cycles/s, sequential and K in flight, with NG latency,
@@ -14,9 +15,16 @@ Every figure is the median of the repetitions. Results go to ``bench/results/<st
 ``.md`` (the table with the Karl/rtpengine ratio). All traffic stays on loopback; every process
 started here is stopped at the end. See docs/performance.md for the method.
 
+With ``--baseline-tree DIR`` a third proxy, ``karl-baseline``, is Karl started the same way from the
+source tree DIR (a git worktree or clone of an older commit); the table then also shows
+Karl / Karl baseline: after / before a change, measured under the same machine conditions.
+
     python bench/run.py            # full run, under ~10 minutes
     python bench/run.py --quick    # one repetition, short steps, under 2 minutes
     python bench/run.py --quick --only rtpengine
+    git worktree add /tmp/karl-baseline <commit>
+    python bench/run.py --baseline-tree /tmp/karl-baseline
+    python bench/run.py --baseline-tree /tmp/karl-baseline --only karl-baseline karl --figures memory ng
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ from loadgen import CallSet, Endpoints, Placement, TrafficResult, TrafficSpec, b
 from ngclient import NGClient
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# The measurements of one repetition, in the order they run.
+FIGURES = ("memory", "ng", "moderate", "max_pps", "max_calls")
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,8 @@ class Setup:
     log_dir: Path
     run_tag: str
     endpoint_ports: tuple[int, int]
+    figures: tuple[str, ...] = FIGURES
+    trees: dict[str, Path] = field(default_factory=dict)  # karl-baseline: its source tree
 
 
 @dataclass
@@ -403,7 +415,7 @@ def measure_max_calls(
 def measure_rep(setup: Setup, name: str, rep: int, hints: dict[str, float]) -> dict[str, Any]:
     """One repetition on a fresh proxy process; a failing measurement is recorded, the rest go on."""
     out: dict[str, Any] = {"rep": rep, "errors": []}
-    proxy = proxies.start(name, setup.launch, setup.ports, setup.log_dir)
+    proxy = proxies.start(name, setup.launch, setup.ports, setup.log_dir, trees=setup.trees)
     try:
         with NGClient(*proxy.ng) as client:
             steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -423,6 +435,8 @@ def measure_rep(setup: Setup, name: str, rep: int, hints: dict[str, float]) -> d
                 ),
             ]
             for label, measure in steps:
+                if label not in setup.figures:
+                    continue
                 if not proxy.alive():
                     out["errors"].append(f"{label}: {name} is no longer running:\n{proxy.log_tail()}")
                     break
@@ -507,6 +521,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except PermissionError:
             _progress("no permission for real-time scheduling (CAP_SYS_NICE): running with --rt 0")
             args.rt = 0
+    trees: dict[str, Any] = {"karl": proxies.tree_info(proxies.REPO)}
+    if args.baseline_tree:
+        # Before anything is measured: a tree that imports code from elsewhere would compare nothing.
+        trees[proxies.BASELINE] = proxies.check_karl_tree(args.baseline_tree)
+        _progress(f"{proxies.BASELINE}: {_describe_tree(trees[proxies.BASELINE])}, imports checked")
     ports, endpoint_ports = plan_ports(plan, args.first_port)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     log_dir = RESULTS_DIR / "logs" / stamp
@@ -522,6 +541,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log_dir,
         f"r{os.getpid()}",
         endpoint_ports,
+        tuple(args.figures),
+        {proxies.BASELINE: args.baseline_tree.resolve()} if args.baseline_tree else {},
     )
     started = time.monotonic()
     steal_before = procstat.steal_s()
@@ -531,6 +552,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine_info(),
         "method": {
             "plan": asdict(plan),
+            "figures": list(setup.figures),
             "proxy_core": args.proxy_core,
             "generator_core": args.generator_core,
             "realtime_priority": args.rt,
@@ -538,43 +560,60 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "endpoint_ips": [args.ip_a, args.ip_b],
             "ports": asdict(ports),
             "endpoint_ports": endpoint_ports,
+            "source_trees": trees,
         },
         "proxies": {},
     }
+    names: list[str] = args.only or [
+        name for name in proxies.PROXY_NAMES if name != proxies.BASELINE or args.baseline_tree
+    ]
+    entries: dict[str, dict[str, Any]] = {name: {"reps": [], "summary": {}} for name in names}
+    hints: dict[str, dict[str, float]] = {name: {} for name in names}  # later ramps start near these
+    results["proxies"] = entries
     try:
-        _progress(f"direct baseline ({plan.moderate_calls} calls, no proxy)")
-        direct = CallSet(endpoints, f"{setup.run_tag}-direct")
-        direct.add_direct(plan.moderate_calls)
-        baseline = run_traffic(
-            direct, _rtp_spec(setup, plan.moderate_s, 50.0, batch=False), _placement(setup, None)
-        )
-        direct.delete_all(None)
-        results["baseline_direct"] = baseline.to_json()
-        for name in args.only or proxies.PROXY_NAMES:
-            reps: list[dict[str, Any]] = []
-            hints: dict[str, float] = {}
-            entry: dict[str, Any] = {"reps": reps}
-            results["proxies"][name] = entry
-            for rep in range(plan.reps):
+        baseline: TrafficResult | None = None
+        if "moderate" in setup.figures:
+            _progress(f"direct baseline ({plan.moderate_calls} calls, no proxy)")
+            direct = CallSet(endpoints, f"{setup.run_tag}-direct")
+            direct.add_direct(plan.moderate_calls)
+            baseline = run_traffic(
+                direct, _rtp_spec(setup, plan.moderate_s, 50.0, batch=False), _placement(setup, None)
+            )
+            direct.delete_all(None)
+            results["baseline_direct"] = baseline.to_json()
+        # Interleaved: every proxy's repetition 1, then every proxy's repetition 2, ... so that slow
+        # drifts of the host's load fall on all proxies alike.
+        for rep in range(plan.reps):
+            for name in names:
+                entry = entries[name]
+                if "error" in entry:
+                    continue
                 _progress(f"{name}: repetition {rep + 1}/{plan.reps}")
                 try:
-                    measured = measure_rep(setup, name, rep, hints)
+                    measured = measure_rep(setup, name, rep, hints[name])
                 except proxies.ProxyStartError as exc:
                     entry["error"] = str(exc)
                     _progress(f"  {name} not measured: {str(exc).splitlines()[0]}")
-                    break
-                _add_added_latency(measured, baseline)
-                reps.append(measured)
+                    continue
+                if baseline is not None:
+                    _add_added_latency(measured, baseline)
+                entry["reps"].append(measured)
+                entry["summary"] = report.summarize(entry["reps"])
                 for key in ("max_pps", "max_calls"):
                     if isinstance(measured.get(key), int | float):
-                        hints[key] = measured[key]  # later repetitions start the ramp near it
-            entry["summary"] = report.summarize(reps)
+                        hints[name][key] = measured[key]
     finally:
         endpoints.close()
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["machine"]["steal_s_during_run"] = round(procstat.steal_s() - steal_before, 2)
     return results
+
+
+def _describe_tree(info: dict[str, Any]) -> str:
+    commit = (info.get("commit") or "unknown commit")[:12]
+    changes = " with uncommitted changes" if info.get("uncommitted_changes") else ""
+    return f"{info['path']} at {commit}{changes}"
 
 
 def _add_added_latency(measured: dict[str, Any], baseline: TrafficResult) -> None:
@@ -596,8 +635,23 @@ def write_results(results: dict[str, Any], plan: Plan) -> tuple[Path, Path, str]
         "memory_calls": f"{plan.memory_calls:,}",
     }
     table = report.markdown_table(summaries, labels)
-    base = results.get("baseline_direct", {})
+    base = results.get("baseline_direct")
     machine = results["machine"]
+    trees = results["method"].get("source_trees", {})
+    sources = [
+        f"{report.DISPLAY_NAMES[name]}: {_describe_tree(trees[name])}."
+        for name in (proxies.BASELINE, "karl")
+        if name in trees and name in results["proxies"]
+    ]
+    direct = (
+        [
+            f"Direct loopback baseline (no proxy, same load): p50 {base.get('latency_p50_us')} µs, "
+            f"p99 {base.get('latency_p99_us')} µs."
+        ]
+        if base
+        else []
+    )
+    order = " → ".join(results["proxies"])
     text = "\n".join(
         [
             f"# Side-by-side run {results['stamp']} ({results['mode']}, {plan.reps} repetition(s), medians)",
@@ -606,8 +660,9 @@ def write_results(results: dict[str, Any], plan: Plan) -> tuple[Path, Path, str]
             f"{machine['rtpengine']}; load average {machine['loadavg_start'][0]:.2f} at the start, "
             f"{machine['loadavg_end'][0]:.2f} at the end; "
             f"hypervisor steal {machine['steal_s_during_run']} s.",
-            f"Direct loopback baseline (no proxy, same load): p50 {base.get('latency_p50_us')} µs, "
-            f"p99 {base.get('latency_p99_us')} µs.",
+            *sources,
+            f"Each repetition measured {order}; figures: {', '.join(results['method']['figures'])}.",
+            *direct,
             "",
             table,
             "",
@@ -626,7 +681,28 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="one repetition, short steps (< 2 minutes)")
-    parser.add_argument("--only", nargs="+", choices=proxies.PROXY_NAMES, help="measure only these proxies")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=proxies.PROXY_NAMES,
+        help="measure only these proxies, in this order (karl-baseline needs --baseline-tree)",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        metavar="DIR",
+        help="also measure karl-baseline: Karl from the source tree DIR (a git worktree or clone of "
+        "another commit; its core/ and medianode/ on PYTHONPATH), with the same interpreter, "
+        "environment and command as karl; the table adds Karl / Karl baseline",
+    )
+    parser.add_argument(
+        "--figures",
+        nargs="+",
+        choices=FIGURES,
+        default=list(FIGURES),
+        help="measure only these figures (default: all); e.g. 'memory ng' for the control plane "
+        "alone, which takes seconds per proxy instead of minutes",
+    )
     parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
     parser.add_argument("--proxy-core", type=int, default=0)
     parser.add_argument("--generator-core", type=int, default=1)
@@ -646,13 +722,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ip-b", default="127.0.0.202", help="callee endpoints' address")
     parser.add_argument("--first-port", type=int, default=8000, help="lowest port of the proxy's RTP range")
     args = parser.parse_args(argv)
+    if args.only and proxies.BASELINE in args.only and not args.baseline_tree:
+        parser.error(f"--only {proxies.BASELINE} needs --baseline-tree DIR")
+    if args.only and len(set(args.only)) != len(args.only):
+        parser.error("--only lists a proxy twice")
+    # In the order FIGURES runs them, whatever order they were given in.
+    args.figures = [figure for figure in FIGURES if figure in args.figures]
 
     # Turn SIGTERM into an exception so that the finally blocks stop the proxies.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     plan = QUICK if args.quick else FULL
     if args.reps:
         plan = replace(plan, reps=args.reps)
-    results = run(args)
+    try:
+        results = run(args)
+    except proxies.ProxyStartError as exc:  # the baseline tree's check, before anything is measured
+        print(f"not measured: {exc}", file=sys.stderr)
+        return 2
     json_path, md_path, table = write_results(results, plan)
     print(table)
     print(f"\nresults: {json_path}\n         {md_path}  ({results['elapsed_s']} s)")

@@ -64,6 +64,7 @@ def test_an_offer_opens_and_configures_both_sides_then_reports_the_change() -> N
     advertised = int(outcome.reply["sdp"].split("m=audio ")[1].split()[0])
     assert advertised in {s.port for s in opened}, "the SDP names a port the data plane opens"
     caller = next(s for s in opened if s.sdp_peer is not None and s.component == 1)
+    assert caller.sdp_peer is not None
     assert (caller.sdp_peer.address, caller.sdp_peer.port) == ("127.0.0.1", 40000)
     assert outcome.effects[-1] == CallChanged("c")
     in_sync(engine)

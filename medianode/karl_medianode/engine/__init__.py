@@ -12,18 +12,18 @@ from karl_medianode.engine.effects import (
     OpenStream,
     Outcome,
 )
-from karl_medianode.engine.engine import (
+from karl_medianode.engine.engine import CallEngine
+from karl_medianode.engine.media_view import MediaView, NoMedia, StreamReading
+from karl_medianode.engine.ports import PortPool, PortRange, PortsExhausted
+from karl_medianode.engine.settings import (
     JITTER_BUFFER_BOUNDS,
     NOT_SUPPORTED,
-    CallEngine,
     EngineCounters,
     EngineSettings,
     JitterBufferSettings,
     LoadLimit,
     ReplyCheck,
 )
-from karl_medianode.engine.media_view import MediaView, NoMedia, StreamReading
-from karl_medianode.engine.ports import PortPool, PortRange, PortsExhausted
 from karl_medianode.engine.streams import MediaPorts, StreamSpec
 
 __all__ = [

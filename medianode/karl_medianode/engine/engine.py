@@ -9,25 +9,20 @@ NG framing, retransmissions and option parsing happen before it (see `karl_core.
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
-import itertools
 import logging
 import math
 import secrets
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from karl_core.ng import errors as E
 from karl_core.ng.commands import Command
 from karl_core.ng.errors import NgError
-from karl_core.ng.options import Ice, NgOptions, check_required
+from karl_core.ng.options import NgOptions, check_required
 from karl_core.sdp import SdpError
 from karl_core.session import (
     CallState,
-    Codec,
-    Endpoint,
     MediaState,
     Monologue,
     PacketStreamState,
@@ -36,6 +31,7 @@ from karl_core.session import (
 from karl_medianode.engine.call_change import CallChange
 from karl_medianode.engine.call_stats import call_stats
 from karl_medianode.engine.calls import Call
+from karl_medianode.engine.deadlines import Deadlines
 from karl_medianode.engine.effects import (
     CallChanged,
     CallEnded,
@@ -44,13 +40,24 @@ from karl_medianode.engine.effects import (
     OpenStream,
     Outcome,
 )
+from karl_medianode.engine.media_rules import (
+    advertised_of,
+    copy_media_shell,
+)
 from karl_medianode.engine.media_view import MediaView, StreamReading
+from karl_medianode.engine.negotiation import negotiate_answer, negotiate_offer
+from karl_medianode.engine.parties import (
+    apply_labels,
+    links_left_without,
+    pair,
+    partner_for_offer,
+    select_for_delete,
+)
 from karl_medianode.engine.ports import PortPool, PortsExhausted
-from karl_medianode.engine.rewrite.inbound import InboundMedia, InboundSdp, read_sdp
+from karl_medianode.engine.rewrite.inbound import InboundSdp, read_sdp
 from karl_medianode.engine.rewrite.outbound import (
     OutboundMedia,
     RewriteOrderError,
-    SessionRewrite,
     write_sdp,
 )
 from karl_medianode.engine.rewrite.srtp_boundary import (
@@ -58,90 +65,31 @@ from karl_medianode.engine.rewrite.srtp_boundary import (
     crosses_on_answer,
     crosses_on_offer,
 )
-from karl_medianode.engine.streams import PT_BLOCKED, PT_FORWARD, MediaPorts, SilenceCodecs, StreamSpec
+from karl_medianode.engine.sdp_reply import (
+    finish_sdp,
+    session_rewrite,
+    unread_body,
+)
+from karl_medianode.engine.settings import (
+    NOT_SUPPORTED,
+    REPLY_TOO_LARGE,
+    TOO_MANY_MEDIA,
+    EngineCounters,
+    EngineSettings,
+    LoadLimit,
+    ReplyCheck,
+)
+from karl_medianode.engine.stored_streams import (
+    restored_for,
+    stream_state,
+)
+from karl_medianode.engine.streams import StreamSpec
+from karl_medianode.engine.wiring import StreamWiring
 from karl_medianode.quality import CallQuality, QualityTotals
-
-JITTER_BUFFER_BOUNDS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
 
 log = logging.getLogger("karl.engine")
 
-# Karl's own error texts (rtpengine has none for these; the call is left as it was).
-TOO_MANY_MEDIA = "Too many media in SDP"
-REPLY_TOO_LARGE = "Reply too large for one NG datagram"
-
-# rtpengine knows these commands; Karl does not implement them yet and says so instead of faking success.
-NOT_SUPPORTED = "Command not supported by Karl yet"
-
-ReplyCheck = Callable[[dict[str, Any]], bool]
-"""Told an offer's/answer's reply before it commits; False: the reply cannot be sent (too large)."""
-
 _T = TypeVar("_T")
-
-
-class LoadLimit(Exception):
-    """A new call was refused because the node is full."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-@dataclass(frozen=True)
-class JitterBufferSettings:
-    """`jitter_buffer` of the configuration, in seconds."""
-
-    min_delay: float = 0.02
-    max_delay: float = 0.2
-    adaptive: bool = True
-
-
-@dataclass
-class EngineSettings:
-    advertised_ip: str
-    media_ip: str
-    max_sessions: int = 10000
-    max_media: int = 64
-    """`m=` lines one SDP may carry."""
-    loop_marker: str | None = None
-    """What `loop-protect` writes (`a=rtpengine:<marker>`); None: a random one for this engine."""
-    delete_delay: float = 30.0
-    timeout: float = 60.0
-    silent_timeout: float = 3600.0
-    final_timeout: float = 0.0
-    offer_timeout: float = 3600.0
-    jitter_buffer: JitterBufferSettings | None = None
-    """RTP of new streams goes through a jitter buffer (None: off, the default)."""
-
-
-@dataclass
-class EngineCounters:
-    """Node-wide counters, plain integers (exported at scrape time, never per packet)."""
-
-    managed_sessions: int = 0
-    rejected_sessions: int = 0
-    timeout_sessions: int = 0
-    silent_timeout_sessions: int = 0
-    final_timeout_sessions: int = 0
-    offer_timeout_sessions: int = 0
-    regular_terminated: int = 0
-    forced_terminated: int = 0
-    closed_packets: int = 0
-    closed_bytes: int = 0
-    closed_errors: int = 0
-    closed_dropped: int = 0  # relay drops of streams already closed (blocked, no destination, ...)
-    total_call_seconds: float = 0.0
-    ended_calls: int = 0
-    ports_exhausted: int = 0
-    failed_changes: int = 0
-    """Offers/answers that failed and were rolled back (the call, if any, is as it was)."""
-    too_many_media: int = 0
-    replies_too_large: int = 0
-    srtp_termination_refused: int = 0
-    ended_by_reason: dict[str, int] = field(default_factory=dict)
-
-
-_MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
-_VERSION_MARK = "\x00sdp-version\x00"
 
 
 class CallEngine:
@@ -149,16 +97,15 @@ class CallEngine:
         self.settings = settings
         self.ports = ports
         self.media = media
+        self.wiring = StreamWiring(settings, ports)
         self.calls: dict[str, Call] = {}
         self.counters = EngineCounters()
         self.quality_totals = QualityTotals()
         """What RTCP reports said, over all calls (for the metrics)."""
         self._open_change: CallChange | None = None
         """The change being applied (requests run one at a time, to the end)."""
-        self._timers: list[tuple[float, int, str]] = []
-        self._due: dict[str, float] = {}
-        """Each call's current deadline; heap entries that disagree are stale."""
-        self._timer_order = itertools.count()
+        self._deadlines = Deadlines()
+        """Each call's next deadline (see `handle_timer`)."""
         self._effects: list[Effect] = []
         """What the request being handled has committed so far."""
         self._now = 0.0
@@ -266,20 +213,20 @@ class CallEngine:
         apply: Callable[[Call], dict[str, Any]],
         fits: ReplyCheck | None,
     ) -> dict[str, Any]:
-        change = self._open_change = CallChange(call, new_call)
+        change = self._open(CallChange(call, new_call))
         try:
             reply = apply(call)
             if fits is not None and not fits(reply):
                 self.counters.replies_too_large += 1
                 raise NgError(REPLY_TOO_LARGE)
         except BaseException as exc:
-            self._open_change = None
+            self._close()
             self._roll_back(change)
             if isinstance(exc, PortsExhausted):
                 self.counters.ports_exhausted += 1
                 raise NgError(E.OUT_OF_PORTS) from None
             raise
-        self._open_change = None
+        self._close()
         if new_call:
             self.counters.managed_sessions += 1
             log.info("call created", extra={"call_id": call.call_id, "event": "call_created"})
@@ -296,13 +243,22 @@ class CallEngine:
 
     def _begin(self, call: Call) -> CallChange:
         """A change outside offer/answer (delete, block, timers): it cannot fail half-way."""
-        change = self._open_change = CallChange(call, False)
+        return self._open(CallChange(call, False))
+
+    def _open(self, change: CallChange) -> CallChange:
+        self._open_change = change
+        self.wiring.now = self._now
+        self.wiring.reserved = change.reserved
         return change
+
+    def _close(self) -> None:
+        self._open_change = None
+        self.wiring.reserved = None
 
     def _commit(self, change: CallChange, *, persist: bool | None = True) -> None:
         """The change is complete: tell the data plane (and the store) what it amounts to.
         `persist` None: tell the store only if streams changed (a timer that found nothing due)."""
-        self._open_change = None
+        self._close()
         effects = change.effects()
         for effect in effects:
             if isinstance(effect, CloseStream):
@@ -336,13 +292,13 @@ class CallEngine:
         offerer = state.by_tag(opts.from_tag)
         if offerer is None:
             offerer = state.new_monologue(now, opts.from_tag)
-        answerer = self._partner_for_offer(state, offerer, opts, now)
-        self._apply_labels(offerer, opts)
+        answerer = partner_for_offer(state, offerer, opts, now)
+        apply_labels(offerer, opts)
         if not inbound.sdp.sessions:
-            return _unread_body(opts.sdp)
+            return unread_body(opts.sdp)
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
-        medias_out = self._negotiate_offer(call, offerer, answerer, inbound, opts)
+        medias_out = negotiate_offer(self.wiring, call, offerer, answerer, inbound, opts)
         return self._sdp_reply(offerer, inbound, medias_out, opts)
 
     def _answer(self, call: Call, inbound: InboundSdp, opts: NgOptions) -> dict[str, Any]:
@@ -366,16 +322,16 @@ class CallEngine:
                 answerer.answerer = True
                 if partner is not None:
                     answerer.via_branch = partner.via_branch
-                    answerer.medias = [_copy_media_shell(m) for m in partner.medias]
-                    self._release_monologue(call, offerer)
-        self._pair(offerer, answerer, state)
-        self._apply_labels(answerer, opts, answering=True)
+                    answerer.medias = [copy_media_shell(m) for m in partner.medias]
+                    self.wiring.release_monologue(call, offerer)
+        pair(offerer, answerer, state)
+        apply_labels(answerer, opts, answering=True)
         if not inbound.sdp.sessions:
-            return _unread_body(opts.sdp)
+            return unread_body(opts.sdp)
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
         state.answered = True
-        medias_out = self._negotiate_answer(call, offerer, answerer, inbound, opts)
+        medias_out = negotiate_answer(self.wiring, call, offerer, answerer, inbound, opts)
         return self._sdp_reply(answerer, inbound, medias_out, opts)
 
     def _sdp_reply(
@@ -384,10 +340,13 @@ class CallEngine:
         """The rewritten SDP of `sender` for the other party (rtpengine's edits, `o=` version kept)."""
         assert opts.sdp is not None
         try:
-            sdp = write_sdp(inbound, medias_out, self._session_rewrite(sender, inbound, opts))
+            rewrite = session_rewrite(
+                sender, inbound, opts, self.wiring.connection_for(opts), self.instance_id
+            )
+            sdp = write_sdp(inbound, medias_out, rewrite)
         except RewriteOrderError:
             raise NgError(E.SDP_REWRITE_ERROR) from None
-        sdp = self._finish_sdp(sender, sdp, inbound)
+        sdp = finish_sdp(sender, sdp, inbound)
         sender.last_sdp = opts.sdp
         return {"sdp": sdp}
 
@@ -418,289 +377,9 @@ class CallEngine:
         self.calls[call_id] = call  # counted and logged once its first offer commits
         return call
 
-    def _partner_for_offer(
-        self, state: CallState, offerer: Monologue, opts: NgOptions, now: float
-    ) -> Monologue:
-        if opts.to_tag:
-            found = state.by_tag(opts.to_tag)
-            if found is not None:
-                return self._pair(offerer, found, state)
-            partner = state.partner_of(offerer)
-            if partner is not None and not partner.tag:
-                partner.tag = opts.to_tag
-                return partner
-            return self._pair(offerer, _new_answerer(state, now, opts.to_tag), state)
-        partner = state.partner_of(offerer)
-        if partner is not None and (opts.via_branch is None or partner.via_branch in (None, opts.via_branch)):
-            if opts.via_branch is not None:
-                partner.via_branch = opts.via_branch
-            return partner
-        if opts.via_branch is not None:
-            for mono in state.monologues.values():
-                if mono.via_branch == opts.via_branch and not mono.tag:
-                    return self._pair(offerer, mono, state)
-        fresh = _new_answerer(state, now)
-        fresh.via_branch = opts.via_branch
-        return self._pair(offerer, fresh, state)
-
-    @staticmethod
-    def _pair(a: Monologue, b: Monologue, state: CallState | None = None) -> Monologue:
-        """Link a and b. A party linked before keeps receiving from `a` but loses its own link (fork)."""
-        for one, other in ((a, b), (b, a)):
-            previous = one.partner
-            if previous is not None and previous != other.uid:
-                if previous not in one.former_partners:
-                    one.former_partners.insert(0, previous)
-                old = state.monologues.get(previous) if state is not None else None
-                if old is not None and old.partner == one.uid:
-                    old.partner = None
-            if other.uid in one.former_partners:
-                one.former_partners.remove(other.uid)
-        a.partner = b.uid
-        b.partner = a.uid
-        return b
-
-    @staticmethod
-    def _apply_labels(mono: Monologue, opts: NgOptions, answering: bool = False) -> None:
-        # in an answer `label` names the answerer (`to-label`/`set-label` only when `label` is absent);
-        # via-branch belongs to the answering side only, as rtpengine lists it
-        label = (opts.label or opts.set_label) if answering else opts.label
-        if label:
-            mono.label = label
-
     # ------------------------------------------------------------------ negotiation
 
-    def _negotiate_offer(
-        self, call: Call, offerer: Monologue, answerer: Monologue, inbound: InboundSdp, opts: NgOptions
-    ) -> list[OutboundMedia]:
-        out: list[OutboundMedia] = []
-        mux_flags = opts.rtcp_mux
-        for media_in in inbound.medias:
-            a_media = _ensure_media(offerer, media_in)
-            b_media = _ensure_media(answerer, media_in)
-            previous = _advertised_of(call, offerer, a_media)
-            if a_media.media_type != media_in.media_type:
-                # a different kind of media on this m= line (e.g. T.38 re-INVITE): new sockets both sides
-                self._close_sockets(call.media_ports(offerer, a_media))
-                self._close_sockets(call.media_ports(answerer, b_media))
-                b_media.ptime = None
-                previous = None
-            _update_media_from_sdp(a_media, media_in, opts)
-            a_media.flags.discard("ice-trickle")
-            if media_in.ice_trickle:
-                a_media.flags.add("ice-trickle")
-            b_media.media_type = media_in.media_type
-            if not answerer.tag or not b_media.codecs:
-                # until it answers, the other side is expected to mirror the offered direction
-                b_media.send, b_media.recv = a_media.recv, a_media.send
-            wanted = opts.transport_protocol
-            b_media.protocol = wanted if wanted is not None and wanted != "accept" else media_in.protocol
-            if not media_in.is_udp:
-                out.append(_unmanaged(media_in))
-                continue
-            if media_in.rejected:
-                b_media.rejected = True
-                out.append(_rejected(media_in, b_media.protocol))
-                continue
-            b_media.rejected = False
-            codecs = _apply_codec_options(a_media.codecs, opts) if media_in.is_rtp else None
-            a_media.offered_payload_types = [c.payload_type for c in codecs or []]
-            b_media.codecs = [
-                Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
-                for c in (codecs or [])
-            ]
-            mux_to_answerer = media_in.rtcp_mux if not (mux_flags & _MUX_OFFERED_TO_ANSWERER) else True
-            if "demux" in mux_flags:
-                mux_to_answerer = False
-            if not media_in.is_rtp:
-                mux_to_answerer = False
-            a_media.flags = {f for f in a_media.flags if not f.startswith("mux-")} | {
-                f"mux-{f}" for f in mux_flags
-            }
-            require = "require" in mux_flags and media_in.is_rtp
-            b_sockets = call.media_ports(answerer, b_media)
-            new_endpoint = _endpoint_of(media_in, opts)
-            port_changed = (
-                previous is not None
-                and new_endpoint is not None
-                and not new_endpoint.is_unspecified
-                and previous != new_endpoint
-            )
-            if port_changed and not opts.port_latching and b_sockets.rtp is not None:
-                self._close_sockets(b_sockets)
-            self._ensure_sockets(call, b_sockets, single=require or b_media.rtcp_mux, rtcp=media_in.is_rtp)
-            a_sockets = call.media_ports(offerer, a_media)
-            # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
-            a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
-            self._ensure_sockets(call, a_sockets, single=a_single, rtcp=media_in.is_rtp)
-            self._configure_party(a_sockets, a_media, media_in, opts)
-            self._wire(call, offerer, a_media, answerer, b_media)
-            assert b_sockets.rtp is not None
-            port = b_sockets.rtp.port
-            if not media_in.is_rtp:
-                rtcp_port: int | None = None
-            elif require or b_media.rtcp_mux:
-                rtcp_port = port
-            else:
-                rtcp_port = b_sockets.rtcp.port if b_sockets.rtcp is not None else port + 1
-            out.append(
-                OutboundMedia(
-                    port=port,
-                    rtcp_port=rtcp_port,
-                    rtcp_mux=media_in.is_rtp and (mux_to_answerer or require or b_media.rtcp_mux),
-                    protocol=b_media.protocol,
-                    codecs=codecs,
-                    direction=_direction(media_in),
-                    ptime=a_media.ptime,
-                    connection=self._connection_for(media_in, opts),
-                    mid=media_in.mid,
-                )
-            )
-        return out
-
-    def _negotiate_answer(
-        self, call: Call, offerer: Monologue, answerer: Monologue, inbound: InboundSdp, opts: NgOptions
-    ) -> list[OutboundMedia]:
-        out: list[OutboundMedia] = []
-        for media_in in inbound.medias:
-            b_media = _ensure_media(answerer, media_in)
-            a_media = _ensure_media(offerer, media_in)
-            previous = _advertised_of(call, answerer, b_media)
-            _update_media_from_sdp(b_media, media_in, opts)
-            new_endpoint = _endpoint_of(media_in, opts)
-            if (
-                previous is not None
-                and new_endpoint is not None
-                and not new_endpoint.is_unspecified
-                and previous != new_endpoint
-                and not opts.port_latching
-            ):
-                # the answerer moved (e.g. 200 OK after 183 from elsewhere): new ports towards the offerer
-                self._close_sockets(call.media_ports(offerer, a_media))
-            protocol = a_media.protocol
-            if opts.transport_protocol == "accept":
-                protocol = media_in.protocol
-            if not media_in.is_udp:
-                out.append(_unmanaged(media_in))
-                continue
-            if media_in.rejected:
-                # the answerer refused this stream: rtpengine gives up its sockets on both sides
-                b_media.rejected = True
-                a_media.rejected = True
-                self._close_sockets(call.media_ports(offerer, a_media))
-                self._close_sockets(call.media_ports(answerer, b_media))
-                out.append(_rejected(media_in, protocol))
-                continue
-            mux_flags = {f[4:] for f in a_media.flags if f.startswith("mux-")}
-            offered_mux = a_media.rtcp_mux_offered
-            b_media.rtcp_mux = media_in.is_rtp and media_in.rtcp_mux
-            if "demux" in mux_flags or "accept" in mux_flags:
-                a_media.rtcp_mux = offered_mux
-            elif "reject" in mux_flags:
-                a_media.rtcp_mux = False
-            else:
-                a_media.rtcp_mux = offered_mux and media_in.rtcp_mux
-            a_media.rtcp_mux = a_media.rtcp_mux and media_in.is_rtp
-            codecs: list[Codec] | None = None
-            if media_in.is_rtp:
-                offered = set(a_media.offered_payload_types)
-                codecs = [c for c in b_media.codecs if c.payload_type in offered]
-                if opts.single_codec:
-                    codecs = _single_codec(codecs)
-            a_sockets = call.media_ports(offerer, a_media)
-            fresh = a_sockets.rtp is None
-            self._ensure_sockets(call, a_sockets, single=False, rtcp=media_in.is_rtp)
-            if fresh:
-                _readvertise(a_sockets, a_media)
-            b_sockets = call.media_ports(answerer, b_media)
-            self._ensure_sockets(call, b_sockets, single=False, rtcp=media_in.is_rtp)
-            self._configure_party(b_sockets, b_media, media_in, opts)
-            self._wire(call, offerer, a_media, answerer, b_media)
-            assert a_sockets.rtp is not None
-            port = a_sockets.rtp.port
-            if not media_in.is_rtp:
-                rtcp_port: int | None = None
-            elif a_media.rtcp_mux:
-                rtcp_port = port
-            else:
-                rtcp_port = a_sockets.rtcp.port if a_sockets.rtcp is not None else port + 1
-            out.append(
-                OutboundMedia(
-                    port=port,
-                    rtcp_port=rtcp_port,
-                    rtcp_mux=a_media.rtcp_mux,
-                    protocol=protocol,
-                    codecs=codecs,
-                    direction=_direction(media_in),
-                    ptime=b_media.ptime if b_media.ptime is not None else a_media.ptime,
-                    connection=self._connection_for(media_in, opts),
-                    mid=media_in.mid,
-                    trickle_remnant="ice-trickle" in a_media.flags and opts.ice is Ice.REMOVE,
-                )
-            )
-        return out
-
-    def _connection_for(self, media_in: InboundMedia, opts: NgOptions) -> str:
-        return opts.media_address or self.settings.advertised_ip
-
-    def _session_rewrite(self, sender: Monologue, inbound: InboundSdp, opts: NgOptions) -> SessionRewrite:
-        replace = opts.replace
-        ctx = SessionRewrite(
-            address=opts.media_address or self.settings.advertised_ip,
-            replace_origin="origin" in replace,
-            replace_session_connection="session-connection" in replace,
-            replace_zero_address="zero-address" in replace,
-            strip_extmap=opts.strip_extmap,
-            original_sendrecv=opts.original_sendrecv,
-            full_rtcp_attribute=opts.full_rtcp_attribute,
-            no_rtcp_attribute=opts.no_rtcp_attribute,
-            loop_marker=self.instance_id if opts.loop_protect else None,
-        )
-        origin = _origin_parts(inbound)
-        if "username" in replace and origin is not None:
-            if sender.sdp_username is None:
-                sender.sdp_username = origin[0]
-            ctx.username = sender.sdp_username
-        if "session-name" in replace:
-            name = _session_name(inbound)
-            if sender.sdp_session_name is None:
-                sender.sdp_session_name = name
-            ctx.session_name = sender.sdp_session_name
-        if "SDP-version" in replace and origin is not None:
-            ctx.origin_version = _VERSION_MARK
-        return ctx
-
-    @staticmethod
-    def _finish_sdp(sender: Monologue, text: str, inbound: InboundSdp) -> str:
-        """`replace SDP-version`: one `o=` version per party, bumped only when the SDP we send changed."""
-        if _VERSION_MARK not in text:
-            return text
-        origin = _origin_parts(inbound)
-        if sender.sdp_version is None:
-            sender.sdp_version = _int_or(origin[2] if origin else "0", 0)
-        elif sender.last_sdp_out is not None and sender.last_sdp_out != text:
-            sender.sdp_version += 1
-        sender.last_sdp_out = text
-        return text.replace(_VERSION_MARK, str(sender.sdp_version), 1)
-
     # ------------------------------------------------------------------ sockets and relay wiring
-
-    def _ensure_sockets(self, call: Call, sockets: MediaPorts, *, single: bool, rtcp: bool) -> None:
-        if sockets.rtp is not None:
-            return
-        ports = [self.ports.reserve_single()] if single or not rtcp else list(self.ports.reserve_pair())
-        if self._open_change is not None:
-            self._open_change.reserved += ports
-        ip = self.settings.media_ip
-        sockets.rtp = StreamSpec(ports[0], ip, call.call_id, None)
-        if len(ports) == 2:
-            sockets.rtcp = StreamSpec(ports[1], ip, call.call_id, None, component=2)
-
-    @staticmethod
-    def _close_sockets(sockets: MediaPorts) -> None:
-        """Stop using these sockets (closed when the change commits; kept if it fails)."""
-        sockets.rtp = None
-        sockets.rtcp = None
 
     def _count_closed(self, port: int) -> None:
         seen = self.media.read(port)
@@ -711,63 +390,6 @@ class CallEngine:
         self.counters.closed_errors += seen.errors
         self.counters.closed_dropped += seen.dropped
 
-    def _configure_party(
-        self, sockets: MediaPorts, media: MediaState, media_in: InboundMedia, opts: NgOptions
-    ) -> None:
-        """Set the peer addresses and latching behaviour of the sockets that talk to this party."""
-        endpoint = _endpoint_of(media_in, opts)
-        rtcp_endpoint: Endpoint | None = None
-        if endpoint is not None:
-            if media_in.rtcp is not None:
-                rtcp_endpoint = Endpoint(
-                    media_in.rtcp.address if not opts.sip_source_address else endpoint.address,
-                    media_in.rtcp.port,
-                )
-            else:
-                rtcp_endpoint = Endpoint(endpoint.address, endpoint.port + 1)
-        now = self._now
-        for stream in sockets.streams():
-            learning = stream.policy.learning if opts.endpoint_learning is None else opts.endpoint_learning
-            stream.policy = StreamPolicy(learning, opts.asymmetric, opts.strict_source, opts.media_handover)
-            stream.signalled = now
-            stream.signals += 1
-        if sockets.rtp is not None:
-            sockets.rtp.sdp_peer = endpoint
-        if sockets.rtcp is not None:
-            sockets.rtcp.sdp_peer = rtcp_endpoint
-        if opts.asymmetric:
-            media.flags.add("asymmetric")
-        if opts.unidirectional:
-            media.flags.add("unidirectional")
-
-    def _wire(self, call: Call, a: Monologue, a_media: MediaState, b: Monologue, b_media: MediaState) -> None:
-        a_s = call.media_ports(a, a_media)
-        b_s = call.media_ports(b, b_media)
-        if a_s.rtp is None or b_s.rtp is None:
-            return
-        a_s.rtp.sink = b_s.rtp.port
-        b_s.rtp.sink = a_s.rtp.port
-        a_rtcp_out = a_s.rtp.port if (a_media.rtcp_mux or a_s.rtcp is None) else a_s.rtcp.port
-        b_rtcp_out = b_s.rtp.port if (b_media.rtcp_mux or b_s.rtcp is None) else b_s.rtcp.port
-        a_s.rtp.rtcp_mux = a_media.rtcp_mux
-        b_s.rtp.rtcp_mux = b_media.rtcp_mux
-        a_s.rtp.rtcp_sink = b_rtcp_out
-        b_s.rtp.rtcp_sink = a_rtcp_out
-        if a_s.rtcp is not None:
-            a_s.rtcp.sink = b_rtcp_out
-            a_s.rtcp.rtcp_sink = b_rtcp_out
-        if b_s.rtcp is not None:
-            b_s.rtcp.sink = a_rtcp_out
-            b_s.rtcp.rtcp_sink = a_rtcp_out
-        self._apply_media_state(call, a)
-        self._apply_media_state(call, b)
-
-    def _release_monologue(self, call: Call, mono: Monologue) -> None:
-        for (uid, _index), sockets in list(call.ports.items()):
-            if uid == mono.uid:
-                self._close_sockets(sockets)
-                del call.ports[(uid, _index)]
-
     # ------------------------------------------------------------------ delete / query / list
 
     def delete(self, opts: NgOptions) -> dict[str, Any]:
@@ -776,7 +398,7 @@ class CallEngine:
         call = self.calls.get(opts.call_id)
         selected: Monologue | None = None
         if call is not None and (opts.from_tag or opts.to_tag or opts.via_branch):
-            selected = self._select_for_delete(call, opts)
+            selected = select_for_delete(call.state, opts)
             if selected is None:
                 call = None
         if call is None:
@@ -789,7 +411,7 @@ class CallEngine:
             reply.update(call_stats(call, self._reading, selected))
         now = self._now
         change = self._begin(call)
-        if selected is not None and _links_left_without(call.state, selected):
+        if selected is not None and links_left_without(call.state, selected):
             # one branch goes; the call lives on while other parties are still linked
             if delay <= 0:
                 self._detach(call, selected)
@@ -814,23 +436,9 @@ class CallEngine:
         """A deleted branch: still listed with its links (as rtpengine shows it), but no sockets."""
         mono.deleted_at = None
         mono.removed = True
-        self._release_monologue(call, mono)
-        if not _links_left_without(call.state, None):
+        self.wiring.release_monologue(call, mono)
+        if not links_left_without(call.state, None):
             self._destroy(call, "deleted", regular=True)
-
-    def _select_for_delete(self, call: Call, opts: NgOptions) -> Monologue | None:
-        state = call.state
-        if opts.to_tag:
-            found = state.by_tag(opts.to_tag)
-            if found is not None:
-                return found
-        if opts.via_branch:
-            for mono in state.monologues.values():
-                if mono.via_branch == opts.via_branch:
-                    return mono
-        if opts.from_tag:
-            return state.by_tag(opts.from_tag)
-        return None
 
     def query(self, opts: NgOptions) -> dict[str, Any]:
         if opts.call_id is None:
@@ -882,7 +490,7 @@ class CallEngine:
                 target.label = opts.set_label
             setattr(target, kind, block)
         for mono in call.state.monologues.values():
-            self._apply_media_state(call, mono)
+            self.wiring.apply_media_state(call, mono)
         self._commit(change)
         return {"result": "ok"}
 
@@ -902,7 +510,7 @@ class CallEngine:
                 raise NgError(E.ADDRESS_PARSE_FAILED) from None
             for mono in state.monologues.values():
                 for media in mono.medias:
-                    advertised = _advertised_of(call, mono, media)
+                    advertised = advertised_of(call, mono, media)
                     if advertised is not None and ipaddress.ip_address(advertised.address) == wanted:
                         return mono
             raise NgError(E.ADDRESS_NO_MATCH)
@@ -912,30 +520,6 @@ class CallEngine:
                 raise NgError(E.FROM_TAG_NOT_FOUND)
             return found
         return None
-
-    def _apply_media_state(self, call: Call, mono: Monologue) -> None:
-        """Push block/silence state of the call and of this party into its streams (media *from* it)."""
-        state = call.state
-        blocked = state.blocked or mono.blocked or state.deleted_at is not None
-        silenced = state.silenced or mono.silenced
-        dtmf_blocked = state.dtmf_blocked or mono.dtmf_blocked
-        jitter_buffer = self.settings.jitter_buffer is not None
-        for media in mono.medias:
-            sockets = call.ports.get((mono.uid, media.index))
-            if sockets is None:
-                continue
-            clock_rates = tuple((c.payload_type, c.clock_rate) for c in media.codecs)
-            for stream in sockets.streams():
-                stream.blocked = blocked
-                stream.party = mono.tag or None
-                stream.clock_rates = clock_rates
-            if sockets.rtp is not None:
-                sockets.rtp.silence = _silence_codecs(media) if silenced else None
-                sockets.rtp.payload_types = (
-                    _payload_type_flags(media.codecs, dtmf_blocked) if media.is_rtp else None
-                )
-                # re-offered as other media (T.38): relayed as it is
-                sockets.rtp.jitter_buffer = jitter_buffer and media.is_rtp
 
     # ------------------------------------------------------------------ what the data plane saw
 
@@ -968,7 +552,7 @@ class CallEngine:
         call = Call(state, quality=CallQuality.from_dict(state.quality, self.quality_totals))
         state.quality = {}  # kept live in `call.quality` from here on
         self.calls[state.call_id] = call
-        change = self._open_change = CallChange(call, True)
+        change = self._open(CallChange(call, True))
         saved_streams: dict[int, PacketStreamState] = {}
         try:
             for mono in state.monologues.values():
@@ -981,18 +565,18 @@ class CallEngine:
                 if partner is None or (mono.uid > partner.uid and partner.partner == mono.uid):
                     continue
                 for a_media, b_media in zip(mono.medias, partner.medias, strict=False):
-                    self._wire(call, mono, a_media, partner, b_media)
+                    self.wiring.wire(call, mono, a_media, partner, b_media)
             for mono in state.monologues.values():
-                self._apply_media_state(call, mono)
+                self.wiring.apply_media_state(call, mono)
         except BaseException:
-            self._open_change = None
+            self._close()
             for port in change.restore():
                 self.ports.unreserve(port)
             del self.calls[state.call_id]
             raise
         self._commit(change, persist=False)
         effects = [
-            OpenStream(effect.spec, _restored_for(saved_streams[effect.spec.port], same_host))
+            OpenStream(effect.spec, restored_for(saved_streams[effect.spec.port], same_host))
             if isinstance(effect, OpenStream)
             else effect
             for effect in self.take_effects()
@@ -1055,20 +639,12 @@ class CallEngine:
 
     def next_deadline(self) -> float | None:
         """When `handle_timer` next has something to do (wall-clock seconds), or None."""
-        heap = self._timers
-        while heap and self._due.get(heap[0][2]) != heap[0][0]:
-            heapq.heappop(heap)  # stale: the call was rescheduled or is gone
-        return heap[0][0] if heap else None
+        return self._deadlines.next()
 
     def handle_timer(self, now: float) -> list[Effect]:
         """Run the timers that are due: delete-delay expiry and rtpengine's media/offer/final timeouts."""
         self._now = now
-        heap = self._timers
-        while heap and heap[0][0] <= now:
-            due, _, call_id = heapq.heappop(heap)
-            if self._due.get(call_id) != due:
-                continue
-            del self._due[call_id]
+        while (call_id := self._deadlines.pop_due(now)) is not None:
             call = self.calls.get(call_id)
             if call is not None:
                 change = self._begin(call)
@@ -1077,11 +653,7 @@ class CallEngine:
         return self.take_effects()
 
     def _schedule(self, call: Call) -> None:
-        due = self._next_due(call)
-        if self._due.get(call.call_id) == due:
-            return
-        self._due[call.call_id] = due
-        heapq.heappush(self._timers, (due, next(self._timer_order), call.call_id))
+        self._deadlines.set(call.call_id, self._next_due(call))
 
     def _next_due(self, call: Call) -> float:
         state = call.state
@@ -1138,7 +710,7 @@ class CallEngine:
             return
         state = self.snapshot(call.call_id)
         del self.calls[call.call_id]
-        self._due.pop(call.call_id, None)
+        self._deadlines.discard(call.call_id)
         summary = call_stats(call, self._reading)
         lost = sum(self._reading(stream).lost for stream in call.all_streams())
         call.ports.clear()
@@ -1178,7 +750,7 @@ class CallEngine:
                 media.streams = (
                     []
                     if sockets is None
-                    else [_stream_state(stream, self._reading(stream)) for stream in sockets.streams()]
+                    else [stream_state(stream, self._reading(stream)) for stream in sockets.streams()]
                 )
         return state
 
@@ -1208,252 +780,50 @@ class CallEngine:
 # ---------------------------------------------------------------------- helpers
 
 
-def _unread_body(text: str) -> dict[str, Any]:
-    """An empty or one-character body: rtpengine reads no SDP in it and echoes it back as it is."""
-    return {"sdp": text} if text else {}
 
 
-def _new_answerer(state: CallState, now: float, tag: str = "") -> Monologue:
-    # "ICE controlling" stays with whoever answered first, also when it later re-offers
-    mono = state.new_monologue(now, tag)
-    mono.answerer = True
-    return mono
 
 
-def _links_left_without(state: CallState, gone: Monologue | None) -> bool:
-    """Whether two parties other than `gone` (and not yet removed) are still linked."""
-    alive = {m.uid for m in state.monologues.values() if not m.removed and m is not gone}
-    for mono in state.monologues.values():
-        if mono.uid in alive and ({mono.partner, *mono.former_partners} & alive):
-            return True
-    return False
 
 
-def _copy_media_shell(media: MediaState) -> MediaState:
-    return MediaState(
-        media.index,
-        media.media_type,
-        media.protocol,
-        list(media.formats),
-        [
-            Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
-            for c in media.codecs
-        ],
-    )
 
 
-def _ensure_media(mono: Monologue, media_in: InboundMedia) -> MediaState:
-    while len(mono.medias) < media_in.index:
-        mono.medias.append(MediaState(len(mono.medias) + 1, media_in.media_type, media_in.protocol))
-    return mono.medias[media_in.index - 1]
 
 
-def _update_media_from_sdp(media: MediaState, media_in: InboundMedia, opts: NgOptions) -> None:
-    media.protocol = media_in.protocol
-    media.formats = list(media_in.formats)
-    media.codecs = list(media_in.codecs)
-    direction = _direction(media_in)
-    media.send = direction in ("sendrecv", "sendonly")
-    media.recv = direction in ("sendrecv", "recvonly")
-    if media_in.ptime is not None or media.media_type != media_in.media_type:
-        media.ptime = media_in.ptime  # otherwise the party's earlier ptime is remembered
-    media.rejected = media_in.rejected
-    media.rtcp_mux_offered = media_in.rtcp_mux
-    media.mid = media_in.mid
-    media.sdp_address = media_in.connection
-    media.sdp_port = media_in.port
-    media.advertised_rtcp = media_in.rtcp
-    media.media_type = media_in.media_type
 
 
-def _held(media_in: InboundMedia) -> bool:
-    return media_in.connection in ("0.0.0.0", "::")
 
 
-def _direction(media_in: InboundMedia) -> str:
-    if _held(media_in):
-        # old-style hold: rtpengine keeps 0.0.0.0 and announces sendonly
-        return "sendonly" if media_in.direction in ("sendrecv", "sendonly") else "inactive"
-    return media_in.direction
 
 
-def _endpoint_of(media_in: InboundMedia, opts: NgOptions) -> Endpoint | None:
-    if media_in.connection is None or media_in.rejected:
-        return None
-    address = media_in.connection
-    if opts.sip_source_address and opts.received_from is not None:
-        address = opts.received_from[1]
-    return Endpoint(address, media_in.port)
 
 
-def _advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint | None:
-    """Where the party's SDP said its media is (none while on hold: 0.0.0.0), in canonical form."""
-    sockets = call.ports.get((mono.uid, media.index))
-    peer = sockets.rtp.sdp_peer if sockets is not None and sockets.rtp is not None else None
-    if peer is None or peer.is_unspecified:
-        return None
-    try:
-        return Endpoint(str(ipaddress.ip_address(peer.address)), peer.port)
-    except ValueError:
-        return peer
 
 
-def _stream_state(stream: StreamSpec, seen: StreamReading) -> PacketStreamState:
-    return PacketStreamState(
-        component=stream.component,
-        local_address=stream.local_ip,
-        local_port=stream.port,
-        advertised=stream.sdp_peer,
-        endpoint=Endpoint(*seen.endpoint) if seen.endpoint is not None else None,
-        confirmed=seen.confirmed,
-        packets=seen.packets,
-        bytes=seen.bytes,
-        errors=seen.errors,
-        last_packet=seen.last_packet,
-        lost=seen.lost,
-        learned=Endpoint(*seen.learned) if seen.learned is not None else None,
-        policy=stream.policy,
-        signalled=stream.signalled,
-        counters=dict(seen.counters),
-        last_rtp=seen.last_rtp,
-        last_rtcp_ssrc=seen.last_rtcp_ssrc,
-    )
 
 
-def _restored_for(saved: PacketStreamState, same_host: bool) -> PacketStreamState:
-    """What a restored stream carries on. On another host the parties' NATs may map differently:
-    learn again, sending where we did so far."""
-    return PacketStreamState(
-        component=saved.component,
-        local_address=saved.local_address,
-        local_port=saved.local_port,
-        advertised=saved.advertised,
-        endpoint=saved.endpoint,
-        confirmed=saved.confirmed and same_host,
-        packets=saved.packets,
-        bytes=saved.bytes,
-        errors=saved.errors,
-        last_packet=saved.last_packet,
-        lost=saved.lost,
-        learned=saved.learned,
-        policy=saved.policy,
-        signalled=saved.signalled,
-        counters=dict(saved.counters),
-        last_rtp=saved.last_rtp,
-        last_rtcp_ssrc=saved.last_rtcp_ssrc,
-    )
 
 
-def _readvertise(sockets: MediaPorts, media: MediaState) -> None:
-    """New sockets towards a party that already sent its SDP: point them at what it advertised."""
-    if media.sdp_address is None or media.rejected:
-        return
-    endpoint = Endpoint(media.sdp_address, media.sdp_port)
-    if sockets.rtp is not None:
-        sockets.rtp.sdp_peer = endpoint
-    if sockets.rtcp is not None:
-        sockets.rtcp.sdp_peer = media.advertised_rtcp or Endpoint(endpoint.address, endpoint.port + 1)
 
 
-def _payload_type_flags(codecs: list[Codec], dtmf_blocked: bool) -> bytes | None:
-    """The relay's per-payload-type table: forward what the SDP announced, drop DTMF when blocked."""
-    if not codecs:
-        return None
-    table = bytearray(128)
-    for codec in codecs:
-        if 0 <= codec.payload_type < 128:
-            dtmf = codec.name.lower() == "telephone-event"
-            table[codec.payload_type] = PT_BLOCKED if dtmf and dtmf_blocked else PT_FORWARD
-    return bytes(table)
 
 
-def _unmanaged(media_in: InboundMedia) -> OutboundMedia:
-    return OutboundMedia(
-        media_in.port, None, False, media_in.protocol, None, media_in.direction, None, "", managed=False
-    )
 
 
-def _rejected(media_in: InboundMedia, protocol: str) -> OutboundMedia:
-    return OutboundMedia(0, None, False, protocol, None, media_in.direction, None, "")
 
 
-def _codec_matches(codec: Codec, spec: str) -> bool:
-    name, _, rest = spec.partition("/")
-    if codec.name.lower() != name.lower():
-        return False
-    if rest:
-        clock = rest.split("/")[0]
-        if clock and clock.isdigit() and int(clock) != codec.clock_rate:
-            return False
-    return True
 
 
-def _apply_codec_options(codecs: list[Codec], opts: NgOptions) -> list[Codec]:
-    """rtpengine's codec strip/mask/except/offer without transcoding."""
-    removing = list(opts.codec.strip) + list(opts.codec.mask)
-    keep = list(opts.codec.except_) + list(opts.codec.offer)
-    if not removing and not keep:
-        return list(codecs)
-    strip_all = any(s.lower() in ("all", "full") for s in removing)
-    result: list[Codec] = []
-    for codec in codecs:
-        if not codec.name:
-            result.append(codec)
-            continue
-        stripped = strip_all or any(_codec_matches(codec, s) for s in removing)
-        kept = any(_codec_matches(codec, s) for s in keep)
-        if not stripped or kept:
-            result.append(codec)
-    if strip_all and keep:
-        # after `strip all`, `offer`/`except` restore the offered codecs in the order given
-        ordered: list[Codec] = []
-        for spec in keep:
-            for codec in result:
-                if _codec_matches(codec, spec) and codec not in ordered:
-                    ordered.append(codec)
-        result = ordered
-    if not result:
-        return list(codecs)
-    return result
 
 
-_SUPPLEMENTARY_CODECS = {"telephone-event", "cn"}
 
 
-def _single_codec(codecs: list[Codec]) -> list[Codec]:
-    """`single-codec`: the first real codec plus the supplementary ones (DTMF, comfort noise)."""
-    result: list[Codec] = []
-    have_main = False
-    for codec in codecs:
-        if codec.name.lower() in _SUPPLEMENTARY_CODECS:
-            result.append(codec)
-        elif not have_main:
-            result.append(codec)
-            have_main = True
-    return result
 
 
-def _silence_codecs(media: MediaState) -> SilenceCodecs:
-    return tuple((c.payload_type, c.name, c.clock_rate) for c in media.codecs if c.name)
 
 
-def _origin_parts(inbound: InboundSdp) -> list[str] | None:
-    for line in inbound.sdp.session.lines:
-        if line.kind == "o":
-            parts = line.value.split(" ")
-            return parts if len(parts) >= 6 else None
-    return None
 
 
-def _session_name(inbound: InboundSdp) -> str:
-    for line in inbound.sdp.session.lines:
-        if line.kind == "s":
-            return str(line.value)
-    return "-"
 
 
-def _int_or(text: str, default: int) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        return default
+

@@ -1,0 +1,180 @@
+"""How one `m=` line of an offer or answer updates a party's media, codecs and sockets' peers:
+rtpengine 10.5's rules as plain functions (sans-IO)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from karl_core.ng.options import NgOptions
+from karl_core.session import (
+    Codec,
+    Endpoint,
+    MediaState,
+    Monologue,
+)
+from karl_medianode.engine.calls import Call
+from karl_medianode.engine.rewrite.inbound import InboundMedia
+from karl_medianode.engine.rewrite.outbound import OutboundMedia
+from karl_medianode.engine.streams import PT_BLOCKED, PT_FORWARD, MediaPorts, SilenceCodecs
+
+
+def copy_media_shell(media: MediaState) -> MediaState:
+    return MediaState(
+        media.index,
+        media.media_type,
+        media.protocol,
+        list(media.formats),
+        [
+            Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
+            for c in media.codecs
+        ],
+    )
+
+
+def ensure_media(mono: Monologue, media_in: InboundMedia) -> MediaState:
+    while len(mono.medias) < media_in.index:
+        mono.medias.append(MediaState(len(mono.medias) + 1, media_in.media_type, media_in.protocol))
+    return mono.medias[media_in.index - 1]
+
+
+def update_media_from_sdp(media: MediaState, media_in: InboundMedia, opts: NgOptions) -> None:
+    media.protocol = media_in.protocol
+    media.formats = list(media_in.formats)
+    media.codecs = list(media_in.codecs)
+    direction = direction_of(media_in)
+    media.send = direction in ("sendrecv", "sendonly")
+    media.recv = direction in ("sendrecv", "recvonly")
+    if media_in.ptime is not None or media.media_type != media_in.media_type:
+        media.ptime = media_in.ptime  # otherwise the party's earlier ptime is remembered
+    media.rejected = media_in.rejected
+    media.rtcp_mux_offered = media_in.rtcp_mux
+    media.mid = media_in.mid
+    media.sdp_address = media_in.connection
+    media.sdp_port = media_in.port
+    media.advertised_rtcp = media_in.rtcp
+    media.media_type = media_in.media_type
+
+
+def is_held(media_in: InboundMedia) -> bool:
+    return media_in.connection in ("0.0.0.0", "::")
+
+
+def direction_of(media_in: InboundMedia) -> str:
+    if is_held(media_in):
+        # old-style hold: rtpengine keeps 0.0.0.0 and announces sendonly
+        return "sendonly" if media_in.direction in ("sendrecv", "sendonly") else "inactive"
+    return media_in.direction
+
+
+def endpoint_of(media_in: InboundMedia, opts: NgOptions) -> Endpoint | None:
+    if media_in.connection is None or media_in.rejected:
+        return None
+    address = media_in.connection
+    if opts.sip_source_address and opts.received_from is not None:
+        address = opts.received_from[1]
+    return Endpoint(address, media_in.port)
+
+
+def unmanaged(media_in: InboundMedia) -> OutboundMedia:
+    return OutboundMedia(
+        media_in.port, None, False, media_in.protocol, None, media_in.direction, None, "", managed=False
+    )
+
+
+def rejected(media_in: InboundMedia, protocol: str) -> OutboundMedia:
+    return OutboundMedia(0, None, False, protocol, None, media_in.direction, None, "")
+
+
+def codec_matches(codec: Codec, spec: str) -> bool:
+    name, _, rest = spec.partition("/")
+    if codec.name.lower() != name.lower():
+        return False
+    if rest:
+        clock = rest.split("/")[0]
+        if clock and clock.isdigit() and int(clock) != codec.clock_rate:
+            return False
+    return True
+
+
+def apply_codec_options(codecs: list[Codec], opts: NgOptions) -> list[Codec]:
+    """rtpengine's codec strip/mask/except/offer without transcoding."""
+    removing = list(opts.codec.strip) + list(opts.codec.mask)
+    keep = list(opts.codec.except_) + list(opts.codec.offer)
+    if not removing and not keep:
+        return list(codecs)
+    strip_all = any(s.lower() in ("all", "full") for s in removing)
+    result: list[Codec] = []
+    for codec in codecs:
+        if not codec.name:
+            result.append(codec)
+            continue
+        stripped = strip_all or any(codec_matches(codec, s) for s in removing)
+        kept = any(codec_matches(codec, s) for s in keep)
+        if not stripped or kept:
+            result.append(codec)
+    if strip_all and keep:
+        # after `strip all`, `offer`/`except` restore the offered codecs in the order given
+        ordered: list[Codec] = []
+        for spec in keep:
+            for codec in result:
+                if codec_matches(codec, spec) and codec not in ordered:
+                    ordered.append(codec)
+        result = ordered
+    if not result:
+        return list(codecs)
+    return result
+
+
+SUPPLEMENTARY_CODECS = {"telephone-event", "cn"}
+
+
+def single_codec(codecs: list[Codec]) -> list[Codec]:
+    """`single-codec`: the first real codec plus the supplementary ones (DTMF, comfort noise)."""
+    result: list[Codec] = []
+    have_main = False
+    for codec in codecs:
+        if codec.name.lower() in SUPPLEMENTARY_CODECS:
+            result.append(codec)
+        elif not have_main:
+            result.append(codec)
+            have_main = True
+    return result
+
+
+def payload_type_flags(codecs: list[Codec], dtmf_blocked: bool) -> bytes | None:
+    """The relay's per-payload-type table: forward what the SDP announced, drop DTMF when blocked."""
+    if not codecs:
+        return None
+    table = bytearray(128)
+    for codec in codecs:
+        if 0 <= codec.payload_type < 128:
+            dtmf = codec.name.lower() == "telephone-event"
+            table[codec.payload_type] = PT_BLOCKED if dtmf and dtmf_blocked else PT_FORWARD
+    return bytes(table)
+
+
+def silence_codecs(media: MediaState) -> SilenceCodecs:
+    return tuple((c.payload_type, c.name, c.clock_rate) for c in media.codecs if c.name)
+
+
+def readvertise(sockets: MediaPorts, media: MediaState) -> None:
+    """New sockets towards a party that already sent its SDP: point them at what it advertised."""
+    if media.sdp_address is None or media.rejected:
+        return
+    endpoint = Endpoint(media.sdp_address, media.sdp_port)
+    if sockets.rtp is not None:
+        sockets.rtp.sdp_peer = endpoint
+    if sockets.rtcp is not None:
+        sockets.rtcp.sdp_peer = media.advertised_rtcp or Endpoint(endpoint.address, endpoint.port + 1)
+
+
+def advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint | None:
+    """Where the party's SDP said its media is (none while on hold: 0.0.0.0), in canonical form."""
+    sockets = call.ports.get((mono.uid, media.index))
+    peer = sockets.rtp.sdp_peer if sockets is not None and sockets.rtp is not None else None
+    if peer is None or peer.is_unspecified:
+        return None
+    try:
+        return Endpoint(str(ipaddress.ip_address(peer.address)), peer.port)
+    except ValueError:
+        return peer

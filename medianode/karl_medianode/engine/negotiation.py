@@ -1,0 +1,206 @@
+"""Offer and answer, one `m=` line at a time: rtpengine 10.5's negotiation of media, codecs, rtcp-mux
+and ports, producing the media sections of the SDP sent on (sans-IO)."""
+
+from __future__ import annotations
+
+from karl_core.ng.options import Ice, NgOptions
+from karl_core.session import Codec, Monologue
+from karl_medianode.engine.calls import Call
+from karl_medianode.engine.media_rules import (
+    advertised_of,
+    apply_codec_options,
+    direction_of,
+    endpoint_of,
+    ensure_media,
+    readvertise,
+    rejected,
+    single_codec,
+    unmanaged,
+    update_media_from_sdp,
+)
+from karl_medianode.engine.rewrite.inbound import InboundSdp
+from karl_medianode.engine.rewrite.outbound import OutboundMedia
+from karl_medianode.engine.streams import MediaPorts
+from karl_medianode.engine.wiring import StreamWiring
+
+MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
+
+
+def negotiate_offer(
+    wiring: StreamWiring,
+    call: Call,
+    offerer: Monologue,
+    answerer: Monologue,
+    inbound: InboundSdp,
+    opts: NgOptions,
+) -> list[OutboundMedia]:
+    out: list[OutboundMedia] = []
+    mux_flags = opts.rtcp_mux
+    for media_in in inbound.medias:
+        a_media = ensure_media(offerer, media_in)
+        b_media = ensure_media(answerer, media_in)
+        previous = advertised_of(call, offerer, a_media)
+        if a_media.media_type != media_in.media_type:
+            # a different kind of media on this m= line (e.g. T.38 re-INVITE): new sockets both sides
+            wiring.close_sockets(call.media_ports(offerer, a_media))
+            wiring.close_sockets(call.media_ports(answerer, b_media))
+            b_media.ptime = None
+            previous = None
+        update_media_from_sdp(a_media, media_in, opts)
+        a_media.flags.discard("ice-trickle")
+        if media_in.ice_trickle:
+            a_media.flags.add("ice-trickle")
+        b_media.media_type = media_in.media_type
+        if not answerer.tag or not b_media.codecs:
+            # until it answers, the other side is expected to mirror the offered direction
+            b_media.send, b_media.recv = a_media.recv, a_media.send
+        wanted = opts.transport_protocol
+        b_media.protocol = wanted if wanted is not None and wanted != "accept" else media_in.protocol
+        if not media_in.is_udp:
+            out.append(unmanaged(media_in))
+            continue
+        if media_in.rejected:
+            b_media.rejected = True
+            out.append(rejected(media_in, b_media.protocol))
+            continue
+        b_media.rejected = False
+        codecs = apply_codec_options(a_media.codecs, opts) if media_in.is_rtp else None
+        a_media.offered_payload_types = [c.payload_type for c in codecs or []]
+        b_media.codecs = [
+            Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
+            for c in (codecs or [])
+        ]
+        mux_to_answerer = media_in.rtcp_mux if not (mux_flags & MUX_OFFERED_TO_ANSWERER) else True
+        if "demux" in mux_flags:
+            mux_to_answerer = False
+        if not media_in.is_rtp:
+            mux_to_answerer = False
+        a_media.flags = {f for f in a_media.flags if not f.startswith("mux-")} | {
+            f"mux-{f}" for f in mux_flags
+        }
+        require = "require" in mux_flags and media_in.is_rtp
+        b_sockets = call.media_ports(answerer, b_media)
+        new_endpoint = endpoint_of(media_in, opts)
+        port_changed = (
+            previous is not None
+            and new_endpoint is not None
+            and not new_endpoint.is_unspecified
+            and previous != new_endpoint
+        )
+        if port_changed and not opts.port_latching and b_sockets.rtp is not None:
+            wiring.close_sockets(b_sockets)
+        wiring.ensure_sockets(call, b_sockets, single=require or b_media.rtcp_mux, rtcp=media_in.is_rtp)
+        a_sockets = call.media_ports(offerer, a_media)
+        # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
+        a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
+        wiring.ensure_sockets(call, a_sockets, single=a_single, rtcp=media_in.is_rtp)
+        wiring.configure_party(a_sockets, a_media, media_in, opts)
+        wiring.wire(call, offerer, a_media, answerer, b_media)
+        port, rtcp_port = advertised_ports(b_sockets, media_in.is_rtp, require or b_media.rtcp_mux)
+        out.append(
+            OutboundMedia(
+                port=port,
+                rtcp_port=rtcp_port,
+                rtcp_mux=media_in.is_rtp and (mux_to_answerer or require or b_media.rtcp_mux),
+                protocol=b_media.protocol,
+                codecs=codecs,
+                direction=direction_of(media_in),
+                ptime=a_media.ptime,
+                connection=wiring.connection_for(opts),
+                mid=media_in.mid,
+            )
+        )
+    return out
+
+
+def negotiate_answer(
+    wiring: StreamWiring,
+    call: Call,
+    offerer: Monologue,
+    answerer: Monologue,
+    inbound: InboundSdp,
+    opts: NgOptions,
+) -> list[OutboundMedia]:
+    out: list[OutboundMedia] = []
+    for media_in in inbound.medias:
+        b_media = ensure_media(answerer, media_in)
+        a_media = ensure_media(offerer, media_in)
+        previous = advertised_of(call, answerer, b_media)
+        update_media_from_sdp(b_media, media_in, opts)
+        new_endpoint = endpoint_of(media_in, opts)
+        if (
+            previous is not None
+            and new_endpoint is not None
+            and not new_endpoint.is_unspecified
+            and previous != new_endpoint
+            and not opts.port_latching
+        ):
+            # the answerer moved (e.g. 200 OK after 183 from elsewhere): new ports towards the offerer
+            wiring.close_sockets(call.media_ports(offerer, a_media))
+        protocol = a_media.protocol
+        if opts.transport_protocol == "accept":
+            protocol = media_in.protocol
+        if not media_in.is_udp:
+            out.append(unmanaged(media_in))
+            continue
+        if media_in.rejected:
+            # the answerer refused this stream: rtpengine gives up its sockets on both sides
+            b_media.rejected = True
+            a_media.rejected = True
+            wiring.close_sockets(call.media_ports(offerer, a_media))
+            wiring.close_sockets(call.media_ports(answerer, b_media))
+            out.append(rejected(media_in, protocol))
+            continue
+        mux_flags = {f[4:] for f in a_media.flags if f.startswith("mux-")}
+        offered_mux = a_media.rtcp_mux_offered
+        b_media.rtcp_mux = media_in.is_rtp and media_in.rtcp_mux
+        if "demux" in mux_flags or "accept" in mux_flags:
+            a_media.rtcp_mux = offered_mux
+        elif "reject" in mux_flags:
+            a_media.rtcp_mux = False
+        else:
+            a_media.rtcp_mux = offered_mux and media_in.rtcp_mux
+        a_media.rtcp_mux = a_media.rtcp_mux and media_in.is_rtp
+        codecs: list[Codec] | None = None
+        if media_in.is_rtp:
+            offered = set(a_media.offered_payload_types)
+            codecs = [c for c in b_media.codecs if c.payload_type in offered]
+            if opts.single_codec:
+                codecs = single_codec(codecs)
+        a_sockets = call.media_ports(offerer, a_media)
+        fresh = a_sockets.rtp is None
+        wiring.ensure_sockets(call, a_sockets, single=False, rtcp=media_in.is_rtp)
+        if fresh:
+            readvertise(a_sockets, a_media)
+        b_sockets = call.media_ports(answerer, b_media)
+        wiring.ensure_sockets(call, b_sockets, single=False, rtcp=media_in.is_rtp)
+        wiring.configure_party(b_sockets, b_media, media_in, opts)
+        wiring.wire(call, offerer, a_media, answerer, b_media)
+        port, rtcp_port = advertised_ports(a_sockets, media_in.is_rtp, a_media.rtcp_mux)
+        out.append(
+            OutboundMedia(
+                port=port,
+                rtcp_port=rtcp_port,
+                rtcp_mux=a_media.rtcp_mux,
+                protocol=protocol,
+                codecs=codecs,
+                direction=direction_of(media_in),
+                ptime=b_media.ptime if b_media.ptime is not None else a_media.ptime,
+                connection=wiring.connection_for(opts),
+                mid=media_in.mid,
+                trickle_remnant="ice-trickle" in a_media.flags and opts.ice is Ice.REMOVE,
+            )
+        )
+    return out
+
+
+def advertised_ports(sockets: MediaPorts, is_rtp: bool, muxed: bool) -> tuple[int, int | None]:
+    """The RTP and RTCP ports the SDP sent on gives for these sockets (no RTCP port for non-RTP
+    media; the RTP port when RTCP is multiplexed)."""
+    assert sockets.rtp is not None
+    port = sockets.rtp.port
+    if not is_rtp:
+        return port, None
+    if muxed:
+        return port, port
+    return port, sockets.rtcp.port if sockets.rtcp is not None else port + 1

@@ -1,0 +1,126 @@
+"""The call's sockets as specs: which ports each party is given, where each socket's party is, where
+what arrives goes, and what is blocked, silenced or buffered (sans-IO; the data plane makes it so)."""
+
+from __future__ import annotations
+
+from karl_core.ng.options import NgOptions
+from karl_core.session import Endpoint, MediaState, Monologue, StreamPolicy
+from karl_medianode.engine.calls import Call
+from karl_medianode.engine.media_rules import endpoint_of, payload_type_flags, silence_codecs
+from karl_medianode.engine.ports import PortPool
+from karl_medianode.engine.rewrite.inbound import InboundMedia
+from karl_medianode.engine.settings import EngineSettings
+from karl_medianode.engine.streams import MediaPorts, StreamSpec
+
+
+class StreamWiring:
+    """Sets up a call's stream specs. `now` and `reserved` belong to the change being applied: the
+    time of its request, and where the ports it reserves are noted (given back if it fails)."""
+
+    def __init__(self, settings: EngineSettings, ports: PortPool) -> None:
+        self.settings = settings
+        self.ports = ports
+        self.now = 0.0
+        self.reserved: list[int] | None = None
+
+    def connection_for(self, opts: NgOptions) -> str:
+        """The address the SDP sent on names for the media."""
+        return opts.media_address or self.settings.advertised_ip
+
+    def ensure_sockets(self, call: Call, sockets: MediaPorts, *, single: bool, rtcp: bool) -> None:
+        if sockets.rtp is not None:
+            return
+        ports = [self.ports.reserve_single()] if single or not rtcp else list(self.ports.reserve_pair())
+        if self.reserved is not None:
+            self.reserved += ports
+        ip = self.settings.media_ip
+        sockets.rtp = StreamSpec(ports[0], ip, call.call_id, None)
+        if len(ports) == 2:
+            sockets.rtcp = StreamSpec(ports[1], ip, call.call_id, None, component=2)
+
+    @staticmethod
+    def close_sockets(sockets: MediaPorts) -> None:
+        """Stop using these sockets (closed when the change commits; kept if it fails)."""
+        sockets.rtp = None
+        sockets.rtcp = None
+
+    def configure_party(
+        self, sockets: MediaPorts, media: MediaState, media_in: InboundMedia, opts: NgOptions
+    ) -> None:
+        """Set the peer addresses and latching behaviour of the sockets that talk to this party."""
+        endpoint = endpoint_of(media_in, opts)
+        rtcp_endpoint: Endpoint | None = None
+        if endpoint is not None:
+            if media_in.rtcp is not None:
+                rtcp_endpoint = Endpoint(
+                    media_in.rtcp.address if not opts.sip_source_address else endpoint.address,
+                    media_in.rtcp.port,
+                )
+            else:
+                rtcp_endpoint = Endpoint(endpoint.address, endpoint.port + 1)
+        now = self.now
+        for stream in sockets.streams():
+            learning = stream.policy.learning if opts.endpoint_learning is None else opts.endpoint_learning
+            stream.policy = StreamPolicy(learning, opts.asymmetric, opts.strict_source, opts.media_handover)
+            stream.signalled = now
+            stream.signals += 1
+        if sockets.rtp is not None:
+            sockets.rtp.sdp_peer = endpoint
+        if sockets.rtcp is not None:
+            sockets.rtcp.sdp_peer = rtcp_endpoint
+        if opts.asymmetric:
+            media.flags.add("asymmetric")
+        if opts.unidirectional:
+            media.flags.add("unidirectional")
+
+    def wire(self, call: Call, a: Monologue, a_media: MediaState, b: Monologue, b_media: MediaState) -> None:
+        a_s = call.media_ports(a, a_media)
+        b_s = call.media_ports(b, b_media)
+        if a_s.rtp is None or b_s.rtp is None:
+            return
+        a_s.rtp.sink = b_s.rtp.port
+        b_s.rtp.sink = a_s.rtp.port
+        a_rtcp_out = a_s.rtp.port if (a_media.rtcp_mux or a_s.rtcp is None) else a_s.rtcp.port
+        b_rtcp_out = b_s.rtp.port if (b_media.rtcp_mux or b_s.rtcp is None) else b_s.rtcp.port
+        a_s.rtp.rtcp_mux = a_media.rtcp_mux
+        b_s.rtp.rtcp_mux = b_media.rtcp_mux
+        a_s.rtp.rtcp_sink = b_rtcp_out
+        b_s.rtp.rtcp_sink = a_rtcp_out
+        if a_s.rtcp is not None:
+            a_s.rtcp.sink = b_rtcp_out
+            a_s.rtcp.rtcp_sink = b_rtcp_out
+        if b_s.rtcp is not None:
+            b_s.rtcp.sink = a_rtcp_out
+            b_s.rtcp.rtcp_sink = a_rtcp_out
+        self.apply_media_state(call, a)
+        self.apply_media_state(call, b)
+
+    def release_monologue(self, call: Call, mono: Monologue) -> None:
+        for (uid, _index), sockets in list(call.ports.items()):
+            if uid == mono.uid:
+                self.close_sockets(sockets)
+                del call.ports[(uid, _index)]
+
+    def apply_media_state(self, call: Call, mono: Monologue) -> None:
+        """Push block/silence state of the call and of this party into its streams (media *from* it)."""
+        state = call.state
+        blocked = state.blocked or mono.blocked or state.deleted_at is not None
+        silenced = state.silenced or mono.silenced
+        dtmf_blocked = state.dtmf_blocked or mono.dtmf_blocked
+        jitter_buffer = self.settings.jitter_buffer is not None
+        for media in mono.medias:
+            sockets = call.ports.get((mono.uid, media.index))
+            if sockets is None:
+                continue
+            clock_rates = tuple((c.payload_type, c.clock_rate) for c in media.codecs)
+            for stream in sockets.streams():
+                stream.blocked = blocked
+                stream.party = mono.tag or None
+                stream.clock_rates = clock_rates
+            if sockets.rtp is not None:
+                sockets.rtp.silence = silence_codecs(media) if silenced else None
+                sockets.rtp.payload_types = (
+                    payload_type_flags(media.codecs, dtmf_blocked) if media.is_rtp else None
+                )
+                # re-offered as other media (T.38): relayed as it is
+                sockets.rtp.jitter_buffer = jitter_buffer and media.is_rtp
