@@ -1908,6 +1908,11 @@ def _kamailio_dicts() -> Iterator[Sequence]:
     )
 
 
+# Parity sequences kept in their own modules (they import the helpers above, hence imported here).
+import ng_sequences_query_flags  # noqa: E402
+import ng_sequences_reoffers  # noqa: E402
+import ng_sequences_statistics_commands  # noqa: E402
+
 SEQUENCES: tuple[Sequence, ...] = tuple(
     s
     for group in (
@@ -1932,6 +1937,9 @@ SEQUENCES: tuple[Sequence, ...] = tuple(
         _errors,
         _raw,
         _kamailio_dicts,
+        ng_sequences_statistics_commands.group,
+        ng_sequences_query_flags.group,
+        ng_sequences_reoffers.group,
     )
     for s in group()
 )

@@ -17,7 +17,7 @@ from karl_medianode.engine import (
     EngineSettings,
     OpenStream,
     PortRange,
-    StreamReading,
+    Reading,
 )
 
 MEDIA_IP = "127.0.0.2"
@@ -30,7 +30,7 @@ class FakeMedia:
 
     def __init__(self, ports: PortRange) -> None:
         self.ports = ports
-        self.open: dict[int, StreamReading] = {}
+        self.open: dict[int, Reading] = {}
         self.effects: list[Effect] = []
 
     def apply(self, effects: Iterable[Effect]) -> None:
@@ -38,7 +38,7 @@ class FakeMedia:
             self.effects.append(effect)
             if isinstance(effect, OpenStream):
                 assert effect.spec.port not in self.open, f"port {effect.spec.port} opened twice"
-                self.open[effect.spec.port] = StreamReading()
+                self.open[effect.spec.port] = Reading()
             elif isinstance(effect, CloseStream):
                 assert effect.port in self.open, f"port {effect.port} closed but never opened"
                 del self.open[effect.port]
@@ -48,7 +48,7 @@ class FakeMedia:
         seen = self.open[port]
         self.open[port] = replace(seen, packets=seen.packets + 1, bytes=seen.bytes + size, last_packet=at)
 
-    def read(self, port: int) -> StreamReading | None:
+    def read(self, port: int) -> Reading | None:
         return self.open.get(port)
 
     def last_packet(self, ports: Iterable[int]) -> float:

@@ -204,3 +204,18 @@ def test_a_tick_with_nothing_due_asks_for_nothing() -> None:
     offer(engine)
     answer(engine)
     assert engine.tick(T0 + 30) == []
+
+
+def test_a_spec_copy_is_equal_and_independent() -> None:
+    from dataclasses import fields
+
+    from karl_core.session import Endpoint
+
+    spec = StreamSpec(20000, "127.0.0.2", "c", "A", 2, Endpoint("127.0.0.1", 5), signals=3, sink=20002)
+    copied = spec.copy()
+    assert copied == spec and copied is not spec
+    assert [getattr(copied, f.name) for f in fields(StreamSpec)] == [
+        getattr(spec, f.name) for f in fields(StreamSpec)
+    ]
+    copied.blocked = True
+    assert not spec.blocked

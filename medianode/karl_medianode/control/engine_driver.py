@@ -37,6 +37,7 @@ from karl_medianode.engine import (
     StreamSpec,
 )
 from karl_medianode.engine.media_view import STREAM_COUNTERS
+from karl_medianode.engine.streams import SilenceCodecs
 from karl_medianode.operations.distribution import Distribution
 from karl_medianode.operations.logs import RateLimitedLogger
 from karl_medianode.quality import QualityTotals
@@ -69,8 +70,8 @@ class EngineDriver:
         switches, a branch deleted, an address learned); `on_call_ended` tells when it is gone."""
         self._on_call_ended = on_call_ended
         self._streams: dict[int, PacketStream] = {}
-        self._applied: dict[int, StreamSpec] = {}
-        """The spec each open stream was last configured from."""
+        self._applied: dict[int, tuple[int, SilenceCodecs | None]] = {}
+        """Per open stream, the signalling count and silence codecs it was last configured with."""
         self._restored: dict[int, PacketStreamState] = {}
         """Opened streams whose stored counters and addresses come in once they are configured."""
         self._sources: dict[str, dict[int, PacketStream]] = {}
@@ -144,12 +145,13 @@ class EngineDriver:
     def _configure(self, spec: StreamSpec) -> None:
         stream = self._streams[spec.port]
         before = self._applied.get(spec.port)
+        signals, silence = before if before is not None else (spec.signals, None)
         policy = spec.policy
         stream.learning = policy.learning
         stream.asymmetric = policy.asymmetric
         stream.strict_source = policy.strict_source
         stream.media_handover = policy.media_handover
-        if before is not None and spec.signals != before.signals:
+        if spec.signals != signals:
             stream.signalled(spec.signalled)  # new signalling: learning starts over
         peer = spec.sdp_peer
         stream.sdp_peer = peer
@@ -159,7 +161,7 @@ class EngineDriver:
         stream.rtcp_mux = spec.rtcp_mux
         stream.blocked = spec.blocked
         stream.payload_types = spec.payload_types
-        if before is None or spec.silence != before.silence:
+        if before is None or spec.silence != silence:
             stream.silence = (
                 None
                 if spec.silence is None
@@ -175,7 +177,7 @@ class EngineDriver:
         restored = self._restored.pop(spec.port, None)
         if restored is not None:
             _carry_on(stream, restored)
-        self._applied[spec.port] = spec
+        self._applied[spec.port] = (spec.signals, spec.silence)
 
     def _jitter_buffer(self, stream: PacketStream, wanted: bool, clock_rates: dict[int, int]) -> None:
         settings = self.engine.settings.jitter_buffer
@@ -200,8 +202,7 @@ class EngineDriver:
     # ------------------------------------------------------------------ MediaView (for the engine)
 
     def read(self, port: int) -> StreamReading | None:
-        stream = self._streams.get(port)
-        return None if stream is None else reading_of(stream)
+        return self._streams.get(port)
 
     def last_packet(self, ports: Iterable[int]) -> float:
         streams = self._streams
@@ -271,25 +272,6 @@ class EngineDriver:
         rtp = self._streams.get(ports.rtp.port) if ports.rtp is not None else None
         rtcp = self._streams.get(ports.rtcp.port) if ports.rtcp is not None else None
         return rtp, rtcp
-
-
-def reading_of(stream: PacketStream) -> StreamReading:
-    last_rtp = stream.last_rtp
-    return StreamReading(
-        endpoint=stream.endpoint,
-        learned=stream.learned,
-        confirmed=stream.confirmed,
-        packets=stream.packets,
-        bytes=stream.bytes,
-        errors=stream.errors,
-        lost=stream.lost,
-        last_packet=stream.last_packet,
-        last_rtp=None
-        if last_rtp is None or stream.last_ssrc is None or stream.last_payload_type is None
-        else (stream.last_payload_type, stream.last_ssrc),
-        last_rtcp_ssrc=stream.last_rtcp_ssrc,
-        counters={name: value for name in STREAM_COUNTERS if (value := getattr(stream, name))},
-    )
 
 
 def _carry_on(stream: PacketStream, saved: PacketStreamState) -> None:

@@ -67,6 +67,7 @@ from typing import Any, Protocol
 
 from karl_core.session import Address, Endpoint, EndpointLearning
 from karl_medianode.clock import CoarseClock
+from karl_medianode.engine.media_view import STREAM_COUNTERS
 from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.packet import rtcp_is_valid
 
@@ -257,6 +258,10 @@ class PacketStream:
     def last_ssrc(self) -> int | None:
         data = self.last_rtp
         return None if data is None else int.from_bytes(data[8:12], "big")
+
+    def stored_counters(self) -> dict[str, int]:
+        """The counters a stored stream keeps besides packets, bytes, errors and lost (non-zero ones)."""
+        return {name: value for name in STREAM_COUNTERS if (value := getattr(self, name))}
 
     def sequence_break(self, data: bytes, seq: int) -> None:
         """Slow path of the sequence check: `seq` is not the number expected, or the last octet of the

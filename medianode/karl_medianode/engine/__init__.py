@@ -13,7 +13,7 @@ from karl_medianode.engine.effects import (
     Outcome,
 )
 from karl_medianode.engine.engine import CallEngine
-from karl_medianode.engine.media_view import MediaView, NoMedia, StreamReading
+from karl_medianode.engine.media_view import MediaView, NoMedia, Reading, StreamReading
 from karl_medianode.engine.ports import PortPool, PortRange, PortsExhausted
 from karl_medianode.engine.settings import (
     JITTER_BUFFER_BOUNDS,
@@ -48,6 +48,7 @@ __all__ = [
     "PortPool",
     "PortRange",
     "PortsExhausted",
+    "Reading",
     "ReplyCheck",
     "StreamReading",
     "StreamSpec",

@@ -26,6 +26,9 @@ from karl_medianode.engine.streams import MediaPorts, StreamSpec
 class CallChange:
     call: Call
     new_call: bool
+    can_fail: bool = True
+    """An offer or answer: the call's state is remembered to be put back. Other changes (delete,
+    block, timers) cannot fail half-way and only need the streams as they were."""
     reserved: list[int] = field(default_factory=list)
     """Ports reserved during the change (given back if it fails)."""
     ended: CallEnded | None = None
@@ -36,15 +39,18 @@ class CallChange:
 
     def __post_init__(self) -> None:
         call = self.call
-        self._state = call.state.clone()
-        self._ports = {key: (mp.rtp, mp.rtcp) for key, mp in call.ports.items()}
         self._before = {port: spec.copy() for port, spec in call.stream_table().items()}
+        if self.can_fail and not self.new_call:  # (a failed first offer just removes the call)
+            self._state = call.state.clone()
+            self._ports = {key: (mp.rtp, mp.rtcp) for key, mp in call.ports.items()}
 
     def restore(self) -> list[int]:
         """Put the call back as it was; returns the ports the change reserved (the caller gives them
         back to the pool)."""
         call = self.call
-        assert self._state is not None
+        assert self.can_fail
+        if self._state is None:
+            return list(self.reserved)
         call.state = self._state
         call.ports = {}
         for key, (rtp, rtcp) in self._ports.items():

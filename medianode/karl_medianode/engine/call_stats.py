@@ -58,8 +58,7 @@ def _stream_dict(
         "flags": flags,
     }
     # the SSRC last received on the socket (Kamailio's per-party MOS variables look it up)
-    last_ssrc = seen.last_rtp[1] if seen.last_rtp is not None else None
-    ssrc = seen.last_rtcp_ssrc if stream.is_rtcp else last_ssrc
+    ssrc = seen.last_rtcp_ssrc if stream.is_rtcp else seen.last_ssrc
     if ssrc is None and stream.is_rtcp and muxed:
         ssrc = muxed_rtcp_ssrc  # RTCP arrived on the RTP socket; rtpengine shows it on the RTCP entry
     if ssrc is not None:

@@ -44,7 +44,7 @@ from karl_medianode.engine.media_rules import (
     advertised_of,
     copy_media_shell,
 )
-from karl_medianode.engine.media_view import MediaView, StreamReading
+from karl_medianode.engine.media_view import MediaView, Reading, StreamReading, dropped
 from karl_medianode.engine.negotiation import negotiate_answer, negotiate_offer
 from karl_medianode.engine.parties import (
     apply_labels,
@@ -243,7 +243,7 @@ class CallEngine:
 
     def _begin(self, call: Call) -> CallChange:
         """A change outside offer/answer (delete, block, timers): it cannot fail half-way."""
-        return self._open(CallChange(call, False))
+        return self._open(CallChange(call, False, can_fail=False))
 
     def _open(self, change: CallChange) -> CallChange:
         self._open_change = change
@@ -388,7 +388,7 @@ class CallEngine:
         self.counters.closed_packets += seen.packets
         self.counters.closed_bytes += seen.bytes
         self.counters.closed_errors += seen.errors
-        self.counters.closed_dropped += seen.dropped
+        self.counters.closed_dropped += dropped(seen)
 
     # ------------------------------------------------------------------ delete / query / list
 
@@ -529,7 +529,7 @@ class CallEngine:
             return seen
         # not opened yet, or a data plane without packets: where packets would go is the SDP's address
         peer = stream.sdp_peer
-        return StreamReading(endpoint=None if peer is None or peer.is_unspecified else peer.as_address())
+        return Reading(endpoint=None if peer is None or peer.is_unspecified else peer.as_address())
 
     def reading(self, stream: StreamSpec) -> StreamReading:
         """What the data plane says about `stream` (for the read side: REST API, metrics)."""
@@ -708,7 +708,7 @@ class CallEngine:
         assert change is not None and change.call is call
         if self.calls.get(call.call_id) is not call:
             return
-        state = self.snapshot(call.call_id)
+        state = self._final_state(call)
         del self.calls[call.call_id]
         self._deadlines.discard(call.call_id)
         summary = call_stats(call, self._reading)
@@ -742,7 +742,14 @@ class CallEngine:
         call = self.calls.get(call_id)
         if call is None:
             return None
-        state = call.state.clone()
+        return self._with_streams(call, call.state.clone())
+
+    def _final_state(self, call: Call) -> CallState:
+        """The state of a call that is being removed, completed like a snapshot (no copy: nothing
+        changes it any more)."""
+        return self._with_streams(call, call.state)
+
+    def _with_streams(self, call: Call, state: CallState) -> CallState:
         state.quality = call.quality.to_dict()
         for mono in state.monologues.values():
             for media in mono.medias:

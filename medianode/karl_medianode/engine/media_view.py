@@ -31,10 +31,57 @@ STREAM_COUNTERS = (
 stream keeps in `counters` and a restored one carries on."""
 
 
+class StreamReading(Protocol):
+    """What the data plane knows of one stream. The media node's `PacketStream` is one (read where
+    it lives, nothing copied); `Reading` is the plain-data one."""
+
+    @property
+    def endpoint(self) -> Address | None:
+        """Where packets to the party go now (learned, else advertised)."""
+        ...
+
+    @property
+    def learned(self) -> Address | None: ...
+
+    @property
+    def confirmed(self) -> bool: ...
+
+    @property
+    def packets(self) -> int: ...
+
+    @property
+    def bytes(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def lost(self) -> int: ...
+
+    @property
+    def last_packet(self) -> float: ...
+
+    @property
+    def last_ssrc(self) -> int | None:
+        """SSRC of the last RTP received."""
+        ...
+
+    @property
+    def last_payload_type(self) -> int | None: ...
+
+    @property
+    def last_rtcp_ssrc(self) -> int | None: ...
+
+    def stored_counters(self) -> dict[str, int]:
+        """The other counters (`STREAM_COUNTERS`), non-zero ones only."""
+        ...
+
+
 @dataclass(frozen=True)
-class StreamReading:
+class Reading:
+    """A `StreamReading` as plain data (a stream nothing arrived on, or a test's)."""
+
     endpoint: Address | None = None
-    """Where packets to the party go now (learned, else advertised)."""
     learned: Address | None = None
     confirmed: bool = False
     packets: int = 0
@@ -42,21 +89,24 @@ class StreamReading:
     errors: int = 0
     lost: int = 0
     last_packet: float = 0.0
-    last_rtp: tuple[int, int] | None = None
-    """Payload type and SSRC of the last RTP received."""
+    last_ssrc: int | None = None
+    last_payload_type: int | None = None
     last_rtcp_ssrc: int | None = None
     counters: Mapping[str, int] = field(default_factory=dict)
-    """The other counters (drops, RTCP, sequence), non-zero ones only."""
 
-    @property
-    def dropped(self) -> int:
-        c = self.counters
-        return (
-            c.get("dropped_blocked", 0)
-            + c.get("dropped_no_destination", 0)
-            + c.get("dropped_source", 0)
-            + c.get("dropped_malformed", 0)
-        )
+    def stored_counters(self) -> dict[str, int]:
+        return {name: value for name, value in self.counters.items() if value}
+
+
+def dropped(seen: StreamReading) -> int:
+    """Datagrams the stream received and did not forward (blocked, nowhere to go, wrong source, bad)."""
+    c = seen.stored_counters()
+    return (
+        c.get("dropped_blocked", 0)
+        + c.get("dropped_no_destination", 0)
+        + c.get("dropped_source", 0)
+        + c.get("dropped_malformed", 0)
+    )
 
 
 class MediaView(Protocol):

@@ -29,8 +29,10 @@ def stream_state(stream: StreamSpec, seen: StreamReading) -> PacketStreamState:
         learned=Endpoint(*seen.learned) if seen.learned is not None else None,
         policy=stream.policy,
         signalled=stream.signalled,
-        counters=dict(seen.counters),
-        last_rtp=seen.last_rtp,
+        counters=seen.stored_counters(),
+        last_rtp=None
+        if seen.last_payload_type is None or seen.last_ssrc is None
+        else (seen.last_payload_type, seen.last_ssrc),
         last_rtcp_ssrc=seen.last_rtcp_ssrc,
     )
 

@@ -22,7 +22,7 @@ SilenceCodecs = tuple[tuple[int, str, int], ...]
 """(payload type, codec name, clock rate) of the codecs whose payloads `silence media` replaces."""
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamSpec:
     port: int
     """The local port: the stream's identity on this node."""
@@ -56,8 +56,26 @@ class StreamSpec:
         return self.component == 2
 
     def copy(self) -> StreamSpec:
-        # every field is immutable: a shallow copy is a full one
-        return StreamSpec(**self.__dict__)
+        # every field is immutable (a policy is replaced, never changed): a shallow copy is a full one
+        return StreamSpec(
+            self.port,
+            self.local_ip,
+            self.call_id,
+            self.party,
+            self.component,
+            self.sdp_peer,
+            self.policy,
+            self.signalled,
+            self.signals,
+            self.sink,
+            self.rtcp_sink,
+            self.rtcp_mux,
+            self.blocked,
+            self.silence,
+            self.payload_types,
+            self.clock_rates,
+            self.jitter_buffer,
+        )
 
 
 @dataclass
