@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from karl_core.ng.commands import Command
@@ -37,7 +38,7 @@ from karl_medianode.engine import (
     StreamSpec,
 )
 from karl_medianode.engine.media_view import STREAM_COUNTERS
-from karl_medianode.engine.streams import SilenceCodecs
+from karl_medianode.engine.streams import SHARED_LIMIT, SilenceCodecs
 from karl_medianode.operations.distribution import Distribution
 from karl_medianode.operations.logs import RateLimitedLogger
 from karl_medianode.quality import QualityTotals
@@ -45,6 +46,17 @@ from karl_medianode.rtp.jitter_buffer import JitterBuffer
 from karl_medianode.rtp.silence import silencer
 
 log = logging.getLogger("karl.engine")
+
+
+@dataclass(slots=True)
+class _CallLinks:
+    """What a call's streams share: the latch callback, which RTP socket each SSRC arrives on, and
+    one RTCP statistics link per party and codec table (RTP and RTCP sockets of a party share it,
+    and with it the party's RTCP read budget)."""
+
+    on_latch: Callable[[], None]
+    sources: dict[int, PacketStream] = field(default_factory=dict)
+    quality: dict[tuple[str | None, tuple[tuple[int, int], ...]], QualityLink] = field(default_factory=dict)
 
 
 class EngineDriver:
@@ -74,8 +86,8 @@ class EngineDriver:
         """Per open stream, the signalling count and silence codecs it was last configured with."""
         self._restored: dict[int, PacketStreamState] = {}
         """Opened streams whose stored counters and addresses come in once they are configured."""
-        self._sources: dict[str, dict[int, PacketStream]] = {}
-        """Per call: which RTP socket each SSRC arrives on (for the RTCP statistics)."""
+        self._per_call: dict[str, _CallLinks] = {}
+        self._rate_maps: dict[tuple[tuple[int, int], ...], dict[int, int]] = {}
         self._quality_log = RateLimitedLogger(log, 30.0)
 
     # ------------------------------------------------------------------ the engine's door
@@ -130,7 +142,7 @@ class EngineDriver:
             if call is not None and self.on_call_changed is not None:
                 self.on_call_changed(call)
         elif isinstance(effect, CallEnded):
-            self._sources.pop(effect.call_id, None)
+            self._per_call.pop(effect.call_id, None)
             if self._on_call_ended is not None:
                 self._on_call_ended(effect)
 
@@ -169,15 +181,35 @@ class EngineDriver:
             )
         call = self.engine.find_call(spec.call_id)
         if call is not None:
-            clock_rates = dict(spec.clock_rates)
-            sources = self._sources.setdefault(spec.call_id, {})
-            stream.quality = QualityLink(call.quality, spec.party, clock_rates, sources, self._quality_failed)
-            stream.on_latch = functools.partial(self._latched, spec.call_id)
+            clock_rates = self._rate_map(spec.clock_rates)
+            links = self._per_call.get(spec.call_id)
+            if links is None:
+                links = self._per_call[spec.call_id] = _CallLinks(
+                    functools.partial(self._latched, spec.call_id)
+                )
+            stream.on_latch = links.on_latch
+            key = (spec.party, spec.clock_rates)
+            quality = links.quality.get(key)
+            if quality is None:
+                quality = QualityLink(
+                    call.quality, spec.party, clock_rates, links.sources, self._quality_failed
+                )
+                links.quality[key] = quality
+            stream.quality = quality
             self._jitter_buffer(stream, spec.jitter_buffer, clock_rates)
         restored = self._restored.pop(spec.port, None)
         if restored is not None:
             _carry_on(stream, restored)
         self._applied[spec.port] = (spec.signals, spec.silence)
+
+    def _rate_map(self, clock_rates: tuple[tuple[int, int], ...]) -> dict[int, int]:
+        """Payload type → clock rate, one dict for all streams with the same table (read-only)."""
+        found = self._rate_maps.get(clock_rates)
+        if found is None:
+            found = dict(clock_rates)
+            if len(self._rate_maps) < SHARED_LIMIT:
+                self._rate_maps[clock_rates] = found
+        return found
 
     def _jitter_buffer(self, stream: PacketStream, wanted: bool, clock_rates: dict[int, int]) -> None:
         settings = self.engine.settings.jitter_buffer
@@ -291,4 +323,3 @@ def _carry_on(stream: PacketStream, saved: PacketStreamState) -> None:
         payload_type, ssrc = saved.last_rtp
         stream.last_rtp = bytes((0x80, payload_type & 0x7F, 0, 0, 0, 0, 0, 0)) + ssrc.to_bytes(4, "big")
     stream.last_rtcp_ssrc = saved.last_rtcp_ssrc
-

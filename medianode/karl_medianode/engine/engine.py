@@ -26,7 +26,6 @@ from karl_core.session import (
     MediaState,
     Monologue,
     PacketStreamState,
-    StreamPolicy,
 )
 from karl_medianode.engine.call_change import CallChange
 from karl_medianode.engine.call_stats import call_stats
@@ -83,7 +82,7 @@ from karl_medianode.engine.stored_streams import (
     restored_for,
     stream_state,
 )
-from karl_medianode.engine.streams import StreamSpec
+from karl_medianode.engine.streams import StreamSpec, policy_for
 from karl_medianode.engine.wiring import StreamWiring
 from karl_medianode.quality import CallQuality, QualityTotals
 
@@ -618,7 +617,7 @@ class CallEngine:
                 mono.tag or None,
                 component=saved.component,
                 sdp_peer=saved.advertised,
-                policy=StreamPolicy(
+                policy=policy_for(
                     saved.policy.learning,
                     saved.policy.asymmetric,
                     saved.policy.strict_source,

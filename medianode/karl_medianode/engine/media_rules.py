@@ -15,7 +15,7 @@ from karl_core.session import (
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.rewrite.inbound import InboundMedia
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
-from karl_medianode.engine.streams import PT_BLOCKED, PT_FORWARD, MediaPorts, SilenceCodecs
+from karl_medianode.engine.streams import PT_BLOCKED, PT_FORWARD, MediaPorts, SilenceCodecs, shared
 
 
 def copy_media_shell(media: MediaState) -> MediaState:
@@ -150,7 +150,7 @@ def payload_type_flags(codecs: list[Codec], dtmf_blocked: bool) -> bytes | None:
         if 0 <= codec.payload_type < 128:
             dtmf = codec.name.lower() == "telephone-event"
             table[codec.payload_type] = PT_BLOCKED if dtmf and dtmf_blocked else PT_FORWARD
-    return bytes(table)
+    return shared(bytes(table))
 
 
 def silence_codecs(media: MediaState) -> SilenceCodecs:

@@ -4,13 +4,13 @@ what arrives goes, and what is blocked, silenced or buffered (sans-IO; the data 
 from __future__ import annotations
 
 from karl_core.ng.options import NgOptions
-from karl_core.session import Endpoint, MediaState, Monologue, StreamPolicy
+from karl_core.session import Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_rules import endpoint_of, payload_type_flags, silence_codecs
 from karl_medianode.engine.ports import PortPool
 from karl_medianode.engine.rewrite.inbound import InboundMedia
 from karl_medianode.engine.settings import EngineSettings
-from karl_medianode.engine.streams import MediaPorts, StreamSpec
+from karl_medianode.engine.streams import MediaPorts, StreamSpec, policy_for, shared
 
 
 class StreamWiring:
@@ -61,7 +61,7 @@ class StreamWiring:
         now = self.now
         for stream in sockets.streams():
             learning = stream.policy.learning if opts.endpoint_learning is None else opts.endpoint_learning
-            stream.policy = StreamPolicy(learning, opts.asymmetric, opts.strict_source, opts.media_handover)
+            stream.policy = policy_for(learning, opts.asymmetric, opts.strict_source, opts.media_handover)
             stream.signalled = now
             stream.signals += 1
         if sockets.rtp is not None:
@@ -112,7 +112,7 @@ class StreamWiring:
             sockets = call.ports.get((mono.uid, media.index))
             if sockets is None:
                 continue
-            clock_rates = tuple((c.payload_type, c.clock_rate) for c in media.codecs)
+            clock_rates = shared(tuple((c.payload_type, c.clock_rate) for c in media.codecs))
             for stream in sockets.streams():
                 stream.blocked = blocked
                 stream.party = mono.tag or None
