@@ -278,8 +278,15 @@ class Normaliser:
 
 
 # Sections of `statistics` whose shape we compare: what monitoring built on `rtpengine-ctl list jsonstats`
-# and the NG `statistics` command reads. Values are never compared (they depend on the server's history).
-STATISTICS_SECTIONS = ("currentstatistics", "totalstatistics", "controlstatistics")
+# and the NG `statistics` command reads. Values are never compared (they depend on the server's history
+# and on timing: per-command durations, and the interval values 10.5 fills when it reports to Graphite).
+STATISTICS_SECTIONS = (
+    "currentstatistics",
+    "totalstatistics",
+    "intervalstatistics",
+    "mos",
+    "controlstatistics",
+)
 
 
 def shape(value: Any) -> Any:

@@ -22,7 +22,7 @@ from karl_core.ng.errors import NgError
 from karl_core.ng.options import parse_options
 from karl_medianode.engine import NOT_SUPPORTED, EngineSettings
 from karl_medianode.node import MediaNode, NodeSettings
-from ng_sequences import SEQUENCES
+from ng_sequences import SEQUENCES, A, B
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -159,8 +159,9 @@ def test_command_table_lists_every_command_once_with_a_known_status() -> None:
 
 @pytest.fixture(scope="module")
 def dispatch_outcomes() -> dict[str, str]:
-    """What a real media node's dispatcher answers to each command for an unknown call:
-    the reply's `result`, or the error text."""
+    """What a real media node's dispatcher answers to each command about an established call (with
+    every option the commands check before acting: a party, a file, a DTMF code, an SDP): the
+    reply's `result`, or the error text."""
 
     async def probe() -> dict[str, str]:
         node = MediaNode(
@@ -169,17 +170,33 @@ def dispatch_outcomes() -> dict[str, str]:
                 ng_port=0,
                 media_ip="127.0.0.1",
                 advertised_ip="127.0.0.1",
-                port_min=40000,  # nothing is allocated: no request here gets as far as media
-                port_max=40001,
+                port_min=40000,
+                port_max=40009,
                 engine=EngineSettings(advertised_ip="127.0.0.1", media_ip="127.0.0.1"),
                 shutdown_grace=0,
             )
         )
         await node.start()
         outcomes: dict[str, str] = {}
+        call = {"call-id": "docs-test-call", "from-tag": "FT"}
         try:
+            for command, body in (
+                (Command.OFFER, {**call, "sdp": A()}),
+                (Command.ANSWER, {**call, "to-tag": "TT", "sdp": B()}),
+            ):
+                reply = node.dispatch(
+                    command, parse_options({"command": command.value, **body}, command), ("127.0.0.1", 9)
+                )
+                assert reply["result"] == "ok", reply
             for command in Command:
-                message = {"command": command.value, "call-id": "docs-test-no-such-call"}
+                message = {
+                    "command": command.value,
+                    **call,
+                    "to-tag": "TT",
+                    "sdp": B(),
+                    "file": "prompt.wav",
+                    "code": 5,
+                }
                 try:
                     reply = node.dispatch(command, parse_options(message, command), ("127.0.0.1", 9))
                     outcomes[command.value] = str(reply.get("result"))

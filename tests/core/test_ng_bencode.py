@@ -18,6 +18,7 @@ from karl_core.ng.bencode import (
     INT64_MIN,
     MAX_DEPTH,
     BencodeError,
+    _encode_into,
     decode,
     decode_ng_dict,
     encode,
@@ -251,6 +252,27 @@ def test_encode_decode_round_trip(value: Any) -> None:
     data = encode(value)
     assert decode(data) == value
     assert encode(decode(data)) == data  # canonical: re-encoding is byte-identical
+
+
+@settings(deadline=None)
+@given(_values)
+def test_key_order_kept_encoding_is_the_general_encoding(value: Any) -> None:
+    """`sort_keys=False` (every NG reply) takes a text fast path for plain ASCII structures; it must
+    give exactly the bytes of the general encoder, and fall back to it for everything else."""
+    general: list[bytes] = []
+    _encode_into(value, general, False, 0)
+    assert encode(value, sort_keys=False) == b"".join(general)
+
+
+def test_key_order_kept_encoding_refuses_what_the_general_one_refuses() -> None:
+    with pytest.raises(TypeError):
+        encode({"a": [1, True]}, sort_keys=False)
+    deep: Any = 1
+    for _ in range(MAX_DEPTH + 2):
+        deep = [deep]
+    with pytest.raises(BencodeError):
+        encode(deep, sort_keys=False)
+    assert encode({"ü": "é"}, sort_keys=False) == "d2:ü2:ée".encode()
 
 
 @settings(max_examples=50, deadline=None)

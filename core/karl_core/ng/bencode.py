@@ -81,9 +81,64 @@ def encode(value: Any, *, sort_keys: bool = True) -> bytes:
     insertion order). Raises `TypeError` for other types, including `bool`, and `BencodeError`
     for strings that cannot be encoded or keys that collide once encoded.
     """
+    if not sort_keys:
+        # NG replies: plain dicts, lists, ints and ASCII strings, built as text in one pass
+        parts: list[str] = []
+        if _encode_text(value, parts, 0):
+            return "".join(parts).encode("ascii")
     out: list[bytes] = []
     _encode_into(value, out, sort_keys, 0)
     return b"".join(out)
+
+
+def _encode_text(value: Any, parts: list[str], depth: int) -> bool:
+    """The fast path of `encode` (key order kept): False as soon as something is not a plain dict,
+    list, int or ASCII string (the general encoder then starts over). An ASCII string's length in
+    characters is its length in bytes."""
+    if depth > MAX_DEPTH:
+        return False
+    append = parts.append
+    kind = type(value)
+    if kind is dict:
+        append("d")
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii():
+                return False
+            append(f"{len(key)}:{key}")
+            item_kind = type(item)
+            if item_kind is str:
+                if not item.isascii():
+                    return False
+                append(f"{len(item)}:{item}")
+            elif item_kind is int:
+                append(f"i{item}e")
+            elif not _encode_text(item, parts, depth + 1):
+                return False
+        append("e")
+        return True
+    if kind is list:
+        append("l")
+        for item in value:
+            item_kind = type(item)
+            if item_kind is str:
+                if not item.isascii():
+                    return False
+                append(f"{len(item)}:{item}")
+            elif item_kind is int:
+                append(f"i{item}e")
+            elif not _encode_text(item, parts, depth + 1):
+                return False
+        append("e")
+        return True
+    if kind is str:
+        if not value.isascii():
+            return False
+        append(f"{len(value)}:{value}")
+        return True
+    if kind is int:
+        append(f"i{value}e")
+        return True
+    return False
 
 
 def _to_bytes(s: str | bytes) -> bytes:

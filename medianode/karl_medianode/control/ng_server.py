@@ -34,6 +34,18 @@ are applied one at a time in arrival order; an awaitable result is answered when
 retransmissions wait for it)."""
 
 
+class ProxyCounters(dict[str, int]):
+    """One proxy's requests by command name, and `error` (its error replies); `micros`: the time
+    spent on its requests per command name, in whole microseconds, as 10.5 sums them per proxy
+    (`statistics` shows both in `controlstatistics`)."""
+
+    __slots__ = ("micros",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.micros: dict[str, int] = {}
+
+
 @dataclass
 class NgCounters:
     """Plain counters of the control plane, read by metrics and `statistics` (the endpoint's own —
@@ -44,7 +56,7 @@ class NgCounters:
     by_command: dict[str, int] = field(default_factory=dict)
     by_result: dict[tuple[str, str], int] = field(default_factory=dict)
     duration_by_command: dict[str, float] = field(default_factory=dict)
-    by_proxy: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_proxy: dict[str, ProxyCounters] = field(default_factory=dict)
     # Histogram of request handling time per command: bucket upper bounds in seconds; counts per range.
     latency_buckets: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
     latency_counts: dict[str, list[int]] = field(default_factory=dict)
@@ -66,8 +78,11 @@ class NgCounters:
                 break
         else:
             counts[-1] += 1  # above the last bound (+Inf); the buckets are per range, not cumulative
-        per_proxy = c.by_proxy.setdefault(proxy, {})
+        per_proxy = c.by_proxy.get(proxy)
+        if per_proxy is None:
+            per_proxy = c.by_proxy[proxy] = ProxyCounters()
         per_proxy[command] = per_proxy.get(command, 0) + 1
+        per_proxy.micros[command] = per_proxy.micros.get(command, 0) + round(elapsed * 1_000_000)
         if result == "error":
             per_proxy["error"] = per_proxy.get("error", 0) + 1
 

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from karl_core.session import Endpoint, MediaState, Monologue
+from karl_core.ng.options import DtmfSecurity, NgOptions
+from karl_core.session import Codec, Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_view import StreamReading
+from karl_medianode.engine.parties import known_party
+from karl_medianode.engine.rewrite.outbound import OutboundMedia
 from karl_medianode.engine.streams import MediaPorts, StreamSpec
 
 ReadStream = Callable[[StreamSpec], StreamReading]
 """What the data plane says about a stream (its counters and learned source)."""
+
+RTPENGINE_PROTOCOLS = {
+    name.lower(): name
+    for name in (
+        "RTP/AVP",
+        "RTP/SAVP",
+        "RTP/AVPF",
+        "RTP/SAVPF",
+        "UDP/TLS/RTP/SAVP",
+        "UDP/TLS/RTP/SAVPF",
+        "udptl",
+    )
+}
+"""The transport protocols 10.5 knows, by their lower-case spelling, as its `query` names them. A media
+of any other protocol (TCP/MSRP, TCP/BFCP, UDP/BFCP, ...) is listed without a `protocol`."""
 
 
 def _endpoint_dict(endpoint: tuple[str, int] | Endpoint | None) -> dict[str, Any]:
@@ -126,6 +144,8 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
         flags.append("rtcp-mux")
     if answerer:
         flags.append("ICE controlling")
+    if TRANSCODING in media.flags:
+        flags.append("transcoding")
     return flags
 
 
@@ -155,7 +175,10 @@ def _media_dict(
         streams.append(_muxed_rtcp_entry(sockets.rtp, rtp_seen, now))
     if not streams and (media.rejected or mono.removed):
         streams = _socketless_streams(media, now)
-    result: dict[str, Any] = {"index": media.index, "type": media.media_type, "protocol": media.protocol}
+    result: dict[str, Any] = {"index": media.index, "type": media.media_type}
+    protocol = RTPENGINE_PROTOCOLS.get(media.protocol.lower())
+    if protocol is not None:
+        result["protocol"] = protocol
     if streams:
         result["streams"] = streams
     result["flags"] = _media_flags(mono, media, answerer)
@@ -221,3 +244,196 @@ def call_stats(call: Call, read: ReadStream, selected: Monologue | None = None) 
         "tags": tags,
         "totals": totals,
     }
+
+
+def tagged_call_stats(
+    call: Call, read: ReadStream, from_tag: str | None, to_tag: str | None
+) -> dict[str, Any]:
+    """`query`, and `delete` with a from-tag: 10.5 lists the party its to-tag names (else its from-tag)
+    and the parties that party hears, every party when neither is given, and none for a tag it does not
+    know (a deleted party's too; also when a `delete` found its party by the via-branch)."""
+    tag = to_tag or from_tag
+    if not tag:
+        return call_stats(call, read)
+    selected = known_party(call.state, tag)
+    stats = call_stats(call, read, selected)
+    if selected is None:
+        stats["tags"] = {}
+    return stats
+
+
+# ---- the `transcoding` media flag ------------------------------------------------------------------
+#
+# Karl never transcodes, but 10.5 shows `transcoding` on a party's media whenever its codec handlers for
+# what that party sends are not all pass-through. It decides that (codec_handlers_update) for the media
+# an offer goes to, for both medias after an answer, and for a party's medias when `block DTMF` or
+# `unblock DTMF` switches a mode that replaces DTMF (DTMF-security silence, tone, random, zero, DTMF); the
+# flag then stays as decided until the next decision. A codec 10.5 can transcode that the other party
+# was not given as it is (same payload type, name, clock rate, channels) is transcoded, to the same codec
+# under the other payload type or to the other party's first codec; in plain calls that is an answer
+# under `single-codec`, which gives the offerer one codec of several the answerer may send. Under a
+# DTMF-replacing block every codec 10.5 can transcode is transcoded.
+
+TRANSCODING = "transcoding"
+"""Media flag: 10.5's `query` shows `transcoding` for this media."""
+CODECS_DIFFER = "transcoding-codecs"
+"""Media flag: the party sends a codec the other party was not given (a decision needs no more)."""
+CODECS_FORCEABLE = "transcoding-forceable"
+"""Media flag: a DTMF-replacing block makes 10.5 transcode what the party sends."""
+DTMF_REPLACED = "dtmf-replaced"
+"""Media flag on every media of a party whose own `block DTMF` replaces DTMF."""
+CALL_DTMF_REPLACED = "call-dtmf-replaced"
+"""Media flag on every media of the call when a call-wide `block DTMF` replaces DTMF."""
+
+TRANSCODABLE = frozenset(
+    {"pcma", "pcmu", "g723", "g722", "g729", "g729a", "speex", "gsm", "opus", "telephone-event", "cn"}
+)
+"""The audio codecs 10.5 (Debian 12 package) encodes and decodes (`rtpengine --codecs`)."""
+SUPPLEMENTAL = frozenset({"telephone-event", "cn"})
+DTMF_REPLACING = frozenset(
+    {DtmfSecurity.SILENCE, DtmfSecurity.TONE, DtmfSecurity.RANDOM, DtmfSecurity.ZERO, DtmfSecurity.DTMF}
+)
+
+
+def _transcodable(codec: Codec, media_type: str) -> bool:
+    return media_type == "audio" and codec.name.lower() in TRANSCODABLE
+
+
+def _same_codec(a: Codec, b: Codec) -> bool:
+    return (
+        a.name.lower() == b.name.lower()
+        and a.clock_rate == b.clock_rate
+        and (a.channels or 1) == (b.channels or 1)
+    )
+
+
+def transcodes(receiver: Sequence[Codec], sink: Sequence[Codec], media_type: str, forced: bool) -> bool:
+    """Whether 10.5 transcodes anything a party sends with the codecs `receiver` to a party given `sink`
+    (codec_handlers_update for plain RTP): `forced` by a DTMF-replacing block."""
+    first = next(
+        (c for c in sink if _transcodable(c, media_type) and c.name.lower() not in SUPPLEMENTAL), None
+    )
+    for codec in receiver:
+        if not _transcodable(codec, media_type):
+            continue  # passed through as it is
+        target = next(
+            (c for c in sink if c.payload_type == codec.payload_type and _same_codec(codec, c)), None
+        )
+        if target is None:
+            target = next((c for c in sink if _same_codec(codec, c)), first)
+        if target is None:
+            continue  # nothing to transcode to: passed through
+        if target.payload_type != codec.payload_type or not _same_codec(codec, target):
+            return True
+        if forced and codec.name.lower() not in SUPPLEMENTAL:
+            return True
+    return False
+
+
+def dtmf_replaced(call: Call, mono: Monologue) -> bool:
+    """Whether DTMF from this party is blocked in a mode that replaces it (the call's block first)."""
+    if call.state.dtmf_blocked:
+        return _marked(call.state.monologues.values(), CALL_DTMF_REPLACED)
+    return mono.dtmf_blocked and _marked([mono], DTMF_REPLACED)
+
+
+def _marked(monos: Iterable[Monologue], flag: str) -> bool:
+    return any(flag in media.flags for mono in monos for media in mono.medias)
+
+
+def _mark(monos: Iterable[Monologue], flag: str, on: bool) -> None:
+    for mono in monos:
+        for media in mono.medias:
+            if on:
+                media.flags.add(flag)
+            else:
+                media.flags.discard(flag)
+
+
+def _judge(
+    call: Call, mono: Monologue, media: MediaState, receiver: Sequence[Codec], sink: Sequence[Codec]
+) -> None:
+    """10.5's decision for what `mono` sends on `media`, with its codec store and the other party's."""
+    _weigh(media, receiver, sink)
+    _decide(call, mono, media)
+
+
+def _weigh(media: MediaState, receiver: Sequence[Codec], sink: Sequence[Codec]) -> None:
+    """Note what a decision would find with these codec stores (a block or unblock decides later)."""
+    rtp = media.is_rtp and not media.rejected
+    differ = rtp and transcodes(receiver, sink, media.media_type, forced=False)
+    forceable = rtp and transcodes(receiver, sink, media.media_type, forced=True)
+    for flag, on in ((CODECS_DIFFER, differ), (CODECS_FORCEABLE, forceable)):
+        if on:
+            media.flags.add(flag)
+        else:
+            media.flags.discard(flag)
+
+
+def _decide(call: Call, mono: Monologue, media: MediaState) -> None:
+    forced = dtmf_replaced(call, mono) and CODECS_FORCEABLE in media.flags
+    if CODECS_DIFFER in media.flags or forced:
+        media.flags.add(TRANSCODING)
+    else:
+        media.flags.discard(TRANSCODING)
+
+
+def note_offer(call: Call, offerer: Monologue, answerer: Monologue, count: int) -> None:
+    """After an offer of `count` media: 10.5 decides for the party the offer goes to, which may send what
+    it was offered (all of which the offerer has); the offerer's flag stays as it was."""
+    for a_media, b_media in zip(offerer.medias[:count], answerer.medias[:count], strict=False):
+        offered = set(a_media.offered_payload_types)
+        store = [c for c in b_media.codecs if c.payload_type in offered]
+        _judge(call, answerer, b_media, store, a_media.codecs)
+        _weigh(a_media, [c for c in a_media.codecs if c.payload_type in offered], store)
+
+
+def note_answer(
+    call: Call, offerer: Monologue, answerer: Monologue, medias_out: Sequence[OutboundMedia]
+) -> None:
+    """After an answer: 10.5 decides for both parties. The answerer may send any codec of its store (what
+    it was offered and kept in its answer); the offerer was given `medias_out` (e.g. one codec of them
+    under `single-codec`) and sends only those."""
+    for a_media, b_media, out in zip(offerer.medias, answerer.medias, medias_out, strict=False):
+        given = list(out.codecs or [])
+        kept = set(a_media.offered_payload_types)
+        store = [c for c in b_media.codecs if c.payload_type in kept]
+        _judge(call, answerer, b_media, store, given)
+        _judge(call, offerer, a_media, given, store)
+
+
+def note_dtmf_block(call: Call, target: Monologue | None, block: bool, opts: NgOptions) -> None:
+    """After `block DTMF` / `unblock DTMF` (`target` None: call-wide) switched the blocks: 10.5 decides
+    again for a party whose DTMF-replacing block starts or ends (call-wide: for every party), with the
+    codec stores as they are. A plain block (drop) leaves the flags as they were."""
+    state = call.state
+    replacing = block and opts.dtmf_security in DTMF_REPLACING
+    decide: list[Monologue] = []
+    if target is not None:
+        was = _marked([target], DTMF_REPLACED)
+        _mark([target], DTMF_REPLACED, replacing)
+        if replacing or (not block and was):
+            decide.append(target)
+    else:
+        monos = list(state.monologues.values())
+        was = _marked(monos, CALL_DTMF_REPLACED)
+        _mark(monos, CALL_DTMF_REPLACED, replacing)
+        if replacing:
+            decide = monos
+        elif not block:
+            for mono in monos:
+                party_was = opts.all and _marked([mono], DTMF_REPLACED)
+                if opts.all:
+                    _mark([mono], DTMF_REPLACED, False)
+                if party_was or was:
+                    decide.append(mono)
+    for mono in decide:
+        if mono.removed or not _hears_anyone(state.monologues.values(), mono):
+            continue
+        for media in mono.medias:
+            _decide(call, mono, media)
+
+
+def _hears_anyone(monos: Iterable[Monologue], mono: Monologue) -> bool:
+    """Whether anyone receives what `mono` sends (10.5 decides per party that hears it)."""
+    return mono.partner is not None or any(mono.uid in other.former_partners for other in monos)

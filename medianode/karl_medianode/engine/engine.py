@@ -28,7 +28,13 @@ from karl_core.session import (
     PacketStreamState,
 )
 from karl_medianode.engine.call_change import CallChange
-from karl_medianode.engine.call_stats import call_stats
+from karl_medianode.engine.call_stats import (
+    call_stats,
+    note_answer,
+    note_dtmf_block,
+    note_offer,
+    tagged_call_stats,
+)
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.deadlines import Deadlines
 from karl_medianode.engine.effects import (
@@ -42,12 +48,15 @@ from karl_medianode.engine.effects import (
 from karl_medianode.engine.media_rules import (
     advertised_of,
     copy_media_shell,
+    unmanaged_sockets,
 )
 from karl_medianode.engine.media_view import MediaView, Reading, StreamReading, dropped
 from karl_medianode.engine.negotiation import negotiate_answer, negotiate_offer
 from karl_medianode.engine.parties import (
     apply_labels,
+    branch_answering,
     links_left_without,
+    mirror_directions,
     pair,
     partner_for_offer,
     select_for_delete,
@@ -161,8 +170,46 @@ class CallEngine:
             return self.block_media(opts, block=command is Command.SILENCE_MEDIA, silence=True)
         if command in (Command.BLOCK_DTMF, Command.UNBLOCK_DTMF):
             return self.block_media(opts, block=command is Command.BLOCK_DTMF, dtmf=True)
-        if not opts.call_id:
+        # The commands Karl does not implement yet: first every check 10.5 makes before it would act
+        # (keys, the call, the party, option values), with its texts; a request that would get as far
+        # as acting is refused, and nothing changes.
+        check_required(opts)
+        if opts.call_id is None:
             raise NgError(E.NO_CALL_ID)
+        call = self.calls.get(opts.call_id)
+        playing = command in (Command.PLAY_MEDIA, Command.STOP_MEDIA, Command.PLAY_DTMF)
+        if command is Command.PUBLISH:
+            assert opts.sdp is not None
+            self._read(opts.sdp)  # 10.5 creates the call: no lookup, only the SDP checks of an offer
+        elif call is None:
+            recording = command in (Command.START_RECORDING, Command.STOP_RECORDING)
+            raise NgError(E.UNKNOWN_CALL_ID if recording else E.UNKNOWN_CALL_ID_UPPER)
+        elif command in (Command.SUBSCRIBE_ANSWER, Command.UNSUBSCRIBE):
+            if opts.to_tag is None:
+                raise NgError(E.NO_TO_TAG)
+            if command is Command.SUBSCRIBE_ANSWER:
+                if not opts.sdp:
+                    raise NgError(E.NO_SDP)
+                if call.state.by_tag(opts.to_tag) is None:
+                    raise NgError(E.TO_TAG_NOT_FOUND)
+                self._read(opts.sdp)
+        elif command is Command.SUBSCRIBE_REQUEST:
+            # the party as for `block media`, else any of `from-tags`
+            chosen = opts.all or self._select_participant(call, opts) is not None
+            if not chosen and not any(call.state.by_tag(tag) for tag in opts.from_tags):
+                raise NgError(E.NO_MONOLOGUES_MATCHED)
+        elif command in (Command.START_FORWARDING, Command.STOP_FORWARDING) or playing:
+            party = self._select_participant(call, opts)  # as for `block media`
+            if playing and party is None and not opts.all:
+                raise NgError(E.NO_PARTICIPANT)
+            if command is Command.PLAY_MEDIA and not (opts.file or opts.blob or (opts.db_id or 0) > 0):
+                raise NgError(E.NO_MEDIA_FILE)
+            if command is Command.PLAY_DTMF:
+                # 10.5 keeps the digit in a C char (-1 when absent): a code 0-15 or one of its characters
+                digit = opts.digit
+                byte = 0xFF if digit is None else (ord(digit) if isinstance(digit, str) else digit) & 0xFF
+                if byte > 15 and chr(byte) not in "0123456789*#ABCD":
+                    raise NgError(E.CODE_OUT_OF_RANGE)
         raise NgError(f"{NOT_SUPPORTED}: {command.value}")
 
     # ------------------------------------------------------------------ offer / answer
@@ -298,6 +345,9 @@ class CallEngine:
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
         medias_out = negotiate_offer(self.wiring, call, offerer, answerer, inbound, opts)
+        unmanaged_sockets(self.wiring, call, offerer, answerer, inbound, opts, answer=False)
+        mirror_directions(offerer, answerer, len(inbound.medias))
+        note_offer(call, offerer, answerer, len(inbound.medias))
         return self._sdp_reply(offerer, inbound, medias_out, opts)
 
     def _answer(self, call: Call, inbound: InboundSdp, opts: NgOptions) -> dict[str, Any]:
@@ -311,6 +361,10 @@ class CallEngine:
             raise NgError(E.INVALID_DIALOGUE)
         answerer = state.by_tag(opts.to_tag)
         if answerer is None:
+            answerer = branch_answering(state, offerer, opts)
+            if answerer is not None:
+                answerer.tag = opts.to_tag  # 10.5 renames the party of a known via-branch
+        if answerer is None:
             partner = state.partner_of(offerer)
             if partner is not None and not partner.tag:
                 answerer = partner
@@ -320,7 +374,6 @@ class CallEngine:
                 answerer = state.new_monologue(now, opts.to_tag)
                 answerer.answerer = True
                 if partner is not None:
-                    answerer.via_branch = partner.via_branch
                     answerer.medias = [copy_media_shell(m) for m in partner.medias]
                     self.wiring.release_monologue(call, offerer)
         pair(offerer, answerer, state)
@@ -331,6 +384,9 @@ class CallEngine:
             raise NgError(E.SDP_REWRITE_ERROR)
         state.answered = True
         medias_out = negotiate_answer(self.wiring, call, offerer, answerer, inbound, opts)
+        unmanaged_sockets(self.wiring, call, answerer, offerer, inbound, opts, answer=True)
+        mirror_directions(answerer, offerer, len(inbound.medias))
+        note_answer(call, offerer, answerer, medias_out)
         return self._sdp_reply(answerer, inbound, medias_out, opts)
 
     def _sdp_reply(
@@ -396,7 +452,7 @@ class CallEngine:
             raise NgError(E.NO_CALL_ID)
         call = self.calls.get(opts.call_id)
         selected: Monologue | None = None
-        if call is not None and (opts.from_tag or opts.to_tag or opts.via_branch):
+        if call is not None and opts.from_tag:  # (10.5: without a from-tag the whole call goes)
             selected = select_for_delete(call.state, opts)
             if selected is None:
                 call = None
@@ -407,7 +463,7 @@ class CallEngine:
         delay = self.settings.delete_delay if opts.delete_delay is None else float(opts.delete_delay)
         reply: dict[str, Any] = {"result": "ok"}
         if opts.from_tag:
-            reply.update(call_stats(call, self._reading, selected))
+            reply.update(tagged_call_stats(call, self._reading, opts.from_tag, opts.to_tag))
         now = self._now
         change = self._begin(call)
         if selected is not None and links_left_without(call.state, selected):
@@ -445,15 +501,7 @@ class CallEngine:
         call = self.calls.get(opts.call_id)
         if call is None:
             raise NgError(E.UNKNOWN_CALL_ID)
-        selected: Monologue | None = None
-        tag = opts.to_tag or opts.from_tag
-        if tag:
-            selected = call.state.by_tag(tag)
-            if selected is None:
-                stats = call_stats(call, self._reading)
-                stats["tags"] = {}
-                return {"result": "ok", **stats}
-        return {"result": "ok", **call_stats(call, self._reading, selected)}
+        return {"result": "ok", **tagged_call_stats(call, self._reading, opts.from_tag, opts.to_tag)}
 
     def call_summary(self, call: Call) -> dict[str, Any]:
         """`query`'s layout of a whole call (the REST API and CDRs show it)."""
@@ -488,6 +536,8 @@ class CallEngine:
             if opts.set_label:
                 target.label = opts.set_label
             setattr(target, kind, block)
+        if dtmf:
+            note_dtmf_block(call, target, block, opts)
         for mono in call.state.monologues.values():
             self.wiring.apply_media_state(call, mono)
         self._commit(change)

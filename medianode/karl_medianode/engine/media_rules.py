@@ -4,6 +4,7 @@ rtpengine 10.5's rules as plain functions (sans-IO)."""
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from karl_core.ng.options import NgOptions
 from karl_core.session import (
@@ -13,9 +14,12 @@ from karl_core.session import (
     Monologue,
 )
 from karl_medianode.engine.calls import Call
-from karl_medianode.engine.rewrite.inbound import InboundMedia
+from karl_medianode.engine.rewrite.inbound import InboundMedia, InboundSdp
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
 from karl_medianode.engine.streams import PT_BLOCKED, PT_FORWARD, MediaPorts, SilenceCodecs, shared
+
+if TYPE_CHECKING:  # (wiring uses these rules)
+    from karl_medianode.engine.wiring import StreamWiring
 
 
 def copy_media_shell(media: MediaState) -> MediaState:
@@ -45,10 +49,9 @@ def update_media_from_sdp(media: MediaState, media_in: InboundMedia, opts: NgOpt
     media.send = direction in ("sendrecv", "sendonly")
     media.recv = direction in ("sendrecv", "recvonly")
     if media_in.ptime is not None or media.media_type != media_in.media_type:
-        media.ptime = media_in.ptime  # otherwise the party's earlier ptime is remembered
+        media.ptime = media_in.ptime  # otherwise the earlier ptime of the media is remembered
     media.rejected = media_in.rejected
     media.rtcp_mux_offered = media_in.rtcp_mux
-    media.mid = media_in.mid
     media.sdp_address = media_in.connection
     media.sdp_port = media_in.port
     media.advertised_rtcp = media_in.rtcp
@@ -141,6 +144,30 @@ def single_codec(codecs: list[Codec]) -> list[Codec]:
     return result
 
 
+CODEC_OFFERER = "codec-offerer"
+"""Media flag of the party that made the last offer on this media: rtpengine's codec stores of both
+parties then hold what its offer and the answer to it left."""
+
+
+def codec_store_before_offer(sender: MediaState, receiver: MediaState) -> list[Codec]:
+    """rtpengine's codec store of the party an offer goes to, as the last offer and answer left it:
+    the answerer's codecs that were offered (and kept by the answer), in the answerer's order (an
+    offer not answered yet: what was offered)."""
+    if CODEC_OFFERER in receiver.flags:
+        kept = set(receiver.offered_payload_types)
+        return [c for c in sender.codecs if c.payload_type in kept]
+    kept = set(sender.offered_payload_types)
+    return [c for c in receiver.codecs if c.payload_type in kept]
+
+
+def reuse_codecs(store: list[Codec], codecs: list[Codec]) -> list[Codec]:
+    """`reuse-codecs`: the codecs a party already has keep their order and parameters, codecs no longer
+    listed go, new ones are added at the end (rtpengine's codec_store_populate_reuse)."""
+    listed = {c.payload_type for c in codecs}
+    known = {c.payload_type for c in store}
+    return [c for c in store if c.payload_type in listed] + [c for c in codecs if c.payload_type not in known]
+
+
 def payload_type_flags(codecs: list[Codec], dtmf_blocked: bool) -> bytes | None:
     """The relay's per-payload-type table: forward what the SDP announced, drop DTMF when blocked."""
     if not codecs:
@@ -178,3 +205,46 @@ def advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint | 
         return Endpoint(str(ipaddress.ip_address(peer.address)), peer.port)
     except ValueError:
         return peer
+
+
+def unmanaged_sockets(
+    wiring: StreamWiring,
+    call: Call,
+    sender: Monologue,
+    receiver: Monologue,
+    inbound: InboundSdp,
+    opts: NgOptions,
+    *,
+    answer: bool,
+) -> None:
+    """Media Karl passes on untouched (not over UDP: MSRP, BFCP or RTP over TCP...): 10.5 still gives
+    both parties a pair of ports for it, as for RTP, and lists them in `query` and `delete` (nothing
+    useful can arrive there). Ports towards the party the SDP goes to come first, as for RTP; an answer
+    refusing the media gives them up on both sides."""
+    for media_in in inbound.medias:
+        if media_in.is_udp or media_in.index > min(len(sender.medias), len(receiver.medias)):
+            continue
+        sent, received = sender.medias[media_in.index - 1], receiver.medias[media_in.index - 1]
+        if media_in.rejected:
+            if answer:
+                sent.rejected = received.rejected = True
+                wiring.close_sockets(call.media_ports(sender, sent))
+                wiring.close_sockets(call.media_ports(receiver, received))
+            continue
+        own = call.media_ports(sender, sent)
+        other = call.media_ports(receiver, received)
+        previous = advertised_of(call, sender, sent)
+        now = endpoint_of(media_in, opts)
+        moved = previous is not None and now is not None and not now.is_unspecified and previous != now
+        if moved and not opts.port_latching:
+            wiring.close_sockets(other)  # the party moved: new ports towards the other one
+        fresh = other.rtp is None
+        wiring.ensure_sockets(call, other, single=False, rtcp=True)
+        if fresh and answer:
+            readvertise(other, received)
+        wiring.ensure_sockets(call, own, single=False, rtcp=True)
+        wiring.configure_party(own, sent, media_in, opts)
+        if answer:
+            wiring.wire(call, receiver, received, sender, sent)
+        else:
+            wiring.wire(call, sender, sent, receiver, received)

@@ -4,21 +4,24 @@ and ports, producing the media sections of the SDP sent on (sans-IO)."""
 from __future__ import annotations
 
 from karl_core.ng.options import Ice, NgOptions
-from karl_core.session import Codec, Monologue
+from karl_core.session import Codec, MediaState, Monologue
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_rules import (
+    CODEC_OFFERER,
     advertised_of,
     apply_codec_options,
+    codec_store_before_offer,
     direction_of,
     endpoint_of,
     ensure_media,
     readvertise,
     rejected,
+    reuse_codecs,
     single_codec,
     unmanaged,
     update_media_from_sdp,
 )
-from karl_medianode.engine.rewrite.inbound import InboundSdp
+from karl_medianode.engine.rewrite.inbound import InboundMedia, InboundSdp
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
 from karl_medianode.engine.streams import MediaPorts
 from karl_medianode.engine.wiring import StreamWiring
@@ -46,7 +49,12 @@ def negotiate_offer(
             wiring.close_sockets(call.media_ports(answerer, b_media))
             b_media.ptime = None
             previous = None
+        store = codec_store_before_offer(a_media, b_media) if opts.reuse_codecs else None
         update_media_from_sdp(a_media, media_in, opts)
+        share_ptime(media_in, b_media)
+        update_mids(a_media, b_media, media_in, opts.generate_mid)
+        a_media.flags.add(CODEC_OFFERER)
+        b_media.flags.discard(CODEC_OFFERER)
         a_media.flags.discard("ice-trickle")
         if media_in.ice_trickle:
             a_media.flags.add("ice-trickle")
@@ -57,14 +65,15 @@ def negotiate_offer(
         wanted = opts.transport_protocol
         b_media.protocol = wanted if wanted is not None and wanted != "accept" else media_in.protocol
         if not media_in.is_udp:
-            out.append(unmanaged(media_in))
+            out.append(with_mid(unmanaged(media_in), b_media))
             continue
         if media_in.rejected:
             b_media.rejected = True
-            out.append(rejected(media_in, b_media.protocol))
+            out.append(with_mid(rejected(media_in, b_media.protocol), b_media))
             continue
         b_media.rejected = False
-        codecs = apply_codec_options(a_media.codecs, opts) if media_in.is_rtp else None
+        offered = a_media.codecs if store is None else reuse_codecs(store, a_media.codecs)
+        codecs = apply_codec_options(offered, opts) if media_in.is_rtp else None
         a_media.offered_payload_types = [c.payload_type for c in codecs or []]
         b_media.codecs = [
             Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
@@ -105,9 +114,9 @@ def negotiate_offer(
                 protocol=b_media.protocol,
                 codecs=codecs,
                 direction=direction_of(media_in),
-                ptime=a_media.ptime,
+                ptime=b_media.ptime,
                 connection=wiring.connection_for(opts),
-                mid=media_in.mid,
+                mid=b_media.mid,
             )
         )
     return out
@@ -126,7 +135,11 @@ def negotiate_answer(
         b_media = ensure_media(answerer, media_in)
         a_media = ensure_media(offerer, media_in)
         previous = advertised_of(call, answerer, b_media)
+        # rtpengine's codec store of the answerer: what it was offered (or kept by an earlier answer)
+        offered = set(a_media.offered_payload_types)
+        store = [c for c in b_media.codecs if c.payload_type in offered]
         update_media_from_sdp(b_media, media_in, opts)
+        share_ptime(media_in, a_media)
         new_endpoint = endpoint_of(media_in, opts)
         if (
             previous is not None
@@ -141,7 +154,7 @@ def negotiate_answer(
         if opts.transport_protocol == "accept":
             protocol = media_in.protocol
         if not media_in.is_udp:
-            out.append(unmanaged(media_in))
+            out.append(with_mid(unmanaged(media_in), a_media))
             continue
         if media_in.rejected:
             # the answerer refused this stream: rtpengine gives up its sockets on both sides
@@ -149,7 +162,7 @@ def negotiate_answer(
             a_media.rejected = True
             wiring.close_sockets(call.media_ports(offerer, a_media))
             wiring.close_sockets(call.media_ports(answerer, b_media))
-            out.append(rejected(media_in, protocol))
+            out.append(with_mid(rejected(media_in, protocol), a_media))
             continue
         mux_flags = {f[4:] for f in a_media.flags if f.startswith("mux-")}
         offered_mux = a_media.rtcp_mux_offered
@@ -163,8 +176,7 @@ def negotiate_answer(
         a_media.rtcp_mux = a_media.rtcp_mux and media_in.is_rtp
         codecs: list[Codec] | None = None
         if media_in.is_rtp:
-            offered = set(a_media.offered_payload_types)
-            codecs = [c for c in b_media.codecs if c.payload_type in offered]
+            codecs = answered_codecs(b_media, a_media, store, media_in, opts.reuse_codecs)
             if opts.single_codec:
                 codecs = single_codec(codecs)
         a_sockets = call.media_ports(offerer, a_media)
@@ -185,13 +197,55 @@ def negotiate_answer(
                 protocol=protocol,
                 codecs=codecs,
                 direction=direction_of(media_in),
-                ptime=b_media.ptime if b_media.ptime is not None else a_media.ptime,
+                ptime=a_media.ptime,
                 connection=wiring.connection_for(opts),
-                mid=media_in.mid,
+                mid=a_media.mid,
                 trickle_remnant="ice-trickle" in a_media.flags and opts.ice is Ice.REMOVE,
             )
         )
     return out
+
+
+def share_ptime(media_in: InboundMedia, other: MediaState) -> None:
+    """An `a=ptime` sets the packet time of the media for both parties (the sender's own media takes it
+    in `update_media_from_sdp`): the SDPs sent on repeat the last one either party gave."""
+    if media_in.ptime is not None:
+        other.ptime = media_in.ptime
+
+
+def update_mids(sender: MediaState, receiver: MediaState, media_in: InboundMedia, generate: bool) -> None:
+    """rtpengine's media IDs (`a=mid`) in an offer: the sender's follows its SDP (kept when the SDP has
+    none); the receiver's is set once, copied from the sender's or, with `generate-mid`, the media's
+    number. Answers change neither; each SDP sent on carries the receiver's."""
+    if media_in.mid is not None:
+        sender.mid = media_in.mid
+    if receiver.mid is None:
+        receiver.mid = sender.mid if sender.mid is not None or not generate else str(media_in.index)
+
+
+def with_mid(out: OutboundMedia, receiver: MediaState) -> OutboundMedia:
+    out.mid = receiver.mid
+    return out
+
+
+def answered_codecs(
+    answerer: MediaState, offerer: MediaState, store: list[Codec], media_in: InboundMedia, reuse: bool
+) -> list[Codec]:
+    """The codecs an answer keeps: those of the answerer's codec store (what it was offered) it lists,
+    in its own order, or with `reuse-codecs` in the store's order and with the store's parameters.
+    They are the store from now on (a later answer, e.g. 200 OK after 183, keeps no others)."""
+    if reuse:
+        listed = {c.payload_type for c in media_in.codecs}
+        kept = [c for c in store if c.payload_type in listed]
+        known = {c.payload_type for c in kept}
+        # the answerer's media keeps every codec its SDP listed (the relay's payload types)
+        answerer.codecs = kept + [c for c in media_in.codecs if c.payload_type not in known]
+    else:
+        stored = {c.payload_type for c in store}
+        kept = [c for c in media_in.codecs if c.payload_type in stored]
+    if kept:  # (nothing in common: rtpengine would transcode; Karl keeps what was offered)
+        offerer.offered_payload_types = [c.payload_type for c in kept]
+    return kept
 
 
 def advertised_ports(sockets: MediaPorts, is_rtp: bool, muxed: bool) -> tuple[int, int | None]:

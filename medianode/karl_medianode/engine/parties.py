@@ -77,14 +77,54 @@ def apply_labels(mono: Monologue, opts: NgOptions, answering: bool = False) -> N
 
 
 def select_for_delete(state: CallState, opts: NgOptions) -> Monologue | None:
-    if opts.to_tag:
-        found = state.by_tag(opts.to_tag)
+    """The party a `delete` with a from-tag is about (10.5's call_delete_branch): the one its to-tag names,
+    else its from-tag; without a to-tag, first the one its via-branch was noted for. A tag it does not
+    know: the via-branch's party, or the from-tag's party still waiting for its first answer. None:
+    nothing matches (parties deleted already are unknown)."""
+    if not opts.to_tag:
+        found = _branch_party(state, opts.via_branch)
         if found is not None:
             return found
-    if opts.via_branch:
-        for mono in state.monologues.values():
-            if mono.via_branch == opts.via_branch:
-                return mono
-    if opts.from_tag:
-        return state.by_tag(opts.from_tag)
+    found = known_party(state, opts.to_tag or opts.from_tag)
+    if found is not None:
+        return found
+    found = _branch_party(state, opts.via_branch)
+    if found is not None:
+        return found
+    mono = known_party(state, opts.from_tag) if opts.to_tag else None
+    if mono is not None and not mono.former_partners:
+        partner = state.partner_of(mono)
+        if partner is not None and not partner.tag:
+            return mono
     return None
+
+
+def known_party(state: CallState, tag: str | None) -> Monologue | None:
+    """The party with this tag, unless it was deleted (10.5 forgets the tags of deleted parties)."""
+    mono = state.by_tag(tag) if tag else None
+    return mono if mono is not None and not mono.removed else None
+
+
+def _branch_party(state: CallState, via_branch: str | None) -> Monologue | None:
+    """The party 10.5 last noted this via-branch for (that party's offers carried it)."""
+    found = None
+    if via_branch:
+        for mono in state.monologues.values():
+            if mono.via_branch == via_branch and not mono.removed:
+                found = mono
+    return found
+
+
+def mirror_directions(sender: Monologue, recipient: Monologue, count: int) -> None:
+    """10.5 keeps one direction per pair of medias: each SDP (offer or answer) sets its sender's medias
+    from what it says (a zero address: not receiving) and those of the party it goes to as their mirror
+    image, until the next SDP of either. `count`: the SDP's media."""
+    for sent, received in zip(sender.medias[:count], recipient.medias[:count], strict=False):
+        received.send, received.recv = sent.recv, sent.send
+
+
+def branch_answering(state: CallState, offerer: Monologue, opts: NgOptions) -> Monologue | None:
+    """The party an answer with an unknown to-tag comes from when its via-branch is known: 10.5 takes the
+    party it last noted that branch for (a party that answered with another tag is renamed)."""
+    found = _branch_party(state, opts.via_branch)
+    return None if found is offerer else found

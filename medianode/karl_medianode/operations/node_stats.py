@@ -9,8 +9,8 @@ from typing import Any
 from karl_core.ng.commands import Command
 from karl_medianode.engine import CallEngine
 
-# rtpengine's short names of the per-proxy control counters, in its order.
-_PROXY_COUNTERS: list[tuple[str, Command | None]] = [
+# rtpengine's short names of the per-proxy control counters, in its order (that of its commands).
+_PROXY_COUNTERS: list[tuple[str, Command]] = [
     ("ping", Command.PING),
     ("offer", Command.OFFER),
     ("answer", Command.ANSWER),
@@ -66,10 +66,36 @@ def relayed_totals(engine: CallEngine) -> tuple[int, int, int]:
     return packets, octets, errors
 
 
+def _seconds(micros: int) -> str:
+    """A total time the way 10.5 prints its `timeval` sums: seconds, a dot, six digits of µs."""
+    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
+def interval_statistics() -> dict[str, Any]:
+    """10.5's `intervalstatistics`: what it last reported to Graphite (per command: minimum, maximum
+    and average processing delay, then minimum, maximum and average requests per second). 10.5 fills
+    them only when it sends to a Graphite server (`--graphite`); Karl has no Graphite output, so, like
+    10.5 without one, every value is zero."""
+    commands = [command.value for _, command in _PROXY_COUNTERS]
+    interval: dict[str, Any] = {
+        "totalcallsduration": _seconds(0),
+        "minmanagedsessions": 0,
+        "maxmanagedsessions": 0,
+    }
+    for name in commands:
+        for kind in ("min", "max", "avg"):
+            interval[f"{kind}{name}delay"] = _seconds(0)
+    for name in commands:
+        for kind in ("min", "max", "avg"):
+            interval[f"{kind}{name}requestrate"] = "0"
+    return interval
+
+
 def statistics(
     engine: CallEngine, by_proxy: Mapping[str, Mapping[str, int]], uptime: float
 ) -> dict[str, Any]:
-    """`by_proxy`: per proxy address, requests by command name and `error` (`NgCounters.by_proxy`)."""
+    """`by_proxy`: per proxy address, requests by command name and `error` (`NgCounters.by_proxy`);
+    a proxy's mapping may carry `micros`, the time spent per command name in µs (`ProxyCounters`)."""
     c = engine.counters
     packets, octets, errors = relayed_totals(engine)
     avg = c.total_call_seconds / c.ended_calls if c.ended_calls else 0.0
@@ -121,10 +147,11 @@ def statistics(
     totals: dict[str, int] = {}
     for proxy, counts in by_proxy.items():
         entry: dict[str, Any] = {"proxy": proxy}
+        micros: Mapping[str, int] = getattr(counts, "micros", {})
         for short, command in _PROXY_COUNTERS:
-            n = counts.get(command.value, 0) if command is not None else 0
+            n = counts.get(command.value, 0)
             entry[f"{short}count"] = n
-            entry[f"{short}duration"] = "0.000000"
+            entry[f"{short}duration"] = _seconds(micros.get(command.value, 0))
             totals[f"total{short}count"] = totals.get(f"total{short}count", 0) + n
         entry["errorcount"] = counts.get("error", 0)
         proxies.append(entry)
@@ -134,7 +161,7 @@ def statistics(
     return {
         "currentstatistics": current,
         "totalstatistics": total,
-        "intervalstatistics": {"totalcallsduration": "0.000000"},
+        "intervalstatistics": interval_statistics(),
         "mos": _mos(engine),
         "controlstatistics": control,
         "interfaces": [],

@@ -42,7 +42,6 @@ _MEDIA_DROPPED = {
     "rtcp",
     "rtcp-mux",
     "mid",
-    "ptime",
     *DIRECTIONS,
 }
 _CODEC_ATTRIBUTES = {"rtpmap", "fmtp", "rtcp-fb"}
@@ -118,6 +117,9 @@ def _kept_media_line(line_kind: str, value: str, out: OutboundMedia, ctx: Sessio
         return True
     if name == "rtcp" and sep and _rtcp_address_unreadable(rest):
         return True  # rtpengine treats such a line as an unknown attribute and leaves it in place
+    if name == "ptime":
+        # replaced when the media has a packet time (probed: `a=ptime:0` stays in place without one)
+        return out.ptime is None
     if name in _MEDIA_DROPPED:
         return False
     if name == "extmap" and ctx.strip_extmap:
@@ -238,11 +240,16 @@ def _write_media(
     session_c_replaced: bool,
 ) -> list[str]:
     m_line = lines[0]
+    mid = [] if out.mid is None else [f"a=mid:{out.mid}{CRLF}"]
     if not out.managed:
         result = [f"m={m_line.value}{m_line.eol or CRLF}"]
         if session_c_replaced and not media.has_own_connection and inbound.session_connection:
             # rtpengine keeps the original address for media it does not handle (and ends it with LF)
             result.append(f"c={address_tokens(inbound.session_connection)}\n")
+            result.extend(mid)
+        else:
+            # rtpengine writes its a=mid where its copy of the text stands: before this m= line (probed)
+            result[:0] = mid
         result.extend(f"{ln.kind}={ln.value}{ln.eol or CRLF}" for ln in lines[1:])
         return result
     parsed: MediaLine | None = MediaLine.parse(m_line.value)
@@ -258,7 +265,7 @@ def _write_media(
     m_value = m_line.value if parsed is None else parsed.render()
     result = [f"m={m_value}{m_line.eol or CRLF}"]
     if out.port == 0:
-        return result
+        return result + mid
     for line in lines[1:]:
         if line.kind == "c":
             current = line.value.split()[2] if len(line.value.split()) >= 3 else None
@@ -270,8 +277,7 @@ def _write_media(
         if _kept_media_line(line.kind, line.value, out, ctx):
             result.append(f"{line.kind}={line.value}{line.eol or CRLF}")
     generated: list[str] = []
-    if out.mid is not None:
-        generated.append(f"a=mid:{out.mid}")
+    result.extend(mid)
     if out.codecs is not None:
         generated.extend(_codec_block(out.codecs))
     if not ctx.original_sendrecv:
@@ -283,7 +289,7 @@ def _write_media(
             generated.append(f"a=rtcp:{out.rtcp_port}")
     if out.rtcp_mux:
         generated.append("a=rtcp-mux")
-    if out.ptime is not None:
+    if out.ptime is not None and "RTP/" in out.protocol:
         generated.append(f"a=ptime:{out.ptime}")
     if out.trickle_remnant:
         generated.append("a=ice-options:trickle")
