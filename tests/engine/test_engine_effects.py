@@ -124,7 +124,7 @@ def test_delete_blocks_then_the_delay_closes_everything_and_reports_the_end() ->
     assert kinds(effects) == ["CloseStream"] * 4 + ["CallEnded"]
     ended = effects[-1]
     assert isinstance(ended, CallEnded) and (ended.reason, ended.ended) == ("deleted", T0 + 10)
-    assert ended.state is not None and ended.summary["tags"]
+    assert ended.state is not None and len(ended.state.monologues) == 2
     assert engine.ports.taken == set()
     in_sync(engine)
 

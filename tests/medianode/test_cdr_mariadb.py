@@ -63,7 +63,7 @@ def finished_call(n: int) -> CallEnded:
             )
         ]
         mono.medias = [media]
-    return CallEnded(state.call_id, "deleted", start, start + 30.0, {}, state)
+    return CallEnded(state.call_id, "deleted", start, start + 30.0, state)
 
 
 def table_rows(server: MariaDbServer, database: str) -> list[tuple[Any, ...]]:

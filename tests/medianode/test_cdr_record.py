@@ -76,7 +76,7 @@ def two_party_call(call_id: str = "call-1@example.org") -> CallEnded:
     b.medias = [_media(5000, 30002, 40, learned=None)]
     b.medias[0].codecs = [Codec(8, "PCMA", 8000)]
     a.medias[0].streams[0].lost = 3
-    return CallEnded(call_id, "deleted", START, START + 12.5, {}, state, _quality())
+    return CallEnded(call_id, "deleted", START, START + 12.5, state, _quality())
 
 
 def _quality() -> dict[str, object]:

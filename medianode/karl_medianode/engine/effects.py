@@ -50,14 +50,13 @@ class CallEnded:
 
     `reason`: deleted, timeout, silent timeout, final timeout, offer timeout or shutdown (a failed
     offer/answer ends no call: it is rolled back). `ended` is when the call ended for its parties
-    (the delete request, not the end of the delete delay). `summary` is the `query` layout; `state`
-    the full session."""
+    (the delete request, not the end of the delete delay). `state` is the full session, with each
+    stream's final counters."""
 
     call_id: str
     reason: str
     created: float
     ended: float
-    summary: dict[str, Any] = field(default_factory=dict)
     state: CallState | None = None
     quality: dict[str, Any] = field(default_factory=dict)
     """`CallQuality.summary()`: what the parties' RTCP reports said."""

@@ -760,7 +760,6 @@ class CallEngine:
         state = self._final_state(call)
         del self.calls[call.call_id]
         self._deadlines.discard(call.call_id)
-        summary = call_stats(call, self._reading)
         lost = sum(self._reading(stream).lost for stream in call.all_streams())
         call.ports.clear()
         now = self._now
@@ -783,7 +782,7 @@ class CallEngine:
                 "mos": min(mos) if mos else None,
             },
         )
-        change.ended = CallEnded(call.call_id, reason, call.state.created, ended, summary, state, quality)
+        change.ended = CallEnded(call.call_id, reason, call.state.created, ended, state, quality)
 
     def snapshot(self, call_id: str) -> CallState | None:
         """A copy of the call's state with its sockets' current addresses, policy and counters, ready
