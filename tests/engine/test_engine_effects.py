@@ -39,6 +39,10 @@ def in_sync(engine: Engine) -> None:
     for port, spec in specs.items():
         assert configured[port] == spec, f"port {port}: the data plane was not told its latest setup"
     assert engine.ports.taken == set(specs), "every reserved port is open, every open port reserved"
+    for call in engine.core.all_calls():
+        own = {spec.port for spec in call.all_streams()}
+        for spec in call.all_streams():
+            assert {spec.sink, spec.rtcp_sink} - {None} <= own, f"{spec} forwards out of its call"
 
 
 def offer(engine: Engine, now: float = T0, call_id: str = "c", port: int = 40000, **extra: object) -> Outcome:
@@ -149,6 +153,19 @@ def test_a_second_fork_answering_moves_the_offerer_to_new_ports() -> None:
     closed = {e.port for e in outcome.effects if isinstance(e, CloseStream)}
     opened = {e.spec.port for e in outcome.effects if isinstance(e, OpenStream)}
     assert closed and opened and not closed & opened
+    in_sync(engine)
+
+
+def test_a_fork_that_lost_forwards_nowhere_not_into_the_call_that_gets_its_old_port() -> None:
+    engine = Engine(port_min=20000, port_max=20013)
+    offer(engine, call_id="c1")
+    answer(engine, call_id="c1", tag="B1")
+    answer(engine, call_id="c1", tag="B2", port=40020)  # the caller moves to new ports towards B2
+    offer(engine, call_id="c2")
+    offer(engine, call_id="c3")  # may get the ports B1's streams used to send to
+    body = {"call-id": "c1", "from-tag": "B1"}
+    outcome = engine.core.handle(Command.UNBLOCK_MEDIA, request(Command.UNBLOCK_MEDIA, **body), T0 + 1)
+    engine.media.apply(outcome.effects)
     in_sync(engine)
 
 

@@ -74,3 +74,25 @@ def test_final_timeout_and_hold_use_their_own_limits() -> None:
     assert "held" in core.calls
     engine.tick(T0 + 300.0)
     assert core.calls == {} and core.counters.final_timeout_sessions == 1
+
+
+def test_a_failing_timer_of_one_call_does_not_stop_the_others() -> None:
+    engine = Engine(timeout=60.0, offer_timeout=30.0)
+    core = engine.core
+    engine.call("broken", T0, answered=False)
+    engine.call("fine", T0, answered=False)
+    check = core._check_timers
+
+    def failing(call: Call, now: float) -> None:
+        if call.call_id == "broken":
+            raise RuntimeError("a bug")
+        check(call, now)
+
+    core._check_timers = failing  # type: ignore[method-assign]
+    effects = engine.tick(T0 + 30.0)
+    assert [e.call_id for e in effects if isinstance(e, CallEnded)] == ["fine"]
+    assert set(core.calls) == {"broken"} and core.next_deadline() == T0 + 31.0
+    core._check_timers = check  # type: ignore[method-assign]
+    engine.do(Command.QUERY, T0 + 30.5, **{"call-id": "broken"})  # the engine still serves requests
+    engine.tick(T0 + 31.0)
+    assert core.calls == {}

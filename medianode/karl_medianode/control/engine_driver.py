@@ -147,7 +147,12 @@ class EngineDriver:
                 self._on_call_ended(effect)
 
     def _open(self, spec: StreamSpec, restored: PacketStreamState | None) -> None:
-        stream = self.relay.open_stream(self.ports.take(spec.port), spec.local_ip)
+        sock = self.ports.take(spec.port)
+        try:
+            stream = self.relay.open_stream(sock, spec.local_ip)
+        except BaseException:
+            self.ports.release(sock)
+            raise
         stream.is_rtcp = spec.is_rtcp
         stream.last_signal = spec.signalled
         self._streams[spec.port] = stream

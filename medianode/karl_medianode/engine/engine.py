@@ -99,6 +99,9 @@ log = logging.getLogger("karl.engine")
 
 _T = TypeVar("_T")
 
+TIMER_RETRY = 1.0
+"""Seconds until the timers of a call are checked again after the check failed."""
+
 
 class CallEngine:
     def __init__(self, settings: EngineSettings, ports: PortPool, media: MediaView) -> None:
@@ -305,12 +308,14 @@ class CallEngine:
         """The change is complete: tell the data plane (and the store) what it amounts to.
         `persist` None: tell the store only if streams changed (a timer that found nothing due)."""
         self._close()
+        call = change.call
+        if self.calls.get(call.call_id) is call:
+            _forget_gone_sinks(call)
         effects = change.effects()
         for effect in effects:
             if isinstance(effect, CloseStream):
                 self._count_closed(effect.port)
         self._effects += effects
-        call = change.call
         if self.calls.get(call.call_id) is call:
             self._schedule(call)
             if persist or (persist is None and effects):
@@ -697,8 +702,15 @@ class CallEngine:
             call = self.calls.get(call_id)
             if call is not None:
                 change = self._begin(call)
-                self._check_timers(call, now)
+                failed = False
+                try:
+                    self._check_timers(call, now)
+                except Exception:  # a bug of ours: the other calls' timers still run
+                    failed = True
+                    log.exception("timers of call %s failed", call_id, extra={"call_id": call_id})
                 self._commit(change, persist=None)  # (gives a call still there its next deadline)
+                if failed and self.calls.get(call_id) is call:
+                    self._deadlines.set(call_id, now + TIMER_RETRY)  # not due again in this run
         return self.take_effects()
 
     def _schedule(self, call: Call) -> None:
@@ -835,50 +847,12 @@ class CallEngine:
 # ---------------------------------------------------------------------- helpers
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+def _forget_gone_sinks(call: Call) -> None:
+    """A stream whose sink was closed (a fork that lost, a deleted branch) forwards nowhere, as
+    before: its sink port may go to another call next."""
+    ports = {stream.port for stream in call.all_streams()}
+    for stream in call.all_streams():
+        if stream.sink is not None and stream.sink not in ports:
+            stream.sink = None
+        if stream.rtcp_sink is not None and stream.rtcp_sink not in ports:
+            stream.rtcp_sink = None
