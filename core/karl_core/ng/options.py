@@ -406,7 +406,7 @@ def _is_one_byte(s: str) -> bool:
     return c < 0x80 or 0xDC80 <= c <= 0xDCFF  # ASCII, or one raw byte kept by surrogateescape
 
 
-_PROTOCOLS = {
+TRANSPORT_PROTOCOLS: dict[str, str] = {
     name.lower(): name
     for name in (
         "RTP/AVP",
@@ -418,6 +418,8 @@ _PROTOCOLS = {
         "udptl",
     )
 }
+"""The transport protocols rtpengine 10.5 knows by name (lower case → its spelling): what
+`transport-protocol` accepts and what `query` names."""
 
 
 def _is_ip_address(s: str) -> bool:
@@ -823,7 +825,7 @@ def _on_transport_protocol(acc: _Acc, key: str, value: Any) -> None:
         acc.s["transport_protocol"] = "accept"
         return
     # 10.5 assigns the lookup result, so an unknown protocol clears an earlier one.
-    protocol = _PROTOCOLS.get(value.lower()) if isinstance(value, str) and value.isascii() else None
+    protocol = TRANSPORT_PROTOCOLS.get(value.lower()) if isinstance(value, str) and value.isascii() else None
     if protocol is None:
         acc.ignore(key, value)
     acc.s["transport_protocol"] = protocol

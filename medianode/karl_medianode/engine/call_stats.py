@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from karl_core.ng.options import DtmfSecurity, NgOptions
+from karl_core.ng.options import TRANSPORT_PROTOCOLS, DtmfSecurity, NgOptions
 from karl_core.session import Codec, Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_view import StreamReading
@@ -16,18 +16,6 @@ from karl_medianode.engine.streams import MediaPorts, StreamSpec
 ReadStream = Callable[[StreamSpec], StreamReading]
 """What the data plane says about a stream (its counters and learned source)."""
 
-RTPENGINE_PROTOCOLS = {
-    name.lower(): name
-    for name in (
-        "RTP/AVP",
-        "RTP/SAVP",
-        "RTP/AVPF",
-        "RTP/SAVPF",
-        "UDP/TLS/RTP/SAVP",
-        "UDP/TLS/RTP/SAVPF",
-        "udptl",
-    )
-}
 """The transport protocols 10.5 knows, by their lower-case spelling, as its `query` names them. A media
 of any other protocol (TCP/MSRP, TCP/BFCP, UDP/BFCP, ...) is listed without a `protocol`."""
 
@@ -176,7 +164,7 @@ def _media_dict(
     if not streams and (media.rejected or mono.removed):
         streams = _socketless_streams(media, now)
     result: dict[str, Any] = {"index": media.index, "type": media.media_type}
-    protocol = RTPENGINE_PROTOCOLS.get(media.protocol.lower())
+    protocol = TRANSPORT_PROTOCOLS.get(media.protocol.lower())
     if protocol is not None:
         result["protocol"] = protocol
     if streams:
