@@ -243,7 +243,7 @@ class _CpuMeter:
         """CPU seconds of the proxy and its core's softirq thread so far."""
         if self.where.proxy_pid is None:
             return None
-        total = procstat.process_cpu_s(self.where.proxy_pid)
+        total: float = procstat.process_cpu_s(self.where.proxy_pid)
         if self.proxy_softirqd is not None:
             total += procstat.process_cpu_s(self.proxy_softirqd)
         return total

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ class Launch:
     realtime_priority: int
     media_ip: str
     ng_host: str = "127.0.0.1"
+    state_root: Path | None = None
+    """Karl keeps its calls in a fresh directory below this one (`KARL_STATE_DIR`, the file call
+    store: every change written before its reply); None: in memory only."""
 
 
 @dataclass
@@ -132,6 +136,9 @@ def karl_env(launch: Launch, ports: ProxyPorts, tree: Path | None = None) -> dic
         "KARL_METRICS_PORT": str(metrics),
         "KARL_LOG_LEVEL": "warning",
     }
+    if launch.state_root is not None:
+        launch.state_root.mkdir(parents=True, exist_ok=True)
+        env["KARL_STATE_DIR"] = tempfile.mkdtemp(prefix=f"karl-{ports.ng_port}-", dir=launch.state_root)
     if tree is not None:
         env["PYTHONPATH"] = os.pathsep.join(
             [*(str(tree / d) for d in KARL_SOURCE_DIRS), *filter(None, [env.get("PYTHONPATH")])]

@@ -97,9 +97,10 @@ async def _relay_main(mode: str, packets: int, party_a: tuple[str, int], party_b
             return {"a_packets": naive_a.count}
 
     else:
+        from karl_core.session import EndpointLearning
         from karl_medianode.clock import CoarseClock
         from karl_medianode.dataplane.ports import PortAllocator
-        from karl_medianode.dataplane.relay import EndpointLearning, Relay
+        from karl_medianode.dataplane.relay import Relay
 
         clock = CoarseClock()
         clock.start(loop)

@@ -529,7 +529,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ports, endpoint_ports = plan_ports(plan, args.first_port)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     log_dir = RESULTS_DIR / "logs" / stamp
-    launch = proxies.Launch(core=args.proxy_core, realtime_priority=args.rt, media_ip=args.media_ip)
+    launch = proxies.Launch(
+        core=args.proxy_core,
+        realtime_priority=args.rt,
+        media_ip=args.media_ip,
+        state_root=log_dir / "state" if args.call_store else None,
+    )
     endpoints = bind_endpoints(plan.moderate_calls, args.ip_a, args.ip_b, endpoint_ports)
     setup = Setup(
         plan,
@@ -704,6 +709,11 @@ def main(argv: list[str] | None = None) -> int:
         "alone, which takes seconds per proxy instead of minutes",
     )
     parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
+    parser.add_argument(
+        "--call-store",
+        action="store_true",
+        help="Karl keeps its calls in the file call store (KARL_STATE_DIR, a fresh directory per start)",
+    )
     parser.add_argument("--proxy-core", type=int, default=0)
     parser.add_argument("--generator-core", type=int, default=1)
     parser.add_argument(

@@ -236,3 +236,20 @@ def test_a_spec_copy_is_equal_and_independent() -> None:
     ]
     copied.blocked = True
     assert not spec.blocked
+
+
+def test_the_stored_document_is_the_snapshot_and_leaves_the_live_call_alone() -> None:
+    engine = Engine()
+    offer(engine)
+    answer(engine)
+    engine.media.arrive(next(iter(engine.media.open)), T0 + 2)
+    call = engine.core.find_call("c")
+    assert call is not None
+    before = call.state.clone()
+    snapshot = engine.core.snapshot("c")
+    assert snapshot is not None
+    document = engine.core.state_document("c")
+    assert document == snapshot.to_dict()
+    assert any(media["streams"] for mono in document["monologues"] for media in mono["medias"])
+    assert call.state == before, "serialising must not change the live call"
+    assert engine.core.state_document("no such call") is None

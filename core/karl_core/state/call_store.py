@@ -21,6 +21,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 
@@ -47,6 +48,9 @@ class StoredCall:
     token: OwnerToken
     state: Mapping[str, Any]
     """`CallState.to_dict()`."""
+
+
+_NOT_KEPT: Mapping[str, Any] = MappingProxyType({})
 
 
 class CallStore(Protocol):
@@ -103,6 +107,7 @@ class FileCallStore:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self._held: dict[str, StoredCall] = {}
+        """Version and owner of each call on disk, for fencing (without the state: it is on disk)."""
         self.unreadable: list[tuple[Path, str]] = []
         """Files `load_all` could not read, with why (they are left in place for a human to look at)."""
 
@@ -114,7 +119,6 @@ class FileCallStore:
         refused = _verdict(self._held.get(call_id), version, token)
         if refused is not None:
             return refused
-        record = StoredCall(call_id, version, token, state)
         document = {
             "call_id": call_id,
             "version": version,
@@ -126,7 +130,7 @@ class FileCallStore:
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(document, separators=(",", ":")))
         os.replace(temporary, path)
-        self._held[call_id] = record
+        self._held[call_id] = StoredCall(call_id, version, token, _NOT_KEPT)
         return SaveResult.SAVED
 
     def remove(self, call_id: str, token: OwnerToken) -> SaveResult:
@@ -139,6 +143,7 @@ class FileCallStore:
     def load_all(self) -> list[StoredCall]:
         self._held.clear()
         self.unreadable.clear()
+        records: list[StoredCall] = []
         for path in sorted(self.directory.glob("*.json")):
             try:
                 document = json.loads(path.read_text())
@@ -151,7 +156,8 @@ class FileCallStore:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 self.unreadable.append((path, str(exc)))
                 continue
-            self._held[record.call_id] = record
+            records.append(record)
+            self._held[record.call_id] = StoredCall(record.call_id, record.version, record.token, _NOT_KEPT)
         for leftover in self.directory.glob("*.tmp"):
             leftover.unlink(missing_ok=True)  # a write the process did not finish: the old file stands
-        return list(self._held.values())
+        return records

@@ -67,10 +67,10 @@ class CallPersistence:
         the call then lives on without a saved state until a later write succeeds."""
         version = self._versions.get(call.call_id, 0) + 1
         try:
-            state = self.engine.snapshot(call.call_id)
-            if state is None:
+            document = self.engine.state_document(call.call_id)
+            if document is None:
                 return
-            result = self.store.save(call.call_id, version, self.token, state.to_dict())
+            result = self.store.save(call.call_id, version, self.token, document)
         except Exception as exc:
             self.counters.save_failed += 1
             self._warn("write", exc, "could not keep the state of call %s: %s", call.call_id, exc)

@@ -287,6 +287,9 @@ class EngineDriver:
     def snapshot(self, call_id: str) -> CallState | None:
         return self.engine.snapshot(call_id)
 
+    def state_document(self, call_id: str) -> dict[str, Any] | None:
+        return self.engine.state_document(call_id)
+
     def call_summary(self, call: Call) -> dict[str, Any]:
         return self.engine.call_summary(call)
 

@@ -804,6 +804,21 @@ class CallEngine:
             return None
         return self._with_streams(call, call.state.clone())
 
+    def state_document(self, call_id: str) -> dict[str, Any] | None:
+        """`snapshot(call_id).to_dict()` without copying the call first: what the store writes after
+        every change. The live state is completed for the moment of serialising and put back."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return None
+        state = call.state
+        try:
+            return self._with_streams(call, state).to_dict()
+        finally:
+            state.quality = {}  # kept live in `call.quality`; streams live in the specs
+            for mono in state.monologues.values():
+                for media in mono.medias:
+                    media.streams = []
+
     def _final_state(self, call: Call) -> CallState:
         """The state of a call that is being removed, completed like a snapshot (no copy: nothing
         changes it any more)."""
