@@ -56,3 +56,45 @@ def test_a_socket_the_event_loop_refuses_is_counted_and_its_port_freed() -> None
         assert ports.in_use == 0
 
     run_async(scenario(), timeout=10)
+
+
+def test_a_port_whose_transport_failed_stays_with_its_call_until_the_call_ends() -> None:
+    from karl_core.ng.commands import Command
+    from karl_core.ng.options import parse_options
+    from karl_medianode.control.engine_driver import EngineDriver
+    from karl_medianode.engine import EngineSettings
+    from karl_testkit import sdp
+
+    def request(command: Command, **body: object) -> object:
+        return parse_options({"command": command.value, **body}, command)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        clock = CoarseClock()
+        base = free_port_block(8, MEDIA_IP)
+        ports = PortAllocator(MEDIA_IP, base, base + 7)
+        relay = Relay(loop, clock, ports.release)
+        driver = EngineDriver(EngineSettings(MEDIA_IP, MEDIA_IP), ports, relay, clock)
+        offer = {"call-id": "c1", "from-tag": "A", "sdp": sdp(20000)}
+        driver.handle(Command.OFFER, request(Command.OFFER, **offer))  # type: ignore[arg-type]
+        call = driver.find_call("c1")
+        assert call is not None
+        stream = driver.streams_of(call)[0]
+        await until(lambda: relay._transports.get(stream) is not None, "attached")
+        transport = relay._transports[stream]
+        assert transport is not None
+        transport.abort()
+        await until(lambda: stream.closed, "the stream ended on its own")
+        await asyncio.sleep(0)
+        assert ports.in_use == 4, "the call still names the port: it is not handed out again"
+        other = {"call-id": "c2", "from-tag": "A", "sdp": sdp(20010)}
+        driver.handle(Command.OFFER, request(Command.OFFER, **other))  # type: ignore[arg-type]
+        second = driver.find_call("c2")
+        assert second is not None
+        assert stream.local_port not in {s.port for s in second.all_streams()}
+        for call_id in ("c1", "c2"):
+            gone = {"call-id": call_id, "delete-delay": 0}
+            driver.handle(Command.DELETE, request(Command.DELETE, **gone))  # type: ignore[arg-type]
+        await until(lambda: ports.in_use == 0, "every port free once the calls ended")
+
+    run_async(scenario(), timeout=10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +90,10 @@ class EngineDriver:
         self._per_call: dict[str, _CallLinks] = {}
         self._rate_maps: dict[tuple[tuple[int, int], ...], dict[int, int]] = {}
         self._quality_log = RateLimitedLogger(log, 30.0)
+        self._dead: set[int] = set()
+        """Ports of streams whose transport ended on its own: kept from the pool until the engine
+        closes the stream, so that they cannot go to another call while this one still names them."""
+        relay.on_close = self._socket_done
 
     # ------------------------------------------------------------------ the engine's door
 
@@ -137,6 +142,9 @@ class EngineDriver:
             self._restored.pop(effect.port, None)
             if stream is not None:
                 self.relay.close_stream(stream)
+            if effect.port in self._dead:
+                self._dead.discard(effect.port)
+                self.ports.unreserve(effect.port)
         elif isinstance(effect, CallChanged):
             call = self.engine.find_call(effect.call_id)
             if call is not None and self.on_call_changed is not None:
@@ -228,6 +236,17 @@ class EngineDriver:
             return
         buffer = JitterBuffer(settings.min_delay, settings.max_delay, settings.adaptive)
         stream.jitter = JitterStage(self.relay.loop, stream, buffer, clock_rates, self.jitter_delays.observe)
+
+    def _socket_done(self, sock: socket.socket) -> None:
+        """The relay let go of a socket: its port goes back to the pool, unless the engine still has
+        the stream (its transport ended on its own): then the port waits for the engine's close."""
+        port = self.ports.port_of(sock)
+        if port is not None and port in self._streams:
+            self.ports.close_keeping_port(sock)
+            self._dead.add(port)
+            log.warning("media port %d stopped working; its call keeps it until it ends", port)
+        else:
+            self.ports.release(sock)
 
     def _latched(self, call_id: str) -> None:
         """A stream settled on a party's address: the stored call must learn it."""

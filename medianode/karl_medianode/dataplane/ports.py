@@ -96,6 +96,16 @@ class PortAllocator:
         """That very port, bound (a restored call keeps its ports); PortsExhausted when it cannot be had."""
         return self.take(self.reserve_port(port))
 
+    def port_of(self, sock: socket.socket) -> int | None:
+        """The port of a socket handed out and not yet released."""
+        return self._owned.get(sock)
+
+    def close_keeping_port(self, sock: socket.socket) -> None:
+        """Close `sock` but keep its port taken until `unreserve` (its stream is still counted as open
+        by the engine)."""
+        self._owned.pop(sock, None)
+        sock.close()
+
     def release(self, sock: socket.socket) -> None:
         """Close `sock` and make its port available again. Releasing twice is harmless."""
         port = self._owned.pop(sock, None)

@@ -606,7 +606,8 @@ class Relay:
     ) -> None:
         self.loop = loop
         self.clock = clock
-        self._on_close = on_close
+        self.on_close = on_close
+        """Told each socket the relay no longer uses (after the event loop closed its transport)."""
         # None while the transport is being attached
         self._transports: dict[PacketStream, asyncio.DatagramTransport | None] = {}
         self._not_started: dict[PacketStream, asyncio.Task[None]] = {}
@@ -663,8 +664,8 @@ class Relay:
             self._release(stream)
 
     def _release(self, stream: PacketStream) -> None:
-        if self._on_close is not None and stream.sock is not None:
-            self._on_close(stream.sock)
+        if self.on_close is not None and stream.sock is not None:
+            self.on_close(stream.sock)
 
     def close_stream(self, stream: PacketStream) -> None:
         """Stop relaying on `stream` and give its port back. Closing twice is harmless."""
