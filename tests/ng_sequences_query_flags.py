@@ -315,5 +315,32 @@ def _non_rtp() -> Iterator[Sequence]:
     )
 
 
+_T38_LINES = (
+    "a=T38FaxVersion:0",
+    "a=T38MaxBitRate:14400",
+    "a=T38FaxRateManagement:transferredTCF",
+    "a=T38FaxMaxBuffer:262",
+    "a=T38FaxMaxDatagram:176",
+    "a=T38FaxUdpEC:t38UDPRedundancy",
+)
+
+
+def _udptl() -> list[Sequence]:
+    """T.38 over UDPTL: 10.5 gives it an RTP and an RTCP port like RTP media, and lists both."""
+    t38_a = A(M(port=6004, kind="image", proto="udptl", fmts="t38", lines=_T38_LINES))
+    t38_b = B(M(port=7004, kind="image", proto="udptl", fmts="t38", lines=_T38_LINES))
+    return [
+        seq("udptl_call_ports_in_query", call_setup(t38_a, t38_b), query()),
+        seq(
+            "udptl_reinvite_ports_in_query",
+            call_setup(),
+            offer(t38_a, tt=TT, note="re-INVITE to T.38"),
+            answer(t38_b),
+            query(),
+            delete(ft=FT),
+        ),
+    ]
+
+
 def group() -> list[Sequence]:
-    return [*_directions(), *_transcoding(), *_branches(), *_non_rtp()]
+    return [*_directions(), *_transcoding(), *_branches(), *_non_rtp(), *_udptl()]

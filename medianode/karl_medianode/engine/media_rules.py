@@ -239,10 +239,10 @@ def unmanaged_sockets(
         if moved and not opts.port_latching:
             wiring.close_sockets(other)  # the party moved: new ports towards the other one
         fresh = other.rtp is None
-        wiring.ensure_sockets(call, other, single=False, rtcp=True)
+        wiring.ensure_sockets(call, other, single=False)
         if fresh and answer:
             readvertise(other, received)
-        wiring.ensure_sockets(call, own, single=False, rtcp=True)
+        wiring.ensure_sockets(call, own, single=False)
         wiring.configure_party(own, sent, media_in, opts)
         if answer:
             wiring.wire(call, receiver, received, sender, sent)

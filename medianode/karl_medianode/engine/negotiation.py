@@ -98,11 +98,11 @@ def negotiate_offer(
         )
         if port_changed and not opts.port_latching and b_sockets.rtp is not None:
             wiring.close_sockets(b_sockets)
-        wiring.ensure_sockets(call, b_sockets, single=require or b_media.rtcp_mux, rtcp=media_in.is_rtp)
+        wiring.ensure_sockets(call, b_sockets, single=require or b_media.rtcp_mux)
         a_sockets = call.media_ports(offerer, a_media)
         # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
         a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
-        wiring.ensure_sockets(call, a_sockets, single=a_single, rtcp=media_in.is_rtp)
+        wiring.ensure_sockets(call, a_sockets, single=a_single)
         wiring.configure_party(a_sockets, a_media, media_in, opts)
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(b_sockets, media_in.is_rtp, require or b_media.rtcp_mux)
@@ -181,11 +181,11 @@ def negotiate_answer(
                 codecs = single_codec(codecs)
         a_sockets = call.media_ports(offerer, a_media)
         fresh = a_sockets.rtp is None
-        wiring.ensure_sockets(call, a_sockets, single=False, rtcp=media_in.is_rtp)
+        wiring.ensure_sockets(call, a_sockets, single=False)
         if fresh:
             readvertise(a_sockets, a_media)
         b_sockets = call.media_ports(answerer, b_media)
-        wiring.ensure_sockets(call, b_sockets, single=False, rtcp=media_in.is_rtp)
+        wiring.ensure_sockets(call, b_sockets, single=False)
         wiring.configure_party(b_sockets, b_media, media_in, opts)
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(a_sockets, media_in.is_rtp, a_media.rtcp_mux)

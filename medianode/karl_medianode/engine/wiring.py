@@ -27,10 +27,12 @@ class StreamWiring:
         """The address the SDP sent on names for the media."""
         return opts.media_address or self.settings.advertised_ip
 
-    def ensure_sockets(self, call: Call, sockets: MediaPorts, *, single: bool, rtcp: bool) -> None:
+    def ensure_sockets(self, call: Call, sockets: MediaPorts, *, single: bool) -> None:
+        """Ports towards a party for a media that has none: a pair (RTP and RTCP; UDPTL and other
+        UDP media get one too, as in 10.5), or one port with rtcp-mux."""
         if sockets.rtp is not None:
             return
-        ports = [self.ports.reserve_single()] if single or not rtcp else list(self.ports.reserve_pair())
+        ports = [self.ports.reserve_single()] if single else list(self.ports.reserve_pair())
         if self.reserved is not None:
             self.reserved += ports
         ip = self.settings.media_ip
