@@ -94,7 +94,8 @@ def encode(value: Any, *, sort_keys: bool = True) -> bytes:
 def _encode_text(value: Any, parts: list[str], depth: int) -> bool:
     """The fast path of `encode` (key order kept): False as soon as something is not a plain dict,
     list, int or ASCII string (the general encoder then starts over). An ASCII string's length in
-    characters is its length in bytes."""
+    characters is its length in bytes. Strings and ints inside containers are handled inline, not by
+    recursion: a reply has hundreds of them, and the call each would cost is most of its time."""
     if depth > MAX_DEPTH:
         return False
     append = parts.append

@@ -309,9 +309,6 @@ class EngineDriver:
     def state_document(self, call_id: str) -> dict[str, Any] | None:
         return self.engine.state_document(call_id)
 
-    def call_summary(self, call: Call) -> dict[str, Any]:
-        return self.engine.call_summary(call)
-
     def stream(self, port: int) -> PacketStream | None:
         """The live packet stream on `port` (None: not open)."""
         return self._streams.get(port)

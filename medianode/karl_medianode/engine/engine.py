@@ -29,7 +29,6 @@ from karl_core.session import (
 )
 from karl_medianode.engine.call_change import CallChange
 from karl_medianode.engine.call_stats import (
-    call_stats,
     note_answer,
     note_dtmf_block,
     note_offer,
@@ -468,7 +467,7 @@ class CallEngine:
         delay = self.settings.delete_delay if opts.delete_delay is None else float(opts.delete_delay)
         reply: dict[str, Any] = {"result": "ok"}
         if opts.from_tag:
-            reply.update(tagged_call_stats(call, self._reading, opts.from_tag, opts.to_tag))
+            reply.update(tagged_call_stats(call, self.reading, opts.from_tag, opts.to_tag))
         now = self._now
         change = self._begin(call)
         if selected is not None and links_left_without(call.state, selected):
@@ -506,11 +505,7 @@ class CallEngine:
         call = self.calls.get(opts.call_id)
         if call is None:
             raise NgError(E.UNKNOWN_CALL_ID)
-        return {"result": "ok", **tagged_call_stats(call, self._reading, opts.from_tag, opts.to_tag)}
-
-    def call_summary(self, call: Call) -> dict[str, Any]:
-        """`query`'s layout of a whole call (the REST API and CDRs show it)."""
-        return call_stats(call, self._reading)
+        return {"result": "ok", **tagged_call_stats(call, self.reading, opts.from_tag, opts.to_tag)}
 
     def list_calls(self, limit: int) -> dict[str, Any]:
         if limit < 0:
@@ -577,17 +572,14 @@ class CallEngine:
 
     # ------------------------------------------------------------------ what the data plane saw
 
-    def _reading(self, stream: StreamSpec) -> StreamReading:
+    def reading(self, stream: StreamSpec) -> StreamReading:
+        """What the data plane says about `stream` (also for the read side: statistics)."""
         seen = self.media.read(stream.port)
         if seen is not None:
             return seen
         # not opened yet, or a data plane without packets: where packets would go is the SDP's address
         peer = stream.sdp_peer
         return Reading(endpoint=None if peer is None or peer.is_unspecified else peer.as_address())
-
-    def reading(self, stream: StreamSpec) -> StreamReading:
-        """What the data plane says about `stream` (for the read side: REST API, metrics)."""
-        return self._reading(stream)
 
     # ------------------------------------------------------------------ persistence
 
@@ -772,7 +764,7 @@ class CallEngine:
         state = self._final_state(call)
         del self.calls[call.call_id]
         self._deadlines.discard(call.call_id)
-        lost = sum(self._reading(stream).lost for stream in call.all_streams())
+        lost = sum(self.reading(stream).lost for stream in call.all_streams())
         call.ports.clear()
         now = self._now
         ended = call.ended_at if call.ended_at is not None else now
@@ -832,7 +824,7 @@ class CallEngine:
                 media.streams = (
                     []
                     if sockets is None
-                    else [stream_state(stream, self._reading(stream)) for stream in sockets.streams()]
+                    else [stream_state(stream, self.reading(stream)) for stream in sockets.streams()]
                 )
         return state
 
