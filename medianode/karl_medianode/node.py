@@ -7,17 +7,20 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from karl_core.config import KarlConfig
 from karl_core.ng.commands import Command
+from karl_core.ng.fleet import NODE_WIDE
 from karl_core.ng.options import NgOptions
 from karl_core.state import FileCallStore, OwnerToken
+from karl_core.state.redis_connection import RedisSettings
 from karl_medianode.clock import CoarseClock
 from karl_medianode.control.call_persistence import CallPersistence
 from karl_medianode.control.engine_driver import EngineDriver
+from karl_medianode.control.fleet_member import FleetMember
 from karl_medianode.control.ng_server import NgProtocol
 from karl_medianode.dataplane.ports import PortAllocator
 from karl_medianode.dataplane.relay import Relay
@@ -93,6 +96,8 @@ class MediaNode:
         self.admission: Any = None
         self.http: Any = None
         self.persistence: CallPersistence | None = None
+        # A member of a fleet (KARL_REDIS_ENABLED): lease, call ownership and state in Redis.
+        self.fleet: FleetMember | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -138,7 +143,15 @@ class MediaNode:
         self.clock.start(loop)
         self.relay = Relay(loop, self.clock, self.ports.release)
         self.engine = EngineDriver(s.engine, self.ports, self.relay, self.clock, self._call_ended)
-        if self.config.state.dir:
+        if self.config.database.redis_enabled:
+            if self.config.state.dir:
+                log.warning(
+                    "state.dir (KARL_STATE_DIR) is not used: the fleet keeps calls in Redis",
+                    extra={"event": "state_dir_ignored"},
+                )
+            self.fleet = FleetMember(self, RedisSettings.from_config(self.config.database))
+            await self.fleet.start()
+        elif self.config.state.dir:
             self._take_back_calls(self.config.state.dir)
         ng = self.ng = NgProtocol(self.dispatch, admission=self.admission)
         await loop.create_datagram_endpoint(lambda: ng, sock=ng_sock)
@@ -199,9 +212,10 @@ class MediaNode:
         opts: NgOptions,
         addr: tuple[str, int],
         fits: Callable[[dict[str, Any]], bool] | None = None,
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         """Apply one NG request and return its reply. Synchronous: nothing else happens to any call
-        while it runs, so requests for a call take effect one at a time, in arrival order."""
+        while it runs, so requests for a call take effect one at a time, in arrival order. In a fleet,
+        an awaitable when Redis must be asked or written first (`FleetMember.dispatch`)."""
         engine = self.engine
         assert engine is not None and self.ng is not None
         if command is Command.PING:
@@ -213,6 +227,8 @@ class MediaNode:
                     engine.engine, self.ng.counters.by_proxy, time.time() - self.started
                 ),
             }
+        if self.fleet is not None and command not in NODE_WIDE:
+            return self.fleet.dispatch(command, opts, fits)
         return engine.handle(command, opts, fits)
 
     def request_stop(self) -> None:
@@ -237,6 +253,8 @@ class MediaNode:
             await self.ng.drain(1.0)
             if self.ng.transport is not None:
                 self.ng.transport.close()
+        if self.fleet is not None:
+            await self.fleet.stop()
         for task in self._tasks:
             task.cancel()
         self.clock.stop()

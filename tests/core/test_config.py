@@ -49,6 +49,11 @@ PROMISED_ENV = {
     "KARL_MYSQL_DSN": "database.mysql_dsn",
     "KARL_REDIS_ENABLED": "database.redis_enabled",
     "KARL_REDIS_ADDR": "database.redis_addr",
+    "KARL_REDIS_PASSWORD": "database.redis_password",
+    "KARL_REDIS_SENTINELS": "database.redis_sentinels",
+    "KARL_REDIS_SENTINEL_MASTER": "database.redis_sentinel_master",
+    "KARL_REDIS_PREFIX": "database.redis_prefix",
+    "KARL_REDIS_LEASE_TTL": "database.redis_lease_ttl",
     "KARL_LOG_LEVEL": "log.level",
 }
 PROMISED_SECTIONS = {
@@ -174,7 +179,16 @@ FULL_FILE: dict[str, dict[str, Any]] = {
         "retention_days": 0,
     },
     "webrtc": {"enabled": False, "stun_servers": ["stun:stun.example.org:3478"]},
-    "database": {"mysql_dsn": "", "redis_enabled": False, "redis_addr": "redis://127.0.0.1:6379/0"},
+    "database": {
+        "mysql_dsn": "",
+        "redis_enabled": False,
+        "redis_addr": "redis://127.0.0.1:6379/0",
+        "redis_password": "s3cret",
+        "redis_sentinels": "10.0.0.1:26379,10.0.0.2:26379",
+        "redis_sentinel_master": "karl-main",
+        "redis_prefix": "fleet-a",
+        "redis_lease_ttl": 5,
+    },
     "cdr": {"enabled": False, "path": "/srv/cdr.jsonl", "spool_dir": "/srv/cdr-spool"},
     "security": {
         "api_keys": "read:r1,admin:a1",
@@ -247,6 +261,11 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "KARL_MYSQL_DSN": ("karl:pw@tcp(127.0.0.1:3306)/karl", "karl:pw@tcp(127.0.0.1:3306)/karl"),
     "KARL_REDIS_ENABLED": ("Yes", True),
     "KARL_REDIS_ADDR": ("127.0.0.1:6379", "127.0.0.1:6379"),
+    "KARL_REDIS_PASSWORD": ("pw", "pw"),
+    "KARL_REDIS_SENTINELS": ("s1:26379,s2:26379", "s1:26379,s2:26379"),
+    "KARL_REDIS_SENTINEL_MASTER": ("main", "main"),
+    "KARL_REDIS_PREFIX": ("fleet-b", "fleet-b"),
+    "KARL_REDIS_LEASE_TTL": ("4", 4),
     "KARL_LOG_LEVEL": ("WARN", "warning"),
     "KARL_LOG_FORMAT": ("Text", "text"),
     "KARL_NODE_ID": ("karl-medianode-0", "karl-medianode-0"),
@@ -370,7 +389,15 @@ def test_false_spellings(tmp_path: Path, raw: str) -> None:
         (
             {"KARL_REDIS_ENABLED": "1"},
             "database.redis_addr: must be set (KARL_REDIS_ADDR), e.g. '127.0.0.1:6379', "
-            "when database.redis_enabled is true",
+            "or KARL_REDIS_SENTINELS, when database.redis_enabled is true",
+        ),
+        (
+            {"KARL_REDIS_PREFIX": "a b"},
+            "KARL_REDIS_PREFIX (database.redis_prefix): must be 1 to 64 letters, digits, '.', '_' or '-'",
+        ),
+        (
+            {"KARL_REDIS_SENTINELS": "s1:26379,nope"},
+            "KARL_REDIS_SENTINELS (database.redis_sentinels): entries must be 'host:port', got 'nope'",
         ),
         (
             {"KARL_REDIS_ADDR": "redis-host"},
@@ -547,7 +574,7 @@ def test_media_addresses(tmp_path: Path) -> None:
         ({}, {"KARL_RECORDING_ENABLED": "true"}, ["recording"]),
         ({"webrtc": {"enabled": True}}, {}, ["webrtc"]),
         ({}, {"KARL_MYSQL_DSN": "u:p@tcp(h:3306)/db"}, []),  # CDRs in MySQL are built
-        ({}, {"KARL_REDIS_ENABLED": "on", "KARL_REDIS_ADDR": "h:6379"}, ["database.redis_enabled"]),
+        ({}, {"KARL_REDIS_ENABLED": "on", "KARL_REDIS_ADDR": "h:6379"}, []),  # the fleet is built
         ({"database": {"redis_addr": "h:6379"}}, {}, []),
         ({"api": {"auth_enabled": True}}, {}, []),  # API keys are built
         ({"api": {"auth_enabled": True, "enabled": False}}, {}, []),

@@ -117,5 +117,4 @@ _UNIMPLEMENTED: tuple[tuple[str, Callable[[KarlConfig], bool]], ...] = (
     ("fec", _enabled_by_user("fec")),
     ("recording", _enabled_by_user("recording")),
     ("webrtc", _enabled_by_user("webrtc")),
-    ("database.redis_enabled", lambda cfg: cfg.database.redis_enabled),
 )

@@ -275,13 +275,40 @@ class WebrtcSection(Section):
 
 
 class DatabaseSection(Section):
-    """CDR database and clustered state. Accepted, not implemented yet."""
+    """CDR database and the fleet's shared state in Redis (docs/clustering.md)."""
 
     #: MySQL/MariaDB DSN for CDRs; empty = off.
     mysql_dsn: str = ""
+    #: Keep call state, ownership and this node's lease in Redis: the node joins a fleet.
     redis_enabled: bool = False
     #: ``host:port`` or a ``redis://``, ``rediss://`` or ``unix://`` URL.
     redis_addr: str = ""
+    #: Password (Redis AUTH); a password in ``redis_addr`` works too. Never logged.
+    redis_password: str = ""
+    #: Comma-separated ``host:port`` of Redis Sentinels; then ``redis_addr`` is not needed.
+    redis_sentinels: str = ""
+    #: Name of the master the Sentinels watch.
+    redis_sentinel_master: str = "karl"
+    #: Prefix of every key: several fleets can share one Redis.
+    redis_prefix: str = "karl"
+    #: Seconds a node's lease lives without renewal (renewed every third of it).
+    redis_lease_ttl: PositiveSeconds = 3
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: str) -> str:
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            host, sep, port = entry.rpartition(":")
+            if not (sep and host and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+                raise rule_error(f"entries must be 'host:port', got {show(entry)}")
+        return value.strip()
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise rule_error("must be 1 to 64 letters, digits, '.', '_' or '-'")
+        return value
 
     @field_validator("redis_addr")
     @classmethod
@@ -297,9 +324,10 @@ class DatabaseSection(Section):
 
     @model_validator(mode="after")
     def _redis_needs_address(self) -> DatabaseSection:
-        if self.redis_enabled and not self.redis_addr:
+        if self.redis_enabled and not (self.redis_addr or self.redis_sentinels):
             raise rule_error(
-                "must be set (KARL_REDIS_ADDR), e.g. '127.0.0.1:6379', when database.redis_enabled is true",
+                "must be set (KARL_REDIS_ADDR), e.g. '127.0.0.1:6379', or KARL_REDIS_SENTINELS, when "
+                "database.redis_enabled is true",
                 "redis_addr",
             )
         return self

@@ -94,8 +94,29 @@ def components(node: MediaNode, now: float) -> dict[str, dict[str, Any]]:
     }
     if node.cdr is not None:
         result["cdr"] = _cdr(node)
-    result["redis"] = {"status": "NOT_CONFIGURED", "detail": "single-node mode: state is in memory"}
+    result["redis"] = _redis(node)
     return result
+
+
+def _redis(node: MediaNode) -> dict[str, Any]:
+    fleet = node.fleet
+    if fleet is None:
+        return {"status": "NOT_CONFIGURED", "detail": "single-node mode: state is in memory"}
+    stats = fleet.state.stats
+    now = fleet.clock()
+    valid = fleet.lease_valid()
+    return {
+        "status": "UP" if valid else "DOWN",
+        "address": fleet.settings.describe(),
+        "node_id": fleet.node_id,
+        "boot_id": fleet.boot_id,
+        "lease_valid": valid,
+        "lease_valid_for": round(max(0.0, fleet.lease.valid_until() - now), 3),
+        "last_answer_age": None if stats.last_ok is None else round(now - stats.last_ok, 3),
+        "last_error": stats.last_error,
+        "calls_held": len(fleet.owned),
+        "writes_queued": fleet.writer.queued,
+    }
 
 
 def overall(parts: dict[str, dict[str, Any]]) -> str:
@@ -129,6 +150,8 @@ def readiness(node: MediaNode) -> tuple[bool, list[str]]:
         reasons.append("the media port pool has no free port pair")
     if not _ng_listener(node)["bound"]:
         reasons.append("the NG listener is not bound")
+    if node.fleet is not None and not node.fleet.lease_valid():
+        reasons.append("no valid lease in Redis: the fleet cannot place calls here")
     return not reasons, reasons
 
 

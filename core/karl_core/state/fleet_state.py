@@ -1,0 +1,371 @@
+"""The fleet's shared state in Redis, as the nodes and routers use it: leases, call ownership and call
+state (key names in `redis_keys`, atomic steps in `redis_scripts`).
+
+`FleetState` is a thin async layer: each method is one round trip (a script or a pipeline), bounded by
+the client's command timeout, and timed into `RedisStats`. `StateWriter` orders a node's writes: every
+save and removal goes through one queue and one connection, in the order the calls changed, batched
+into a pipeline when several are waiting — so a late write can never overtake a newer one or bring
+back a call that was removed, and a busy node makes one round trip for many changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from karl_core.state import redis_scripts
+from karl_core.state.call_store import OwnerToken, SaveResult, StoredCall
+from karl_core.state.lease import LeaseFormatError, NodeLease
+from karl_core.state.redis_keys import KeySchema
+
+T = TypeVar("T")
+
+CLAIM_TTL = 30.0
+"""Seconds a placement lives before its node saved the call (an offer lost on the way expires)."""
+CALL_TTL = 600.0
+"""Seconds a call's keys live without their owner refreshing them (`touch`, every `CALL_TTL / 5`)."""
+
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+
+
+class StateUnavailable(Exception):
+    """Redis did not answer in time, refused, or is unreachable: the message says which."""
+
+
+@dataclass
+class RedisStats:
+    """Round trips to Redis: counts, errors and latency (buckets per range, the last one +Inf)."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_sum: float = 0.0
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    last_ok: float | None = None
+    """Monotonic time of the last answer."""
+    last_error: str = ""
+
+    def record(self, elapsed: float, error: str | None, now: float) -> None:
+        self.requests += 1
+        self.latency_sum += elapsed
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if elapsed <= bound:
+                self.latency_counts[index] += 1
+                break
+        else:
+            self.latency_counts[-1] += 1
+        if error is None:
+            self.last_ok = now
+        else:
+            self.errors += 1
+            self.last_error = error
+
+    def reachable(self, now: float, within: float) -> bool:
+        return self.last_ok is not None and now - self.last_ok <= within
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    token: OwnerToken
+    placed: bool
+    """True: this request placed (or moved) the call; False: it was held already, by `token`."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _token(reply: Sequence[Any], first: int = 1) -> OwnerToken:
+    return OwnerToken(_text(reply[first]), int(reply[first + 1]))
+
+
+class FleetState:
+    def __init__(self, client: aioredis.Redis, keys: KeySchema, stats: RedisStats | None = None) -> None:
+        self.client = client
+        self.keys = keys
+        self.stats = stats or RedisStats()
+        self.unreadable_leases = 0
+        self.unreadable_states: list[str] = []
+        """Calls whose stored state `load` could not read (left in Redis for a human)."""
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(getattr(redis_scripts, name))
+            for name in ("CLAIM", "MOVE", "RELEASE", "SAVE", "REMOVE", "TOUCH", "RENEW_LEASE", "LEAVE")
+        }
+
+    async def _timed(self, operation: Callable[[], Awaitable[T]]) -> T:
+        started = time.monotonic()
+        try:
+            result = await operation()
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            now = time.monotonic()
+            why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.stats.record(now - started, why, now)
+            raise StateUnavailable(why) from None
+        now = time.monotonic()
+        self.stats.record(now - started, None, now)
+        return result
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        script = self._scripts[name]
+        return await self._timed(lambda: script(keys=keys, args=args))
+
+    async def ping(self) -> None:
+        await self._timed(self.client.ping)
+
+    # -- leases ------------------------------------------------------------------------------------
+    async def renew_lease(self, lease: NodeLease, ttl: float) -> str | None:
+        """Store `lease` for `ttl` seconds; returns the lease document it replaced, if any."""
+        previous = await self._script(
+            "RENEW_LEASE",
+            [self.keys.node(lease.node_id), self.keys.members],
+            [lease.to_json(), int(ttl * 1000), lease.node_id],
+        )
+        return None if previous is None else _text(previous)
+
+    async def leave(self, node_id: str, boot_id: str) -> None:
+        await self._script("LEAVE", [self.keys.node(node_id), self.keys.members], [node_id, boot_id])
+
+    async def members(self) -> list[str]:
+        ids = await self._timed(lambda: self.client.smembers(self.keys.members))
+        return sorted(_text(node_id) for node_id in ids)
+
+    async def nodes(self) -> tuple[list[str], list[NodeLease]]:
+        """The registered members and the leases of those that are live (one pipeline)."""
+        members = await self.members()
+        if not members:
+            return [], []
+        documents = await self._timed(lambda: self.client.mget([self.keys.node(n) for n in members]))
+        leases = []
+        for document in documents:
+            if document is None:
+                continue
+            try:
+                leases.append(NodeLease.from_json(document))
+            except LeaseFormatError:
+                self.unreadable_leases += 1
+        return members, leases
+
+    # -- ownership ---------------------------------------------------------------------------------
+    async def owner_of(self, call_id: str) -> OwnerToken | None:
+        owner, epoch = await self._timed(lambda: self.client.hmget(self.keys.call(call_id), ["owner", "epoch"]))
+        if owner is None or epoch is None:
+            return None
+        return OwnerToken(_text(owner), int(epoch))
+
+    async def claim(self, call_id: str, candidate: str) -> Placement:
+        """Place the call on `candidate` unless it is placed already (atomic: one winner)."""
+        reply = await self._script(
+            "CLAIM",
+            [self.keys.call(call_id), self.keys.epoch, self.keys.node_calls(candidate)],
+            [candidate, call_id, int(CLAIM_TTL * 1000)],
+        )
+        return Placement(_token(reply), bool(reply[0]))
+
+    async def move(self, call_id: str, held: OwnerToken, to: str) -> Placement:
+        """Move a placement the node refused to `to`; `placed` False when it is no longer `held`."""
+        reply = await self._script(
+            "MOVE",
+            [
+                self.keys.call(call_id),
+                self.keys.epoch,
+                self.keys.node_calls(held.owner),
+                self.keys.node_calls(to),
+                self.keys.call_state(call_id),
+            ],
+            [held.owner, held.epoch, to, call_id, int(CLAIM_TTL * 1000)],
+        )
+        return Placement(_token(reply), bool(reply[0]))
+
+    async def release(self, call_id: str, held: OwnerToken) -> bool:
+        reply = await self._script(
+            "RELEASE",
+            [self.keys.call(call_id), self.keys.node_calls(held.owner), self.keys.call_state(call_id)],
+            [held.owner, held.epoch, call_id],
+        )
+        return bool(reply)
+
+    # -- call state --------------------------------------------------------------------------------
+    async def calls_of(self, node_id: str) -> list[str]:
+        ids = await self._timed(lambda: self.client.smembers(self.keys.node_calls(node_id)))
+        return sorted(_text(call_id) for call_id in ids)
+
+    async def load(self, call_ids: Sequence[str]) -> list[StoredCall]:
+        """The stored state of these calls (absent ones left out), in one pipeline."""
+
+        async def fetch() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for call_id in call_ids:
+                pipe.hmget(self.keys.call_state(call_id), ["version", "owner", "epoch", "state"])
+            return list(await pipe.execute())
+
+        rows = await self._timed(fetch) if call_ids else []
+        stored = []
+        for call_id, (version, owner, epoch, state) in zip(call_ids, rows, strict=True):
+            if version is None or state is None:
+                continue
+            try:
+                document = json.loads(state)
+                if not isinstance(document, dict):
+                    raise TypeError("not an object")
+                token = OwnerToken(_text(owner), int(epoch))
+                stored.append(StoredCall(call_id, int(version), token, document))
+            except (ValueError, TypeError):
+                self.unreadable_states.append(call_id)
+        return stored
+
+    async def touch(self, calls: Sequence[tuple[str, OwnerToken]]) -> list[int]:
+        """Refresh the keys of live calls: per call 1 renewed, 0 absent, -1 fenced."""
+
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            script = self._scripts["TOUCH"]
+            for call_id, token in calls:
+                await script(
+                    keys=[self.keys.call(call_id), self.keys.call_state(call_id)],
+                    args=[token.owner, token.epoch, int(CALL_TTL * 1000)],
+                    client=pipe,
+                )
+            return list(await pipe.execute())
+
+        if not calls:
+            return []
+        return [int(result) for result in await self._timed(run)]
+
+
+@dataclass(slots=True)
+class _Write:
+    call_id: str
+    token: OwnerToken
+    node_id: str
+    version: int
+    state: str | None
+    """The state document (JSON); None for a removal."""
+    done: asyncio.Future[tuple[SaveResult, OwnerToken | None]]
+
+
+class StateWriter:
+    """One node's saves and removals, applied in order (see the module docstring).
+
+    `save`/`remove` return a future right away: (result, the holder when `FENCED`). A write that Redis
+    did not take completes with `StateUnavailable`; the caller decides what to do with the call (the
+    node saves it again later)."""
+
+    def __init__(self, state: FleetState, batch: int = 256) -> None:
+        self.state = state
+        self.batch = batch
+        self._queue: list[_Write] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self, timeout: float = 1.0) -> None:
+        """Let what is queued go out (bounded), then stop."""
+        deadline = time.monotonic() + timeout
+        while self._queue and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for write in self._queue:
+            if not write.done.done():
+                write.done.set_exception(StateUnavailable("the writer stopped"))
+        self._queue.clear()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def save(
+        self, call_id: str, version: int, token: OwnerToken, node_id: str, state: str
+    ) -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
+        return self._enqueue(_Write(call_id, token, node_id, version, state, self._future()))
+
+    def remove(
+        self, call_id: str, token: OwnerToken, node_id: str
+    ) -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
+        return self._enqueue(_Write(call_id, token, node_id, 0, None, self._future()))
+
+    @staticmethod
+    def _future() -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
+        return asyncio.get_running_loop().create_future()
+
+    def _enqueue(self, write: _Write) -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
+        self._queue.append(write)
+        self._wake.set()
+        return write.done
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[: self.batch], self._queue[self.batch :]
+                await self._apply(batch)
+
+    async def _apply(self, batch: list[_Write]) -> None:
+        keys = self.state.keys
+        save, remove = self.state._scripts["SAVE"], self.state._scripts["REMOVE"]
+
+        async def run() -> list[Any]:
+            pipe = self.state.client.pipeline(transaction=False)
+            for write in batch:
+                if write.state is None:
+                    await remove(
+                        keys=[keys.call(write.call_id), keys.call_state(write.call_id), keys.node_calls(write.node_id)],
+                        args=[write.token.owner, write.token.epoch, write.call_id],
+                        client=pipe,
+                    )
+                else:
+                    await save(
+                        keys=[
+                            keys.call(write.call_id),
+                            keys.call_state(write.call_id),
+                            keys.node_calls(write.node_id),
+                            keys.epoch,
+                        ],
+                        args=[
+                            write.token.owner,
+                            write.token.epoch,
+                            write.version,
+                            write.state,
+                            int(CALL_TTL * 1000),
+                            write.call_id,
+                        ],
+                        client=pipe,
+                    )
+            return list(await pipe.execute(raise_on_error=False))
+
+        try:
+            replies = await self.state._timed(run)
+        except StateUnavailable as exc:
+            for write in batch:
+                if not write.done.done():
+                    write.done.set_exception(StateUnavailable(str(exc)))
+            return
+        for write, reply in zip(batch, replies, strict=True):
+            if write.done.done():
+                continue
+            if isinstance(reply, Exception):
+                write.done.set_exception(StateUnavailable(f"{type(reply).__name__}: {reply}"))
+                continue
+            verdict = _text(reply[0])
+            holder = _token(reply)
+            if verdict == "fenced":
+                write.done.set_result((SaveResult.FENCED, holder))
+            elif verdict == "stale":
+                write.done.set_result((SaveResult.STALE, None))
+            else:
+                write.done.set_result((SaveResult.SAVED, None))

@@ -1,0 +1,41 @@
+"""Names of the fleet's keys in Redis. Every key starts with the fleet's prefix, so several fleets can
+share one Redis (`KARL_REDIS_PREFIX`).
+
+| key | type | holds |
+|---|---|---|
+| `<p>:node:<id>` | string (JSON), TTL = lease | a node's lease: addresses, capacity, load, boot id |
+| `<p>:members` | set | ids of the registered nodes (a node leaves it when it stops cleanly) |
+| `<p>:call:<call-id>` | hash | `owner`, `epoch`: who may act for the call |
+| `<p>:callstate:<call-id>` | hash | `version`, `owner`, `epoch`, `state` (the engine's `CallState`, JSON) |
+| `<p>:node-calls:<id>` | set | call-ids a node owns (restart, failover and the sweeper read it) |
+| `<p>:epoch` | integer | the fleet's epoch counter: no (owner, epoch) pair is ever handed out twice |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KeySchema:
+    prefix: str = "karl"
+
+    def node(self, node_id: str) -> str:
+        return f"{self.prefix}:node:{node_id}"
+
+    @property
+    def members(self) -> str:
+        return f"{self.prefix}:members"
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}:epoch"
+
+    def call(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}"
+
+    def call_state(self, call_id: str) -> str:
+        return f"{self.prefix}:callstate:{call_id}"
+
+    def node_calls(self, node_id: str) -> str:
+        return f"{self.prefix}:node-calls:{node_id}"

@@ -1,0 +1,130 @@
+"""The Lua scripts that make the fleet's writes atomic. Each one reads and writes in a single step, so
+two routers placing one call, or a fenced node writing late, can never interleave with another writer.
+
+Ownership is (owner, epoch). Epochs come from one counter (`<p>:epoch`): a pair is never handed out
+twice, not even to the same node for a call-id used again later. A script that re-creates ownership
+after Redis lost its data (restarted empty) also moves the counter past the epoch it re-creates.
+"""
+
+from __future__ import annotations
+
+CLAIM = """
+-- KEYS: call, epoch counter, node-calls of the candidate. ARGV: candidate, call-id, TTL (ms)
+local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
+if held[1] then
+  return {0, held[1], tonumber(held[2])}
+end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', epoch)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[2])
+return {1, ARGV[1], epoch}
+"""
+"""Place a call on a node unless someone placed it already. Returns (1 = placed now / 0 = held
+already, owner, epoch). The placement lives for the claim TTL until its owner saves the call."""
+
+MOVE = """
+-- KEYS: call, epoch counter, node-calls of the old owner, node-calls of the new one, call state
+-- ARGV: old owner, old epoch, new owner, call-id, TTL (ms)
+local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
+if (not held[1]) or held[1] ~= ARGV[1] or tonumber(held[2]) ~= tonumber(ARGV[2]) then
+  return {0, held[1] or '', tonumber(held[2] or '0')}
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  return {0, held[1], tonumber(held[2])}
+end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'epoch', epoch)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('SREM', KEYS[3], ARGV[4])
+redis.call('SADD', KEYS[4], ARGV[4])
+return {1, ARGV[3], epoch}
+"""
+"""Move a placement that its node refused (load limit, out of ports) to another node. Only a call the
+node never created (no state) moves this way, and only from the (owner, epoch) the caller saw."""
+
+RELEASE = """
+-- KEYS: call, node-calls of the owner, call state. ARGV: owner, epoch, call-id
+local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
+if held[1] == ARGV[1] and tonumber(held[2]) == tonumber(ARGV[2]) and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+"""Undo a placement whose offer failed on every node: nothing outlives a call that never was."""
+
+SAVE = """
+-- KEYS: call, call state, node-calls of the writer, epoch counter
+-- ARGV: owner, epoch, version, state (JSON), TTL (ms), call-id
+local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
+local epoch = tonumber(ARGV[2])
+if not held[1] then
+  -- Redis lost the call (restarted empty, or the key expired): the writer re-asserts its ownership
+  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', epoch)
+  redis.call('SADD', KEYS[3], ARGV[6])
+  local counter = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if counter < epoch then redis.call('SET', KEYS[4], epoch) end
+elseif held[1] ~= ARGV[1] or tonumber(held[2]) ~= epoch then
+  return {'fenced', held[1], tonumber(held[2])}
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local stored = redis.call('HMGET', KEYS[2], 'version', 'epoch')
+if stored[1] and tonumber(stored[2]) == epoch and tonumber(stored[1]) >= tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  return {'stale', ARGV[1], epoch}
+end
+redis.call('HSET', KEYS[2], 'version', ARGV[3], 'owner', ARGV[1], 'epoch', epoch, 'state', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return {'saved', ARGV[1], epoch}
+"""
+"""Write a call's state if the writer holds the call at its epoch (or nobody does any more: Redis lost
+it). Refused as `fenced` when another owner or a newer epoch holds the call; `stale` when Redis has
+this version or a newer one of the same epoch."""
+
+REMOVE = """
+-- KEYS: call, call state, node-calls of the writer. ARGV: owner, epoch, call-id
+local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
+if held[1] and (held[1] ~= ARGV[1] or tonumber(held[2]) ~= tonumber(ARGV[2])) then
+  redis.call('SREM', KEYS[3], ARGV[3])
+  return {'fenced', held[1], tonumber(held[2])}
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[3])
+return {'removed', ARGV[1], tonumber(ARGV[2])}
+"""
+"""Forget an ended call, unless it has moved on to another owner (then only the writer's index)."""
+
+TOUCH = """
+-- KEYS: call, call state. ARGV: owner, epoch, TTL (ms)
+local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
+if held[1] == ARGV[1] and tonumber(held[2]) == tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return 1
+end
+if not held[1] then return 0 end
+return -1
+"""
+"""Keep a live call's keys from expiring: 1 = renewed, 0 = absent (Redis lost it), -1 = fenced."""
+
+RENEW_LEASE = """
+-- KEYS: node key, members. ARGV: lease (JSON), TTL (ms), node id
+local previous = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return previous
+"""
+"""Renew a lease and return the one it replaced (none: first start, an expired lease, or a Redis
+that lost its data; another boot id: this node restarted)."""
+
+LEAVE = """
+-- KEYS: node key, members. ARGV: node id, boot id
+local current = redis.call('GET', KEYS[1])
+if current and string.find(current, ARGV[2], 1, true) == nil then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+"""
+"""A node stopping cleanly leaves the fleet (unless a newer boot of it holds the lease already)."""

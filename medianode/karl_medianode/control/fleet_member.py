@@ -1,0 +1,419 @@
+"""A media node as a member of a fleet: its lease in Redis, the calls it holds, and their state.
+
+The node answers NG for a call only while it holds it: it owns the call at the epoch Redis gave it and
+its lease is valid by its own monotonic clock (`karl_core.state.lease`). Otherwise it answers the
+router with `NOT_OWNER` (`karl_core.ng.fleet`), and the router asks Redis who holds the call.
+
+Every change of a call is queued for Redis (`StateWriter`: in order, batched) and the reply waits for
+the write — at most `WRITE_WAIT`, so that a hung Redis never holds a proxy past its retransmission
+timer. A write that did not make it marks the call dirty; it is written again, whole, as soon as Redis
+answers (the next lease renewal). So the durability bound is: what a proxy was told is in Redis unless
+Redis was unreachable at that moment, and then it is there within a lease interval of Redis coming back.
+
+When Redis comes back empty (restarted without data) the node notices at its next lease renewal (its
+previous lease is gone) and writes every call again: a write re-creates ownership when nobody holds
+the call and is refused (`FENCED`) when another node does — that call is no longer this node's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from karl_core import __version__
+from karl_core.ng.commands import Command
+from karl_core.ng.fleet import CALL_CREATING, STATE_UNAVAILABLE, not_owner_reply
+from karl_core.ng.options import NgOptions
+from karl_core.session import CallState
+from karl_core.state import OwnerToken, SaveResult
+from karl_core.state.fleet_state import CALL_TTL, FleetState, StateUnavailable, StateWriter
+from karl_core.state.lease import LeaseClock, NodeLease, default_margin
+from karl_core.state.redis_connection import RedisSettings, connect
+from karl_core.state.redis_keys import KeySchema
+from karl_medianode.control.call_persistence import StoreCounters
+from karl_medianode.engine import CallEnded
+from karl_medianode.engine.calls import Call
+from karl_medianode.operations.logs import LogThrottle
+
+if TYPE_CHECKING:
+    from karl_medianode.node import MediaNode
+
+log = logging.getLogger("karl.fleet")
+
+WRITE_WAIT = 0.25
+"""Seconds a reply waits for its call's state to reach Redis before it is sent anyway."""
+
+Reply = dict[str, Any] | Awaitable[dict[str, Any]]
+
+
+@dataclass
+class FleetCounters:
+    """The node's side of the fleet, as plain integers (metrics read them at scrape time)."""
+
+    lease_renewals: int = 0
+    lease_failures: int = 0
+    lease_lost: int = 0
+    """Renewals that found the lease gone: Redis lost its data, or this node was cut off past its TTL."""
+    not_owner: int = 0
+    """Requests refused because another node holds the call, or this node's lease was not valid."""
+    state_unavailable: int = 0
+    """Requests refused because Redis could not say who holds the call."""
+    reasserted: int = 0
+    """Calls written again after Redis lost them."""
+    fenced_calls: int = 0
+    """Calls this node stopped acting for because another node holds them now."""
+
+
+def advertised(address: str, fallback: str) -> str:
+    """An address others can reach: a wildcard bind address is replaced by `fallback`."""
+    return fallback if address in ("", "0.0.0.0", "::") else address
+
+
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class FleetMember:
+    def __init__(self, node: MediaNode, settings: RedisSettings) -> None:
+        engine = node.engine
+        assert engine is not None
+        self.node = node
+        self.engine = engine
+        self.settings = settings
+        self.node_id = node.config.node.id
+        self.boot_id = uuid.uuid4().hex
+        self.client = connect(settings)
+        self.state = FleetState(self.client, KeySchema(settings.prefix))
+        self.writer = StateWriter(self.state)
+        self.lease = LeaseClock(settings.lease_ttl, default_margin(settings.lease_ttl))
+        self.owned: dict[str, OwnerToken] = {}
+        """The calls this node holds, with the epoch of its ownership."""
+        self.counters = StoreCounters()
+        self.fleet_counters = FleetCounters()
+        self._versions: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._collecting: list[asyncio.Future[Any]] | None = None
+        self._resolving: dict[str, asyncio.Future[None]] = {}
+        self._renewed_once = False
+        self._resaving: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._throttle = LogThrottle(30.0)
+        self.clock: Callable[[], float] = time.monotonic
+
+    # -- start and stop ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Hook into the engine, try a first lease renewal and take back this node's calls (bounded:
+        a Redis that is down delays nothing, the node starts unready and keeps trying)."""
+        self.engine.on_call_changed = self.changed
+        self.node.call_ended_listeners.append(self.ended)
+        self.writer.start()
+        await self._renew()
+        try:
+            await self.restore()
+        except StateUnavailable as exc:
+            log.error("could not read this node's calls from Redis: %s", exc, extra={"event": "restore_failed"})
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._lease_loop()))
+        self._tasks.append(loop.create_task(self._touch_loop()))
+        log.info(
+            "joined the fleet",
+            extra={
+                "event": "fleet_joined",
+                "redis": self.settings.describe(),
+                "lease_valid": self.lease.valid(self.clock()),
+                "calls": len(self.owned),
+            },
+        )
+
+    async def stop(self) -> None:
+        """Let queued writes go out, leave the members, close Redis (each step bounded)."""
+        for task in self._tasks:
+            task.cancel()
+        await self.writer.stop(1.0)
+        try:
+            await self.state.leave(self.node_id, self.boot_id)
+        except StateUnavailable as exc:
+            log.warning("could not leave the fleet cleanly: %s", exc, extra={"event": "fleet_leave_failed"})
+        await self.client.aclose()
+
+    def lease_valid(self) -> bool:
+        return self.lease.valid(self.clock())
+
+    def lease_document(self) -> NodeLease:
+        s = self.node.settings
+        ng = host_port(advertised(s.ng_address, s.media_ip), s.ng_port)
+        api_section = self.node.config.api
+        api = host_port(advertised(api_section.address, s.media_ip), api_section.port)
+        return NodeLease(
+            node_id=self.node_id,
+            boot_id=self.boot_id,
+            ng=ng,
+            api=api,
+            media_ip=s.advertised_ip,
+            port_min=s.port_min,
+            port_max=s.port_max,
+            capacity=s.engine.max_sessions,
+            load=self.engine.active_calls(),
+            ready=self.node.startup_complete and not self.node.draining,
+            draining=self.node.draining,
+            software=f"karl {__version__}",
+        )
+
+    # -- NG ------------------------------------------------------------------------------------------
+    def dispatch(self, command: Command, opts: NgOptions, fits: Any) -> Reply:
+        """Handle one call's request (the node handles node-wide ones itself). Synchronous for a call
+        this node holds, so its requests apply in arrival order; an awaitable when Redis must be asked
+        first or the change must be written."""
+        if not self.lease.valid(self.clock()):
+            self.fleet_counters.not_owner += 1
+            return not_owner_reply(None, None)
+        call_id = opts.call_id
+        if call_id is None:
+            return self.engine.handle(command, opts, fits)  # the engine's own error
+        if call_id in self._resolving or call_id not in self.owned:
+            return self._resolve_then_handle(command, opts, fits, call_id)
+        return self._handle_held(command, opts, fits, call_id)
+
+    def _handle_held(self, command: Command, opts: NgOptions, fits: Any, call_id: str) -> Reply:
+        self._collecting = collected = []
+        try:
+            reply = self.engine.handle(command, opts, fits)
+        finally:
+            self._collecting = None
+        if call_id in self.owned and self.engine.find_call(call_id) is None:
+            self._forget_placement(call_id)  # a refused offer: the call never came to be
+        if not collected:
+            return reply
+        return self._after_writes(reply, collected)
+
+    async def _after_writes(self, reply: dict[str, Any], writes: list[asyncio.Future[Any]]) -> dict[str, Any]:
+        await asyncio.wait(writes, timeout=WRITE_WAIT)
+        return reply
+
+    async def _resolve_then_handle(
+        self, command: Command, opts: NgOptions, fits: Any, call_id: str
+    ) -> dict[str, Any]:
+        earlier = self._resolving.get(call_id)
+        if earlier is not None:
+            await earlier  # an earlier request for this call asks Redis: go after it, in order
+            result = self.dispatch(command, opts, fits)
+            return await result if not isinstance(result, dict) else result
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._resolving[call_id] = done
+        try:
+            try:
+                if command in CALL_CREATING:
+                    token: OwnerToken | None = (await self.state.claim(call_id, self.node_id)).token
+                else:
+                    token = await self.state.owner_of(call_id)
+            except StateUnavailable:
+                self.fleet_counters.state_unavailable += 1
+                return {"result": "error", "error-reason": STATE_UNAVAILABLE}
+            if token is not None and token.owner != self.node_id:
+                self.fleet_counters.not_owner += 1
+                return not_owner_reply(token.owner, token.epoch)
+            if token is not None:
+                self.owned[call_id] = token
+        finally:
+            del self._resolving[call_id]
+            done.set_result(None)
+        result = self._handle_held(command, opts, fits, call_id)
+        return await result if not isinstance(result, dict) else result
+
+    def _forget_placement(self, call_id: str) -> None:
+        token = self.owned.pop(call_id)
+        self._versions.pop(call_id, None)
+        task = asyncio.get_running_loop().create_task(self._release(call_id, token))
+        task.add_done_callback(lambda _: None)
+
+    async def _release(self, call_id: str, token: OwnerToken) -> None:
+        try:
+            await self.state.release(call_id, token)
+        except StateUnavailable:
+            pass  # the placement expires by itself (CLAIM_TTL)
+
+    # -- state ---------------------------------------------------------------------------------------
+    def changed(self, call: Call) -> None:
+        """The engine changed a call: queue its state (the reply of the request waits for it)."""
+        self._write(call.call_id)
+
+    def _write(self, call_id: str) -> None:
+        token = self.owned.get(call_id)
+        if token is None:
+            return
+        try:
+            document = self.engine.state_document(call_id)
+            if document is None:
+                return
+            text = json.dumps(document, separators=(",", ":"))
+        except Exception as exc:  # a state that cannot be written is a bug: counted, logged, call goes on
+            self.counters.save_failed += 1
+            self._warn("write", exc, "could not serialise the state of call %s: %s", call_id, exc)
+            return
+        version = self._versions.get(call_id, 0) + 1
+        self._versions[call_id] = version
+        write = self.writer.save(call_id, version, token, self.node_id, text)
+        write.add_done_callback(partial(self._saved, call_id, token))
+        if self._collecting is not None:
+            self._collecting.append(write)
+
+    def _saved(self, call_id: str, token: OwnerToken, write: asyncio.Future[Any]) -> None:
+        if write.cancelled():
+            return
+        exc = write.exception()
+        if exc is not None:
+            self.counters.save_failed += 1
+            if self.owned.get(call_id) == token:
+                self._dirty.add(call_id)
+            self._warn("write", None, "the state of call %s did not reach Redis: %s", call_id, exc)
+            return
+        result, holder = write.result()
+        if result is SaveResult.FENCED:
+            self.counters.fenced += 1
+            self._fenced(call_id, token, holder)
+            return
+        self._dirty.discard(call_id)
+        if result is SaveResult.STALE:
+            self.counters.stale += 1
+        else:
+            self.counters.saved += 1
+
+    def _fenced(self, call_id: str, token: OwnerToken, holder: OwnerToken | None) -> None:
+        """Another node holds the call now: stop answering for it (its media may go on: harmless)."""
+        if self.owned.get(call_id) != token:
+            return
+        del self.owned[call_id]
+        self._dirty.discard(call_id)
+        self.fleet_counters.fenced_calls += 1
+        self._warn(
+            "fenced",
+            None,
+            "call %s is held by %s now: this node no longer answers for it",
+            call_id,
+            f"{holder.owner} (epoch {holder.epoch})" if holder else "another node",
+        )
+
+    def ended(self, ended: CallEnded) -> None:
+        call_id = ended.call_id
+        token = self.owned.pop(call_id, None)
+        self._versions.pop(call_id, None)
+        self._dirty.discard(call_id)
+        if token is None:
+            return
+        write = self.writer.remove(call_id, token, self.node_id)
+        write.add_done_callback(self._removed)
+        if self._collecting is not None:
+            self._collecting.append(write)
+
+    def _removed(self, write: asyncio.Future[Any]) -> None:
+        if write.cancelled():
+            return
+        exc = write.exception()
+        if exc is not None:
+            # the keys expire by themselves (CALL_TTL); the sweeper of node-calls cleans the index
+            self.counters.remove_failed += 1
+            self._warn("remove", None, "an ended call's state was not removed from Redis: %s", exc)
+        elif write.result()[0] is SaveResult.FENCED:
+            self.counters.remove_fenced += 1
+        else:
+            self.counters.removed += 1
+
+    async def restore(self) -> int:
+        """Take back the calls Redis says this node holds (after a restart on the same host)."""
+        call_ids = await self.state.calls_of(self.node_id)
+        records = await self.state.load(call_ids)
+        self.counters.restore_failed += len(self.state.unreadable_states)
+        restored = 0
+        now = time.time()
+        for record in records:
+            if record.token.owner != self.node_id or record.call_id in self.owned:
+                continue
+            try:
+                self.engine.restore(CallState.from_dict(record.state), now)
+            except Exception as exc:
+                self.counters.restore_failed += 1
+                log.error(
+                    "could not restore call %s: %s",
+                    record.call_id,
+                    exc,
+                    extra={"call_id": record.call_id, "event": "restore_failed"},
+                )
+                continue
+            self.owned[record.call_id] = record.token
+            self._versions[record.call_id] = record.version
+            restored += 1
+        self.counters.restored += restored
+        return restored
+
+    # -- the lease and the calls' keys ---------------------------------------------------------------
+    async def _renew(self) -> None:
+        sent = self.clock()
+        try:
+            previous = await self.state.renew_lease(self.lease_document(), self.settings.lease_ttl)
+        except StateUnavailable as exc:
+            self.fleet_counters.lease_failures += 1
+            self._warn("lease", None, "could not renew this node's lease in Redis: %s", exc)
+            return
+        self.lease.confirmed(sent)
+        self.fleet_counters.lease_renewals += 1
+        if previous is None and self._renewed_once:
+            # Redis lost the lease (restarted empty) or this node was cut off past its TTL: write
+            # every call again; those another node took meanwhile come back FENCED
+            self.fleet_counters.lease_lost += 1
+            log.warning(
+                "this node's lease was gone from Redis: writing its %d calls again",
+                len(self.owned),
+                extra={"event": "lease_lost", "calls": len(self.owned)},
+            )
+            self._dirty.update(self.owned)
+            self.fleet_counters.reasserted += len(self.owned)
+        self._renewed_once = True
+        if self._dirty and (self._resaving is None or self._resaving.done()):
+            self._resaving = asyncio.get_running_loop().create_task(self._write_dirty())
+
+    async def _write_dirty(self) -> None:
+        for call_id in list(self._dirty):
+            if call_id in self.owned:
+                self._write(call_id)
+            else:
+                self._dirty.discard(call_id)
+            await asyncio.sleep(0)  # a thousand calls do not stall the relay
+
+    async def _lease_loop(self) -> None:
+        interval = self.settings.lease_ttl / 3
+        while True:
+            started = self.clock()
+            await self._renew()
+            await asyncio.sleep(max(0.05, interval - (self.clock() - started)))
+
+    async def _touch_loop(self) -> None:
+        """Keep the keys of live calls from expiring; notice calls Redis lost or gave to another node."""
+        while True:
+            await asyncio.sleep(CALL_TTL / 5)
+            calls = list(self.owned.items())
+            try:
+                results = await self.state.touch(calls)
+            except StateUnavailable:
+                continue
+            for (call_id, token), result in zip(calls, results, strict=True):
+                if result == 0:
+                    self._dirty.add(call_id)
+                elif result < 0:
+                    self._fenced(call_id, token, None)
+
+    def _warn(self, kind: str, exc: BaseException | None, message: str, *args: object) -> None:
+        suppressed = self._throttle.allow(kind)
+        if suppressed is not None:
+            log.warning(
+                message + (f" ({suppressed} similar suppressed)" if suppressed else ""),
+                *args,
+                exc_info=exc,
+                extra={"event": f"fleet_{kind}"},
+            )
