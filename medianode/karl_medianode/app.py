@@ -12,8 +12,8 @@ import gc
 import logging
 import signal
 
+from karl_core.admission import build_admission
 from karl_medianode.node import MediaNode, NodeSettings, StartupError
-from karl_medianode.operations.admission import build_admission
 from karl_medianode.operations.cdr import CdrWriter
 from karl_medianode.operations.http import start_http
 from karl_medianode.operations.metrics import attach as attach_metrics

@@ -10,10 +10,10 @@ import sys
 
 from karl_core import __version__
 from karl_core.config import ConfigError, KarlConfig, load_config
+from karl_core.logs import setup_logging
 from karl_medianode.app import run_node
 from karl_medianode.engine import EngineSettings, JitterBufferSettings
 from karl_medianode.node import NodeSettings
-from karl_medianode.operations.logs import setup_logging
 
 log = logging.getLogger("karl")
 

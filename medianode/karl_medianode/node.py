@@ -15,13 +15,13 @@ from karl_core.config import KarlConfig
 from karl_core.ng.commands import Command
 from karl_core.ng.fleet import NODE_WIDE
 from karl_core.ng.options import NgOptions
+from karl_core.ng.server import NgProtocol
 from karl_core.state import FileCallStore, OwnerToken
 from karl_core.state.redis_connection import RedisSettings
 from karl_medianode.clock import CoarseClock
 from karl_medianode.control.call_persistence import CallPersistence
 from karl_medianode.control.engine_driver import EngineDriver
 from karl_medianode.control.fleet_member import FleetMember
-from karl_medianode.control.ng_server import NgProtocol
 from karl_medianode.dataplane.ports import PortAllocator
 from karl_medianode.dataplane.relay import Relay
 from karl_medianode.engine import CallEnded, EngineSettings

@@ -12,7 +12,7 @@ import pytest
 from engine.engine_server import Dispatch, InProcessServer, ReplyFits
 from karl_core.ng.commands import Command
 from karl_core.ng.options import NgOptions
-from karl_medianode.control.ng_server import NgCounters
+from karl_core.ng.server import NgCounters
 
 MEDIA_IP = "127.0.0.2"
 PORT_MIN, PORT_MAX = 30000, 30399  # 400 ports, as the reference rtpengine had for the goldens

@@ -3,7 +3,7 @@
 `InProcessServer` satisfies `ng_sequences.ServerLike`: `run_sequence` hands it datagrams through
 `server.ng.raw(...)` and gets the reply datagram back at once (or None where a real server stays
 silent). A datagram goes the way the media node's NG socket takes it
-(`karl_medianode.control.ng_server.NgProtocol`): `karl_core.ng.endpoint.NgEndpoint` (cookie, empty
+(`karl_core.ng.server.NgProtocol`): `karl_core.ng.endpoint.NgEndpoint` (cookie, empty
 payload, reply cache, retransmissions), then `karl_core.ng.requests` (decoding, command, options, the
 checks 10.5 makes first; an `NgError` becomes its error reply), `ping` answered here, every other
 command handed to `dispatch`, and the reply encoded and cached by the endpoint.
@@ -26,7 +26,7 @@ from karl_core.ng.endpoint import Datagram, NgEndpoint, Request
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import NgOptions
 from karl_core.ng.requests import decode_command, decode_options, ng_error_reply, reply_fits
-from karl_medianode.control.ng_server import NgCounters
+from karl_core.ng.server import NgCounters
 
 ReplyFits = Callable[[dict[str, Any]], bool]
 """Whether a reply (`result` may be missing) fits in one datagram, cookie included."""

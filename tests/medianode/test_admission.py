@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from karl_core.admission import AllowList, SourceLimiter, Verdict, build_admission
 from karl_core.config.loader import build_config
-from karl_medianode.operations.admission import AllowList, SourceLimiter, Verdict, build_admission
 
 
 def admission(**env: str):  # type: ignore[no-untyped-def]

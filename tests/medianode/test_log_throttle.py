@@ -3,7 +3,7 @@ outages), driven by a clock the test sets."""
 
 from __future__ import annotations
 
-from karl_medianode.operations.logs import LogThrottle
+from karl_core.logs import LogThrottle
 
 
 def test_one_per_interval_per_kind_and_the_next_one_learns_what_was_left_out() -> None:

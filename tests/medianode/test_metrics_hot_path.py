@@ -13,8 +13,9 @@ PACKAGE = ROOT / "medianode" / "karl_medianode"
 PACKET_PATH = [
     "dataplane/relay.py",
     "dataplane/ports.py",
-    "control/ng_server.py",
+    "../../core/karl_core/ng/server.py",
     "control/engine_driver.py",
+    "control/fleet_member.py",
     *(str(p.relative_to(PACKAGE)) for p in sorted((PACKAGE / "engine").glob("*.py"))),
     "clock.py",
     "node.py",

@@ -9,7 +9,7 @@ from typing import Any
 from karl_core.ng import bencode
 from karl_core.ng.commands import Command
 from karl_core.ng.options import NgOptions
-from karl_medianode.control.ng_server import NgProtocol, ReplyFits
+from karl_core.ng.server import NgProtocol, ReplyFits
 
 
 def test_duplicate_in_flight_waits_for_the_first_and_runs_once() -> None:

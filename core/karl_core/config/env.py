@@ -63,7 +63,12 @@ _TABLE: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("KARL_REDIS_PASSWORD", "database.redis_password", "Redis password (AUTH)", "empty"),
     ("KARL_REDIS_SENTINELS", "database.redis_sentinels", "Redis Sentinels as host:port,host:port", "empty"),
     ("KARL_REDIS_SENTINEL_MASTER", "database.redis_sentinel_master", "master name the Sentinels watch", None),
-    ("KARL_REDIS_PREFIX", "database.redis_prefix", "prefix of every Redis key (fleets sharing a Redis)", None),
+    (
+        "KARL_REDIS_PREFIX",
+        "database.redis_prefix",
+        "prefix of every Redis key (fleets sharing a Redis)",
+        None,
+    ),
     ("KARL_REDIS_LEASE_TTL", "database.redis_lease_ttl", "seconds a node's lease lives unrenewed", None),
     ("KARL_LOG_LEVEL", "log.level", "debug, info, warning, error or critical", None),
     ("KARL_LOG_FORMAT", "log.format", "json (one object per line) or text", None),

@@ -105,6 +105,14 @@ class NgEndpoint:
             Datagram(data, waiter) for waiter in self._waiters.pop(request.cookie, [])
         ]
 
+    def reply_datagram(self, request: Request, data: bytes, now: float) -> list[Datagram]:
+        """`reply` for a reply that is encoded already, cookie included (a router passing a node's
+        answer on)."""
+        self.cache.finish(request.cookie, data, now)
+        return [Datagram(data, request.addr)] + [
+            Datagram(data, waiter) for waiter in self._waiters.pop(request.cookie, [])
+        ]
+
     def abandon(self, request: Request) -> None:
         """No reply will come (e.g. the router lost its node): copies that waited get none either, and
         the next retransmission is processed anew."""

@@ -104,7 +104,7 @@ class FleetState:
         started = time.monotonic()
         try:
             result = await operation()
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             now = time.monotonic()
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.stats.record(now - started, why, now)
@@ -155,7 +155,9 @@ class FleetState:
 
     # -- ownership ---------------------------------------------------------------------------------
     async def owner_of(self, call_id: str) -> OwnerToken | None:
-        owner, epoch = await self._timed(lambda: self.client.hmget(self.keys.call(call_id), ["owner", "epoch"]))
+        owner, epoch = await self._timed(
+            lambda: self.client.hmget(self.keys.call(call_id), ["owner", "epoch"])
+        )
         if owner is None or epoch is None:
             return None
         return OwnerToken(_text(owner), int(epoch))
@@ -324,7 +326,11 @@ class StateWriter:
             for write in batch:
                 if write.state is None:
                     await remove(
-                        keys=[keys.call(write.call_id), keys.call_state(write.call_id), keys.node_calls(write.node_id)],
+                        keys=[
+                            keys.call(write.call_id),
+                            keys.call_state(write.call_id),
+                            keys.node_calls(write.node_id),
+                        ],
                         args=[write.token.owner, write.token.epoch, write.call_id],
                         client=pipe,
                     )

@@ -16,12 +16,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from karl_core.logs import LogThrottle
 from karl_core.session import CallState, SessionSchemaError
 from karl_core.state import CallStore, OwnerToken, SaveResult
 from karl_medianode.control.engine_driver import EngineDriver
 from karl_medianode.engine import CallEnded
 from karl_medianode.engine.calls import Call
-from karl_medianode.operations.logs import LogThrottle
 
 log = logging.getLogger("karl.state")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from karl_core.logs import RateLimitedLogger
 from karl_core.ng.commands import Command
 from karl_core.ng.options import NgOptions
 from karl_core.session import CallState, PacketStreamState
@@ -41,7 +42,6 @@ from karl_medianode.engine import (
 from karl_medianode.engine.media_view import STREAM_COUNTERS
 from karl_medianode.engine.streams import SHARED_LIMIT, SilenceCodecs
 from karl_medianode.operations.distribution import Distribution
-from karl_medianode.operations.logs import RateLimitedLogger
 from karl_medianode.quality import QualityTotals
 from karl_medianode.rtp.jitter_buffer import JitterBuffer
 from karl_medianode.rtp.silence import silencer

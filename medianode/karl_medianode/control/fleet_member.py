@@ -18,6 +18,7 @@ the call and is refused (`FENCED`) when another node does — that call is no lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -28,6 +29,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from karl_core import __version__
+from karl_core.logs import LogThrottle
 from karl_core.ng.commands import Command
 from karl_core.ng.fleet import CALL_CREATING, STATE_UNAVAILABLE, not_owner_reply
 from karl_core.ng.options import NgOptions
@@ -40,7 +42,6 @@ from karl_core.state.redis_keys import KeySchema
 from karl_medianode.control.call_persistence import StoreCounters
 from karl_medianode.engine import CallEnded
 from karl_medianode.engine.calls import Call
-from karl_medianode.operations.logs import LogThrottle
 
 if TYPE_CHECKING:
     from karl_medianode.node import MediaNode
@@ -118,7 +119,9 @@ class FleetMember:
         try:
             await self.restore()
         except StateUnavailable as exc:
-            log.error("could not read this node's calls from Redis: %s", exc, extra={"event": "restore_failed"})
+            log.error(
+                "could not read this node's calls from Redis: %s", exc, extra={"event": "restore_failed"}
+            )
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._lease_loop()))
         self._tasks.append(loop.create_task(self._touch_loop()))
@@ -182,7 +185,8 @@ class FleetMember:
         return self._handle_held(command, opts, fits, call_id)
 
     def _handle_held(self, command: Command, opts: NgOptions, fits: Any, call_id: str) -> Reply:
-        self._collecting = collected = []
+        collected: list[asyncio.Future[Any]] = []
+        self._collecting = collected
         try:
             reply = self.engine.handle(command, opts, fits)
         finally:
@@ -234,10 +238,8 @@ class FleetMember:
         task.add_done_callback(lambda _: None)
 
     async def _release(self, call_id: str, token: OwnerToken) -> None:
-        try:
+        with contextlib.suppress(StateUnavailable):  # else the placement expires by itself (CLAIM_TTL)
             await self.state.release(call_id, token)
-        except StateUnavailable:
-            pass  # the placement expires by itself (CLAIM_TTL)
 
     # -- state ---------------------------------------------------------------------------------------
     def changed(self, call: Call) -> None:

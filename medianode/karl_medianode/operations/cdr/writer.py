@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from karl_core.logs import LogThrottle
 from karl_medianode.engine import CallEnded
 from karl_medianode.operations.cdr.dsn import MysqlDsn, parse_dsn
 from karl_medianode.operations.cdr.filesink import FileSink
@@ -38,7 +39,6 @@ from karl_medianode.operations.cdr.mysqlsink import (
 )
 from karl_medianode.operations.cdr.record import build_record, encode_record
 from karl_medianode.operations.cdr.spool import Spool, SpoolItem
-from karl_medianode.operations.logs import LogThrottle
 
 log = logging.getLogger("karl.cdr")
 

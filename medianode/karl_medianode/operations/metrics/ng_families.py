@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import HistogramMetricFamily, Metric
 
 from karl_core.ng.endpoint import EndpointCounters
-from karl_medianode.control.ng_server import NgCounters
+from karl_core.ng.server import NgCounters
 from karl_medianode.control.udp_drops import receive_drops
 from karl_medianode.operations.metrics.call_families import label_value
 from karl_medianode.operations.metrics.families import counter, cumulative_buckets, gauge, labelled_counter

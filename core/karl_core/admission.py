@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from karl_core.config import KarlConfig
-from karl_medianode.operations.logs import LogThrottle
+from karl_core.logs import LogThrottle
 
 log = logging.getLogger("karl.admission")
 

@@ -10,13 +10,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from karl_core.ng.commands import Command
+from karl_core.logs import RateLimitedLogger
 from karl_core.ng.endpoint import Datagram, NgEndpoint, Request
 from karl_core.ng.errors import NgError
 from karl_core.ng.options import NgOptions
 from karl_core.ng.reply_cache import ReplyCache
 from karl_core.ng.requests import decode_command, decode_options, ng_error_reply, reply_fits
-from karl_medianode.operations.logs import RateLimitedLogger
+
+from .commands import Command
 
 log = logging.getLogger("karl.ng")
 
@@ -26,12 +27,33 @@ INTERNAL_ERROR = "Internal error in Karl (see its log)"
 ReplyFits = Callable[[dict[str, Any]], bool]
 """Whether a reply (as the handler would return it) fits in one datagram, cookie included."""
 
+HandlerReply = dict[str, Any] | bytes | None
+"""A reply to encode; a reply datagram that is ready (cookie included: what a router got from a node);
+or None for no reply at all (the proxy retransmits, and the copy is handled anew)."""
+
 Handler = Callable[
-    [Command, NgOptions, tuple[str, int], ReplyFits], dict[str, Any] | Awaitable[dict[str, Any]]
+    [Command, NgOptions, tuple[str, int], ReplyFits], HandlerReply | Awaitable[HandlerReply]
 ]
 """Handles one request. A plain result is answered at once, inside `datagram_received`, so requests
 are applied one at a time in arrival order; an awaitable result is answered when it completes (its
 retransmissions wait for it)."""
+
+Forwarder = Callable[[Command, NgOptions, Request], HandlerReply | Awaitable[HandlerReply]]
+"""A handler that gets the whole request (see `NgProtocol.forwarder`)."""
+
+
+_RESULT_MARKERS = ((b"6:result2:ok", "ok"), (b'"result":"ok"', "ok"), (b"6:result4:pong", "pong"))
+
+
+def result_of(datagram: bytes) -> str:
+    """The `result` of an encoded reply, for the counters (`ok` found without decoding)."""
+    head = datagram[:200]
+    for marker, result in _RESULT_MARKERS:
+        if marker in head:
+            return result
+    if b"load limit" in head:
+        return "load limit"
+    return "error" if b"error" in head else "other"
 
 
 class ProxyCounters(dict[str, int]):
@@ -101,9 +123,17 @@ class NgProtocol(asyncio.DatagramProtocol):
     retransmissions), plus admission control, decoding, dispatch and counters."""
 
     def __init__(
-        self, handler: Handler, clock: Callable[[], float] = time.monotonic, admission: Any = None
+        self,
+        handler: Handler,
+        clock: Callable[[], float] = time.monotonic,
+        admission: Any = None,
+        *,
+        forwarder: Forwarder | None = None,
     ) -> None:
         self.handler = handler
+        # A router's handler needs the request itself (its cookie and payload go on untouched); when
+        # set, it is called instead of `handler`.
+        self.forwarder = forwarder
         # Optional: an object with `admit(source_ip: str, now: float) -> bool` (allow-list, per-source
         # rate limits, blocks). A refused datagram gets no reply and is counted.
         self.admission = admission
@@ -147,7 +177,10 @@ class NgProtocol(asyncio.DatagramProtocol):
             options = decode_options(decoded.message, decoded.command)
             if options.ignored:
                 log.debug("ignored NG keys/flags: %s", ", ".join(options.ignored))
-            result = self.handler(decoded.command, options, request.addr, self._fits_check(request))
+            if self.forwarder is not None:
+                result = self.forwarder(decoded.command, options, request)
+            else:
+                result = self.handler(decoded.command, options, request.addr, self._fits_check(request))
         except Exception as exc:
             result = self._error_reply(exc, in_flight)
         if inspect.isawaitable(result):
@@ -157,7 +190,7 @@ class NgProtocol(asyncio.DatagramProtocol):
             return
         self._finish(result, in_flight)
 
-    async def _finish_later(self, pending: Awaitable[dict[str, Any]], in_flight: _InFlight) -> None:
+    async def _finish_later(self, pending: Awaitable[HandlerReply], in_flight: _InFlight) -> None:
         try:
             reply = await pending
         except Exception as exc:
@@ -186,9 +219,17 @@ class NgProtocol(asyncio.DatagramProtocol):
 
         return fits
 
-    def _finish(self, reply: dict[str, Any], in_flight: _InFlight) -> None:
+    def _finish(self, reply: HandlerReply, in_flight: _InFlight) -> None:
         request = in_flight.request
         elapsed = time.perf_counter() - in_flight.started
+        if reply is None:
+            self.counters.record(in_flight.command, "none", request.addr[0], elapsed)
+            self.endpoint.abandon(request)
+            return
+        if isinstance(reply, bytes):
+            self.counters.record(in_flight.command, result_of(reply), request.addr[0], elapsed)
+            self._send_all(self.endpoint.reply_datagram(request, reply, self.clock()))
+            return
         self.counters.record(in_flight.command, str(reply.get("result", "")), request.addr[0], elapsed)
         self._send_all(self.endpoint.reply(request, reply, self.clock()))
 

@@ -1,0 +1,111 @@
+"""The router's Prometheus families (docs/metrics.md, "NG router"), read from its counters at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from karl_core.state.fleet_state import LATENCY_BUCKETS
+
+if TYPE_CHECKING:
+    from karl_ngrouter.app import RouterApp
+
+
+def _histogram(
+    name: str, doc: str, bounds: tuple[float, ...], counts: list[int], total: float
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc)
+    cumulative, buckets = 0, []
+    for bound, count in zip(bounds, counts, strict=False):
+        cumulative += count
+        buckets.append((repr(bound), cumulative))
+    buckets.append(("+Inf", sum(counts)))
+    family.add_metric([], buckets, total)
+    return family
+
+
+class RouterCollector(Collector):
+    def __init__(self, app: RouterApp) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        app = self.app
+        router, ng = app.router, app.protocol
+        requests = CounterMetricFamily(
+            "karl_router_requests",
+            "NG requests the router answered, by command and result",
+            labels=["command", "result"],
+        )
+        if ng is not None:
+            for (command, result), n in sorted(ng.counters.by_result.items()):
+                requests.add_metric([command, result], n)
+        yield requests
+        for name, doc, counter in (
+            ("karl_router_forwarded", "Requests sent to a media node, by node", router.counters.forwarded),
+            (
+                "karl_router_placements",
+                "New calls placed on a media node, by node",
+                router.counters.placements,
+            ),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["node"])
+            for node, n in sorted(counter.items()):
+                family.add_metric([node], n)
+            yield family
+        retried = CounterMetricFamily(
+            "karl_router_retries",
+            "Requests sent again: not_owner, refused (node full or out of ports), timeout",
+            labels=["reason"],
+        )
+        for reason, n in sorted(router.counters.retried.items()):
+            retried.add_metric([reason], n)
+        yield retried
+        refused = CounterMetricFamily(
+            "karl_router_refused",
+            "Requests the router answered with an error of its own, by why",
+            labels=["reason"],
+        )
+        for reason, n in sorted(router.counters.refused.items()):
+            refused.add_metric([reason], n)
+        yield refused
+        yield CounterMetricFamily(
+            "karl_router_node_timeouts",
+            "Requests a node did not answer in time",
+            value=router.counters.node_timeouts,
+        )
+        yield CounterMetricFamily(
+            "karl_router_owner_cache_hits", "Calls found in the owner cache", value=router.owners.hits
+        )
+        yield CounterMetricFamily(
+            "karl_router_owner_cache_misses", "Calls looked up in Redis", value=router.owners.misses
+        )
+        yield GaugeMetricFamily(
+            "karl_router_owner_cache_entries", "Calls in the owner cache", value=len(router.owners)
+        )
+        stats = app.state.stats
+        yield CounterMetricFamily("karl_router_redis_requests", "Round trips to Redis", value=stats.requests)
+        yield CounterMetricFamily(
+            "karl_router_redis_errors", "Round trips to Redis that failed or timed out", value=stats.errors
+        )
+        yield _histogram(
+            "karl_router_redis_latency_seconds",
+            "Redis round-trip time",
+            LATENCY_BUCKETS,
+            stats.latency_counts,
+            stats.latency_sum,
+        )
+        nodes = GaugeMetricFamily(
+            "karl_router_nodes", "Media nodes as this router sees them", labels=["state"]
+        )
+        view = app.view
+        nodes.add_metric(["registered"], len(view.members))
+        nodes.add_metric(["live"], len(view.nodes))
+        nodes.add_metric(["answering"], sum(1 for s in view.nodes.values() if view.answering(s)))
+        nodes.add_metric(["placeable"], len(view.ring.weights))
+        yield nodes
+        yield GaugeMetricFamily(
+            "karl_router_redis_up", "1 while Redis answers the router", value=int(view.redis_reachable())
+        )

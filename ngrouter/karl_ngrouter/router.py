@@ -1,0 +1,255 @@
+"""What the router does with one NG request: find the node that holds the call (owner cache, then
+Redis), place a new call on the ring, forward the datagram untouched, and act on the answers a proxy
+must never see (`not owner`: ask Redis again; a node that is full or out of ports: try the next).
+
+Every request is bounded by `BUDGET` (below Kamailio's 1 s retransmission timer): when the fleet cannot
+answer within it, the router answers an error of its own, or nothing for a node that went silent (the
+proxy retransmits and the node's reply cache answers the copy)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from karl_core.ng import errors as E
+from karl_core.ng.commands import Command
+from karl_core.ng.endpoint import Request
+from karl_core.ng.fleet import CALL_CREATING, NO_NODE, NOT_OWNER, STATE_UNAVAILABLE
+from karl_core.ng.framing import decode_payload, error_reply, load_limit_reply, split_cookie
+from karl_core.ng.options import NgOptions
+from karl_core.state import OwnerToken
+from karl_core.state.fleet_state import FleetState, StateUnavailable
+from karl_ngrouter.fleet_view import FleetView
+from karl_ngrouter.merge import merge_list, merge_statistics
+from karl_ngrouter.node_link import NodeLink, NodeTimeout
+from karl_ngrouter.owner_cache import OwnerCache
+
+log = logging.getLogger("karl.router")
+
+BUDGET = 0.8
+"""Seconds the router may spend on one request, all attempts included."""
+NODE_TIMEOUT = 0.5
+"""Seconds one node may take to answer one request."""
+MAX_ATTEMPTS = 4
+
+REFUSALS = frozenset({E.SESSION_LIMIT, E.OUT_OF_PORTS, E.LOAD_LIMIT, E.CPU_LIMIT, E.BANDWIDTH_LIMIT})
+"""Why a node refuses a new call it has no room for: the router tries another node."""
+
+_OK_PREFIXES = (b"d6:result2:ok", b'{"result":"ok"', b'{ "result": "ok"')
+
+Reply = bytes | dict[str, Any] | None
+"""A node's reply datagram to pass on as it is, a reply of the router's own, or no reply at all."""
+
+
+@dataclass
+class RouterCounters:
+    forwarded: Counter[str] = field(default_factory=Counter)
+    """Requests sent to a node, by node id."""
+    placements: Counter[str] = field(default_factory=Counter)
+    """New calls placed, by node id."""
+    retried: Counter[str] = field(default_factory=Counter)
+    """Requests sent again, by why: `not_owner`, `refused` (node full or out of ports), `timeout`."""
+    refused: Counter[str] = field(default_factory=Counter)
+    """Requests the router answered itself with an error, by why."""
+    node_timeouts: int = 0
+
+
+def _verdict(data: bytes) -> dict[str, Any] | None:
+    """The decoded reply when it is not a plain success (a success passes undecoded)."""
+    try:
+        _, body = split_cookie(data)
+    except E.NoCookie:
+        return {}
+    if body.startswith(_OK_PREFIXES):
+        return None
+    try:
+        message, _ = decode_payload(body)
+    except E.NgError:
+        return {}
+    return message
+
+
+class Router:
+    def __init__(
+        self, state: FleetState, view: FleetView, link: NodeLink, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.state = state
+        self.view = view
+        self.link = link
+        self.clock = clock
+        self.owners = OwnerCache()
+        self.counters = RouterCounters()
+
+    # -- node-wide commands ------------------------------------------------------------------------
+    def ping(self) -> dict[str, Any]:
+        """`pong` only while Redis and at least one ready node are reachable (rtpengine's own error
+        text does not exist for this: the proxy marks the set down on anything but pong)."""
+        if not self.view.redis_reachable():
+            return error_reply(STATE_UNAVAILABLE)
+        if not self.view.ready_nodes():
+            return error_reply(NO_NODE)
+        return {"result": "pong"}
+
+    async def fan_out(self, request: Request, command: Command, options: NgOptions) -> dict[str, Any]:
+        nodes = self.view.ready_nodes()
+        datagram = request.cookie + b" " + request.payload
+        answers = await asyncio.gather(
+            *(self.link.request(n.ng_address, request.cookie, datagram, NODE_TIMEOUT) for n in nodes),
+            return_exceptions=True,
+        )
+        replies = []
+        for answer in answers:
+            if isinstance(answer, bytes):
+                _, body = split_cookie(answer)
+                try:
+                    replies.append(decode_payload(body)[0])
+                except E.NgError:
+                    continue
+        if command is Command.LIST:
+            return merge_list(replies, options.limit if options.limit is not None else 32)
+        return merge_statistics(replies)
+
+    # -- one call's commands -----------------------------------------------------------------------
+    def refuse_new_call(self, options: NgOptions, why: str) -> dict[str, Any]:
+        """A new call no node can take, refused as rtpengine refuses one when it is full."""
+        self.counters.refused[why] += 1
+        if options.supports_load_limit:
+            return load_limit_reply(E.SESSION_LIMIT)
+        return error_reply(E.SESSION_LIMIT)
+
+    async def route(self, request: Request, command: Command, options: NgOptions) -> Reply:
+        call_id = options.call_id
+        assert call_id is not None  # the options' checks refuse a call command without one
+        deadline = self.clock() + BUDGET
+        datagram = request.cookie + b" " + request.payload
+        creating = command in CALL_CREATING
+        excluded: set[str] = set()
+        token = self.owners.get(call_id)
+        placed_now = False
+        for attempt in range(MAX_ATTEMPTS):
+            if token is None:
+                try:
+                    token = await self.state.owner_of(call_id)
+                except StateUnavailable:
+                    if creating:
+                        return self.refuse_new_call(options, "redis_unavailable")
+                    self.counters.refused["redis_unavailable"] += 1
+                    return error_reply(STATE_UNAVAILABLE)
+                if token is None:
+                    if not creating:
+                        return await self._unknown_call(request, datagram, call_id, deadline)
+                    placed = await self._place(call_id, excluded)
+                    if placed is None or isinstance(placed, dict):
+                        return placed if placed is not None else self.refuse_new_call(options, "no_node")
+                    token, placed_now = placed
+            lease = self.view.lease(token.owner)
+            if lease is None:
+                # its owner has no lease (dead, or not seen yet by this router): part 2 moves such calls
+                self.owners.forget(call_id)
+                if placed_now:
+                    excluded.add(token.owner)
+                    moved = await self._move_or_none(call_id, token, excluded)
+                    if moved is None:
+                        return self.refuse_new_call(options, "no_node")
+                    token, placed_now = moved
+                    continue
+                self.counters.refused["owner_unreachable"] += 1
+                return error_reply(NO_NODE)
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                break
+            self.counters.forwarded[token.owner] += 1
+            try:
+                answer = await self.link.request(
+                    lease.ng_address, request.cookie, datagram, min(NODE_TIMEOUT, remaining)
+                )
+            except NodeTimeout:
+                self.counters.node_timeouts += 1
+                self.counters.retried["timeout"] += 1
+                continue  # the same node again: its reply cache answers if the first copy arrived
+            verdict = _verdict(answer)
+            if verdict is None:
+                self.owners.put(call_id, token)
+                if placed_now:
+                    self.counters.placements[token.owner] += 1
+                return answer
+            reason = verdict.get("error-reason")
+            if reason == NOT_OWNER:
+                self.counters.retried["not_owner"] += 1
+                self.owners.forget(call_id)
+                token, placed_now = None, False
+                continue
+            refused = verdict.get("result") == "load limit" or reason in REFUSALS
+            if refused and creating and attempt + 1 < MAX_ATTEMPTS:
+                excluded.add(token.owner)
+                moved = await self._move_or_none(call_id, token, excluded)
+                if moved is not None:
+                    self.counters.retried["refused"] += 1
+                    token, placed_now = moved
+                    continue
+            if placed_now and verdict.get("result") != "ok":
+                await self._release(call_id, token)
+            elif verdict.get("result") == "ok":
+                self.owners.put(call_id, token)
+            return answer
+        self.counters.refused["budget"] += 1
+        return None
+
+    async def _place(
+        self, call_id: str, excluded: set[str]
+    ) -> tuple[OwnerToken, bool] | dict[str, Any] | None:
+        """Claim the call for the ring's node; None: no node can take it."""
+        candidates = self.view.ring.candidates(call_id, excluded)
+        if not candidates:
+            return None
+        try:
+            placement = await self.state.claim(call_id, candidates[0])
+        except StateUnavailable:
+            return None
+        return placement.token, placement.placed
+
+    async def _move_or_none(
+        self, call_id: str, held: OwnerToken, excluded: set[str]
+    ) -> tuple[OwnerToken, bool] | None:
+        """Move a placement its node refused to the next node: (holder, placed by this request), or None
+        when no node is left."""
+        for candidate in self.view.ring.candidates(call_id, excluded):
+            try:
+                placement = await self.state.move(call_id, held, candidate)
+                if not placement.placed and not placement.token.owner:
+                    # nobody holds it any more (the node released its claim): claim it afresh
+                    placement = await self.state.claim(call_id, candidate)
+            except StateUnavailable:
+                return None
+            return placement.token, placement.placed
+        await self._release(call_id, held)
+        return None
+
+    async def _release(self, call_id: str, held: OwnerToken) -> None:
+        with contextlib.suppress(StateUnavailable):  # else the claim expires by itself
+            await self.state.release(call_id, held)
+
+    async def _unknown_call(self, request: Request, datagram: bytes, call_id: str, deadline: float) -> Reply:
+        """No node holds the call: a node answers it as rtpengine answers an unknown call."""
+        candidates = self.view.ring.candidates(call_id) or [
+            lease.node_id for lease in self.view.ready_nodes()
+        ]
+        for node_id in candidates[:2]:
+            lease = self.view.lease(node_id)
+            remaining = deadline - self.clock()
+            if lease is None or remaining <= 0:
+                continue
+            try:
+                return await self.link.request(
+                    lease.ng_address, request.cookie, datagram, min(NODE_TIMEOUT, remaining)
+                )
+            except NodeTimeout:
+                self.counters.node_timeouts += 1
+        self.counters.refused["no_node"] += 1
+        return error_reply(NO_NODE)

@@ -1,0 +1,87 @@
+"""Fixtures of the fleet tests: a real Redis, labs of network namespaces, media nodes and NG routers.
+
+All of them need root and `ip`, `nft`, `redis-server`. Without them the fixtures skip, and with
+KARL_FAIL_ON_SKIP=1 (CI) the suite-wide hook of tests/conftest.py turns each of those skips into a
+failure: CI cannot go green without actually running the fleet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from fleet.fleet_kit import (
+    REDIS_SERVER,
+    FleetNode,
+    FleetRouter,
+    NetnsLab,
+    RedisServer,
+    require_root_tools,
+    start_node,
+    start_router,
+)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh, empty `redis-server` on 127.0.0.1 and a free port (`start_node` makes it listen on the
+    lab's bridge address too). Its nftables table, if any, is removed afterwards."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def netns_lab(tmp_path: Path) -> Iterator[Callable[..., NetnsLab]]:
+    """Make labs: `lab = netns_lab(2)` gives a bridge and namespaces k=0 and k=1 (closed after, with
+    whatever was started in them)."""
+    require_root_tools("ip", "nft")
+    labs: list[NetnsLab] = []
+
+    def make(count: int = 2, probe: bool = True) -> NetnsLab:
+        labs.append(NetnsLab(count, tmp_path, probe=probe))
+        return labs[-1]
+
+    yield make
+    for lab in reversed(labs):
+        lab.close()
+
+
+@pytest.fixture
+def fleet_nodes() -> Iterator[Callable[..., FleetNode]]:
+    """Start media nodes: `fleet_nodes(lab, k, redis_or_None, "node-a", ports=(20000, 20999), KARL_X="v")`
+    (stopped after; the lab would stop them too)."""
+    started: list[FleetNode] = []
+
+    def start(
+        lab: NetnsLab,
+        k: int,
+        redis: RedisServer | None,
+        node_id: str,
+        ports: tuple[int, int] = (20000, 20999),
+        **env: str,
+    ) -> FleetNode:
+        started.append(start_node(lab, k, redis, node_id, ports, **env))
+        return started[-1]
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+def fleet_router(tmp_path: Path) -> Iterator[Callable[..., FleetRouter]]:
+    """Start NG routers: `fleet_router(redis, ng_port=None, cluster_id=lab.cluster_id, KARL_X="v")`."""
+    started: list[FleetRouter] = []
+
+    def start(redis: RedisServer, ng_port: int | None = None, **env: str) -> FleetRouter:
+        started.append(start_router(redis, ng_port, log_dir=tmp_path, **env))
+        return started[-1]
+
+    yield start
+    for router in started:
+        router.stop()
