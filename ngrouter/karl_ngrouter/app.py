@@ -71,6 +71,7 @@ class RouterApp:
                 "load": status.lease.load,
                 "capacity": status.lease.capacity,
                 "answering": view.answering(status),
+                "lease_seen": status.gone_since is None,
                 "last_pong_age": None if status.last_pong is None else round(now - status.last_pong, 3),
                 "placement_weight": view.ring.weights.get(node_id, 0),
             }

@@ -24,6 +24,10 @@ PROBE_INTERVAL = 1.0
 PROBE_TIMEOUT = 0.5
 REDIS_FRESH = 2.0
 """Redis counts as reachable while the last refresh is at most this old (seconds)."""
+GONE_GRACE = 30.0
+"""Seconds the router still sends a call's requests to a node whose lease it no longer sees (Redis
+restarted empty, or the node is down): the node decides whether it may answer, and a node that does
+not answer is retried, then its calls are re-resolved from Redis. New calls never go there."""
 
 
 @dataclass
@@ -31,6 +35,8 @@ class NodeStatus:
     lease: NodeLease
     last_pong: float | None = None
     probes_failed: int = 0
+    gone_since: float | None = None
+    """When its lease disappeared from Redis (None: live)."""
 
 
 @dataclass
@@ -58,8 +64,12 @@ class FleetView:
         return self.refreshed_at is not None and self.clock() - self.refreshed_at <= REDIS_FRESH
 
     def lease(self, node_id: str) -> NodeLease | None:
+        """The node's last lease, also for a while after it disappeared (`GONE_GRACE`)."""
         status = self.nodes.get(node_id)
         return None if status is None else status.lease
+
+    def live(self) -> list[NodeStatus]:
+        return [s for s in self.nodes.values() if s.gone_since is None]
 
     def answering(self, status: NodeStatus) -> bool:
         return (
@@ -68,24 +78,29 @@ class FleetView:
         )
 
     def ready_nodes(self) -> list[NodeLease]:
-        return [s.lease for s in self.nodes.values() if s.lease.ready and self.answering(s)]
+        return [s.lease for s in self.live() if s.lease.ready and self.answering(s)]
 
     async def refresh(self) -> None:
         members, leases = await self.state.nodes()
+        now = self.clock()
         current = {lease.node_id: lease for lease in leases}
-        for node_id in list(self.nodes):
-            if node_id not in current:
+        for node_id, status in list(self.nodes.items()):
+            if node_id in current:
+                continue
+            if status.gone_since is None:
+                status.gone_since = now
+            elif now - status.gone_since > GONE_GRACE:
                 del self.nodes[node_id]
         for node_id, lease in current.items():
-            status = self.nodes.get(node_id)
-            if status is None or status.lease.boot_id != lease.boot_id:
+            known = self.nodes.get(node_id)
+            if known is None or known.lease.boot_id != lease.boot_id:
                 self.nodes[node_id] = NodeStatus(lease)
             else:
-                status.lease = lease
+                known.lease, known.gone_since = lease, None
         self.members = members
-        # place only on nodes that take calls by their lease and answer this router
-        self.ring.update(s.lease for s in self.nodes.values() if self.answering(s) or s.last_pong is None)
-        self.refreshed_at = self.clock()
+        # place only on live nodes that take calls by their lease and answer this router
+        self.ring.update(s.lease for s in self.live() if self.answering(s) or s.last_pong is None)
+        self.refreshed_at = now
 
     async def _refresh_loop(self) -> None:
         while True:

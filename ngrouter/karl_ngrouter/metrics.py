@@ -102,8 +102,8 @@ class RouterCollector(Collector):
         )
         view = app.view
         nodes.add_metric(["registered"], len(view.members))
-        nodes.add_metric(["live"], len(view.nodes))
-        nodes.add_metric(["answering"], sum(1 for s in view.nodes.values() if view.answering(s)))
+        nodes.add_metric(["live"], len(view.live()))
+        nodes.add_metric(["answering"], sum(1 for s in view.live() if view.answering(s)))
         nodes.add_metric(["placeable"], len(view.ring.weights))
         yield nodes
         yield GaugeMetricFamily(

@@ -134,6 +134,12 @@ class Router:
         placed_now = False
         for attempt in range(MAX_ATTEMPTS):
             if token is None:
+                if not self.view.redis_reachable():
+                    # Redis has not answered the fleet view lately: refuse at once rather than wait
+                    if creating:
+                        return self.refuse_new_call(options, "redis_unavailable")
+                    self.counters.refused["redis_unavailable"] += 1
+                    return error_reply(STATE_UNAVAILABLE)
                 try:
                     token = await self.state.owner_of(call_id)
                 except StateUnavailable:
@@ -186,13 +192,18 @@ class Router:
                 token, placed_now = None, False
                 continue
             refused = verdict.get("result") == "load limit" or reason in REFUSALS
-            if refused and creating and attempt + 1 < MAX_ATTEMPTS:
+            if refused and creating and placed_now:
                 excluded.add(token.owner)
-                moved = await self._move_or_none(call_id, token, excluded)
-                if moved is not None:
-                    self.counters.retried["refused"] += 1
-                    token, placed_now = moved
-                    continue
+                if attempt + 1 < MAX_ATTEMPTS:
+                    moved = await self._move_or_none(call_id, token, excluded)
+                else:
+                    await self._release(call_id, token)
+                    moved = None
+                if moved is None:  # every node it could go to is full: refused like one full rtpengine
+                    return self.refuse_new_call(options, "all_nodes_full")
+                self.counters.retried["refused"] += 1
+                token, placed_now = moved
+                continue
             if placed_now and verdict.get("result") != "ok":
                 await self._release(call_id, token)
             elif verdict.get("result") == "ok":

@@ -4,6 +4,13 @@ The node answers NG for a call only while it holds it: it owns the call at the e
 its lease is valid by its own monotonic clock (`karl_core.state.lease`). Otherwise it answers the
 router with `NOT_OWNER` (`karl_core.ng.fleet`), and the router asks Redis who holds the call.
 
+One exception keeps calls talking through a Redis outage: when this node's last renewal failed
+because Redis did not answer (not because the lease was found gone), the node goes on answering for
+the calls it holds after its lease ran out ("holding over"), and takes no new ones. That is safe
+because nothing can move a call without Redis: the failover controller (docs/clustering.md, part 2)
+bumps epochs in Redis, and declares a node dead only when its lease expired *and* a majority of the
+members cannot reach it. `majority_reachable` is where the node's own side of that rule lives.
+
 Every change of a call is queued for Redis (`StateWriter`: in order, batched) and the reply waits for
 the write — at most `WRITE_WAIT`, so that a hung Redis never holds a proxy past its retransmission
 timer. A write that did not make it marks the call dirty; it is written again, whole, as soon as Redis
@@ -103,6 +110,8 @@ class FleetMember:
         self._collecting: list[asyncio.Future[Any]] | None = None
         self._resolving: dict[str, asyncio.Future[None]] = {}
         self._renewed_once = False
+        self.redis_down_since: float | None = None
+        """When the first renewal that failed since the last success was sent (None: Redis answers)."""
         self._resaving: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._throttle = LogThrottle(30.0)
@@ -149,6 +158,21 @@ class FleetMember:
     def lease_valid(self) -> bool:
         return self.lease.valid(self.clock())
 
+    def majority_reachable(self) -> bool:
+        """Whether a majority of the fleet's members reach this node. Without peer probes (part 2 of the
+        fleet) no node can be declared dead, so the answer is yes."""
+        return True
+
+    def may_act(self, now: float) -> bool:
+        """Whether the node may answer for the calls it holds (see the module docstring)."""
+        if self.lease.valid(now):
+            return True
+        return self.redis_down_since is not None and self._renewed_once and self.majority_reachable()
+
+    def holding_over(self) -> bool:
+        now = self.clock()
+        return not self.lease.valid(now) and self.may_act(now)
+
     def lease_document(self) -> NodeLease:
         s = self.node.settings
         ng = host_port(advertised(s.ng_address, s.media_ip), s.ng_port)
@@ -174,13 +198,17 @@ class FleetMember:
         """Handle one call's request (the node handles node-wide ones itself). Synchronous for a call
         this node holds, so its requests apply in arrival order; an awaitable when Redis must be asked
         first or the change must be written."""
-        if not self.lease.valid(self.clock()):
+        if not self.may_act(self.clock()):
             self.fleet_counters.not_owner += 1
             return not_owner_reply(None, None)
         call_id = opts.call_id
         if call_id is None:
             return self.engine.handle(command, opts, fits)  # the engine's own error
         if call_id in self._resolving or call_id not in self.owned:
+            if self.redis_down_since is not None and command in CALL_CREATING:
+                # Redis did not answer the last renewal: no claim could be made (answer at once)
+                self.fleet_counters.state_unavailable += 1
+                return {"result": "error", "error-reason": STATE_UNAVAILABLE}
             return self._resolve_then_handle(command, opts, fits, call_id)
         return self._handle_held(command, opts, fits, call_id)
 
@@ -361,8 +389,11 @@ class FleetMember:
             previous = await self.state.renew_lease(self.lease_document(), self.settings.lease_ttl)
         except StateUnavailable as exc:
             self.fleet_counters.lease_failures += 1
+            if self.redis_down_since is None:
+                self.redis_down_since = sent
             self._warn("lease", None, "could not renew this node's lease in Redis: %s", exc)
             return
+        self.redis_down_since = None
         self.lease.confirmed(sent)
         self.fleet_counters.lease_renewals += 1
         if previous is None and self._renewed_once:

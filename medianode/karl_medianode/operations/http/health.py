@@ -111,6 +111,7 @@ def _redis(node: MediaNode) -> dict[str, Any]:
         "node_id": fleet.node_id,
         "boot_id": fleet.boot_id,
         "lease_valid": valid,
+        "holding_over": fleet.holding_over(),
         "lease_valid_for": round(max(0.0, fleet.lease.valid_until() - now), 3),
         "last_answer_age": None if stats.last_ok is None else round(now - stats.last_ok, 3),
         "last_error": stats.last_error,

@@ -1,0 +1,451 @@
+"""The NG router in front of real media nodes: real `redis-server`, `karl` nodes in network namespaces of
+their own (each with its own address), `karl-router` processes in the root namespace, and parties in a
+namespace of their own sending real RTP.
+
+    proxy (this test, 127.0.0.1) ──NG──► karl-router (127.0.0.1) ──NG──► karl in netns k (10.213.n.10+k)
+    parties (netns "P") ◄──────────────────── RTP ────────────────────► the call's node
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleet.fleet_kit import FleetNode, FleetRouter, NetnsLab, RedisServer
+from karl_core.ng import bencode
+from karl_core.ng.fleet import NOT_OWNER
+from karl_testkit import NgClient, Party, port_of, sdp, simple_rtp, wait_for
+
+pytestmark = pytest.mark.fleet
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus family's samples named `name` matching `labels` (0 when absent)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as reply:
+        text = reply.read().decode()
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def router_metrics(router: FleetRouter) -> str:
+    return f"http://127.0.0.1:{router.env['KARL_METRICS_PORT']}"
+
+
+def health_detail(node: FleetNode) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"{node.url('health')}/health/detail", timeout=2) as reply:
+            return dict(json.loads(reply.read()))
+    except urllib.error.HTTPError as exc:  # 503 while DOWN still carries the document
+        return dict(json.loads(exc.read()))
+
+
+def node_calls(node: FleetNode) -> int:
+    reply = node.ng.request({"command": "statistics"})
+    return int(reply["statistics"]["currentstatistics"]["sessionstotal"])
+
+
+def offer(client: NgClient, call_id: str, party: Party, ip: str, **extra: Any) -> dict[str, Any]:
+    return dict(
+        client.request(
+            {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": sdp(party.port, ip), **extra}
+        )
+    )
+
+
+def answer(client: NgClient, call_id: str, party: Party, ip: str) -> dict[str, Any]:
+    return dict(
+        client.request(
+            {
+                "command": "answer",
+                "call-id": call_id,
+                "from-tag": "A",
+                "to-tag": "B",
+                "sdp": sdp(party.port, ip),
+            }
+        )
+    )
+
+
+def media_address(reply: dict[str, Any]) -> tuple[str, int]:
+    ip = next(line.split()[-1] for line in reply["sdp"].splitlines() if line.startswith("c="))
+    return ip, port_of(reply)
+
+
+class Stream:
+    """RTP both ways through a call's node, every 10 ms, counting what arrives; stops by itself."""
+
+    def __init__(self, a: Party, to_a_side: tuple[str, int], b: Party, to_b_side: tuple[str, int]) -> None:
+        self.legs = ((a, to_a_side, b), (b, to_b_side, a))
+        self.sent = [0, 0]
+        self.received = [0, 0]
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send, daemon=True)] + [
+            threading.Thread(target=self._receive, args=(i,), daemon=True) for i in (0, 1)
+        ]
+
+    def _send(self) -> None:
+        seq = 0
+        deadline = time.monotonic() + 60  # bounded even if a test forgets to stop it
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            for index, (party, target, _) in enumerate(self.legs):
+                party.rtp.sendto(simple_rtp(seq), target)
+                self.sent[index] += 1
+            seq += 1
+            time.sleep(0.01)
+
+    def _receive(self, index: int) -> None:
+        sock = self.legs[index][2].rtp
+        sock.settimeout(0.2)
+        while True:
+            try:
+                sock.recv(2048)
+            except (TimeoutError, OSError):
+                if self._stop.is_set():
+                    return
+                continue
+            self.received[index] += 1
+
+    @contextmanager
+    def running(self) -> Iterator[Stream]:
+        for thread in self._threads:
+            thread.start()
+        try:
+            wait_for(lambda: min(self.received) >= 10, timeout=5)
+            yield self
+        finally:
+            self._stop.set()
+            self._threads[0].join(2)
+            # what was sent must arrive: wait for the last packets, then stop the receivers
+            try:
+                wait_for(lambda: self.received == self.sent, timeout=2)
+            finally:
+                for thread in self._threads[1:]:
+                    thread.join(2)
+
+    def flowing(self, more: int = 10) -> None:
+        marks = list(self.received)
+        wait_for(lambda: all(r >= m + more for r, m in zip(self.received, marks, strict=True)), timeout=5)
+
+
+@pytest.fixture
+def fleet(
+    redis_server: RedisServer,
+    netns_lab: Callable[..., NetnsLab],
+    fleet_nodes: Callable[..., FleetNode],
+    fleet_router: Callable[..., FleetRouter],
+) -> Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]]:
+    """`fleet(n, **per_node_env)`: n nodes in namespaces 0..n-1, namespace n for the parties, a router."""
+
+    def make(
+        count: int = 3, node_env: dict[int, dict[str, str]] | None = None
+    ) -> tuple[NetnsLab, list[FleetNode], FleetRouter]:
+        lab = netns_lab(count + 1)
+        nodes = [
+            fleet_nodes(lab, k, redis_server, f"node-{k}", **(node_env or {}).get(k, {}))
+            for k in range(count)
+        ]
+        client = redis_server.client()
+        wait_for(lambda: len(client.keys("karl:node:*")) == count, timeout=10)
+        router = fleet_router(redis_server, cluster_id=lab.cluster_id)
+        # every node ready in the router's view (leases say ready one renewal after start-up)
+        wait_for(
+            lambda: metric(router_metrics(router), "karl_router_nodes", state="placeable") == count,
+            timeout=10,
+        )
+        return lab, nodes, router
+
+    return make
+
+
+def test_calls_spread_over_the_nodes_and_every_command_reaches_the_owner(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]], redis_server: RedisServer
+) -> None:
+    lab, nodes, router = fleet(3)
+    parties = lab.count - 1
+    a, b = lab.party(parties), lab.party(parties)
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    calls = [f"spread-{i}@test" for i in range(24)]
+    for call_id in calls:
+        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
+    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
+    per_node = Counter(owners.values())
+    assert set(per_node) == {node.node_id for node in nodes}, per_node  # every node got calls
+    assert max(per_node.values()) <= 0.6 * len(calls), per_node
+    for node in nodes:  # each node has exactly the calls Redis says it holds
+        assert node_calls(node) == per_node[node.node_id]
+        assert redis.smembers(f"karl:node-calls:{node.node_id}") == {
+            c for c, o in owners.items() if o == node.node_id
+        }
+    # a node asked directly about another node's call refuses it (it is not the owner)
+    call_id = calls[0]
+    other = next(node for node in nodes if node.node_id != owners[call_id])
+    refused = other.ng.request({"command": "query", "call-id": call_id})
+    assert refused["error-reason"] == NOT_OWNER and refused["karl-owner"] == owners[call_id]
+    # media of one call goes through its owner's address, every packet
+    offered = offer(router.ng, calls[0], a, ip)
+    answered = answer(router.ng, calls[0], b, ip)
+    owner_ip = lab.ns_ip(int(owners[calls[0]].split("-")[1]))
+    assert media_address(offered)[0] == media_address(answered)[0] == owner_ip
+    with Stream(a, media_address(answered), b, media_address(offered)).running() as stream:
+        stream.flowing(20)
+    assert stream.received == stream.sent
+    queried = router.ng.request({"command": "query", "call-id": calls[0]})
+    relayed = sum(int(tag["medias"][0]["streams"][0]["stats"]["packets"]) for tag in queried["tags"].values())
+    assert relayed == sum(stream.sent)
+    # list and statistics merge the nodes; delete empties Redis
+    assert {c for c in router.ng.request({"command": "list", "limit": 100})["calls"]} == set(calls)
+    stats = router.ng.request({"command": "statistics"})["statistics"]
+    assert int(stats["currentstatistics"]["sessionstotal"]) == len(calls)
+    for call_id in calls:
+        assert (
+            router.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})["result"] == "ok"
+        )
+    wait_for(lambda: not redis.keys("karl:call*"), timeout=5)
+    assert all(not redis.smembers(f"karl:node-calls:{node.node_id}") for node in nodes)
+    placements = sum(
+        metric(router_metrics(router), "karl_router_placements_total", node=n.node_id) for n in nodes
+    )
+    assert placements == len(calls)
+
+
+def test_one_datagram_through_two_routers_at_once_makes_one_call(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    fleet_router: Callable[..., FleetRouter],
+    redis_server: RedisServer,
+) -> None:
+    lab, nodes, first = fleet(2)
+    second = fleet_router(redis_server, cluster_id=lab.cluster_id)
+    wait_for(lambda: second.ng.request({"command": "ping"})["result"] == "pong", timeout=10)
+    parties = lab.count - 1
+    a = lab.party(parties)
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    for round_ in range(5):
+        call_id = f"twice-{round_}@test"
+        datagram = f"dup{round_}_cookie ".encode() + bencode.encode(
+            {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": sdp(a.port, ip)}
+        )
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(3)
+        try:
+            sock.sendto(datagram, first.ng.address)
+            sock.sendto(datagram, second.ng.address)
+            replies = [sock.recv(65535), sock.recv(65535)]
+        finally:
+            sock.close()
+        assert replies[0] == replies[1]  # the same reply: one execution, one set of ports
+        assert b"6:result2:ok" in replies[0]
+        assert redis.hget(f"karl:call:{call_id}", "owner") in {n.node_id for n in nodes}
+    assert sum(node_calls(node) for node in nodes) == 5
+
+
+def test_a_full_node_and_a_node_out_of_ports_send_calls_elsewhere(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]], redis_server: RedisServer
+) -> None:
+    # node-0: room for one call; node-1: ports for one call (two pairs); node-2: plenty
+    lab, nodes, router = fleet(
+        3,
+        node_env={
+            0: {"KARL_MAX_SESSIONS": "1"},
+            1: {"KARL_RTP_MIN_PORT": "20000", "KARL_RTP_MAX_PORT": "20003"},
+        },
+    )
+    parties = lab.count - 1
+    a = lab.party(parties)
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    calls = [f"room-{i}@test" for i in range(16)]
+    for index, call_id in enumerate(calls):
+        extra = {"supports": ["load limit"]} if index % 2 else {}
+        reply = offer(router.ng, call_id, a, ip, **extra)
+        assert reply["result"] == "ok", reply
+    per_node = Counter(redis.hget(f"karl:call:{c}", "owner") for c in calls)
+    assert per_node["node-0"] <= 1 and per_node["node-1"] <= 1, per_node
+    assert per_node["node-2"] >= len(calls) - 2
+    assert [node_calls(node) for node in nodes] == [per_node[n.node_id] for n in nodes]
+    assert metric(router_metrics(router), "karl_router_retries_total", reason="refused") >= 1
+    # nobody has room: refused as rtpengine refuses a full node, with and without `load limit`
+    for node in nodes[2:]:
+        node.stop()
+    wait_for(lambda: metric(router_metrics(router), "karl_router_nodes", state="live") == 2, timeout=10)
+    refused = offer(router.ng, "no-room@test", a, ip, supports=["load limit"])
+    assert refused["result"] == "load limit", refused
+    refused = offer(router.ng, "no-room-2@test", a, ip)
+    assert refused == {"result": "error", "error-reason": "Parallel session limit reached"}
+    assert not redis.exists("karl:call:no-room@test", "karl:call:no-room-2@test")
+
+
+def test_bad_input_gets_the_answers_a_node_gives_and_nothing_is_forwarded(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+) -> None:
+    lab, nodes, router = fleet(1)
+    node = nodes[0]
+    datagrams = [
+        b"garbage without structure",
+        b"c1 d7:command",  # truncated bencode
+        b"c2 " + b"x" * 60000,  # oversize garbage
+        b"c3 ",  # no payload
+        b"c4 d7:command5:offere",  # no call-id
+        b"c5 d7:command9:transform7:call-id1:xe",  # unknown command
+        b"c6 d7:command6:answer7:call-id1:x8:from-tag1:ae",  # no SDP
+        b'c7 {"command": "offer"',  # broken JSON
+        b"c8 le",  # not a dictionary
+    ]
+
+    def exchange(address: tuple[str, int], source: str, datagram: bytes) -> bytes | None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((source, 0))
+        sock.settimeout(0.5)
+        try:
+            sock.sendto(datagram, address)
+            return sock.recv(65535)
+        except TimeoutError:
+            return None
+        finally:
+            sock.close()
+
+    forwarded_before = metric(router_metrics(router), "karl_router_forwarded_total")
+    for datagram in datagrams:
+        # a new cookie at the node each time: its reply cache must not answer for the router's
+        from_router = exchange(router.ng.address, "127.0.0.1", datagram)
+        from_node = exchange(node.ng.address, lab.bridge_ip, datagram.replace(b"c", b"n", 1))
+        if from_node is None:
+            assert from_router is None, datagram
+        else:
+            assert from_router is not None and from_router.split(b" ", 1)[1] == from_node.split(b" ", 1)[1], (
+                datagram
+            )
+    assert metric(router_metrics(router), "karl_router_forwarded_total") == forwarded_before
+    assert router.proc.poll() is None
+
+
+def test_ping_answers_pong_only_with_redis_and_a_ready_node(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]], redis_server: RedisServer
+) -> None:
+    _, nodes, router = fleet(1)
+    assert router.ng.request({"command": "ping"}) == {"result": "pong"}
+    redis_server.pause()
+    try:
+        wait_for(lambda: router.ng.request({"command": "ping"})["result"] == "error", timeout=5)
+    finally:
+        redis_server.resume()
+    wait_for(lambda: router.ng.request({"command": "ping"})["result"] == "pong", timeout=5)
+    nodes[0].stop()
+    wait_for(lambda: router.ng.request({"command": "ping"})["result"] == "error", timeout=10)
+
+
+def redis_part(node: FleetNode) -> dict[str, Any]:
+    return dict(health_detail(node)["components"]["redis"])
+
+
+def timed(request: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    reply = request()
+    return reply, time.monotonic() - started
+
+
+def test_redis_hung_dropped_killed_and_restarted_empty_never_disturbs_established_calls(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]], redis_server: RedisServer
+) -> None:
+    lab, nodes, router = fleet(2)
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    calls: dict[str, tuple[Party, Party, dict[str, Any], dict[str, Any]]] = {}
+    for index in range(4):
+        a, b = lab.party(parties), lab.party(parties)
+        call_id = f"outage-{index}@test"
+        offered, answered = offer(router.ng, call_id, a, ip), answer(router.ng, call_id, b, ip)
+        assert offered["result"] == answered["result"] == "ok"
+        calls[call_id] = (a, b, offered, answered)
+    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
+    assert set(owners.values()) == {"node-0", "node-1"}, owners
+    fresh = iter(range(1000))
+
+    def established_calls_answer() -> None:
+        for call_id, (a, _, offered, _) in calls.items():
+            query = {"command": "query", "call-id": call_id}
+            reply, took = timed(lambda query=query: router.ng.request(query))
+            assert reply["result"] == "ok" and took < 1.0, (call_id, reply, took)
+            reply, took = timed(lambda c=call_id, p=a: offer(router.ng, c, p, ip))
+            assert reply["result"] == "ok" and took < 1.0, (call_id, reply, took)
+            assert media_address(reply) == media_address(offered)
+
+    def new_calls_refused_fast() -> None:
+        a = calls[next(iter(calls))][0]
+        reply, took = timed(lambda: offer(router.ng, f"refused-{next(fresh)}@test", a, ip))
+        assert reply == {"result": "error", "error-reason": "Parallel session limit reached"}, reply
+        assert took < 0.5, took
+
+    def new_calls_work() -> None:
+        a = calls[next(iter(calls))][0]
+        call_id = f"after-{next(fresh)}@test"
+        wait_for(lambda: offer(router.ng, call_id, a, ip)["result"] == "ok", timeout=10)
+        assert (
+            router.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})["result"] == "ok"
+        )
+
+    def both_nodes(condition: Callable[[dict[str, Any]], bool]) -> None:
+        wait_for(lambda: all(condition(redis_part(node)) for node in nodes), timeout=10)
+
+    streams = [
+        Stream(a, media_address(answered), b, media_address(offered))
+        for a, b, offered, answered in calls.values()
+    ]
+    with streams[0].running(), streams[1].running(), streams[2].running(), streams[3].running():
+        # Redis hung: the nodes hold over once their leases ran out; calls go on, new ones are refused
+        redis_server.pause()
+        both_nodes(lambda part: part["holding_over"])
+        established_calls_answer()
+        new_calls_refused_fast()
+        for stream in streams:
+            stream.flowing()
+        redis_server.resume()
+        both_nodes(lambda part: part["lease_valid"])
+        new_calls_work()
+        # traffic to Redis dropped (connections hang rather than break)
+        redis_server.drop_traffic()
+        both_nodes(lambda part: part["holding_over"])
+        established_calls_answer()
+        new_calls_refused_fast()
+        redis_server.restore_traffic()
+        both_nodes(lambda part: part["lease_valid"])
+        new_calls_work()
+        # Redis killed, then back EMPTY: the nodes write their leases and calls again, nothing restarts
+        redis_server.kill()
+        both_nodes(lambda part: part["holding_over"])
+        established_calls_answer()
+        new_calls_refused_fast()
+        redis_server.restart()
+        redis = redis_server.client()
+        wait_for(lambda: {c: redis.hget(f"karl:call:{c}", "owner") for c in calls} == owners, timeout=10)
+        assert all(redis.exists(f"karl:callstate:{call_id}") for call_id in calls)
+        assert all(
+            int(redis.get("karl:epoch") or 0) >= int(redis.hget(f"karl:call:{c}", "epoch")) for c in calls
+        )
+        both_nodes(lambda part: part["lease_valid"])
+        established_calls_answer()
+        new_calls_work()
+        for stream in streams:
+            stream.flowing()
+    for stream in streams:  # not one packet lost through all of it
+        assert stream.received == stream.sent, (stream.sent, stream.received)
+    for node in nodes:
+        assert node.proc.poll() is None
