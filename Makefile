@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := redis-server kamailio sip-tester rtpengine-daemon mariadb-server openssl prometheus
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: run test venv venv-test deps-system lint typecheck imports pytest bench bench-quick clean k8s-test-env
+.PHONY: run fleet test venv venv-test deps-system lint typecheck imports pytest bench bench-quick clean k8s-test-env
 
 # Two installs into one venv: `run` (and `bench`) need only Karl and its dependencies; the checks
 # (lint, typecheck, imports, pytest) add the test tools. Each has its own stamp.
@@ -40,6 +40,10 @@ run: venv
 	KARL_CDR_PATH=$${KARL_CDR_PATH:-$(CURDIR)/var/cdr.jsonl} \
 	KARL_CDR_SPOOL_DIR=$${KARL_CDR_SPOOL_DIR:-$(CURDIR)/var/cdr-spool} \
 	exec $(VENV)/bin/karl
+
+# Three media nodes, the NG router and Redis on this machine (docs/clustering.md); Ctrl-C stops them all.
+fleet: venv
+	exec deploy/fleet/run.sh
 
 deps-system:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \

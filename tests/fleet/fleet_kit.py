@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -994,3 +996,15 @@ def established_via(
     )
     assert offer["result"] == answer["result"] == "ok", (offer, answer)
     return port_of(answer), port_of(offer)
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus family's samples named `name` matching `labels` (0 when absent)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as reply:
+        text = reply.read().decode()
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

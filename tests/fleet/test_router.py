@@ -19,26 +19,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from fleet.fleet_kit import FleetNode, FleetRouter, NetnsLab, RedisServer
+from fleet.fleet_kit import FleetNode, FleetRouter, NetnsLab, RedisServer, metric
 from karl_core.ng import bencode
 from karl_core.ng.fleet import NOT_OWNER
 from karl_testkit import NgClient, Party, port_of, sdp, simple_rtp, wait_for
 
 pytestmark = pytest.mark.fleet
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    """The sum of a Prometheus family's samples named `name` matching `labels` (0 when absent)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as reply:
-        text = reply.read().decode()
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def router_metrics(router: FleetRouter) -> str:

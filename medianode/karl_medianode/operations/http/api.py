@@ -18,6 +18,7 @@ from aiohttp import web
 
 from karl_core.ng.commands import Command
 from karl_core.ng.options import NgOptions
+from karl_core.state import OwnerToken
 from karl_medianode.control.engine_driver import EngineDriver
 from karl_medianode.node import MediaNode
 from karl_medianode.operations.http.auth import ApiKeys, Role, presented_key
@@ -201,7 +202,9 @@ async def list_sessions(request: web.Request) -> web.Response:
     page = page_of(engine, engine.all_calls(), wanted, now, limit, offset, cursor)
     return json_response(
         {
-            "sessions": [session_summary(engine, call, now) for call in page.calls],
+            "sessions": [
+                session_summary(engine, call, now, _owner(request, call.call_id)) for call in page.calls
+            ],
             "total": page.total,
             "limit": limit,
             "offset": offset,
@@ -221,7 +224,12 @@ async def get_session(request: web.Request) -> web.Response:
     call = engine.find_call(call_id)
     if call is None:
         raise ApiError(404, f"no session with call-id {call_id[:200]!r}")
-    return json_response(session_detail(engine, call, time.time()))
+    return json_response(session_detail(engine, call, time.time(), _owner(request, call_id)))
+
+
+def _owner(request: web.Request, call_id: str) -> OwnerToken | None:
+    fleet = request.app[NODE].fleet
+    return None if fleet is None else fleet.owned.get(call_id)
 
 
 async def delete_session(request: web.Request) -> web.Response:

@@ -174,9 +174,16 @@ SCHEMAS: dict[str, Any] = {
         "description": "offered: waiting for the answer; answered: media both ways; deleting: deleted "
         "and kept for the delete delay.",
     },
+    "Ownership": {
+        **_obj({"owner": _STR, "epoch": _INT}),
+        "nullable": True,
+        "description": "In a fleet: the node holding the call and the epoch of its ownership (a call "
+        "that moves to another node gets a higher epoch); null on a single node.",
+    },
     "SessionSummary": _obj(
         {
             "call_id": _STR,
+            "ownership": _ref("Ownership"),
             "state": _ref("SessionState"),
             "created": {**_NUM, "description": "Unix time."},
             "age_seconds": _NUM,
@@ -203,6 +210,7 @@ SCHEMAS: dict[str, Any] = {
     "SessionDetail": _obj(
         {
             "call_id": _STR,
+            "ownership": _ref("Ownership"),
             "state": _ref("SessionState"),
             "created": _NUM,
             "age_seconds": _NUM,

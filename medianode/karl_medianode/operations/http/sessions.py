@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from karl_core.sdp.addresses import IpAddress
 from karl_core.session import MediaState, Monologue
+from karl_core.state import OwnerToken
 from karl_medianode.dataplane.relay import PacketStream
 from karl_medianode.engine.calls import Call
 
@@ -160,12 +161,20 @@ def _counters(streams: Iterable[PacketStream]) -> dict[str, Any]:
     return {**totals, "dropped": dropped}
 
 
-def session_summary(live: LiveStreams, call: Call, now: float) -> dict[str, Any]:
+def ownership(owner: OwnerToken | None) -> dict[str, Any] | None:
+    """Who holds the call in a fleet (this node, and the epoch of its ownership); None on a single node."""
+    return None if owner is None else {"owner": owner.owner, "epoch": owner.epoch}
+
+
+def session_summary(
+    live: LiveStreams, call: Call, now: float, owner: OwnerToken | None = None
+) -> dict[str, Any]:
     state = call.state
     streams = live.streams_of(call)
     counters = _counters(streams)
     return {
         "call_id": call.call_id,
+        "ownership": ownership(owner),
         "state": call_state(call),
         "created": state.created,
         "age_seconds": max(0.0, now - state.created),
@@ -178,12 +187,15 @@ def session_summary(live: LiveStreams, call: Call, now: float) -> dict[str, Any]
     }
 
 
-def session_detail(live: LiveStreams, call: Call, now: float) -> dict[str, Any]:
+def session_detail(
+    live: LiveStreams, call: Call, now: float, owner: OwnerToken | None = None
+) -> dict[str, Any]:
     state = call.state
     streams = live.streams_of(call)
     last_media = max((s.last_packet for s in streams), default=0.0)
     return {
         "call_id": call.call_id,
+        "ownership": ownership(owner),
         "state": call_state(call),
         "created": state.created,
         "age_seconds": max(0.0, now - state.created),
