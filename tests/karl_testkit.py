@@ -126,6 +126,7 @@ def wait_for_pong(client: NgClient, proc: subprocess.Popen[bytes], what: str, ti
                 return
         except TimeoutError:
             continue
+        time.sleep(0.02)  # it answered, not yet with pong (a router without a ready node): no flood
     raise RuntimeError(f"{what} did not answer ping within {timeout}s")
 
 

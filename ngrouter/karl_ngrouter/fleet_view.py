@@ -108,6 +108,8 @@ class FleetView:
                 await self.refresh()
             except StateUnavailable as exc:
                 self._warn("refresh", "cannot read the fleet's nodes from Redis: %s", exc)
+            except Exception:  # a bug: logged, and the view goes on refreshing
+                log.exception("refreshing the fleet view failed")
             await asyncio.sleep(REFRESH_INTERVAL)
 
     async def probe(self, status: NodeStatus) -> None:

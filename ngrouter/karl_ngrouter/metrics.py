@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from karl_core.ng.commands import label_value
 from karl_core.state.fleet_state import LATENCY_BUCKETS
+from karl_ngrouter.router import REFUSAL_REASONS, RETRY_REASONS
 
 if TYPE_CHECKING:
     from karl_ngrouter.app import RouterApp
@@ -36,18 +39,26 @@ class RouterCollector(Collector):
         router, ng = app.router, app.protocol
         requests = CounterMetricFamily(
             "karl_router_requests",
-            "NG requests the router answered, by command and result",
+            "NG requests the router answered, by command and result (spelled as the node's "
+            "karl_ng_commands_total: block_dtmf, load_limit; none: no reply was sent).",
             labels=["command", "result"],
         )
         if ng is not None:
-            for (command, result), n in sorted(ng.counters.by_result.items()):
-                requests.add_metric([command, result], n)
+            merged: Counter[tuple[str, str]] = Counter()
+            for (command, result), n in ng.counters.by_result.items():
+                merged[(label_value(command), label_value(result) or "none")] += n
+            for labels, n in sorted(merged.items()):
+                requests.add_metric(list(labels), n)
         yield requests
         for name, doc, counter in (
-            ("karl_router_forwarded", "Requests sent to a media node, by node", router.counters.forwarded),
+            (
+                "karl_router_forwarded",
+                "Requests for one call sent to the media node holding it, by node.",
+                router.counters.forwarded,
+            ),
             (
                 "karl_router_placements",
-                "New calls placed on a media node, by node",
+                "New calls placed on a media node, by node.",
                 router.counters.placements,
             ),
         ):
@@ -57,48 +68,50 @@ class RouterCollector(Collector):
             yield family
         retried = CounterMetricFamily(
             "karl_router_retries",
-            "Requests sent again: not_owner, refused (node full or out of ports), timeout",
+            "Requests sent again: not_owner, refused (node full or out of ports), timeout.",
             labels=["reason"],
         )
-        for reason, n in sorted(router.counters.retried.items()):
-            retried.add_metric([reason], n)
+        for reason in sorted(set(RETRY_REASONS) | set(router.counters.retried)):
+            retried.add_metric([reason], router.counters.retried[reason])
         yield retried
         refused = CounterMetricFamily(
             "karl_router_refused",
-            "Requests the router answered with an error of its own, by why",
+            "Requests the router answered with an error of its own (or, for budget, with none), by why.",
             labels=["reason"],
         )
-        for reason, n in sorted(router.counters.refused.items()):
-            refused.add_metric([reason], n)
+        for reason in sorted(set(REFUSAL_REASONS) | set(router.counters.refused)):
+            refused.add_metric([reason], router.counters.refused[reason])
         yield refused
         yield CounterMetricFamily(
             "karl_router_node_timeouts",
-            "Requests a node did not answer in time",
+            "Requests a node did not answer in time.",
             value=router.counters.node_timeouts,
         )
         yield CounterMetricFamily(
-            "karl_router_owner_cache_hits", "Calls found in the owner cache", value=router.owners.hits
+            "karl_router_owner_cache_hits", "Calls found in the owner cache.", value=router.owners.hits
         )
         yield CounterMetricFamily(
-            "karl_router_owner_cache_misses", "Calls looked up in Redis", value=router.owners.misses
+            "karl_router_owner_cache_misses",
+            "Calls looked up in Redis (not in the owner cache).",
+            value=router.owners.misses,
         )
         yield GaugeMetricFamily(
-            "karl_router_owner_cache_entries", "Calls in the owner cache", value=len(router.owners)
+            "karl_router_owner_cache_entries", "Calls in the owner cache.", value=len(router.owners)
         )
         stats = app.state.stats
-        yield CounterMetricFamily("karl_router_redis_requests", "Round trips to Redis", value=stats.requests)
+        yield CounterMetricFamily("karl_router_redis_requests", "Round trips to Redis.", value=stats.requests)
         yield CounterMetricFamily(
-            "karl_router_redis_errors", "Round trips to Redis that failed or timed out", value=stats.errors
+            "karl_router_redis_errors", "Round trips to Redis that failed or timed out.", value=stats.errors
         )
         yield _histogram(
             "karl_router_redis_latency_seconds",
-            "Redis round-trip time",
+            "Round-trip time of the router's Redis requests.",
             LATENCY_BUCKETS,
             stats.latency_counts,
             stats.latency_sum,
         )
         nodes = GaugeMetricFamily(
-            "karl_router_nodes", "Media nodes as this router sees them", labels=["state"]
+            "karl_router_nodes", "Media nodes as this router sees them.", labels=["state"]
         )
         view = app.view
         nodes.add_metric(["registered"], len(view.members))
@@ -107,5 +120,7 @@ class RouterCollector(Collector):
         nodes.add_metric(["placeable"], len(view.ring.weights))
         yield nodes
         yield GaugeMetricFamily(
-            "karl_router_redis_up", "1 while Redis answers the router", value=int(view.redis_reachable())
+            "karl_router_redis_up",
+            "1 while the router read the fleet from Redis within the last 2 s.",
+            value=int(view.redis_reachable()),
         )

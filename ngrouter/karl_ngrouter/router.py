@@ -43,6 +43,10 @@ REFUSALS = frozenset({E.SESSION_LIMIT, E.OUT_OF_PORTS, E.LOAD_LIMIT, E.CPU_LIMIT
 
 _OK_PREFIXES = (b"d6:result2:ok", b'{"result":"ok"', b'{ "result": "ok"')
 
+RETRY_REASONS = ("not_owner", "refused", "timeout")
+REFUSAL_REASONS = ("all_nodes_full", "budget", "no_node", "owner_unreachable", "redis_unavailable")
+"""The label values of `RouterCounters.retried` and `.refused` (exported even before they happen)."""
+
 Reply = bytes | dict[str, Any] | None
 """A node's reply datagram to pass on as it is, a reply of the router's own, or no reply at all."""
 
@@ -151,8 +155,8 @@ class Router:
                     if not creating:
                         return await self._unknown_call(request, datagram, call_id, deadline)
                     placed = await self._place(call_id, excluded)
-                    if placed is None or isinstance(placed, dict):
-                        return placed if placed is not None else self.refuse_new_call(options, "no_node")
+                    if isinstance(placed, str):
+                        return self.refuse_new_call(options, placed)
                     token, placed_now = placed
             lease = self.view.lease(token.owner)
             if lease is None:
@@ -181,7 +185,10 @@ class Router:
                 continue  # the same node again: its reply cache answers if the first copy arrived
             verdict = _verdict(answer)
             if verdict is None:
-                self.owners.put(call_id, token)
+                if command is Command.DELETE:
+                    self.owners.forget(call_id)  # the next request asks Redis (the call may be gone)
+                else:
+                    self.owners.put(call_id, token)
                 if placed_now:
                     self.counters.placements[token.owner] += 1
                 return answer
@@ -212,17 +219,15 @@ class Router:
         self.counters.refused["budget"] += 1
         return None
 
-    async def _place(
-        self, call_id: str, excluded: set[str]
-    ) -> tuple[OwnerToken, bool] | dict[str, Any] | None:
-        """Claim the call for the ring's node; None: no node can take it."""
+    async def _place(self, call_id: str, excluded: set[str]) -> tuple[OwnerToken, bool] | str:
+        """Claim the call for the ring's node: (holder, placed by this request), or why not."""
         candidates = self.view.ring.candidates(call_id, excluded)
         if not candidates:
-            return None
+            return "no_node"
         try:
             placement = await self.state.claim(call_id, candidates[0])
         except StateUnavailable:
-            return None
+            return "redis_unavailable"
         return placement.token, placement.placed
 
     async def _move_or_none(

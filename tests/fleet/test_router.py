@@ -400,6 +400,12 @@ def test_redis_hung_dropped_killed_and_restarted_empty_never_disturbs_establishe
         # Redis hung: the nodes hold over once their leases ran out; calls go on, new ones are refused
         redis_server.pause()
         both_nodes(lambda part: part["holding_over"])
+        for node in nodes:  # what the metrics say about it
+            url = node.url("metrics")
+            assert metric(url, "karl_fleet_holding_over") == 1
+            assert metric(url, "karl_fleet_lease_valid") == 0
+            assert metric(url, "karl_fleet_lease_renewals_total", result="failed") >= 1
+            assert metric(url, "karl_fleet_calls_held") == sum(o == node.node_id for o in owners.values())
         established_calls_answer()
         new_calls_refused_fast()
         for stream in streams:
@@ -428,6 +434,14 @@ def test_redis_hung_dropped_killed_and_restarted_empty_never_disturbs_establishe
             int(redis.get("karl:epoch") or 0) >= int(redis.hget(f"karl:call:{c}", "epoch")) for c in calls
         )
         both_nodes(lambda part: part["lease_valid"])
+        for node in nodes:
+            url = node.url("metrics")
+            assert metric(url, "karl_fleet_lease_lost_total") >= 1
+            assert metric(url, "karl_fleet_reasserted_calls_total") >= sum(
+                o == node.node_id for o in owners.values()
+            )
+            assert metric(url, "karl_fleet_redis_errors_total") >= 1
+            assert metric(url, "karl_call_store_saves_total", result="saved") >= 1
         established_calls_answer()
         new_calls_work()
         for stream in streams:
@@ -436,3 +450,96 @@ def test_redis_hung_dropped_killed_and_restarted_empty_never_disturbs_establishe
         assert stream.received == stream.sent, (stream.sent, stream.received)
     for node in nodes:
         assert node.proc.poll() is None
+
+
+def test_requests_for_one_call_racing_through_two_routers_leave_one_consistent_call(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    fleet_router: Callable[..., FleetRouter],
+    redis_server: RedisServer,
+) -> None:
+    lab, nodes, first = fleet(2)
+    second = fleet_router(redis_server, cluster_id=lab.cluster_id)
+    wait_for(lambda: second.ng.request({"command": "ping"})["result"] == "pong", timeout=10)
+    parties = lab.count - 1
+    a, b, c = lab.party(parties), lab.party(parties), lab.party(parties)
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+
+    def race(one: tuple[FleetRouter, dict[str, Any]], other: tuple[FleetRouter, dict[str, Any]]) -> list[Any]:
+        """Both requests leave together, from one socket, to two router replicas."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(3)
+        cookies = [f"race{time.monotonic_ns()}_{i}".encode() for i in (0, 1)]
+        try:
+            for cookie, (router, message) in zip(cookies, (one, other), strict=True):
+                sock.sendto(cookie + b" " + bencode.encode(message), router.ng.address)
+            replies = {}
+            for _ in cookies:
+                cookie, _, body = sock.recv(65535).partition(b" ")
+                replies[cookie] = bencode.decode(body)
+            return [replies[cookie] for cookie in cookies]
+        finally:
+            sock.close()
+
+    kept = set()
+    for index in range(8):
+        call_id = f"race-{index}@test"
+        offered = {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": sdp(a.port, ip)}
+        deleted = {"command": "delete", "call-id": call_id, "delete-delay": 0}
+        # in turn, one or the other leaves first
+        if index % 2:
+            delete_reply, offer_reply = race((second, deleted), (first, offered))
+        else:
+            offer_reply, delete_reply = race((first, offered), (second, deleted))
+        assert offer_reply["result"] == "ok", offer_reply
+        assert delete_reply["result"] == "ok", delete_reply
+        # the delete came first (rtpengine's warning for an unknown call) or second (the call is gone)
+        if "warning" in delete_reply:
+            assert delete_reply["warning"] == "Call-ID not found or tags didn't match", delete_reply
+            kept.add(call_id)
+    # two forks answer at once through the two replicas: both reach the owner, one after the other
+    call_id = "forks@test"
+    assert offer(first.ng, call_id, a, ip)["result"] == "ok"
+    forks = race(
+        (
+            first,
+            {
+                "command": "answer",
+                "call-id": call_id,
+                "from-tag": "A",
+                "to-tag": "B1",
+                "sdp": sdp(b.port, ip),
+            },
+        ),
+        (
+            second,
+            {
+                "command": "answer",
+                "call-id": call_id,
+                "from-tag": "A",
+                "to-tag": "B2",
+                "sdp": sdp(c.port, ip),
+            },
+        ),
+    )
+    assert [reply["result"] for reply in forks] == ["ok", "ok"], forks
+    kept.add(call_id)
+    tags = first.ng.request({"command": "query", "call-id": call_id})["tags"]
+    assert {"A", "B1", "B2"} <= set(tags)
+
+    # Redis and the nodes agree on every call: no call on two nodes, none left behind in Redis
+    def calls_in_redis() -> set[str]:
+        return {key.split(":", 2)[2] for key in redis.keys("karl:call:*")}
+
+    try:
+        wait_for(lambda: calls_in_redis() == kept, timeout=5)
+    except AssertionError:
+        raise AssertionError(
+            f"Redis holds {sorted(calls_in_redis())}, the test kept {sorted(kept)}"
+        ) from None
+    for node in nodes:
+        held = redis.smembers(f"karl:node-calls:{node.node_id}")
+        assert node_calls(node) == len(held)
+        assert {redis.hget(f"karl:call:{call}", "owner") for call in held} <= {node.node_id}
+    assert sum(node_calls(node) for node in nodes) == len(kept)

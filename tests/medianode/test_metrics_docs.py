@@ -1,4 +1,7 @@
-"""The exported metric families, docs/metrics.md, the alert rules and the Grafana dashboard agree."""
+"""The exported metric families, docs/metrics.md, the alert rules and the Grafana dashboard agree.
+
+A media node's families are checked here; the NG router's (`karl-router`, its own section of
+docs/metrics.md) in tests/fleet/test_router_metrics_docs.py. The rules and the dashboard cover both."""
 
 from __future__ import annotations
 
@@ -6,22 +9,34 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.core import Metric
 
+from karl_core.config import KarlConfig
+from karl_core.ng.server import NgProtocol
+from karl_core.state.fleet_state import FleetState
+from karl_core.state.redis_connection import RedisSettings, connect
+from karl_core.state.redis_keys import KeySchema
 from karl_medianode.engine import EngineSettings
 from karl_medianode.node import MediaNode, NodeSettings
 from karl_medianode.operations.metrics import KarlCollector, render_metrics
+from karl_ngrouter.app import RouterApp
+from karl_ngrouter.fleet_view import FleetView
+from karl_ngrouter.metrics import RouterCollector
+from karl_ngrouter.node_link import NodeLink
+from karl_ngrouter.router import Router
 from karl_testkit import ROOT
 
 DOCS = ROOT / "docs" / "metrics.md"
 RULES = ROOT / "deploy" / "prometheus" / "karl-rules.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "karl-dashboard.json"
+ROUTER_HEADING = "## NG router (`karl-router`)"
 
 # Written by Prometheus itself for every scrape target; the only way to see a node it cannot scrape.
 PROMETHEUS_SERIES = {"up"}
@@ -50,18 +65,37 @@ class Family:
     help: str
 
 
-def exported() -> dict[str, Family]:
-    """The families of a node that never started: every family exists even with nothing attached."""
-    settings = NodeSettings(
-        "127.0.0.1", 22222, "127.0.0.2", "127.0.0.2", 30000, 30099, EngineSettings("127.0.0.2", "127.0.0.2")
-    )
+def families_of(metrics: Iterable[Metric]) -> dict[str, Family]:
     families: dict[str, Family] = {}
-    for metric in KarlCollector(MediaNode(settings)).collect():
+    for metric in metrics:
         name = metric.name + "_total" if metric.type == "counter" else metric.name
         # declared label names (a family may have no sample yet, e.g. before the first NG request)
         labels = set(getattr(metric, "_labelnames", ())) | {k for s in metric.samples for k in s.labels}
         families[name] = Family(name, metric.type, frozenset(labels - {"le"}), metric.documentation)
     return families
+
+
+def exported() -> dict[str, Family]:
+    """The families of a node that never started: every family exists even with nothing attached."""
+    settings = NodeSettings(
+        "127.0.0.1", 22222, "127.0.0.2", "127.0.0.2", 30000, 30099, EngineSettings("127.0.0.2", "127.0.0.2")
+    )
+    return families_of(KarlCollector(MediaNode(settings)).collect())
+
+
+def idle_router() -> RouterApp:
+    """A router built as `karl-router` builds it, minus its sockets: the Redis client connects only on
+    first use (never here), the node link and the NG protocol have no transport."""
+    settings = RedisSettings(addr="127.0.0.1:6379")
+    state = FleetState(connect(settings), KeySchema(settings.prefix))
+    link = NodeLink()
+    view = FleetView(state, link)
+    return RouterApp(KarlConfig(), state, view, Router(state, view, link), link, NgProtocol(lambda *_: None))
+
+
+def router_exported() -> dict[str, Family]:
+    """The families of a router that never started (every family exists before the first request)."""
+    return families_of(RouterCollector(idle_router()).collect())
 
 
 def series_names(families: dict[str, Family]) -> set[str]:
@@ -78,10 +112,21 @@ def series_names(families: dict[str, Family]) -> set[str]:
 # ---------------------------------------------------------------------------- docs/metrics.md
 
 
-def documented() -> dict[str, tuple[str, frozenset[str]]]:
+def section(part: str) -> list[str]:
+    """The lines of docs/metrics.md about a media node (`node`: everything before the router's
+    section) or the NG router (`router`: its section, up to the next `## ` heading)."""
+    lines = DOCS.read_text().splitlines()
+    start = lines.index(ROUTER_HEADING)
+    if part == "node":
+        return lines[:start]
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+def documented(part: str = "node") -> dict[str, tuple[str, frozenset[str]]]:
     """name → (type, label names) from the family tables: | `name` | type | labels | meaning | use |"""
     rows: dict[str, tuple[str, frozenset[str]]] = {}
-    for line in DOCS.read_text().splitlines():
+    for line in section(part):
         if not line.startswith("| `karl_"):
             continue
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -108,6 +153,7 @@ def test_at_least_50_families_all_prefixed_karl_with_the_promised_names() -> Non
 def test_docs_list_exactly_the_exported_families_with_their_types_and_labels() -> None:
     families = exported()
     docs = documented()
+    assert not set(docs) & set(documented("router")), "a family in both the node's and the router's tables"
     assert set(docs) - set(families) == set(), "documented but not exported"
     assert set(families) - set(docs) == set(), "exported but not documented"
     for name, (kind, labels) in docs.items():
@@ -218,7 +264,7 @@ def dashboard_expressions() -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize("source", ["rules", "dashboard"])
 def test_every_expression_names_only_exported_metrics(source: str) -> None:
-    known = series_names(exported()) | PROMETHEUS_SERIES
+    known = series_names(exported()) | series_names(router_exported()) | PROMETHEUS_SERIES
     expressions = list(rule_expressions() if source == "rules" else dashboard_expressions())
     assert len(expressions) >= 20
     used: set[str] = set()
@@ -228,9 +274,10 @@ def test_every_expression_names_only_exported_metrics(source: str) -> None:
         assert names <= known, f"{where}: unknown metrics {sorted(names - known)} in {expr!r}"
         used |= names
     if source == "dashboard":
-        # every family worth a graph is on the dashboard
-        missing = {f.name for f in exported().values() if not (series_names({f.name: f}) & used)}
-        assert not missing, sorted(missing)
+        # every family worth a graph is on the dashboard: a node's and a router's
+        for families in (exported(), router_exported()):
+            missing = {f.name for f in families.values() if not (series_names({f.name: f}) & used)}
+            assert not missing, sorted(missing)
 
 
 def test_alert_rules_are_complete_and_documented() -> None:

@@ -55,3 +55,9 @@ def parse_command(payload: Mapping[str, Any]) -> Command:
     if command is None:
         raise NgError(UNRECOGNIZED_COMMAND)
     return command
+
+
+def label_value(text: str) -> str:
+    """A command name or result as a metric label: `block DTMF` → `block_dtmf`, `load limit` →
+    `load_limit` (the node's and the router's metrics spell them alike)."""
+    return text.strip().lower().replace(" ", "_")

@@ -80,7 +80,8 @@ class Placement:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # call-ids are bytes from SIP: one that is not UTF-8 comes back as it went in (see `connect`)
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def _token(reply: Sequence[Any], first: int = 1) -> OwnerToken:
@@ -104,7 +105,7 @@ class FleetState:
         started = time.monotonic()
         try:
             result = await operation()
-        except (TimeoutError, RedisError, OSError) as exc:
+        except (TimeoutError, RedisError, OSError, UnicodeError) as exc:
             now = time.monotonic()
             why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.stats.record(now - started, why, now)
@@ -138,7 +139,7 @@ class FleetState:
         return sorted(_text(node_id) for node_id in ids)
 
     async def nodes(self) -> tuple[list[str], list[NodeLease]]:
-        """The registered members and the leases of those that are live (one pipeline)."""
+        """The registered members and the leases of those that are live (two round trips)."""
         members = await self.members()
         if not members:
             return [], []
@@ -203,10 +204,11 @@ class FleetState:
         """The stored state of these calls (absent ones left out), in one pipeline."""
 
         async def fetch() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for call_id in call_ids:
-                pipe.hmget(self.keys.call_state(call_id), ["version", "owner", "epoch", "state"])
-            return list(await pipe.execute())
+            # `async with`: a pipeline that fails still gives its connection back to the pool
+            async with self.client.pipeline(transaction=False) as pipe:
+                for call_id in call_ids:
+                    pipe.hmget(self.keys.call_state(call_id), ["version", "owner", "epoch", "state"])
+                return list(await pipe.execute())
 
         rows = await self._timed(fetch) if call_ids else []
         stored = []
@@ -219,7 +221,7 @@ class FleetState:
                     raise TypeError("not an object")
                 token = OwnerToken(_text(owner), int(epoch))
                 stored.append(StoredCall(call_id, int(version), token, document))
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, OverflowError, RecursionError):
                 self.unreadable_states.append(call_id)
         return stored
 
@@ -227,15 +229,15 @@ class FleetState:
         """Refresh the keys of live calls: per call 1 renewed, 0 absent, -1 fenced."""
 
         async def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
             script = self._scripts["TOUCH"]
-            for call_id, token in calls:
-                await script(
-                    keys=[self.keys.call(call_id), self.keys.call_state(call_id)],
-                    args=[token.owner, token.epoch, int(CALL_TTL * 1000)],
-                    client=pipe,
-                )
-            return list(await pipe.execute())
+            async with self.client.pipeline(transaction=False) as pipe:
+                for call_id, token in calls:
+                    await script(
+                        keys=[self.keys.call(call_id), self.keys.call_state(call_id)],
+                        args=[token.owner, token.epoch, int(CALL_TTL * 1000)],
+                        client=pipe,
+                    )
+                return list(await pipe.execute())
 
         if not calls:
             return []
@@ -315,44 +317,49 @@ class StateWriter:
             self._wake.clear()
             while self._queue:
                 batch, self._queue = self._queue[: self.batch], self._queue[self.batch :]
-                await self._apply(batch)
+                try:
+                    await self._apply(batch)
+                except Exception as exc:  # a bug must fail its writes, never stop the writer
+                    for write in batch:
+                        if not write.done.done():
+                            write.done.set_exception(StateUnavailable(f"{type(exc).__name__}: {exc}"))
 
     async def _apply(self, batch: list[_Write]) -> None:
         keys = self.state.keys
         save, remove = self.state._scripts["SAVE"], self.state._scripts["REMOVE"]
 
         async def run() -> list[Any]:
-            pipe = self.state.client.pipeline(transaction=False)
-            for write in batch:
-                if write.state is None:
-                    await remove(
-                        keys=[
-                            keys.call(write.call_id),
-                            keys.call_state(write.call_id),
-                            keys.node_calls(write.node_id),
-                        ],
-                        args=[write.token.owner, write.token.epoch, write.call_id],
-                        client=pipe,
-                    )
-                else:
-                    await save(
-                        keys=[
-                            keys.call(write.call_id),
-                            keys.call_state(write.call_id),
-                            keys.node_calls(write.node_id),
-                            keys.epoch,
-                        ],
-                        args=[
-                            write.token.owner,
-                            write.token.epoch,
-                            write.version,
-                            write.state,
-                            int(CALL_TTL * 1000),
-                            write.call_id,
-                        ],
-                        client=pipe,
-                    )
-            return list(await pipe.execute(raise_on_error=False))
+            async with self.state.client.pipeline(transaction=False) as pipe:
+                for write in batch:
+                    if write.state is None:
+                        await remove(
+                            keys=[
+                                keys.call(write.call_id),
+                                keys.call_state(write.call_id),
+                                keys.node_calls(write.node_id),
+                            ],
+                            args=[write.token.owner, write.token.epoch, write.call_id],
+                            client=pipe,
+                        )
+                    else:
+                        await save(
+                            keys=[
+                                keys.call(write.call_id),
+                                keys.call_state(write.call_id),
+                                keys.node_calls(write.node_id),
+                                keys.epoch,
+                            ],
+                            args=[
+                                write.token.owner,
+                                write.token.epoch,
+                                write.version,
+                                write.state,
+                                int(CALL_TTL * 1000),
+                                write.call_id,
+                            ],
+                            client=pipe,
+                        )
+                return list(await pipe.execute(raise_on_error=False))
 
         try:
             replies = await self.state._timed(run)

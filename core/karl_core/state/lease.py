@@ -80,8 +80,8 @@ class NodeLease:
                 schema=int(document.get("schema", LEASE_SCHEMA)),
             )
             lease.ng_address  # noqa: B018  # a lease without a usable NG address is unreadable
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LeaseFormatError(f"unreadable lease: {exc}") from None
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+            raise LeaseFormatError(f"unreadable lease: {type(exc).__name__}") from None
         return lease
 
 

@@ -56,13 +56,16 @@ class RedisSettings:
         scheme, sep, rest = self.addr.partition("://")
         if not sep:
             return self.addr
-        return f"{scheme}://{rest.rpartition('@')[2]}"
+        # neither `user:password@` nor a query (`?password=` is how a unix:// URL carries one)
+        return f"{scheme}://{rest.partition('?')[0].rpartition('@')[2]}"
 
 
 def connect(settings: RedisSettings) -> aioredis.Redis:
     """A client (its connections open on first use). `decode_responses` stays off: call-ids and states
     are bytes on the wire and are decoded where they are read."""
     common: dict[str, Any] = {
+        # a call-id that is not UTF-8 (NG strings keep such bytes as surrogates) goes out as it came in
+        "encoding_errors": "surrogateescape",
         "socket_timeout": settings.command_timeout,
         "socket_connect_timeout": settings.command_timeout,
         "retry": Retry(NoBackoff(), 0),

@@ -87,7 +87,8 @@ REMOVE = """
 -- KEYS: call, call state, node-calls of the writer. ARGV: owner, epoch, call-id
 local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
 if held[1] and (held[1] ~= ARGV[1] or tonumber(held[2]) ~= tonumber(ARGV[2])) then
-  redis.call('SREM', KEYS[3], ARGV[3])
+  -- the writer's index entry goes, unless the holder is the same node id (a newer boot of it)
+  if held[1] ~= ARGV[1] then redis.call('SREM', KEYS[3], ARGV[3]) end
   return {'fenced', held[1], tonumber(held[2])}
 end
 redis.call('DEL', KEYS[1], KEYS[2])

@@ -74,7 +74,7 @@ class FleetCounters:
     state_unavailable: int = 0
     """Requests refused because Redis could not say who holds the call."""
     reasserted: int = 0
-    """Calls written again after Redis lost them."""
+    """Calls written again, whole, because their keys were gone from Redis."""
     fenced_calls: int = 0
     """Calls this node stopped acting for because another node holds them now."""
 
@@ -423,7 +423,10 @@ class FleetMember:
         interval = self.settings.lease_ttl / 3
         while True:
             started = self.clock()
-            await self._renew()
+            try:
+                await self._renew()
+            except Exception:  # a bug: logged, and the lease is renewed again next time
+                log.exception("renewing the lease failed")
             await asyncio.sleep(max(0.05, interval - (self.clock() - started)))
 
     async def _touch_loop(self) -> None:
@@ -435,9 +438,13 @@ class FleetMember:
                 results = await self.state.touch(calls)
             except StateUnavailable:
                 continue
+            except Exception:
+                log.exception("refreshing the calls' keys in Redis failed")
+                continue
             for (call_id, token), result in zip(calls, results, strict=True):
                 if result == 0:
                     self._dirty.add(call_id)
+                    self.fleet_counters.reasserted += 1
                 elif result < 0:
                     self._fenced(call_id, token, None)
 

@@ -105,13 +105,15 @@ def _redis(node: MediaNode) -> dict[str, Any]:
     stats = fleet.state.stats
     now = fleet.clock()
     valid = fleet.lease_valid()
+    holding_over = fleet.holding_over()
     return {
-        "status": "UP" if valid else "DOWN",
+        # DEGRADED while holding over: Redis is away, the calls held go on, no new ones come
+        "status": "UP" if valid else "DEGRADED" if holding_over else "DOWN",
         "address": fleet.settings.describe(),
         "node_id": fleet.node_id,
         "boot_id": fleet.boot_id,
         "lease_valid": valid,
-        "holding_over": fleet.holding_over(),
+        "holding_over": holding_over,
         "lease_valid_for": round(max(0.0, fleet.lease.valid_until() - now), 3),
         "last_answer_age": None if stats.last_ok is None else round(now - stats.last_ok, 3),
         "last_error": stats.last_error,

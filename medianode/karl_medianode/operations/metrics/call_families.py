@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 
+from karl_core.ng.commands import label_value
 from karl_medianode.operations.metrics.families import (
     counter,
     distribution_family,
@@ -31,10 +32,6 @@ END_REASONS = (
 )
 
 DROP_REASONS = ("blocked", "no_destination", "strict_source", "malformed_rtcp", "internal_failure")
-
-
-def label_value(text: str) -> str:
-    return text.strip().lower().replace(" ", "_")
 
 
 def session_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:

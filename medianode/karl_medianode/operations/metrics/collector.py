@@ -10,6 +10,7 @@ from prometheus_client.core import Metric
 
 from karl_medianode.operations.metrics.attachment_families import admission_families, cdr_families
 from karl_medianode.operations.metrics.call_families import media_families, port_families, session_families
+from karl_medianode.operations.metrics.fleet_families import fleet_families
 from karl_medianode.operations.metrics.ng_families import ng_families
 from karl_medianode.operations.metrics.node_families import node_families
 from karl_medianode.operations.metrics.pending_families import pending_families
@@ -43,6 +44,7 @@ class KarlCollector:
             *admission_families(node),
             *cdr_families(node),
             *store_families(node),
+            *fleet_families(node),
             *pending_families(),
         ]
         metrics.last_scrape_seconds = time.perf_counter() - started

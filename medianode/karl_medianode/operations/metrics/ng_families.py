@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import HistogramMetricFamily, Metric
 
+from karl_core.ng.commands import label_value
 from karl_core.ng.endpoint import EndpointCounters
 from karl_core.ng.server import NgCounters
 from karl_medianode.control.udp_drops import receive_drops
-from karl_medianode.operations.metrics.call_families import label_value
 from karl_medianode.operations.metrics.families import counter, cumulative_buckets, gauge, labelled_counter
 
 if TYPE_CHECKING:

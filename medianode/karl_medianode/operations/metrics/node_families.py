@@ -20,10 +20,12 @@ if TYPE_CHECKING:
 
 
 def is_ready(node: MediaNode) -> bool:
-    """What /ready reports: start-up complete, not draining or stopping, a port pair free, NG bound."""
+    """What /ready reports: start-up complete, not draining or stopping, a port pair free, NG bound
+    and, in a fleet, a valid lease."""
     engine, ng = node.engine, node.ng
     return (
-        node.startup_complete
+        (node.fleet is None or node.fleet.lease_valid())
+        and node.startup_complete
         and not node.draining
         and engine is not None
         and engine.accepting
@@ -44,7 +46,8 @@ def node_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:
     yield gauge("karl_node_uptime_seconds", "Seconds since this node started.", time.time() - node.started)
     yield gauge(
         "karl_node_ready",
-        "1 when /ready would answer 200: started, not draining or stopping, media ports left, NG bound.",
+        "1 when /ready would answer 200: started, not draining or stopping, media ports left, NG bound, "
+        "and in a fleet a valid lease.",
         int(is_ready(node)),
     )
     yield gauge(

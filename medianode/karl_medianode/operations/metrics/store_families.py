@@ -1,4 +1,5 @@
-"""Families of the call store (`node.persistence`, on when `state.dir` / KARL_STATE_DIR is set): calls'
+"""Families of the call store: the file store of a single node (`node.persistence`, on when
+`state.dir` / KARL_STATE_DIR is set) or the fleet's Redis (`node.fleet`, KARL_REDIS_ENABLED): calls'
 state written, refused, removed and taken back at start-up. They exist with zero values when the node
 keeps no state, like the other optional parts."""
 
@@ -21,7 +22,8 @@ RESTORE_RESULTS = ("restored", "failed")
 
 
 def store_families(node: MediaNode) -> Iterator[Metric]:
-    persistence = getattr(node, "persistence", None)
+    # the file store of a single node, or the fleet's Redis (the same counters)
+    persistence = getattr(node, "persistence", None) or getattr(node, "fleet", None)
     c = getattr(persistence, "counters", None)
 
     def count(name: str) -> int:
