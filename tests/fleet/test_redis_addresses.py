@@ -1,0 +1,114 @@
+"""Every way the fleet can be told where Redis is — `unix://` with a password, Sentinels, `rediss://`
+(TLS) — against real `redis-server` processes; and a node that joins through Sentinels."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from fleet.fleet_kit import REDIS_SERVER, stop_process
+from karl_core.state.fleet_state import FleetState, StateUnavailable
+from karl_core.state.redis_connection import RedisSettings, connect
+from karl_core.state.redis_keys import KeySchema
+from karl_testkit import free_port, run_async, start_karl, wait_for
+
+pytestmark = pytest.mark.fleet
+
+Launch = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    """Start a `redis-server` with these arguments (stopped after the test)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"redis-{len(started)}.log"
+        argv = [REDIS_SERVER, *args, "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+        started.append(subprocess.Popen([*argv, "--logfile", str(log)], stdout=subprocess.DEVNULL))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        stop_process(proc)
+
+
+async def claim_through(settings: RedisSettings) -> str:
+    client = connect(settings)
+    try:
+        state = FleetState(client, KeySchema("addr"))
+        placement = await state.claim("call-1", "node-a")
+        return placement.token.owner
+    finally:
+        await client.aclose()
+
+
+def test_a_unix_socket_with_a_password(launch: Launch, tmp_path: Path) -> None:
+    path = tmp_path / "redis.sock"
+    launch("--port", "0", "--unixsocket", str(path), "--requirepass", "s3cret")
+    wait_for(path.exists, timeout=5)
+    assert run_async(claim_through(RedisSettings(addr=f"unix://{path}", password="s3cret"))) == "node-a"
+    # the wrong password is a clear failure, not a hang
+    with pytest.raises(StateUnavailable, match=r"(?i)auth|password"):
+        run_async(claim_through(RedisSettings(addr=f"unix://{path}", password="wrong")))
+
+
+def test_sentinels_lead_to_the_master(launch: Launch, tmp_path: Path) -> None:
+    master = free_port()
+    launch("--port", str(master), "--bind", "127.0.0.1")
+    wait_for(lambda: redis.Redis(port=master, socket_timeout=0.3).ping(), timeout=5)
+    sentinel_port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor karl-main 127.0.0.1 {master} 1\n"
+        f"dir {tmp_path}\n"
+    )
+    launch(str(conf), "--sentinel")
+    sentinel = redis.Redis(port=sentinel_port, socket_timeout=0.3)
+    wait_for(lambda: sentinel.execute_command("SENTINEL", "get-master-addr-by-name", "karl-main"), timeout=10)
+    settings = RedisSettings(sentinels=(("127.0.0.1", sentinel_port),), sentinel_master="karl-main")
+    assert run_async(claim_through(settings)) == "node-a"
+    assert redis.Redis(port=master, decode_responses=True).hget("addr:call:call-1", "owner") == "node-a"
+    # a node configured with KARL_REDIS_SENTINELS joins the fleet through them
+    node = start_karl(
+        tmp_path,
+        KARL_REDIS_ENABLED="true",
+        KARL_REDIS_SENTINELS=f"127.0.0.1:{sentinel_port}",
+        KARL_REDIS_SENTINEL_MASTER="karl-main",
+        KARL_NODE_ID="sentinel-node",
+    )
+    try:
+        wait_for(lambda: redis.Redis(port=master).exists("karl:node:sentinel-node"), timeout=10)
+    finally:
+        node.stop()
+
+
+def test_rediss_with_the_servers_ca(launch: Launch, tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    launch(
+        "--port", "0", "--bind", "127.0.0.1", "--tls-port", str(port), "--tls-cert-file", str(cert),
+        "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+    )  # fmt: skip
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+
+    def answers() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url, socket_timeout=0.3).ping())
+        except redis.RedisError:
+            return False
+
+    wait_for(answers, timeout=5)
+    assert run_async(claim_through(RedisSettings(addr=url))) == "node-a"
+    # without the CA the server's certificate is refused: TLS is verified, not merely on
+    with pytest.raises(StateUnavailable):
+        run_async(claim_through(RedisSettings(addr=f"rediss://127.0.0.1:{port}/0")))
