@@ -543,3 +543,23 @@ def test_requests_for_one_call_racing_through_two_routers_leave_one_consistent_c
         assert node_calls(node) == len(held)
         assert {redis.hget(f"karl:call:{call}", "owner") for call in held} <= {node.node_id}
     assert sum(node_calls(node) for node in nodes) == len(kept)
+
+
+def test_the_router_enforces_the_proxies_allow_list(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    fleet_router: Callable[..., FleetRouter],
+    redis_server: RedisServer,
+) -> None:
+    lab, nodes, _ = fleet(1)
+    guarded = fleet_router(redis_server, cluster_id=lab.cluster_id, KARL_NG_ALLOW="127.0.0.1/32")
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind((lab.bridge_ip, 0))  # another source address of this host
+    stranger.settimeout(0.5)
+    try:
+        stranger.sendto(b"s1 " + bencode.encode({"command": "ping"}), guarded.ng.address)
+        with pytest.raises(TimeoutError):
+            stranger.recv(65535)  # dropped without a reply, as a node drops it
+    finally:
+        stranger.close()
+    assert guarded.ng.request({"command": "ping"}) == {"result": "pong"}  # 127.0.0.1 is allowed
+    assert node_calls(nodes[0]) == 0
