@@ -63,7 +63,10 @@ async def run_node(settings: NodeSettings) -> int:
         if cdr is not None:
             await cdr.start()
             node.cdr = cdr
-            node.call_ended_listeners.append(cdr.submit)
+            if node.fleet is not None:
+                node.fleet.cdr_sink = cdr.submit  # only the call's holder writes its CDR
+            else:
+                node.call_ended_listeners.append(cdr.submit)
         node.http = await start_http(node)
     except (StartupError, OSError, ValueError) as exc:
         log.error("%s", exc, extra={"event": "startup_failed"})

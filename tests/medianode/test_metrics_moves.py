@@ -69,6 +69,7 @@ FLEET = {
     "karl_fleet_lease_lost_total",
     "karl_fleet_reasserted_calls_total",
     "karl_fleet_fenced_calls_total",
+    "karl_fleet_cdrs_withheld_total",
     "karl_fleet_refused_requests_total",
     "karl_fleet_redis_errors_total",
     "karl_fleet_redis_latency_seconds",

@@ -77,6 +77,8 @@ class FleetCounters:
     """Calls written again, whole, because their keys were gone from Redis."""
     fenced_calls: int = 0
     """Calls this node stopped acting for because another node holds them now."""
+    cdrs_withheld: int = 0
+    """Ended calls this node wrote no CDR for: another node held them (that node writes it)."""
 
 
 def advertised(address: str, fallback: str) -> str:
@@ -116,6 +118,10 @@ class FleetMember:
         self._tasks: list[asyncio.Task[None]] = []
         self._throttle = LogThrottle(30.0)
         self.clock: Callable[[], float] = time.monotonic
+        self.cdr_sink: Callable[[CallEnded], None] | None = None
+        """Where the CDRs of ended calls go (the CDR writer's `submit`). Only the call's holder writes
+        one: the removal of its keys is the claim (compare owner and epoch), so a node that lost the
+        call writes none."""
 
     # -- start and stop ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -336,24 +342,34 @@ class FleetMember:
         self._versions.pop(call_id, None)
         self._dirty.discard(call_id)
         if token is None:
+            # not held (fenced): its holder writes the CDR
+            self.fleet_counters.cdrs_withheld += 1
             return
         write = self.writer.remove(call_id, token, self.node_id)
-        write.add_done_callback(self._removed)
+        write.add_done_callback(partial(self._removed, ended))
         if self._collecting is not None:
             self._collecting.append(write)
 
-    def _removed(self, write: asyncio.Future[Any]) -> None:
+    def _removed(self, ended: CallEnded, write: asyncio.Future[Any]) -> None:
         if write.cancelled():
             return
         exc = write.exception()
         if exc is not None:
-            # the keys expire by themselves (CALL_TTL); the sweeper of node-calls cleans the index
+            # the keys expire by themselves (CALL_TTL). The CDR is written: this node held the call as
+            # far as anyone could tell, and a lost record is worse than a late one
             self.counters.remove_failed += 1
             self._warn("remove", None, "an ended call's state was not removed from Redis: %s", exc)
         elif write.result()[0] is SaveResult.FENCED:
             self.counters.remove_fenced += 1
+            self.fleet_counters.cdrs_withheld += 1
+            return
         else:
             self.counters.removed += 1
+        if self.cdr_sink is not None:
+            try:
+                self.cdr_sink(ended)
+            except Exception:
+                log.exception("the CDR of call %s could not be handed over", ended.call_id)
 
     async def restore(self) -> int:
         """Take back the calls Redis says this node holds (after a restart on the same host)."""

@@ -65,6 +65,11 @@ def fleet_families(node: MediaNode) -> Iterator[Metric]:
         "Calls this node stopped answering for because another node holds them now.",
         c.fenced_calls if c else 0,
     )
+    yield counter(
+        "karl_fleet_cdrs_withheld_total",
+        "Ended calls this node wrote no CDR for because another node holds them (that node writes it).",
+        c.cdrs_withheld if c else 0,
+    )
     yield labelled_counter(
         "karl_fleet_refused_requests_total",
         "NG requests refused for ownership, by reason: not_owner (another node holds the call, or this "

@@ -1,0 +1,69 @@
+"""A media node that loses a call to another owner stops acting for it: its next write is refused in
+Redis (owner and epoch compared in Lua), it answers `not owner` from then on, its timers end the call
+without a CDR (the holder writes that one), and it never touches the holder's keys."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fleet.fleet_kit import FleetNode, NetnsLab, RedisServer, metric
+from karl_core.ng.fleet import NOT_OWNER
+from karl_testkit import sdp, wait_for
+
+pytestmark = pytest.mark.fleet
+
+
+def cdr_call_ids(node: FleetNode) -> list[str]:
+    path = Path(node.env["KARL_CDR_PATH"])
+    if not path.exists():
+        return []
+    return [json.loads(line)["call_id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_call_taken_by_another_owner_is_fenced_everywhere(
+    redis_server: RedisServer,
+    netns_lab: Callable[..., NetnsLab],
+    fleet_nodes: Callable[..., FleetNode],
+) -> None:
+    lab = netns_lab(2)
+    node = fleet_nodes(lab, 0, redis_server, "node-a", KARL_TIMEOUT="2", KARL_OFFER_TIMEOUT="2", KARL_DELETE_DELAY="0")
+    party = lab.party(1)
+    ip = lab.ns_ip(1)
+    redis = redis_server.client()
+    wait_for(lambda: metric(node.url("metrics"), "karl_fleet_lease_valid") == 1, timeout=10)
+
+    def offer(call_id: str) -> dict[str, object]:
+        return dict(
+            node.ng.request(
+                {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": sdp(party.port, ip)}
+            )
+        )
+
+    # a call that stays with this node ends by its media timeout with a CDR, as on a single node
+    assert offer("kept@test")["result"] == "ok"
+    # a call the fleet gives to another node meanwhile (as a failover would: new owner, newer epoch)
+    assert offer("moved@test")["result"] == "ok"
+    assert redis.hget("karl:call:moved@test", "owner") == "node-a"
+    redis.hset("karl:call:moved@test", mapping={"owner": "node-b", "epoch": "999"})
+    # the node's next change is refused by Redis: it stops answering for the call
+    assert offer("moved@test")["result"] == "ok"  # applied before Redis said no
+    wait_for(lambda: metric(node.url("metrics"), "karl_fleet_fenced_calls_total") == 1, timeout=5)
+    refused = node.ng.request({"command": "query", "call-id": "moved@test"})
+    assert refused == {
+        "result": "error",
+        "error-reason": NOT_OWNER,
+        "karl-owner": "node-b",
+        "karl-epoch": 999,
+    }
+    # both calls time out (never answered); only the one this node holds gets a CDR, and the moved call's
+    # keys (the new owner's) are left alone
+    wait_for(lambda: "kept@test" in cdr_call_ids(node), timeout=10)
+    wait_for(lambda: metric(node.url("metrics"), "karl_fleet_cdrs_withheld_total") == 1, timeout=10)
+    assert cdr_call_ids(node) == ["kept@test"]
+    assert redis.hgetall("karl:call:moved@test") == {"owner": "node-b", "epoch": "999"}
+    assert redis.exists("karl:callstate:moved@test")  # the new owner's to write, not this node's to delete
+    assert not redis.exists("karl:call:kept@test", "karl:callstate:kept@test")
