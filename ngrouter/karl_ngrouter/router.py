@@ -144,20 +144,20 @@ class Router:
                         return self.refuse_new_call(options, "redis_unavailable")
                     self.counters.refused["redis_unavailable"] += 1
                     return error_reply(STATE_UNAVAILABLE)
-                try:
-                    token = await self.state.owner_of(call_id)
-                except StateUnavailable:
-                    if creating:
-                        return self.refuse_new_call(options, "redis_unavailable")
-                    self.counters.refused["redis_unavailable"] += 1
-                    return error_reply(STATE_UNAVAILABLE)
-                if token is None:
-                    if not creating:
-                        return await self._unknown_call(request, datagram, call_id, deadline)
+                if creating:
+                    # one round trip: the claim places the call, or names who holds it already
                     placed = await self._place(call_id, excluded)
                     if isinstance(placed, str):
                         return self.refuse_new_call(options, placed)
                     token, placed_now = placed
+                else:
+                    try:
+                        token = await self.state.owner_of(call_id)
+                    except StateUnavailable:
+                        self.counters.refused["redis_unavailable"] += 1
+                        return error_reply(STATE_UNAVAILABLE)
+                    if token is None:
+                        return await self._unknown_call(request, datagram, call_id, deadline)
             lease = self.view.lease(token.owner)
             if lease is None:
                 # its owner has no lease (dead, or not seen yet by this router): part 2 moves such calls

@@ -190,7 +190,7 @@ def test_a_placement_lives_for_the_claim_ttl_until_its_call_is_saved(
         token = (await state.claim("c1", "n1")).token
         assert 0 < raw.pttl(KEYS.call("c1")) <= CLAIM_TTL * 1000 <= 30_000
         async with running(state) as writer:
-            assert await settled(writer.save("c1", 1, token, "n1", doc(a=1))) == (SaveResult.SAVED, None)
+            assert await settled(writer.save("c1", 1, token, "n1", doc(a=1))) == (SaveResult.SAVED, token)
         for key in (KEYS.call("c1"), KEYS.call_state("c1")):
             assert CLAIM_TTL * 1000 < raw.pttl(key) <= CALL_TTL * 1000
 
@@ -295,10 +295,10 @@ def test_save_verdicts_saved_stale_and_fenced_with_the_holder(redis_server: Redi
     async def scenario(state: FleetState) -> None:
         first = (await state.claim("c1", "n1")).token
         async with running(state) as writer:
-            assert await settled(writer.save("c1", 1, first, "n1", doc(v=1))) == (SaveResult.SAVED, None)
-            assert await settled(writer.save("c1", 1, first, "n1", doc(v=9))) == (SaveResult.STALE, None)
-            assert await settled(writer.save("c1", 0, first, "n1", doc(v=0))) == (SaveResult.STALE, None)
-            assert await settled(writer.save("c1", 3, first, "n1", doc(v=3))) == (SaveResult.SAVED, None)
+            assert await settled(writer.save("c1", 1, first, "n1", doc(v=1))) == (SaveResult.SAVED, first)
+            assert await settled(writer.save("c1", 1, first, "n1", doc(v=9))) == (SaveResult.STALE, first)
+            assert await settled(writer.save("c1", 0, first, "n1", doc(v=0))) == (SaveResult.STALE, first)
+            assert await settled(writer.save("c1", 3, first, "n1", doc(v=3))) == (SaveResult.SAVED, first)
             other = OwnerToken("n2", first.epoch)
             assert await settled(writer.save("c1", 4, other, "n2", doc(v=4))) == (SaveResult.FENCED, first)
             [stored] = await state.load(["c1"])
@@ -313,9 +313,49 @@ def test_save_verdicts_saved_stale_and_fenced_with_the_holder(redis_server: Redi
             assert await settled(writer.save("c2", 5, old, "n1", doc(v=5))) == (SaveResult.FENCED, back)
             assert await settled(writer.save("c2", 5, there, "n2", doc(v=5))) == (SaveResult.FENCED, back)
             assert await state.load(["c2"]) == []
-            assert await settled(writer.save("c2", 1, back, "n1", doc(v=1))) == (SaveResult.SAVED, None)
+            assert await settled(writer.save("c2", 1, back, "n1", doc(v=1))) == (SaveResult.SAVED, back)
             [stored] = await state.load(["c2"])
             assert stored == StoredCall("c2", 1, back, {"v": 1})
+
+    in_fleet(redis_server, scenario)
+
+
+def test_a_first_write_without_an_epoch_places_the_call_or_adopts_its_placement(
+    redis_server: RedisServer,
+) -> None:
+    """A node saves a call it created on an offer with epoch 0: the write itself places the call, or
+    adopts the router's placement for this node, and says which epoch the node holds it at; a call
+    another node holds is refused. Removal and touch with epoch 0 match on the owner alone."""
+
+    async def scenario(state: FleetState) -> None:
+        placed = (await state.claim("routed", "n1")).token  # a router placed it on n1
+        foreign = (await state.claim("foreign", "n2")).token
+        async with running(state) as writer:
+            result, fresh = await settled(writer.save("fresh", 1, OwnerToken("n1", 0), "n1", doc(v=1)))
+            assert result is SaveResult.SAVED and fresh is not None and fresh.owner == "n1"
+            assert fresh.epoch > foreign.epoch  # a new epoch of the fleet's counter
+            assert await settled(writer.save("routed", 1, OwnerToken("n1", 0), "n1", doc(v=1))) == (
+                SaveResult.SAVED,
+                placed,
+            )
+            assert await settled(writer.save("foreign", 1, OwnerToken("n1", 0), "n1", doc(v=1))) == (
+                SaveResult.FENCED,
+                foreign,
+            )
+            assert await state.touch([("fresh", OwnerToken("n1", 0)), ("foreign", OwnerToken("n1", 0))]) == [
+                1,
+                -1,
+            ]
+            assert await settled(writer.remove("fresh", OwnerToken("n1", 0), "n1")) == (
+                SaveResult.SAVED,
+                OwnerToken("n1", 0),
+            )
+            assert (await settled(writer.remove("foreign", OwnerToken("n1", 0), "n1")))[
+                0
+            ] is SaveResult.FENCED
+        assert await state.owner_of("fresh") is None
+        assert await state.owner_of("foreign") == foreign
+        assert await state.calls_of("n1") == ["routed"]
 
     in_fleet(redis_server, scenario)
 
@@ -326,7 +366,7 @@ def test_save_of_a_call_redis_lost_recreates_it_and_moves_the_epoch_counter_past
     async def scenario(state: FleetState) -> None:
         kept = OwnerToken("n1", 41)  # what the node held before Redis came back empty
         async with running(state) as writer:
-            assert await settled(writer.save("c1", 7, kept, "n1", doc(v=7))) == (SaveResult.SAVED, None)
+            assert await settled(writer.save("c1", 7, kept, "n1", doc(v=7))) == (SaveResult.SAVED, kept)
             assert await state.owner_of("c1") == kept
             assert await state.calls_of("n1") == ["c1"]
             assert await state.load(["c1"]) == [StoredCall("c1", 7, kept, {"v": 7})]
@@ -334,7 +374,7 @@ def test_save_of_a_call_redis_lost_recreates_it_and_moves_the_epoch_counter_past
             assert CLAIM_TTL * 1000 < raw.pttl(KEYS.call("c1")) <= CALL_TTL * 1000
             # a lower epoch re-created for another call never moves the counter back
             low = OwnerToken("n2", 5)
-            assert await settled(writer.save("c2", 1, low, "n2", doc(v=1))) == (SaveResult.SAVED, None)
+            assert await settled(writer.save("c2", 1, low, "n2", doc(v=1))) == (SaveResult.SAVED, low)
             assert raw.get(KEYS.epoch) == "41"
         fresh = await state.claim("c3", "n3")
         assert fresh.placed and fresh.token.epoch == 42
@@ -359,11 +399,11 @@ def test_remove_deletes_the_call_and_is_fenced_for_anyone_but_the_holder(
             assert await state.calls_of("n1") == ["c1"]
             assert await state.calls_of("n2") == []  # only the fenced writer's own index is cleaned
 
-            assert await settled(writer.remove("c1", token, "n1")) == (SaveResult.SAVED, None)
+            assert await settled(writer.remove("c1", token, "n1")) == (SaveResult.SAVED, token)
             assert raw.exists(KEYS.call("c1"), KEYS.call_state("c1")) == 0
             assert await state.calls_of("n1") == [] and await state.owner_of("c1") is None
             # removing what is gone already is fine
-            assert await settled(writer.remove("c1", token, "n1")) == (SaveResult.SAVED, None)
+            assert await settled(writer.remove("c1", token, "n1")) == (SaveResult.SAVED, token)
 
     in_fleet(redis_server, scenario)
 
@@ -444,7 +484,7 @@ def test_a_call_id_that_is_not_utf8_does_not_stop_the_writer(redis_server: Redis
             await asyncio.wait([odd], timeout=0.5)
             assert odd.done(), "the write of a non-UTF-8 call-id never completed"
             normal = writer.save("c1", 1, OwnerToken("n1", 2), "n1", doc(v=1))
-            assert await settled(normal) == (SaveResult.SAVED, None)
+            assert await settled(normal) == (SaveResult.SAVED, OwnerToken("n1", 2))
 
     in_fleet(redis_server, scenario)
 
@@ -695,7 +735,7 @@ def test_a_redis_that_does_not_answer_costs_a_command_timeout_and_the_writer_rec
             finally:
                 end()
             # the same client and writer work again
-            assert await settled(writer.save("c1", 10, token, "n1", doc(v=10))) == (SaveResult.SAVED, None)
+            assert await settled(writer.save("c1", 10, token, "n1", doc(v=10))) == (SaveResult.SAVED, token)
             assert await state.load(["c1"]) == [StoredCall("c1", 10, token, {"v": 10})]
             assert state.stats.reachable(time.monotonic(), within=1.0)
 
@@ -740,7 +780,7 @@ def test_after_redis_restarts_empty_the_same_client_works_and_reasserted_calls_k
             assert await state.owner_of("c4") is None  # empty: ownership and counter are gone
             assert raw.dbsize() == 0
             # the node saves its call again: ownership comes back at its epoch, the counter past it
-            assert await settled(writer.save("c4", 2, token, "n1", doc(v=2))) == (SaveResult.SAVED, None)
+            assert await settled(writer.save("c4", 2, token, "n1", doc(v=2))) == (SaveResult.SAVED, token)
         assert await state.owner_of("c4") == token
         assert await state.calls_of("n1") == ["c4"]
         fresh = await state.claim("c-new", "n2")
@@ -895,7 +935,10 @@ def test_two_prefixes_in_one_redis_do_not_see_each_other(redis_server: RedisServ
                 0
             ] is SaveResult.SAVED
             assert await b.load(["c1"]) == []
-            assert await settled(writer_b.remove("c1", held_b.token, "n1")) == (SaveResult.SAVED, None)
+            assert await settled(writer_b.remove("c1", held_b.token, "n1")) == (
+                SaveResult.SAVED,
+                held_b.token,
+            )
         assert await b.owner_of("c1") is None and await b.calls_of("n1") == []
         assert await a.owner_of("c1") == held_a.token and await a.calls_of("n1") == ["c1"]
         assert await a.load(["c1"]) == [StoredCall("c1", 1, held_a.token, {"f": "a"})]

@@ -30,7 +30,9 @@ def test_a_call_taken_by_another_owner_is_fenced_everywhere(
     fleet_nodes: Callable[..., FleetNode],
 ) -> None:
     lab = netns_lab(2)
-    node = fleet_nodes(lab, 0, redis_server, "node-a", KARL_TIMEOUT="2", KARL_OFFER_TIMEOUT="2", KARL_DELETE_DELAY="0")
+    node = fleet_nodes(
+        lab, 0, redis_server, "node-a", KARL_TIMEOUT="2", KARL_OFFER_TIMEOUT="2", KARL_DELETE_DELAY="0"
+    )
     party = lab.party(1)
     ip = lab.ns_ip(1)
     redis = redis_server.client()
@@ -67,3 +69,32 @@ def test_a_call_taken_by_another_owner_is_fenced_everywhere(
     assert redis.hgetall("karl:call:moved@test") == {"owner": "node-b", "epoch": "999"}
     assert redis.exists("karl:callstate:moved@test")  # the new owner's to write, not this node's to delete
     assert not redis.exists("karl:call:kept@test", "karl:callstate:kept@test")
+
+
+def test_an_offer_for_another_nodes_call_is_undone_and_refused(
+    redis_server: RedisServer,
+    netns_lab: Callable[..., NetnsLab],
+    fleet_nodes: Callable[..., FleetNode],
+) -> None:
+    lab = netns_lab(2)
+    node = fleet_nodes(lab, 0, redis_server, "node-a")
+    party = lab.party(1)
+    ip = lab.ns_ip(1)
+    redis = redis_server.client()
+    wait_for(lambda: metric(node.url("metrics"), "karl_fleet_lease_valid") == 1, timeout=10)
+    redis.hset("karl:call:elsewhere@test", mapping={"owner": "node-b", "epoch": "7"})
+    ports_before = metric(node.url("metrics"), "karl_port_pool_ports_in_use")
+    assert ports_before == 0
+    # a proxy (or a router with a stale cache) sends the offer here: the node creates the call, its
+    # first write finds node-b holding it, and the call is undone before the reply
+    reply = node.ng.request(
+        {"command": "offer", "call-id": "elsewhere@test", "from-tag": "A", "sdp": sdp(party.port, ip)}
+    )
+    assert reply == {"result": "error", "error-reason": NOT_OWNER, "karl-owner": "node-b", "karl-epoch": 7}
+    assert node.ng.request({"command": "statistics"})["statistics"]["currentstatistics"]["sessionstotal"] == 0
+    assert metric(node.url("metrics"), "karl_port_pool_ports_in_use") == ports_before
+    assert metric(node.url("metrics"), "karl_fleet_cdrs_withheld_total") == 0
+    assert cdr_call_ids(node) == []
+    assert redis.hgetall("karl:call:elsewhere@test") == {"owner": "node-b", "epoch": "7"}
+    assert not redis.exists("karl:callstate:elsewhere@test")
+    assert redis.smembers("karl:node-calls:node-a") == set()

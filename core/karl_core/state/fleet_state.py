@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from karl_core.state import redis_scripts
 from karl_core.state.call_store import OwnerToken, SaveResult, StoredCall
@@ -33,6 +33,8 @@ CLAIM_TTL = 30.0
 """Seconds a placement lives before its node saved the call (an offer lost on the way expires)."""
 CALL_TTL = 600.0
 """Seconds a call's keys live without their owner refreshing them (`touch`, every `CALL_TTL / 5`)."""
+
+SCRIPT_NAMES = ("CLAIM", "MOVE", "RELEASE", "SAVE", "REMOVE", "TOUCH", "RENEW_LEASE", "LEAVE")
 
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 
@@ -96,10 +98,10 @@ class FleetState:
         self.unreadable_leases = 0
         self.unreadable_states: list[str] = []
         """Calls whose stored state `load` could not read (left in Redis for a human)."""
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(getattr(redis_scripts, name))
-            for name in ("CLAIM", "MOVE", "RELEASE", "SAVE", "REMOVE", "TOUCH", "RENEW_LEASE", "LEAVE")
-        }
+        # Scripts run by their SHA1 (EVALSHA): one round trip. A Redis that does not know them yet
+        # (first use, or restarted) answers NOSCRIPT, and they are loaded once and run again.
+        self._texts = {name: getattr(redis_scripts, name) for name in SCRIPT_NAMES}
+        self.shas = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in self._texts.items()}
 
     async def _timed(self, operation: Callable[[], Awaitable[T]]) -> T:
         started = time.monotonic()
@@ -114,9 +116,40 @@ class FleetState:
         self.stats.record(now - started, None, now)
         return result
 
+    async def load_scripts(self) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for text in self._texts.values():
+                pipe.script_load(text)
+            await pipe.execute()
+
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._scripts[name]
-        return await self._timed(lambda: script(keys=keys, args=args))
+        async def run() -> Any:
+            try:
+                return await self.client.evalsha(self.shas[name], len(keys), *keys, *args)
+            except NoScriptError:
+                await self.load_scripts()
+                return await self.client.evalsha(self.shas[name], len(keys), *keys, *args)
+
+        return await self._timed(run)
+
+    async def run_batch(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Several scripts in one pipeline (one round trip); a failed one's reply is its exception."""
+
+        async def execute() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name, keys, args in calls:
+                    pipe.evalsha(self.shas[name], len(keys), *keys, *args)
+                return list(await pipe.execute(raise_on_error=False))
+
+        async def run() -> list[Any]:
+            replies = await execute()
+            if any(isinstance(reply, NoScriptError) for reply in replies):
+                # a Redis that lost its scripts fails each of them without effect: run them all again
+                await self.load_scripts()
+                replies = await execute()
+            return replies
+
+        return await self._timed(run)
 
     async def ping(self) -> None:
         await self._timed(self.client.ping)
@@ -227,21 +260,22 @@ class FleetState:
 
     async def touch(self, calls: Sequence[tuple[str, OwnerToken]]) -> list[int]:
         """Refresh the keys of live calls: per call 1 renewed, 0 absent, -1 fenced."""
-
-        async def run() -> list[Any]:
-            script = self._scripts["TOUCH"]
-            async with self.client.pipeline(transaction=False) as pipe:
-                for call_id, token in calls:
-                    await script(
-                        keys=[self.keys.call(call_id), self.keys.call_state(call_id)],
-                        args=[token.owner, token.epoch, int(CALL_TTL * 1000)],
-                        client=pipe,
-                    )
-                return list(await pipe.execute())
-
         if not calls:
             return []
-        return [int(result) for result in await self._timed(run)]
+        replies = await self.run_batch(
+            [
+                (
+                    "TOUCH",
+                    [self.keys.call(call_id), self.keys.call_state(call_id)],
+                    [token.owner, token.epoch, int(CALL_TTL * 1000)],
+                )
+                for call_id, token in calls
+            ]
+        )
+        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
+        if failed is not None:
+            raise StateUnavailable(f"{type(failed).__name__}: {failed}")
+        return [int(reply) for reply in replies]
 
 
 @dataclass(slots=True)
@@ -258,7 +292,8 @@ class _Write:
 class StateWriter:
     """One node's saves and removals, applied in order (see the module docstring).
 
-    `save`/`remove` return a future right away: (result, the holder when `FENCED`). A write that Redis
+    `save`/`remove` return a future right away: (result, token): the holder when `FENCED`, else the
+    writer's own (owner, epoch) — the epoch Redis gave a writer that saved with epoch 0. A write that Redis
     did not take completes with `StateUnavailable`; the caller decides what to do with the call (the
     node saves it again later)."""
 
@@ -326,43 +361,21 @@ class StateWriter:
 
     async def _apply(self, batch: list[_Write]) -> None:
         keys = self.state.keys
-        save, remove = self.state._scripts["SAVE"], self.state._scripts["REMOVE"]
-
-        async def run() -> list[Any]:
-            async with self.state.client.pipeline(transaction=False) as pipe:
-                for write in batch:
-                    if write.state is None:
-                        await remove(
-                            keys=[
-                                keys.call(write.call_id),
-                                keys.call_state(write.call_id),
-                                keys.node_calls(write.node_id),
-                            ],
-                            args=[write.token.owner, write.token.epoch, write.call_id],
-                            client=pipe,
-                        )
-                    else:
-                        await save(
-                            keys=[
-                                keys.call(write.call_id),
-                                keys.call_state(write.call_id),
-                                keys.node_calls(write.node_id),
-                                keys.epoch,
-                            ],
-                            args=[
-                                write.token.owner,
-                                write.token.epoch,
-                                write.version,
-                                write.state,
-                                int(CALL_TTL * 1000),
-                                write.call_id,
-                            ],
-                            client=pipe,
-                        )
-                return list(await pipe.execute(raise_on_error=False))
-
+        calls: list[tuple[str, list[str], list[Any]]] = []
+        for write in batch:
+            call_key, state_key = keys.call(write.call_id), keys.call_state(write.call_id)
+            index = keys.node_calls(write.node_id)
+            token = write.token
+            if write.state is None:
+                calls.append(
+                    ("REMOVE", [call_key, state_key, index], [token.owner, token.epoch, write.call_id])
+                )
+            else:
+                ttl = int(CALL_TTL * 1000)
+                args = [token.owner, token.epoch, write.version, write.state, ttl, write.call_id]
+                calls.append(("SAVE", [call_key, state_key, index, keys.epoch], args))
         try:
-            replies = await self.state._timed(run)
+            replies = await self.state.run_batch(calls)
         except StateUnavailable as exc:
             for write in batch:
                 if not write.done.done():
@@ -375,10 +388,10 @@ class StateWriter:
                 write.done.set_exception(StateUnavailable(f"{type(reply).__name__}: {reply}"))
                 continue
             verdict = _text(reply[0])
-            holder = _token(reply)
+            holder = _token(reply)  # FENCED: who holds it; else the writer, with its (learned) epoch
             if verdict == "fenced":
                 write.done.set_result((SaveResult.FENCED, holder))
             elif verdict == "stale":
-                write.done.set_result((SaveResult.STALE, None))
+                write.done.set_result((SaveResult.STALE, holder))
             else:
-                write.done.set_result((SaveResult.SAVED, None))
+                write.done.set_result((SaveResult.SAVED, holder))

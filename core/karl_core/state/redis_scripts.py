@@ -57,16 +57,25 @@ return 0
 
 SAVE = """
 -- KEYS: call, call state, node-calls of the writer, epoch counter
--- ARGV: owner, epoch, version, state (JSON), TTL (ms), call-id
+-- ARGV: owner, epoch (0: not known yet), version, state (JSON), TTL (ms), call-id
 local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
 local epoch = tonumber(ARGV[2])
 if not held[1] then
-  -- Redis lost the call (restarted empty, or the key expired): the writer re-asserts its ownership
+  if epoch == 0 then
+    -- a call the writer created before anyone placed it: the write places it
+    epoch = redis.call('INCR', KEYS[4])
+  else
+    -- Redis lost the call (restarted empty, or the key expired): the writer re-asserts its ownership
+    local counter = tonumber(redis.call('GET', KEYS[4]) or '0')
+    if counter < epoch then redis.call('SET', KEYS[4], epoch) end
+  end
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', epoch)
   redis.call('SADD', KEYS[3], ARGV[6])
-  local counter = tonumber(redis.call('GET', KEYS[4]) or '0')
-  if counter < epoch then redis.call('SET', KEYS[4], epoch) end
-elseif held[1] ~= ARGV[1] or tonumber(held[2]) ~= epoch then
+elseif held[1] ~= ARGV[1] then
+  return {'fenced', held[1], tonumber(held[2])}
+elseif epoch == 0 then
+  epoch = tonumber(held[2])  -- placed on the writer (by a router): its epoch is the writer's
+elseif tonumber(held[2]) ~= epoch then
   return {'fenced', held[1], tonumber(held[2])}
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
@@ -80,13 +89,16 @@ redis.call('PEXPIRE', KEYS[2], ARGV[5])
 return {'saved', ARGV[1], epoch}
 """
 """Write a call's state if the writer holds the call at its epoch (or nobody does any more: Redis lost
-it). Refused as `fenced` when another owner or a newer epoch holds the call; `stale` when Redis has
-this version or a newer one of the same epoch."""
+it). Epoch 0 is a writer that does not know its epoch yet (the first write of a call it created on an
+offer): it adopts the epoch of a placement made for it, or places the call itself. Refused as
+`fenced` when another owner or a newer epoch holds the call; `stale` when Redis has this version or a
+newer one of the same epoch. Every verdict carries the (owner, epoch) it was made for."""
 
 REMOVE = """
 -- KEYS: call, call state, node-calls of the writer. ARGV: owner, epoch, call-id
 local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
-if held[1] and (held[1] ~= ARGV[1] or tonumber(held[2]) ~= tonumber(ARGV[2])) then
+local epoch = tonumber(ARGV[2])
+if held[1] and (held[1] ~= ARGV[1] or (epoch ~= 0 and tonumber(held[2]) ~= epoch)) then
   -- the writer's index entry goes, unless the holder is the same node id (a newer boot of it)
   if held[1] ~= ARGV[1] then redis.call('SREM', KEYS[3], ARGV[3]) end
   return {'fenced', held[1], tonumber(held[2])}
@@ -95,12 +107,13 @@ redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[3])
 return {'removed', ARGV[1], tonumber(ARGV[2])}
 """
-"""Forget an ended call, unless it has moved on to another owner (then only the writer's index)."""
+"""Forget an ended call, unless it has moved on to another owner (then only the writer's index). Epoch 0
+(a writer whose first write has not come back) matches on the owner alone."""
 
 TOUCH = """
 -- KEYS: call, call state. ARGV: owner, epoch, TTL (ms)
 local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
-if held[1] == ARGV[1] and tonumber(held[2]) == tonumber(ARGV[2]) then
+if held[1] == ARGV[1] and (tonumber(ARGV[2]) == 0 or tonumber(held[2]) == tonumber(ARGV[2])) then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
   return 1

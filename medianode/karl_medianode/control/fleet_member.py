@@ -111,6 +111,9 @@ class FleetMember:
         self._dirty: set[str] = set()
         self._collecting: list[asyncio.Future[Any]] | None = None
         self._resolving: dict[str, asyncio.Future[None]] = {}
+        self._lost: dict[str, OwnerToken] = {}
+        """Calls found to be another node's by a write of the request being answered."""
+        self._abandoning: set[str] = set()
         self._renewed_once = False
         self.redis_down_since: float | None = None
         """When the first renewal that failed since the last success was sent (None: Redis answers)."""
@@ -210,12 +213,20 @@ class FleetMember:
         call_id = opts.call_id
         if call_id is None:
             return self.engine.handle(command, opts, fits)  # the engine's own error
-        if call_id in self._resolving or call_id not in self.owned:
-            if self.redis_down_since is not None and command in CALL_CREATING:
-                # Redis did not answer the last renewal: no claim could be made (answer at once)
+        if call_id in self._resolving:
+            return self._resolve_then_handle(command, opts, fits, call_id)  # after the earlier one
+        if call_id not in self.owned:
+            if command not in CALL_CREATING:
+                return self._resolve_then_handle(command, opts, fits, call_id)
+            if self.redis_down_since is not None:
+                # Redis did not answer the last renewal: the call could not be placed (answer at once)
                 self.fleet_counters.state_unavailable += 1
                 return {"result": "error", "error-reason": STATE_UNAVAILABLE}
-            return self._resolve_then_handle(command, opts, fits, call_id)
+            # A new call: handled at once, held provisionally (epoch 0). Its first write places it, or
+            # adopts the router's placement, in the same round trip that saves it; a call another node
+            # holds comes back FENCED, and is undone before the reply (`_after_writes`).
+            self.owned[call_id] = OwnerToken(self.node_id, 0)
+            return self._handle_held(command, opts, fits, call_id)
         return self._handle_held(command, opts, fits, call_id)
 
     def _handle_held(self, command: Command, opts: NgOptions, fits: Any, call_id: str) -> Reply:
@@ -229,11 +240,36 @@ class FleetMember:
             self._forget_placement(call_id)  # a refused offer: the call never came to be
         if not collected:
             return reply
-        return self._after_writes(reply, collected)
+        return self._after_writes(reply, collected, call_id)
 
-    async def _after_writes(self, reply: dict[str, Any], writes: list[asyncio.Future[Any]]) -> dict[str, Any]:
+    async def _after_writes(
+        self, reply: dict[str, Any], writes: list[asyncio.Future[Any]], call_id: str
+    ) -> dict[str, Any]:
         await asyncio.wait(writes, timeout=WRITE_WAIT)
-        return reply
+        holder = self._lost.pop(call_id, None)
+        if holder is None:
+            return reply
+        # The call turned out to be another node's (a proxy or a stale router sent its offer here):
+        # undo what this request did and send the router to the holder.
+        if self.engine.find_call(call_id) is not None:
+            self._abandon(call_id)
+        self.fleet_counters.not_owner += 1
+        return not_owner_reply(holder.owner, holder.epoch)
+
+    def _undo_lost(self, call_id: str) -> None:
+        lost = self._lost.pop(call_id, None) is not None
+        if lost and self.engine.find_call(call_id) is not None and call_id not in self.owned:
+            self._abandon(call_id)
+
+    def _abandon(self, call_id: str) -> None:
+        """End a call this node created for another node's call: no CDR, nothing in Redis."""
+        self._abandoning.add(call_id)
+        try:
+            self.engine.handle(
+                Command.DELETE, NgOptions(command=Command.DELETE, call_id=call_id, delete_delay=0)
+            )
+        finally:
+            self._abandoning.discard(call_id)
 
     async def _resolve_then_handle(
         self, command: Command, opts: NgOptions, fits: Any, call_id: str
@@ -247,10 +283,7 @@ class FleetMember:
         self._resolving[call_id] = done
         try:
             try:
-                if command in CALL_CREATING:
-                    token: OwnerToken | None = (await self.state.claim(call_id, self.node_id)).token
-                else:
-                    token = await self.state.owner_of(call_id)
+                token = await self.state.owner_of(call_id)
             except StateUnavailable:
                 self.fleet_counters.state_unavailable += 1
                 return {"result": "error", "error-reason": STATE_UNAVAILABLE}
@@ -268,6 +301,8 @@ class FleetMember:
     def _forget_placement(self, call_id: str) -> None:
         token = self.owned.pop(call_id)
         self._versions.pop(call_id, None)
+        if token.epoch == 0:
+            return  # never written: nothing of this node's in Redis (a router's claim is its own)
         task = asyncio.get_running_loop().create_task(self._release(call_id, token))
         task.add_done_callback(lambda _: None)
 
@@ -315,6 +350,8 @@ class FleetMember:
             self.counters.fenced += 1
             self._fenced(call_id, token, holder)
             return
+        if holder is not None and holder != token and self.owned.get(call_id) == token:
+            self.owned[call_id] = holder  # the first write of a new call: now its epoch is known
         self._dirty.discard(call_id)
         if result is SaveResult.STALE:
             self.counters.stale += 1
@@ -327,6 +364,13 @@ class FleetMember:
             return
         del self.owned[call_id]
         self._dirty.discard(call_id)
+        if token.epoch == 0:
+            # a new call that was never this node's: the request that created it undoes it, or, when
+            # that request stopped waiting already, this does a little later
+            if holder is not None:
+                self._lost[call_id] = holder
+                asyncio.get_running_loop().call_later(2 * WRITE_WAIT, self._undo_lost, call_id)
+            return
         self.fleet_counters.fenced_calls += 1
         self._warn(
             "fenced",
@@ -342,8 +386,8 @@ class FleetMember:
         self._versions.pop(call_id, None)
         self._dirty.discard(call_id)
         if token is None:
-            # not held (fenced): its holder writes the CDR
-            self.fleet_counters.cdrs_withheld += 1
+            if call_id not in self._abandoning:
+                self.fleet_counters.cdrs_withheld += 1  # not held (fenced): its holder writes the CDR
             return
         write = self.writer.remove(call_id, token, self.node_id)
         write.add_done_callback(partial(self._removed, ended))
