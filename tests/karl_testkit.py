@@ -263,14 +263,14 @@ def start_karl_at(
     health = int(full_env.get("KARL_HEALTH_PORT", "0") or 0)
     if health:
         try:
-            wait_for(lambda: _tcp_listening("127.0.0.1", health) or proc.poll() is not None, timeout=10)
+            wait_for(lambda: tcp_listening("127.0.0.1", health) or proc.poll() is not None, timeout=10)
         except AssertionError:
             server.stop()
             raise
     return server
 
 
-def _tcp_listening(host: str, port: int) -> bool:
+def tcp_listening(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True

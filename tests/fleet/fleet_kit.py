@@ -47,6 +47,7 @@ from karl_testkit import (
     karl_env,
     port_of,
     sdp,
+    tcp_listening,
     wait_for,
     wait_for_pong,
 )
@@ -954,19 +955,11 @@ def start_router(
     return router
 
 
-def _tcp_listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _wait_started(server: NgServer, host: str, health_port: int, timeout: float = 15.0) -> None:
     """`pong` on NG, then the health port listening; stops the server and raises with its log if not."""
     try:
         wait_for_pong(server.ng, server.proc, server.name, timeout=timeout)
-        wait_for(lambda: server.proc.poll() is not None or _tcp_listening(host, health_port), timeout=10)
+        wait_for(lambda: server.proc.poll() is not None or tcp_listening(host, health_port), timeout=10)
         if server.proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited with {server.proc.returncode}")
     except (RuntimeError, AssertionError) as exc:
@@ -998,13 +991,21 @@ def established_via(
     return port_of(answer), port_of(offer)
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    """The sum of a Prometheus family's samples named `name` matching `labels` (0 when absent)."""
+def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of a Prometheus endpoint: (name, labels, value)."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=2) as reply:
         text = reply.read().decode()
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    return [
+        (sample.name, dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """The sum of the samples named `name` matching `labels` (0 when there is none)."""
+    return sum(
+        value
+        for sample, sample_labels, value in scrape(url)
+        if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    )

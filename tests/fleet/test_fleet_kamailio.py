@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -47,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from tests.e2e.test_kamailio_sipp import (
     AUDIO_PCAP,
     DTMF_PCAP,
@@ -66,7 +64,7 @@ from tests.e2e.test_kamailio_sipp import (
     udp_bound,
 )
 
-from fleet.fleet_kit import LAB_PREFIX, FleetNode, FleetRouter, NetnsLab, RedisServer
+from fleet.fleet_kit import LAB_PREFIX, FleetNode, FleetRouter, NetnsLab, RedisServer, metric, scrape
 from karl_testkit import free_port, free_port_block, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fleet, pytest.mark.timeout(60)]
@@ -87,26 +85,6 @@ CALL_COMMANDS = ("offer", "answer", "delete")
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
-    """Every sample of a Prometheus endpoint: (name, labels, value)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as reply:
-        text = reply.read().decode()
-    return [
-        (sample.name, dict(sample.labels), sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    ]
-
-
-def metric(url: str, name: str, **labels: str) -> float:
-    """The sum of the samples named `name` matching `labels` (0 when there is none)."""
-    return sum(
-        value
-        for sample, sample_labels, value in scrape(url)
-        if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def node_metrics(node: FleetNode) -> str:

@@ -67,6 +67,19 @@ def answer(client: NgClient, call_id: str, party: Party, ip: str) -> dict[str, A
     )
 
 
+def send_at_once(datagrams: list[tuple[bytes, tuple[str, int]]]) -> list[bytes]:
+    """Send every datagram from one socket without waiting in between; the replies, as they came."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(3)
+    try:
+        for datagram, address in datagrams:
+            sock.sendto(datagram, address)
+        return [sock.recv(65535) for _ in datagrams]
+    finally:
+        sock.close()
+
+
 def media_address(reply: dict[str, Any]) -> tuple[str, int]:
     ip = next(line.split()[-1] for line in reply["sdp"].splitlines() if line.startswith("c="))
     return ip, port_of(reply)
@@ -228,15 +241,7 @@ def test_one_datagram_through_two_routers_at_once_makes_one_call(
         datagram = f"dup{round_}_cookie ".encode() + bencode.encode(
             {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": sdp(a.port, ip)}
         )
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(3)
-        try:
-            sock.sendto(datagram, first.ng.address)
-            sock.sendto(datagram, second.ng.address)
-            replies = [sock.recv(65535), sock.recv(65535)]
-        finally:
-            sock.close()
+        replies = send_at_once([(datagram, first.ng.address), (datagram, second.ng.address)])
         assert replies[0] == replies[1]  # the same reply: one execution, one set of ports
         assert b"6:result2:ok" in replies[0]
         assert redis.hget(f"karl:call:{call_id}", "owner") in {n.node_id for n in nodes}
@@ -467,20 +472,13 @@ def test_requests_for_one_call_racing_through_two_routers_leave_one_consistent_c
 
     def race(one: tuple[FleetRouter, dict[str, Any]], other: tuple[FleetRouter, dict[str, Any]]) -> list[Any]:
         """Both requests leave together, from one socket, to two router replicas."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(3)
         cookies = [f"race{time.monotonic_ns()}_{i}".encode() for i in (0, 1)]
-        try:
-            for cookie, (router, message) in zip(cookies, (one, other), strict=True):
-                sock.sendto(cookie + b" " + bencode.encode(message), router.ng.address)
-            replies = {}
-            for _ in cookies:
-                cookie, _, body = sock.recv(65535).partition(b" ")
-                replies[cookie] = bencode.decode(body)
-            return [replies[cookie] for cookie in cookies]
-        finally:
-            sock.close()
+        datagrams = [
+            (cookie + b" " + bencode.encode(message), router.ng.address)
+            for cookie, (router, message) in zip(cookies, (one, other), strict=True)
+        ]
+        replies = dict(reply.partition(b" ")[::2] for reply in send_at_once(datagrams))
+        return [bencode.decode(replies[cookie]) for cookie in cookies]
 
     kept = set()
     for index in range(8):
