@@ -8,32 +8,17 @@ HTTP servers follow, and shutdown runs in reverse.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 
 from karl_core.admission import build_admission
+from karl_core.runtime import tune_garbage_collection
 from karl_medianode.node import MediaNode, NodeSettings, StartupError
 from karl_medianode.operations.cdr import CdrWriter
 from karl_medianode.operations.http import start_http
 from karl_medianode.operations.metrics import attach as attach_metrics
 
 log = logging.getLogger("karl.node")
-
-GC_THRESHOLDS = (50_000, 50, 100)
-"""The cyclic garbage collector's generation thresholds while the node runs. Python's defaults (700,
-10, 10) collect every few hundred allocations, and each NG request allocates thousands of small
-objects: with them about a fifth of a request's time went to collections (measured on the engine
-alone: 750 → 610 µs per offer+answer+delete). Nearly everything a request allocates is freed by
-reference counting; the collector only has to find the occasional cycle."""
-
-
-def tune_garbage_collection() -> None:
-    """Run after start-up: what exists now (modules, configuration, the node) is never garbage, so it
-    is frozen out of every later collection, and collections become rarer."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def run_node(settings: NodeSettings) -> int:

@@ -26,6 +26,7 @@ from karl_core.ng.commands import Command
 from karl_core.ng.endpoint import Request
 from karl_core.ng.options import NgOptions
 from karl_core.ng.server import NgProtocol
+from karl_core.runtime import tune_garbage_collection
 from karl_core.state.fleet_state import FleetState
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
@@ -57,7 +58,7 @@ class RouterApp:
             return self.router.ping()
         if command in (Command.LIST, Command.STATISTICS):
             return self.router.fan_out(request, command, options)
-        return self.router.route(request, command, options)
+        return self.router.forward(request, command, options)
 
     # -- health --------------------------------------------------------------------------------------
     def detail(self) -> dict[str, Any]:
@@ -189,6 +190,7 @@ async def run_router(config: KarlConfig) -> int:
         await app.stop()
         return 1
     view.start()
+    tune_garbage_collection()
     log.info(
         "NG router started",
         extra={

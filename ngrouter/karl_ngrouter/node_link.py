@@ -62,26 +62,30 @@ class NodeLink(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         self.counters.send_errors += 1  # an ICMP error: the waiter times out
 
-    async def request(self, node: tuple[str, int], cookie: bytes, datagram: bytes, timeout: float) -> bytes:
-        """Send `datagram` to `node`; returns the node's reply datagram (cookie included). Raises
-        `NodeTimeout`."""
+    def send(
+        self, node: tuple[str, int], cookie: bytes, datagram: bytes, timeout: float
+    ) -> asyncio.Future[bytes]:
+        """Send `datagram` to `node`; the future gets the node's reply datagram (cookie included), or
+        `NodeTimeout` after `timeout` seconds. No task, no coroutine: a callback can wait on it."""
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         key = (node, cookie)
         waiter = self._pending.get(key)
         if waiter is None or waiter.done():
             waiter = self._pending[key] = loop.create_future()
+            # a timer on the future, not `wait_for` (which costs a task per request)
+            expiry = loop.call_later(timeout, self._expire, key, waiter, node, timeout)
+            waiter.add_done_callback(lambda _: expiry.cancel())
         self.counters.sent += 1
         try:
             self.transport.sendto(datagram, node)
         except OSError:
             self.counters.send_errors += 1
-        # a timer on the future, not `wait_for` (which costs a task per request)
-        expiry = loop.call_later(timeout, self._expire, key, waiter, node, timeout)
-        try:
-            return await asyncio.shield(waiter)
-        finally:
-            expiry.cancel()
+        return waiter
+
+    async def request(self, node: tuple[str, int], cookie: bytes, datagram: bytes, timeout: float) -> bytes:
+        """`send`, awaited; raises `NodeTimeout`."""
+        return await asyncio.shield(self.send(node, cookie, datagram, timeout))
 
     def _expire(
         self,

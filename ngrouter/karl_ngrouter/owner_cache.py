@@ -24,6 +24,10 @@ class OwnerCache:
             self.hits += 1
         return token
 
+    def peek(self, call_id: str) -> OwnerToken | None:
+        """`get` without counting (the caller counts the hit once it uses it)."""
+        return self._owners.get(call_id)
+
     def put(self, call_id: str, token: OwnerToken) -> None:
         owners = self._owners
         if call_id not in owners and len(owners) >= self.limit:

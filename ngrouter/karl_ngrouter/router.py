@@ -13,8 +13,9 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from karl_core.ng import errors as E
@@ -62,6 +63,17 @@ class RouterCounters:
     refused: Counter[str] = field(default_factory=Counter)
     """Requests the router answered itself with an error, by why."""
     node_timeouts: int = 0
+
+
+def _pass_on(outcome: asyncio.Future[Reply], task: asyncio.Future[Reply]) -> None:
+    if outcome.done():
+        return
+    if task.cancelled():
+        outcome.cancel()
+    elif (exc := task.exception()) is not None:
+        outcome.set_exception(exc)
+    else:
+        outcome.set_result(task.result())
 
 
 def _verdict(data: bytes) -> dict[str, Any] | None:
@@ -126,6 +138,54 @@ class Router:
         if options.supports_load_limit:
             return load_limit_reply(E.SESSION_LIMIT)
         return error_reply(E.SESSION_LIMIT)
+
+    def forward(
+        self, request: Request, command: Command, options: NgOptions
+    ) -> asyncio.Future[Reply] | Coroutine[Any, Any, Reply]:
+        """One call's request. The common case — a call this router knows the owner of, a node that
+        answers — runs on callbacks alone, with no task and no coroutine; anything else (a new call, an
+        unknown owner, `not owner`, a node that does not answer) takes `route`."""
+        call_id = options.call_id
+        token = self.owners.peek(call_id) if call_id is not None else None
+        if token is None or command in CALL_CREATING:
+            return self.route(request, command, options)
+        lease = self.view.lease(token.owner)
+        if lease is None:
+            return self.route(request, command, options)
+        self.owners.hits += 1
+        self.counters.forwarded[token.owner] += 1
+        datagram = request.cookie + b" " + request.payload
+        answer = self.link.send(lease.ng_address, request.cookie, datagram, NODE_TIMEOUT)
+        outcome: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(partial(self._answered, outcome, request, command, options))
+        return outcome
+
+    def _answered(
+        self,
+        outcome: asyncio.Future[Reply],
+        request: Request,
+        command: Command,
+        options: NgOptions,
+        answer: asyncio.Future[bytes],
+    ) -> None:
+        if outcome.done():
+            return
+        data = None if answer.cancelled() or answer.exception() is not None else answer.result()
+        if data is not None:
+            verdict = _verdict(data)
+            if verdict is None or verdict.get("error-reason") != NOT_OWNER:
+                if verdict is None and command is Command.DELETE:
+                    self.owners.forget(options.call_id or "")  # the next request asks Redis
+                outcome.set_result(data)  # the node's answer, success or rtpengine's error
+                return
+            self.counters.retried["not_owner"] += 1
+            self.owners.forget(options.call_id or "")
+        else:
+            self.counters.node_timeouts += 1
+            self.counters.retried["timeout"] += 1
+        # the slow path, from the start: ask Redis, retry, within the budget
+        task = asyncio.get_running_loop().create_task(self.route(request, command, options))
+        task.add_done_callback(partial(_pass_on, outcome))
 
     async def route(self, request: Request, command: Command, options: NgOptions) -> Reply:
         call_id = options.call_id

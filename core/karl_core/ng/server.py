@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from karl_core.logs import RateLimitedLogger
@@ -141,7 +142,7 @@ class NgProtocol(asyncio.DatagramProtocol):
         self.endpoint = NgEndpoint()
         self.counters = NgCounters()
         self.transport: asyncio.DatagramTransport | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._bad_input_log = RateLimitedLogger(log, interval=10.0)
 
     @property
@@ -183,12 +184,26 @@ class NgProtocol(asyncio.DatagramProtocol):
                 result = self.handler(decoded.command, options, request.addr, self._fits_check(request))
         except Exception as exc:
             result = self._error_reply(exc, in_flight)
+        if isinstance(result, asyncio.Future):
+            # a future (a router's fast path): answered from its callback, without a task
+            self._tasks.add(result)
+            result.add_done_callback(partial(self._future_done, in_flight))
+            return
         if inspect.isawaitable(result):
             task = asyncio.get_running_loop().create_task(self._finish_later(result, in_flight))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
         self._finish(result, in_flight)
+
+    def _future_done(self, in_flight: _InFlight, done: asyncio.Future[HandlerReply]) -> None:
+        self._tasks.discard(done)
+        if done.cancelled():
+            self._finish(None, in_flight)
+            return
+        exc = done.exception()
+        reply = self._error_reply(exc, in_flight) if isinstance(exc, Exception) else done.result()
+        self._finish(reply, in_flight)
 
     async def _finish_later(self, pending: Awaitable[HandlerReply], in_flight: _InFlight) -> None:
         try:
