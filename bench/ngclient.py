@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import selectors
 import socket
 import time
@@ -117,7 +118,9 @@ class NGClient:
         self._sock.bind(("127.0.0.1", 0))
         self._sock.connect(self.server)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self._prefix = f"b{os.getpid()}_{int(time.time() * 1000) % 100000}_"
+        # random per client: two clients made in the same millisecond must not share cookies (a
+        # proxy's reply cache, keyed by cookie alone, would answer one with the other's replies)
+        self._prefix = f"b{os.getpid()}_{secrets.token_hex(4)}_"
         self._seq = itertools.count(1)
 
     def close(self) -> None:

@@ -94,6 +94,23 @@ def _pin(launch: Launch) -> list[str]:
     return prefix
 
 
+def spawn(
+    argv: list[str], launch: Launch, log_path: Path, env: Mapping[str, str] | None = None, cwd: Path = REPO
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` pinned as ``launch`` says, in a session of its own, output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [*_pin(launch), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
 def rtpengine_command(launch: Launch, ports: ProxyPorts) -> list[str]:
     return [
         "rtpengine",
@@ -210,10 +227,12 @@ def start(
     log_dir: Path,
     timeout_s: float = 20.0,
     trees: Mapping[str, Path] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> RunningProxy:
     """Start ``name`` pinned as ``launch`` says and wait until it answers NG ``ping``.
 
-    ``trees`` gives the source tree of ``karl-baseline`` (required for it).
+    ``trees`` gives the source tree of ``karl-baseline`` (required for it); ``extra_env`` is added to
+    the proxy's environment (e.g. Karl's fleet settings for bench/fleet.py).
     """
     cwd = REPO
     if name == "rtpengine":
@@ -227,24 +246,21 @@ def start(
         command, env, cwd = karl_command(), karl_env(launch, ports, tree), tree
     else:
         raise ValueError(f"unknown proxy {name!r}")
-    log_dir.mkdir(parents=True, exist_ok=True)
+    env.update(extra_env or {})
     log_path = log_dir / f"{name}-{ports.ng_port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*_pin(launch), *command],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
+    proc = spawn(command, launch, log_path, env, cwd)
     running = RunningProxy(
         name, proc.pid, (launch.ng_host, ports.ng_port), launch.media_ip, ports, log_path, proc
     )
-    if not wait_for_ping(launch.ng_host, ports.ng_port, timeout_s, alive=running.alive):
+    try:
+        answered = wait_for_ping(launch.ng_host, ports.ng_port, timeout_s, alive=running.alive)
+        if answered:
+            # Let start-up work (thread creation, first allocations) settle before anything is measured.
+            time.sleep(0.2)
+    except BaseException:  # Ctrl-C while waiting: the caller has no handle to stop it with
+        running.stop()
+        raise
+    if not answered:
         running.stop()
         raise ProxyStartError(f"{name} did not answer NG ping within {timeout_s} s:\n{running.log_tail()}")
-    # Let start-up work (thread creation, first allocations) settle before anything is measured.
-    time.sleep(0.2)
     return running
