@@ -30,6 +30,7 @@ from karl_core.runtime import tune_garbage_collection
 from karl_core.state.fleet_state import FleetState
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
+from karl_core.state.resp import lean_client
 from karl_ngrouter.fleet_view import FleetView
 from karl_ngrouter.metrics import RouterCollector
 from karl_ngrouter.node_link import NodeLink
@@ -157,6 +158,8 @@ class RouterApp:
         for runner in self._runners:
             await runner.cleanup()
         await self.state.client.aclose()
+        if self.state.lean is not None:
+            self.state.lean.close()
 
 
 def _bind(address: str, port: int) -> socket.socket:
@@ -174,7 +177,7 @@ def _bind(address: str, port: int) -> socket.socket:
 async def run_router(config: KarlConfig) -> int:
     settings = RedisSettings.from_config(config.database)
     client = connect(settings)
-    state = FleetState(client, KeySchema(settings.prefix))
+    state = FleetState(client, KeySchema(settings.prefix), lean=lean_client(settings))
     link = await NodeLink.open()
     view = FleetView(state, link)
     app = RouterApp(config, state, view, Router(state, view, link), link)

@@ -42,6 +42,7 @@ from karl_core.state.lease import (
 )
 from karl_core.state.redis_connection import COMMAND_TIMEOUT, RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
+from karl_core.state.resp import lean_client
 from karl_testkit import run_async, until
 
 pytestmark = pytest.mark.timeout(60)
@@ -63,6 +64,23 @@ def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
+LEAN = {"on": True}
+"""Whether `in_fleet` gives its FleetState the lean connection (the nodes' and routers' hot path) or
+leaves every command to redis.asyncio (TLS and Sentinel): every test runs both ways."""
+
+
+@pytest.fixture(autouse=True, params=["lean", "redis-asyncio"])
+def connection_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    LEAN["on"] = request.param == "lean"
+    yield request.param
+    LEAN["on"] = True
+
+
+def fleet_state(addr: str, keys: KeySchema = KEYS) -> FleetState:
+    settings = RedisSettings(addr=addr)
+    return FleetState(connect(settings), keys, lean=lean_client(settings) if LEAN["on"] else None)
+
+
 def in_fleet(
     server: RedisServer,
     scenario: Callable[[FleetState], Awaitable[T]],
@@ -71,11 +89,13 @@ def in_fleet(
     """Run `scenario` with a FleetState on a client of its own (closed after, whatever happens)."""
 
     async def main() -> T:
-        client = connect(RedisSettings(addr=server.addr))
+        state = fleet_state(server.addr)
         try:
-            return await scenario(FleetState(client, KEYS))
+            return await scenario(state)
         finally:
-            await client.aclose()
+            await state.client.aclose()
+            if state.lean is not None:
+                state.lean.close()
 
     return run_async(main(), timeout)
 
@@ -144,7 +164,7 @@ def test_first_claim_places_with_the_next_fleet_epoch_and_later_ones_get_the_hol
 
 def test_concurrent_claims_from_many_clients_have_exactly_one_winner(redis_server: RedisServer) -> None:
     async def scenario(_: FleetState) -> None:
-        states = [FleetState(connect(RedisSettings(addr=redis_server.addr)), KEYS) for _ in range(20)]
+        states = [fleet_state(redis_server.addr) for _ in range(20)]
         try:
             await asyncio.gather(*(state.ping() for state in states))  # connected: the claims race
             placements = await asyncio.gather(
@@ -922,7 +942,7 @@ def test_connect_takes_an_address_or_a_url(redis_server: RedisServer) -> None:
 
 def test_two_prefixes_in_one_redis_do_not_see_each_other(redis_server: RedisServer) -> None:
     async def scenario(a: FleetState) -> None:
-        b = FleetState(a.client, KeySchema("other"))
+        b = FleetState(a.client, KeySchema("other"), lean=a.lean)
         held_a = await a.claim("c1", "n1")
         held_b = await b.claim("c1", "n1")
         assert held_a.placed and held_b.placed  # each fleet places the call-id for itself

@@ -26,6 +26,7 @@ from karl_core.state import redis_scripts
 from karl_core.state.call_store import OwnerToken, SaveResult, StoredCall
 from karl_core.state.lease import LeaseFormatError, NodeLease
 from karl_core.state.redis_keys import KeySchema
+from karl_core.state.resp import LeanRedis
 
 T = TypeVar("T")
 
@@ -91,8 +92,16 @@ def _token(reply: Sequence[Any], first: int = 1) -> OwnerToken:
 
 
 class FleetState:
-    def __init__(self, client: aioredis.Redis, keys: KeySchema, stats: RedisStats | None = None) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: KeySchema,
+        stats: RedisStats | None = None,
+        lean: LeanRedis | None = None,
+    ) -> None:
         self.client = client
+        self.lean = lean
+        """The scripts' connection where the address allows it (`resp.lean_client`): the hot path."""
         self.keys = keys
         self.stats = stats or RedisStats()
         self.unreadable_leases = 0
@@ -117,25 +126,30 @@ class FleetState:
         return result
 
     async def load_scripts(self) -> None:
+        if self.lean is not None:
+            for reply in await self.lean.execute([["SCRIPT", "LOAD", text] for text in self._texts.values()]):
+                if isinstance(reply, Exception):
+                    raise reply
+            return
         async with self.client.pipeline(transaction=False) as pipe:
             for text in self._texts.values():
                 pipe.script_load(text)
             await pipe.execute()
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        async def run() -> Any:
-            try:
-                return await self.client.evalsha(self.shas[name], len(keys), *keys, *args)
-            except NoScriptError:
-                await self.load_scripts()
-                return await self.client.evalsha(self.shas[name], len(keys), *keys, *args)
-
-        return await self._timed(run)
+        [reply] = await self.run_batch([(name, keys, args)])
+        if isinstance(reply, Exception):
+            raise StateUnavailable(f"{type(reply).__name__}: {reply}")
+        return reply
 
     async def run_batch(self, calls: Sequence[tuple[str, list[str], list[Any]]]) -> list[Any]:
         """Several scripts in one pipeline (one round trip); a failed one's reply is its exception."""
 
         async def execute() -> list[Any]:
+            if self.lean is not None:
+                return await self.lean.execute(
+                    [["EVALSHA", self.shas[name], len(keys), *keys, *args] for name, keys, args in calls]
+                )
             async with self.client.pipeline(transaction=False) as pipe:
                 for name, keys, args in calls:
                     pipe.evalsha(self.shas[name], len(keys), *keys, *args)

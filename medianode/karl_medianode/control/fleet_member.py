@@ -46,6 +46,7 @@ from karl_core.state.fleet_state import CALL_TTL, FleetState, StateUnavailable, 
 from karl_core.state.lease import LeaseClock, NodeLease, default_margin
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
+from karl_core.state.resp import lean_client
 from karl_medianode.control.call_persistence import StoreCounters
 from karl_medianode.engine import CallEnded
 from karl_medianode.engine.calls import Call
@@ -100,7 +101,7 @@ class FleetMember:
         self.node_id = node.config.node.id
         self.boot_id = uuid.uuid4().hex
         self.client = connect(settings)
-        self.state = FleetState(self.client, KeySchema(settings.prefix))
+        self.state = FleetState(self.client, KeySchema(settings.prefix), lean=lean_client(settings))
         self.writer = StateWriter(self.state)
         self.lease = LeaseClock(settings.lease_ttl, default_margin(settings.lease_ttl))
         self.owned: dict[str, OwnerToken] = {}
@@ -163,6 +164,8 @@ class FleetMember:
         except StateUnavailable as exc:
             log.warning("could not leave the fleet cleanly: %s", exc, extra={"event": "fleet_leave_failed"})
         await self.client.aclose()
+        if self.state.lean is not None:
+            self.state.lean.close()
 
     def lease_valid(self) -> bool:
         return self.lease.valid(self.clock())
