@@ -59,7 +59,8 @@ class RouterApp:
             return self.router.ping()
         if command in (Command.LIST, Command.STATISTICS):
             return self.router.fan_out(request, command, options)
-        return self.router.forward(request, command, options)
+        assert options.call_id is not None  # the options' checks refuse a call command without one
+        return self.router.forward(request, command, options.call_id, options.supports_load_limit)
 
     # -- health --------------------------------------------------------------------------------------
     def detail(self) -> dict[str, Any]:
@@ -184,7 +185,12 @@ async def run_router(config: KarlConfig) -> int:
     loop = asyncio.get_running_loop()
     try:
         sock = _bind(config.ng_protocol.address, config.ng_protocol.udp_port)
-        protocol = NgProtocol(lambda *_: None, admission=build_admission(config), forwarder=app.handle)
+        protocol = NgProtocol(
+            lambda *_: None,
+            admission=build_admission(config),
+            forwarder=app.handle,
+            shortcut=app.router.shortcut,
+        )
         await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
         app.protocol = protocol
         await app.start_http()

@@ -21,9 +21,10 @@ from typing import Any
 from karl_core.ng import errors as E
 from karl_core.ng.commands import Command
 from karl_core.ng.endpoint import Request
-from karl_core.ng.fleet import CALL_CREATING, NO_NODE, NOT_OWNER, STATE_UNAVAILABLE
+from karl_core.ng.fleet import CALL_CREATING, NO_NODE, NODE_WIDE, NOT_OWNER, STATE_UNAVAILABLE
 from karl_core.ng.framing import decode_payload, error_reply, load_limit_reply, split_cookie
 from karl_core.ng.options import NgOptions
+from karl_core.ng.routing import peek_route
 from karl_core.state import OwnerToken
 from karl_core.state.fleet_state import FleetState, StateUnavailable
 from karl_ngrouter.fleet_view import FleetView
@@ -132,32 +133,54 @@ class Router:
         return merge_statistics(replies)
 
     # -- one call's commands -----------------------------------------------------------------------
-    def refuse_new_call(self, options: NgOptions, why: str) -> dict[str, Any]:
+    def refuse_new_call(self, load_limit: bool, why: str) -> dict[str, Any]:
         """A new call no node can take, refused as rtpengine refuses one when it is full."""
         self.counters.refused[why] += 1
-        if options.supports_load_limit:
+        if load_limit:
             return load_limit_reply(E.SESSION_LIMIT)
         return error_reply(E.SESSION_LIMIT)
 
+    def shortcut(self, request: Request) -> tuple[str, asyncio.Future[Reply]] | None:
+        """`NgProtocol`'s shortcut: a request for a call whose owner this router knows, that creates
+        nothing, is forwarded without being decoded (`peek_route` reads its command and call-id).
+        None for anything else: it is decoded and goes through `forward`."""
+        peeked = peek_route(request.payload)
+        if peeked is None:
+            return None
+        command, call_id = peeked
+        if command in CALL_CREATING or command in NODE_WIDE:
+            return None
+        token = self.owners.peek(call_id)
+        if token is None:
+            return None
+        outcome = self._forward_known(request, command, call_id, token)
+        return None if outcome is None else (command.value, outcome)
+
     def forward(
-        self, request: Request, command: Command, options: NgOptions
+        self, request: Request, command: Command, call_id: str, load_limit: bool
     ) -> asyncio.Future[Reply] | Coroutine[Any, Any, Reply]:
         """One call's request. The common case — a call this router knows the owner of, a node that
         answers — runs on callbacks alone, with no task and no coroutine; anything else (a new call, an
         unknown owner, `not owner`, a node that does not answer) takes `route`."""
-        call_id = options.call_id
-        token = self.owners.peek(call_id) if call_id is not None else None
-        if token is None or command in CALL_CREATING:
-            return self.route(request, command, options)
+        token = self.owners.peek(call_id)
+        if token is not None and command not in CALL_CREATING:
+            outcome = self._forward_known(request, command, call_id, token)
+            if outcome is not None:
+                return outcome
+        return self.route(request, command, call_id, load_limit)
+
+    def _forward_known(
+        self, request: Request, command: Command, call_id: str, token: OwnerToken
+    ) -> asyncio.Future[Reply] | None:
         lease = self.view.lease(token.owner)
         if lease is None:
-            return self.route(request, command, options)
+            return None
         self.owners.hits += 1
         self.counters.forwarded[token.owner] += 1
         datagram = request.cookie + b" " + request.payload
         answer = self.link.send(lease.ng_address, request.cookie, datagram, NODE_TIMEOUT)
         outcome: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        answer.add_done_callback(partial(self._answered, outcome, request, command, options))
+        answer.add_done_callback(partial(self._answered, outcome, request, command, call_id))
         return outcome
 
     def _answered(
@@ -165,7 +188,7 @@ class Router:
         outcome: asyncio.Future[Reply],
         request: Request,
         command: Command,
-        options: NgOptions,
+        call_id: str,
         answer: asyncio.Future[bytes],
     ) -> None:
         if outcome.done():
@@ -175,21 +198,19 @@ class Router:
             verdict = _verdict(data)
             if verdict is None or verdict.get("error-reason") != NOT_OWNER:
                 if verdict is None and command is Command.DELETE:
-                    self.owners.forget(options.call_id or "")  # the next request asks Redis
+                    self.owners.forget(call_id)  # the next request asks Redis
                 outcome.set_result(data)  # the node's answer, success or rtpengine's error
                 return
             self.counters.retried["not_owner"] += 1
-            self.owners.forget(options.call_id or "")
+            self.owners.forget(call_id)
         else:
             self.counters.node_timeouts += 1
             self.counters.retried["timeout"] += 1
-        # the slow path, from the start: ask Redis, retry, within the budget
-        task = asyncio.get_running_loop().create_task(self.route(request, command, options))
+        # the slow path, from the start: ask Redis, retry, within the budget (never a new call here)
+        task = asyncio.get_running_loop().create_task(self.route(request, command, call_id, False))
         task.add_done_callback(partial(_pass_on, outcome))
 
-    async def route(self, request: Request, command: Command, options: NgOptions) -> Reply:
-        call_id = options.call_id
-        assert call_id is not None  # the options' checks refuse a call command without one
+    async def route(self, request: Request, command: Command, call_id: str, load_limit: bool) -> Reply:
         deadline = self.clock() + BUDGET
         datagram = request.cookie + b" " + request.payload
         creating = command in CALL_CREATING
@@ -201,14 +222,14 @@ class Router:
                 if not self.view.redis_reachable():
                     # Redis has not answered the fleet view lately: refuse at once rather than wait
                     if creating:
-                        return self.refuse_new_call(options, "redis_unavailable")
+                        return self.refuse_new_call(load_limit, "redis_unavailable")
                     self.counters.refused["redis_unavailable"] += 1
                     return error_reply(STATE_UNAVAILABLE)
                 if creating:
                     # one round trip: the claim places the call, or names who holds it already
                     placed = await self._place(call_id, excluded)
                     if isinstance(placed, str):
-                        return self.refuse_new_call(options, placed)
+                        return self.refuse_new_call(load_limit, placed)
                     token, placed_now = placed
                 else:
                     try:
@@ -226,7 +247,7 @@ class Router:
                     excluded.add(token.owner)
                     moved = await self._move_or_none(call_id, token, excluded)
                     if moved is None:
-                        return self.refuse_new_call(options, "no_node")
+                        return self.refuse_new_call(load_limit, "no_node")
                     token, placed_now = moved
                     continue
                 self.counters.refused["owner_unreachable"] += 1
@@ -267,7 +288,7 @@ class Router:
                     await self._release(call_id, token)
                     moved = None
                 if moved is None:  # every node it could go to is full: refused like one full rtpengine
-                    return self.refuse_new_call(options, "all_nodes_full")
+                    return self.refuse_new_call(load_limit, "all_nodes_full")
                 self.counters.retried["refused"] += 1
                 token, placed_now = moved
                 continue

@@ -273,7 +273,7 @@ def _parse(data: bytes, pos: int, *, lenient: bool) -> tuple[BValue, int]:
             if end < 0 or int_body.fullmatch(body) is None or (body[:1] == b"0" and body != b"0"):
                 raise BencodeError(f"bad integer at offset {pos}")
             return saturating_int64(body), end + 1
-        raise BencodeError(f"unexpected byte {data[pos:pos + 1]!r} at offset {pos}")
+        raise BencodeError(f"unexpected byte {data[pos : pos + 1]!r} at offset {pos}")
 
     def container(pos: int, depth: int, is_dict: bool) -> tuple[BValue, int]:
         if depth > MAX_DEPTH:

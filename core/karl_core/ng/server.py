@@ -32,15 +32,17 @@ HandlerReply = dict[str, Any] | bytes | None
 """A reply to encode; a reply datagram that is ready (cookie included: what a router got from a node);
 or None for no reply at all (the proxy retransmits, and the copy is handled anew)."""
 
-Handler = Callable[
-    [Command, NgOptions, tuple[str, int], ReplyFits], HandlerReply | Awaitable[HandlerReply]
-]
+Handler = Callable[[Command, NgOptions, tuple[str, int], ReplyFits], HandlerReply | Awaitable[HandlerReply]]
 """Handles one request. A plain result is answered at once, inside `datagram_received`, so requests
 are applied one at a time in arrival order; an awaitable result is answered when it completes (its
 retransmissions wait for it)."""
 
 Forwarder = Callable[[Command, NgOptions, Request], HandlerReply | Awaitable[HandlerReply]]
 """A handler that gets the whole request (see `NgProtocol.forwarder`)."""
+
+Shortcut = Callable[[Request], "tuple[str, HandlerReply | Awaitable[HandlerReply]] | None"]
+"""Tried first for every request: (the command's name, the result) when it could handle the request
+without its payload being decoded, else None (then it is decoded and dispatched as usual)."""
 
 
 _RESULT_MARKERS = ((b"6:result2:ok", "ok"), (b'"result":"ok"', "ok"), (b"6:result4:pong", "pong"))
@@ -130,11 +132,14 @@ class NgProtocol(asyncio.DatagramProtocol):
         admission: Any = None,
         *,
         forwarder: Forwarder | None = None,
+        shortcut: Shortcut | None = None,
     ) -> None:
         self.handler = handler
         # A router's handler needs the request itself (its cookie and payload go on untouched); when
         # set, it is called instead of `handler`.
         self.forwarder = forwarder
+        # A router's cheaper path for requests it can route without decoding them (`Shortcut`).
+        self.shortcut = shortcut
         # Optional: an object with `admit(source_ip: str, now: float) -> bool` (allow-list, per-source
         # rate limits, blocks). A refused datagram gets no reply and is counted.
         self.admission = admission
@@ -171,6 +176,11 @@ class NgProtocol(asyncio.DatagramProtocol):
 
     def _process(self, request: Request) -> None:
         in_flight = _InFlight(request, "invalid", time.perf_counter())
+        taken = self.shortcut(request) if self.shortcut is not None else None
+        if taken is not None:
+            in_flight.command, result = taken
+            self._answer(result, in_flight)
+            return
         try:
             decoded = decode_command(request.payload)
             request.encoding = decoded.encoding
@@ -184,6 +194,9 @@ class NgProtocol(asyncio.DatagramProtocol):
                 result = self.handler(decoded.command, options, request.addr, self._fits_check(request))
         except Exception as exc:
             result = self._error_reply(exc, in_flight)
+        self._answer(result, in_flight)
+
+    def _answer(self, result: HandlerReply | Awaitable[HandlerReply], in_flight: _InFlight) -> None:
         if isinstance(result, asyncio.Future):
             # a future (a router's fast path): answered from its callback, without a task
             self._tasks.add(result)
