@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"karl-router {__version__}")
     parser.parse_args(argv)
     try:
-        cfg = load_config()
+        cfg = load_config(role="router")
     except ConfigError as exc:
         print(f"karl-router: invalid configuration: {exc}", file=sys.stderr)
         return 2

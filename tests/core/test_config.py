@@ -731,3 +731,16 @@ def test_any_environment_gives_a_config_or_a_config_error(env: dict[str, str]) -
         build_config({}, env)
     except ConfigError as exc:
         assert exc.problems
+
+
+def test_a_routers_configuration_has_no_media_ports_to_collide_with(tmp_path: Path) -> None:
+    # the NG router binds no media ports and serves no REST API: an NG port inside the (unused)
+    # default media range, or the API's port on the metrics port, is fine for it and not for a node
+    env = {
+        "KARL_NG_PORT": "30970",
+        "KARL_METRICS_PORT": "8080",
+        "KARL_CONFIG_PATH": str(tmp_path / "none.json"),
+    }
+    assert load_config(env, role="router").ng_protocol.udp_port == 30970
+    with pytest.raises(ConfigError, match="30970 lies inside the media port range"):
+        load_config(env)

@@ -30,19 +30,22 @@ def resolve_config_path(environ: Mapping[str, str] | None = None, path: str | No
     return env.get(CONFIG_PATH_ENV, "").strip() or DEFAULT_CONFIG_PATH
 
 
-def load_config(environ: Mapping[str, str] | None = None, path: str | None = None) -> KarlConfig:
+def load_config(
+    environ: Mapping[str, str] | None = None, path: str | None = None, *, role: str = "node"
+) -> KarlConfig:
     """Build the configuration; raises ConfigError naming every invalid setting.
 
     ``environ`` defaults to ``os.environ``. ``path`` overrides ``KARL_CONFIG_PATH``. A missing file
     means all defaults; environment variables win over the file; an empty variable counts as unset.
+    ``role`` "router": the checks of media ports and the REST API, which a router has not, are left out.
     """
     env = os.environ if environ is None else environ
     file_path = resolve_config_path(env, path)
-    return build_config(read_config_file(file_path), env, file_path)
+    return build_config(read_config_file(file_path), env, file_path, role=role)
 
 
 def build_config(
-    settings: Mapping[str, Any], environ: Mapping[str, str], source: str | None = None
+    settings: Mapping[str, Any], environ: Mapping[str, str], source: str | None = None, *, role: str = "node"
 ) -> KarlConfig:
     """Validate settings shaped like the JSON file, with ``environ``'s ``KARL_*`` variables on top.
 
@@ -69,7 +72,7 @@ def build_config(
             env_origin[field] = name
 
     try:
-        config = KarlConfig.model_validate(data)
+        config = KarlConfig.model_validate(data, context={"role": role})
     except ValidationError as exc:
         for error in exc.errors():
             loc = error_path(error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from karl_core.config.errors import rule_error
 from karl_core.config.sections import (
@@ -53,11 +53,14 @@ class KarlConfig(BaseModel):
     state: StateSection = Field(default_factory=StateSection)
 
     @model_validator(mode="after")
-    def _ports_do_not_collide(self) -> KarlConfig:
+    def _ports_do_not_collide(self, info: ValidationInfo) -> KarlConfig:
+        # The NG router (context role "router") has no media ports and no REST API of its own.
+        router = isinstance(info.context, dict) and info.context.get("role") == "router"
         ng, sessions = self.ng_protocol, self.sessions
         media_ip = self.media.ip
         shares_address = media_ip is None or addresses_overlap(ng.address, media_ip)
-        if ng.enabled and shares_address and sessions.min_port <= ng.udp_port <= sessions.max_port:
+        in_range = sessions.min_port <= ng.udp_port <= sessions.max_port
+        if not router and ng.enabled and shares_address and in_range:
             # Blame what the operator changed: the NG port, or else the range bound they set.
             range_keys = [key for key in ("min_port", "max_port") if key in sessions.model_fields_set]
             if "udp_port" in ng.model_fields_set or not range_keys:
@@ -75,7 +78,7 @@ class KarlConfig(BaseModel):
             (self.health, "health.port"),
             (self.metrics, "metrics.port"),
         ]
-        if self.api.enabled:
+        if self.api.enabled and not router:
             servers.insert(0, (self.api, "api.port"))
         for i, (server, name) in enumerate(servers):
             for other, other_name in servers[:i]:
