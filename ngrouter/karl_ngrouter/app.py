@@ -193,6 +193,7 @@ async def run_router(config: KarlConfig) -> int:
         )
         await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
         app.protocol = protocol
+        app.router.proxies = protocol.counters
         await app.start_http()
     except StartupError as exc:
         log.error("%s", exc, extra={"event": "startup_failed"})

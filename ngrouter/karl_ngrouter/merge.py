@@ -2,7 +2,8 @@
 what one big rtpengine would say. Pure functions over decoded replies.
 
 Counters add up; `uptime` is the longest; averages (`avg…`, `average…`) are averaged over the nodes
-that answered; per-proxy control statistics are merged by proxy; other text is the first node's."""
+that answered; per-proxy entries are merged by proxy (the router then puts its own per-proxy figures
+in `controlstatistics`: the nodes only see routers); other text is the first node's."""
 
 from __future__ import annotations
 

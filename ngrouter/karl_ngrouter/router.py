@@ -25,6 +25,8 @@ from karl_core.ng.fleet import CALL_CREATING, NO_NODE, NODE_WIDE, NOT_OWNER, STA
 from karl_core.ng.framing import decode_payload, error_reply, load_limit_reply, split_cookie
 from karl_core.ng.options import NgOptions
 from karl_core.ng.routing import peek_route
+from karl_core.ng.server import NgCounters
+from karl_core.ng.statistics import control_statistics
 from karl_core.state import OwnerToken
 from karl_core.state.fleet_state import FleetState, StateUnavailable
 from karl_ngrouter.fleet_view import FleetView
@@ -102,6 +104,8 @@ class Router:
         self.clock = clock
         self.owners = OwnerCache()
         self.counters = RouterCounters()
+        self.proxies: NgCounters | None = None
+        """The NG socket's counters, per proxy (set by the app): `statistics` answers with them."""
 
     # -- node-wide commands ------------------------------------------------------------------------
     def ping(self) -> dict[str, Any]:
@@ -130,7 +134,11 @@ class Router:
                     continue
         if command is Command.LIST:
             return merge_list(replies, options.limit if options.limit is not None else 32)
-        return merge_statistics(replies)
+        merged = merge_statistics(replies)
+        if self.proxies is not None:
+            # the nodes count the routers as their proxies: the proxies' own figures are the router's
+            merged["statistics"]["controlstatistics"] = control_statistics(self.proxies.by_proxy)
+        return merged
 
     # -- one call's commands -----------------------------------------------------------------------
     def refuse_new_call(self, load_limit: bool, why: str) -> dict[str, Any]:

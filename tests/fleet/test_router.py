@@ -212,6 +212,10 @@ def test_calls_spread_over_the_nodes_and_every_command_reaches_the_owner(
     assert {c for c in router.ng.request({"command": "list", "limit": 100})["calls"]} == set(calls)
     stats = router.ng.request({"command": "statistics"})["statistics"]
     assert int(stats["currentstatistics"]["sessionstotal"]) == len(calls)
+    # per proxy: the proxy that talked to the router (this test), not the routers the nodes saw
+    [proxy] = stats["controlstatistics"]["proxies"]
+    assert proxy["proxy"] == "127.0.0.1"
+    assert proxy["offercount"] == len(calls) + 1 and proxy["answercount"] == len(calls) + 1
     for call_id in calls:
         assert (
             router.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})["result"] == "ok"

@@ -6,36 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from karl_core.ng.commands import Command
+from karl_core.ng.statistics import PROXY_COUNTERS, control_statistics, seconds_text
 from karl_medianode.engine import CallEngine
-
-# rtpengine's short names of the per-proxy control counters, in its order (that of its commands).
-_PROXY_COUNTERS: list[tuple[str, Command]] = [
-    ("ping", Command.PING),
-    ("offer", Command.OFFER),
-    ("answer", Command.ANSWER),
-    ("delete", Command.DELETE),
-    ("query", Command.QUERY),
-    ("list", Command.LIST),
-    ("startrec", Command.START_RECORDING),
-    ("stoprec", Command.STOP_RECORDING),
-    ("startfwd", Command.START_FORWARDING),
-    ("stopfwd", Command.STOP_FORWARDING),
-    ("blkdtmf", Command.BLOCK_DTMF),
-    ("unblkdtmf", Command.UNBLOCK_DTMF),
-    ("blkmedia", Command.BLOCK_MEDIA),
-    ("unblkmedia", Command.UNBLOCK_MEDIA),
-    ("playmedia", Command.PLAY_MEDIA),
-    ("stopmedia", Command.STOP_MEDIA),
-    ("playdtmf", Command.PLAY_DTMF),
-    ("stats", Command.STATISTICS),
-    ("slnmedia", Command.SILENCE_MEDIA),
-    ("unslnmedia", Command.UNSILENCE_MEDIA),
-    ("pub", Command.PUBLISH),
-    ("subreq", Command.SUBSCRIBE_REQUEST),
-    ("subans", Command.SUBSCRIBE_ANSWER),
-    ("unsub", Command.UNSUBSCRIBE),
-]
 
 
 def _mos(engine: CallEngine) -> dict[str, Any]:
@@ -66,25 +38,20 @@ def relayed_totals(engine: CallEngine) -> tuple[int, int, int]:
     return packets, octets, errors
 
 
-def _seconds(micros: int) -> str:
-    """A total time the way 10.5 prints its `timeval` sums: seconds, a dot, six digits of µs."""
-    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
-
-
 def interval_statistics() -> dict[str, Any]:
     """10.5's `intervalstatistics`: what it last reported to Graphite (per command: minimum, maximum
     and average processing delay, then minimum, maximum and average requests per second). 10.5 fills
     them only when it sends to a Graphite server (`--graphite`); Karl has no Graphite output, so, like
     10.5 without one, every value is zero."""
-    commands = [command.value for _, command in _PROXY_COUNTERS]
+    commands = [command.value for _, command in PROXY_COUNTERS]
     interval: dict[str, Any] = {
-        "totalcallsduration": _seconds(0),
+        "totalcallsduration": seconds_text(0),
         "minmanagedsessions": 0,
         "maxmanagedsessions": 0,
     }
     for name in commands:
         for kind in ("min", "max", "avg"):
-            interval[f"{kind}{name}delay"] = _seconds(0)
+            interval[f"{kind}{name}delay"] = seconds_text(0)
     for name in commands:
         for kind in ("min", "max", "avg"):
             interval[f"{kind}{name}requestrate"] = "0"
@@ -143,21 +110,7 @@ def statistics(
         "totalcallsduration2": "0.000000",
         "totalcallsduration_stddev": "0.000000",
     }
-    proxies: list[dict[str, Any]] = []
-    totals: dict[str, int] = {}
-    for proxy, counts in by_proxy.items():
-        entry: dict[str, Any] = {"proxy": proxy}
-        micros: Mapping[str, int] = getattr(counts, "micros", {})
-        for short, command in _PROXY_COUNTERS:
-            n = counts.get(command.value, 0)
-            entry[f"{short}count"] = n
-            entry[f"{short}duration"] = _seconds(micros.get(command.value, 0))
-            totals[f"total{short}count"] = totals.get(f"total{short}count", 0) + n
-        entry["errorcount"] = counts.get("error", 0)
-        proxies.append(entry)
-    if not proxies:
-        totals = {f"total{short}count": 0 for short, _ in _PROXY_COUNTERS}
-    control: dict[str, Any] = {"proxies": proxies, **totals}
+    control = control_statistics(by_proxy)
     return {
         "currentstatistics": current,
         "totalstatistics": total,
