@@ -38,11 +38,9 @@ PROXY_COUNTERS: list[tuple[str, Command]] = [
 ]
 
 
-
 def seconds_text(micros: int) -> str:
     """A total time the way 10.5 prints its `timeval` sums: seconds, a dot, six digits of µs."""
     return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
-
 
 
 def control_statistics(by_proxy: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
