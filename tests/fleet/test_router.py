@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from fleet.fleet_kit import FleetNode, FleetRouter, NetnsLab, RedisServer, metric
+from fleet.fleet_kit import FleetNode, FleetRouter, NetnsLab, RedisServer, metric, restart_node
 from karl_core.ng import bencode
 from karl_core.ng.fleet import NOT_OWNER
 from karl_testkit import NgClient, Party, port_of, sdp, simple_rtp, wait_for
@@ -565,3 +565,40 @@ def test_the_router_enforces_the_proxies_allow_list(
         stranger.close()
     assert guarded.ng.request({"command": "ping"}) == {"result": "pong"}  # 127.0.0.1 is allowed
     assert node_calls(nodes[0]) == 0
+
+
+def test_a_node_killed_mid_call_comes_back_with_its_calls_from_redis(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]], redis_server: RedisServer
+) -> None:
+    """SIGKILL between an offer and its answer, and during an established call: the node started again
+    with its id takes both back from Redis, on the same ports and epochs, and both go on."""
+    lab, [node], router = fleet(1)
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    a, b, c, d = (lab.party(parties) for _ in range(4))
+    offered = offer(router.ng, "talking@test", a, ip)
+    answered = answer(router.ng, "talking@test", b, ip)
+    half = offer(router.ng, "half@test", c, ip)  # its answer comes after the crash
+    with Stream(a, media_address(answered), b, media_address(offered)).running() as stream:
+        stream.flowing(20)
+    owners = {call: redis.hgetall(f"karl:call:{call}") for call in ("talking@test", "half@test")}
+    node.kill()  # no shutdown: nothing is written or removed on the way out
+    wait_for(lambda: router.ng.request({"command": "ping"}, timeout=0.5)["result"] != "pong", timeout=10)
+    restarted = restart_node(node)
+    wait_for(lambda: router.ng.request({"command": "ping"}, timeout=0.5)["result"] == "pong", timeout=10)
+    # the same owner and epoch: only this node id may rebind its ports, and nothing moved
+    assert {call: redis.hgetall(f"karl:call:{call}") for call in owners} == owners
+    assert node_calls(restarted) == 2
+    # the established call relays again on the ports the parties were given
+    with Stream(a, media_address(answered), b, media_address(offered)).running() as again:
+        again.flowing(20)
+    assert again.received == again.sent
+    # the half-set-up call is answered, on the port its offer gave
+    finished = answer(router.ng, "half@test", d, ip)
+    assert finished["result"] == "ok" and media_address(
+        offer(router.ng, "half@test", c, ip)
+    ) == media_address(half)
+    for call in owners:
+        assert router.ng.request({"command": "delete", "call-id": call, "delete-delay": 0})["result"] == "ok"
+    wait_for(lambda: not redis.keys("karl:call*"), timeout=5)
