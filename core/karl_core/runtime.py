@@ -1,8 +1,11 @@
-"""What every long-running Karl program (node, router) does to its Python runtime after start-up."""
+"""What every long-running Karl program (node, router) shares at start-up: binding its sockets with
+clear errors, and tuning its Python runtime once started."""
 
 from __future__ import annotations
 
+import errno
 import gc
+import socket
 
 GC_THRESHOLDS = (50_000, 50, 100)
 """The cyclic garbage collector's generation thresholds while a program runs. Python's defaults (700,
@@ -18,3 +21,23 @@ def tune_garbage_collection() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+class StartupError(Exception):
+    """A program cannot start (port in use, bad address); the message says which and why."""
+
+
+def bind_udp(address: str, port: int, what: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"{what} port {port} on {address} is already in use (another Karl or rtpengine?)"
+            ) from None
+        raise StartupError(f"cannot bind {what} port {port} on {address}: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock

@@ -12,8 +12,8 @@ import logging
 import signal
 
 from karl_core.admission import build_admission
-from karl_core.runtime import tune_garbage_collection
-from karl_medianode.node import MediaNode, NodeSettings, StartupError
+from karl_core.runtime import StartupError, tune_garbage_collection
+from karl_medianode.node import MediaNode, NodeSettings
 from karl_medianode.operations.cdr import CdrWriter
 from karl_medianode.operations.http import start_http
 from karl_medianode.operations.metrics import attach as attach_metrics

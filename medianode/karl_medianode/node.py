@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from karl_core.ng.commands import Command
 from karl_core.ng.fleet import NODE_WIDE
 from karl_core.ng.options import NgOptions
 from karl_core.ng.server import NgProtocol
+from karl_core.runtime import StartupError, bind_udp
 from karl_core.state import FileCallStore, OwnerToken
 from karl_core.state.redis_connection import RedisSettings
 from karl_medianode.clock import CoarseClock
@@ -28,11 +27,6 @@ from karl_medianode.engine import CallEnded, EngineSettings
 from karl_medianode.operations.node_stats import statistics
 
 log = logging.getLogger("karl.node")
-
-
-
-class StartupError(Exception):
-    """The node cannot start (port in use, bad address); the message says which and why."""
 
 
 GARBAGE_LOG_INTERVAL = 30.0
@@ -52,22 +46,6 @@ class NodeSettings:
     sweep_interval: float = 1.0
     # The whole configuration, for the parts that read more than the above (HTTP, CDRs, security).
     config: KarlConfig | None = None
-
-
-def bind_udp(address: str, port: int, what: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.bind((address, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise StartupError(
-                f"{what} port {port} on {address} is already in use (another Karl or rtpengine?)"
-            ) from None
-        raise StartupError(f"cannot bind {what} port {port} on {address}: {exc.strerror}") from exc
-    sock.setblocking(False)
-    return sock
 
 
 class MediaNode:

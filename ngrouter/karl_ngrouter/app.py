@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from karl_core.ng.commands import Command
 from karl_core.ng.endpoint import Request
 from karl_core.ng.options import NgOptions
 from karl_core.ng.server import NgProtocol
-from karl_core.runtime import tune_garbage_collection
+from karl_core.runtime import StartupError, bind_udp, tune_garbage_collection
 from karl_core.state.fleet_state import FleetState
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
@@ -37,10 +36,6 @@ from karl_ngrouter.node_link import NodeLink
 from karl_ngrouter.router import Router
 
 log = logging.getLogger("karl.router")
-
-
-class StartupError(Exception):
-    pass
 
 
 @dataclass
@@ -163,18 +158,6 @@ class RouterApp:
             self.state.lean.close()
 
 
-def _bind(address: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.bind((address, port))
-    except OSError as exc:
-        sock.close()
-        raise StartupError(f"cannot bind NG port {port} on {address}: {exc.strerror}") from None
-    sock.setblocking(False)
-    return sock
-
-
 async def run_router(config: KarlConfig) -> int:
     settings = RedisSettings.from_config(config.database)
     client = connect(settings)
@@ -184,7 +167,7 @@ async def run_router(config: KarlConfig) -> int:
     app = RouterApp(config, state, view, Router(state, view, link), link)
     loop = asyncio.get_running_loop()
     try:
-        sock = _bind(config.ng_protocol.address, config.ng_protocol.udp_port)
+        sock = bind_udp(config.ng_protocol.address, config.ng_protocol.udp_port, "NG")
         protocol = NgProtocol(
             lambda *_: None,
             admission=build_admission(config),

@@ -66,22 +66,24 @@ class RouterCollector(Collector):
             for node, n in sorted(counter.items()):
                 family.add_metric([node], n)
             yield family
-        retried = CounterMetricFamily(
-            "karl_router_retries",
-            "Requests sent again: not_owner, refused (node full or out of ports), timeout.",
-            labels=["reason"],
-        )
-        for reason in sorted(set(RETRY_REASONS) | set(router.counters.retried)):
-            retried.add_metric([reason], router.counters.retried[reason])
-        yield retried
-        refused = CounterMetricFamily(
-            "karl_router_refused",
-            "Requests the router answered with an error of its own (or, for budget, with none), by why.",
-            labels=["reason"],
-        )
-        for reason in sorted(set(REFUSAL_REASONS) | set(router.counters.refused)):
-            refused.add_metric([reason], router.counters.refused[reason])
-        yield refused
+        for name, doc, reasons, counts in (
+            (
+                "karl_router_retries",
+                "Requests sent again: not_owner, refused (node full or out of ports), timeout.",
+                RETRY_REASONS,
+                router.counters.retried,
+            ),
+            (
+                "karl_router_refused",
+                "Requests the router answered with an error of its own (or, for budget, with none), by why.",
+                REFUSAL_REASONS,
+                router.counters.refused,
+            ),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["reason"])
+            for reason in sorted(set(reasons) | set(counts)):  # every known reason, from zero
+                family.add_metric([reason], counts[reason])
+            yield family
         yield CounterMetricFamily(
             "karl_router_node_timeouts",
             "Requests a node did not answer in time.",

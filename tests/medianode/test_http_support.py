@@ -27,8 +27,9 @@ from karl_core.admission import build_admission
 from karl_core.config import KarlConfig
 from karl_core.config.loader import build_config
 from karl_core.ng import bencode
+from karl_core.runtime import StartupError
 from karl_medianode.cli import node_settings
-from karl_medianode.node import MediaNode, StartupError
+from karl_medianode.node import MediaNode
 from karl_medianode.operations.http import HttpServers, start_http
 from karl_testkit import free_port, free_port_block, sdp
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from karl_medianode.node import MediaNode, StartupError
+from karl_core.runtime import StartupError
+from karl_medianode.node import MediaNode
 from karl_medianode.operations.http.api import build_api_app
 from karl_medianode.operations.http.auth import ApiKeyError, ApiKeys, load_api_keys
 from karl_medianode.operations.http.health import build_health_app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 
 from karl_core.config.sections import SecuritySection
-from karl_medianode.node import StartupError
+from karl_core.runtime import StartupError
 
 
 def server_context(security: SecuritySection) -> ssl.SSLContext | None:
