@@ -7,8 +7,8 @@ every configuration, then repetition 2, ...) so that drifts of the host's load f
 - ``node+redis@P``: the same node in a fleet (``KARL_REDIS_ENABLED``): every change of a call is
   written to Redis before the reply (the first write of a new call also places it).
   ``node+redis - node`` is what a state write adds;
-- ``router@P``: ``karl-router`` in front of that node (the client talks to the router, which places
-  new calls in Redis, finds the holder of known ones and forwards the datagram).
+- ``router@P``: ``karl-router`` in front of that node (the client talks to the router, which sends
+  a new call to the ring's node (whose first write places it in Redis), a known one to its holder).
   ``router - node+redis`` is what the router adds.
 
 The router configuration also measures, in the same fleet and the same seconds, the client talking
@@ -153,9 +153,11 @@ class Setup:
     run_tag: str
     relay: bool = True  # a bare relay next to the router, for the alternating measurement
     profile_dir: Path | None = None  # set for the profiling pass: the router runs under cProfile
+    hop_boost: int = 0  # router and relay run SCHED_FIFO this much above the others (--hop-boost)
 
-    def launch(self, core: int) -> proxies.Launch:
-        return proxies.Launch(core=core, realtime_priority=self.rt, media_ip=self.media_ip)
+    def launch(self, core: int, hop: bool = False) -> proxies.Launch:
+        priority = self.rt + self.hop_boost if hop and self.rt > 0 else self.rt
+        return proxies.Launch(core=core, realtime_priority=priority, media_ip=self.media_ip)
 
     def core_of(self, placement: str | None) -> int:
         return self.node_core if placement == "node" else self.generator_core
@@ -253,7 +255,10 @@ def start_router(setup: Setup, core: int, tag: str) -> proxies.RunningProxy:
         argv[1:1] = ["-m", "cProfile", "-o", str(setup.profile_dir / "router.prof")]
     log_path = setup.log_dir / f"router-{tag}.log"
     router = _wrap(
-        proxies.spawn(argv, setup.launch(core), log_path, env), "router", ("127.0.0.1", p.router_ng), log_path
+        proxies.spawn(argv, setup.launch(core, hop=True), log_path, env),
+        "router",
+        ("127.0.0.1", p.router_ng),
+        log_path,
     )
     # `pong` only once the router has seen a ready node in Redis
     return _started(
@@ -296,7 +301,7 @@ def start_relay(setup: Setup, core: int, tag: str) -> proxies.RunningProxy:
     argv = [_venv_bin("python"), "-c", RELAY, str(p.relay), str(p.node.ng_port)]
     log_path = setup.log_dir / f"relay-{tag}.log"
     relay = _wrap(
-        proxies.spawn(argv, setup.launch(core), log_path), "relay", ("127.0.0.1", p.relay), log_path
+        proxies.spawn(argv, setup.launch(core, hop=True), log_path), "relay", ("127.0.0.1", p.relay), log_path
     )
     return _started(
         relay,
@@ -943,6 +948,12 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _boost_note(boost: int) -> str:
+    if not boost:
+        return ""
+    return f"; router and relay {boost} level(s) higher (`--hop-boost`: they preempt whoever shares a core)"
+
+
 def _digest_note(digest: dict[str, str]) -> str:
     if digest["start"] == digest["end"]:
         return f"digest {digest['start']}, unchanged during the run"
@@ -971,7 +982,8 @@ def write_results(results: dict[str, Any]) -> tuple[Path, Path, str]:
             f"Node on core {method['node_core']}, NG client on core {method['generator_core']}; "
             "`@gen`: router (or relay) and Redis on the client's core, `@node`: on the node's core; "
             f"SCHED_FIFO {method['realtime_priority'] or 'off'} (node, router, Redis; the client while it "
-            "measures). Each configuration on fresh processes, repetitions interleaved. Offer+answer+delete "
+            f"measures){_boost_note(method.get('hop_boost', 0))}. Each configuration on fresh processes, "
+            "repetitions interleaved. Offer+answer+delete "
             f"cycles for {method['plan']['ng_s']} s sequentially and {method['plan']['inflight']} in flight; "
             "latency over all requests (all three commands) of the sequential run; CPU = utime + stime "
             "from /proc over each run, per request. Derived figures: per-repetition differences or "
@@ -1085,6 +1097,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         RESULTS_DIR / "logs" / f"{stamp}-fleet",
         f"f{os.getpid()}",
         relay=args.relay,
+        hop_boost=args.hop_boost,
     )
     configs = configurations(args.placements)
     results: dict[str, Any] = {
@@ -1097,6 +1110,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "generator_core": args.generator_core,
             "placements": list(args.placements),
             "realtime_priority": args.rt,
+            "hop_boost": args.hop_boost,
             "media_ip": args.media_ip,
             "ports": asdict(ports),
             "configs": [asdict(c) for c in configs],
@@ -1155,6 +1169,14 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="SCHED_FIFO priority of the node, router, relay and Redis, and of this process while it "
         "measures (0: normal scheduling)",
+    )
+    parser.add_argument(
+        "--hop-boost",
+        type=int,
+        default=0,
+        help="run the router and the relay this many SCHED_FIFO levels above the node, Redis and the "
+        "client: a woken router preempts whoever shares its core, as if it had a core of its own "
+        "(what a router pod with a CPU of its own gets); 0: all at the same priority",
     )
     parser.add_argument(
         "--media-ip", default="127.0.0.210", help="the node's media address (no media is sent)"

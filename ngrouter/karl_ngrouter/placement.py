@@ -43,3 +43,10 @@ class PlacementRing:
             return []
         nodes = [entry["nodename"] for entry in self._ring.range(call_id, None, True)]
         return [node for node in nodes if node not in excluded]
+
+    def first(self, call_id: str) -> str | None:
+        """The ring's pick for `call_id` (`candidates(call_id)[0]`, without listing the others)."""
+        if self._ring is None:
+            return None
+        node: str = self._ring.get_node(call_id)
+        return node

@@ -9,7 +9,6 @@ proxy retransmits and the node's reply cache answers the copy)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -24,8 +23,9 @@ from karl_core.ng.endpoint import Request
 from karl_core.ng.fleet import CALL_CREATING, NO_NODE, NODE_WIDE, NOT_OWNER, STATE_UNAVAILABLE
 from karl_core.ng.framing import decode_payload, error_reply, load_limit_reply, split_cookie
 from karl_core.ng.options import NgOptions
+from karl_core.ng.requests import decode_command, decode_options
 from karl_core.ng.routing import peek_route
-from karl_core.ng.server import NgCounters
+from karl_core.ng.server import NgCounters, PendingReply
 from karl_core.ng.statistics import control_statistics
 from karl_core.state import OwnerToken
 from karl_core.state.fleet_state import FleetState, StateUnavailable
@@ -68,15 +68,23 @@ class RouterCounters:
     node_timeouts: int = 0
 
 
-def _pass_on(outcome: asyncio.Future[Reply], task: asyncio.Future[Reply]) -> None:
-    if outcome.done():
-        return
+def _resolve_from(pending: PendingReply, task: asyncio.Task[Reply]) -> None:
     if task.cancelled():
-        outcome.cancel()
+        pending.resolve(None)
     elif (exc := task.exception()) is not None:
-        outcome.set_exception(exc)
+        pending.resolve(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
     else:
-        outcome.set_result(task.result())
+        pending.resolve(task.result())
+
+
+def _supports_load_limit(request: Request) -> bool:
+    """The offer's `supports: [load limit]`, read only when a refusal needs it (the fast path never
+    decodes a request)."""
+    try:
+        decoded = decode_command(request.payload)
+        return decode_options(decoded.message, decoded.command).supports_load_limit
+    except Exception:
+        return False
 
 
 def _verdict(data: bytes) -> dict[str, Any] | None:
@@ -141,104 +149,166 @@ class Router:
         return merged
 
     # -- one call's commands -----------------------------------------------------------------------
-    def refuse_new_call(self, load_limit: bool, why: str) -> dict[str, Any]:
+    def refuse_new_call(self, request: Request, load_limit: bool | None, why: str) -> dict[str, Any]:
         """A new call no node can take, refused as rtpengine refuses one when it is full."""
         self.counters.refused[why] += 1
+        if load_limit is None:
+            load_limit = _supports_load_limit(request)
         if load_limit:
             return load_limit_reply(E.SESSION_LIMIT)
         return error_reply(E.SESSION_LIMIT)
 
-    def shortcut(self, request: Request) -> tuple[str, asyncio.Future[Reply]] | None:
-        """`NgProtocol`'s shortcut: a request for a call whose owner this router knows, that creates
-        nothing, is forwarded without being decoded (`peek_route` reads its command and call-id).
-        None for anything else: it is decoded and goes through `forward`."""
+    def shortcut(self, request: Request) -> tuple[str, PendingReply] | None:
+        """`NgProtocol`'s shortcut, the common case: a request forwarded without being decoded
+        (`peek_route` reads its command and call-id) to the node this router knows holds the call, or,
+        for a new call, to the ring's pick. It runs on callbacks alone: no task, no coroutine. None for
+        anything else (a node-wide command, a call to look up in Redis, Redis unreachable): it is
+        decoded and goes through `forward`."""
         peeked = peek_route(request.payload)
         if peeked is None:
             return None
         command, call_id = peeked
-        if command in CALL_CREATING or command in NODE_WIDE:
+        if command in NODE_WIDE:
             return None
-        token = self.owners.peek(call_id)
-        if token is None:
-            return None
-        outcome = self._forward_known(request, command, call_id, token)
-        return None if outcome is None else (command.value, outcome)
+        pending = self._forward_fast(request, command, call_id)
+        return None if pending is None else (command.value, pending)
 
     def forward(
         self, request: Request, command: Command, call_id: str, load_limit: bool
-    ) -> asyncio.Future[Reply] | Coroutine[Any, Any, Reply]:
-        """One call's request. The common case — a call this router knows the owner of, a node that
-        answers — runs on callbacks alone, with no task and no coroutine; anything else (a new call, an
-        unknown owner, `not owner`, a node that does not answer) takes `route`."""
-        token = self.owners.peek(call_id)
-        if token is not None and command not in CALL_CREATING:
-            outcome = self._forward_known(request, command, call_id, token)
-            if outcome is not None:
-                return outcome
+    ) -> PendingReply | Coroutine[Any, Any, Reply]:
+        """One call's request, decoded (`shortcut` could not read it): the fast path when it applies,
+        else `route`."""
+        pending = self._forward_fast(request, command, call_id)
+        if pending is not None:
+            return pending
         return self.route(request, command, call_id, load_limit)
 
-    def _forward_known(
-        self, request: Request, command: Command, call_id: str, token: OwnerToken
-    ) -> asyncio.Future[Reply] | None:
+    def _forward_fast(self, request: Request, command: Command, call_id: str) -> PendingReply | None:
+        token = self.owners.peek(call_id)
+        placing = False
+        if token is None:
+            if command not in CALL_CREATING or not self.view.redis_reachable():
+                return None
+            # A new call (or one this router has not seen): straight to the ring's pick, which places
+            # it in Redis with its first state write, or answers `not owner` naming the holder.
+            node = self.view.ring.first(call_id)
+            if node is None:
+                return None
+            token, placing = OwnerToken(node, 0), True
         lease = self.view.lease(token.owner)
         if lease is None:
             return None
-        self.owners.hits += 1
+        if placing:
+            self.owners.misses += 1
+        else:
+            self.owners.hits += 1
         self.counters.forwarded[token.owner] += 1
-        datagram = request.cookie + b" " + request.payload
-        answer = self.link.send(lease.ng_address, request.cookie, datagram, NODE_TIMEOUT)
-        outcome: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        answer.add_done_callback(partial(self._answered, outcome, request, command, call_id))
-        return outcome
+        pending = PendingReply()
+        listener = partial(self._answered, pending, request, command, call_id, token, placing)
+        self.link.send(
+            lease.ng_address, request.cookie, request.cookie + b" " + request.payload, NODE_TIMEOUT, listener
+        )
+        return pending
 
     def _answered(
         self,
-        outcome: asyncio.Future[Reply],
+        pending: PendingReply,
         request: Request,
         command: Command,
         call_id: str,
-        answer: asyncio.Future[bytes],
+        token: OwnerToken,
+        placing: bool,
+        data: bytes | None,
     ) -> None:
-        if outcome.done():
-            return
-        data = None if answer.cancelled() or answer.exception() is not None else answer.result()
-        if data is not None:
+        """The fast path's answer: passed on when it is the node's own (success, or rtpengine's error);
+        anything the proxy must not see goes on through `route`."""
+        retry: OwnerToken | None = token
+        excluded: frozenset[str] = frozenset()
+        if data is None:
+            self.counters.node_timeouts += 1
+            self.counters.retried["timeout"] += 1  # the same node again: its reply cache has it
+        else:
             verdict = _verdict(data)
-            if verdict is None or verdict.get("error-reason") != NOT_OWNER:
-                if verdict is None and command is Command.DELETE:
-                    self.owners.forget(call_id)  # the next request asks Redis
-                outcome.set_result(data)  # the node's answer, success or rtpengine's error
+            if verdict is None:
+                if command is Command.DELETE:
+                    self.owners.forget(call_id)  # the next request asks Redis (the call may be gone)
+                elif placing:
+                    self.owners.put(call_id, token)
+                    if command in CALL_CREATING:
+                        self.counters.placements[token.owner] += 1
+                pending.resolve(data)
                 return
+            outcome = self._next_step(verdict, command, call_id, token, placing)
+            if outcome is None:
+                if placing and verdict.get("result") == "ok":
+                    self.owners.put(call_id, token)
+                pending.resolve(data)  # the node's answer, rtpengine's error
+                return
+            retry, excluded = outcome
+        task = asyncio.get_running_loop().create_task(
+            self.route(request, command, call_id, None, retry, excluded, placing=placing and data is None)
+        )
+        task.add_done_callback(partial(_resolve_from, pending))
+
+    def _next_step(
+        self, verdict: dict[str, Any], command: Command, call_id: str, token: OwnerToken, placing: bool
+    ) -> tuple[OwnerToken | None, frozenset[str]] | None:
+        """What to do after a node's error: None to pass it on to the proxy; else (who to ask next —
+        None for Redis or the ring —, nodes not to place the call on)."""
+        reason = verdict.get("error-reason")
+        if reason == NOT_OWNER:
             self.counters.retried["not_owner"] += 1
             self.owners.forget(call_id)
-        else:
-            self.counters.node_timeouts += 1
-            self.counters.retried["timeout"] += 1
-        # the slow path, from the start: ask Redis, retry, within the budget (never a new call here)
-        task = asyncio.get_running_loop().create_task(self.route(request, command, call_id, False))
-        task.add_done_callback(partial(_pass_on, outcome))
+            holder = verdict.get("karl-owner")
+            epoch = verdict.get("karl-epoch")
+            if isinstance(holder, bytes):
+                holder = holder.decode("utf-8", "replace")
+            if isinstance(holder, str) and holder and holder != token.owner and isinstance(epoch, int):
+                return OwnerToken(holder, epoch), frozenset()
+            # no holder named (that node may not act now): not there again for a new call
+            return None, frozenset({token.owner}) if command in CALL_CREATING else frozenset()
+        refused = verdict.get("result") == "load limit" or reason in REFUSALS
+        if refused and placing and command in CALL_CREATING:
+            self.counters.retried["refused"] += 1
+            return None, frozenset({token.owner})
+        return None
 
-    async def route(self, request: Request, command: Command, call_id: str, load_limit: bool) -> Reply:
+    async def route(
+        self,
+        request: Request,
+        command: Command,
+        call_id: str,
+        load_limit: bool | None,
+        token: OwnerToken | None = None,
+        excluded: frozenset[str] = frozenset(),
+        placing: bool = False,
+    ) -> Reply:
+        """The slow path, within `BUDGET`: ask Redis who holds a known call; place a new one on the
+        ring (skipping `excluded`: nodes that refused it); follow `not owner`; retry a silent node.
+        `load_limit`: the offer's `supports: [load limit]`, or None to read it when it matters."""
         deadline = self.clock() + BUDGET
         datagram = request.cookie + b" " + request.payload
         creating = command in CALL_CREATING
-        excluded: set[str] = set()
-        token = self.owners.get(call_id)
-        placed_now = False
-        for attempt in range(MAX_ATTEMPTS):
+        refused = set(excluded)
+        if token is None:
+            token = self.owners.get(call_id)
+            placing = False
+        for _ in range(MAX_ATTEMPTS):
             if token is None:
                 if not self.view.redis_reachable():
                     # Redis has not answered the fleet view lately: refuse at once rather than wait
                     if creating:
-                        return self.refuse_new_call(load_limit, "redis_unavailable")
+                        return self.refuse_new_call(request, load_limit, "redis_unavailable")
                     self.counters.refused["redis_unavailable"] += 1
                     return error_reply(STATE_UNAVAILABLE)
                 if creating:
-                    # one round trip: the claim places the call, or names who holds it already
-                    placed = await self._place(call_id, excluded)
-                    if isinstance(placed, str):
-                        return self.refuse_new_call(load_limit, placed)
-                    token, placed_now = placed
+                    # the ring's pick places the call with its first state write (or names its holder)
+                    node = next(iter(self.view.ring.candidates(call_id, refused)), None)
+                    if node is None:
+                        return self.refuse_new_call(
+                            request, load_limit, "all_nodes_full" if refused else "no_node"
+                        )
+                    token, placing = OwnerToken(node, 0), True
                 else:
                     try:
                         token = await self.state.owner_of(call_id)
@@ -251,12 +321,9 @@ class Router:
             if lease is None:
                 # its owner has no lease (dead, or not seen yet by this router): part 2 moves such calls
                 self.owners.forget(call_id)
-                if placed_now:
-                    excluded.add(token.owner)
-                    moved = await self._move_or_none(call_id, token, excluded)
-                    if moved is None:
-                        return self.refuse_new_call(load_limit, "no_node")
-                    token, placed_now = moved
+                if placing:
+                    refused.add(token.owner)
+                    token = None
                     continue
                 self.counters.refused["owner_unreachable"] += 1
                 return error_reply(NO_NODE)
@@ -278,67 +345,19 @@ class Router:
                     self.owners.forget(call_id)  # the next request asks Redis (the call may be gone)
                 else:
                     self.owners.put(call_id, token)
-                if placed_now:
-                    self.counters.placements[token.owner] += 1
+                    if placing and creating:
+                        self.counters.placements[token.owner] += 1
                 return answer
-            reason = verdict.get("error-reason")
-            if reason == NOT_OWNER:
-                self.counters.retried["not_owner"] += 1
-                self.owners.forget(call_id)
-                token, placed_now = None, False
-                continue
-            refused = verdict.get("result") == "load limit" or reason in REFUSALS
-            if refused and creating and placed_now:
-                excluded.add(token.owner)
-                if attempt + 1 < MAX_ATTEMPTS:
-                    moved = await self._move_or_none(call_id, token, excluded)
-                else:
-                    await self._release(call_id, token)
-                    moved = None
-                if moved is None:  # every node it could go to is full: refused like one full rtpengine
-                    return self.refuse_new_call(load_limit, "all_nodes_full")
-                self.counters.retried["refused"] += 1
-                token, placed_now = moved
-                continue
-            if placed_now and verdict.get("result") != "ok":
-                await self._release(call_id, token)
-            elif verdict.get("result") == "ok":
-                self.owners.put(call_id, token)
-            return answer
+            step = self._next_step(verdict, command, call_id, token, placing)
+            if step is None:
+                if verdict.get("result") == "ok":
+                    self.owners.put(call_id, token)
+                return answer
+            token, more = step
+            refused |= more
+            placing = False
         self.counters.refused["budget"] += 1
         return None
-
-    async def _place(self, call_id: str, excluded: set[str]) -> tuple[OwnerToken, bool] | str:
-        """Claim the call for the ring's node: (holder, placed by this request), or why not."""
-        candidates = self.view.ring.candidates(call_id, excluded)
-        if not candidates:
-            return "no_node"
-        try:
-            placement = await self.state.claim(call_id, candidates[0])
-        except StateUnavailable:
-            return "redis_unavailable"
-        return placement.token, placement.placed
-
-    async def _move_or_none(
-        self, call_id: str, held: OwnerToken, excluded: set[str]
-    ) -> tuple[OwnerToken, bool] | None:
-        """Move a placement its node refused to the next node: (holder, placed by this request), or None
-        when no node is left."""
-        for candidate in self.view.ring.candidates(call_id, excluded):
-            try:
-                placement = await self.state.move(call_id, held, candidate)
-                if not placement.placed and not placement.token.owner:
-                    # nobody holds it any more (the node released its claim): claim it afresh
-                    placement = await self.state.claim(call_id, candidate)
-            except StateUnavailable:
-                return None
-            return placement.token, placement.placed
-        await self._release(call_id, held)
-        return None
-
-    async def _release(self, call_id: str, held: OwnerToken) -> None:
-        with contextlib.suppress(StateUnavailable):  # else the claim expires by itself
-            await self.state.release(call_id, held)
 
     async def _unknown_call(self, request: Request, datagram: bytes, call_id: str, deadline: float) -> Reply:
         """No node holds the call: a node answers it as rtpengine answers an unknown call."""

@@ -23,6 +23,8 @@ import pytest
 from fleet.fleet_kit import FleetNode, FleetRouter, NetnsLab, RedisServer, metric, restart_node
 from karl_core.ng import bencode
 from karl_core.ng.fleet import NOT_OWNER
+from karl_core.state.lease import NodeLease
+from karl_ngrouter.placement import PlacementRing
 from karl_testkit import NgClient, Party, port_of, sdp, simple_rtp, wait_for
 
 pytestmark = pytest.mark.fleet
@@ -250,6 +252,49 @@ def test_one_datagram_through_two_routers_at_once_makes_one_call(
         assert b"6:result2:ok" in replies[0]
         assert redis.hget(f"karl:call:{call_id}", "owner") in {n.node_id for n in nodes}
     assert sum(node_calls(node) for node in nodes) == 5
+
+
+def test_an_offer_the_rings_pick_does_not_hold_is_followed_to_the_calls_holder(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]], redis_server: RedisServer
+) -> None:
+    """The router sends a call it does not know straight to the ring's pick (no Redis round trip).
+    When another node holds the call already (a router whose cache is cold, a ring that changed), the
+    pick undoes what it did and names the holder; the router follows, and the proxy sees one answer
+    from the holder, on the holder's ports."""
+    lab, nodes, router = fleet(2)
+    parties = lab.count - 1
+    a = lab.party(parties)
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    ring = PlacementRing()
+    ring.update(NodeLease.from_json(redis.get(f"karl:node:{node.node_id}")) for node in nodes)
+    holder, other = nodes[1], nodes[0]
+    # calls the ring places on the other node, held by `holder` (the proxy offered them to it directly)
+    calls = [c for c in (f"held-{i}@test" for i in range(40)) if ring.first(c) == other.node_id][:4]
+    assert len(calls) == 4
+    first_ports = {}
+    for call_id in calls:
+        direct = offer(holder.ng, call_id, a, ip)
+        assert direct["result"] == "ok", direct
+        first_ports[call_id] = media_address(direct)
+    assert node_calls(holder) == len(calls)
+    retried = metric(router_metrics(router), "karl_router_retries_total", reason="not_owner")
+    for call_id in calls:
+        again = offer(router.ng, call_id, a, ip)  # a re-offer, through the router
+        assert again["result"] == "ok", again
+        assert media_address(again) == first_ports[call_id]  # the holder's ports, not new ones
+        assert redis.hget(f"karl:call:{call_id}", "owner") == holder.node_id
+    assert metric(router_metrics(router), "karl_router_retries_total", reason="not_owner") == retried + len(
+        calls
+    )
+    assert node_calls(other) == 0  # what the ring's pick set up for them is undone
+    assert node_calls(holder) == len(calls)
+    # the router knows the holder now: later commands go straight to it
+    for call_id in calls:
+        assert router.ng.request({"command": "query", "call-id": call_id})["result"] == "ok"
+    assert metric(router_metrics(router), "karl_router_retries_total", reason="not_owner") == retried + len(
+        calls
+    )
 
 
 def test_a_full_node_and_a_node_out_of_ports_send_calls_elsewhere(

@@ -141,6 +141,15 @@ def drive(karl_factory: Callable[..., NgServer], tmp_path: Path, dsn: str, datab
         KARL_DELETE_DELAY="0",
     )
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    def serving() -> bool:  # NG answers before the HTTP servers are up
+        try:
+            scrape(metrics_url)
+        except urllib.error.URLError:
+            return False
+        return True
+
+    wait_for(serving, timeout=10, interval=0.05)
     before = scrape(metrics_url)
     assert family(before, "karl_build_info"), "the node must serve Karl's metrics on /metrics"
     scrapes = [before]

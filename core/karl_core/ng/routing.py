@@ -58,37 +58,79 @@ def _skip(data: bytes, pos: int, n: int, depth: int) -> int | None:
 
 
 def peek_route(payload: bytes) -> tuple[Command, str] | None:
-    """(command, call-id) of a bencoded request, or None (see the module docstring)."""
+    """(command, call-id) of a bencoded request, or None (see the module docstring).
+
+    The router's hot path: strings and lists of strings — nearly all of a request — are stepped over
+    inline; anything else goes through `_skip`."""
     n = len(payload)
     if n < 2 or payload[0] != 0x64:  # d
         return None
+    find = payload.find
     command: Command | None = None
     call_id: str | None = None
     pos = 1
-    while pos < n and payload[pos] != 0x65:
-        if payload[pos] not in _DIGITS:
+    while True:
+        if pos >= n:
             return None
-        key = _string_end(payload, pos, n)
-        if key is None:
+        if payload[pos] == 0x65:  # e
+            break
+        # the key: a string
+        colon = find(b":", pos, pos + 21)
+        if colon <= pos:
             return None
-        name = payload[key[0] : key[1]]
-        pos = key[1]
-        if name == b"command" or name == b"call-id":
-            if pos >= n or payload[pos] not in _DIGITS:
+        digits = payload[pos:colon]
+        if not digits.isdigit() or (digits[0] == 0x30 and colon != pos + 1):
+            return None
+        key_start = colon + 1
+        pos = key_start + int(digits)
+        if pos >= n:
+            return None
+        first = payload[pos]
+        if 0x30 <= first <= 0x39:  # a string value
+            colon = find(b":", pos, pos + 21)
+            if colon <= pos:
                 return None
-            value = _string_end(payload, pos, n)
-            if value is None:
+            digits = payload[pos:colon]
+            if not digits.isdigit() or (digits[0] == 0x30 and colon != pos + 1):
                 return None
-            text = payload[value[0] : value[1]]
-            pos = value[1]
-            if name == b"command":
-                if command is not None or text not in _BY_NAME:
+            value_start = colon + 1
+            end = value_start + int(digits)
+            if end > n:
+                return None
+            if pos - key_start == 7:
+                name = payload[key_start:pos]
+                if name == b"command":
+                    text = payload[value_start:end]
+                    if command is not None or text not in _BY_NAME:
+                        return None
+                    command = _BY_NAME[text]
+                elif name == b"call-id":
+                    if call_id is not None or end == value_start:
+                        return None
+                    call_id = payload[value_start:end].decode("utf-8", "surrogateescape")
+            pos = end
+            continue
+        if pos - key_start == 7 and payload[key_start:pos] in (b"command", b"call-id"):
+            return None  # not a string: the full decoder gives its error
+        if first == 0x6C:  # a list: its strings inline, anything else through _skip
+            pos += 1
+            while pos < n and payload[pos] != 0x65:
+                if 0x30 <= payload[pos] <= 0x39:
+                    colon = find(b":", pos, pos + 21)
+                    if colon <= pos:
+                        return None
+                    digits = payload[pos:colon]
+                    if not digits.isdigit() or (digits[0] == 0x30 and colon != pos + 1):
+                        return None
+                    pos = colon + 1 + int(digits)
+                    continue
+                skipped = _skip(payload, pos, n, 2)
+                if skipped is None:
                     return None
-                command = _BY_NAME[text]
-            else:
-                if call_id is not None or not text:
-                    return None
-                call_id = text.decode("utf-8", "surrogateescape")
+                pos = skipped
+            if pos >= n:
+                return None
+            pos += 1
             continue
         skipped = _skip(payload, pos, n, 1)
         if skipped is None:

@@ -32,15 +32,43 @@ HandlerReply = dict[str, Any] | bytes | None
 """A reply to encode; a reply datagram that is ready (cookie included: what a router got from a node);
 or None for no reply at all (the proxy retransmits, and the copy is handled anew)."""
 
-Handler = Callable[[Command, NgOptions, tuple[str, int], ReplyFits], HandlerReply | Awaitable[HandlerReply]]
+
+class PendingReply:
+    """A reply that a callback will give later (a router's fast path): `resolve` answers the request
+    right there, inside the callback that has the answer — no future, no task, no extra turn of the
+    event loop. An exception resolves it as the handler raising it would."""
+
+    __slots__ = ("_early", "_on_done")
+
+    def __init__(self) -> None:
+        self._on_done: Callable[[HandlerReply | Exception], None] | None = None
+        self._early: list[HandlerReply | Exception] = []
+
+    def resolve(self, reply: HandlerReply | Exception) -> None:
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done(reply)
+        elif not self._early:
+            self._early.append(reply)  # before anyone listens: kept for `attach`
+
+    def attach(self, on_done: Callable[[HandlerReply | Exception], None]) -> None:
+        if self._early:
+            on_done(self._early.pop())
+        else:
+            self._on_done = on_done
+
+
+Handler = Callable[
+    [Command, NgOptions, tuple[str, int], ReplyFits], HandlerReply | PendingReply | Awaitable[HandlerReply]
+]
 """Handles one request. A plain result is answered at once, inside `datagram_received`, so requests
 are applied one at a time in arrival order; an awaitable result is answered when it completes (its
 retransmissions wait for it)."""
 
-Forwarder = Callable[[Command, NgOptions, Request], HandlerReply | Awaitable[HandlerReply]]
+Forwarder = Callable[[Command, NgOptions, Request], HandlerReply | PendingReply | Awaitable[HandlerReply]]
 """A handler that gets the whole request (see `NgProtocol.forwarder`)."""
 
-Shortcut = Callable[[Request], "tuple[str, HandlerReply | Awaitable[HandlerReply]] | None"]
+Shortcut = Callable[[Request], "tuple[str, HandlerReply | PendingReply | Awaitable[HandlerReply]] | None"]
 """Tried first for every request: (the command's name, the result) when it could handle the request
 without its payload being decoded, else None (then it is decoded and dispatched as usual)."""
 
@@ -148,6 +176,8 @@ class NgProtocol(asyncio.DatagramProtocol):
         self.counters = NgCounters()
         self.transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._pending: set[PendingReply] = set()
+        self._all_answered: asyncio.Future[None] | None = None
         self._bad_input_log = RateLimitedLogger(log, interval=10.0)
 
     @property
@@ -196,9 +226,15 @@ class NgProtocol(asyncio.DatagramProtocol):
             result = self._error_reply(exc, in_flight)
         self._answer(result, in_flight)
 
-    def _answer(self, result: HandlerReply | Awaitable[HandlerReply], in_flight: _InFlight) -> None:
+    def _answer(
+        self, result: HandlerReply | PendingReply | Awaitable[HandlerReply], in_flight: _InFlight
+    ) -> None:
+        if isinstance(result, PendingReply):
+            self._pending.add(result)
+            result.attach(partial(self._pending_done, result, in_flight))
+            return
         if isinstance(result, asyncio.Future):
-            # a future (a router's fast path): answered from its callback, without a task
+            # a future: answered from its callback, without a task
             self._tasks.add(result)
             result.add_done_callback(partial(self._future_done, in_flight))
             return
@@ -208,6 +244,16 @@ class NgProtocol(asyncio.DatagramProtocol):
             task.add_done_callback(self._tasks.discard)
             return
         self._finish(result, in_flight)
+
+    def _pending_done(
+        self, pending: PendingReply, in_flight: _InFlight, reply: HandlerReply | Exception
+    ) -> None:
+        self._pending.discard(pending)
+        if isinstance(reply, Exception):
+            reply = self._error_reply(reply, in_flight)
+        self._finish(reply, in_flight)
+        if not self._pending and self._all_answered is not None and not self._all_answered.done():
+            self._all_answered.set_result(None)
 
     def _future_done(self, in_flight: _InFlight, done: asyncio.Future[HandlerReply]) -> None:
         self._tasks.discard(done)
@@ -254,12 +300,13 @@ class NgProtocol(asyncio.DatagramProtocol):
             self.counters.record(in_flight.command, "none", request.addr[0], elapsed)
             self.endpoint.abandon(request)
             return
+        # the reply leaves first; the counters after it
         if isinstance(reply, bytes):
-            self.counters.record(in_flight.command, result_of(reply), request.addr[0], elapsed)
             self._send_all(self.endpoint.reply_datagram(request, reply, self.clock()))
+            self.counters.record(in_flight.command, result_of(reply), request.addr[0], elapsed)
             return
-        self.counters.record(in_flight.command, str(reply.get("result", "")), request.addr[0], elapsed)
         self._send_all(self.endpoint.reply(request, reply, self.clock()))
+        self.counters.record(in_flight.command, str(reply.get("result", "")), request.addr[0], elapsed)
 
     def _send_all(self, datagrams: list[Datagram]) -> None:
         transport = self.transport
@@ -273,5 +320,9 @@ class NgProtocol(asyncio.DatagramProtocol):
 
     async def drain(self, timeout: float) -> None:
         """Let requests still being processed by an asynchronous handler finish (used on shutdown)."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        waits: list[asyncio.Future[Any]] = list(self._tasks)
+        if self._pending:
+            self._all_answered = asyncio.get_running_loop().create_future()
+            waits.append(self._all_answered)
+        if waits:
+            await asyncio.wait(waits, timeout=timeout)
