@@ -23,6 +23,7 @@ from karl_core.admission import build_admission
 from karl_core.config import KarlConfig
 from karl_core.ng.commands import Command
 from karl_core.ng.endpoint import Request
+from karl_core.ng.node_link import NodeLink
 from karl_core.ng.options import NgOptions
 from karl_core.ng.server import NgProtocol
 from karl_core.runtime import StartupError, bind_udp, tune_garbage_collection
@@ -32,7 +33,6 @@ from karl_core.state.redis_keys import KeySchema
 from karl_core.state.resp import lean_client
 from karl_ngrouter.fleet_view import FleetView
 from karl_ngrouter.metrics import RouterCollector
-from karl_ngrouter.node_link import NodeLink
 from karl_ngrouter.router import Router
 
 log = logging.getLogger("karl.router")

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 from karl_core.logs import LogThrottle
 from karl_core.ng import bencode
+from karl_core.ng.node_link import NodeLink, NodeTimeout
 from karl_core.state.fleet_state import FleetState, StateUnavailable
 from karl_core.state.lease import NodeLease
-from karl_ngrouter.node_link import NodeLink, NodeTimeout
-from karl_ngrouter.placement import PlacementRing
+from karl_core.state.placement import PlacementRing
 
 log = logging.getLogger("karl.router.fleet")
 
@@ -67,6 +67,16 @@ class FleetView:
         """The node's last lease, also for a while after it disappeared (`GONE_GRACE`)."""
         status = self.nodes.get(node_id)
         return None if status is None else status.lease
+
+    def live_lease(self, node_id: str) -> NodeLease | None:
+        """The node's lease while Redis has it (None once it is gone: the node may be dead, and its
+        calls may have moved: ask Redis)."""
+        status = self.nodes.get(node_id)
+        return None if status is None or status.gone_since is not None else status.lease
+
+    def gone(self, node_id: str) -> bool:
+        status = self.nodes.get(node_id)
+        return status is None or status.gone_since is not None
 
     def live(self) -> list[NodeStatus]:
         return [s for s in self.nodes.values() if s.gone_since is None]

@@ -22,6 +22,7 @@ from karl_core.ng.commands import Command
 from karl_core.ng.endpoint import Request
 from karl_core.ng.fleet import CALL_CREATING, NO_NODE, NODE_WIDE, NOT_OWNER, STATE_UNAVAILABLE
 from karl_core.ng.framing import decode_payload, error_reply, load_limit_reply, split_cookie
+from karl_core.ng.node_link import NodeLink, NodeTimeout
 from karl_core.ng.options import NgOptions
 from karl_core.ng.requests import decode_command, decode_options
 from karl_core.ng.routing import peek_route
@@ -31,7 +32,6 @@ from karl_core.state import OwnerToken
 from karl_core.state.fleet_state import FleetState, StateUnavailable
 from karl_ngrouter.fleet_view import FleetView
 from karl_ngrouter.merge import merge_list, merge_statistics
-from karl_ngrouter.node_link import NodeLink, NodeTimeout
 from karl_ngrouter.owner_cache import OwnerCache
 
 log = logging.getLogger("karl.router")
@@ -195,9 +195,9 @@ class Router:
             if node is None:
                 return None
             token, placing = OwnerToken(node, 0), True
-        lease = self.view.lease(token.owner)
+        lease = self.view.live_lease(token.owner)
         if lease is None:
-            return None
+            return None  # its lease is gone: Redis may name another holder by now (`route`)
         if placing:
             self.owners.misses += 1
         else:
@@ -227,6 +227,9 @@ class Router:
         if data is None:
             self.counters.node_timeouts += 1
             self.counters.retried["timeout"] += 1  # the same node again: its reply cache has it
+            if self.view.gone(token.owner):
+                self.owners.forget(call_id)  # unless it died: then ask Redis who holds the call now
+                retry = None
         else:
             verdict = _verdict(data)
             if verdict is None:
@@ -338,7 +341,11 @@ class Router:
             except NodeTimeout:
                 self.counters.node_timeouts += 1
                 self.counters.retried["timeout"] += 1
-                continue  # the same node again: its reply cache answers if the first copy arrived
+                if self.view.gone(token.owner):
+                    # its lease is gone too: it may be dead, and failover may have moved the call
+                    self.owners.forget(call_id)
+                    token, placing = None, False
+                continue  # else the same node again: its reply cache answers if the first copy arrived
             verdict = _verdict(answer)
             if verdict is None:
                 if command is Command.DELETE:

@@ -1,8 +1,50 @@
-"""Entry point of `karl-operator` (not implemented yet)."""
+"""Entry point of `karl-operator`. `karl-operator failover` runs the failover controller on its own
+(docs/clustering.md); the Kubernetes operator itself arrives with its own issue."""
 
+from __future__ import annotations
+
+import argparse
+import asyncio
 import sys
 
+from karl_core import __version__
+from karl_core.config import ConfigError, load_config
+from karl_core.logs import setup_logging
 
-def main() -> int:
-    print("karl-operator: the operator is not implemented yet", file=sys.stderr)
-    return 2
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="karl-operator",
+        description="Karl's operator. Configured by KARL_* environment variables (docs/clustering.md).",
+    )
+    parser.add_argument("--version", action="version", version=f"karl-operator {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "failover",
+        help="run the failover controller: move the calls of dead media nodes to the others "
+        "(KARL_REDIS_*, KARL_FAILOVER_RESTART_GRACE, KARL_NODE_ID names this controller)",
+    )
+    args = parser.parse_args(argv)
+    if args.command != "failover":
+        print(
+            "karl-operator: the Kubernetes operator is not implemented yet; "
+            "`karl-operator failover` runs the failover controller",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        cfg = load_config(role="controller")
+    except ConfigError as exc:
+        print(f"karl-operator: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if not (cfg.database.redis_addr or cfg.database.redis_sentinels):
+        print("karl-operator: set KARL_REDIS_ADDR (or KARL_REDIS_SENTINELS)", file=sys.stderr)
+        return 2
+    setup_logging(cfg.log.level, cfg.log.format)
+    from karl_operator.failover.service import run_failover
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(run_failover(cfg))
+    return uvloop.run(run_failover(cfg))

@@ -54,6 +54,7 @@ PROMISED_ENV = {
     "KARL_REDIS_SENTINEL_MASTER": "database.redis_sentinel_master",
     "KARL_REDIS_PREFIX": "database.redis_prefix",
     "KARL_REDIS_LEASE_TTL": "database.redis_lease_ttl",
+    "KARL_FAILOVER_RESTART_GRACE": "database.failover_restart_grace",
     "KARL_LOG_LEVEL": "log.level",
 }
 PROMISED_SECTIONS = {
@@ -188,6 +189,7 @@ FULL_FILE: dict[str, dict[str, Any]] = {
         "redis_sentinel_master": "karl-main",
         "redis_prefix": "fleet-a",
         "redis_lease_ttl": 5,
+        "failover_restart_grace": 4,
     },
     "cdr": {"enabled": False, "path": "/srv/cdr.jsonl", "spool_dir": "/srv/cdr-spool"},
     "security": {
@@ -266,6 +268,7 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "KARL_REDIS_SENTINEL_MASTER": ("main", "main"),
     "KARL_REDIS_PREFIX": ("fleet-b", "fleet-b"),
     "KARL_REDIS_LEASE_TTL": ("4", 4),
+    "KARL_FAILOVER_RESTART_GRACE": ("5", 5),
     "KARL_LOG_LEVEL": ("WARN", "warning"),
     "KARL_LOG_FORMAT": ("Text", "text"),
     "KARL_NODE_ID": ("karl-medianode-0", "karl-medianode-0"),

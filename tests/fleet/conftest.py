@@ -12,16 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from fleet.fleet_calls import router_metrics
 from fleet.fleet_kit import (
     REDIS_SERVER,
+    FailoverProcess,
     FleetNode,
     FleetRouter,
     NetnsLab,
     RedisServer,
+    metric,
     require_root_tools,
+    start_failover,
     start_node,
     start_router,
 )
+from karl_testkit import wait_for
 
 
 @pytest.fixture
@@ -85,3 +90,47 @@ def fleet_router(tmp_path: Path) -> Iterator[Callable[..., FleetRouter]]:
     yield start
     for router in started:
         router.stop()
+
+
+@pytest.fixture
+def fleet(
+    redis_server: RedisServer,
+    netns_lab: Callable[..., NetnsLab],
+    fleet_nodes: Callable[..., FleetNode],
+    fleet_router: Callable[..., FleetRouter],
+) -> Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]]:
+    """`fleet(n, **per_node_env)`: n nodes in namespaces 0..n-1, namespace n for the parties, a router."""
+
+    def make(
+        count: int = 3, node_env: dict[int, dict[str, str]] | None = None
+    ) -> tuple[NetnsLab, list[FleetNode], FleetRouter]:
+        lab = netns_lab(count + 1)
+        nodes = [
+            fleet_nodes(lab, k, redis_server, f"node-{k}", **(node_env or {}).get(k, {}))
+            for k in range(count)
+        ]
+        client = redis_server.client()
+        wait_for(lambda: len(client.keys("karl:node:*")) == count, timeout=10)
+        router = fleet_router(redis_server, cluster_id=lab.cluster_id)
+        # every node ready in the router's view (leases say ready one renewal after start-up)
+        wait_for(
+            lambda: metric(router_metrics(router), "karl_router_nodes", state="placeable") == count,
+            timeout=10,
+        )
+        return lab, nodes, router
+
+    return make
+
+
+@pytest.fixture
+def failover_controller(tmp_path: Path) -> Iterator[Callable[..., FailoverProcess]]:
+    """Start failover controllers: `failover_controller(redis, "failover-1", KARL_X="v")`."""
+    started: list[FailoverProcess] = []
+
+    def start(redis: RedisServer, controller_id: str, **env: str) -> FailoverProcess:
+        started.append(start_failover(redis, controller_id, log_dir=tmp_path, **env))
+        return started[-1]
+
+    yield start
+    for controller in started:
+        controller.stop()

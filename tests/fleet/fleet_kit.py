@@ -1009,3 +1009,59 @@ def metric(url: str, name: str, **labels: str) -> float:
         for sample, sample_labels, value in scrape(url)
         if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
     )
+
+
+# ------------------------------------------------------------------------------------------- failover
+
+
+@dataclass
+class FailoverProcess:
+    """`karl-operator failover` in the root namespace, Redis at 127.0.0.1."""
+
+    controller_id: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        code = stop_process(self.proc, timeout)
+        unregister(self.proc)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        unregister(self.proc)
+
+
+def start_failover(
+    redis: RedisServer, controller_id: str, *, log_dir: Path | None = None, **env: str
+) -> FailoverProcess:
+    """Start a failover controller; waits until it has written its lead, or another controller's lead
+    exists (it runs as a standby then)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("KARL_")}
+    full_env.update(
+        {
+            "KARL_CONFIG_PATH": "/nonexistent/karl-test-config.json",
+            "KARL_REDIS_ADDR": f"127.0.0.1:{redis.port}",
+            "KARL_NODE_ID": controller_id,
+            "KARL_LOG_FORMAT": "text",
+            "KARL_LOG_LEVEL": "info",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    full_env.update(env)
+    log_path = _new_log(log_dir or redis.log_dir, f"karl-failover-{controller_id}")
+    proc = _popen([_bin("karl-operator"), "failover"], full_env, log_path)
+    controller = FailoverProcess(controller_id, proc, log_path)
+    client = redis.client()
+    try:
+        wait_for(lambda: proc.poll() is not None or client.exists("karl:failover:leader") == 1, timeout=15)
+    finally:
+        client.close()
+    if proc.poll() is not None:
+        raise RuntimeError(f"karl-operator failover exited with {proc.returncode}\n{controller.log()}")
+    return controller

@@ -19,6 +19,7 @@ import yaml
 from prometheus_client.core import Metric
 
 from karl_core.config import KarlConfig
+from karl_core.ng.node_link import NodeLink
 from karl_core.ng.server import NgProtocol
 from karl_core.state.fleet_state import FleetState
 from karl_core.state.redis_connection import RedisSettings, connect
@@ -29,7 +30,6 @@ from karl_medianode.operations.metrics import KarlCollector, render_metrics
 from karl_ngrouter.app import RouterApp
 from karl_ngrouter.fleet_view import FleetView
 from karl_ngrouter.metrics import RouterCollector
-from karl_ngrouter.node_link import NodeLink
 from karl_ngrouter.router import Router
 from karl_testkit import ROOT
 

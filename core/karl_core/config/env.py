@@ -70,6 +70,12 @@ _TABLE: tuple[tuple[str, str | None, str, str | None], ...] = (
         None,
     ),
     ("KARL_REDIS_LEASE_TTL", "database.redis_lease_ttl", "seconds a node's lease lives unrenewed", None),
+    (
+        "KARL_FAILOVER_RESTART_GRACE",
+        "database.failover_restart_grace",
+        "seconds a dead node's calls wait for it to restart before they move",
+        None,
+    ),
     ("KARL_LOG_LEVEL", "log.level", "debug, info, warning, error or critical", None),
     ("KARL_LOG_FORMAT", "log.format", "json (one object per line) or text", None),
     ("KARL_NODE_ID", "node.id", "name of this node in Redis, metrics and logs", "host name"),

@@ -37,7 +37,8 @@ def load_config(
 
     ``environ`` defaults to ``os.environ``. ``path`` overrides ``KARL_CONFIG_PATH``. A missing file
     means all defaults; environment variables win over the file; an empty variable counts as unset.
-    ``role`` "router": the checks of media ports and the REST API, which a router has not, are left out.
+    ``role`` "router" or "controller": the checks of media ports and the REST API, which the NG router
+    and the failover controller have not, are left out.
     """
     env = os.environ if environ is None else environ
     file_path = resolve_config_path(env, path)

@@ -54,8 +54,9 @@ class KarlConfig(BaseModel):
 
     @model_validator(mode="after")
     def _ports_do_not_collide(self, info: ValidationInfo) -> KarlConfig:
-        # The NG router (context role "router") has no media ports and no REST API of its own.
-        router = isinstance(info.context, dict) and info.context.get("role") == "router"
+        # The NG router and the failover controller (context roles "router", "controller") have no
+        # media ports and no REST API of their own.
+        router = isinstance(info.context, dict) and info.context.get("role") in ("router", "controller")
         ng, sessions = self.ng_protocol, self.sessions
         media_ip = self.media.ip
         shares_address = media_ip is None or addresses_overlap(ng.address, media_ip)

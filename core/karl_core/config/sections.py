@@ -293,6 +293,9 @@ class DatabaseSection(Section):
     redis_prefix: str = "karl"
     #: Seconds a node's lease lives without renewal (renewed every third of it).
     redis_lease_ttl: PositiveSeconds = 3
+    #: Seconds the failover controller waits, after a node's lease is gone, for the node to restart
+    #: on its host and take its calls back itself, before it moves them to other nodes.
+    failover_restart_grace: PositiveSeconds = 2
 
     @field_validator("redis_sentinels")
     @classmethod

@@ -35,7 +35,22 @@ CLAIM_TTL = 30.0
 CALL_TTL = 600.0
 """Seconds a call's keys live without their owner refreshing them (`touch`, every `CALL_TTL / 5`)."""
 
-SCRIPT_NAMES = ("CLAIM", "MOVE", "RELEASE", "SAVE", "REMOVE", "TOUCH", "RENEW_LEASE", "LEAVE")
+SCRIPT_NAMES = (
+    "CLAIM",
+    "MOVE",
+    "RELEASE",
+    "SAVE",
+    "REMOVE",
+    "TOUCH",
+    "RENEW_LEASE",
+    "LEAVE",
+    "SUSPECT",
+    "SUSPICIONS",
+    "LEAD",
+    "ADOPT",
+    "ABANDON",
+    "RETIRE",
+)
 
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 
@@ -82,13 +97,13 @@ class Placement:
     """True: this request placed (or moved) the call; False: it was held already, by `token`."""
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
     # call-ids are bytes from SIP: one that is not UTF-8 comes back as it went in (see `connect`)
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def _token(reply: Sequence[Any], first: int = 1) -> OwnerToken:
-    return OwnerToken(_text(reply[first]), int(reply[first + 1]))
+    return OwnerToken(as_text(reply[first]), int(reply[first + 1]))
 
 
 class FleetState:
@@ -176,14 +191,14 @@ class FleetState:
             [self.keys.node(lease.node_id), self.keys.members],
             [lease.to_json(), int(ttl * 1000), lease.node_id],
         )
-        return None if previous is None else _text(previous)
+        return None if previous is None else as_text(previous)
 
     async def leave(self, node_id: str, boot_id: str) -> None:
         await self._script("LEAVE", [self.keys.node(node_id), self.keys.members], [node_id, boot_id])
 
     async def members(self) -> list[str]:
         ids = await self._timed(lambda: self.client.smembers(self.keys.members))
-        return sorted(_text(node_id) for node_id in ids)
+        return sorted(as_text(node_id) for node_id in ids)
 
     async def nodes(self) -> tuple[list[str], list[NodeLease]]:
         """The registered members and the leases of those that are live (two round trips)."""
@@ -208,7 +223,7 @@ class FleetState:
         )
         if owner is None or epoch is None:
             return None
-        return OwnerToken(_text(owner), int(epoch))
+        return OwnerToken(as_text(owner), int(epoch))
 
     async def claim(self, call_id: str, candidate: str) -> Placement:
         """Place the call on `candidate` unless it is placed already (atomic: one winner)."""
@@ -245,7 +260,7 @@ class FleetState:
     # -- call state --------------------------------------------------------------------------------
     async def calls_of(self, node_id: str) -> list[str]:
         ids = await self._timed(lambda: self.client.smembers(self.keys.node_calls(node_id)))
-        return sorted(_text(call_id) for call_id in ids)
+        return sorted(as_text(call_id) for call_id in ids)
 
     async def load(self, call_ids: Sequence[str]) -> list[StoredCall]:
         """The stored state of these calls (absent ones left out), in one pipeline."""
@@ -266,7 +281,7 @@ class FleetState:
                 document = json.loads(state)
                 if not isinstance(document, dict):
                     raise TypeError("not an object")
-                token = OwnerToken(_text(owner), int(epoch))
+                token = OwnerToken(as_text(owner), int(epoch))
                 stored.append(StoredCall(call_id, int(version), token, document))
             except (ValueError, TypeError, OverflowError, RecursionError):
                 self.unreadable_states.append(call_id)
@@ -401,7 +416,7 @@ class StateWriter:
             if isinstance(reply, Exception):
                 write.done.set_exception(StateUnavailable(f"{type(reply).__name__}: {reply}"))
                 continue
-            verdict = _text(reply[0])
+            verdict = as_text(reply[0])
             holder = _token(reply)  # FENCED: who holds it; else the writer, with its (learned) epoch
             if verdict == "fenced":
                 write.done.set_result((SaveResult.FENCED, holder))

@@ -9,6 +9,10 @@ share one Redis (`KARL_REDIS_PREFIX`).
 | `<p>:callstate:<call-id>` | hash | `version`, `owner`, `epoch`, `state` (the engine's `CallState`, JSON) |
 | `<p>:node-calls:<id>` | set | call-ids a node owns (restart, failover and the sweeper read it) |
 | `<p>:epoch` | integer | the fleet's epoch counter: no (owner, epoch) pair is ever handed out twice |
+| `<p>:suspect:<id>` | hash, TTL | members that cannot reach node `<id>` → when they last said so (ms) |
+| `<p>:adopt:<id>` | list | call-ids moved to node `<id>` by failover, for it to take up |
+| `<p>:failover:leader` | string, TTL | the failover controller that leads, and its term (`<id> <term>`) |
+| `<p>:failover:term` | integer | the leaders' term counter: every failover action carries its term |
 """
 
 from __future__ import annotations
@@ -39,3 +43,17 @@ class KeySchema:
 
     def node_calls(self, node_id: str) -> str:
         return f"{self.prefix}:node-calls:{node_id}"
+
+    def suspects(self, node_id: str) -> str:
+        return f"{self.prefix}:suspect:{node_id}"
+
+    def adoptions(self, node_id: str) -> str:
+        return f"{self.prefix}:adopt:{node_id}"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}:failover:leader"
+
+    @property
+    def leader_term(self) -> str:
+        return f"{self.prefix}:failover:term"

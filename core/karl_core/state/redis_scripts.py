@@ -142,3 +142,101 @@ redis.call('SREM', KEYS[2], ARGV[1])
 return 1
 """
 """A node stopping cleanly leaves the fleet (unless a newer boot of it holds the lease already)."""
+
+# -- failover (part 2 of the fleet) -----------------------------------------------------------------
+
+SUSPECT = """
+-- KEYS: suspects of the target. ARGV: reporter, 1 = cannot reach it / 0 = reaches it, TTL (ms)
+if ARGV[2] == '1' then
+  local now = redis.call('TIME')
+  redis.call('HSET', KEYS[1], ARGV[1], now[1] * 1000 + math.floor(now[2] / 1000))
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1
+"""
+"""A member says whether it reaches another one (its NG `ping`). Timestamps are Redis's clock, so
+members whose clocks differ agree on what is recent."""
+
+SUSPICIONS = """
+-- KEYS: suspects of the target. ARGV: freshness (ms)
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local fresh = {}
+for i = 1, #all, 2 do
+  if ms - tonumber(all[i + 1]) <= tonumber(ARGV[1]) then table.insert(fresh, all[i]) end
+end
+return fresh
+"""
+"""The members that said lately that they cannot reach the target."""
+
+LEAD = """
+-- KEYS: leader, term counter. ARGV: controller id, TTL (ms)
+local current = redis.call('GET', KEYS[1])
+if current then
+  local holder, term = string.match(current, '^(.*) (%d+)$')
+  if holder == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return {1, holder, tonumber(term)}
+  end
+  return {0, holder or '', tonumber(term or '0')}
+end
+local term = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. term, 'PX', ARGV[2])
+return {1, ARGV[1], term}
+"""
+"""Become or stay the leading failover controller. Returns (1 = leads / 0 = another leads, leader,
+term). A new leader gets a new term; every action it takes names it, and is refused once it changed."""
+
+ADOPT = """
+-- KEYS: leader, call, call state, epoch counter, node-calls of the dead node, node-calls of the
+-- target, adoptions of the target. ARGV: controller id, term, dead node, target, call-id, TTL (ms)
+if redis.call('GET', KEYS[1]) ~= ARGV[1] .. ' ' .. ARGV[2] then return {'deposed', '', 0} end
+local held = redis.call('HMGET', KEYS[2], 'owner', 'epoch')
+if held[1] ~= ARGV[3] then
+  redis.call('SREM', KEYS[5], ARGV[5])
+  return {'moved', held[1] or '', tonumber(held[2] or '0')}
+end
+local epoch = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[2], 'owner', ARGV[4], 'epoch', epoch)
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HSET', KEYS[3], 'owner', ARGV[4], 'epoch', epoch)
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+end
+redis.call('SREM', KEYS[5], ARGV[5])
+redis.call('SADD', KEYS[6], ARGV[5])
+redis.call('RPUSH', KEYS[7], ARGV[5])
+return {'adopted', ARGV[4], epoch}
+"""
+"""Move a dead node's call to a survivor with the next fleet epoch, and tell the survivor (its
+adoption list). Only while the caller leads with that term, and only from the dead node: a call that
+moved meanwhile (its node came back and re-claimed it, or an earlier leader moved it) stays."""
+
+ABANDON = """
+-- KEYS: leader, call, call state, node-calls of the dead node. ARGV: controller id, term, dead node, call-id
+if redis.call('GET', KEYS[1]) ~= ARGV[1] .. ' ' .. ARGV[2] then return {'deposed', ''} end
+local held = redis.call('HGET', KEYS[2], 'owner')
+if held ~= ARGV[3] then
+  redis.call('SREM', KEYS[4], ARGV[4])
+  return {'moved', held or ''}
+end
+local state = redis.call('HGET', KEYS[3], 'state')
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('SREM', KEYS[4], ARGV[4])
+return {'ended', state or ''}
+"""
+"""End a dead node's call that no survivor has room for (never half-adopted): its keys go, and its
+last state comes back for the record of how it ended."""
+
+RETIRE = """
+-- KEYS: node key, members, suspects of the node, node-calls of the node. ARGV: node id
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('SCARD', KEYS[4]) > 0 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3])
+return 1
+"""
+"""Take a dead node whose calls all moved off the members, so it no longer counts in the majority (it
+registers again if it comes back). Not while it has a lease or calls."""

@@ -9,7 +9,13 @@ because Redis did not answer (not because the lease was found gone), the node go
 the calls it holds after its lease ran out ("holding over"), and takes no new ones. That is safe
 because nothing can move a call without Redis: the failover controller (docs/clustering.md, part 2)
 bumps epochs in Redis, and declares a node dead only when its lease expired *and* a majority of the
-members cannot reach it. `majority_reachable` is where the node's own side of that rule lives.
+members cannot reach it. `majority_reachable` is the node's own side of that rule (`PeerWatch`): cut
+off from Redis *and* from most of its peers, it stops answering, because they may be moving its calls.
+
+A call the failover controller moved to this node (`adopt:<id>` in Redis) is taken up at once: its
+state is read, it is restored on this node's own ports and relays towards the addresses it had
+learned, and its new state is written. A request for such a call that arrives before that takes it up
+first.
 
 Every change of a call is queued for Redis (`StateWriter`: in order, batched) and the reply waits for
 the write — at most `WRITE_WAIT`, so that a hung Redis never holds a proxy past its retransmission
@@ -42,12 +48,14 @@ from karl_core.ng.fleet import CALL_CREATING, STATE_UNAVAILABLE, not_owner_reply
 from karl_core.ng.options import NgOptions
 from karl_core.session import CallState
 from karl_core.state import OwnerToken, SaveResult
+from karl_core.state.failover_state import FailoverState
 from karl_core.state.fleet_state import CALL_TTL, FleetState, StateUnavailable, StateWriter
 from karl_core.state.lease import LeaseClock, NodeLease, default_margin
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
 from karl_core.state.resp import lean_client
 from karl_medianode.control.call_persistence import StoreCounters
+from karl_medianode.control.peer_watch import PeerWatch
 from karl_medianode.engine import CallEnded
 from karl_medianode.engine.calls import Call
 
@@ -57,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("karl.fleet")
 
 WRITE_WAIT = 0.25
+ADOPTION_POLL = 0.25
+"""Seconds between two looks at the list of calls failover moved to this node."""
 """Seconds a reply waits for its call's state to reach Redis before it is sent anyway."""
 
 Reply = dict[str, Any] | Awaitable[dict[str, Any]]
@@ -80,6 +90,10 @@ class FleetCounters:
     """Calls this node stopped acting for because another node holds them now."""
     cdrs_withheld: int = 0
     """Ended calls this node wrote no CDR for: another node held them (that node writes it)."""
+    adopted: int = 0
+    """Calls of a failed node this node took up (failover)."""
+    adoption_failed: int = 0
+    """Calls moved to this node that it could not take up (no state, no ports): they ended."""
 
 
 def advertised(address: str, fallback: str) -> str:
@@ -103,6 +117,8 @@ class FleetMember:
         self.client = connect(settings)
         self.state = FleetState(self.client, KeySchema(settings.prefix), lean=lean_client(settings))
         self.writer = StateWriter(self.state)
+        self.failover = FailoverState(self.state)
+        self.peers = PeerWatch(self.node_id, self.state)
         self.lease = LeaseClock(settings.lease_ttl, default_margin(settings.lease_ttl))
         self.owned: dict[str, OwnerToken] = {}
         """The calls this node holds, with the epoch of its ownership."""
@@ -144,6 +160,8 @@ class FleetMember:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._lease_loop()))
         self._tasks.append(loop.create_task(self._touch_loop()))
+        self._tasks.append(loop.create_task(self._adoption_loop()))
+        await self.peers.start()
         log.info(
             "joined the fleet",
             extra={
@@ -158,6 +176,7 @@ class FleetMember:
         """Let queued writes go out, leave the members, close Redis (each step bounded)."""
         for task in self._tasks:
             task.cancel()
+        self.peers.stop()
         await self.writer.stop(1.0)
         try:
             await self.state.leave(self.node_id, self.boot_id)
@@ -171,9 +190,8 @@ class FleetMember:
         return self.lease.valid(self.clock())
 
     def majority_reachable(self) -> bool:
-        """Whether a majority of the fleet's members reach this node. Without peer probes (part 2 of the
-        fleet) no node can be declared dead, so the answer is yes."""
-        return True
+        """Whether this node reaches more than half of the other registered members (`PeerWatch`)."""
+        return self.peers.majority_reachable()
 
     def may_act(self, now: float) -> bool:
         """Whether the node may answer for the calls it holds (see the module docstring)."""
@@ -293,7 +311,10 @@ class FleetMember:
             if token is not None and token.owner != self.node_id:
                 self.fleet_counters.not_owner += 1
                 return not_owner_reply(token.owner, token.epoch)
-            if token is not None:
+            if token is not None and self.engine.find_call(call_id) is None:
+                # moved here by failover, not taken up yet: take it up before the request
+                await self.adopt([call_id])
+            elif token is not None:
                 self.owned[call_id] = token
         finally:
             del self._resolving[call_id]
@@ -444,6 +465,66 @@ class FleetMember:
             restored += 1
         self.counters.restored += restored
         return restored
+
+    # -- failover: calls moved to this node -------------------------------------------------------
+    async def adopt(self, call_ids: list[str]) -> int:
+        """Take up calls the failover controller moved to this node: restore each on this node's own
+        ports (relaying at once towards the addresses it had learned) and write its new state. A call
+        that cannot be taken up (no state, no ports) is removed, so that it is never half-adopted."""
+        call_ids = [c for c in call_ids if c not in self.owned]
+        if not call_ids:
+            return 0
+        records = {record.call_id: record for record in await self.state.load(call_ids)}
+        now = time.time()
+        adopted = 0
+        for index, call_id in enumerate(call_ids):
+            if index and index % 20 == 0:
+                await asyncio.sleep(0)  # a thousand calls do not stall the relay
+            record = records.get(call_id)
+            if call_id in self.owned or (record is not None and record.token.owner != self.node_id):
+                continue  # taken up already, or moved on again
+            if record is None:
+                self.fleet_counters.adoption_failed += 1
+                log.error("call %s was moved here without its state", call_id, extra={"call_id": call_id})
+                continue
+            try:
+                self.engine.restore(CallState.from_dict(record.state), now, same_host=False)
+            except Exception as exc:
+                self.fleet_counters.adoption_failed += 1
+                log.error(
+                    "could not take up call %s moved here by failover: %s",
+                    call_id,
+                    exc,
+                    extra={"call_id": call_id, "event": "adoption_failed"},
+                )
+                removal = self.writer.remove(call_id, record.token, self.node_id)
+                removal.add_done_callback(lambda done: done.cancelled() or done.exception())
+                continue
+            self.owned[call_id] = record.token
+            self._versions[call_id] = record.version
+            self._write(call_id)  # its new ports and addresses
+            adopted += 1
+        self.fleet_counters.adopted += adopted
+        if adopted:
+            log.info(
+                "took up %d call(s) of a failed node",
+                adopted,
+                extra={"event": "calls_adopted", "calls": adopted},
+            )
+        return adopted
+
+    async def _adoption_loop(self) -> None:
+        while True:
+            try:
+                call_ids = await self.failover.take_adoptions(self.node_id)
+                if call_ids:
+                    await self.adopt(call_ids)
+                    continue  # there may be more
+            except StateUnavailable:
+                pass
+            except Exception:
+                log.exception("taking up calls moved to this node failed")
+            await asyncio.sleep(ADOPTION_POLL)
 
     # -- the lease and the calls' keys ---------------------------------------------------------------
     async def _renew(self) -> None:

@@ -1,5 +1,6 @@
-"""The router's socket towards the media nodes: sends a request datagram to a node and waits (bounded)
-for the datagram that answers it — the one from that node with the same cookie.
+"""A socket for NG requests to media nodes (the router's link to its nodes, a node's probes of its
+peers): it sends a request datagram to a node and waits (bounded) for the datagram that answers it —
+the one from that node with the same cookie.
 
 Requests go out exactly as the proxy sent them (cookie and payload untouched): a node's reply cache
 keys replies by cookie, so a retransmission that reaches the owner through another router replica is
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from karl_core.ng.errors import NoCookie
 from karl_core.ng.framing import split_cookie
 
-log = logging.getLogger("karl.router")
+log = logging.getLogger("karl.ng")
 
 Listener = Callable[[bytes | None], None]
 """Gets the node's reply datagram (cookie included), or None when it did not answer in time."""

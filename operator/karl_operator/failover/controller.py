@@ -1,0 +1,162 @@
+"""The failover controller (`karl-operator failover`): watches the fleet in Redis and moves a dead
+node's calls to the survivors.
+
+Several may run; one leads at a time, through a key in Redis with a TTL (`LEAD`), and every move it
+makes names its term, so a controller that lost the lead (paused, cut off) can change nothing. Each
+tick (a quarter second) the leader reads the members, their leases and the peers' reports, decides
+with `planner.DeathWatch` which nodes are dead, and moves each dead node's calls in batches:
+`ADOPT` gives a call to its survivor at a new fleet epoch and puts it on the survivor's adoption list;
+the survivor restores it on its own ports. A call no survivor has room for ends (`ABANDON`), logged
+with its state. After the moves the controller waits for Redis's replicas (`WAIT`), so that a Sentinel
+failover of Redis itself cannot hand the same epochs out again. A dead node with no calls left is
+removed from the members, so that it no longer counts in the majority."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from karl_core.state.failover_state import FailoverState, Leadership, MoveResult
+from karl_core.state.fleet_state import FleetState, StateUnavailable
+from karl_core.state.lease import NodeLease
+from karl_operator.failover.planner import DeathWatch, assign, room_of, survivors_ring
+
+log = logging.getLogger("karl.failover")
+
+TICK = 0.25
+LEADER_TTL = 2.0
+"""Seconds the lead lasts without renewal (renewed every tick)."""
+SUSPICION_FRESH = 3.0
+"""Seconds a peer's report that it cannot reach a node counts."""
+BATCH = 200
+"""Calls moved per round trip."""
+REPLICA_WAIT = 1.0
+
+
+@dataclass
+class FailoverCounters:
+    failovers: int = 0
+    """Dead nodes whose calls were moved."""
+    calls_moved: int = 0
+    calls_ended: int = 0
+    """Calls of a dead node no survivor had room for."""
+    moves_refused: int = 0
+    """Moves refused because the call had moved already, or this controller was deposed."""
+    last_failover_seconds: float = 0.0
+    """How long the last failover took, from the first tick that found the node dead."""
+
+
+@dataclass
+class FailoverController:
+    state: FleetState
+    controller_id: str
+    restart_grace: float
+    clock: Callable[[], float] = time.monotonic
+    counters: FailoverCounters = field(default_factory=FailoverCounters)
+    leadership: Leadership | None = None
+    watch: DeathWatch = field(init=False)
+    failover: FailoverState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.watch = DeathWatch(self.restart_grace)
+        self.failover = FailoverState(self.state)
+
+    @property
+    def leads(self) -> bool:
+        return self.leadership is not None and self.leadership.leads
+
+    async def run(self) -> None:
+        while True:
+            started = self.clock()
+            try:
+                await self.tick()
+            except StateUnavailable as exc:
+                log.warning("Redis: %s", exc, extra={"event": "failover_redis_unavailable"})
+                self.leadership = None
+            except Exception:
+                log.exception("failover tick failed")
+            await asyncio.sleep(max(0.01, TICK - (self.clock() - started)))
+
+    async def tick(self) -> list[str]:
+        """One look at the fleet; returns the nodes failed over."""
+        leadership = await self.failover.lead(self.controller_id, LEADER_TTL)
+        if leadership.leads and not self.leads:
+            log.info(
+                "leading failover (term %d)",
+                leadership.term,
+                extra={"event": "failover_leading", "term": leadership.term},
+            )
+        self.leadership = leadership
+        if not leadership.leads:
+            return []
+        members, live = await self.state.nodes()
+        leases: dict[str, NodeLease | None] = dict.fromkeys(members)
+        leases.update({lease.node_id: lease for lease in live if lease.node_id in leases})
+        absent = [node_id for node_id, lease in leases.items() if lease is None]
+        suspicions = await self.failover.suspicions(absent, SUSPICION_FRESH) if absent else {}
+        dead = self.watch.dead(leases, suspicions, self.clock())
+        for node_id in dead:
+            await self.fail_over(node_id, leases, dead, leadership.term)
+        return dead
+
+    async def fail_over(
+        self, dead: str, leases: dict[str, NodeLease | None], all_dead: list[str], term: int
+    ) -> None:
+        started = self.clock()
+        calls = await self.state.calls_of(dead)
+        ring = survivors_ring(leases, all_dead)
+        room = room_of(lease for lease in leases.values() if lease is not None)
+        plan = assign(calls, ring, room)
+        moved = ended = refused = 0
+        targets = [(call_id, target) for call_id, target in plan.items() if target is not None]
+        for start in range(0, len(targets), BATCH):
+            batch = targets[start : start + BATCH]
+            for move in await self.failover.adopt(self.controller_id, term, dead, batch):
+                if move.result is MoveResult.ADOPTED:
+                    moved += 1
+                else:
+                    refused += 1
+                    if move.result is MoveResult.DEPOSED:
+                        return  # another controller leads now: it takes over from here
+        homeless = [call_id for call_id, target in plan.items() if target is None]
+        for move in await self.failover.abandon(self.controller_id, term, dead, homeless):
+            if move.result is MoveResult.ENDED:
+                ended += 1
+                log.error(
+                    "call %s of failed node %s ended: no node has room for it",
+                    move.call_id,
+                    dead,
+                    extra={"event": "failover_call_ended", "call_id": move.call_id, "node": dead},
+                )
+            else:
+                refused += 1
+        if moved:
+            await self.failover.replicate(REPLICA_WAIT)
+        if not await self.state.calls_of(dead):
+            await self.failover.retire(dead)
+        elapsed = self.clock() - started
+        self.counters.failovers += 1
+        self.counters.calls_moved += moved
+        self.counters.calls_ended += ended
+        self.counters.moves_refused += refused
+        self.counters.last_failover_seconds = elapsed
+        log.warning(
+            "node %s failed: %d call(s) moved, %d ended, %d left alone, in %.3f s",
+            dead,
+            moved,
+            ended,
+            refused,
+            elapsed,
+            extra={
+                "event": "failover",
+                "node": dead,
+                "moved": moved,
+                "ended": ended,
+                "refused": refused,
+                "term": term,
+                "seconds": round(elapsed, 3),
+            },
+        )

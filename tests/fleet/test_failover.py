@@ -1,0 +1,107 @@
+"""Failover (part 2 of the fleet): real `redis-server`, three `karl` nodes in network namespaces of their
+own, `karl-router` and `karl-operator failover` in the root namespace, parties sending real RTP.
+
+    proxy (this test) ──NG──► karl-router ──NG──► karl in netns 0..2 ◄── peer probes ──► each other
+    karl-operator failover ◄──── Redis (leases, peers' reports, calls) ────► nodes, router
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
+
+import pytest
+
+from fleet.fleet_calls import Stream, answer, media_address, node_calls, offer
+from fleet.fleet_kit import FailoverProcess, FleetNode, FleetRouter, NetnsLab, RedisServer
+from karl_testkit import Party, wait_for
+
+pytestmark = pytest.mark.fleet
+
+LEASE_TTL = 3.0
+
+
+def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    redis_server: RedisServer,
+    failover_controller: Callable[..., FailoverProcess],
+) -> None:
+    lab, nodes, router = fleet(3)
+    failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    established: dict[str, tuple[Party, Party, tuple[str, int], tuple[str, int]]] = {}
+    ringing: dict[str, Party] = {}
+    for index in range(12):
+        a, b = lab.party(parties), lab.party(parties)
+        call_id = f"fo-{index}@test"
+        offered = offer(router.ng, call_id, a, ip)
+        assert offered["result"] == "ok", offered
+        if index % 3 == 2:
+            ringing[call_id] = b  # offered, not answered yet
+            continue
+        answered = answer(router.ng, call_id, b, ip)
+        assert answered["result"] == "ok", answered
+        established[call_id] = (a, b, media_address(answered), media_address(offered))
+    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in [*established, *ringing]}
+    epochs = {call_id: int(redis.hget(f"karl:call:{call_id}", "epoch")) for call_id in owners}
+    victim_id, _ = Counter(owners.values()).most_common(1)[0]
+    victim = next(node for node in nodes if node.node_id == victim_id)
+    survivors = [node for node in nodes if node is not victim]
+    survivor_ids = {node.node_id for node in survivors}
+    moving = [call_id for call_id, owner in owners.items() if owner == victim_id]
+    staying = [call_id for call_id in established if owners[call_id] != victim_id]
+    assert moving and staying
+
+    with ExitStack() as running:
+        # RTP on the calls of the other nodes, counted packet by packet
+        streams = [
+            running.enter_context(Stream(a, to_a_side, b, to_b_side).running())
+            for a, b, to_a_side, to_b_side in (established[c] for c in staying)
+        ]
+        killed_at = time.monotonic()
+        victim.kill()
+
+        def all_moved() -> bool:
+            return all(redis.hget(f"karl:call:{c}", "owner") in survivor_ids for c in moving)
+
+        wait_for(all_moved, timeout=LEASE_TTL + 3, interval=0.05)
+        moved_after = time.monotonic() - killed_at
+        # the survivors took the calls up: every call is on exactly one live node
+        wait_for(lambda: sum(node_calls(node) for node in survivors) == len(owners), timeout=5)
+        for stream in streams:
+            stream.flowing(10)
+    for stream in streams:
+        assert stream.received == stream.sent, "calls on the other nodes lost packets"
+    assert moved_after <= LEASE_TTL + 3
+    for call_id in moving:
+        assert int(redis.hget(f"karl:call:{call_id}", "epoch")) > epochs[call_id]  # the victim is fenced
+    assert victim_id not in redis.smembers("karl:members")  # its calls are gone: it no longer counts
+
+    # the endpoints are told the new address (a re-INVITE through the proxy): media flows again
+    for call_id in moving:
+        queried = router.ng.request({"command": "query", "call-id": call_id})
+        assert queried["result"] == "ok", queried
+        if call_id in ringing:
+            continue
+        a, b, _, _ = established[call_id]
+        offered = offer(router.ng, call_id, a, ip)
+        answered = answer(router.ng, call_id, b, ip)
+        assert offered["result"] == answered["result"] == "ok", (offered, answered)
+        new_owner = redis.hget(f"karl:call:{call_id}", "owner")
+        assert media_address(offered)[0] == lab.ns_ip(int(new_owner.split("-")[1]))
+        with Stream(a, media_address(answered), b, media_address(offered)).running() as stream:
+            stream.flowing(10)
+        assert stream.received == stream.sent
+    # a call that was still ringing is answered on its new node
+    for call_id, b in ringing.items():
+        if call_id in moving:
+            assert answer(router.ng, call_id, b, ip)["result"] == "ok"
+    # and every moved call ends through the router, on its new node
+    for call_id in moving:
+        deleted = router.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})
+        assert deleted["result"] == "ok", deleted
+    wait_for(lambda: not any(redis.exists(f"karl:call:{c}") for c in moving), timeout=5)

@@ -1,0 +1,206 @@
+"""Failover's Redis layer (`karl_core.state.failover_state`) against a real `redis-server`: leadership
+with terms, moves fenced by the term and by the dead owner, calls no survivor can take, peers'
+reports judged by Redis's clock, and the adoption lists the survivors read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from fleet.fleet_kit import RedisServer
+from karl_core.state.call_store import OwnerToken, SaveResult
+from karl_core.state.failover_state import FailoverState, MoveResult
+from karl_core.state.fleet_state import FleetState, StateWriter
+from karl_core.state.redis_connection import RedisSettings, connect
+from karl_core.state.redis_keys import KeySchema
+from karl_core.state.resp import lean_client
+from karl_testkit import run_async
+
+pytestmark = pytest.mark.timeout(60)
+
+KEYS = KeySchema("t")
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client(timeout=2.0)
+    yield client
+    client.close()
+
+
+def new_state(server: RedisServer) -> FleetState:
+    settings = RedisSettings(addr=server.addr)
+    return FleetState(connect(settings), KEYS, lean=lean_client(settings))
+
+
+async def close(*states: FleetState) -> None:
+    for state in states:
+        await state.client.aclose()
+        if state.lean is not None:
+            state.lean.close()
+
+
+async def place(state: FleetState, call_id: str, node_id: str, version: int = 1) -> OwnerToken:
+    """A call `node_id` created and saved (its first write places it)."""
+    writer = StateWriter(state)
+    writer.start()
+    try:
+        document = json.dumps({"call_id": call_id, "version": version})
+        result, token = await writer.save(call_id, version, OwnerToken(node_id, 0), node_id, document)
+    finally:
+        await writer.stop()
+    assert result is SaveResult.SAVED and token is not None
+    return token
+
+
+def test_one_controller_leads_at_a_time_and_a_new_leader_gets_a_new_term(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    async def scenario() -> None:
+        first, second = new_state(redis_server), new_state(redis_server)
+        try:
+            a, b = FailoverState(first), FailoverState(second)
+            led = await a.lead("c1", ttl=0.5)
+            assert led.leads and led.term == 1
+            other = await b.lead("c2", ttl=0.5)
+            assert not other.leads and other.leader == "c1" and other.term == 1
+            assert (await a.lead("c1", ttl=0.5)).term == 1  # renewing keeps the term
+            raw.delete(KEYS.leader)  # c1's lead ran out (paused past its TTL)
+            taken = await b.lead("c2", ttl=0.5)
+            assert taken.leads and taken.term == 2
+            assert not (await a.lead("c1", ttl=0.5)).leads
+        finally:
+            await close(first, second)
+
+    run_async(scenario())
+
+
+def test_a_move_needs_the_current_term_and_the_dead_owner_and_bumps_the_epoch(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    async def scenario() -> None:
+        state = new_state(redis_server)
+        try:
+            failover = FailoverState(state)
+            held = await place(state, "c1", "dead")
+            await place(state, "c2", "alive")
+            term = (await failover.lead("ctl", ttl=5)).term
+            [stale] = await failover.adopt("ctl", term + 1, "dead", [("c1", "n2")])
+            assert stale.result is MoveResult.DEPOSED
+            assert raw.hget(KEYS.call("c1"), "owner") == "dead"
+            [wrong_owner] = await failover.adopt("ctl", term, "dead", [("c2", "n2")])
+            assert wrong_owner.result is MoveResult.MOVED and wrong_owner.token == OwnerToken("alive", 2)
+            [moved] = await failover.adopt("ctl", term, "dead", [("c1", "n2")])
+            assert moved.result is MoveResult.ADOPTED and moved.token is not None
+            assert moved.token.owner == "n2" and moved.token.epoch > held.epoch
+            assert raw.hgetall(KEYS.call("c1")) == {"owner": "n2", "epoch": str(moved.token.epoch)}
+            assert raw.hget(KEYS.call_state("c1"), "owner") == "n2"
+            assert raw.smembers(KEYS.node_calls("dead")) == set()
+            assert raw.smembers(KEYS.node_calls("n2")) == {"c1"}
+            assert await failover.take_adoptions("n2") == ["c1"]
+            assert await failover.take_adoptions("n2") == []
+            # the dead node, come back, is fenced on its first write
+            writer = StateWriter(state)
+            writer.start()
+            try:
+                result, holder = await writer.save("c1", 2, held, "dead", json.dumps({"v": 2}))
+            finally:
+                await writer.stop()
+            assert result is SaveResult.FENCED and holder == moved.token
+            [again] = await failover.adopt("ctl", term, "dead", [("c1", "n3")])
+            assert again.result is MoveResult.MOVED  # moved once only
+        finally:
+            await close(state)
+
+    run_async(scenario())
+
+
+def test_two_controllers_racing_over_one_dead_node_move_each_call_once(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    async def scenario() -> None:
+        first, second = new_state(redis_server), new_state(redis_server)
+        try:
+            calls = [f"c{i}" for i in range(50)]
+            for call_id in calls:
+                await place(first, call_id, "dead")
+            a, b = FailoverState(first), FailoverState(second)
+            led = await a.lead("c1", ttl=5)
+            # c2 believes it leads with the term before (it was deposed while paused)
+            moves_a, moves_b = await asyncio.gather(
+                a.adopt("c1", led.term, "dead", [(c, "n1") for c in calls]),
+                b.adopt("c2", led.term - 1 if led.term > 1 else 0, "dead", [(c, "n2") for c in calls]),
+            )
+            assert all(m.result is MoveResult.ADOPTED for m in moves_a)
+            assert all(m.result is MoveResult.DEPOSED for m in moves_b)
+            assert {raw.hget(KEYS.call(c), "owner") for c in calls} == {"n1"}
+            epochs = [int(raw.hget(KEYS.call(c), "epoch")) for c in calls]
+            assert len(set(epochs)) == len(calls)  # never one epoch twice
+        finally:
+            await close(first, second)
+
+    run_async(scenario())
+
+
+def test_a_call_no_node_can_take_ends_with_its_state_and_a_node_without_calls_retires(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    async def scenario() -> None:
+        state = new_state(redis_server)
+        try:
+            failover = FailoverState(state)
+            await place(state, "c1", "dead")
+            raw.sadd(KEYS.members, "dead", "n2")
+            raw.hset(KEYS.suspects("dead"), "n2", "1")
+            term = (await failover.lead("ctl", ttl=5)).term
+            assert not await failover.retire("dead")  # it still has a call
+            [ended] = await failover.abandon("ctl", term, "dead", ["c1"])
+            assert ended.result is MoveResult.ENDED and json.loads(ended.state or "")["call_id"] == "c1"
+            assert not raw.exists(KEYS.call("c1"), KEYS.call_state("c1"))
+            raw.set(KEYS.node("dead"), "{}")
+            assert not await failover.retire("dead")  # it has a lease again: it is back
+            raw.delete(KEYS.node("dead"))
+            assert await failover.retire("dead")
+            assert raw.smembers(KEYS.members) == {"n2"} and not raw.exists(KEYS.suspects("dead"))
+        finally:
+            await close(state)
+
+    run_async(scenario())
+
+
+def test_peers_reports_count_while_fresh_and_a_reachable_report_withdraws_one(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    async def scenario() -> None:
+        state = new_state(redis_server)
+        try:
+            failover = FailoverState(state)
+            await failover.report("n1", {"n3": False, "n2": True})
+            await failover.report("n2", {"n3": False})
+            assert await failover.suspicions(["n3", "n2"], fresh=2.0) == {"n3": {"n1", "n2"}, "n2": set()}
+            await failover.report("n2", {"n3": True})
+            assert await failover.suspicions(["n3"], fresh=2.0) == {"n3": {"n1"}}
+            # a report older than the freshness (Redis's clock) no longer counts
+            seconds, micros = raw.time()
+            raw.hset(KEYS.suspects("n3"), "n1", seconds * 1000 + micros // 1000 - 5000)
+            assert await failover.suspicions(["n3"], fresh=2.0) == {"n3": set()}
+            assert 0 < raw.pttl(KEYS.suspects("n3")) <= 5000
+        finally:
+            await close(state)
+
+    run_async(scenario())
+
+
+def test_replicate_without_replicas_waits_for_nothing(redis_server: RedisServer) -> None:
+    async def scenario() -> int:
+        state = new_state(redis_server)
+        try:
+            return await FailoverState(state).replicate(1.0)
+        finally:
+            await close(state)
+
+    assert run_async(scenario()) == 0

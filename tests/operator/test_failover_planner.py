@@ -1,0 +1,84 @@
+"""The failover controller's decisions, without I/O (`karl_operator.failover.planner`): who is dead
+(lease gone for the restart grace *and* a majority of the other members cannot reach it), and where
+each of its calls goes (the ring without it, the next node when that one is full, none when no node
+has room)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from karl_core.state.lease import NodeLease
+from karl_operator.failover.planner import DeathWatch, assign, room_of, survivors_ring
+
+
+def lease(node_id: str, **changes: Any) -> NodeLease:
+    fields: dict[str, Any] = {
+        "node_id": node_id,
+        "boot_id": "b",
+        "ng": "10.0.0.1:2223",
+        "api": "10.0.0.1:8080",
+        "media_ip": "10.0.0.1",
+        "port_min": 20000,
+        "port_max": 20999,
+        "capacity": 0,
+        "load": 0,
+        "ready": True,
+        "draining": False,
+        "software": "karl test",
+    }
+    fields.update(changes)
+    return NodeLease(**fields)
+
+
+def test_dead_only_after_the_grace_and_with_a_majority_of_the_others_reporting() -> None:
+    watch = DeathWatch(restart_grace=2.0)
+    leases = {"a": lease("a"), "b": lease("b"), "c": None}
+    both = {"c": {"a", "b"}}
+    assert watch.dead(leases, both, now=10.0) == []  # the grace starts now
+    assert watch.dead(leases, both, now=11.9) == []
+    assert watch.dead(leases, {"c": {"a"}}, now=12.0) == []  # one of two others: no majority
+    assert watch.dead(leases, both, now=12.0) == ["c"]
+    # its lease came back (a quick restart): the grace starts over next time it goes
+    leases["c"] = lease("c")
+    assert watch.dead(leases, both, now=12.5) == []
+    leases["c"] = None
+    assert watch.dead(leases, both, now=13.0) == []
+    assert watch.dead(leases, both, now=15.0) == ["c"]
+
+
+def test_reports_of_members_without_a_lease_do_not_count() -> None:
+    # a minority that still reaches Redis cannot declare the majority dead: a and b are both gone
+    watch = DeathWatch(restart_grace=0.0)
+    leases = {"a": None, "b": None, "c": lease("c")}
+    reports = {"a": {"c", "b"}, "b": {"c", "a"}}
+    assert watch.dead(leases, reports, now=1.0) == []
+
+
+def test_two_members_one_report_is_a_majority_of_the_other_one() -> None:
+    watch = DeathWatch(restart_grace=0.0)
+    assert watch.dead({"a": lease("a"), "b": None}, {"b": {"a"}}, now=1.0) == ["b"]
+    assert DeathWatch(0.0).dead({"b": None}, {}, now=1.0) == []  # alone: nobody to judge
+
+
+def test_calls_go_to_the_ring_without_the_dead_node_and_to_the_next_when_it_is_full() -> None:
+    leases = {"a": lease("a", capacity=2, load=1), "b": lease("b"), "dead": None}
+    ring = survivors_ring(leases, ["dead"])
+    room = room_of(lease for lease in leases.values() if lease is not None)
+    assert room == {"a": 1, "b": None}
+    calls = [f"call-{i}" for i in range(20)]
+    plan = assign(calls, ring, room)
+    assert set(plan.values()) == {"a", "b"}
+    assert list(plan.values()).count("a") == 1  # a had room for one more
+    first_choice = {call_id: ring.candidates(call_id)[0] for call_id in calls}
+    assert any(first_choice[c] == "a" and plan[c] == "b" for c in calls)  # a was full: the next one
+
+
+def test_without_room_anywhere_a_call_is_not_assigned() -> None:
+    leases = {
+        "a": lease("a", capacity=1, load=1),
+        "b": lease("b", draining=True),
+        "c": lease("c", ready=False),
+    }
+    ring = survivors_ring(leases, [])
+    plan = assign(["x", "y"], ring, room_of(leases.values()))
+    assert plan == {"x": None, "y": None}
