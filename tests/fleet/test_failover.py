@@ -7,15 +7,20 @@ own, `karl-router` and `karl-operator failover` in the root namespace, parties s
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
 from fleet.fleet_calls import Stream, answer, media_address, node_calls, offer
-from fleet.fleet_kit import FailoverProcess, FleetNode, FleetRouter, NetnsLab, RedisServer
+from fleet.fleet_kit import FailoverProcess, FleetNode, FleetRouter, NetnsLab, RedisServer, restart_node
+from karl_core.ng.fleet import NOT_OWNER
 from karl_testkit import Party, wait_for
 
 pytestmark = pytest.mark.fleet
@@ -105,3 +110,88 @@ def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(
         deleted = router.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})
         assert deleted["result"] == "ok", deleted
     wait_for(lambda: not any(redis.exists(f"karl:call:{c}") for c in moving), timeout=5)
+
+
+def test_a_node_restarted_within_the_grace_takes_its_calls_back_on_the_same_ports(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    redis_server: RedisServer,
+    failover_controller: Callable[..., FailoverProcess],
+) -> None:
+    lab, nodes, router = fleet(2)
+    failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="10")
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    node = nodes[0]
+    calls = []
+    for index in range(6):
+        a, b = lab.party(parties), lab.party(parties)
+        call_id = f"back-{index}@test"
+        offered, answered = offer(router.ng, call_id, a, ip), answer(router.ng, call_id, b, ip)
+        calls.append((call_id, a, b, media_address(answered), media_address(offered)))
+    mine = [c for c in calls if redis.hget(f"karl:call:{c[0]}", "owner") == node.node_id]
+    assert mine
+    epochs = {c[0]: int(redis.hget(f"karl:call:{c[0]}", "epoch")) for c in mine}
+    node.kill()
+    # its lease runs out: from here the controller counts its restart grace
+    wait_for(lambda: not redis.exists(f"karl:node:{node.node_id}"), timeout=LEASE_TTL + 2)
+    restarted = restart_node(node)
+    assert node_calls(restarted) == len(mine)
+    for call_id, a, b, to_a_side, to_b_side in mine:
+        assert redis.hget(f"karl:call:{call_id}", "owner") == node.node_id  # nothing moved
+        assert int(redis.hget(f"karl:call:{call_id}", "epoch")) > epochs[call_id]
+        # RTP to the ports the parties had flows again, with no signalling at all
+        with Stream(a, to_a_side, b, to_b_side).running() as stream:
+            stream.flowing(10)
+        assert stream.received == stream.sent
+    assert redis.hget("karl:call:" + mine[0][0], "owner") == node.node_id
+    assert node.node_id in redis.smembers("karl:members")
+
+
+def test_a_node_paused_past_its_lease_wakes_up_fenced_and_lets_its_calls_go(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    redis_server: RedisServer,
+    failover_controller: Callable[..., FailoverProcess],
+    tmp_path: Path,
+) -> None:
+    cdrs = {k: tmp_path / f"cdr-{k}.jsonl" for k in range(3)}
+    lab, nodes, router = fleet(
+        3, node_env={k: {"KARL_CDR_ENABLED": "1", "KARL_CDR_PATH": str(path)} for k, path in cdrs.items()}
+    )
+    failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    for index in range(9):
+        a, b = lab.party(parties), lab.party(parties)
+        call_id = f"paused-{index}@test"
+        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
+    owners = {f"paused-{i}@test": redis.hget(f"karl:call:paused-{i}@test", "owner") for i in range(9)}
+    sleeper_id, _ = Counter(owners.values()).most_common(1)[0]
+    sleeper = next(node for node in nodes if node.node_id == sleeper_id)
+    moving = [call_id for call_id, owner in owners.items() if owner == sleeper_id]
+    os.kill(sleeper.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: all(redis.hget(f"karl:call:{c}", "owner") not in (None, sleeper_id) for c in moving),
+            timeout=LEASE_TTL + 4,
+        )
+    finally:
+        os.kill(sleeper.proc.pid, signal.SIGCONT)
+    # awake: its lease was gone, its writes come back fenced, and it lets the moved calls go
+    wait_for(lambda: node_calls(sleeper) == 0, timeout=10)
+    for call_id in moving:
+        refused = sleeper.ng.request({"command": "query", "call-id": call_id})
+        assert refused["result"] == "error" and refused["error-reason"] == NOT_OWNER, refused
+        assert router.ng.request({"command": "query", "call-id": call_id})["result"] == "ok"
+        deleted = router.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})
+        assert deleted["result"] == "ok", deleted
+
+    # one CDR per call, from the node that held it when it ended: none from the node that slept
+    def cdr_calls(path: Path) -> list[str]:
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line)["call_id"] for line in lines]
+
+    wait_for(lambda: sorted(c for k in cdrs for c in cdr_calls(cdrs[k])) == sorted(moving), timeout=10)
+    assert not set(cdr_calls(cdrs[sleeper.k])) & set(moving)

@@ -50,6 +50,7 @@ SCRIPT_NAMES = (
     "ADOPT",
     "ABANDON",
     "RETIRE",
+    "RECLAIM",
 )
 
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
@@ -256,6 +257,25 @@ class FleetState:
             [held.owner, held.epoch, call_id],
         )
         return bool(reply)
+
+    async def reclaim(self, node_id: str, call_ids: Sequence[str]) -> dict[str, OwnerToken | None]:
+        """Take back, each at a new epoch, the calls `node_id` still holds (a restart on its host);
+        None for a call another node holds now."""
+        if not call_ids:
+            return {}
+        replies = await self.run_batch(
+            [
+                ("RECLAIM", [self.keys.call(c), self.keys.call_state(c), self.keys.epoch], [node_id])
+                for c in call_ids
+            ]
+        )
+        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
+        if failed is not None:
+            raise StateUnavailable(f"{type(failed).__name__}: {failed}")
+        return {
+            call_id: _token(reply) if int(reply[0]) == 1 else None
+            for call_id, reply in zip(call_ids, replies, strict=True)
+        }
 
     # -- call state --------------------------------------------------------------------------------
     async def calls_of(self, node_id: str) -> list[str]:

@@ -240,3 +240,16 @@ return 1
 """
 """Take a dead node whose calls all moved off the members, so it no longer counts in the majority (it
 registers again if it comes back). Not while it has a lease or calls."""
+
+RECLAIM = """
+-- KEYS: call, call state, epoch counter. ARGV: node id
+local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
+if held[1] ~= ARGV[1] then return {0, held[1] or '', tonumber(held[2] or '0')} end
+local epoch = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], 'epoch', epoch)
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'epoch', epoch) end
+return {1, ARGV[1], epoch}
+"""
+"""A node restarted on its host takes back a call it still holds (not moved by failover meanwhile),
+at a new epoch: whatever its earlier run might still write is fenced. Returns (1 = taken back / 0 =
+another node holds it, holder, epoch)."""

@@ -37,7 +37,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -399,10 +399,12 @@ class FleetMember:
         self._warn(
             "fenced",
             None,
-            "call %s is held by %s now: this node no longer answers for it",
+            "call %s is held by %s now: this node releases it (no CDR: the holder writes it)",
             call_id,
             f"{holder.owner} (epoch {holder.epoch})" if holder else "another node",
         )
+        if self.engine.find_call(call_id) is not None:
+            self._abandon(call_id)  # stops relaying, frees the ports; no CDR, nothing in Redis
 
     def ended(self, ended: CallEnded) -> None:
         call_id = ended.call_id
@@ -440,15 +442,21 @@ class FleetMember:
                 log.exception("the CDR of call %s could not be handed over", ended.call_id)
 
     async def restore(self) -> int:
-        """Take back the calls Redis says this node holds (after a restart on the same host)."""
+        """Take back the calls Redis says this node holds (after a restart on the same host), each at a
+        new epoch, so that anything its earlier run might still write is fenced. A call failover moved
+        meanwhile is not taken back."""
         call_ids = await self.state.calls_of(self.node_id)
         records = await self.state.load(call_ids)
         self.counters.restore_failed += len(self.state.unreadable_states)
+        mine = [r.call_id for r in records if r.token.owner == self.node_id and r.call_id not in self.owned]
+        tokens = await self.state.reclaim(self.node_id, mine)
         restored = 0
         now = time.time()
         for record in records:
-            if record.token.owner != self.node_id or record.call_id in self.owned:
+            token = tokens.get(record.call_id)
+            if token is None or record.call_id in self.owned:
                 continue
+            record = replace(record, token=token)
             try:
                 self.engine.restore(CallState.from_dict(record.state), now)
             except Exception as exc:
