@@ -169,6 +169,9 @@ class MediaNode:
         garbage_reported, garbage_logged_at = 0, 0.0
         while True:
             await asyncio.sleep(self.settings.sweep_interval)
+            if self.fleet is not None and not self.fleet.may_act(self.fleet.clock()):
+                # cut off from the fleet: the calls may be moving to other nodes, whose timers count now
+                continue
             try:
                 self.engine.handle_timer()
             except Exception:

@@ -11,6 +11,8 @@ import json
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -18,8 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from fleet.fleet_calls import Stream, answer, media_address, node_calls, offer
-from fleet.fleet_kit import FailoverProcess, FleetNode, FleetRouter, NetnsLab, RedisServer, restart_node
+from fleet.fleet_calls import Stream, answer, media_address, node_calls, offer, router_metrics
+from fleet.fleet_kit import (
+    FailoverProcess,
+    FleetNode,
+    FleetRouter,
+    NetnsLab,
+    RedisServer,
+    metric,
+    restart_node,
+)
 from karl_core.ng.fleet import NOT_OWNER
 from karl_testkit import Party, wait_for
 
@@ -195,3 +205,106 @@ def test_a_node_paused_past_its_lease_wakes_up_fenced_and_lets_its_calls_go(
 
     wait_for(lambda: sorted(c for k in cdrs for c in cdr_calls(cdrs[k])) == sorted(moving), timeout=10)
     assert not set(cdr_calls(cdrs[sleeper.k])) & set(moving)
+
+
+def cut_off(lab: NetnsLab, k: int, redis_port: int, peers: list[str]) -> None:
+    """In namespace k: drop Redis traffic and everything to and from the other nodes (nftables). The
+    router (at the bridge address) and the parties still reach the node."""
+    lab.run(k, ["nft", "add", "table", "inet", "karl_cut"])
+    for chain, hook in (("in", "input"), ("out", "output")):
+        spec = f"{{ type filter hook {hook} priority -300 ; policy accept ; }}"
+        lab.run(k, ["nft", "add", "chain", "inet", "karl_cut", chain, spec])
+    peer_set = "{ " + ", ".join(peers) + " }"
+    for chain, rule in (
+        ("out", f"tcp dport {redis_port} drop"),
+        ("in", f"tcp sport {redis_port} drop"),
+        ("out", f"ip daddr {peer_set} drop"),
+        ("in", f"ip saddr {peer_set} drop"),
+    ):
+        lab.run(k, ["nft", "add", "rule", "inet", "karl_cut", chain, *rule.split()])
+
+
+def heal(lab: NetnsLab, k: int) -> None:
+    lab.run(k, ["nft", "delete", "table", "inet", "karl_cut"])
+
+
+def ready(node: FleetNode) -> bool:
+    try:
+        with urllib.request.urlopen(f"{node.url('health')}/ready", timeout=1) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_a_partitioned_node_goes_unready_its_calls_move_and_a_stale_router_reaches_the_new_owner(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    fleet_router: Callable[..., FleetRouter],
+    redis_server: RedisServer,
+    failover_controller: Callable[..., FailoverProcess],
+    tmp_path: Path,
+) -> None:
+    cdrs = {k: tmp_path / f"cdr-{k}.jsonl" for k in range(3)}
+    lab, nodes, router = fleet(
+        3, node_env={k: {"KARL_CDR_ENABLED": "1", "KARL_CDR_PATH": str(path)} for k, path in cdrs.items()}
+    )
+    stale = fleet_router(redis_server, cluster_id=lab.cluster_id)
+    failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    calls = [f"cut-{index}@test" for index in range(9)]
+    for call_id in calls:
+        a, b = lab.party(parties), lab.party(parties)
+        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
+        assert stale.ng.request({"command": "query", "call-id": call_id})["result"] == "ok"  # cached
+    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
+    victim_id, _ = Counter(owners.values()).most_common(1)[0]
+    victim = next(node for node in nodes if node.node_id == victim_id)
+    moving = [call_id for call_id, owner in owners.items() if owner == victim_id]
+    peers = [lab.ns_ip(node.k) for node in nodes if node is not victim]
+    assert ready(victim)
+    cut_off(lab, victim.k, redis_server.port, peers)
+    try:
+        wait_for(lambda: not ready(victim), timeout=LEASE_TTL + 2)
+        wait_for(
+            lambda: all(redis.hget(f"karl:call:{c}", "owner") not in (None, victim_id) for c in moving),
+            timeout=LEASE_TTL + 6,
+        )
+        assert node_calls(victim) == len(moving)  # it cannot know yet, but it answers for none of them
+        cut = victim.url("metrics")
+        assert metric(cut, "karl_fleet_peers") == 2 and metric(cut, "karl_fleet_peers_reachable") == 0
+        assert metric(cut, "karl_fleet_majority_reachable") == 0  # so it does not hold over
+        survivors = [n for n in nodes if n is not victim]
+
+        def adopted() -> float:
+            return sum(metric(n.url("metrics"), "karl_fleet_calls_adopted_total") for n in survivors)
+
+        wait_for(lambda: adopted() == len(moving), timeout=5)  # the survivors took them up
+        retried = metric(router_metrics(stale), "karl_router_retries_total", reason="not_owner")
+        for call_id in moving:
+            queried = stale.ng.request({"command": "query", "call-id": call_id})
+            assert queried["result"] == "ok", queried
+        # the old node said no to each (it may not act), and the new owner answered
+        refusals = metric(router_metrics(stale), "karl_router_retries_total", reason="not_owner") - retried
+        assert refusals >= len(moving)
+        for call_id in moving:
+            deleted = stale.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})
+            assert deleted["result"] == "ok", deleted
+            assert not redis.exists(f"karl:call:{call_id}")
+    finally:
+        heal(lab, victim.k)
+    # healed: it finds the calls held by others, lets them go (ports freed), and is ready again
+    wait_for(lambda: node_calls(victim) == 0, timeout=10)
+    wait_for(lambda: ready(victim), timeout=10)
+    assert metric(victim.url("metrics"), "karl_fleet_fenced_calls_total") == len(moving)
+
+    def cdr_calls(path: Path) -> list[str]:
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line)["call_id"] for line in lines]
+
+    def all_cdrs() -> list[str]:
+        return sorted(c for path in cdrs.values() for c in cdr_calls(path))
+
+    wait_for(lambda: all_cdrs() == sorted(moving), timeout=10)
+    assert not set(cdr_calls(cdrs[victim.k])) & set(moving)  # one CDR per call, none from the old node

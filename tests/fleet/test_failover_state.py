@@ -15,6 +15,7 @@ from fleet.fleet_kit import RedisServer
 from karl_core.state.call_store import OwnerToken, SaveResult
 from karl_core.state.failover_state import FailoverState, MoveResult
 from karl_core.state.fleet_state import FleetState, StateWriter
+from karl_core.state.lease import NodeLease
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
 from karl_core.state.resp import lean_client
@@ -204,3 +205,51 @@ def test_replicate_without_replicas_waits_for_nothing(redis_server: RedisServer)
             await close(state)
 
     assert run_async(scenario()) == 0
+
+
+def test_a_call_gone_while_redis_kept_its_data_is_never_brought_back_but_one_redis_lost_is(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    """A node cut off while its call moved and ended elsewhere must not re-create it when it comes back
+    (nor write a second CDR); a node whose Redis restarted empty must re-create its calls. Redis's
+    generation, learned with the lease, tells the two apart."""
+
+    async def scenario() -> None:
+        state = new_state(redis_server)
+        writer = StateWriter(state)
+        writer.start()
+        try:
+            lease = NodeLease(
+                "n1", "boot", "10.0.0.1:2223", "10.0.0.1:80", "10.0.0.1", 20000, 20999, 0, 0, True, False, "t"
+            )
+            await state.renew_lease(lease, 3.0)
+            generation = raw.get(KEYS.generation)
+            assert generation and state.generation == generation
+            token = await place(state, "c1", "n1")
+            raw.delete(KEYS.call("c1"), KEYS.call_state("c1"))  # moved, and ended on its new node
+            result, holder = await writer.save("c1", 5, token, "n1", json.dumps({"v": 5}))
+            assert (result, holder) == (SaveResult.FENCED, None)
+            assert not raw.exists(KEYS.call("c1")) and "c1" not in raw.smembers(KEYS.node_calls("n1"))
+            result, holder = await writer.remove("c1", token, "n1")
+            assert (result, holder) == (SaveResult.FENCED, None)  # no second record of its end
+            # Redis restarted empty: its generation is gone, and the call comes back with its epoch
+            raw.flushall()
+            result, holder = await writer.save("c1", 6, token, "n1", json.dumps({"v": 6}))
+            assert result is SaveResult.SAVED and holder == token
+            assert raw.hget(KEYS.call("c1"), "owner") == "n1"
+            # the node learns that Redis lost its data: until its calls are written again, its writes
+            # re-create what is gone even though Redis has a generation again
+            raw.delete(KEYS.call("c1"), KEYS.call_state("c1"))
+            await state.renew_lease(lease, 3.0)
+            assert state.seen_generation == raw.get(KEYS.generation) != generation
+            result, _ = await writer.save("c1", 7, token, "n1", json.dumps({"v": 7}))
+            assert result is SaveResult.SAVED and raw.hget(KEYS.call("c1"), "owner") == "n1"
+            state.settle_generation()
+            raw.delete(KEYS.call("c1"), KEYS.call_state("c1"))
+            result, holder = await writer.save("c1", 8, token, "n1", json.dumps({"v": 8}))
+            assert (result, holder) == (SaveResult.FENCED, None)
+        finally:
+            await writer.stop()
+            await close(state)
+
+    run_async(scenario())

@@ -51,9 +51,12 @@ def test_a_call_taken_by_another_owner_is_fenced_everywhere(
     assert offer("moved@test")["result"] == "ok"
     assert redis.hget("karl:call:moved@test", "owner") == "node-a"
     redis.hset("karl:call:moved@test", mapping={"owner": "node-b", "epoch": "999"})
-    # the node's next change is refused by Redis: it stops answering for the call
+    # the node's next change is refused by Redis: it stops answering for the call and lets it go
+    # (no relay, ports freed, no CDR: the holder writes it)
     assert offer("moved@test")["result"] == "ok"  # applied before Redis said no
     wait_for(lambda: metric(node.url("metrics"), "karl_fleet_fenced_calls_total") == 1, timeout=5)
+    sessions = node.ng.request({"command": "statistics"})["statistics"]["currentstatistics"]["sessionstotal"]
+    assert sessions == 1  # released at once
     refused = node.ng.request({"command": "query", "call-id": "moved@test"})
     assert refused == {
         "result": "error",
@@ -61,8 +64,8 @@ def test_a_call_taken_by_another_owner_is_fenced_everywhere(
         "karl-owner": "node-b",
         "karl-epoch": 999,
     }
-    # both calls time out (never answered); only the one this node holds gets a CDR, and the moved call's
-    # keys (the new owner's) are left alone
+    # the kept call times out (never answered) and gets a CDR; the moved call's keys (the new owner's)
+    # are left alone
     wait_for(lambda: "kept@test" in cdr_call_ids(node), timeout=10)
     wait_for(lambda: metric(node.url("metrics"), "karl_fleet_cdrs_withheld_total") == 1, timeout=10)
     assert cdr_call_ids(node) == ["kept@test"]

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -121,6 +122,13 @@ class FleetState:
         self.keys = keys
         self.stats = stats or RedisStats()
         self.unreadable_leases = 0
+        self.generation = ""
+        """Redis's generation as writes carry it ('' before the first lease renewal, and while the calls
+        Redis lost are written again): a save of a call Redis no longer has re-creates it only when
+        the generation is not the one Redis has (Redis lost its data), never when the call ended
+        elsewhere."""
+        self.seen_generation = ""
+        """Redis's generation as the last lease renewal found it."""
         self.unreadable_states: list[str] = []
         """Calls whose stored state `load` could not read (left in Redis for a human)."""
         # Scripts run by their SHA1 (EVALSHA): one round trip. A Redis that does not know them yet
@@ -186,13 +194,25 @@ class FleetState:
 
     # -- leases ------------------------------------------------------------------------------------
     async def renew_lease(self, lease: NodeLease, ttl: float) -> str | None:
-        """Store `lease` for `ttl` seconds; returns the lease document it replaced, if any."""
-        previous = await self._script(
+        """Store `lease` for `ttl` seconds; returns the lease document it replaced, if any. Learns
+        Redis's generation (`generation`) on the way."""
+        previous, generation = await self._script(
             "RENEW_LEASE",
-            [self.keys.node(lease.node_id), self.keys.members],
-            [lease.to_json(), int(ttl * 1000), lease.node_id],
+            [self.keys.node(lease.node_id), self.keys.members, self.keys.generation],
+            [lease.to_json(), int(ttl * 1000), lease.node_id, uuid.uuid4().hex],
         )
-        return None if previous is None else as_text(previous)
+        seen = as_text(generation)
+        if not self.seen_generation:
+            self.seen_generation = self.generation = seen
+        elif seen != self.seen_generation:
+            # Redis lost its data: until the calls are written again (`settle_generation`), a write
+            # may re-create what Redis lost
+            self.seen_generation, self.generation = seen, ""
+        return as_text(previous) or None
+
+    def settle_generation(self) -> None:
+        """The calls Redis lost are written again: from now on a call gone from Redis stays gone."""
+        self.generation = self.seen_generation
 
     async def leave(self, node_id: str, boot_id: str) -> None:
         await self._script("LEAVE", [self.keys.node(node_id), self.keys.members], [node_id, boot_id])
@@ -336,6 +356,8 @@ class _Write:
     state: str | None
     """The state document (JSON); None for a removal."""
     done: asyncio.Future[tuple[SaveResult, OwnerToken | None]]
+    generation: str = ""
+    """Redis's generation as the writer knew it when the write was queued (see `FleetState`)."""
 
 
 class StateWriter:
@@ -379,12 +401,14 @@ class StateWriter:
     def save(
         self, call_id: str, version: int, token: OwnerToken, node_id: str, state: str
     ) -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
-        return self._enqueue(_Write(call_id, token, node_id, version, state, self._future()))
+        write = _Write(call_id, token, node_id, version, state, self._future(), self.state.generation)
+        return self._enqueue(write)
 
     def remove(
         self, call_id: str, token: OwnerToken, node_id: str
     ) -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
-        return self._enqueue(_Write(call_id, token, node_id, 0, None, self._future()))
+        write = _Write(call_id, token, node_id, 0, None, self._future(), self.state.generation)
+        return self._enqueue(write)
 
     @staticmethod
     def _future() -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
@@ -417,12 +441,17 @@ class StateWriter:
             token = write.token
             if write.state is None:
                 calls.append(
-                    ("REMOVE", [call_key, state_key, index], [token.owner, token.epoch, write.call_id])
+                    (
+                        "REMOVE",
+                        [call_key, state_key, index, keys.generation],
+                        [token.owner, token.epoch, write.call_id, write.generation],
+                    )
                 )
             else:
                 ttl = int(CALL_TTL * 1000)
                 args = [token.owner, token.epoch, write.version, write.state, ttl, write.call_id]
-                calls.append(("SAVE", [call_key, state_key, index, keys.epoch], args))
+                args.append(write.generation)
+                calls.append(("SAVE", [call_key, state_key, index, keys.epoch, keys.generation], args))
         try:
             replies = await self.state.run_batch(calls)
         except StateUnavailable as exc:
@@ -439,7 +468,8 @@ class StateWriter:
             verdict = as_text(reply[0])
             holder = _token(reply)  # FENCED: who holds it; else the writer, with its (learned) epoch
             if verdict == "fenced":
-                write.done.set_result((SaveResult.FENCED, holder))
+                # no holder: the call ended elsewhere (the writer must let it go all the same)
+                write.done.set_result((SaveResult.FENCED, holder if holder.owner else None))
             elif verdict == "stale":
                 write.done.set_result((SaveResult.STALE, holder))
             else:

@@ -56,8 +56,8 @@ return 0
 """Undo a placement whose offer failed on every node: nothing outlives a call that never was."""
 
 SAVE = """
--- KEYS: call, call state, node-calls of the writer, epoch counter
--- ARGV: owner, epoch (0: not known yet), version, state (JSON), TTL (ms), call-id
+-- KEYS: call, call state, node-calls of the writer, epoch counter, generation
+-- ARGV: owner, epoch (0: not known yet), version, state (JSON), TTL (ms), call-id, the writer's generation
 local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
 local epoch = tonumber(ARGV[2])
 if not held[1] then
@@ -65,7 +65,14 @@ if not held[1] then
     -- a call the writer created before anyone placed it: the write places it
     epoch = redis.call('INCR', KEYS[4])
   else
-    -- Redis lost the call (restarted empty, or the key expired): the writer re-asserts its ownership
+    local generation = redis.call('GET', KEYS[5])
+    if generation and generation == ARGV[7] then
+      -- Redis kept its data since the writer last looked: the call ended elsewhere (failover moved
+      -- it, its new owner ended it) or its keys expired. Never bring it back
+      redis.call('SREM', KEYS[3], ARGV[6])
+      return {'fenced', '', 0}
+    end
+    -- Redis lost the call (restarted empty): the writer re-asserts its ownership
     local counter = tonumber(redis.call('GET', KEYS[4]) or '0')
     if counter < epoch then redis.call('SET', KEYS[4], epoch) end
   end
@@ -95,7 +102,8 @@ offer): it adopts the epoch of a placement made for it, or places the call itsel
 newer one of the same epoch. Every verdict carries the (owner, epoch) it was made for."""
 
 REMOVE = """
--- KEYS: call, call state, node-calls of the writer. ARGV: owner, epoch, call-id
+-- KEYS: call, call state, node-calls of the writer, generation
+-- ARGV: owner, epoch, call-id, the writer's generation
 local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
 local epoch = tonumber(ARGV[2])
 if held[1] and (held[1] ~= ARGV[1] or (epoch ~= 0 and tonumber(held[2]) ~= epoch)) then
@@ -103,12 +111,22 @@ if held[1] and (held[1] ~= ARGV[1] or (epoch ~= 0 and tonumber(held[2]) ~= epoch
   if held[1] ~= ARGV[1] then redis.call('SREM', KEYS[3], ARGV[3]) end
   return {'fenced', held[1], tonumber(held[2])}
 end
+if (not held[1]) and epoch ~= 0 then
+  local generation = redis.call('GET', KEYS[4])
+  if generation and generation == ARGV[4] then
+    -- gone while Redis kept its data: it ended on another node, which wrote its record
+    redis.call('SREM', KEYS[3], ARGV[3])
+    return {'fenced', '', 0}
+  end
+end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[3])
 return {'removed', ARGV[1], tonumber(ARGV[2])}
 """
-"""Forget an ended call, unless it has moved on to another owner (then only the writer's index). Epoch 0
-(a writer whose first write has not come back) matches on the owner alone."""
+"""Forget an ended call, unless it has moved on to another owner (then only the writer's index), or
+ended on another node already (gone while Redis kept its data: `fenced` without a holder, so that no
+second CDR is written). Epoch 0 (a writer whose first write has not come back) matches on the owner
+alone."""
 
 TOUCH = """
 -- KEYS: call, call state. ARGV: owner, epoch, TTL (ms)
@@ -124,14 +142,17 @@ return -1
 """Keep a live call's keys from expiring: 1 = renewed, 0 = absent (Redis lost it), -1 = fenced."""
 
 RENEW_LEASE = """
--- KEYS: node key, members. ARGV: lease (JSON), TTL (ms), node id
+-- KEYS: node key, members, generation. ARGV: lease (JSON), TTL (ms), node id, a new generation
 local previous = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
-return previous
+redis.call('SET', KEYS[3], ARGV[4], 'NX')
+return {previous or '', redis.call('GET', KEYS[3])}
 """
-"""Renew a lease and return the one it replaced (none: first start, an expired lease, or a Redis
-that lost its data; another boot id: this node restarted)."""
+"""Renew a lease; returns the one it replaced ('': first start, an expired lease, or a Redis that lost
+its data; another boot id: this node restarted) and Redis's generation: a random id written once, so
+that it changes only when Redis loses its data (SAVE tells "Redis lost this call" from "this call
+ended elsewhere" by it)."""
 
 LEAVE = """
 -- KEYS: node key, members. ARGV: node id, boot id

@@ -401,9 +401,10 @@ class FleetMember:
             None,
             "call %s is held by %s now: this node releases it (no CDR: the holder writes it)",
             call_id,
-            f"{holder.owner} (epoch {holder.epoch})" if holder else "another node",
+            f"{holder.owner} (epoch {holder.epoch})" if holder else "nobody (it ended on another node)",
         )
         if self.engine.find_call(call_id) is not None:
+            self.fleet_counters.cdrs_withheld += 1  # its holder writes the record of its end
             self._abandon(call_id)  # stops relaying, frees the ports; no CDR, nothing in Redis
 
     def ended(self, ended: CallEnded) -> None:
@@ -492,9 +493,7 @@ class FleetMember:
             if call_id in self.owned or (record is not None and record.token.owner != self.node_id):
                 continue  # taken up already, or moved on again
             if record is None:
-                self.fleet_counters.adoption_failed += 1
-                log.error("call %s was moved here without its state", call_id, extra={"call_id": call_id})
-                continue
+                continue  # it ended before this node took it up (a request reached it first)
             try:
                 self.engine.restore(CallState.from_dict(record.state), now, same_host=False)
             except Exception as exc:
@@ -546,14 +545,18 @@ class FleetMember:
             self._warn("lease", None, "could not renew this node's lease in Redis: %s", exc)
             return
         self.redis_down_since = None
+        # The lease had run out by this node's own clock: failover may have moved its calls meanwhile,
+        # even if a renewal that timed out here reached Redis late and left a lease behind
+        lapsed = self._renewed_once and not self.lease.valid(sent)
         self.lease.confirmed(sent)
         self.fleet_counters.lease_renewals += 1
-        if previous is None and self._renewed_once:
-            # Redis lost the lease (restarted empty) or this node was cut off past its TTL: write
-            # every call again; those another node took meanwhile come back FENCED
+        if (previous is None or lapsed) and self._renewed_once:
+            # Redis lost the lease (restarted empty) or this node was cut off past its lease: write
+            # every call again; those another node took meanwhile come back FENCED, and are let go
             self.fleet_counters.lease_lost += 1
             log.warning(
-                "this node's lease was gone from Redis: writing its %d calls again",
+                "this node's lease %s: writing its %d calls again",
+                "ran out" if lapsed else "was gone from Redis",
                 len(self.owned),
                 extra={"event": "lease_lost", "calls": len(self.owned)},
             )
@@ -562,6 +565,8 @@ class FleetMember:
         self._renewed_once = True
         if self._dirty and (self._resaving is None or self._resaving.done()):
             self._resaving = asyncio.get_running_loop().create_task(self._write_dirty())
+        elif not self._dirty:
+            self.state.settle_generation()
 
     async def _write_dirty(self) -> None:
         for call_id in list(self._dirty):
@@ -570,6 +575,7 @@ class FleetMember:
             else:
                 self._dirty.discard(call_id)
             await asyncio.sleep(0)  # a thousand calls do not stall the relay
+        self.state.settle_generation()  # the writes above carry the generation they were queued with
 
     async def _lease_loop(self) -> None:
         interval = self.settings.lease_ttl / 3

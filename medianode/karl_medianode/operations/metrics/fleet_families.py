@@ -66,6 +66,34 @@ def fleet_families(node: MediaNode) -> Iterator[Metric]:
         c.fenced_calls if c else 0,
     )
     yield counter(
+        "karl_fleet_calls_adopted_total",
+        "Calls of a failed node that the failover controller moved to this node and it took up (restored "
+        "on its own ports, relaying towards the parties' last addresses).",
+        c.adopted if c else 0,
+    )
+    yield counter(
+        "karl_fleet_adoptions_failed_total",
+        "Calls moved to this node that it could not take up (no stored state, no free ports): they ended.",
+        c.adoption_failed if c else 0,
+    )
+    peers = fleet.peers if fleet is not None else None
+    yield gauge(
+        "karl_fleet_peers",
+        "The other registered members of the fleet, as Redis last said.",
+        len(peers.members) if peers else 0,
+    )
+    yield gauge(
+        "karl_fleet_peers_reachable",
+        "Other registered members that answer this node's NG ping (probed every second).",
+        sum(1 for member in peers.members if peers.reachable(member)) if peers else 0,
+    )
+    yield gauge(
+        "karl_fleet_majority_reachable",
+        "1 while this node reaches more than half of the other registered members (always 1 alone); 0: "
+        "cut off from most of the fleet, it does not hold over through a Redis outage.",
+        int(fleet is None or fleet.majority_reachable()),
+    )
+    yield counter(
         "karl_fleet_cdrs_withheld_total",
         "Ended calls this node wrote no CDR for because another node holds them (that node writes it).",
         c.cdrs_withheld if c else 0,
