@@ -55,6 +55,7 @@ PROMISED_ENV = {
     "KARL_REDIS_PREFIX": "database.redis_prefix",
     "KARL_REDIS_LEASE_TTL": "database.redis_lease_ttl",
     "KARL_FAILOVER_RESTART_GRACE": "database.failover_restart_grace",
+    "KARL_FAILOVER_WEBHOOK_URL": "database.failover_webhook_url",
     "KARL_LOG_LEVEL": "log.level",
 }
 PROMISED_SECTIONS = {
@@ -190,6 +191,7 @@ FULL_FILE: dict[str, dict[str, Any]] = {
         "redis_prefix": "fleet-a",
         "redis_lease_ttl": 5,
         "failover_restart_grace": 4,
+        "failover_webhook_url": "https://b2bua.example/hook",
     },
     "cdr": {"enabled": False, "path": "/srv/cdr.jsonl", "spool_dir": "/srv/cdr-spool"},
     "security": {
@@ -269,6 +271,7 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "KARL_REDIS_PREFIX": ("fleet-b", "fleet-b"),
     "KARL_REDIS_LEASE_TTL": ("4", 4),
     "KARL_FAILOVER_RESTART_GRACE": ("5", 5),
+    "KARL_FAILOVER_WEBHOOK_URL": ("http://sbc.example:8080/karl", "http://sbc.example:8080/karl"),
     "KARL_LOG_LEVEL": ("WARN", "warning"),
     "KARL_LOG_FORMAT": ("Text", "text"),
     "KARL_NODE_ID": ("karl-medianode-0", "karl-medianode-0"),

@@ -20,6 +20,7 @@ from fleet.fleet_kit import (
     FleetRouter,
     NetnsLab,
     RedisServer,
+    WebhookReceiver,
     metric,
     require_root_tools,
     start_failover,
@@ -99,16 +100,22 @@ def fleet(
     fleet_nodes: Callable[..., FleetNode],
     fleet_router: Callable[..., FleetRouter],
 ) -> Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]]:
-    """`fleet(n, **per_node_env)`: n nodes in namespaces 0..n-1, namespace n for the parties, a router."""
+    """`fleet(n, node_env={k: {...}})`: n nodes in namespaces 0..n-1, namespace n for the parties, a
+    router. "{bridge_ip}" in a node's environment becomes the lab's bridge address (how a node reaches
+    a server of the test's in the root namespace)."""
 
     def make(
         count: int = 3, node_env: dict[int, dict[str, str]] | None = None
     ) -> tuple[NetnsLab, list[FleetNode], FleetRouter]:
         lab = netns_lab(count + 1)
-        nodes = [
-            fleet_nodes(lab, k, redis_server, f"node-{k}", **(node_env or {}).get(k, {}))
-            for k in range(count)
-        ]
+
+        def env_of(k: int) -> dict[str, str]:
+            return {
+                name: value.replace("{bridge_ip}", lab.bridge_ip)
+                for name, value in (node_env or {}).get(k, {}).items()
+            }
+
+        nodes = [fleet_nodes(lab, k, redis_server, f"node-{k}", **env_of(k)) for k in range(count)]
         client = redis_server.client()
         wait_for(lambda: len(client.keys("karl:node:*")) == count, timeout=10)
         router = fleet_router(redis_server, cluster_id=lab.cluster_id)
@@ -134,3 +141,18 @@ def failover_controller(tmp_path: Path) -> Iterator[Callable[..., FailoverProces
     yield start
     for controller in started:
         controller.stop()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[Callable[..., WebhookReceiver]]:
+    """`webhook_receiver(fail_first=0)`: an HTTP server for failover events, on 0.0.0.0 (the nodes reach
+    it through the lab's bridge address: `receiver.url_on("{bridge_ip}")` in `fleet`'s node_env)."""
+    started: list[WebhookReceiver] = []
+
+    def start(fail_first: int = 0) -> WebhookReceiver:
+        started.append(WebhookReceiver("0.0.0.0", fail_first))
+        return started[-1]
+
+    yield start
+    for receiver in started:
+        receiver.close()

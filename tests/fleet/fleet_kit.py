@@ -1065,3 +1065,46 @@ def start_failover(
     if proc.poll() is not None:
         raise RuntimeError(f"karl-operator failover exited with {proc.returncode}\n{controller.log()}")
     return controller
+
+
+class WebhookReceiver:
+    """An HTTP server taking JSON POSTs (a B2BUA's or proxy's failover hook): it answers 500 to the first
+    `fail_first` requests, then 200, and keeps what it accepted (`events`) and how many it refused."""
+
+    def __init__(self, host: str, fail_first: int = 0) -> None:
+        import http.server
+
+        receiver = self
+        self.events: list[dict[str, Any]] = []
+        self.refused = 0
+        self._fail_left = fail_first
+        self._lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    refuse = receiver._fail_left > 0
+                    if refuse:
+                        receiver._fail_left -= 1
+                        receiver.refused += 1
+                    else:
+                        receiver.events.append(json.loads(body))
+                self.send_response(500 if refuse else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url_on(self, host: str) -> str:
+        return f"http://{host}:{self.port}/karl-failover"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

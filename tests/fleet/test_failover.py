@@ -27,6 +27,7 @@ from fleet.fleet_kit import (
     FleetRouter,
     NetnsLab,
     RedisServer,
+    WebhookReceiver,
     metric,
     restart_node,
 )
@@ -42,8 +43,11 @@ def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(
     fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
     redis_server: RedisServer,
     failover_controller: Callable[..., FailoverProcess],
+    webhook_receiver: Callable[..., WebhookReceiver],
 ) -> None:
-    lab, nodes, router = fleet(3)
+    hook = webhook_receiver(fail_first=2)  # the first deliveries fail: they are retried
+    hooked = {"KARL_FAILOVER_WEBHOOK_URL": hook.url_on("{bridge_ip}")}
+    lab, nodes, router = fleet(3, node_env=dict.fromkeys(range(3), hooked))
     failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
     parties = lab.count - 1
     ip = lab.ns_ip(parties)
@@ -96,18 +100,47 @@ def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(
         assert int(redis.hget(f"karl:call:{call_id}", "epoch")) > epochs[call_id]  # the victim is fenced
     assert victim_id not in redis.smembers("karl:members")  # its calls are gone: it no longer counts
 
-    # the endpoints are told the new address (a re-INVITE through the proxy): media flows again
+    # one event per moved call reached the webhook, after the refused attempts were retried
+    wait_for(lambda: len(hook.events) >= len(moving), timeout=10)
+    assert hook.refused == 2
+    events = {event["call_id"]: event for event in hook.events}
+    assert sorted(events) == sorted(moving) and len(hook.events) == len(moving)
+    assert len({event["event_id"] for event in hook.events}) == len(moving)
+    for call_id, event in events.items():
+        new_owner = redis.hget(f"karl:call:{call_id}", "owner")
+        assert (event["from_node"], event["to_node"]) == (victim_id, new_owner)
+        assert event["epoch"] == int(redis.hget(f"karl:call:{call_id}", "epoch"))
+        for leg in event["legs"]:
+            assert leg["old"]["address"] == victim.ns_ip != leg["new"]["address"] == lab.ns_ip(
+                int(new_owner.split("-")[1])
+            )
+            if leg["sdp"] is not None:  # Karl's SDP for a B2BUA: the new address and port
+                assert f"c=IN IP4 {leg['new']['address']}" in leg["sdp"]
+                assert f" {leg['new']['port']} RTP/AVP" in leg["sdp"]
+    # the endpoints are told the new address: a re-INVITE through the proxy with the SDPs of the event
     for call_id in moving:
         queried = router.ng.request({"command": "query", "call-id": call_id})
         assert queried["result"] == "ok", queried
         if call_id in ringing:
             continue
         a, b, _, _ = established[call_id]
-        offered = offer(router.ng, call_id, a, ip)
-        answered = answer(router.ng, call_id, b, ip)
+        legs = {leg["tag"]: leg for leg in events[call_id]["legs"]}
+        offered = router.ng.request(
+            {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": legs["B"]["peer_sdp"]}
+        )
+        answered = router.ng.request(
+            {
+                "command": "answer",
+                "call-id": call_id,
+                "from-tag": "A",
+                "to-tag": "B",
+                "sdp": legs["A"]["peer_sdp"],
+            }
+        )
         assert offered["result"] == answered["result"] == "ok", (offered, answered)
-        new_owner = redis.hget(f"karl:call:{call_id}", "owner")
-        assert media_address(offered)[0] == lab.ns_ip(int(new_owner.split("-")[1]))
+        # what the event said each party must send to is where Karl relays now
+        assert media_address(answered) == (legs["A"]["new"]["address"], legs["A"]["new"]["port"])
+        assert media_address(offered) == (legs["B"]["new"]["address"], legs["B"]["new"]["port"])
         with Stream(a, media_address(answered), b, media_address(offered)).running() as stream:
             stream.flowing(10)
         assert stream.received == stream.sent

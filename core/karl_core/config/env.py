@@ -76,6 +76,12 @@ _TABLE: tuple[tuple[str, str | None, str, str | None], ...] = (
         "seconds a dead node's calls wait for it to restart before they move",
         None,
     ),
+    (
+        "KARL_FAILOVER_WEBHOOK_URL",
+        "database.failover_webhook_url",
+        "URL a node POSTs a JSON event to for each call it takes up after a failover",
+        "empty (off)",
+    ),
     ("KARL_LOG_LEVEL", "log.level", "debug, info, warning, error or critical", None),
     ("KARL_LOG_FORMAT", "log.format", "json (one object per line) or text", None),
     ("KARL_NODE_ID", "node.id", "name of this node in Redis, metrics and logs", "host name"),

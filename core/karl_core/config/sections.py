@@ -296,6 +296,16 @@ class DatabaseSection(Section):
     #: Seconds the failover controller waits, after a node's lease is gone, for the node to restart
     #: on its host and take its calls back itself, before it moves them to other nodes.
     failover_restart_grace: PositiveSeconds = 2
+    #: URL a node POSTs a JSON event to for every call it takes up after a failover (empty = off).
+    failover_webhook_url: str = ""
+
+    @field_validator("failover_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise rule_error(f"must be an http:// or https:// URL, got {show(value)}")
+        return value
 
     @field_validator("redis_sentinels")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from karl_core.state.call_store import OwnerToken
 from karl_core.state.fleet_state import CALL_TTL, FleetState, StateUnavailable, as_text
@@ -157,6 +158,20 @@ class FailoverState:
         key = self.keys.adoptions(node_id)
         taken = await self.state._timed(lambda: self.state.client.lpop(key, count))
         return [as_text(call_id) for call_id in taken or []]
+
+    async def moved_from(self, call_ids: Sequence[str]) -> dict[str, str]:
+        """The node each of these calls was moved away from by failover (calls never moved left out)."""
+        if not call_ids:
+            return {}
+
+        async def fetch() -> list[Any]:
+            async with self.state.client.pipeline(transaction=False) as pipe:
+                for call_id in call_ids:
+                    pipe.hget(self.keys.call(call_id), "moved_from")
+                return list(await pipe.execute())
+
+        found = await self.state._timed(fetch)
+        return {c: as_text(node) for c, node in zip(call_ids, found, strict=True) if node is not None}
 
     async def replicate(self, timeout: float) -> int:
         """Wait until the writes so far reached the replicas Redis has (`WAIT`), so that a Sentinel

@@ -221,7 +221,7 @@ if held[1] ~= ARGV[3] then
   return {'moved', held[1] or '', tonumber(held[2] or '0')}
 end
 local epoch = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[2], 'owner', ARGV[4], 'epoch', epoch)
+redis.call('HSET', KEYS[2], 'owner', ARGV[4], 'epoch', epoch, 'moved_from', ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 if redis.call('EXISTS', KEYS[3]) == 1 then
   redis.call('HSET', KEYS[3], 'owner', ARGV[4], 'epoch', epoch)
@@ -232,9 +232,10 @@ redis.call('SADD', KEYS[6], ARGV[5])
 redis.call('RPUSH', KEYS[7], ARGV[5])
 return {'adopted', ARGV[4], epoch}
 """
-"""Move a dead node's call to a survivor with the next fleet epoch, and tell the survivor (its
-adoption list). Only while the caller leads with that term, and only from the dead node: a call that
-moved meanwhile (its node came back and re-claimed it, or an earlier leader moved it) stays."""
+"""Move a dead node's call to a survivor with the next fleet epoch (noting where from), and tell the
+survivor (its adoption list). Only while the caller leads with that term, and only from the dead node:
+a call that moved meanwhile (its node came back and re-claimed it, or an earlier leader moved it)
+stays."""
 
 ABANDON = """
 -- KEYS: leader, call, call state, node-calls of the dead node. ARGV: controller id, term, dead node, call-id

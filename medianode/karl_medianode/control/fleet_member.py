@@ -55,7 +55,9 @@ from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
 from karl_core.state.resp import lean_client
 from karl_medianode.control.call_persistence import StoreCounters
+from karl_medianode.control.failover_event import moved_event
 from karl_medianode.control.peer_watch import PeerWatch
+from karl_medianode.control.webhook import WebhookSender
 from karl_medianode.engine import CallEnded
 from karl_medianode.engine.calls import Call
 
@@ -119,6 +121,9 @@ class FleetMember:
         self.writer = StateWriter(self.state)
         self.failover = FailoverState(self.state)
         self.peers = PeerWatch(self.node_id, self.state)
+        url = node.config.database.failover_webhook_url
+        self.webhook = WebhookSender(url) if url else None
+        """Where the events of calls taken up after a failover go (KARL_FAILOVER_WEBHOOK_URL)."""
         self.lease = LeaseClock(settings.lease_ttl, default_margin(settings.lease_ttl))
         self.owned: dict[str, OwnerToken] = {}
         """The calls this node holds, with the epoch of its ownership."""
@@ -162,6 +167,8 @@ class FleetMember:
         self._tasks.append(loop.create_task(self._touch_loop()))
         self._tasks.append(loop.create_task(self._adoption_loop()))
         await self.peers.start()
+        if self.webhook is not None:
+            self.webhook.start()
         log.info(
             "joined the fleet",
             extra={
@@ -177,6 +184,8 @@ class FleetMember:
         for task in self._tasks:
             task.cancel()
         self.peers.stop()
+        if self.webhook is not None:
+            await self.webhook.stop(1.0)
         await self.writer.stop(1.0)
         try:
             await self.state.leave(self.node_id, self.boot_id)
@@ -484,6 +493,7 @@ class FleetMember:
         if not call_ids:
             return 0
         records = {record.call_id: record for record in await self.state.load(call_ids)}
+        origins = await self.failover.moved_from(call_ids) if self.webhook is not None else {}
         now = time.time()
         adopted = 0
         for index, call_id in enumerate(call_ids):
@@ -495,7 +505,8 @@ class FleetMember:
             if record is None:
                 continue  # it ended before this node took it up (a request reached it first)
             try:
-                self.engine.restore(CallState.from_dict(record.state), now, same_host=False)
+                before = CallState.from_dict(record.state)
+                self.engine.restore(before.clone(), now, same_host=False)
             except Exception as exc:
                 self.fleet_counters.adoption_failed += 1
                 log.error(
@@ -511,6 +522,13 @@ class FleetMember:
             self._versions[call_id] = record.version
             self._write(call_id)  # its new ports and addresses
             adopted += 1
+            document = self.engine.state_document(call_id) if self.webhook is not None else None
+            if self.webhook is not None and document is not None:
+                after = CallState.from_dict(document)  # with its streams on this node's ports
+                origin = origins.get(call_id, "")
+                advertised = self.node.settings.advertised_ip
+                event = moved_event(before, after, origin, self.node_id, record.token.epoch, now, advertised)
+                self.webhook.submit(event)
         self.fleet_counters.adopted += adopted
         if adopted:
             log.info(
