@@ -98,7 +98,12 @@ def test_a_move_needs_the_current_term_and_the_dead_owner_and_bumps_the_epoch(
             [moved] = await failover.adopt("ctl", term, "dead", [("c1", "n2")])
             assert moved.result is MoveResult.ADOPTED and moved.token is not None
             assert moved.token.owner == "n2" and moved.token.epoch > held.epoch
-            assert raw.hgetall(KEYS.call("c1")) == {"owner": "n2", "epoch": str(moved.token.epoch)}
+            assert raw.hgetall(KEYS.call("c1")) == {
+                "owner": "n2",
+                "epoch": str(moved.token.epoch),
+                "moved_from": "dead",
+            }
+            assert await failover.moved_from(["c1", "c2"]) == {"c1": "dead"}
             assert raw.hget(KEYS.call_state("c1"), "owner") == "n2"
             assert raw.smembers(KEYS.node_calls("dead")) == set()
             assert raw.smembers(KEYS.node_calls("n2")) == {"c1"}
