@@ -31,6 +31,8 @@ log = logging.getLogger("karl.node")
 
 GARBAGE_LOG_INTERVAL = 30.0
 """Seconds between two log lines about garbage received on media ports."""
+HANDOVER_WAIT = 10.0
+"""Seconds a stopping fleet node waits for the failover controller to move the calls still up."""
 
 
 @dataclass
@@ -226,9 +228,13 @@ class MediaNode:
         log.info("shutting down: no new calls", extra={"event": "node_stopping"})
         if engine is not None:
             engine.accepting = False
+            self.draining = True  # in a fleet, the lease says so: nothing is placed here any more
             deadline = time.monotonic() + self.settings.shutdown_grace
             while engine.active_calls() and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
+            if self.fleet is not None and engine.active_calls():
+                # the calls still up go to other nodes, as in a failover (with their events)
+                await self.fleet.hand_over(HANDOVER_WAIT)
             engine.close_all()
         if self.ng is not None:
             await self.ng.drain(1.0)

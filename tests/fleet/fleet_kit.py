@@ -1021,6 +1021,7 @@ class FailoverProcess:
     controller_id: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    metrics_url: str
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -1048,6 +1049,8 @@ def start_failover(
             "KARL_CONFIG_PATH": "/nonexistent/karl-test-config.json",
             "KARL_REDIS_ADDR": f"127.0.0.1:{redis.port}",
             "KARL_NODE_ID": controller_id,
+            "KARL_METRICS_ADDRESS": "127.0.0.1",
+            "KARL_METRICS_PORT": str(free_port()),
             "KARL_LOG_FORMAT": "text",
             "KARL_LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",
@@ -1056,7 +1059,8 @@ def start_failover(
     full_env.update(env)
     log_path = _new_log(log_dir or redis.log_dir, f"karl-failover-{controller_id}")
     proc = _popen([_bin("karl-operator"), "failover"], full_env, log_path)
-    controller = FailoverProcess(controller_id, proc, log_path)
+    metrics_url = f"http://127.0.0.1:{full_env['KARL_METRICS_PORT']}"
+    controller = FailoverProcess(controller_id, proc, log_path, metrics_url)
     client = redis.client()
     try:
         wait_for(lambda: proc.poll() is not None or client.exists("karl:failover:leader") == 1, timeout=15)

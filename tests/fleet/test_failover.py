@@ -48,7 +48,7 @@ def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(
     hook = webhook_receiver(fail_first=2)  # the first deliveries fail: they are retried
     hooked = {"KARL_FAILOVER_WEBHOOK_URL": hook.url_on("{bridge_ip}")}
     lab, nodes, router = fleet(3, node_env=dict.fromkeys(range(3), hooked))
-    failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
+    controller = failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
     parties = lab.count - 1
     ip = lab.ns_ip(parties)
     redis = redis_server.client()
@@ -103,6 +103,15 @@ def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(
     # one event per moved call reached the webhook, after the refused attempts were retried
     wait_for(lambda: len(hook.events) >= len(moving), timeout=10)
     assert hook.refused == 2
+    urls = [node.url("metrics") for node in survivors]
+    assert sum(metric(u, "karl_fleet_webhook_deliveries_total", result="ok") for u in urls) == len(moving)
+    assert sum(metric(u, "karl_fleet_webhook_deliveries_total", result="failed") for u in urls) == 2
+    assert sum(metric(u, "karl_fleet_webhook_queued") for u in urls) == 0
+    # the controller's account of it
+    assert metric(controller.metrics_url, "karl_failover_leading") == 1
+    assert metric(controller.metrics_url, "karl_failover_nodes_total", reason="failed") == 1
+    assert metric(controller.metrics_url, "karl_failover_calls_moved_total", reason="failed") == len(moving)
+    assert metric(controller.metrics_url, "karl_failover_members", state="live") == 2
     events = {event["call_id"]: event for event in hook.events}
     assert sorted(events) == sorted(moving) and len(hook.events) == len(moving)
     assert len({event["event_id"] for event in hook.events}) == len(moving)
@@ -341,3 +350,86 @@ def test_a_partitioned_node_goes_unready_its_calls_move_and_a_stale_router_reach
 
     wait_for(lambda: all_cdrs() == sorted(moving), timeout=10)
     assert not set(cdr_calls(cdrs[victim.k])) & set(moving)  # one CDR per call, none from the old node
+
+
+def test_a_node_stopped_with_calls_still_up_hands_them_over_with_their_events(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    redis_server: RedisServer,
+    failover_controller: Callable[..., FailoverProcess],
+    webhook_receiver: Callable[..., WebhookReceiver],
+    tmp_path: Path,
+) -> None:
+    """SIGTERM: no new calls; once KARL_SHUTDOWN_GRACE runs out, the calls still up go to other nodes as
+    in a failover (with their webhook events), none is lost, and the stopping node writes no CDR for
+    them (their new holders will)."""
+    hook = webhook_receiver()
+    env = {
+        k: {
+            "KARL_FAILOVER_WEBHOOK_URL": hook.url_on("{bridge_ip}"),
+            "KARL_SHUTDOWN_GRACE": "1",
+            "KARL_CDR_ENABLED": "1",
+            "KARL_CDR_PATH": str(tmp_path / f"cdr-{k}.jsonl"),
+        }
+        for k in range(3)
+    }
+    lab, nodes, router = fleet(3, node_env=env)
+    controller = failover_controller(redis_server, "failover-1")  # the restart grace plays no part
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    calls: dict[str, tuple[Party, Party]] = {}
+    for index in range(9):
+        a, b = lab.party(parties), lab.party(parties)
+        call_id = f"drain-{index}@test"
+        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
+        calls[call_id] = (a, b)
+    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
+    leaving_id, _ = Counter(owners.values()).most_common(1)[0]
+    leaving = next(node for node in nodes if node.node_id == leaving_id)
+    handed = [call_id for call_id, owner in owners.items() if owner == leaving_id]
+    stopped_at = time.monotonic()
+    assert leaving.stop(timeout=20) == 0  # SIGTERM, a clean exit
+    took = time.monotonic() - stopped_at
+    assert took < 1 + 10, took  # the grace, then the hand-over (bounded)
+    others = {node.node_id for node in nodes if node is not leaving}
+    assert all(redis.hget(f"karl:call:{c}", "owner") in others for c in handed)
+    assert leaving_id not in redis.smembers("karl:members")  # it left cleanly
+    handed_over = metric(controller.metrics_url, "karl_failover_calls_moved_total", reason="handover")
+    assert handed_over == len(handed)
+    assert metric(controller.metrics_url, "karl_failover_nodes_total", reason="failed") == 0
+    wait_for(lambda: len(hook.events) == len(handed), timeout=10)
+    assert sorted(event["call_id"] for event in hook.events) == sorted(handed)
+    assert {event["from_node"] for event in hook.events} == {leaving_id}
+    # re-pointed through the router with the events' SDPs, every handed-over call talks again
+    events = {event["call_id"]: event for event in hook.events}
+    for call_id in handed:
+        a, b = calls[call_id]
+        legs = {leg["tag"]: leg for leg in events[call_id]["legs"]}
+        offered = router.ng.request(
+            {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": legs["B"]["peer_sdp"]}
+        )
+        answered = router.ng.request(
+            {
+                "command": "answer",
+                "call-id": call_id,
+                "from-tag": "A",
+                "to-tag": "B",
+                "sdp": legs["A"]["peer_sdp"],
+            }
+        )
+        assert offered["result"] == answered["result"] == "ok", (offered, answered)
+        with Stream(a, media_address(answered), b, media_address(offered)).running() as stream:
+            stream.flowing(10)
+        assert stream.received == stream.sent
+    for call_id in calls:
+        deleted = router.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})
+        assert deleted["result"] == "ok", deleted
+
+    def cdr_calls(k: int) -> list[str]:
+        path = tmp_path / f"cdr-{k}.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line)["call_id"] for line in lines]
+
+    wait_for(lambda: sorted(c for k in range(3) for c in cdr_calls(k)) == sorted(calls), timeout=10)
+    assert not set(cdr_calls(leaving.k)) & set(handed)  # one CDR per call, from its last holder

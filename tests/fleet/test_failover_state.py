@@ -258,3 +258,75 @@ def test_a_call_gone_while_redis_kept_its_data_is_never_brought_back_but_one_red
             await close(state)
 
     run_async(scenario())
+
+
+def test_a_controller_resigns_only_its_own_lead(redis_server: RedisServer, raw: redis.Redis) -> None:
+    async def scenario() -> None:
+        state = new_state(redis_server)
+        try:
+            failover = FailoverState(state)
+            assert (await failover.lead("c1", ttl=5)).leads
+            assert not await failover.resign("c")  # a prefix of the leader's name is not the leader
+            assert not await failover.resign("c2")
+            assert await failover.leader() == "c1"
+            assert await failover.resign("c1")
+            assert await failover.leader() is None
+            assert (await failover.lead("c2", ttl=5)).term == 2
+        finally:
+            await close(state)
+
+    run_async(scenario())
+
+
+def test_a_restarted_node_and_the_controller_racing_for_its_calls_never_both_win(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    """The node re-claims its calls (RECLAIM) while the controller moves them (ADOPT), all at once: each
+    call ends up with exactly one of them, at an epoch nobody else got."""
+
+    async def scenario() -> None:
+        node_state, controller_state = new_state(redis_server), new_state(redis_server)
+        try:
+            calls = [f"c{i}" for i in range(60)]
+            before = {c: (await place(node_state, c, "n1")).epoch for c in calls}
+            failover = FailoverState(controller_state)
+            term = (await failover.lead("ctl", ttl=5)).term
+            back = NodeLease(
+                "n1",
+                "boot-2",
+                "10.0.0.1:2223",
+                "10.0.0.1:80",
+                "10.0.0.1",
+                20000,
+                20999,
+                0,
+                0,
+                True,
+                False,
+                "t",
+            )
+
+            async def restart() -> dict[str, OwnerToken | None]:
+                await node_state.renew_lease(back, 3.0)  # as a node starts: its lease, then its calls
+                return await node_state.reclaim("n1", calls)
+
+            reclaimed, moved = await asyncio.gather(
+                restart(), failover.adopt("ctl", term, "n1", [(c, "n2") for c in calls])
+            )
+            for move in moved:
+                token = reclaimed[move.call_id]
+                assert (token is None) == (move.result is MoveResult.ADOPTED), (move, token)
+                holder = raw.hgetall(KEYS.call(move.call_id))
+                winner = move.token if move.result is MoveResult.ADOPTED else token
+                assert winner is not None
+                assert (holder["owner"], int(holder["epoch"])) == (winner.owner, winner.epoch)
+                assert winner.epoch > before[move.call_id]
+            epochs = [int(raw.hget(KEYS.call(c), "epoch")) for c in calls]
+            assert len(set(epochs)) == len(calls)
+            assert raw.smembers(KEYS.node_calls("n2")) == {
+                m.call_id for m in moved if m.token and m.token.owner == "n2"
+            }
+        finally:
+            await close(node_state, controller_state)
+
+    run_async(scenario())

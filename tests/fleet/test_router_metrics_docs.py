@@ -1,5 +1,6 @@
 """The NG router's metric families (`karl-router`; the "NG router" section of docs/metrics.md) agree with
-what `RouterCollector` exports, and the label values that section lists are the ones the router counts.
+what `RouterCollector` exports, and the label values that section lists are the ones the router counts;
+likewise the failover controller's ("Failover controller", `FailoverCollector`).
 
 The router is built from its real parts, minus sockets (`idle_router`). That the alert rules and the
 dashboard name only exported families, and that every router family is on the dashboard, is checked with
@@ -16,7 +17,14 @@ from prometheus_client.exposition import generate_latest
 
 import karl_ngrouter.router
 from karl_ngrouter.metrics import RouterCollector
-from medianode.test_metrics_docs import documented, exported, idle_router, router_exported, section
+from medianode.test_metrics_docs import (
+    documented,
+    exported,
+    failover_exported,
+    idle_router,
+    router_exported,
+    section,
+)
 
 
 def documented_values(name: str, label: str) -> set[str]:
@@ -95,3 +103,15 @@ def test_request_labels_are_as_the_docs_describe_them() -> None:
     assert labels == [{"command": "block_dtmf", "result": "load_limit"}]
     text = "\n".join(section("router"))
     assert "`block_dtmf`" in text and "`load_limit`" in text
+
+
+def test_failover_docs_list_exactly_the_exported_families_with_their_types_and_labels() -> None:
+    families = failover_exported()
+    docs = documented("failover")
+    assert len(families) >= 10, sorted(families)
+    assert set(docs) == set(families), (sorted(set(docs) - set(families)), sorted(set(families) - set(docs)))
+    for name, (kind, labels) in docs.items():
+        assert kind == families[name].type, (name, kind, families[name].type)
+        assert labels == families[name].labels, (name, sorted(labels), sorted(families[name].labels))
+    assert all(name.startswith("karl_failover_") for name in families)
+    assert not set(families) & (set(exported()) | set(router_exported()))

@@ -31,12 +31,15 @@ from karl_ngrouter.app import RouterApp
 from karl_ngrouter.fleet_view import FleetView
 from karl_ngrouter.metrics import RouterCollector
 from karl_ngrouter.router import Router
+from karl_operator.failover.controller import FailoverController
+from karl_operator.failover.metrics import FailoverCollector
 from karl_testkit import ROOT
 
 DOCS = ROOT / "docs" / "metrics.md"
 RULES = ROOT / "deploy" / "prometheus" / "karl-rules.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "karl-dashboard.json"
 ROUTER_HEADING = "## NG router (`karl-router`)"
+FAILOVER_HEADING = "## Failover controller (`karl-operator failover`)"
 
 # Written by Prometheus itself for every scrape target; the only way to see a node it cannot scrape.
 PROMETHEUS_SERIES = {"up"}
@@ -98,6 +101,13 @@ def router_exported() -> dict[str, Family]:
     return families_of(RouterCollector(idle_router()).collect())
 
 
+def failover_exported() -> dict[str, Family]:
+    """The families of a failover controller that never ticked."""
+    settings = RedisSettings(addr="127.0.0.1:6379")
+    controller = FailoverController(FleetState(connect(settings), KeySchema(settings.prefix)), "c1", 2.0)
+    return families_of(FailoverCollector(controller).collect())
+
+
 def series_names(families: dict[str, Family]) -> set[str]:
     """Names a PromQL selector can use: histograms only through their _bucket/_sum/_count series."""
     names: set[str] = set()
@@ -114,11 +124,14 @@ def series_names(families: dict[str, Family]) -> set[str]:
 
 def section(part: str) -> list[str]:
     """The lines of docs/metrics.md about a media node (`node`: everything before the router's
-    section) or the NG router (`router`: its section, up to the next `## ` heading)."""
+    section), the NG router (`router`: its section, up to the next `## ` heading) or the failover
+    controller (`failover`: likewise)."""
     lines = DOCS.read_text().splitlines()
     start = lines.index(ROUTER_HEADING)
     if part == "node":
         return lines[:start]
+    if part == "failover":
+        start = lines.index(FAILOVER_HEADING)
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     return lines[start:end]
 
@@ -264,7 +277,12 @@ def dashboard_expressions() -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize("source", ["rules", "dashboard"])
 def test_every_expression_names_only_exported_metrics(source: str) -> None:
-    known = series_names(exported()) | series_names(router_exported()) | PROMETHEUS_SERIES
+    known = (
+        series_names(exported())
+        | series_names(router_exported())
+        | series_names(failover_exported())
+        | PROMETHEUS_SERIES
+    )
     expressions = list(rule_expressions() if source == "rules" else dashboard_expressions())
     assert len(expressions) >= 20
     used: set[str] = set()
@@ -275,7 +293,7 @@ def test_every_expression_names_only_exported_metrics(source: str) -> None:
         used |= names
     if source == "dashboard":
         # every family worth a graph is on the dashboard: a node's and a router's
-        for families in (exported(), router_exported()):
+        for families in (exported(), router_exported(), failover_exported()):
             missing = {f.name for f in families.values() if not (series_names({f.name: f}) & used)}
             assert not missing, sorted(missing)
 

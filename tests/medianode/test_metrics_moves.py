@@ -82,6 +82,9 @@ FAILOVER = {
     "karl_fleet_peers",
     "karl_fleet_peers_reachable",
     "karl_fleet_majority_reachable",
+    "karl_fleet_webhook_deliveries_total",
+    "karl_fleet_webhook_dropped_total",
+    "karl_fleet_webhook_queued",
 }
 
 

@@ -83,11 +83,21 @@ class FailoverState:
         )
         return Leadership(bool(reply[0]), as_text(reply[1]), int(reply[2]))
 
+    async def resign(self, controller_id: str) -> bool:
+        """Give up the lead, if this controller holds it."""
+        return bool(await self.state._script("RESIGN", [self.keys.leader], [controller_id]))
+
     # -- moving calls --------------------------------------------------------------------------------
     async def adopt(
-        self, controller_id: str, term: int, dead: str, assignments: Iterable[tuple[str, str]]
+        self,
+        controller_id: str,
+        term: int,
+        dead: str,
+        assignments: Iterable[tuple[str, str]],
+        handover: bool = False,
     ) -> list[Move]:
-        """Move each (call-id, target) of `dead`'s calls, in one round trip."""
+        """Move each (call-id, target) of `dead`'s calls, in one round trip. A failed node's calls
+        move only while its lease is gone; `handover`: the node asked (it still holds a lease)."""
         pairs = list(assignments)
         if not pairs:
             return []
@@ -104,8 +114,17 @@ class FailoverState:
                         keys.node_calls(dead),
                         keys.node_calls(target),
                         keys.adoptions(target),
+                        keys.node(dead),
                     ],
-                    [controller_id, term, dead, target, call_id, int(CALL_TTL * 1000)],
+                    [
+                        controller_id,
+                        term,
+                        dead,
+                        target,
+                        call_id,
+                        int(CALL_TTL * 1000),
+                        "0" if handover else "1",
+                    ],
                 )
                 for call_id, target in pairs
             ]
@@ -152,6 +171,24 @@ class FailoverState:
             [node_id],
         )
         return bool(reply)
+
+    async def leader(self) -> str | None:
+        """The failover controller that leads now, if any."""
+        current = await self.state._timed(lambda: self.state.client.get(self.keys.leader))
+        return None if current is None else as_text(current).rsplit(" ", 1)[0]
+
+    async def request_handover(self, node_id: str, boot_id: str, ttl: float) -> None:
+        """A stopping node asks the failover controller to move its calls now (drain hand-over)."""
+        key = self.keys.handover(node_id)
+        await self.state._timed(lambda: self.state.client.set(key, boot_id, px=int(ttl * 1000)))
+
+    async def handovers(self, node_ids: Sequence[str]) -> list[str]:
+        """The nodes among `node_ids` that asked for their calls to be moved."""
+        if not node_ids:
+            return []
+        keys = [self.keys.handover(node_id) for node_id in node_ids]
+        found = await self.state._timed(lambda: self.state.client.mget(keys))
+        return [node_id for node_id, value in zip(node_ids, found, strict=True) if value is not None]
 
     async def take_adoptions(self, node_id: str, count: int = 256) -> list[str]:
         """Up to `count` call-ids moved to `node_id`, oldest first, taken off its list."""

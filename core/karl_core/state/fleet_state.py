@@ -52,6 +52,7 @@ SCRIPT_NAMES = (
     "ABANDON",
     "RETIRE",
     "RECLAIM",
+    "RESIGN",
 )
 
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)

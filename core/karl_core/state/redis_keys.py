@@ -12,6 +12,7 @@ share one Redis (`KARL_REDIS_PREFIX`).
 | `<p>:generation` | string | a random id written once: it changes only when Redis loses its data |
 | `<p>:suspect:<id>` | hash, TTL | members that cannot reach node `<id>` → when they last said so (ms) |
 | `<p>:adopt:<id>` | list | call-ids moved to node `<id>` by failover, for it to take up |
+| `<p>:handover:<id>` | string, TTL | node `<id>` is stopping: move its calls now (its boot id) |
 | `<p>:failover:leader` | string, TTL | the failover controller that leads, and its term (`<id> <term>`) |
 | `<p>:failover:term` | integer | the leaders' term counter: every failover action carries its term |
 """
@@ -50,6 +51,9 @@ class KeySchema:
 
     def adoptions(self, node_id: str) -> str:
         return f"{self.prefix}:adopt:{node_id}"
+
+    def handover(self, node_id: str) -> str:
+        return f"{self.prefix}:handover:{node_id}"
 
     @property
     def leader(self) -> str:

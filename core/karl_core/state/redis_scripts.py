@@ -213,12 +213,17 @@ term). A new leader gets a new term; every action it takes names it, and is refu
 
 ADOPT = """
 -- KEYS: leader, call, call state, epoch counter, node-calls of the dead node, node-calls of the
--- target, adoptions of the target. ARGV: controller id, term, dead node, target, call-id, TTL (ms)
+-- target, adoptions of the target, lease of the dead node
+-- ARGV: controller id, term, dead node, target, call-id, TTL (ms), 1 = only while its lease is gone
 if redis.call('GET', KEYS[1]) ~= ARGV[1] .. ' ' .. ARGV[2] then return {'deposed', '', 0} end
 local held = redis.call('HMGET', KEYS[2], 'owner', 'epoch')
 if held[1] ~= ARGV[3] then
   redis.call('SREM', KEYS[5], ARGV[5])
   return {'moved', held[1] or '', tonumber(held[2] or '0')}
+end
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[8]) == 1 then
+  -- the node is back (it renews its lease before it takes its calls back): its calls stay
+  return {'moved', held[1], tonumber(held[2])}
 end
 local epoch = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[2], 'owner', ARGV[4], 'epoch', epoch, 'moved_from', ARGV[3])
@@ -233,9 +238,9 @@ redis.call('RPUSH', KEYS[7], ARGV[5])
 return {'adopted', ARGV[4], epoch}
 """
 """Move a dead node's call to a survivor with the next fleet epoch (noting where from), and tell the
-survivor (its adoption list). Only while the caller leads with that term, and only from the dead node:
-a call that moved meanwhile (its node came back and re-claimed it, or an earlier leader moved it)
-stays."""
+survivor (its adoption list). Only while the caller leads with that term, only from the dead node, and
+(for a failed node, not one handing its calls over) only while its lease is gone: a node that came
+back keeps its calls, and a call that moved meanwhile stays where it is."""
 
 ABANDON = """
 -- KEYS: leader, call, call state, node-calls of the dead node. ARGV: controller id, term, dead node, call-id
@@ -275,3 +280,14 @@ return {1, ARGV[1], epoch}
 """A node restarted on its host takes back a call it still holds (not moved by failover meanwhile),
 at a new epoch: whatever its earlier run might still write is fenced. Returns (1 = taken back / 0 =
 another node holds it, holder, epoch)."""
+
+RESIGN = """
+-- KEYS: leader. ARGV: controller id
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+"""A controller stopping cleanly gives up the lead at once (another one takes it at its next tick)."""

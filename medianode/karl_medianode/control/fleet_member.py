@@ -538,6 +538,43 @@ class FleetMember:
             )
         return adopted
 
+    async def hand_over(self, timeout: float) -> int:
+        """Drain hand-over: a stopping node asks the failover controller to move the calls it still
+        holds, and waits (at most `timeout` seconds) until they are held by other nodes, relaying all
+        the while. Those calls are then this node's no more: stopping writes no CDR for them (their
+        new holders will). Returns how many were handed over."""
+        calls = set(self.owned)
+        if not calls:
+            return 0
+        deadline = self.clock() + timeout
+        try:
+            if await self.failover.leader() is None:
+                log.warning(
+                    "no failover controller leads: the %d call(s) still up end here",
+                    len(calls),
+                    extra={"event": "handover_impossible", "calls": len(calls)},
+                )
+                return 0
+            await self.failover.request_handover(self.node_id, self.boot_id, ttl=timeout + 5)
+            remaining = calls
+            while remaining and self.clock() < deadline:
+                await asyncio.sleep(0.1)
+                remaining = calls & set(await self.state.calls_of(self.node_id))
+        except StateUnavailable as exc:
+            log.error("could not hand calls over: %s", exc, extra={"event": "handover_failed"})
+            return 0
+        handed = calls - remaining
+        for call_id in handed:
+            self.owned.pop(call_id, None)
+            self._dirty.discard(call_id)
+        log.info(
+            "handed %d call(s) over to other nodes; %d not",
+            len(handed),
+            len(remaining),
+            extra={"event": "calls_handed_over", "calls": len(handed), "kept": len(remaining)},
+        )
+        return len(handed)
+
     async def _adoption_loop(self) -> None:
         while True:
             try:

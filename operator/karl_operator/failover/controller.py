@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,11 +37,14 @@ BATCH = 200
 REPLICA_WAIT = 1.0
 
 
+REASONS = ("failed", "handover")
+
+
 @dataclass
 class FailoverCounters:
-    failovers: int = 0
-    """Dead nodes whose calls were moved."""
-    calls_moved: int = 0
+    failovers: Counter[str] = field(default_factory=Counter)
+    """Nodes whose calls were moved, by why: failed (dead), handover (stopping, asked for it)."""
+    calls_moved: Counter[str] = field(default_factory=Counter)
     calls_ended: int = 0
     """Calls of a dead node no survivor had room for."""
     moves_refused: int = 0
@@ -57,6 +61,10 @@ class FailoverController:
     clock: Callable[[], float] = time.monotonic
     counters: FailoverCounters = field(default_factory=FailoverCounters)
     leadership: Leadership | None = None
+    members: dict[str, NodeLease | None] = field(default_factory=dict)
+    """The registered members and their leases, as the last tick read them."""
+    last_tick: float | None = None
+    """When a tick last read the fleet from Redis (monotonic)."""
     watch: DeathWatch = field(init=False)
     failover: FailoverState = field(init=False)
 
@@ -95,18 +103,32 @@ class FailoverController:
         members, live = await self.state.nodes()
         leases: dict[str, NodeLease | None] = dict.fromkeys(members)
         leases.update({lease.node_id: lease for lease in live if lease.node_id in leases})
+        self.members, self.last_tick = leases, self.clock()
         absent = [node_id for node_id, lease in leases.items() if lease is None]
         suspicions = await self.failover.suspicions(absent, SUSPICION_FRESH) if absent else {}
         dead = self.watch.dead(leases, suspicions, self.clock())
+        # a node that stops asks for its calls to be moved (drain hand-over): no majority needed
+        leaving = [n for n in await self.failover.handovers(list(leases)) if n not in dead]
         for node_id in dead:
-            await self.fail_over(node_id, leases, dead, leadership.term)
-        return dead
+            await self.fail_over(node_id, leases, dead + leaving, leadership.term)
+        for node_id in leaving:
+            await self.fail_over(node_id, leases, dead + leaving, leadership.term, reason="handover")
+        return dead + leaving
 
     async def fail_over(
-        self, dead: str, leases: dict[str, NodeLease | None], all_dead: list[str], term: int
+        self,
+        dead: str,
+        leases: dict[str, NodeLease | None],
+        all_dead: list[str],
+        term: int,
+        reason: str = "failed",
     ) -> None:
+        """Move `dead`'s calls to the nodes not in `all_dead` (`reason`: failed, or handover: the node
+        is stopping and asked for it)."""
         started = self.clock()
         calls = await self.state.calls_of(dead)
+        if not calls and reason == "handover":
+            return  # handed over already; the node stops on its own
         ring = survivors_ring(leases, all_dead)
         room = room_of(lease for lease in leases.values() if lease is not None)
         plan = assign(calls, ring, room)
@@ -114,7 +136,8 @@ class FailoverController:
         targets = [(call_id, target) for call_id, target in plan.items() if target is not None]
         for start in range(0, len(targets), BATCH):
             batch = targets[start : start + BATCH]
-            for move in await self.failover.adopt(self.controller_id, term, dead, batch):
+            moves = await self.failover.adopt(self.controller_id, term, dead, batch, reason == "handover")
+            for move in moves:
                 if move.result is MoveResult.ADOPTED:
                     moved += 1
                 else:
@@ -135,23 +158,25 @@ class FailoverController:
                 refused += 1
         if moved:
             await self.failover.replicate(REPLICA_WAIT)
-        if not await self.state.calls_of(dead):
+        if reason == "failed" and not await self.state.calls_of(dead):
             await self.failover.retire(dead)
         elapsed = self.clock() - started
-        self.counters.failovers += 1
-        self.counters.calls_moved += moved
+        self.counters.failovers[reason] += 1
+        self.counters.calls_moved[reason] += moved
         self.counters.calls_ended += ended
         self.counters.moves_refused += refused
         self.counters.last_failover_seconds = elapsed
         log.warning(
-            "node %s failed: %d call(s) moved, %d ended, %d left alone, in %.3f s",
+            "node %s %s: %d call(s) moved, %d ended, %d left alone, in %.3f s",
             dead,
+            "failed" if reason == "failed" else "hands its calls over",
             moved,
             ended,
             refused,
             elapsed,
             extra={
                 "event": "failover",
+                "reason": reason,
                 "node": dead,
                 "moved": moved,
                 "ended": ended,

@@ -7,14 +7,41 @@ import contextlib
 import logging
 import signal
 
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
 from karl_core.config import KarlConfig
-from karl_core.state.fleet_state import FleetState
+from karl_core.state.fleet_state import FleetState, StateUnavailable
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
 from karl_core.state.resp import lean_client
 from karl_operator.failover.controller import FailoverController
+from karl_operator.failover.metrics import FailoverCollector
 
 log = logging.getLogger("karl.failover")
+
+
+async def serve_metrics(controller: FailoverController, config: KarlConfig) -> web.AppRunner | None:
+    """/metrics on KARL_METRICS_ADDRESS:KARL_METRICS_PORT (0: none)."""
+    if not config.metrics.port:
+        return None
+    registry = CollectorRegistry()
+    registry.register(FailoverCollector(controller))
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.metrics.address, config.metrics.port).start()
+    except OSError as exc:
+        log.error("cannot serve metrics on port %d: %s", config.metrics.port, exc)
+        await runner.cleanup()
+        return None
+    return runner
 
 
 async def run_failover(config: KarlConfig) -> int:
@@ -34,11 +61,16 @@ async def run_failover(config: KarlConfig) -> int:
             "restart_grace": config.database.failover_restart_grace,
         },
     )
+    runner = await serve_metrics(controller, config)
     task = loop.create_task(controller.run())
     await stopping.wait()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    with contextlib.suppress(StateUnavailable):
+        await controller.failover.resign(config.node.id)
+    if runner is not None:
+        await runner.cleanup()
     await state.client.aclose()
     if state.lean is not None:
         state.lean.close()

@@ -93,6 +93,27 @@ def fleet_families(node: MediaNode) -> Iterator[Metric]:
         "cut off from most of the fleet, it does not hold over through a Redis outage.",
         int(fleet is None or fleet.majority_reachable()),
     )
+    webhook = fleet.webhook if fleet is not None else None
+    yield labelled_counter(
+        "karl_fleet_webhook_deliveries_total",
+        "POSTs of failover events to KARL_FAILOVER_WEBHOOK_URL, by result: ok (2xx), failed (an error or "
+        "another status: retried).",
+        ("result",),
+        [
+            (("ok",), webhook.counters.delivered if webhook else 0),
+            (("failed",), webhook.counters.failed_attempts if webhook else 0),
+        ],
+    )
+    yield counter(
+        "karl_fleet_webhook_dropped_total",
+        "Failover events dropped undelivered because 10,000 were waiting already.",
+        webhook.counters.dropped if webhook else 0,
+    )
+    yield gauge(
+        "karl_fleet_webhook_queued",
+        "Failover events waiting to be delivered (or retried).",
+        webhook.queued if webhook else 0,
+    )
     yield counter(
         "karl_fleet_cdrs_withheld_total",
         "Ended calls this node wrote no CDR for because another node holds them (that node writes it).",
