@@ -433,3 +433,55 @@ def test_a_node_stopped_with_calls_still_up_hands_them_over_with_their_events(
 
     wait_for(lambda: sorted(c for k in range(3) for c in cdr_calls(k)) == sorted(calls), timeout=10)
     assert not set(cdr_calls(leaving.k)) & set(handed)  # one CDR per call, from its last holder
+
+
+def test_calls_no_node_has_room_for_end_with_an_event_and_are_never_half_adopted(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    redis_server: RedisServer,
+    failover_controller: Callable[..., FailoverProcess],
+    webhook_receiver: Callable[..., WebhookReceiver],
+) -> None:
+    hook = webhook_receiver()
+    hooked = {"KARL_FAILOVER_WEBHOOK_URL": hook.url_on("{bridge_ip}")}
+    lab, nodes, router = fleet(2, node_env={0: hooked, 1: {**hooked, "KARL_MAX_SESSIONS": "2"}})
+    controller = failover_controller(
+        redis_server,
+        "failover-1",
+        KARL_FAILOVER_RESTART_GRACE="1",
+        KARL_FAILOVER_WEBHOOK_URL=hook.url_on("127.0.0.1"),
+    )
+    victim, survivor = nodes
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    calls = [f"full-{index}@test" for index in range(5)]
+    for call_id in calls:  # all on the victim (offered to it directly: it places them itself)
+        a, b = lab.party(parties), lab.party(parties)
+        assert offer(victim.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(victim.ng, call_id, b, ip)["result"] == "ok"
+    victim.kill()
+
+    def settled() -> bool:
+        return all(redis.hget(f"karl:call:{c}", "owner") in (None, survivor.node_id) for c in calls)
+
+    wait_for(settled, timeout=LEASE_TTL + 4)
+    moved = [c for c in calls if redis.hget(f"karl:call:{c}", "owner") == survivor.node_id]
+    ended = [c for c in calls if c not in moved]
+    assert len(moved) == 2 and len(ended) == 3  # the survivor had room for two
+    assert not any(redis.exists(f"karl:callstate:{c}") for c in ended)  # nothing half-adopted
+    wait_for(lambda: node_calls(survivor) == 2, timeout=5)
+    wait_for(lambda: len(hook.events) == len(calls), timeout=10)
+    by_kind: dict[str, list[str]] = {}
+    for event in hook.events:
+        by_kind.setdefault(event["event"], []).append(event["call_id"])
+    assert sorted(by_kind["call_moved"]) == sorted(moved)
+    assert sorted(by_kind["call_ended"]) == sorted(ended)
+    for event in hook.events:
+        if event["event"] == "call_ended":
+            assert event["reason"] == "no_room" and event["from_node"] == victim.node_id
+            assert {leg["tag"] for leg in event["legs"]} == {"A", "B"}
+            assert all(leg["old"]["address"] == victim.ns_ip for leg in event["legs"])
+    assert metric(controller.metrics_url, "karl_failover_calls_ended_total") == len(ended)
+    for call_id in ended:  # answered as rtpengine answers a call it does not know
+        reply = router.ng.request({"command": "query", "call-id": call_id})
+        assert reply["result"] == "error" and "Unknown call-id" in reply["error-reason"], reply

@@ -14,18 +14,17 @@ twice (delivery is at least once) recognises it. Pure: no sockets, no clock of i
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from karl_core.session import CallState
 from karl_core.session.model import MediaState, Monologue
+from karl_core.webhook import event_id as webhook_event_id
 from karl_medianode.engine.sdp_reply import VERSION_MARK
-
-EVENT_NAMESPACE = uuid.UUID("5f0d6a52-6c2b-4c8e-9a9f-4b6f1d0c2a11")
 
 
 def event_id(call_id: str, epoch: int) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{call_id}\x00{epoch}"))
+    """The id of the move of `call_id` to `epoch`."""
+    return webhook_event_id("moved", call_id, epoch)
 
 
 def _media_endpoint(media: MediaState, address: str | None = None) -> tuple[str, int] | None:

@@ -54,10 +54,10 @@ from karl_core.state.lease import LeaseClock, NodeLease, default_margin
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
 from karl_core.state.resp import lean_client
+from karl_core.webhook import WebhookSender
 from karl_medianode.control.call_persistence import StoreCounters
 from karl_medianode.control.failover_event import moved_event
 from karl_medianode.control.peer_watch import PeerWatch
-from karl_medianode.control.webhook import WebhookSender
 from karl_medianode.engine import CallEnded
 from karl_medianode.engine.calls import Call
 

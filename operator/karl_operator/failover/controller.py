@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from karl_core.state.failover_state import FailoverState, Leadership, MoveResult
 from karl_core.state.fleet_state import FleetState, StateUnavailable
 from karl_core.state.lease import NodeLease
+from karl_core.webhook import WebhookSender
+from karl_operator.failover.events import ended_event
 from karl_operator.failover.planner import DeathWatch, assign, room_of, survivors_ring
 
 log = logging.getLogger("karl.failover")
@@ -61,6 +63,8 @@ class FailoverController:
     clock: Callable[[], float] = time.monotonic
     counters: FailoverCounters = field(default_factory=FailoverCounters)
     leadership: Leadership | None = None
+    webhook: WebhookSender | None = None
+    """Where the events of calls that could not move go (KARL_FAILOVER_WEBHOOK_URL)."""
     members: dict[str, NodeLease | None] = field(default_factory=dict)
     """The registered members and their leases, as the last tick read them."""
     last_tick: float | None = None
@@ -148,6 +152,8 @@ class FailoverController:
         for move in await self.failover.abandon(self.controller_id, term, dead, homeless):
             if move.result is MoveResult.ENDED:
                 ended += 1
+                if self.webhook is not None:
+                    self.webhook.submit(ended_event(move.call_id, move.state, dead, time.time()))
                 log.error(
                     "call %s of failed node %s ended: no node has room for it",
                     move.call_id,

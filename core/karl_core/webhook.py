@@ -1,4 +1,5 @@
-"""Delivery of failover events to `KARL_FAILOVER_WEBHOOK_URL`: an HTTP POST of the event as JSON, in
+"""Delivery of failover events to `KARL_FAILOVER_WEBHOOK_URL` (by the nodes that take calls up, and
+by the failover controller for calls that could not move): an HTTP POST of the event as JSON, in
 the order the events came, each until the receiver answers 2xx — at least once: a receiver may get an
 event twice and recognises it by its `event_id`. A failed attempt is retried with a growing wait (half
 a second, doubling up to 30 s). The queue is bounded; when it is full the oldest event is dropped,
@@ -12,6 +13,7 @@ import collections
 import contextlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,14 @@ import aiohttp
 from karl_core.logs import LogThrottle
 
 log = logging.getLogger("karl.fleet")
+
+EVENT_NAMESPACE = uuid.UUID("5f0d6a52-6c2b-4c8e-9a9f-4b6f1d0c2a11")
+
+
+def event_id(*parts: object) -> str:
+    """The id of an event, the same for every copy of it (the receiver de-duplicates by it)."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, "\x00".join(str(part) for part in parts)))
+
 
 FIRST_RETRY = 0.5
 LAST_RETRY = 30.0
