@@ -167,6 +167,7 @@ def test_a_call_no_node_can_take_ends_with_its_state_and_a_node_without_calls_re
             [ended] = await failover.abandon("ctl", term, "dead", ["c1"])
             assert ended.result is MoveResult.ENDED and json.loads(ended.state or "")["call_id"] == "c1"
             assert not raw.exists(KEYS.call("c1"), KEYS.call_state("c1"))
+            assert raw.get(KEYS.ended("c1"))  # the dead node, back, will not revive it
             raw.set(KEYS.node("dead"), "{}")
             assert not await failover.retire("dead")  # it has a lease again: it is back
             raw.delete(KEYS.node("dead"))
@@ -212,47 +213,42 @@ def test_replicate_without_replicas_waits_for_nothing(redis_server: RedisServer)
     assert run_async(scenario()) == 0
 
 
-def test_a_call_gone_while_redis_kept_its_data_is_never_brought_back_but_one_redis_lost_is(
+def test_a_call_that_ended_elsewhere_is_never_brought_back_but_one_redis_lost_is(
     redis_server: RedisServer, raw: redis.Redis
 ) -> None:
-    """A node cut off while its call moved and ended elsewhere must not re-create it when it comes back
-    (nor write a second CDR); a node whose Redis restarted empty must re-create its calls. Redis's
-    generation, learned with the lease, tells the two apart."""
+    """A node cut off while its call moved and ended on another node must not re-create it when it comes
+    back (nor write a second CDR): the removal left a tombstone with the epoch the call ended at. A call
+    that Redis lost (restarted empty, or a promoted replica without the last writes) is written again."""
 
     async def scenario() -> None:
         state = new_state(redis_server)
         writer = StateWriter(state)
         writer.start()
         try:
-            lease = NodeLease(
-                "n1", "boot", "10.0.0.1:2223", "10.0.0.1:80", "10.0.0.1", 20000, 20999, 0, 0, True, False, "t"
-            )
-            await state.renew_lease(lease, 3.0)
-            generation = raw.get(KEYS.generation)
-            assert generation and state.generation == generation
-            token = await place(state, "c1", "n1")
-            raw.delete(KEYS.call("c1"), KEYS.call_state("c1"))  # moved, and ended on its new node
-            result, holder = await writer.save("c1", 5, token, "n1", json.dumps({"v": 5}))
+            old = await place(state, "c1", "n1")
+            failover = FailoverState(state)
+            term = (await failover.lead("ctl", ttl=5)).term
+            [moved] = await failover.adopt("ctl", term, "n1", [("c1", "n2")])
+            assert moved.token is not None
+            result, _ = await writer.remove("c1", moved.token, "n2")  # it ended on its new node
+            assert result is SaveResult.SAVED
+            assert int(raw.get(KEYS.ended("c1"))) == moved.token.epoch
+            assert 0 < raw.pttl(KEYS.ended("c1")) <= 3600 * 1000
+            # n1 comes back and writes it again: gone for good, and its end is not recorded twice
+            result, holder = await writer.save("c1", 5, old, "n1", json.dumps({"v": 5}))
             assert (result, holder) == (SaveResult.FENCED, None)
             assert not raw.exists(KEYS.call("c1")) and "c1" not in raw.smembers(KEYS.node_calls("n1"))
-            result, holder = await writer.remove("c1", token, "n1")
-            assert (result, holder) == (SaveResult.FENCED, None)  # no second record of its end
-            # Redis restarted empty: its generation is gone, and the call comes back with its epoch
-            raw.flushall()
-            result, holder = await writer.save("c1", 6, token, "n1", json.dumps({"v": 6}))
-            assert result is SaveResult.SAVED and holder == token
-            assert raw.hget(KEYS.call("c1"), "owner") == "n1"
-            # the node learns that Redis lost its data: until its calls are written again, its writes
-            # re-create what is gone even though Redis has a generation again
-            raw.delete(KEYS.call("c1"), KEYS.call_state("c1"))
-            await state.renew_lease(lease, 3.0)
-            assert state.seen_generation == raw.get(KEYS.generation) != generation
-            result, _ = await writer.save("c1", 7, token, "n1", json.dumps({"v": 7}))
-            assert result is SaveResult.SAVED and raw.hget(KEYS.call("c1"), "owner") == "n1"
-            state.settle_generation()
-            raw.delete(KEYS.call("c1"), KEYS.call_state("c1"))
-            result, holder = await writer.save("c1", 8, token, "n1", json.dumps({"v": 8}))
+            result, holder = await writer.remove("c1", old, "n1")
             assert (result, holder) == (SaveResult.FENCED, None)
+            # a call Redis lost without a trace (no tombstone) comes back with its epoch
+            kept = await place(state, "c2", "n1")
+            raw.delete(KEYS.call("c2"), KEYS.call_state("c2"))
+            result, holder = await writer.save("c2", 6, kept, "n1", json.dumps({"v": 6}))
+            assert result is SaveResult.SAVED and holder == kept
+            assert raw.hget(KEYS.call("c2"), "owner") == "n1"
+            # the same call-id used again for a new call: placed afresh despite the tombstone
+            fresh_result, fresh = await writer.save("c1", 1, OwnerToken("n3", 0), "n3", json.dumps({"v": 1}))
+            assert fresh_result is SaveResult.SAVED and fresh is not None and fresh.owner == "n3"
         finally:
             await writer.stop()
             await close(state)

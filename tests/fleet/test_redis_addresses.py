@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from fleet.fleet_kit import REDIS_SERVER, stop_process
 from karl_core.state.fleet_state import FleetState, StateUnavailable
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
-from karl_testkit import free_port, run_async, start_karl, wait_for
+from karl_testkit import established, free_port, make_party, run_async, sdp, simple_rtp, start_karl, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -112,3 +113,81 @@ def test_rediss_with_the_servers_ca(launch: Launch, tmp_path: Path) -> None:
     # without the CA the server's certificate is refused: TLS is verified, not merely on
     with pytest.raises(StateUnavailable):
         run_async(claim_through(RedisSettings(addr=f"rediss://127.0.0.1:{port}/0")))
+
+
+def test_a_sentinel_failover_of_redis_loses_no_packet_and_hands_no_epoch_out_twice(
+    launch: Launch, tmp_path: Path
+) -> None:
+    """The Redis primary killed under Sentinel: the replica is promoted, the node follows it through the
+    Sentinels (holding over meanwhile), established calls lose no packet, and the epochs handed out
+    after the promotion are new ones."""
+    primary, replica, sentinel_port = free_port(), free_port(), free_port()
+    primary_proc = launch("--port", str(primary), "--bind", "127.0.0.1")
+    launch("--port", str(replica), "--bind", "127.0.0.1", "--replicaof", "127.0.0.1", str(primary))
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor karl-main 127.0.0.1 {primary} 1\n"
+        "sentinel down-after-milliseconds karl-main 1000\nsentinel failover-timeout karl-main 5000\n"
+    )
+    launch(str(conf), "--sentinel")
+    sentinel = redis.Redis(port=sentinel_port, socket_timeout=0.3, decode_responses=True)
+
+    def master_port() -> int | None:
+        try:
+            found = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", "karl-main")
+        except redis.RedisError:
+            return None
+        return int(found[1]) if found else None
+
+    wait_for(lambda: master_port() == primary, timeout=10)
+    replica_client = redis.Redis(port=replica, decode_responses=True, socket_timeout=1)
+    wait_for(lambda: replica_client.info("replication").get("master_link_status") == "up", timeout=10)
+    node = start_karl(
+        tmp_path,
+        KARL_REDIS_ENABLED="true",
+        KARL_REDIS_SENTINELS=f"127.0.0.1:{sentinel_port}",
+        KARL_REDIS_SENTINEL_MASTER="karl-main",
+        KARL_NODE_ID="sentinel-node",
+    )
+    try:
+        primary_client = redis.Redis(port=primary, decode_responses=True, socket_timeout=1)
+        wait_for(lambda: primary_client.exists("karl:node:sentinel-node"), timeout=10)
+        a, b = make_party(), make_party()
+        to_a_side, _ = established(node, a, b, "before@test")
+        epoch_before = int(primary_client.hget("karl:call:before@test", "epoch"))
+        replicated = str(epoch_before)
+        wait_for(lambda: replica_client.hget("karl:call:before@test", "epoch") == replicated, timeout=5)
+        sent = received = 0
+        b.rtp.settimeout(1)
+
+        def relay_one() -> None:  # A → node → B, one packet, counted
+            nonlocal sent, received
+            a.rtp.sendto(simple_rtp(sent), (node.media_ip, to_a_side))
+            sent += 1
+            b.rtp.recv(2048)
+            received += 1
+
+        for _ in range(20):
+            relay_one()
+        primary_proc.kill()
+        primary_proc.wait(5)
+        # media goes on while Sentinel notices (1 s) and promotes the replica
+        promoted_at = time.monotonic() + 30
+        while master_port() != replica:
+            relay_one()
+            assert time.monotonic() < promoted_at, "Sentinel did not promote the replica"
+        # the node follows: its lease is renewed on the new primary, and new calls work again
+        wait_for(lambda: replica_client.exists("karl:node:sentinel-node"), timeout=15)
+        wait_for(
+            lambda: node.ng.request({"command": "offer", "call-id": "after@test", "from-tag": "A",
+                                     "sdp": sdp(a.port)})["result"] == "ok",
+            timeout=15,
+        )  # fmt: skip
+        for _ in range(20):
+            relay_one()
+        assert received == sent  # no packet lost through the failover of Redis
+        epoch_after = int(replica_client.hget("karl:call:after@test", "epoch"))
+        assert epoch_after > epoch_before  # a new epoch, never one handed out before
+        assert node.ng.request({"command": "query", "call-id": "before@test"})["result"] == "ok"
+    finally:
+        node.stop()

@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Any
 
 from karl_core.state.call_store import OwnerToken
-from karl_core.state.fleet_state import CALL_TTL, FleetState, StateUnavailable, as_text
+from karl_core.state.fleet_state import CALL_TTL, TOMBSTONE_TTL, FleetState, StateUnavailable, as_text
 
 SUSPICION_TTL = 5.0
 """Seconds a report that a peer cannot be reached lives in Redis without being repeated."""
@@ -147,8 +147,14 @@ class FailoverState:
             [
                 (
                     "ABANDON",
-                    [keys.leader, keys.call(call_id), keys.call_state(call_id), keys.node_calls(dead)],
-                    [controller_id, term, dead, call_id],
+                    [
+                        keys.leader,
+                        keys.call(call_id),
+                        keys.call_state(call_id),
+                        keys.node_calls(dead),
+                        keys.ended(call_id),
+                    ],
+                    [controller_id, term, dead, call_id, int(TOMBSTONE_TTL * 1000)],
                 )
                 for call_id in ids
             ]

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -33,6 +32,9 @@ T = TypeVar("T")
 
 CLAIM_TTL = 30.0
 """Seconds a placement lives before its node saved the call (an offer lost on the way expires)."""
+TOMBSTONE_TTL = 3600.0
+"""Seconds a call's tombstone (the epoch it ended at) lives: a node cut off for longer that held the
+call before its last move could bring it back."""
 CALL_TTL = 600.0
 """Seconds a call's keys live without their owner refreshing them (`touch`, every `CALL_TTL / 5`)."""
 
@@ -123,13 +125,6 @@ class FleetState:
         self.keys = keys
         self.stats = stats or RedisStats()
         self.unreadable_leases = 0
-        self.generation = ""
-        """Redis's generation as writes carry it ('' before the first lease renewal, and while the calls
-        Redis lost are written again): a save of a call Redis no longer has re-creates it only when
-        the generation is not the one Redis has (Redis lost its data), never when the call ended
-        elsewhere."""
-        self.seen_generation = ""
-        """Redis's generation as the last lease renewal found it."""
         self.unreadable_states: list[str] = []
         """Calls whose stored state `load` could not read (left in Redis for a human)."""
         # Scripts run by their SHA1 (EVALSHA): one round trip. A Redis that does not know them yet
@@ -195,25 +190,13 @@ class FleetState:
 
     # -- leases ------------------------------------------------------------------------------------
     async def renew_lease(self, lease: NodeLease, ttl: float) -> str | None:
-        """Store `lease` for `ttl` seconds; returns the lease document it replaced, if any. Learns
-        Redis's generation (`generation`) on the way."""
-        previous, generation = await self._script(
+        """Store `lease` for `ttl` seconds; returns the lease document it replaced, if any."""
+        previous = await self._script(
             "RENEW_LEASE",
-            [self.keys.node(lease.node_id), self.keys.members, self.keys.generation],
-            [lease.to_json(), int(ttl * 1000), lease.node_id, uuid.uuid4().hex],
+            [self.keys.node(lease.node_id), self.keys.members],
+            [lease.to_json(), int(ttl * 1000), lease.node_id],
         )
-        seen = as_text(generation)
-        if not self.seen_generation:
-            self.seen_generation = self.generation = seen
-        elif seen != self.seen_generation:
-            # Redis lost its data: until the calls are written again (`settle_generation`), a write
-            # may re-create what Redis lost
-            self.seen_generation, self.generation = seen, ""
-        return as_text(previous) or None
-
-    def settle_generation(self) -> None:
-        """The calls Redis lost are written again: from now on a call gone from Redis stays gone."""
-        self.generation = self.seen_generation
+        return None if previous is None else as_text(previous)
 
     async def leave(self, node_id: str, boot_id: str) -> None:
         await self._script("LEAVE", [self.keys.node(node_id), self.keys.members], [node_id, boot_id])
@@ -357,8 +340,6 @@ class _Write:
     state: str | None
     """The state document (JSON); None for a removal."""
     done: asyncio.Future[tuple[SaveResult, OwnerToken | None]]
-    generation: str = ""
-    """Redis's generation as the writer knew it when the write was queued (see `FleetState`)."""
 
 
 class StateWriter:
@@ -402,14 +383,12 @@ class StateWriter:
     def save(
         self, call_id: str, version: int, token: OwnerToken, node_id: str, state: str
     ) -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
-        write = _Write(call_id, token, node_id, version, state, self._future(), self.state.generation)
-        return self._enqueue(write)
+        return self._enqueue(_Write(call_id, token, node_id, version, state, self._future()))
 
     def remove(
         self, call_id: str, token: OwnerToken, node_id: str
     ) -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
-        write = _Write(call_id, token, node_id, 0, None, self._future(), self.state.generation)
-        return self._enqueue(write)
+        return self._enqueue(_Write(call_id, token, node_id, 0, None, self._future()))
 
     @staticmethod
     def _future() -> asyncio.Future[tuple[SaveResult, OwnerToken | None]]:
@@ -444,15 +423,15 @@ class StateWriter:
                 calls.append(
                     (
                         "REMOVE",
-                        [call_key, state_key, index, keys.generation],
-                        [token.owner, token.epoch, write.call_id, write.generation],
+                        [call_key, state_key, index, keys.ended(write.call_id)],
+                        [token.owner, token.epoch, write.call_id, int(TOMBSTONE_TTL * 1000)],
                     )
                 )
             else:
                 ttl = int(CALL_TTL * 1000)
                 args = [token.owner, token.epoch, write.version, write.state, ttl, write.call_id]
-                args.append(write.generation)
-                calls.append(("SAVE", [call_key, state_key, index, keys.epoch, keys.generation], args))
+                tombstone = keys.ended(write.call_id)
+                calls.append(("SAVE", [call_key, state_key, index, keys.epoch, tombstone], args))
         try:
             replies = await self.state.run_batch(calls)
         except StateUnavailable as exc:

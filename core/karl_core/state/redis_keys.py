@@ -9,7 +9,7 @@ share one Redis (`KARL_REDIS_PREFIX`).
 | `<p>:callstate:<call-id>` | hash | `version`, `owner`, `epoch`, `state` (the engine's `CallState`, JSON) |
 | `<p>:node-calls:<id>` | set | call-ids a node owns (restart, failover and the sweeper read it) |
 | `<p>:epoch` | integer | the fleet's epoch counter: no (owner, epoch) pair is ever handed out twice |
-| `<p>:generation` | string | a random id written once: it changes only when Redis loses its data |
+| `<p>:ended:<call-id>` | string, TTL | the epoch a call ended (or failed over and ended) at: never revived |
 | `<p>:suspect:<id>` | hash, TTL | members that cannot reach node `<id>` → when they last said so (ms) |
 | `<p>:adopt:<id>` | list | call-ids moved to node `<id>` by failover, for it to take up |
 | `<p>:handover:<id>` | string, TTL | node `<id>` is stopping: move its calls now (its boot id) |
@@ -63,6 +63,5 @@ class KeySchema:
     def leader_term(self) -> str:
         return f"{self.prefix}:failover:term"
 
-    @property
-    def generation(self) -> str:
-        return f"{self.prefix}:generation"
+    def ended(self, call_id: str) -> str:
+        return f"{self.prefix}:ended:{call_id}"

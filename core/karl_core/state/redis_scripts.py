@@ -56,8 +56,8 @@ return 0
 """Undo a placement whose offer failed on every node: nothing outlives a call that never was."""
 
 SAVE = """
--- KEYS: call, call state, node-calls of the writer, epoch counter, generation
--- ARGV: owner, epoch (0: not known yet), version, state (JSON), TTL (ms), call-id, the writer's generation
+-- KEYS: call, call state, node-calls of the writer, epoch counter, tombstone
+-- ARGV: owner, epoch (0: not known yet), version, state (JSON), TTL (ms), call-id
 local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
 local epoch = tonumber(ARGV[2])
 if not held[1] then
@@ -65,14 +65,15 @@ if not held[1] then
     -- a call the writer created before anyone placed it: the write places it
     epoch = redis.call('INCR', KEYS[4])
   else
-    local generation = redis.call('GET', KEYS[5])
-    if generation and generation == ARGV[7] then
-      -- Redis kept its data since the writer last looked: the call ended elsewhere (failover moved
-      -- it, its new owner ended it) or its keys expired. Never bring it back
+    local ended = redis.call('GET', KEYS[5])
+    if ended and tonumber(ended) >= epoch then
+      -- it ended at this epoch or a later one (failover moved it and its new owner ended it):
+      -- never bring it back
       redis.call('SREM', KEYS[3], ARGV[6])
       return {'fenced', '', 0}
     end
-    -- Redis lost the call (restarted empty): the writer re-asserts its ownership
+    -- Redis lost the call (restarted empty, a promoted replica without the last writes, keys that
+    -- expired): the writer re-asserts its ownership
     local counter = tonumber(redis.call('GET', KEYS[4]) or '0')
     if counter < epoch then redis.call('SET', KEYS[4], epoch) end
   end
@@ -102,8 +103,8 @@ offer): it adopts the epoch of a placement made for it, or places the call itsel
 newer one of the same epoch. Every verdict carries the (owner, epoch) it was made for."""
 
 REMOVE = """
--- KEYS: call, call state, node-calls of the writer, generation
--- ARGV: owner, epoch, call-id, the writer's generation
+-- KEYS: call, call state, node-calls of the writer, tombstone
+-- ARGV: owner, epoch, call-id, tombstone TTL (ms)
 local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
 local epoch = tonumber(ARGV[2])
 if held[1] and (held[1] ~= ARGV[1] or (epoch ~= 0 and tonumber(held[2]) ~= epoch)) then
@@ -112,21 +113,23 @@ if held[1] and (held[1] ~= ARGV[1] or (epoch ~= 0 and tonumber(held[2]) ~= epoch
   return {'fenced', held[1], tonumber(held[2])}
 end
 if (not held[1]) and epoch ~= 0 then
-  local generation = redis.call('GET', KEYS[4])
-  if generation and generation == ARGV[4] then
-    -- gone while Redis kept its data: it ended on another node, which wrote its record
+  local ended = redis.call('GET', KEYS[4])
+  if ended and tonumber(ended) > epoch then
+    -- it ended on another node already (at a later epoch), which wrote its record
     redis.call('SREM', KEYS[3], ARGV[3])
     return {'fenced', '', 0}
   end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[4], tonumber(held[2] or ARGV[2]), 'PX', ARGV[4])
 return {'removed', ARGV[1], tonumber(ARGV[2])}
 """
 """Forget an ended call, unless it has moved on to another owner (then only the writer's index), or
-ended on another node already (gone while Redis kept its data: `fenced` without a holder, so that no
-second CDR is written). Epoch 0 (a writer whose first write has not come back) matches on the owner
-alone."""
+ended on another node already (its tombstone says so: `fenced` without a holder, so that no second
+CDR is written). The removal leaves a tombstone with the call's epoch, so that a node that held the
+call earlier, cut off meanwhile, never brings it back. Epoch 0 (a writer whose first write has not
+come back) matches on the owner alone."""
 
 TOUCH = """
 -- KEYS: call, call state. ARGV: owner, epoch, TTL (ms)
@@ -142,17 +145,14 @@ return -1
 """Keep a live call's keys from expiring: 1 = renewed, 0 = absent (Redis lost it), -1 = fenced."""
 
 RENEW_LEASE = """
--- KEYS: node key, members, generation. ARGV: lease (JSON), TTL (ms), node id, a new generation
+-- KEYS: node key, members. ARGV: lease (JSON), TTL (ms), node id
 local previous = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[3], ARGV[4], 'NX')
-return {previous or '', redis.call('GET', KEYS[3])}
+return previous
 """
-"""Renew a lease; returns the one it replaced ('': first start, an expired lease, or a Redis that lost
-its data; another boot id: this node restarted) and Redis's generation: a random id written once, so
-that it changes only when Redis loses its data (SAVE tells "Redis lost this call" from "this call
-ended elsewhere" by it)."""
+"""Renew a lease and return the one it replaced (none: first start, an expired lease, or a Redis
+that lost its data; another boot id: this node restarted)."""
 
 LEAVE = """
 -- KEYS: node key, members. ARGV: node id, boot id
@@ -243,16 +243,18 @@ survivor (its adoption list). Only while the caller leads with that term, only f
 back keeps its calls, and a call that moved meanwhile stays where it is."""
 
 ABANDON = """
--- KEYS: leader, call, call state, node-calls of the dead node. ARGV: controller id, term, dead node, call-id
+-- KEYS: leader, call, call state, node-calls of the dead node, tombstone
+-- ARGV: controller id, term, dead node, call-id, tombstone TTL (ms)
 if redis.call('GET', KEYS[1]) ~= ARGV[1] .. ' ' .. ARGV[2] then return {'deposed', ''} end
-local held = redis.call('HGET', KEYS[2], 'owner')
-if held ~= ARGV[3] then
+local held = redis.call('HMGET', KEYS[2], 'owner', 'epoch')
+if held[1] ~= ARGV[3] then
   redis.call('SREM', KEYS[4], ARGV[4])
-  return {'moved', held or ''}
+  return {'moved', held[1] or ''}
 end
 local state = redis.call('HGET', KEYS[3], 'state')
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('SREM', KEYS[4], ARGV[4])
+redis.call('SET', KEYS[5], held[2], 'PX', ARGV[5])
 return {'ended', state or ''}
 """
 """End a dead node's call that no survivor has room for (never half-adopted): its keys go, and its

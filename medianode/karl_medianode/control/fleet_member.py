@@ -620,8 +620,6 @@ class FleetMember:
         self._renewed_once = True
         if self._dirty and (self._resaving is None or self._resaving.done()):
             self._resaving = asyncio.get_running_loop().create_task(self._write_dirty())
-        elif not self._dirty:
-            self.state.settle_generation()
 
     async def _write_dirty(self) -> None:
         for call_id in list(self._dirty):
@@ -630,7 +628,6 @@ class FleetMember:
             else:
                 self._dirty.discard(call_id)
             await asyncio.sleep(0)  # a thousand calls do not stall the relay
-        self.state.settle_generation()  # the writes above carry the generation they were queued with
 
     async def _lease_loop(self) -> None:
         interval = self.settings.lease_ttl / 3
