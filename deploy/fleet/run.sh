@@ -4,6 +4,7 @@
 #   redis-server  127.0.0.1:$FLEET_REDIS_PORT (data in a temporary directory, gone on exit)
 #   karl node-1..3  NG 127.0.0.1:$FLEET_BASE_PORT+1..3, media on 127.0.0.11..13
 #   karl-router   NG 127.0.0.1:$FLEET_NG_PORT (point Kamailio/OpenSIPS here)
+#   karl-operator failover (moves the calls of a node that dies; metrics on $FLEET_BASE_PORT+4)
 #
 # Every process stops on Ctrl-C (or SIGTERM to this script). The nodes share one host, so they differ
 # by media address; a real fleet puts each node on its own host (docs/clustering.md).
@@ -64,8 +65,14 @@ env "${common[@]}" \
     KARL_HEALTH_PORT=$((FLEET_BASE_PORT + 2)) KARL_METRICS_PORT=$((FLEET_BASE_PORT + 3)) \
     "$VENV/bin/karl-router" &
 pids+=($!)
+env "${common[@]}" \
+    KARL_NODE_ID=failover-1 KARL_FAILOVER_RESTART_GRACE=2 \
+    KARL_METRICS_PORT=$((FLEET_BASE_PORT + 4)) \
+    "$VENV/bin/karl-operator" failover &
+pids+=($!)
 
-echo "fleet: $FLEET_NODES nodes, Redis on 127.0.0.1:$FLEET_REDIS_PORT; NG router on 127.0.0.1:$FLEET_NG_PORT" \
+echo "fleet: $FLEET_NODES nodes, Redis on 127.0.0.1:$FLEET_REDIS_PORT, a failover controller;" \
+     "NG router on 127.0.0.1:$FLEET_NG_PORT" \
      "(health http://127.0.0.1:$((FLEET_BASE_PORT + 2))/health/detail); Ctrl-C stops everything"
 # The fleet runs until one of its processes ends (or a signal arrives): then everything stops.
 wait -n "${pids[@]}" || true

@@ -73,11 +73,19 @@ def sample_call() -> CallState:
     call.answered = True
     call.last_activity = 1700000002.0
     call.quality = {"reports": 2, "entries": [], "xr_round_trips": []}
+    call.nodes = ["node-a", "node-b"]
+    return call
+
+
+def without_schema_4(call: CallState) -> CallState:
+    """What a call serialized before schema 4 reads as: the nodes it passed through unknown."""
+    call.nodes = []
     return call
 
 
 def without_schema_3(call: CallState) -> CallState:
     """What a call serialized before schema 3 reads as: the newer fields at their defaults."""
+    without_schema_4(call)
     call.last_activity = call.last_signal
     call.ended_at = None
     call.quality = {}
@@ -149,15 +157,25 @@ def test_leaves_round_trip(address: str, port: int, name: str, pt: int, clock: i
     assert Codec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
 
 
-def test_schema_v3_is_pinned_by_a_stored_document() -> None:
+def test_schema_v4_is_pinned_by_a_stored_document() -> None:
     """A change of the serialized form must be deliberate: bump SCHEMA_VERSION and add a sample."""
+    from pathlib import Path
+
+    stored = Path(__file__).with_name("session_samples") / "call-v4.json"
+    document = json.loads(stored.read_text())
+    assert document["schema"] == 4 == SCHEMA_VERSION
+    assert CallState.from_dict(document) == sample_call()
+    assert sample_call().to_dict() == document
+
+
+def test_schema_v3_documents_are_still_read() -> None:
+    """Version 3 (before the nodes a call passed through) reads with none."""
     from pathlib import Path
 
     stored = Path(__file__).with_name("session_samples") / "call-v3.json"
     document = json.loads(stored.read_text())
-    assert document["schema"] == 3 == SCHEMA_VERSION
-    assert CallState.from_dict(document) == sample_call()
-    assert sample_call().to_dict() == document
+    assert document["schema"] == 3
+    assert CallState.from_dict(document) == without_schema_4(sample_call())
 
 
 def test_schema_v2_documents_are_still_read() -> None:

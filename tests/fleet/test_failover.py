@@ -433,6 +433,15 @@ def test_a_node_stopped_with_calls_still_up_hands_them_over_with_their_events(
 
     wait_for(lambda: sorted(c for k in range(3) for c in cdr_calls(k)) == sorted(calls), timeout=10)
     assert not set(cdr_calls(leaving.k)) & set(handed)  # one CDR per call, from its last holder
+    # each record lists the nodes its call passed through
+    for k in range(3):
+        path = tmp_path / f"cdr-{k}.jsonl"
+        for record in (json.loads(line) for line in path.read_text().splitlines()) if path.exists() else []:
+            call_id = record["call_id"]
+            if call_id in handed:
+                assert record["nodes"] == [leaving_id, record["node_id"]] and record["failovers"] == 1, record
+            else:
+                assert record["nodes"] == [owners[call_id]] and record["failovers"] == 0, record
 
 
 def test_calls_no_node_has_room_for_end_with_an_event_and_are_never_half_adopted(

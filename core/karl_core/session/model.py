@@ -14,8 +14,8 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 3
-READABLE_SCHEMAS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_SCHEMAS = (1, 2, 3, 4)
 """Versions `CallState.from_dict` reads: 1 lacks the streams' `lost` (read as 0); 1 and 2 lack the
 streams' policy, learned address and further counters and the call's activity and end times (read as
 the defaults: delayed learning, nothing learned, activity at the last signal)."""
@@ -379,6 +379,9 @@ class CallState:
     """When the whole call was deleted, for its parties (its delete delay may still be running)."""
     quality: dict[str, Any] = field(default_factory=dict)
     """What the parties' RTCP reports said so far (the media node's own format; schema 3)."""
+    nodes: list[str] = field(default_factory=list)
+    """The fleet's nodes that held the call, in order, once it moved (failover or hand-over); empty
+    while it never moved (schema 4)."""
 
     def clone(self) -> CallState:
         """A deep copy (pickle is several times faster than `copy.deepcopy` for these dataclasses)."""
@@ -421,6 +424,7 @@ class CallState:
             "last_activity": self.last_activity,
             "ended_at": self.ended_at,
             "quality": self.quality,
+            "nodes": list(self.nodes),
             "monologues": [m.to_dict() for m in self.monologues.values()],
         }
 
@@ -444,6 +448,7 @@ class CallState:
                 last_activity=float(data.get("last_activity") or data["last_signal"]),
                 ended_at=None if data.get("ended_at") is None else float(data["ended_at"]),
                 quality=dict(data.get("quality") or {}),
+                nodes=[str(node) for node in data.get("nodes") or []],
             )
             for item in data.get("monologues", []):
                 mono = Monologue.from_dict(item)

@@ -493,7 +493,7 @@ class FleetMember:
         if not call_ids:
             return 0
         records = {record.call_id: record for record in await self.state.load(call_ids)}
-        origins = await self.failover.moved_from(call_ids) if self.webhook is not None else {}
+        origins = await self.failover.moved_from(call_ids)
         now = time.time()
         adopted = 0
         for index, call_id in enumerate(call_ids):
@@ -506,7 +506,11 @@ class FleetMember:
                 continue  # it ended before this node took it up (a request reached it first)
             try:
                 before = CallState.from_dict(record.state)
-                self.engine.restore(before.clone(), now, same_host=False)
+                moved = before.clone()
+                # the nodes it passed through, for its CDR: where it was, then this node
+                origin = origins.get(call_id, "")
+                moved.nodes = [*(before.nodes or ([origin] if origin else [])), self.node_id]
+                self.engine.restore(moved, now, same_host=False)
             except Exception as exc:
                 self.fleet_counters.adoption_failed += 1
                 log.error(
@@ -525,7 +529,6 @@ class FleetMember:
             document = self.engine.state_document(call_id) if self.webhook is not None else None
             if self.webhook is not None and document is not None:
                 after = CallState.from_dict(document)  # with its streams on this node's ports
-                origin = origins.get(call_id, "")
                 advertised = self.node.settings.advertised_ip
                 event = moved_event(before, after, origin, self.node_id, record.token.epoch, now, advertised)
                 self.webhook.submit(event)
