@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from karl_core.ng import bencode
+from karl_core.state.lease import NodeLease
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
@@ -466,3 +467,23 @@ def bound_ports(server: NgServer) -> list[int]:
             except OSError:
                 held.append(port)
     return held
+
+
+def make_lease(node_id: str = "n1", boot_id: str = "boot-1", **changes: Any) -> NodeLease:
+    """A node's lease for tests of the fleet's logic: ready, idle, room for 100 calls unless changed."""
+    fields: dict[str, Any] = {
+        "node_id": node_id,
+        "boot_id": boot_id,
+        "ng": "10.0.0.1:2223",
+        "api": "10.0.0.1:8080",
+        "media_ip": "10.0.0.1",
+        "port_min": 20000,
+        "port_max": 20999,
+        "capacity": 100,
+        "load": 0,
+        "ready": True,
+        "draining": False,
+        "software": "karl test",
+    }
+    fields.update(changes)
+    return NodeLease(**fields)

@@ -9,25 +9,11 @@ from typing import Any
 
 from karl_core.state.lease import NodeLease
 from karl_core.state.placement import PlacementRing, weight_of
+from karl_testkit import make_lease
 
 
 def lease(node_id: str, **changes: Any) -> NodeLease:
-    fields: dict[str, Any] = {
-        "node_id": node_id,
-        "boot_id": "b",
-        "ng": "10.0.0.1:2223",
-        "api": "10.0.0.1:8080",
-        "media_ip": "10.0.0.1",
-        "port_min": 20000,
-        "port_max": 20999,
-        "capacity": 100,
-        "load": 0,
-        "ready": True,
-        "draining": False,
-        "software": "karl test",
-    }
-    fields.update(changes)
-    return NodeLease(**fields)
+    return make_lease(node_id, "b", **changes)
 
 
 def test_first_is_the_head_of_candidates_and_two_rings_agree() -> None:

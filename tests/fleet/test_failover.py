@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,27 @@ from karl_testkit import Party, wait_for
 pytestmark = pytest.mark.fleet
 
 LEASE_TTL = 3.0
+
+
+def reinvite_through(
+    router: FleetRouter, call_id: str, legs: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a re-INVITE through the proxy does with a failover event: `offer` with the A party's last
+    SDP (the B leg's `peer_sdp`), `answer` with the B party's (the A leg's); both replies."""
+    offered = router.ng.request(
+        {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": legs["B"]["peer_sdp"]}
+    )
+    answered = router.ng.request(
+        {
+            "command": "answer",
+            "call-id": call_id,
+            "from-tag": "A",
+            "to-tag": "B",
+            "sdp": legs["A"]["peer_sdp"],
+        }
+    )
+    assert offered["result"] == answered["result"] == "ok", (offered, answered)
+    return dict(offered), dict(answered)
 
 
 def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(
@@ -120,8 +142,11 @@ def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(
         assert (event["from_node"], event["to_node"]) == (victim_id, new_owner)
         assert event["epoch"] == int(redis.hget(f"karl:call:{call_id}", "epoch"))
         for leg in event["legs"]:
-            assert leg["old"]["address"] == victim.ns_ip != leg["new"]["address"] == lab.ns_ip(
-                int(new_owner.split("-")[1])
+            assert (
+                leg["old"]["address"]
+                == victim.ns_ip
+                != leg["new"]["address"]
+                == lab.ns_ip(int(new_owner.split("-")[1]))
             )
             if leg["sdp"] is not None:  # Karl's SDP for a B2BUA: the new address and port
                 assert f"c=IN IP4 {leg['new']['address']}" in leg["sdp"]
@@ -134,19 +159,7 @@ def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(
             continue
         a, b, _, _ = established[call_id]
         legs = {leg["tag"]: leg for leg in events[call_id]["legs"]}
-        offered = router.ng.request(
-            {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": legs["B"]["peer_sdp"]}
-        )
-        answered = router.ng.request(
-            {
-                "command": "answer",
-                "call-id": call_id,
-                "from-tag": "A",
-                "to-tag": "B",
-                "sdp": legs["A"]["peer_sdp"],
-            }
-        )
-        assert offered["result"] == answered["result"] == "ok", (offered, answered)
+        offered, answered = reinvite_through(router, call_id, legs)
         # what the event said each party must send to is where Karl relays now
         assert media_address(answered) == (legs["A"]["new"]["address"], legs["A"]["new"]["port"])
         assert media_address(offered) == (legs["B"]["new"]["address"], legs["B"]["new"]["port"])
@@ -406,19 +419,7 @@ def test_a_node_stopped_with_calls_still_up_hands_them_over_with_their_events(
     for call_id in handed:
         a, b = calls[call_id]
         legs = {leg["tag"]: leg for leg in events[call_id]["legs"]}
-        offered = router.ng.request(
-            {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": legs["B"]["peer_sdp"]}
-        )
-        answered = router.ng.request(
-            {
-                "command": "answer",
-                "call-id": call_id,
-                "from-tag": "A",
-                "to-tag": "B",
-                "sdp": legs["A"]["peer_sdp"],
-            }
-        )
-        assert offered["result"] == answered["result"] == "ok", (offered, answered)
+        offered, answered = reinvite_through(router, call_id, legs)
         with Stream(a, media_address(answered), b, media_address(offered)).running() as stream:
             stream.flowing(10)
         assert stream.received == stream.sent
@@ -444,14 +445,19 @@ def test_a_node_stopped_with_calls_still_up_hands_them_over_with_their_events(
                 assert record["nodes"] == [owners[call_id]] and record["failovers"] == 0, record
 
 
-def test_calls_no_node_has_room_for_end_with_an_event_and_are_never_half_adopted(
+def test_calls_no_node_has_room_for_end_with_a_cdr_and_an_event_and_are_never_half_adopted(
     fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
     redis_server: RedisServer,
     failover_controller: Callable[..., FailoverProcess],
     webhook_receiver: Callable[..., WebhookReceiver],
+    tmp_path: Path,
 ) -> None:
     hook = webhook_receiver()
-    hooked = {"KARL_FAILOVER_WEBHOOK_URL": hook.url_on("{bridge_ip}")}
+    hooked = {
+        "KARL_FAILOVER_WEBHOOK_URL": hook.url_on("{bridge_ip}"),
+        "KARL_CDR_ENABLED": "1",
+        "KARL_CDR_PATH": str(tmp_path / "cdr.jsonl"),
+    }
     lab, nodes, router = fleet(2, node_env={0: hooked, 1: {**hooked, "KARL_MAX_SESSIONS": "2"}})
     controller = failover_controller(
         redis_server,
@@ -494,3 +500,14 @@ def test_calls_no_node_has_room_for_end_with_an_event_and_are_never_half_adopted
     for call_id in ended:  # answered as rtpengine answers a call it does not know
         reply = router.ng.request({"command": "query", "call-id": call_id})
         assert reply["result"] == "error" and "Unknown call-id" in reply["error-reason"], reply
+    # the ended calls have their CDRs (written by the survivor for the failed node), with the reason
+
+    def records() -> list[dict[str, Any]]:
+        path = tmp_path / "cdr.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    wait_for(lambda: len(records()) == len(ended), timeout=10)
+    for record in records():
+        assert record["call_id"] in ended and record["reason"] == "failover no room", record
+        assert record["nodes"] == [victim.node_id] and record["node_id"] == survivor.node_id
+        assert {tag["tag"] for tag in record["tags"]} == {"A", "B"}

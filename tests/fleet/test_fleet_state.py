@@ -43,7 +43,7 @@ from karl_core.state.lease import (
 from karl_core.state.redis_connection import COMMAND_TIMEOUT, RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
 from karl_core.state.resp import lean_client
-from karl_testkit import run_async, until
+from karl_testkit import make_lease, run_async, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -118,23 +118,7 @@ def doc(**fields: Any) -> str:
     return json.dumps(fields, separators=(",", ":"))
 
 
-def lease(node_id: str = "n1", boot_id: str = "boot-1", **changes: Any) -> NodeLease:
-    fields: dict[str, Any] = {
-        "node_id": node_id,
-        "boot_id": boot_id,
-        "ng": "10.0.0.1:2223",
-        "api": "10.0.0.1:8080",
-        "media_ip": "10.0.0.1",
-        "port_min": 20000,
-        "port_max": 20999,
-        "capacity": 100,
-        "load": 0,
-        "ready": True,
-        "draining": False,
-        "software": "karl test",
-    }
-    fields.update(changes)
-    return NodeLease(**fields)
+lease = make_lease
 
 
 # ------------------------------------------------------------------------------------------------- claim

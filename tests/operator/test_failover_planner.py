@@ -9,25 +9,12 @@ from typing import Any
 
 from karl_core.state.lease import NodeLease
 from karl_operator.failover.planner import DeathWatch, assign, room_of, survivors_ring
+from karl_testkit import make_lease
 
 
 def lease(node_id: str, **changes: Any) -> NodeLease:
-    fields: dict[str, Any] = {
-        "node_id": node_id,
-        "boot_id": "b",
-        "ng": "10.0.0.1:2223",
-        "api": "10.0.0.1:8080",
-        "media_ip": "10.0.0.1",
-        "port_min": 20000,
-        "port_max": 20999,
-        "capacity": 0,
-        "load": 0,
-        "ready": True,
-        "draining": False,
-        "software": "karl test",
-    }
-    fields.update(changes)
-    return NodeLease(**fields)
+    """No session limit of its own unless given (room without bound)."""
+    return make_lease(node_id, "b", **{"capacity": 0, **changes})
 
 
 def test_dead_only_after_the_grace_and_with_a_majority_of_the_others_reporting() -> None:

@@ -7,6 +7,7 @@ bumps the call's epoch, so the dead node, should it come back, is fenced on its 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -195,6 +196,26 @@ class FailoverState:
         keys = [self.keys.handover(node_id) for node_id in node_ids]
         found = await self.state._timed(lambda: self.state.client.mget(keys))
         return [node_id for node_id, value in zip(node_ids, found, strict=True) if value is not None]
+
+    async def record_ending(self, recorder: str, call_id: str, node: str, reason: str, state: str) -> None:
+        """Ask node `recorder` to write the CDR of a call that ended without it (`take_endings`)."""
+        document = json.dumps({"call_id": call_id, "node": node, "reason": reason, "state": state})
+        key = self.keys.endings(recorder)
+        await self.state._timed(lambda: self.state.client.rpush(key, document))
+
+    async def take_endings(self, node_id: str, count: int = 256) -> list[dict[str, Any]]:
+        """Up to `count` endings this node is to write CDRs for (unreadable ones dropped)."""
+        key = self.keys.endings(node_id)
+        taken = await self.state._timed(lambda: self.state.client.lpop(key, count))
+        endings = []
+        for item in taken or []:
+            try:
+                ending = json.loads(as_text(item))
+            except ValueError:
+                continue
+            if isinstance(ending, dict) and isinstance(ending.get("state"), str):
+                endings.append(ending)
+        return endings
 
     async def take_adoptions(self, node_id: str, count: int = 256) -> list[str]:
         """Up to `count` call-ids moved to `node_id`, oldest first, taken off its list."""

@@ -60,6 +60,7 @@ from karl_medianode.control.failover_event import moved_event
 from karl_medianode.control.peer_watch import PeerWatch
 from karl_medianode.engine import CallEnded
 from karl_medianode.engine.calls import Call
+from karl_medianode.quality.call_quality import CallQuality
 
 if TYPE_CHECKING:
     from karl_medianode.node import MediaNode
@@ -578,10 +579,38 @@ class FleetMember:
         )
         return len(handed)
 
+    def write_endings(self, endings: list[dict[str, Any]]) -> int:
+        """The CDRs of calls of a failed node that ended because no node had room for them (the
+        failover controller asks a live node to write them)."""
+        written = 0
+        now = time.time()
+        for ending in endings:
+            try:
+                state = CallState.from_dict(json.loads(ending["state"]))
+                state.nodes = state.nodes or [str(ending.get("node", ""))]
+                record = CallEnded(
+                    state.call_id,
+                    str(ending.get("reason", "failover")),
+                    state.created,
+                    now,
+                    state,
+                    CallQuality.from_dict(state.quality).summary(),
+                )
+            except Exception as exc:
+                log.error("unreadable failover ending: %s", exc, extra={"event": "ending_unreadable"})
+                continue
+            if self.cdr_sink is not None:
+                self.cdr_sink(record)
+                written += 1
+        return written
+
     async def _adoption_loop(self) -> None:
         while True:
             try:
                 call_ids = await self.failover.take_adoptions(self.node_id)
+                endings = await self.failover.take_endings(self.node_id)
+                if endings:
+                    self.write_endings(endings)
                 if call_ids:
                     await self.adopt(call_ids)
                     continue  # there may be more

@@ -40,6 +40,8 @@ REPLICA_WAIT = 1.0
 
 
 REASONS = ("failed", "handover")
+NO_ROOM = "failover no room"
+"""The reason in the CDR of a call that ended because no node had room for it."""
 
 
 @dataclass
@@ -149,9 +151,15 @@ class FailoverController:
                     if move.result is MoveResult.DEPOSED:
                         return  # another controller leads now: it takes over from here
         homeless = [call_id for call_id, target in plan.items() if target is None]
+        # a live node writes their CDRs (the controller has no CDR sink of its own)
+        recorder = next(
+            (n for n, lease in sorted(leases.items()) if lease is not None and n not in all_dead), None
+        )
         for move in await self.failover.abandon(self.controller_id, term, dead, homeless):
             if move.result is MoveResult.ENDED:
                 ended += 1
+                if recorder is not None and move.state:
+                    await self.failover.record_ending(recorder, move.call_id, dead, NO_ROOM, move.state)
                 if self.webhook is not None:
                     self.webhook.submit(ended_event(move.call_id, move.state, dead, time.time()))
                 log.error(

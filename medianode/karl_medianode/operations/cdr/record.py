@@ -210,10 +210,10 @@ def build_record(ended: CallEnded, node_id: str, record_id: str | None = None) -
                     _accumulate(kind, stream.packets, stream.bytes, stream.errors)
                     _accumulate(totals, stream.packets, stream.bytes, stream.errors)
                     totals["lost"] += stream.lost
-    # in a fleet: the nodes that held the call, this one last (one when it never moved)
+    # in a fleet: the nodes that held the call, in order (this one alone when it never moved)
     nodes = [bounds.text(n) for n in bounds.cap(list(state.nodes), MAX_PARTIES)] if state is not None else []
-    if not nodes or nodes[-1] != bounds.text(node_id):
-        nodes.append(bounds.text(node_id))
+    if not nodes:
+        nodes = [bounds.text(node_id)]
     # the offerer is the first party; its SIP peer is the party it is linked to
     from_tag = parties[0]["tag"] if parties else ""
     to_tag = (parties[0]["partner"] or "") if parties else ""
