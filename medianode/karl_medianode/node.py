@@ -79,16 +79,32 @@ class MediaNode:
         # A member of a fleet (KARL_REDIS_ENABLED): lease, call ownership and state in Redis.
         self.fleet: FleetMember | None = None
         self._stopping = asyncio.Event()
+        self._handing_over: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def drain(self) -> None:
-        """Stop taking new calls; calls in progress keep relaying."""
+        """Stop taking new calls; calls in progress keep relaying. In a fleet, the calls still up when
+        KARL_SHUTDOWN_GRACE runs out are handed to other nodes (as on SIGTERM, without stopping)."""
         self.draining = True
         if self.engine is not None:
             self.engine.accepting = False
         log.info("draining: no new calls", extra={"event": "node_draining"})
+        if self.fleet is not None and (self._handing_over is None or self._handing_over.done()):
+            self._handing_over = asyncio.get_running_loop().create_task(self._hand_over_after_grace())
+
+    async def _hand_over_after_grace(self) -> None:
+        assert self.engine is not None and self.fleet is not None
+        deadline = time.monotonic() + self.settings.shutdown_grace
+        while self.engine.active_calls() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if self.draining and self.fleet.owned:
+            # their old copies here keep relaying until the parties move to the new node; the media
+            # timeout then ends them, with no CDR (the new holders write those)
+            await self.fleet.hand_over(HANDOVER_WAIT)
 
     def undrain(self) -> None:
+        if self._handing_over is not None:
+            self._handing_over.cancel()
         self.draining = False
         if self.engine is not None and not self._stopping.is_set():
             self.engine.accepting = True
@@ -226,6 +242,8 @@ class MediaNode:
     async def shutdown(self) -> None:
         engine = self.engine
         log.info("shutting down: no new calls", extra={"event": "node_stopping"})
+        if self._handing_over is not None:
+            self._handing_over.cancel()  # stopping hands over what is left itself
         if engine is not None:
             engine.accepting = False
             self.draining = True  # in a fleet, the lease says so: nothing is placed here any more

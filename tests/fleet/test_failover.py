@@ -511,3 +511,42 @@ def test_calls_no_node_has_room_for_end_with_a_cdr_and_an_event_and_are_never_ha
         assert record["call_id"] in ended and record["reason"] == "failover no room", record
         assert record["nodes"] == [victim.node_id] and record["node_id"] == survivor.node_id
         assert {tag["tag"] for tag in record["tags"]} == {"A", "B"}
+
+
+def test_a_node_drained_through_its_api_hands_its_calls_over_and_keeps_running(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    redis_server: RedisServer,
+    failover_controller: Callable[..., FailoverProcess],
+    webhook_receiver: Callable[..., WebhookReceiver],
+) -> None:
+    hook = webhook_receiver()
+    env = {"KARL_FAILOVER_WEBHOOK_URL": hook.url_on("{bridge_ip}"), "KARL_SHUTDOWN_GRACE": "1"}
+    lab, nodes, router = fleet(2, node_env=dict.fromkeys(range(2), env))
+    failover_controller(redis_server, "failover-1")
+    drained, other = nodes
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    calls = [f"api-drain-{index}@test" for index in range(4)]
+    for call_id in calls:  # all on the node to drain (offered to it directly)
+        a, b = lab.party(parties), lab.party(parties)
+        assert offer(drained.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(drained.ng, call_id, b, ip)["result"] == "ok"
+    request = urllib.request.Request(
+        f"{drained.url('api')}/api/v1/admin/drain",
+        data=b"{}",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as reply:
+        assert reply.status == 200
+    # after the grace (1 s) its calls go to the other node, with their events; it keeps running
+    wait_for(lambda: all(redis.hget(f"karl:call:{c}", "owner") == other.node_id for c in calls), timeout=15)
+    wait_for(lambda: sorted(e["call_id"] for e in hook.events) == sorted(calls), timeout=10)
+    assert drained.proc.poll() is None and not ready(drained)
+    assert metric(drained.url("metrics"), "karl_fleet_calls_held") == 0
+    assert node_calls(other) == len(calls)
+    for call_id in calls:  # the calls are the other node's now, through the router
+        assert router.ng.request({"command": "query", "call-id": call_id})["result"] == "ok"
+        refused = drained.ng.request({"command": "query", "call-id": call_id})
+        assert refused["result"] == "error" and refused["error-reason"] == NOT_OWNER, refused

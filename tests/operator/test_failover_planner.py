@@ -69,3 +69,14 @@ def test_without_room_anywhere_a_call_is_not_assigned() -> None:
     ring = survivors_ring(leases, [])
     plan = assign(["x", "y"], ring, room_of(leases.values()))
     assert plan == {"x": None, "y": None}
+
+
+def test_calls_go_only_to_nodes_that_read_their_state_schema() -> None:
+    # a rolling upgrade: the dead node wrote schema 4; node "old" reads only up to 3
+    leases = {"new": lease("new", state_schema=4), "old": lease("old", state_schema=3), "dead": None}
+    ring = survivors_ring(leases, ["dead"], state_schema=4)
+    assert set(ring.weights) == {"new"}
+    plan = assign([f"c{i}" for i in range(10)], ring, room_of(x for x in leases.values() if x is not None))
+    assert set(plan.values()) == {"new"}
+    # calls of a node that wrote schema 3 may go to both
+    assert set(survivors_ring(leases, ["dead"], state_schema=3).weights) == {"new", "old"}

@@ -39,6 +39,9 @@ class NodeLease:
     draining: bool
     software: str
     schema: int = LEASE_SCHEMA
+    state_schema: int = 0
+    """The newest call-state schema the node reads (`karl_core.session.SCHEMA_VERSION`; 0: a node
+    too old to say): failover hands a call only to nodes that read its state."""
 
     @property
     def ng_address(self) -> tuple[str, int]:
@@ -78,6 +81,7 @@ class NodeLease:
                 draining=bool(document["draining"]),
                 software=str(document["software"]),
                 schema=int(document.get("schema", LEASE_SCHEMA)),
+                state_schema=int(document.get("state_schema", 0)),
             )
             lease.ng_address  # noqa: B018  # a lease without a usable NG address is unreadable
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:

@@ -46,7 +46,7 @@ from karl_core.logs import LogThrottle
 from karl_core.ng.commands import Command
 from karl_core.ng.fleet import CALL_CREATING, STATE_UNAVAILABLE, not_owner_reply
 from karl_core.ng.options import NgOptions
-from karl_core.session import CallState
+from karl_core.session import SCHEMA_VERSION, CallState
 from karl_core.state import OwnerToken, SaveResult
 from karl_core.state.failover_state import FailoverState
 from karl_core.state.fleet_state import CALL_TTL, FleetState, StateUnavailable, StateWriter
@@ -231,6 +231,7 @@ class FleetMember:
             ready=self.node.startup_complete and not self.node.draining,
             draining=self.node.draining,
             software=f"karl {__version__}",
+            state_schema=SCHEMA_VERSION,
         )
 
     # -- NG ------------------------------------------------------------------------------------------

@@ -69,6 +69,9 @@ class FailoverController:
     """Where the events of calls that could not move go (KARL_FAILOVER_WEBHOOK_URL)."""
     members: dict[str, NodeLease | None] = field(default_factory=dict)
     """The registered members and their leases, as the last tick read them."""
+    seen: dict[str, NodeLease] = field(default_factory=dict)
+    """Each node's last lease this controller saw (a dead node's says which call-state schema it
+    wrote)."""
     last_tick: float | None = None
     """When a tick last read the fleet from Redis (monotonic)."""
     watch: DeathWatch = field(init=False)
@@ -110,6 +113,7 @@ class FailoverController:
         leases: dict[str, NodeLease | None] = dict.fromkeys(members)
         leases.update({lease.node_id: lease for lease in live if lease.node_id in leases})
         self.members, self.last_tick = leases, self.clock()
+        self.seen.update({lease.node_id: lease for lease in live})
         absent = [node_id for node_id, lease in leases.items() if lease is None]
         suspicions = await self.failover.suspicions(absent, SUSPICION_FRESH) if absent else {}
         dead = self.watch.dead(leases, suspicions, self.clock())
@@ -135,7 +139,9 @@ class FailoverController:
         calls = await self.state.calls_of(dead)
         if not calls and reason == "handover":
             return  # handed over already; the node stops on its own
-        ring = survivors_ring(leases, all_dead)
+        # the calls' states are in the schema their node wrote (its last lease says which)
+        source = leases.get(dead) or self.seen.get(dead)
+        ring = survivors_ring(leases, all_dead, source.state_schema if source is not None else 0)
         room = room_of(lease for lease in leases.values() if lease is not None)
         plan = assign(calls, ring, room)
         moved = ended = refused = 0

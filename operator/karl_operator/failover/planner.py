@@ -54,10 +54,18 @@ class DeathWatch:
         return None if since is None else now - since
 
 
-def survivors_ring(leases: Mapping[str, NodeLease | None], dead: Iterable[str]) -> PlacementRing:
+def survivors_ring(
+    leases: Mapping[str, NodeLease | None], dead: Iterable[str], state_schema: int = 0
+) -> PlacementRing:
+    """The ring over the nodes not in `dead` that read call states of `state_schema` (the schema the
+    calls' node wrote them in: a rolling upgrade never hands a call to a node too old to read it)."""
     gone = set(dead)
     ring = PlacementRing()
-    ring.update(lease for node_id, lease in leases.items() if lease is not None and node_id not in gone)
+    ring.update(
+        lease
+        for node_id, lease in leases.items()
+        if lease is not None and node_id not in gone and lease.state_schema >= state_schema
+    )
     return ring
 
 
