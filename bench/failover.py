@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +49,8 @@ VENV_BIN = REPO / ".venv" / "bin"
 LEASE_TTL = 3.0
 TARGET_P95 = 5.0
 NODES = 3
+PORTS_PER_NODE = 6000
+"""Enough for 1,000 calls of 4 ports each on the killed node, and its share on each survivor."""
 
 
 def free_port() -> int:
@@ -128,7 +132,7 @@ def fleet(workdir: Path) -> Iterator[tuple[redis.Redis, list[Node]]]:
         "KARL_LOG_LEVEL": "warning",
     }
     try:
-        first_rtp = free_window(2000 * NODES, 10000, 32768)
+        first_rtp = free_window(PORTS_PER_NODE * NODES, 10000, 32768)
         for index in range(NODES):
             ng_port = free_port()
             env = {
@@ -138,8 +142,8 @@ def fleet(workdir: Path) -> Iterator[tuple[redis.Redis, list[Node]]]:
                 "KARL_NG_ADDRESS": "127.0.0.1",
                 "KARL_NG_PORT": str(ng_port),
                 "KARL_MEDIA_IP": f"127.0.0.{11 + index}",
-                "KARL_RTP_MIN_PORT": str(first_rtp + 2000 * index),
-                "KARL_RTP_MAX_PORT": str(first_rtp + 2000 * index + 1999),
+                "KARL_RTP_MIN_PORT": str(first_rtp + PORTS_PER_NODE * index),
+                "KARL_RTP_MAX_PORT": str(first_rtp + PORTS_PER_NODE * (index + 1) - 1),
                 "KARL_API_PORT": str(free_port()),
                 "KARL_HEALTH_PORT": str(free_port()),
                 "KARL_METRICS_PORT": str(free_port()),
@@ -220,7 +224,92 @@ def one_failover(client: redis.Redis, nodes: list[Node], victim: Node, calls: li
     wait(taken_up, 10, "calls taken up")
     taken_after = time.monotonic() - killed
     total = sum(client.scard(key) for key in survivor_sets)
-    return {"owned_s": owned_after, "taken_up_s": taken_after, "survivor_calls": float(total)}
+    return {
+        "owned_s": owned_after,
+        "taken_up_s": taken_after,
+        "survivor_calls": float(total),
+        "killed_at": killed,
+    }
+
+
+class RelayProbe:
+    """RTP every 20 ms through a call on a survivor, its arrivals timed: the relay of a node while it
+    takes a failed node's calls up."""
+
+    def __init__(self, node: Node) -> None:
+        self.a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.a.bind(("127.0.0.1", 0))
+        self.b.bind(("127.0.0.1", 0))
+        with NGClient("127.0.0.1", node.ng_port) as ng:
+            offer = ng.transact(
+                {
+                    "command": "offer",
+                    "call-id": "probe@bench",
+                    "from-tag": "a",
+                    "sdp": sdp(self.a.getsockname()[1]),
+                }
+            ).reply
+            answer = ng.transact(
+                {
+                    "command": "answer",
+                    "call-id": "probe@bench",
+                    "from-tag": "a",
+                    "to-tag": "b",
+                    "sdp": sdp(self.b.getsockname()[1]),
+                }
+            ).reply
+        self.target = (f"127.0.0.{11 + node.index}", _port_of(str(answer["sdp"])))
+        del offer
+        self.arrivals: list[float] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._send, daemon=True),
+            threading.Thread(target=self._receive, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _send(self) -> None:
+        seq, deadline = 0, time.monotonic() + 120
+        next_at = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            packet = (
+                bytes([0x80, 0])
+                + (seq & 0xFFFF).to_bytes(2, "big")
+                + (seq * 160).to_bytes(4, "big")
+                + b"\0\0\0\1"
+                + b"\xff" * 160
+            )
+            self.a.sendto(packet, self.target)
+            seq += 1
+            next_at += 0.02
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    def _receive(self) -> None:
+        self.b.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                self.b.recv(2048)
+            except TimeoutError:
+                continue
+            self.arrivals.append(time.monotonic())
+
+    def max_gap(self, start: float, end: float) -> float:
+        times = [t for t in self.arrivals if start <= t <= end]
+        return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(2)
+        self.a.close()
+        self.b.close()
+
+
+def _port_of(sdp_text: str) -> int:
+    line = next(line for line in sdp_text.splitlines() if line.startswith("m=audio "))
+    return int(line.split()[1])
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -234,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="RTP every 20 ms through a call on a survivor: the largest gap in its arrivals while the "
+        "survivors take the calls up, against the 2 s before the kill",
+    )
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
         print("bench/failover.py needs redis-server (apt-get install redis-server)", file=sys.stderr)
@@ -246,7 +341,25 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.rounds):
             victim = nodes[index % len(nodes)]
             calls = place_calls(victim, args.calls, f"r{index}")
+            probe_node = nodes[(index + 1) % len(nodes)]
+            probe = RelayProbe(probe_node) if args.probe else None
+            if probe is not None:
+                time.sleep(2.5)  # a baseline of the probe's arrivals before the kill
             result = one_failover(client, nodes, victim, calls)
+            if probe is not None:
+                time.sleep(0.5)
+                killed = result["killed_at"]
+                result["probe_gap_ms"] = 1000 * probe.max_gap(killed, killed + result["taken_up_s"] + 0.5)
+                result["probe_baseline_gap_ms"] = 1000 * probe.max_gap(killed - 2.0, killed)
+                probe.stop()
+                with NGClient("127.0.0.1", probe_node.ng_port) as ng:
+                    ng.transact({"command": "delete", "call-id": "probe@bench", "delete-delay": 0})
+                print(
+                    f"  relay of {probe_node.node_id} while taking calls up: largest gap "
+                    f"{result['probe_gap_ms']:.1f} ms "
+                    f"(before the kill: {result['probe_baseline_gap_ms']:.1f} ms)",
+                    flush=True,
+                )
             rounds.append(result)
             print(
                 f"round {index + 1}: {victim.node_id} killed, {len(calls)} calls owned by survivors after "
@@ -276,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         "p95_target_met": percentile(owned, 0.95) <= TARGET_P95,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
+    if args.probe:
+        summary["probe_gap_ms_max"] = max(r["probe_gap_ms"] for r in rounds)
+        summary["probe_baseline_gap_ms_max"] = max(r["probe_baseline_gap_ms"] for r in rounds)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     document = {"summary": summary, "rounds": rounds}
     (RESULTS_DIR / f"{stamp}-failover.json").write_text(json.dumps(document, indent=2))
@@ -294,6 +410,16 @@ def main(argv: list[str] | None = None) -> int:
             f"| every call taken up (restored, new state written) | {summary['taken_up_p50_s']:.2f} | "
             f"{summary['taken_up_p95_s']:.2f} | {summary['taken_up_max_s']:.2f} | |",
             "",
+            *(
+                [
+                    "RTP every 20 ms through a call on a survivor, largest gap between arrivals: "
+                    f"{summary['probe_gap_ms_max']:.1f} ms while the survivors took the calls up, "
+                    f"{summary['probe_baseline_gap_ms_max']:.1f} ms in the 2 s before the kill.",
+                    "",
+                ]
+                if args.probe
+                else []
+            ),
         ]
     )
     (RESULTS_DIR / f"{stamp}-failover.md").write_text(table)

@@ -122,7 +122,7 @@ def test_a_sentinel_failover_of_redis_loses_no_packet_and_hands_no_epoch_out_twi
     Sentinels (holding over meanwhile), established calls lose no packet, and the epochs handed out
     after the promotion are new ones."""
     primary, replica, sentinel_port = free_port(), free_port(), free_port()
-    primary_proc = launch("--port", str(primary), "--bind", "127.0.0.1")
+    primary_proc = launch("--port", str(primary), "--bind", "127.0.0.1", "--repl-diskless-sync-delay", "0")
     launch("--port", str(replica), "--bind", "127.0.0.1", "--replicaof", "127.0.0.1", str(primary))
     conf = tmp_path / "sentinel.conf"
     conf.write_text(
@@ -142,6 +142,19 @@ def test_a_sentinel_failover_of_redis_loses_no_packet_and_hands_no_epoch_out_twi
     wait_for(lambda: master_port() == primary, timeout=10)
     replica_client = redis.Redis(port=replica, decode_responses=True, socket_timeout=1)
     wait_for(lambda: replica_client.info("replication").get("master_link_status") == "up", timeout=10)
+
+    def sentinel_knows_the_replica() -> bool:  # it learns replicas from the primary's INFO (every 10 s)
+        try:
+            replicas = sentinel.execute_command("SENTINEL", "replicas", "karl-main")
+        except redis.RedisError:
+            return False
+        for entry in replicas:
+            fields = entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=True))
+            if int(fields.get("port", 0)) == replica and "disconnected" not in fields.get("flags", ""):
+                return True
+        return False
+
+    wait_for(sentinel_knows_the_replica, timeout=20, interval=0.2)
     node = start_karl(
         tmp_path,
         KARL_REDIS_ENABLED="true",
