@@ -21,7 +21,9 @@ import argparse
 import datetime
 import itertools
 import json
+import multiprocessing
 import os
+import select
 import shutil
 import signal
 import socket
@@ -29,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -209,7 +210,7 @@ def one_failover(client: redis.Redis, nodes: list[Node], victim: Node, calls: li
                 pipe.hget(f"karl:call:{call_id}", "owner")
             return all(owner in survivors for owner in pipe.execute())
 
-    wait(owned, 3 * LEASE_TTL + 10, "calls owned by survivors")
+    wait(owned, 3 * LEASE_TTL + 10, "calls owned by survivors", interval=0.02)
     owned_after = time.monotonic() - killed
 
     def taken_up() -> bool:
@@ -221,7 +222,7 @@ def one_failover(client: redis.Redis, nodes: list[Node], victim: Node, calls: li
         old_address = f'"local_address":"127.0.0.{11 + victim.index}"'
         return all(state is not None and old_address not in state for state in states)
 
-    wait(taken_up, 10, "calls taken up")
+    wait(taken_up, 10, "calls taken up", interval=0.05)
     taken_after = time.monotonic() - killed
     total = sum(client.scard(key) for key in survivor_sets)
     return {
@@ -232,79 +233,87 @@ def one_failover(client: redis.Redis, nodes: list[Node], victim: Node, calls: li
     }
 
 
+def _probe_main(target: tuple[str, int], a_port: int, b_port: int, stop: Any, out: Any) -> None:
+    """The probe's own process (the benchmark's polling of Redis must not delay its packets): RTP
+    every 20 ms from A to the node, arrivals at B timed (CLOCK_MONOTONIC, shared by all processes)."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", a_port))
+    b.bind(("127.0.0.1", b_port))
+    b.setblocking(False)
+    arrivals: list[float] = []
+    seq, next_at, deadline = 0, time.monotonic(), time.monotonic() + 180
+    while not stop.is_set() and time.monotonic() < deadline:
+        payload = b"\x00\x00\x00\x01" + b"\xff" * 160
+        header = (
+            bytes([0x80, 0])
+            + (seq & 0xFFFF).to_bytes(2, "big")
+            + ((seq * 160) & 0xFFFFFFFF).to_bytes(4, "big")
+        )
+        a.sendto(header + payload, target)
+        seq += 1
+        next_at += 0.02
+        while True:
+            try:
+                b.recv(2048)
+            except BlockingIOError:
+                break
+            arrivals.append(time.monotonic())
+        wait_for_next = next_at - time.monotonic()
+        if wait_for_next > 0:
+            select.select([b], [], [], wait_for_next)
+            while True:
+                try:
+                    b.recv(2048)
+                except BlockingIOError:
+                    break
+                arrivals.append(time.monotonic())
+            time.sleep(max(0.0, next_at - time.monotonic()))
+    out.send(arrivals)
+
+
 class RelayProbe:
-    """RTP every 20 ms through a call on a survivor, its arrivals timed: the relay of a node while it
-    takes a failed node's calls up."""
+    """RTP every 20 ms through a call on a survivor, its arrivals timed (in a process of its own): the
+    relay of a node while it takes a failed node's calls up."""
 
     def __init__(self, node: Node) -> None:
-        self.a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.a.bind(("127.0.0.1", 0))
-        self.b.bind(("127.0.0.1", 0))
+        a_port, b_port = free_udp_port(), free_udp_port()
         with NGClient("127.0.0.1", node.ng_port) as ng:
-            offer = ng.transact(
-                {
-                    "command": "offer",
-                    "call-id": "probe@bench",
-                    "from-tag": "a",
-                    "sdp": sdp(self.a.getsockname()[1]),
-                }
-            ).reply
+            ng.transact({"command": "offer", "call-id": "probe@bench", "from-tag": "a", "sdp": sdp(a_port)})
             answer = ng.transact(
                 {
                     "command": "answer",
                     "call-id": "probe@bench",
                     "from-tag": "a",
                     "to-tag": "b",
-                    "sdp": sdp(self.b.getsockname()[1]),
+                    "sdp": sdp(b_port),
                 }
             ).reply
-        self.target = (f"127.0.0.{11 + node.index}", _port_of(str(answer["sdp"])))
-        del offer
+        target = (f"127.0.0.{11 + node.index}", _port_of(str(answer["sdp"])))
+        context = multiprocessing.get_context("fork")
+        self._stop = context.Event()
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_probe_main, args=(target, a_port, b_port, self._stop, send), daemon=True
+        )
+        self._process.start()
         self.arrivals: list[float] = []
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._send, daemon=True),
-            threading.Thread(target=self._receive, daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
 
-    def _send(self) -> None:
-        seq, deadline = 0, time.monotonic() + 120
-        next_at = time.monotonic()
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            packet = (
-                bytes([0x80, 0])
-                + (seq & 0xFFFF).to_bytes(2, "big")
-                + (seq * 160).to_bytes(4, "big")
-                + b"\0\0\0\1"
-                + b"\xff" * 160
-            )
-            self.a.sendto(packet, self.target)
-            seq += 1
-            next_at += 0.02
-            time.sleep(max(0.0, next_at - time.monotonic()))
-
-    def _receive(self) -> None:
-        self.b.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                self.b.recv(2048)
-            except TimeoutError:
-                continue
-            self.arrivals.append(time.monotonic())
+    def stop(self) -> None:
+        self._stop.set()
+        if self._receive.poll(10):
+            self.arrivals = list(self._receive.recv())
+        self._process.join(5)
 
     def max_gap(self, start: float, end: float) -> float:
         times = [t for t in self.arrivals if start <= t <= end]
         return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
 
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(2)
-        self.a.close()
-        self.b.close()
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _port_of(sdp_text: str) -> int:
@@ -348,10 +357,10 @@ def main(argv: list[str] | None = None) -> int:
             result = one_failover(client, nodes, victim, calls)
             if probe is not None:
                 time.sleep(0.5)
+                probe.stop()
                 killed = result["killed_at"]
                 result["probe_gap_ms"] = 1000 * probe.max_gap(killed, killed + result["taken_up_s"] + 0.5)
                 result["probe_baseline_gap_ms"] = 1000 * probe.max_gap(killed - 2.0, killed)
-                probe.stop()
                 with NGClient("127.0.0.1", probe_node.ng_port) as ng:
                     ng.transact({"command": "delete", "call-id": "probe@bench", "delete-delay": 0})
                 print(

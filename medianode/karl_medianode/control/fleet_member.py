@@ -69,6 +69,10 @@ log = logging.getLogger("karl.fleet")
 
 WRITE_WAIT = 0.25
 ADOPTION_POLL = 0.25
+ADOPT_BATCH = 64
+"""Calls taken off the adoption list (and their states read and parsed) at a time."""
+ADOPT_SLICE = 4
+"""Calls restored between two turns of the event loop: the relay never waits long for adoption."""
 """Seconds between two looks at the list of calls failover moved to this node."""
 """Seconds a reply waits for its call's state to reach Redis before it is sent anyway."""
 
@@ -499,7 +503,7 @@ class FleetMember:
         now = time.time()
         adopted = 0
         for index, call_id in enumerate(call_ids):
-            if index and index % 20 == 0:
+            if index and index % ADOPT_SLICE == 0:
                 await asyncio.sleep(0)  # a thousand calls do not stall the relay
             record = records.get(call_id)
             if call_id in self.owned or (record is not None and record.token.owner != self.node_id):
@@ -608,7 +612,7 @@ class FleetMember:
     async def _adoption_loop(self) -> None:
         while True:
             try:
-                call_ids = await self.failover.take_adoptions(self.node_id)
+                call_ids = await self.failover.take_adoptions(self.node_id, ADOPT_BATCH)
                 endings = await self.failover.take_endings(self.node_id)
                 if endings:
                     self.write_endings(endings)
