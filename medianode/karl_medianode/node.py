@@ -105,6 +105,9 @@ class MediaNode:
     def undrain(self) -> None:
         if self._handing_over is not None:
             self._handing_over.cancel()
+            if self.fleet is not None:  # a hand-over asked for already is called off
+                task = asyncio.get_running_loop().create_task(self.fleet.cancel_hand_over())
+                self._tasks.append(task)
         self.draining = False
         if self.engine is not None and not self._stopping.is_set():
             self.engine.accepting = True

@@ -248,8 +248,19 @@ class Router:
                 pending.resolve(data)  # the node's answer, rtpengine's error
                 return
             retry, excluded = outcome
+        # after a node that did not answer, what is left of the budget (the proxy retransmits at 1 s)
+        budget = BUDGET - NODE_TIMEOUT if data is None else BUDGET
         task = asyncio.get_running_loop().create_task(
-            self.route(request, command, call_id, None, retry, excluded, placing=placing and data is None)
+            self.route(
+                request,
+                command,
+                call_id,
+                None,
+                retry,
+                excluded,
+                placing=placing and data is None,
+                budget=budget,
+            )
         )
         task.add_done_callback(partial(_resolve_from, pending))
 
@@ -285,17 +296,28 @@ class Router:
         token: OwnerToken | None = None,
         excluded: frozenset[str] = frozenset(),
         placing: bool = False,
+        budget: float = BUDGET,
     ) -> Reply:
         """The slow path, within `BUDGET`: ask Redis who holds a known call; place a new one on the
         ring (skipping `excluded`: nodes that refused it); follow `not owner`; retry a silent node.
         `load_limit`: the offer's `supports: [load limit]`, or None to read it when it matters."""
-        deadline = self.clock() + BUDGET
+        deadline = self.clock() + budget
         datagram = request.cookie + b" " + request.payload
         creating = command in CALL_CREATING
         refused = set(excluded)
         if token is None:
             token = self.owners.get(call_id)
             placing = False
+            if token is not None and self.view.gone(token.owner) and self.view.redis_reachable():
+                # its node's lease is gone: failover may have moved the call, Redis says where (when
+                # Redis does not know the call, e.g. just restarted empty, the cached owner stays)
+                try:
+                    current = await self.state.owner_of(call_id)
+                except StateUnavailable:
+                    current = None
+                if current is not None:
+                    self.owners.put(call_id, current)
+                    token = current
         for _ in range(MAX_ATTEMPTS):
             if token is None:
                 if not self.view.redis_reachable():

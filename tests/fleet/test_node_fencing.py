@@ -52,8 +52,9 @@ def test_a_call_taken_by_another_owner_is_fenced_everywhere(
     assert redis.hget("karl:call:moved@test", "owner") == "node-a"
     redis.hset("karl:call:moved@test", mapping={"owner": "node-b", "epoch": "999"})
     # the node's next change is refused by Redis: it stops answering for the call and lets it go
-    # (no relay, ports freed, no CDR: the holder writes it)
-    assert offer("moved@test")["result"] == "ok"  # applied before Redis said no
+    # (no relay, ports freed, no CDR: the holder writes it), and that request is sent to the holder
+    refused_change = offer("moved@test")
+    assert refused_change["error-reason"] == NOT_OWNER and refused_change["karl-owner"] == "node-b"
     wait_for(lambda: metric(node.url("metrics"), "karl_fleet_fenced_calls_total") == 1, timeout=5)
     sessions = node.ng.request({"command": "statistics"})["statistics"]["currentstatistics"]["sessionstotal"]
     assert sessions == 1  # released at once

@@ -154,6 +154,8 @@ class FailoverState:
                         keys.call_state(call_id),
                         keys.node_calls(dead),
                         keys.ended(call_id),
+                        keys.epoch,
+                        keys.node(dead),
                     ],
                     [controller_id, term, dead, call_id, int(TOMBSTONE_TTL * 1000)],
                 )
@@ -189,13 +191,22 @@ class FailoverState:
         key = self.keys.handover(node_id)
         await self.state._timed(lambda: self.state.client.set(key, boot_id, px=int(ttl * 1000)))
 
-    async def handovers(self, node_ids: Sequence[str]) -> list[str]:
-        """The nodes among `node_ids` that asked for their calls to be moved."""
+    async def handovers(self, node_ids: Sequence[str]) -> dict[str, str]:
+        """The nodes among `node_ids` that asked for their calls to be moved, with the boot id that
+        asked."""
         if not node_ids:
-            return []
+            return {}
         keys = [self.keys.handover(node_id) for node_id in node_ids]
         found = await self.state._timed(lambda: self.state.client.mget(keys))
-        return [node_id for node_id, value in zip(node_ids, found, strict=True) if value is not None]
+        return {
+            node_id: as_text(value)
+            for node_id, value in zip(node_ids, found, strict=True)
+            if value is not None
+        }
+
+    async def cancel_handover(self, node_id: str) -> None:
+        key = self.keys.handover(node_id)
+        await self.state._timed(lambda: self.state.client.delete(key))
 
     async def record_ending(self, recorder: str, call_id: str, node: str, reason: str, state: str) -> None:
         """Ask node `recorder` to write the CDR of a call that ended without it (`take_endings`)."""
@@ -245,6 +256,13 @@ class FailoverState:
         replicas = int(info.get("connected_slaves", 0))
         if replicas == 0:
             return 0
+        lean = self.state.lean
+        if lean is not None:
+            # WAIT covers the writes of its own connection: the moves went through the lean one
+            [acked] = await self.state._timed(lambda: lean.execute([["WAIT", replicas, int(timeout * 1000)]]))
+            if isinstance(acked, Exception):
+                raise StateUnavailable(str(acked))
+            return int(acked)
         acked = await self.state._timed(lambda: self.state.client.wait(replicas, int(timeout * 1000)))
         return int(acked)
 

@@ -243,7 +243,7 @@ survivor (its adoption list). Only while the caller leads with that term, only f
 back keeps its calls, and a call that moved meanwhile stays where it is."""
 
 ABANDON = """
--- KEYS: leader, call, call state, node-calls of the dead node, tombstone
+-- KEYS: leader, call, call state, node-calls of the dead node, tombstone, epoch counter, its lease
 -- ARGV: controller id, term, dead node, call-id, tombstone TTL (ms)
 if redis.call('GET', KEYS[1]) ~= ARGV[1] .. ' ' .. ARGV[2] then return {'deposed', ''} end
 local held = redis.call('HMGET', KEYS[2], 'owner', 'epoch')
@@ -251,10 +251,14 @@ if held[1] ~= ARGV[3] then
   redis.call('SREM', KEYS[4], ARGV[4])
   return {'moved', held[1] or ''}
 end
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  return {'moved', held[1]}  -- the node is back: the call stays with it
+end
 local state = redis.call('HGET', KEYS[3], 'state')
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('SREM', KEYS[4], ARGV[4])
-redis.call('SET', KEYS[5], held[2], 'PX', ARGV[5])
+-- a new epoch in the tombstone: the old owner, should it only have stalled, is fenced even in REMOVE
+redis.call('SET', KEYS[5], redis.call('INCR', KEYS[6]), 'PX', ARGV[5])
 return {'ended', state or ''}
 """
 """End a dead node's call that no survivor has room for (never half-adopted): its keys go, and its

@@ -285,11 +285,13 @@ class FleetMember:
         holder = self._lost.pop(call_id, None)
         if holder is None:
             return reply
-        # The call turned out to be another node's (a proxy or a stale router sent its offer here):
-        # undo what this request did and send the router to the holder.
-        if self.engine.find_call(call_id) is not None:
+        # The call turned out to be another node's (a proxy or a stale router sent its offer here,
+        # or failover moved it meanwhile): undo what this request did and send the router on.
+        if self.engine.find_call(call_id) is not None and call_id not in self.owned:
             self._abandon(call_id)
         self.fleet_counters.not_owner += 1
+        if not holder.owner:
+            return not_owner_reply(None, None)  # it ended elsewhere: the router asks Redis
         return not_owner_reply(holder.owner, holder.epoch)
 
     def _undo_lost(self, call_id: str) -> None:
@@ -411,6 +413,9 @@ class FleetMember:
                 asyncio.get_running_loop().call_later(2 * WRITE_WAIT, self._undo_lost, call_id)
             return
         self.fleet_counters.fenced_calls += 1
+        # a request waiting for this write must not answer `ok`: the router goes to the holder
+        self._lost[call_id] = holder if holder is not None else OwnerToken("", 0)
+        asyncio.get_running_loop().call_later(2 * WRITE_WAIT, self._lost.pop, call_id, None)
         self._warn(
             "fenced",
             None,
@@ -572,6 +577,8 @@ class FleetMember:
         except StateUnavailable as exc:
             log.error("could not hand calls over: %s", exc, extra={"event": "handover_failed"})
             return 0
+        with contextlib.suppress(StateUnavailable):
+            await self.failover.cancel_handover(self.node_id)  # done: new calls here stay here
         handed = calls - remaining
         for call_id in handed:
             self.owned.pop(call_id, None)
@@ -605,24 +612,43 @@ class FleetMember:
                 log.error("unreadable failover ending: %s", exc, extra={"event": "ending_unreadable"})
                 continue
             if self.cdr_sink is not None:
-                self.cdr_sink(record)
+                try:
+                    self.cdr_sink(record)
+                except Exception:
+                    log.exception("the CDR of call %s could not be handed over", state.call_id)
+                    continue
                 written += 1
         return written
 
+    async def cancel_hand_over(self) -> None:
+        with contextlib.suppress(StateUnavailable):
+            await self.failover.cancel_handover(self.node_id)
+
     async def _adoption_loop(self) -> None:
+        # what was taken off the lists in Redis stays here until it is done: a Redis error between
+        # the two loses nothing (the calls are this node's in Redis already)
+        pending: list[str] = []
         while True:
             try:
-                call_ids = await self.failover.take_adoptions(self.node_id, ADOPT_BATCH)
-                endings = await self.failover.take_endings(self.node_id)
-                if endings:
-                    self.write_endings(endings)
-                if call_ids:
-                    await self.adopt(call_ids)
+                if not pending:
+                    pending = await self.failover.take_adoptions(self.node_id, ADOPT_BATCH)
+                if pending:
+                    await self.adopt(pending)
+                    pending = []
                     continue  # there may be more
             except StateUnavailable:
                 pass
             except Exception:
                 log.exception("taking up calls moved to this node failed")
+                pending = []  # a bug: not retried forever (a request for one of them still takes it up)
+            try:
+                endings = await self.failover.take_endings(self.node_id)
+                if endings:
+                    self.write_endings(endings)
+            except StateUnavailable:
+                pass
+            except Exception:
+                log.exception("writing the records of calls that ended in a failover failed")
             await asyncio.sleep(ADOPTION_POLL)
 
     # -- the lease and the calls' keys ---------------------------------------------------------------

@@ -27,7 +27,8 @@ MISSES = 2
 """Probes in a row a peer must miss before this node reports it unreachable."""
 PING = b" d7:command4:pinge"
 FORGET_AFTER = 60.0
-"""Seconds a peer that left the members (or never answers and has no lease) is still probed."""
+"""Seconds a peer that is no longer a member is still probed (members are probed as long as they
+are members)."""
 
 
 @dataclass
@@ -102,7 +103,11 @@ class PeerWatch:
             if peer is None or peer.address != lease.ng_address:
                 peer = self.peers[lease.node_id] = Peer(lease.ng_address)
             peer.seen = now
-        for peer_id in [p for p, peer in self.peers.items() if now - peer.seen > FORGET_AFTER]:
+        # a member is probed at its last known address for as long as it is a member (a dead one
+        # too, until failover retires it); a peer that left is forgotten after a while
+        for peer_id in [
+            p for p, peer in self.peers.items() if p not in self.members and now - peer.seen > FORGET_AFTER
+        ]:
             del self.peers[peer_id]
         targets = [p for p in self.peers if p in self.members or members is None]
         results = await asyncio.gather(*(self._probe(self.peers[p]) for p in targets))

@@ -101,6 +101,8 @@ class FailoverController:
         """One look at the fleet; returns the nodes failed over."""
         leadership = await self.failover.lead(self.controller_id, LEADER_TTL)
         if leadership.leads and not self.leads:
+            # what it saw before it led is stale: restart every grace from now
+            self.watch = DeathWatch(self.restart_grace)
             log.info(
                 "leading failover (term %d)",
                 leadership.term,
@@ -118,7 +120,13 @@ class FailoverController:
         suspicions = await self.failover.suspicions(absent, SUSPICION_FRESH) if absent else {}
         dead = self.watch.dead(leases, suspicions, self.clock())
         # a node that stops asks for its calls to be moved (drain hand-over): no majority needed
-        leaving = [n for n in await self.failover.handovers(list(leases)) if n not in dead]
+        asking = await self.failover.handovers(list(leases))
+        # only the boot that asked: not a node that restarted or took new calls since (undrained)
+        leaving = [
+            n
+            for n, boot in asking.items()
+            if n not in dead and (lease := leases.get(n)) and lease.boot_id == boot
+        ]
         for node_id in dead:
             await self.fail_over(node_id, leases, dead + leaving, leadership.term)
         for node_id in leaving:
@@ -156,7 +164,8 @@ class FailoverController:
                     refused += 1
                     if move.result is MoveResult.DEPOSED:
                         return  # another controller leads now: it takes over from here
-        homeless = [call_id for call_id, target in plan.items() if target is None]
+        # a node handing its calls over keeps those nobody has room for (it is alive)
+        homeless = [c for c, target in plan.items() if target is None] if reason == "failed" else []
         # a live node writes their CDRs (the controller has no CDR sink of its own)
         recorder = next(
             (n for n, lease in sorted(leases.items()) if lease is not None and n not in all_dead), None
