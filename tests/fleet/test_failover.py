@@ -336,6 +336,7 @@ def test_a_partitioned_node_goes_unready_its_calls_move_and_a_stale_router_reach
             return sum(metric(n.url("metrics"), "karl_fleet_calls_adopted_total") for n in survivors)
 
         wait_for(lambda: adopted() == len(moving), timeout=5)  # the survivors took them up
+
         def queries_answered(node: FleetNode) -> float:
             return metric(node.url("metrics"), "karl_ng_commands_total", command="query", result="ok")
 
@@ -554,3 +555,49 @@ def test_a_node_drained_through_its_api_hands_its_calls_over_and_keeps_running(
         assert router.ng.request({"command": "query", "call-id": call_id})["result"] == "ok"
         refused = drained.ng.request({"command": "query", "call-id": call_id})
         assert refused["result"] == "error" and refused["error-reason"] == NOT_OWNER, refused
+
+
+def test_a_node_that_restarts_before_taking_up_calls_moved_to_it_takes_them_up_on_its_own_ports(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]], redis_server: RedisServer
+) -> None:
+    """A call failover moved to a node that stopped before it took the call up (the move is in Redis,
+    the call on the node's adoption list): started again, the node takes it up as a moved call, on
+    its own address and ports — not as one of its own calls on the failed node's ports."""
+    lab, nodes, _ = fleet(2)
+    old, new = nodes
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    a, b = lab.party(parties), lab.party(parties)
+    assert offer(old.ng, "pending@test", a, ip)["result"] == "ok"
+    assert answer(old.ng, "pending@test", b, ip)["result"] == "ok"
+    new.stop()
+    old.kill()
+    # what ADOPT leaves in Redis when the controller moves the call to `new`
+    epoch = redis.incr("karl:epoch")
+    redis.hset(
+        "karl:call:pending@test", mapping={"owner": new.node_id, "epoch": epoch, "moved_from": old.node_id}
+    )
+    redis.hset("karl:callstate:pending@test", mapping={"owner": new.node_id, "epoch": epoch})
+    redis.srem(f"karl:node-calls:{old.node_id}", "pending@test")
+    redis.sadd(f"karl:node-calls:{new.node_id}", "pending@test")
+    redis.rpush(f"karl:adopt:{new.node_id}", "pending@test")
+    restarted = restart_node(new)
+    assert node_calls(restarted) == 1
+    assert not redis.llen(f"karl:adopt:{new.node_id}")
+
+    def saved_addresses() -> set[str]:
+        state = json.loads(redis.hget("karl:callstate:pending@test", "state"))
+        return {
+            stream["local_address"]
+            for mono in state["monologues"]
+            for media in mono["medias"]
+            for stream in media["streams"]
+        }
+
+    wait_for(lambda: saved_addresses() == {restarted.ns_ip}, timeout=5)  # its own ports, written back
+    assert json.loads(redis.hget("karl:callstate:pending@test", "state"))["nodes"] == [
+        old.node_id,
+        new.node_id,
+    ]
+    assert restarted.ng.request({"command": "query", "call-id": "pending@test"})["result"] == "ok"

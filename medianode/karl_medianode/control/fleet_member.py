@@ -330,7 +330,11 @@ class FleetMember:
                 return not_owner_reply(token.owner, token.epoch)
             if token is not None and self.engine.find_call(call_id) is None:
                 # moved here by failover, not taken up yet: take it up before the request
-                await self.adopt([call_id])
+                try:
+                    await self.adopt([call_id])
+                except StateUnavailable:
+                    self.fleet_counters.state_unavailable += 1
+                    return {"result": "error", "error-reason": STATE_UNAVAILABLE}
             elif token is not None:
                 self.owned[call_id] = token
         finally:
@@ -466,9 +470,15 @@ class FleetMember:
         """Take back the calls Redis says this node holds (after a restart on the same host), each at a
         new epoch, so that anything its earlier run might still write is fenced. A call failover moved
         meanwhile is not taken back."""
-        call_ids = await self.state.calls_of(self.node_id)
+        # calls failover moved here that the earlier run had not taken up yet are another node's
+        # state (its ports): they are taken up as moved calls, on this node's own ports
+        moved_in = await self.failover.take_adoptions(self.node_id, 1_000_000)
+        if moved_in:
+            await self.adopt(moved_in)
+        call_ids = [c for c in await self.state.calls_of(self.node_id) if c not in moved_in]
+        unreadable_before = len(self.state.unreadable_states)
         records = await self.state.load(call_ids)
-        self.counters.restore_failed += len(self.state.unreadable_states)
+        self.counters.restore_failed += len(self.state.unreadable_states) - unreadable_before
         mine = [r.call_id for r in records if r.token.owner == self.node_id and r.call_id not in self.owned]
         tokens = await self.state.reclaim(self.node_id, mine)
         restored = 0
