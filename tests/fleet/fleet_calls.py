@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from fleet.fleet_kit import FleetNode, FleetRouter
@@ -127,3 +128,10 @@ class Stream:
     def flowing(self, more: int = 10) -> None:
         marks = list(self.received)
         wait_for(lambda: all(r >= m + more for r, m in zip(self.received, marks, strict=True)), timeout=5)
+
+
+def cdr_records(path: Path) -> list[dict[str, Any]]:
+    """The CDRs a node wrote to its file (none while the file does not exist)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from fleet.fleet_calls import Stream, answer, media_address, node_calls, offer
+from fleet.fleet_calls import Stream, answer, cdr_records, media_address, node_calls, offer
 from fleet.fleet_kit import (
     FailoverProcess,
     FleetNode,
@@ -255,8 +255,7 @@ def test_a_node_paused_past_its_lease_wakes_up_fenced_and_lets_its_calls_go(
 
     # one CDR per call, from the node that held it when it ended: none from the node that slept
     def cdr_calls(path: Path) -> list[str]:
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [json.loads(line)["call_id"] for line in lines]
+        return [record["call_id"] for record in cdr_records(path)]
 
     wait_for(lambda: sorted(c for k in cdrs for c in cdr_calls(cdrs[k])) == sorted(moving), timeout=10)
     assert not set(cdr_calls(cdrs[sleeper.k])) & set(moving)
@@ -360,8 +359,7 @@ def test_a_partitioned_node_goes_unready_its_calls_move_and_a_stale_router_reach
     assert metric(victim.url("metrics"), "karl_fleet_fenced_calls_total") == len(moving)
 
     def cdr_calls(path: Path) -> list[str]:
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [json.loads(line)["call_id"] for line in lines]
+        return [record["call_id"] for record in cdr_records(path)]
 
     def all_cdrs() -> list[str]:
         return sorted(c for path in cdrs.values() for c in cdr_calls(path))
@@ -433,16 +431,13 @@ def test_a_node_stopped_with_calls_still_up_hands_them_over_with_their_events(
         assert deleted["result"] == "ok", deleted
 
     def cdr_calls(k: int) -> list[str]:
-        path = tmp_path / f"cdr-{k}.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [json.loads(line)["call_id"] for line in lines]
+        return [record["call_id"] for record in cdr_records(tmp_path / f"cdr-{k}.jsonl")]
 
     wait_for(lambda: sorted(c for k in range(3) for c in cdr_calls(k)) == sorted(calls), timeout=10)
     assert not set(cdr_calls(leaving.k)) & set(handed)  # one CDR per call, from its last holder
     # each record lists the nodes its call passed through
     for k in range(3):
-        path = tmp_path / f"cdr-{k}.jsonl"
-        for record in (json.loads(line) for line in path.read_text().splitlines()) if path.exists() else []:
+        for record in cdr_records(tmp_path / f"cdr-{k}.jsonl"):
             call_id = record["call_id"]
             if call_id in handed:
                 assert record["nodes"] == [leaving_id, record["node_id"]] and record["failovers"] == 1, record
@@ -508,8 +503,7 @@ def test_calls_no_node_has_room_for_end_with_a_cdr_and_an_event_and_are_never_ha
     # the ended calls have their CDRs (written by the survivor for the failed node), with the reason
 
     def records() -> list[dict[str, Any]]:
-        path = tmp_path / "cdr.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return cdr_records(tmp_path / "cdr.jsonl")
 
     wait_for(lambda: len(records()) == len(ended), timeout=10)
     for record in records():

@@ -4,12 +4,12 @@ without a CDR (the holder writes that one), and it never touches the holder's ke
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from fleet.fleet_calls import cdr_records
 from fleet.fleet_kit import FleetNode, NetnsLab, RedisServer, metric
 from karl_core.ng.fleet import NOT_OWNER
 from karl_testkit import sdp, wait_for
@@ -18,10 +18,7 @@ pytestmark = pytest.mark.fleet
 
 
 def cdr_call_ids(node: FleetNode) -> list[str]:
-    path = Path(node.env["KARL_CDR_PATH"])
-    if not path.exists():
-        return []
-    return [json.loads(line)["call_id"] for line in path.read_text().splitlines() if line.strip()]
+    return [record["call_id"] for record in cdr_records(Path(node.env["KARL_CDR_PATH"]))]
 
 
 def test_a_call_taken_by_another_owner_is_fenced_everywhere(
