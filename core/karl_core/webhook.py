@@ -1,5 +1,5 @@
-"""Delivery of failover events to `KARL_FAILOVER_WEBHOOK_URL` (by the nodes that take calls up, and
-by the failover controller for calls that could not move): an HTTP POST of the event as JSON, in
+"""Delivery of failover events to `KARL_FAILOVER_WEBHOOK_URL` (by the nodes: for the calls they take
+up, and for the calls failover could not keep): an HTTP POST of the event as JSON, in
 the order the events came, each until the receiver answers 2xx — at least once: a receiver may get an
 event twice and recognises it by its `event_id`. A failed attempt is retried with a growing wait (half
 a second, doubling up to 30 s). The queue is bounded; when it is full the oldest event is dropped,

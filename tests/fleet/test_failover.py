@@ -459,12 +459,7 @@ def test_calls_no_node_has_room_for_end_with_a_cdr_and_an_event_and_are_never_ha
         "KARL_CDR_PATH": str(tmp_path / "cdr.jsonl"),
     }
     lab, nodes, router = fleet(2, node_env={0: hooked, 1: {**hooked, "KARL_MAX_SESSIONS": "2"}})
-    controller = failover_controller(
-        redis_server,
-        "failover-1",
-        KARL_FAILOVER_RESTART_GRACE="1",
-        KARL_FAILOVER_WEBHOOK_URL=hook.url_on("127.0.0.1"),
-    )
+    controller = failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
     victim, survivor = nodes
     parties = lab.count - 1
     ip = lab.ns_ip(parties)
@@ -510,6 +505,58 @@ def test_calls_no_node_has_room_for_end_with_a_cdr_and_an_event_and_are_never_ha
         assert record["call_id"] in ended and record["reason"] == "failover no room", record
         assert record["nodes"] == [victim.node_id] and record["node_id"] == survivor.node_id
         assert {tag["tag"] for tag in record["tags"]} == {"A", "B"}
+
+
+def test_calls_a_survivor_cannot_take_up_end_with_their_cdrs_and_events(
+    fleet: Callable[..., tuple[NetnsLab, list[FleetNode], FleetRouter]],
+    redis_server: RedisServer,
+    failover_controller: Callable[..., FailoverProcess],
+    webhook_receiver: Callable[..., WebhookReceiver],
+    tmp_path: Path,
+) -> None:
+    """The survivor says it has room (no session limit) but has no free ports: each call moved to it
+    ends there, with its CDR and a `take_up_failed` event, and nothing of it is left in Redis."""
+    hook = webhook_receiver()
+    hooked = {
+        "KARL_FAILOVER_WEBHOOK_URL": hook.url_on("{bridge_ip}"),
+        "KARL_CDR_ENABLED": "1",
+        "KARL_CDR_PATH": str(tmp_path / "cdr.jsonl"),
+    }
+    no_ports = {**hooked, "KARL_RTP_MIN_PORT": "21000", "KARL_RTP_MAX_PORT": "21001"}  # half a leg
+    lab, nodes, router = fleet(2, node_env={0: hooked, 1: no_ports})
+    failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
+    victim, survivor = nodes
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    redis = redis_server.client()
+    calls = [f"portless-{index}@test" for index in range(3)]
+    for call_id in calls:
+        a, b = lab.party(parties), lab.party(parties)
+        assert offer(victim.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(victim.ng, call_id, b, ip)["result"] == "ok"
+    victim.kill()
+
+    wait_for(lambda: metric(survivor.url("metrics"), "karl_fleet_adoptions_failed_total") == len(calls), 15)
+    wait_for(lambda: not any(redis.exists(f"karl:call:{c}", f"karl:callstate:{c}") for c in calls), 5)
+    assert node_calls(survivor) == 0
+    wait_for(lambda: len(hook.events) == len(calls), timeout=10)
+    assert sorted(event["call_id"] for event in hook.events) == sorted(calls)
+    for event in hook.events:
+        assert event["event"] == "call_ended" and event["reason"] == "take_up_failed", event
+        assert event["from_node"] == victim.node_id
+        assert {leg["tag"] for leg in event["legs"]} == {"A", "B"}
+    for call_id in calls:
+        reply = router.ng.request({"command": "query", "call-id": call_id})
+        assert reply["result"] == "error" and "Unknown call-id" in reply["error-reason"], reply
+
+    def records() -> list[dict[str, Any]]:
+        return cdr_records(tmp_path / "cdr.jsonl")
+
+    wait_for(lambda: len(records()) == len(calls), timeout=10)
+    for record in records():
+        assert record["reason"] == "failover take-up failed", record
+        assert record["nodes"] == [victim.node_id, survivor.node_id], record
+        assert record["node_id"] == survivor.node_id and record["failovers"] == 1
 
 
 def test_a_node_drained_through_its_api_hands_its_calls_over_and_keeps_running(

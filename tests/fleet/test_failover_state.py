@@ -19,7 +19,7 @@ from karl_core.state.lease import NodeLease
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
 from karl_core.state.resp import lean_client
-from karl_testkit import run_async
+from karl_testkit import make_lease, run_async
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -164,7 +164,7 @@ def test_a_call_no_node_can_take_ends_with_its_state_and_a_node_without_calls_re
             raw.hset(KEYS.suspects("dead"), "n2", "1")
             term = (await failover.lead("ctl", ttl=5)).term
             assert not await failover.retire("dead")  # it still has a call
-            [ended] = await failover.abandon("ctl", term, "dead", ["c1"])
+            [ended] = await failover.abandon("ctl", term, "dead", ["c1"], "no_room")
             assert ended.result is MoveResult.ENDED and json.loads(ended.state or "")["call_id"] == "c1"
             assert not raw.exists(KEYS.call("c1"), KEYS.call_state("c1"))
             assert raw.get(KEYS.ended("c1"))  # the dead node, back, will not revive it
@@ -324,5 +324,95 @@ def test_a_restarted_node_and_the_controller_racing_for_its_calls_never_both_win
             }
         finally:
             await close(node_state, controller_state)
+
+    run_async(scenario())
+
+
+def test_an_ended_calls_record_goes_onto_the_endings_list_in_the_same_step_and_one_node_takes_it(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    """ABANDON and the record of the call's end are one step: nothing between them can lose the record;
+    two nodes taking endings at once each get a different share, every record once."""
+
+    async def scenario() -> None:
+        state, other = new_state(redis_server), new_state(redis_server)
+        try:
+            failover = FailoverState(state)
+            calls = [f"c{index}" for index in range(40)]
+            for call_id in calls:
+                await place(state, call_id, "dead")
+            term = (await failover.lead("ctl", ttl=5)).term
+            moves = await failover.abandon("ctl", term, "dead", calls, "no_room")
+            assert all(m.result is MoveResult.ENDED for m in moves)
+            assert raw.llen(KEYS.endings) == len(calls)
+            # a repeat (the controller retrying after an error) ends nothing twice
+            again = await failover.abandon("ctl", term, "dead", calls, "no_room")
+            assert all(m.result is MoveResult.MOVED for m in again) and raw.llen(KEYS.endings) == len(calls)
+            first, second = await asyncio.gather(
+                failover.take_endings(15), FailoverState(other).take_endings(15)
+            )
+            rest = await failover.take_endings(100)
+            taken = [e["call_id"] for e in first + second + rest]
+            assert sorted(taken) == sorted(calls)  # each once
+            ending = first[0]
+            assert ending["node"] == "dead" and ending["reason"] == "no_room"
+            assert json.loads(ending["state"])["call_id"] == ending["call_id"]
+            assert await failover.take_endings() == []
+        finally:
+            await close(state, other)
+
+    run_async(scenario())
+
+
+def test_two_nodes_failing_in_one_tick_do_not_overfill_a_survivor_nor_do_failures_a_tick_later(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    """Room is shared by every failover of a tick, and the calls moved to a node count against its room
+    until its lease shows them."""
+    from karl_operator.failover.controller import FailoverController
+
+    async def scenario() -> None:
+        state = new_state(redis_server)
+        try:
+            failover = FailoverState(state)
+            survivors = {"n1": make_lease("n1", capacity=3), "n2": make_lease("n2", capacity=2)}
+            survivors["n3"] = make_lease("n3", capacity=1, load=1)  # full
+            for lease in survivors.values():
+                await state.renew_lease(lease, ttl=30)
+            raw.sadd(KEYS.members, "dead-a", "dead-b", "dead-c")
+            for dead in ("dead-a", "dead-b"):
+                for index in range(4):
+                    await place(state, f"{dead}-{index}", dead)
+            for reporter in survivors:
+                await failover.report(reporter, {"dead-a": False, "dead-b": False})
+            controller = FailoverController(state, "ctl", restart_grace=0.0)
+            assert sorted(await controller.tick()) == ["dead-a", "dead-b"]
+            moved = [f"{dead}-{index}" for dead in ("dead-a", "dead-b") for index in range(4)]
+            owners = [raw.hget(KEYS.call(call_id), "owner") for call_id in moved]
+            assert owners.count("n1") == 3 and owners.count("n2") == 2 and "n3" not in owners
+            assert owners.count(None) == 3 and raw.llen(KEYS.endings) == 3
+            assert controller.counters.calls_ended == 3
+            # a third node fails before the survivors renewed their leases (still load 0): no room
+            for index in range(2):
+                await place(state, f"dead-c-{index}", "dead-c")
+            for reporter in survivors:
+                await failover.report(reporter, {"dead-c": False})
+            assert await controller.tick() == ["dead-c"]
+            assert [raw.hget(KEYS.call(f"dead-c-{i}"), "owner") for i in range(2)] == [None, None]
+            assert controller.counters.calls_ended == 5
+            # once the leases show the calls they took up, the lease alone says what room is left
+
+            async def room() -> dict[str, int | None]:
+                members, live = await state.nodes()
+                by_id = {lease.node_id: lease for lease in live}
+                return controller.room({n: by_id.get(n) for n in members})
+
+            await state.renew_lease(make_lease("n1", capacity=3, load=3), ttl=30)
+            await state.renew_lease(make_lease("n2", capacity=2, load=2), ttl=30)
+            assert await room() == {} and not controller.committed  # all full: none takes calls
+            await state.renew_lease(make_lease("n1", capacity=3, load=1), ttl=30)  # two of them ended
+            assert await room() == {"n1": 2}
+        finally:
+            await close(state)
 
     run_async(scenario())

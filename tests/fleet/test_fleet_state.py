@@ -1,5 +1,5 @@
-"""The fleet's Redis layer (`karl_core.state`) against a real `redis-server`: placement by claim with one
-winner and epochs that are never handed out twice, moves and releases only by the exact holder, the
+"""The fleet's Redis layer (`karl_core.state`) against a real `redis-server`: placement by a node's first
+write with one winner and epochs that are never handed out twice, releases only by the exact holder, the
 ordered writer's verdicts (saved, stale, fenced) and its ordering and batching, leases and membership,
 and what every operation does when Redis hangs, drops off the network or comes back empty.
 
@@ -26,7 +26,6 @@ from karl_core.config.sections import DatabaseSection
 from karl_core.state.call_store import OwnerToken, SaveResult, StoredCall
 from karl_core.state.fleet_state import (
     CALL_TTL,
-    CLAIM_TTL,
     LATENCY_BUCKETS,
     FleetState,
     RedisStats,
@@ -121,124 +120,85 @@ def doc(**fields: Any) -> str:
 lease = make_lease
 
 
-# ------------------------------------------------------------------------------------------------- claim
+async def first_write(
+    state: FleetState, call_id: str, node: str, version: int = 1
+) -> tuple[SaveResult, OwnerToken | None]:
+    """A node's first save of a call it created on an offer (epoch 0): how a new call is placed."""
+    async with running(state) as writer:
+        return await settled(writer.save(call_id, version, OwnerToken(node, 0), node, doc(v=version)))
 
 
-def test_first_claim_places_with_the_next_fleet_epoch_and_later_ones_get_the_holder(
+async def hold(state: FleetState, call_id: str, node: str) -> OwnerToken:
+    """Call `call_id` held by `node` at the next fleet epoch, as the product creates it: the node's first
+    save (version 1, state `{"v": 1}`) places it. Returns the token Redis gave it."""
+    result, token = await first_write(state, call_id, node)
+    assert result is SaveResult.SAVED and token is not None and token.owner == node, (result, token)
+    return token
+
+
+def place_without_state(raw: redis.Redis, call_id: str, node: str, keys: KeySchema = KEYS) -> OwnerToken:
+    """A placement whose offer never saved state: ownership at the next fleet epoch and the node's index
+    entry, but no call state."""
+    epoch = int(raw.incr(keys.epoch))
+    raw.hset(keys.call(call_id), mapping={"owner": node, "epoch": epoch})
+    raw.sadd(keys.node_calls(node), call_id)
+    return OwnerToken(node, epoch)
+
+
+# --------------------------------------------------------------------------------------------- placement
+
+
+def test_concurrent_first_writes_from_many_nodes_have_exactly_one_winner(
     redis_server: RedisServer, raw: redis.Redis
 ) -> None:
-    async def scenario(state: FleetState) -> None:
-        first = await state.claim("c1", "n1")
-        assert first.placed and first.token == OwnerToken("n1", 1)
-        assert raw.get(KEYS.epoch) == "1"
-        again = await state.claim("c1", "n2")
-        assert not again.placed and again.token == first.token
-        same_node = await state.claim("c1", "n1")  # a repeated claim of the holder places nothing new
-        assert not same_node.placed and same_node.token == first.token
-        assert raw.get(KEYS.epoch) == "1", "a refused claim must not use up an epoch"
-        assert await state.owner_of("c1") == first.token
-        assert await state.owner_of("never-placed") is None
-        assert await state.calls_of("n1") == ["c1"]
-        assert await state.calls_of("n2") == []
-        second = await state.claim("c2", "n2")
-        assert second.placed and second.token == OwnerToken("n2", 2)
+    """Offers for one call reach many nodes at once (router replicas, retransmissions): each node's first
+    write (epoch 0) races to place it. One wins; every other comes back FENCED with the winner."""
 
-    in_fleet(redis_server, scenario)
-
-
-def test_concurrent_claims_from_many_clients_have_exactly_one_winner(redis_server: RedisServer) -> None:
     async def scenario(_: FleetState) -> None:
         states = [fleet_state(redis_server.addr) for _ in range(20)]
         try:
-            await asyncio.gather(*(state.ping() for state in states))  # connected: the claims race
-            placements = await asyncio.gather(
-                *(state.claim("race", f"n{index}") for index, state in enumerate(states))
+            await asyncio.gather(*(state.ping() for state in states))  # connected: the writes race
+            results = await asyncio.gather(
+                *(first_write(state, "race", f"n{index}") for index, state in enumerate(states))
             )
-            winners = [p for p in placements if p.placed]
-            assert len(winners) == 1, placements
-            holder = winners[0].token
-            assert {p.token for p in placements} == {holder}
-            assert holder.epoch == 1
+            winners = [token for result, token in results if result is SaveResult.SAVED]
+            assert len(winners) == 1, results
+            holder = winners[0]
+            assert holder is not None and holder.epoch == 1
+            assert sorted(result.name for result, _ in results) == ["FENCED"] * 19 + ["SAVED"]
+            assert {token for _, token in results} == {holder}
+            assert raw.get(KEYS.epoch) == "1", "a refused first write must not use up an epoch"
             assert await states[0].owner_of("race") == holder
+            assert await states[0].owner_of("never-placed") is None
+            assert await states[0].load(["race"]) == [StoredCall("race", 1, holder, {"v": 1})]
+            for key in (KEYS.call("race"), KEYS.call_state("race")):
+                assert 0 < raw.pttl(key) <= CALL_TTL * 1000
             for index in range(20):
                 expected = ["race"] if f"n{index}" == holder.owner else []
                 assert await states[0].calls_of(f"n{index}") == expected
         finally:
             await asyncio.gather(*(state.client.aclose() for state in states))
+            for state in states:
+                if state.lean is not None:
+                    state.lean.close()
 
     in_fleet(redis_server, scenario)
 
 
 def test_epochs_are_never_handed_out_twice(redis_server: RedisServer) -> None:
     async def scenario(state: FleetState) -> None:
-        placements = await asyncio.gather(*(state.claim(f"c{i}", f"n{i % 3}") for i in range(30)))
-        assert all(p.placed for p in placements)
-        epochs = [p.token.epoch for p in placements]
+        tokens = await asyncio.gather(*(hold(state, f"c{i}", f"n{i % 3}") for i in range(30)))
+        epochs = [token.epoch for token in tokens]
         assert sorted(epochs) == list(range(1, 31))
-        # the same call-id placed again after a release, and a move: new epochs each time
-        released = placements[0]
-        assert await state.release("c0", released.token)
-        again = await state.claim("c0", released.token.owner)
-        moved = await state.move("c1", placements[1].token, "n9")
-        assert again.placed and moved.placed
-        later = [again.token.epoch, moved.token.epoch]
+        # the same call-id placed again after its removal, and a call its node took back after a
+        # restart (RECLAIM): new epochs each time
+        async with running(state) as writer:
+            assert (await settled(writer.remove("c0", tokens[0], "n0")))[0] is SaveResult.SAVED
+        again = await hold(state, "c0", "n0")
+        taken_back = (await state.reclaim("n1", ["c1"]))["c1"]
+        assert taken_back is not None and taken_back.owner == "n1"
+        later = [again.epoch, taken_back.epoch]
         assert not set(later) & set(epochs) and len(set(later)) == 2 and min(later) > max(epochs)
-
-    in_fleet(redis_server, scenario)
-
-
-def test_a_placement_lives_for_the_claim_ttl_until_its_call_is_saved(
-    redis_server: RedisServer, raw: redis.Redis
-) -> None:
-    async def scenario(state: FleetState) -> None:
-        token = (await state.claim("c1", "n1")).token
-        assert 0 < raw.pttl(KEYS.call("c1")) <= CLAIM_TTL * 1000 <= 30_000
-        async with running(state) as writer:
-            assert await settled(writer.save("c1", 1, token, "n1", doc(a=1))) == (SaveResult.SAVED, token)
-        for key in (KEYS.call("c1"), KEYS.call_state("c1")):
-            assert CLAIM_TTL * 1000 < raw.pttl(key) <= CALL_TTL * 1000
-
-    in_fleet(redis_server, scenario)
-
-
-# -------------------------------------------------------------------------------------------------- move
-
-
-def test_move_only_from_the_exact_holder_and_only_a_call_without_state(
-    redis_server: RedisServer, raw: redis.Redis
-) -> None:
-    async def scenario(state: FleetState) -> None:
-        held = (await state.claim("c1", "n1")).token
-        for wrong in (
-            OwnerToken("n1", held.epoch + 1),
-            OwnerToken("n1", held.epoch - 1),
-            OwnerToken("n3", 1),
-        ):
-            refused = await state.move("c1", wrong, "n2")
-            assert not refused.placed and refused.token == held, wrong
-        assert await state.calls_of("n1") == ["c1"] and await state.calls_of("n2") == []
-
-        moved = await state.move("c1", held, "n2")
-        assert moved.placed and moved.token.owner == "n2" and moved.token.epoch > held.epoch
-        assert await state.owner_of("c1") == moved.token
-        assert await state.calls_of("n1") == [] and await state.calls_of("n2") == ["c1"]
-        assert 0 < raw.pttl(KEYS.call("c1")) <= CLAIM_TTL * 1000
-
-        # a mover that saw the old placement gets the current holder, and nothing changes
-        stale = await state.move("c1", held, "n3")
-        assert not stale.placed and stale.token == moved.token
-        assert await state.owner_of("c1") == moved.token and await state.calls_of("n3") == []
-
-        # once its node saved the call, it stays put even for the exact holder
-        async with running(state) as writer:
-            assert (await settled(writer.save("c1", 1, moved.token, "n2", doc(a=1))))[0] is SaveResult.SAVED
-        kept = await state.move("c1", moved.token, "n3")
-        assert not kept.placed and kept.token == moved.token
-        assert await state.calls_of("n2") == ["c1"] and await state.calls_of("n3") == []
-
-        # a call nobody holds is not moved (and not created)
-        assert not (await state.move("nobody", OwnerToken("n1", 1), "n2")).placed
-        assert raw.exists(KEYS.call("nobody")) == 0 and await state.calls_of("n2") == ["c1"]
 
     in_fleet(redis_server, scenario)
 
@@ -250,7 +210,7 @@ def test_release_only_by_the_holder_and_only_without_state(
     redis_server: RedisServer, raw: redis.Redis
 ) -> None:
     async def scenario(state: FleetState) -> None:
-        held = (await state.claim("c1", "n1")).token
+        held = place_without_state(raw, "c1", "n1")
         assert not await state.release("c1", OwnerToken("n2", held.epoch))
         assert not await state.release("c1", OwnerToken("n1", held.epoch + 1))
         assert await state.owner_of("c1") == held and await state.calls_of("n1") == ["c1"]
@@ -258,9 +218,7 @@ def test_release_only_by_the_holder_and_only_without_state(
         assert await state.owner_of("c1") is None and await state.calls_of("n1") == []
         assert not await state.release("c1", held)  # nothing left to release
 
-        saved = (await state.claim("c2", "n1")).token
-        async with running(state) as writer:
-            assert (await settled(writer.save("c2", 1, saved, "n1", doc(a=1))))[0] is SaveResult.SAVED
+        saved = await hold(state, "c2", "n1")
         assert not await state.release("c2", saved)
         assert await state.owner_of("c2") == saved and await state.calls_of("n1") == ["c2"]
         assert raw.exists(KEYS.call_state("c2")) == 1
@@ -275,9 +233,7 @@ def test_touch_renews_the_holders_keys_and_reports_absent_and_fenced_calls(
     redis_server: RedisServer, raw: redis.Redis
 ) -> None:
     async def scenario(state: FleetState) -> None:
-        token = (await state.claim("c1", "n1")).token
-        async with running(state) as writer:
-            assert (await settled(writer.save("c1", 1, token, "n1", doc(a=1))))[0] is SaveResult.SAVED
+        token = await hold(state, "c1", "n1")
         raw.pexpire(KEYS.call("c1"), 5000)
         raw.pexpire(KEYS.call_state("c1"), 5000)
         before = state.stats.requests
@@ -297,9 +253,8 @@ def test_touch_renews_the_holders_keys_and_reports_absent_and_fenced_calls(
 
 def test_save_verdicts_saved_stale_and_fenced_with_the_holder(redis_server: RedisServer) -> None:
     async def scenario(state: FleetState) -> None:
-        first = (await state.claim("c1", "n1")).token
+        first = await hold(state, "c1", "n1")  # version 1 saved
         async with running(state) as writer:
-            assert await settled(writer.save("c1", 1, first, "n1", doc(v=1))) == (SaveResult.SAVED, first)
             assert await settled(writer.save("c1", 1, first, "n1", doc(v=9))) == (SaveResult.STALE, first)
             assert await settled(writer.save("c1", 0, first, "n1", doc(v=0))) == (SaveResult.STALE, first)
             assert await settled(writer.save("c1", 3, first, "n1", doc(v=3))) == (SaveResult.SAVED, first)
@@ -309,17 +264,17 @@ def test_save_verdicts_saved_stale_and_fenced_with_the_holder(redis_server: Redi
             assert stored == StoredCall("c1", 3, first, {"v": 3})
             assert await state.calls_of("n2") == []
 
-            # the same owner with an older epoch: the call went to n2 and back to n1 meanwhile
-            old = (await state.claim("c2", "n1")).token
-            there = (await state.move("c2", old, "n2")).token
-            back = (await state.move("c2", there, "n1")).token
-            assert back.owner == "n1" and back.epoch > there.epoch > old.epoch
+            # the same owner with an older epoch: n1 restarted and took the call back meanwhile (RECLAIM)
+            old = await hold(state, "c2", "n1")
+            back = (await state.reclaim("n1", ["c2"]))["c2"]
+            assert back is not None and back.owner == "n1" and back.epoch > old.epoch
             assert await settled(writer.save("c2", 5, old, "n1", doc(v=5))) == (SaveResult.FENCED, back)
-            assert await settled(writer.save("c2", 5, there, "n2", doc(v=5))) == (SaveResult.FENCED, back)
-            assert await state.load(["c2"]) == []
-            assert await settled(writer.save("c2", 1, back, "n1", doc(v=1))) == (SaveResult.SAVED, back)
+            other = OwnerToken("n2", back.epoch)
+            assert await settled(writer.save("c2", 5, other, "n2", doc(v=5))) == (SaveResult.FENCED, back)
+            assert await state.load(["c2"]) == [StoredCall("c2", 1, back, {"v": 1})]
+            assert await settled(writer.save("c2", 2, back, "n1", doc(v=2))) == (SaveResult.SAVED, back)
             [stored] = await state.load(["c2"])
-            assert stored == StoredCall("c2", 1, back, {"v": 1})
+            assert stored == StoredCall("c2", 2, back, {"v": 2})
 
     in_fleet(redis_server, scenario)
 
@@ -328,17 +283,18 @@ def test_a_first_write_without_an_epoch_places_the_call_or_adopts_its_placement(
     redis_server: RedisServer,
 ) -> None:
     """A node saves a call it created on an offer with epoch 0: the write itself places the call, or
-    adopts the router's placement for this node, and says which epoch the node holds it at; a call
-    another node holds is refused. Removal and touch with epoch 0 match on the owner alone."""
+    adopts the placement of the node's own earlier write (still at epoch 0 when it was sent), and says
+    which epoch the node holds it at; a call another node holds is refused. Removal and touch with
+    epoch 0 match on the owner alone."""
 
     async def scenario(state: FleetState) -> None:
-        placed = (await state.claim("routed", "n1")).token  # a router placed it on n1
-        foreign = (await state.claim("foreign", "n2")).token
+        placed = await hold(state, "earlier", "n1")  # n1's earlier write placed it
+        foreign = await hold(state, "foreign", "n2")
         async with running(state) as writer:
             result, fresh = await settled(writer.save("fresh", 1, OwnerToken("n1", 0), "n1", doc(v=1)))
             assert result is SaveResult.SAVED and fresh is not None and fresh.owner == "n1"
             assert fresh.epoch > foreign.epoch  # a new epoch of the fleet's counter
-            assert await settled(writer.save("routed", 1, OwnerToken("n1", 0), "n1", doc(v=1))) == (
+            assert await settled(writer.save("earlier", 2, OwnerToken("n1", 0), "n1", doc(v=2))) == (
                 SaveResult.SAVED,
                 placed,
             )
@@ -359,7 +315,7 @@ def test_a_first_write_without_an_epoch_places_the_call_or_adopts_its_placement(
             ] is SaveResult.FENCED
         assert await state.owner_of("fresh") is None
         assert await state.owner_of("foreign") == foreign
-        assert await state.calls_of("n1") == ["routed"]
+        assert await state.calls_of("n1") == ["earlier"]
 
     in_fleet(redis_server, scenario)
 
@@ -375,15 +331,15 @@ def test_save_of_a_call_redis_lost_recreates_it_and_moves_the_epoch_counter_past
             assert await state.calls_of("n1") == ["c1"]
             assert await state.load(["c1"]) == [StoredCall("c1", 7, kept, {"v": 7})]
             assert raw.get(KEYS.epoch) == "41"
-            assert CLAIM_TTL * 1000 < raw.pttl(KEYS.call("c1")) <= CALL_TTL * 1000
+            assert CALL_TTL * 1000 - 5000 < raw.pttl(KEYS.call("c1")) <= CALL_TTL * 1000
             # a lower epoch re-created for another call never moves the counter back
             low = OwnerToken("n2", 5)
             assert await settled(writer.save("c2", 1, low, "n2", doc(v=1))) == (SaveResult.SAVED, low)
             assert raw.get(KEYS.epoch) == "41"
-        fresh = await state.claim("c3", "n3")
-        assert fresh.placed and fresh.token.epoch == 42
+        fresh = await hold(state, "c3", "n3")
+        assert fresh.epoch == 42
         # the re-created owner is fenced against others like any placement
-        assert not (await state.claim("c1", "n3")).placed
+        assert await first_write(state, "c1", "n3") == (SaveResult.FENCED, kept)
 
     in_fleet(redis_server, scenario)
 
@@ -392,9 +348,8 @@ def test_remove_deletes_the_call_and_is_fenced_for_anyone_but_the_holder(
     redis_server: RedisServer, raw: redis.Redis
 ) -> None:
     async def scenario(state: FleetState) -> None:
-        token = (await state.claim("c1", "n1")).token
+        token = await hold(state, "c1", "n1")
         async with running(state) as writer:
-            assert (await settled(writer.save("c1", 1, token, "n1", doc(v=1))))[0] is SaveResult.SAVED
             raw.sadd(KEYS.node_calls("n2"), "c1")  # a stale index entry of the fenced writer
             foreign = OwnerToken("n2", token.epoch)
             assert await settled(writer.remove("c1", foreign, "n2")) == (SaveResult.FENCED, token)
@@ -416,11 +371,10 @@ def test_a_fenced_remove_of_an_older_epoch_keeps_the_call_in_its_holders_index(
     redis_server: RedisServer, raw: redis.Redis
 ) -> None:
     async def scenario(state: FleetState) -> None:
-        old = (await state.claim("c1", "n1")).token
-        there = (await state.move("c1", old, "n2")).token
-        held = (await state.move("c1", there, "n1")).token  # n1 again, at a newer epoch
+        old = await hold(state, "c1", "n1")
+        held = (await state.reclaim("n1", ["c1"]))["c1"]  # n1 again (restarted), at a newer epoch
+        assert held is not None and held.epoch > old.epoch
         async with running(state) as writer:
-            assert (await settled(writer.save("c1", 1, held, "n1", doc(v=1))))[0] is SaveResult.SAVED
             assert await settled(writer.remove("c1", old, "n1")) == (SaveResult.FENCED, held)
         assert raw.exists(KEYS.call("c1"), KEYS.call_state("c1")) == 2
         assert await state.owner_of("c1") == held
@@ -434,13 +388,13 @@ def test_a_save_queued_before_a_remove_never_leaves_the_call_behind(
     redis_server: RedisServer, raw: redis.Redis, batch: int
 ) -> None:
     async def scenario(state: FleetState) -> None:
-        tokens = await asyncio.gather(*(state.claim(f"c{i}", "n1") for i in range(30)))
+        tokens = await asyncio.gather(*(hold(state, f"c{i}", "n1") for i in range(30)))
         async with running(state, batch) as writer:
             writes: list[Write] = []
-            for i, placement in enumerate(tokens):  # no await between a call's save and its removal
-                writes.append(writer.save(f"c{i}", 1, placement.token, "n1", doc(v=1)))
-                writes.append(writer.save(f"c{i}", 2, placement.token, "n1", doc(v=2)))
-                writes.append(writer.remove(f"c{i}", placement.token, "n1"))
+            for i, token in enumerate(tokens):  # no await between a call's save and its removal
+                writes.append(writer.save(f"c{i}", 2, token, "n1", doc(v=2)))
+                writes.append(writer.save(f"c{i}", 3, token, "n1", doc(v=3)))
+                writes.append(writer.remove(f"c{i}", token, "n1"))
             results = await asyncio.wait_for(asyncio.gather(*writes), 5)
         assert {result for result, _ in results} == {SaveResult.SAVED}
         assert await state.calls_of("n1") == []
@@ -455,17 +409,17 @@ def test_many_waiting_saves_go_out_in_few_pipelines_and_the_last_version_wins(
     redis_server: RedisServer,
 ) -> None:
     async def scenario(state: FleetState) -> None:
-        token = (await state.claim("c1", "n1")).token
+        token = await hold(state, "c1", "n1")  # version 1 saved
         async with running(state) as writer:
             before = state.stats.requests
-            writes = [writer.save("c1", v, token, "n1", doc(v=v)) for v in range(1, 501)]
+            writes = [writer.save("c1", v, token, "n1", doc(v=v)) for v in range(2, 502)]
             assert writer.queued == 500
             results = await asyncio.wait_for(asyncio.gather(*writes), 5)
             round_trips = state.stats.requests - before
             assert writer.queued == 0
         assert [result for result, _ in results] == [SaveResult.SAVED] * 500
         assert 1 <= round_trips <= math.ceil(500 / writer.batch) < 500
-        assert await state.load(["c1"]) == [StoredCall("c1", 500, token, {"v": 500})]
+        assert await state.load(["c1"]) == [StoredCall("c1", 501, token, {"v": 501})]
 
     in_fleet(redis_server, scenario)
 
@@ -714,13 +668,12 @@ def test_a_redis_that_does_not_answer_costs_a_command_timeout_and_the_writer_rec
         start, end = redis_server.drop_traffic, redis_server.restore_traffic
 
     async def scenario(state: FleetState) -> None:
-        token = (await state.claim("c1", "n1")).token
+        token = await hold(state, "c1", "n1")
         async with running(state) as writer:
-            assert (await settled(writer.save("c1", 1, token, "n1", doc(v=1))))[0] is SaveResult.SAVED
             errors = state.stats.errors
             start()
             try:
-                for operation in (lambda: state.claim("c-during", "n1"), lambda: state.nodes()):
+                for operation in (lambda: state.touch([("c1", token)]), lambda: state.nodes()):
                     began = time.monotonic()
                     with pytest.raises(StateUnavailable, match="Timeout"):
                         await operation()
@@ -756,11 +709,11 @@ def test_a_fresh_client_gives_up_on_a_redis_it_cannot_reach(redis_server: RedisS
         try:
             began = time.monotonic()
             with pytest.raises(StateUnavailable):
-                await state.claim("c1", "n1")  # the connection itself cannot be made
+                await first_write(state, "c1", "n1")  # the connection itself cannot be made
             assert time.monotonic() - began < GIVES_UP_WITHIN
         finally:
             redis_server.restore_traffic()
-        assert (await state.claim("c1", "n1")).placed
+        assert (await first_write(state, "c1", "n1"))[0] is SaveResult.SAVED
 
     in_fleet(redis_server, scenario)
 
@@ -769,11 +722,10 @@ def test_after_redis_restarts_empty_the_same_client_works_and_reasserted_calls_k
     redis_server: RedisServer, raw: redis.Redis
 ) -> None:
     async def scenario(state: FleetState) -> None:
-        placements = [await state.claim(f"c{i}", "n1") for i in range(5)]
-        token = placements[-1].token
+        tokens = [await hold(state, f"c{i}", "n1") for i in range(5)]
+        token = tokens[-1]
         assert token.epoch == 5
         async with running(state) as writer:
-            assert (await settled(writer.save("c4", 1, token, "n1", doc(v=1))))[0] is SaveResult.SAVED
             redis_server.kill()
             began = time.monotonic()
             with pytest.raises(StateUnavailable):
@@ -789,9 +741,9 @@ def test_after_redis_restarts_empty_the_same_client_works_and_reasserted_calls_k
             assert await settled(writer.save("c4", 2, token, "n1", doc(v=2))) == (SaveResult.SAVED, token)
         assert await state.owner_of("c4") == token
         assert await state.calls_of("n1") == ["c4"]
-        fresh = await state.claim("c-new", "n2")
-        assert fresh.placed and fresh.token.epoch == token.epoch + 1
-        assert not (await state.claim("c4", "n2")).placed
+        fresh = await hold(state, "c-new", "n2")
+        assert fresh.epoch == token.epoch + 1
+        assert await first_write(state, "c4", "n2") == (SaveResult.FENCED, token)
 
     in_fleet(redis_server, scenario)
 
@@ -801,7 +753,7 @@ def test_the_writer_works_again_after_more_outages_than_the_pool_has_connections
 ) -> None:
     async def scenario(state: FleetState) -> None:
         state.client.connection_pool.max_connections = 2
-        token = (await state.claim("c1", "n1")).token
+        token = await hold(state, "c1", "n1")
         version = 0
         async with running(state) as writer:
             for _ in range(3):
@@ -829,13 +781,13 @@ def test_load_returns_the_present_states_and_lists_unreadable_ones(
     redis_server: RedisServer, raw: redis.Redis
 ) -> None:
     async def scenario(state: FleetState) -> None:
-        t1 = (await state.claim("c1", "n1")).token
-        t2 = (await state.claim("c2", "n2")).token
-        await state.claim("claimed-only", "n1")
+        t1 = await hold(state, "c1", "n1")
+        t2 = await hold(state, "c2", "n2")
+        place_without_state(raw, "placed-only", "n1")
         async with running(state) as writer:
             for write in (
                 writer.save("c1", 3, t1, "n1", doc(a=1)),
-                writer.save("c2", 1, t2, "n2", doc(b=[1, 2], c={"d": None})),
+                writer.save("c2", 2, t2, "n2", doc(b=[1, 2], c={"d": None})),
             ):
                 assert (await settled(write))[0] is SaveResult.SAVED
         unreadable = {
@@ -849,11 +801,11 @@ def test_load_returns_the_present_states_and_lists_unreadable_ones(
             for name, value in fields.items():
                 raw.hset(KEYS.call_state(call_id), name, value)
 
-        wanted = ["c1", "absent", "claimed-only", "bad-json", "c2", "not-an-object", "bad-epoch"]
+        wanted = ["c1", "absent", "placed-only", "bad-json", "c2", "not-an-object", "bad-epoch"]
         loaded = await state.load([*wanted, "no-epoch", "no-state"])
         assert loaded == [
             StoredCall("c1", 3, t1, {"a": 1}),
-            StoredCall("c2", 1, t2, {"b": [1, 2], "c": {"d": None}}),
+            StoredCall("c2", 2, t2, {"b": [1, 2], "c": {"d": None}}),
         ]
         assert state.unreadable_states == ["bad-json", "not-an-object", "bad-epoch", "no-epoch"]
         assert raw.exists(*(KEYS.call_state(call_id) for call_id in unreadable)) == 5, "left for a human"
@@ -929,25 +881,19 @@ def test_connect_takes_an_address_or_a_url(redis_server: RedisServer) -> None:
 def test_two_prefixes_in_one_redis_do_not_see_each_other(redis_server: RedisServer) -> None:
     async def scenario(a: FleetState) -> None:
         b = FleetState(a.client, KeySchema("other"), lean=a.lean)
-        held_a = await a.claim("c1", "n1")
-        held_b = await b.claim("c1", "n1")
-        assert held_a.placed and held_b.placed  # each fleet places the call-id for itself
-        assert held_a.token == held_b.token == OwnerToken("n1", 1)  # and counts its own epochs
+        held_a = await hold(a, "c1", "n1")
+        held_b = await hold(b, "c1", "n1")  # each fleet places the call-id for itself
+        assert held_a == held_b == OwnerToken("n1", 1)  # and counts its own epochs
         await a.renew_lease(lease("n1"), 5.0)
         assert await a.nodes() == (["n1"], [lease("n1")])
         assert await b.nodes() == ([], [])
         async with running(a) as writer_a, running(b) as writer_b:
-            assert (await settled(writer_a.save("c1", 1, held_a.token, "n1", doc(f="a"))))[
-                0
-            ] is SaveResult.SAVED
-            assert await b.load(["c1"]) == []
-            assert await settled(writer_b.remove("c1", held_b.token, "n1")) == (
-                SaveResult.SAVED,
-                held_b.token,
-            )
+            assert (await settled(writer_a.save("c1", 2, held_a, "n1", doc(f="a"))))[0] is SaveResult.SAVED
+            assert await b.load(["c1"]) == [StoredCall("c1", 1, held_b, {"v": 1})]  # its own, not a's
+            assert await settled(writer_b.remove("c1", held_b, "n1")) == (SaveResult.SAVED, held_b)
         assert await b.owner_of("c1") is None and await b.calls_of("n1") == []
-        assert await a.owner_of("c1") == held_a.token and await a.calls_of("n1") == ["c1"]
-        assert await a.load(["c1"]) == [StoredCall("c1", 1, held_a.token, {"f": "a"})]
+        assert await a.owner_of("c1") == held_a and await a.calls_of("n1") == ["c1"]
+        assert await a.load(["c1"]) == [StoredCall("c1", 2, held_a, {"f": "a"})]
         await b.leave("n1", "boot-1")
         assert await a.members() == ["n1"]
 

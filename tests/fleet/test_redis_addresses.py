@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from fleet.fleet_kit import REDIS_SERVER, stop_process
-from karl_core.state.fleet_state import FleetState, StateUnavailable
+from karl_core.state.call_store import OwnerToken, SaveResult
+from karl_core.state.fleet_state import FleetState, StateUnavailable, StateWriter
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
 from karl_testkit import established, free_port, make_party, run_async, sdp, simple_rtp, start_karl, wait_for
@@ -38,12 +39,18 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
         stop_process(proc)
 
 
-async def claim_through(settings: RedisSettings) -> str:
+async def place_through(settings: RedisSettings) -> str:
+    """Place a call the way a node does (its first write, at epoch 0); returns the owner Redis gave it."""
     client = connect(settings)
     try:
-        state = FleetState(client, KeySchema("addr"))
-        placement = await state.claim("call-1", "node-a")
-        return placement.token.owner
+        writer = StateWriter(FleetState(client, KeySchema("addr")))
+        writer.start()
+        try:
+            result, token = await writer.save("call-1", 1, OwnerToken("node-a", 0), "node-a", "{}")
+        finally:
+            await writer.stop()
+        assert result is SaveResult.SAVED and token is not None
+        return token.owner
     finally:
         await client.aclose()
 
@@ -52,10 +59,10 @@ def test_a_unix_socket_with_a_password(launch: Launch, tmp_path: Path) -> None:
     path = tmp_path / "redis.sock"
     launch("--port", "0", "--unixsocket", str(path), "--requirepass", "s3cret")
     wait_for(path.exists, timeout=5)
-    assert run_async(claim_through(RedisSettings(addr=f"unix://{path}", password="s3cret"))) == "node-a"
+    assert run_async(place_through(RedisSettings(addr=f"unix://{path}", password="s3cret"))) == "node-a"
     # the wrong password is a clear failure, not a hang
     with pytest.raises(StateUnavailable, match=r"(?i)auth|password"):
-        run_async(claim_through(RedisSettings(addr=f"unix://{path}", password="wrong")))
+        run_async(place_through(RedisSettings(addr=f"unix://{path}", password="wrong")))
 
 
 def test_sentinels_lead_to_the_master(launch: Launch, tmp_path: Path) -> None:
@@ -72,7 +79,7 @@ def test_sentinels_lead_to_the_master(launch: Launch, tmp_path: Path) -> None:
     sentinel = redis.Redis(port=sentinel_port, socket_timeout=0.3)
     wait_for(lambda: sentinel.execute_command("SENTINEL", "get-master-addr-by-name", "karl-main"), timeout=10)
     settings = RedisSettings(sentinels=(("127.0.0.1", sentinel_port),), sentinel_master="karl-main")
-    assert run_async(claim_through(settings)) == "node-a"
+    assert run_async(place_through(settings)) == "node-a"
     assert redis.Redis(port=master, decode_responses=True).hget("addr:call:call-1", "owner") == "node-a"
     # a node configured with KARL_REDIS_SENTINELS joins the fleet through them
     node = start_karl(
@@ -109,10 +116,10 @@ def test_rediss_with_the_servers_ca(launch: Launch, tmp_path: Path) -> None:
             return False
 
     wait_for(answers, timeout=5)
-    assert run_async(claim_through(RedisSettings(addr=url))) == "node-a"
+    assert run_async(place_through(RedisSettings(addr=url))) == "node-a"
     # without the CA the server's certificate is refused: TLS is verified, not merely on
     with pytest.raises(StateUnavailable):
-        run_async(claim_through(RedisSettings(addr=f"rediss://127.0.0.1:{port}/0")))
+        run_async(place_through(RedisSettings(addr=f"rediss://127.0.0.1:{port}/0")))
 
 
 def test_a_sentinel_failover_of_redis_loses_no_packet_and_hands_no_epoch_out_twice(

@@ -138,8 +138,12 @@ class FailoverState:
             moves.append(Move(call_id, result, OwnerToken(owner, int(reply[2])) if owner else None))
         return moves
 
-    async def abandon(self, controller_id: str, term: int, dead: str, call_ids: Iterable[str]) -> list[Move]:
-        """End calls of `dead` that no survivor has room for (their keys go; their states come back)."""
+    async def abandon(
+        self, controller_id: str, term: int, dead: str, call_ids: Iterable[str], reason: str
+    ) -> list[Move]:
+        """End calls of `dead` that no survivor has room for: their keys go, and the record of each
+        end (`reason`, last state) goes onto the fleet's endings list in the same step, for a live
+        node to write its CDR and send its event (`take_endings`). Their states come back too."""
         ids = list(call_ids)
         if not ids:
             return []
@@ -156,8 +160,9 @@ class FailoverState:
                         keys.ended(call_id),
                         keys.epoch,
                         keys.node(dead),
+                        keys.endings,
                     ],
-                    [controller_id, term, dead, call_id, int(TOMBSTONE_TTL * 1000)],
+                    [controller_id, term, dead, call_id, int(TOMBSTONE_TTL * 1000), reason],
                 )
                 for call_id in ids
             ]
@@ -208,15 +213,10 @@ class FailoverState:
         key = self.keys.handover(node_id)
         await self.state._timed(lambda: self.state.client.delete(key))
 
-    async def record_ending(self, recorder: str, call_id: str, node: str, reason: str, state: str) -> None:
-        """Ask node `recorder` to write the CDR of a call that ended without it (`take_endings`)."""
-        document = json.dumps({"call_id": call_id, "node": node, "reason": reason, "state": state})
-        key = self.keys.endings(recorder)
-        await self.state._timed(lambda: self.state.client.rpush(key, document))
-
-    async def take_endings(self, node_id: str, count: int = 256) -> list[dict[str, Any]]:
-        """Up to `count` endings this node is to write CDRs for (unreadable ones dropped)."""
-        key = self.keys.endings(node_id)
+    async def take_endings(self, count: int = 256) -> list[dict[str, Any]]:
+        """Up to `count` records of calls failover could not keep, taken off the fleet's list (by one
+        node only: that node writes their CDRs and sends their events). Unreadable ones are dropped."""
+        key = self.keys.endings
         taken = await self.state._timed(lambda: self.state.client.lpop(key, count))
         endings = []
         for item in taken or []:

@@ -30,8 +30,6 @@ from karl_core.state.resp import LeanRedis
 
 T = TypeVar("T")
 
-CLAIM_TTL = 30.0
-"""Seconds a placement lives before its node saved the call (an offer lost on the way expires)."""
 TOMBSTONE_TTL = 3600.0
 """Seconds a call's tombstone (the epoch it ended at) lives: a node cut off for longer that held the
 call before its last move could bring it back."""
@@ -39,8 +37,6 @@ CALL_TTL = 600.0
 """Seconds a call's keys live without their owner refreshing them (`touch`, every `CALL_TTL / 5`)."""
 
 SCRIPT_NAMES = (
-    "CLAIM",
-    "MOVE",
     "RELEASE",
     "SAVE",
     "REMOVE",
@@ -93,13 +89,6 @@ class RedisStats:
 
     def reachable(self, now: float, within: float) -> bool:
         return self.last_ok is not None and now - self.last_ok <= within
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    token: OwnerToken
-    placed: bool
-    """True: this request placed (or moved) the call; False: it was held already, by `token`."""
 
 
 def as_text(value: Any) -> str:
@@ -229,30 +218,6 @@ class FleetState:
         if owner is None or epoch is None:
             return None
         return OwnerToken(as_text(owner), int(epoch))
-
-    async def claim(self, call_id: str, candidate: str) -> Placement:
-        """Place the call on `candidate` unless it is placed already (atomic: one winner)."""
-        reply = await self._script(
-            "CLAIM",
-            [self.keys.call(call_id), self.keys.epoch, self.keys.node_calls(candidate)],
-            [candidate, call_id, int(CLAIM_TTL * 1000)],
-        )
-        return Placement(_token(reply), bool(reply[0]))
-
-    async def move(self, call_id: str, held: OwnerToken, to: str) -> Placement:
-        """Move a placement the node refused to `to`; `placed` False when it is no longer `held`."""
-        reply = await self._script(
-            "MOVE",
-            [
-                self.keys.call(call_id),
-                self.keys.epoch,
-                self.keys.node_calls(held.owner),
-                self.keys.node_calls(to),
-                self.keys.call_state(call_id),
-            ],
-            [held.owner, held.epoch, to, call_id, int(CLAIM_TTL * 1000)],
-        )
-        return Placement(_token(reply), bool(reply[0]))
 
     async def release(self, call_id: str, held: OwnerToken) -> bool:
         reply = await self._script(

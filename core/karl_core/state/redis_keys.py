@@ -12,7 +12,7 @@ share one Redis (`KARL_REDIS_PREFIX`).
 | `<p>:ended:<call-id>` | string, TTL | the epoch a call ended (or failed over and ended) at: never revived |
 | `<p>:suspect:<id>` | hash, TTL | members that cannot reach node `<id>` → when they last said so (ms) |
 | `<p>:adopt:<id>` | list | call-ids moved to node `<id>` by failover, for it to take up |
-| `<p>:endings:<id>` | list | calls of a dead node nobody had room for, for node `<id>` to write their CDRs |
+| `<p>:endings` | list | calls failover could not keep (JSON), for a live node to write CDRs and events |
 | `<p>:handover:<id>` | string, TTL | node `<id>` is stopping: move its calls now (its boot id) |
 | `<p>:failover:leader` | string, TTL | the failover controller that leads, and its term (`<id> <term>`) |
 | `<p>:failover:term` | integer | the leaders' term counter: every failover action carries its term |
@@ -53,8 +53,9 @@ class KeySchema:
     def adoptions(self, node_id: str) -> str:
         return f"{self.prefix}:adopt:{node_id}"
 
-    def endings(self, node_id: str) -> str:
-        return f"{self.prefix}:endings:{node_id}"
+    @property
+    def endings(self) -> str:
+        return f"{self.prefix}:endings"
 
     def handover(self, node_id: str) -> str:
         return f"{self.prefix}:handover:{node_id}"

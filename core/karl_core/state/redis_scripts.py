@@ -1,5 +1,5 @@
 """The Lua scripts that make the fleet's writes atomic. Each one reads and writes in a single step, so
-two routers placing one call, or a fenced node writing late, can never interleave with another writer.
+two nodes placing one call, or a fenced node writing late, can never interleave with another writer.
 
 Ownership is (owner, epoch). Epochs come from one counter (`<p>:epoch`): a pair is never handed out
 twice, not even to the same node for a call-id used again later. A script that re-creates ownership
@@ -7,41 +7,6 @@ after Redis lost its data (restarted empty) also moves the counter past the epoc
 """
 
 from __future__ import annotations
-
-CLAIM = """
--- KEYS: call, epoch counter, node-calls of the candidate. ARGV: candidate, call-id, TTL (ms)
-local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
-if held[1] then
-  return {0, held[1], tonumber(held[2])}
-end
-local epoch = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', epoch)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[2])
-return {1, ARGV[1], epoch}
-"""
-"""Place a call on a node unless someone placed it already. Returns (1 = placed now / 0 = held
-already, owner, epoch). The placement lives for the claim TTL until its owner saves the call."""
-
-MOVE = """
--- KEYS: call, epoch counter, node-calls of the old owner, node-calls of the new one, call state
--- ARGV: old owner, old epoch, new owner, call-id, TTL (ms)
-local held = redis.call('HMGET', KEYS[1], 'owner', 'epoch')
-if (not held[1]) or held[1] ~= ARGV[1] or tonumber(held[2]) ~= tonumber(ARGV[2]) then
-  return {0, held[1] or '', tonumber(held[2] or '0')}
-end
-if redis.call('EXISTS', KEYS[5]) == 1 then
-  return {0, held[1], tonumber(held[2])}
-end
-local epoch = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'epoch', epoch)
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('SREM', KEYS[3], ARGV[4])
-redis.call('SADD', KEYS[4], ARGV[4])
-return {1, ARGV[3], epoch}
-"""
-"""Move a placement that its node refused (load limit, out of ports) to another node. Only a call the
-node never created (no state) moves this way, and only from the (owner, epoch) the caller saw."""
 
 RELEASE = """
 -- KEYS: call, node-calls of the owner, call state. ARGV: owner, epoch, call-id
@@ -82,7 +47,7 @@ if not held[1] then
 elseif held[1] ~= ARGV[1] then
   return {'fenced', held[1], tonumber(held[2])}
 elseif epoch == 0 then
-  epoch = tonumber(held[2])  -- placed on the writer (by a router): its epoch is the writer's
+  epoch = tonumber(held[2])  -- placed on the writer (by its earlier write): its epoch is the writer's
 elseif tonumber(held[2]) ~= epoch then
   return {'fenced', held[1], tonumber(held[2])}
 end
@@ -98,7 +63,7 @@ return {'saved', ARGV[1], epoch}
 """
 """Write a call's state if the writer holds the call at its epoch (or nobody does any more: Redis lost
 it). Epoch 0 is a writer that does not know its epoch yet (the first write of a call it created on an
-offer): it adopts the epoch of a placement made for it, or places the call itself. Refused as
+offer): it places the call itself, or adopts the epoch its own earlier write placed it at. Refused as
 `fenced` when another owner or a newer epoch holds the call; `stale` when Redis has this version or a
 newer one of the same epoch. Every verdict carries the (owner, epoch) it was made for."""
 
@@ -243,8 +208,9 @@ survivor (its adoption list). Only while the caller leads with that term, only f
 back keeps its calls, and a call that moved meanwhile stays where it is."""
 
 ABANDON = """
--- KEYS: leader, call, call state, node-calls of the dead node, tombstone, epoch counter, its lease
--- ARGV: controller id, term, dead node, call-id, tombstone TTL (ms)
+-- KEYS: leader, call, call state, node-calls of the dead node, tombstone, epoch counter, its lease,
+--       the fleet's endings list
+-- ARGV: controller id, term, dead node, call-id, tombstone TTL (ms), reason
 if redis.call('GET', KEYS[1]) ~= ARGV[1] .. ' ' .. ARGV[2] then return {'deposed', ''} end
 local held = redis.call('HMGET', KEYS[2], 'owner', 'epoch')
 if held[1] ~= ARGV[3] then
@@ -254,15 +220,19 @@ end
 if redis.call('EXISTS', KEYS[7]) == 1 then
   return {'moved', held[1]}  -- the node is back: the call stays with it
 end
-local state = redis.call('HGET', KEYS[3], 'state')
+local state = redis.call('HGET', KEYS[3], 'state') or ''
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('SREM', KEYS[4], ARGV[4])
 -- a new epoch in the tombstone: the old owner, should it only have stalled, is fenced even in REMOVE
 redis.call('SET', KEYS[5], redis.call('INCR', KEYS[6]), 'PX', ARGV[5])
-return {'ended', state or ''}
+-- in the same step, the record of how it ended: a live node writes its CDR and sends its event
+local ending = {call_id = ARGV[4], node = ARGV[3], reason = ARGV[6], state = state}
+redis.call('RPUSH', KEYS[8], cjson.encode(ending))
+return {'ended', state}
 """
-"""End a dead node's call that no survivor has room for (never half-adopted): its keys go, and its
-last state comes back for the record of how it ended."""
+"""End a dead node's call that no survivor has room for (never half-adopted): its keys go, and the
+record of its end (its last state, why) goes onto the fleet's endings list in the same step, so that
+no failure between the two can lose it. The state also comes back, for the controller's log."""
 
 RETIRE = """
 -- KEYS: node key, members, suspects of the node, node-calls of the node. ARGV: node id

@@ -1,5 +1,5 @@
-"""A lean Redis connection for the fleet's hot path: the scripts a node runs on every call change and the
-claim a router makes for every new call.
+"""A lean Redis connection for the fleet's hot path: the scripts a node runs on every call change (its
+first write of a new call places it).
 
 `redis.asyncio` spends about 100 µs of CPU per command in its own layers (connection pool, command
 packing, a task per command); this sends a batch of commands as one buffer and parses the replies with

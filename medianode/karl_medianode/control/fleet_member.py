@@ -47,7 +47,9 @@ from karl_core.ng.commands import Command
 from karl_core.ng.fleet import CALL_CREATING, STATE_UNAVAILABLE, not_owner_reply
 from karl_core.ng.options import NgOptions
 from karl_core.session import SCHEMA_VERSION, CallState
+from karl_core.session.ended_event import CDR_REASONS, NO_ROOM, TAKE_UP_FAILED, ended_event
 from karl_core.state import OwnerToken, SaveResult
+from karl_core.state.call_store import StoredCall
 from karl_core.state.failover_state import FailoverState
 from karl_core.state.fleet_state import CALL_TTL, FleetState, StateUnavailable, StateWriter
 from karl_core.state.lease import LeaseClock, NodeLease, default_margin
@@ -68,13 +70,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("karl.fleet")
 
 WRITE_WAIT = 0.25
-ADOPTION_POLL = 0.25
-ADOPT_BATCH = 64
-"""Calls taken off the adoption list (and their states read and parsed) at a time."""
-ADOPT_SLICE = 4
-"""Calls restored between two turns of the event loop: the relay never waits long for adoption."""
-"""Seconds between two looks at the list of calls failover moved to this node."""
 """Seconds a reply waits for its call's state to reach Redis before it is sent anyway."""
+ADOPTION_POLL = 0.25
+"""Seconds between two looks at the list of calls failover moved to this node."""
+ADOPT_BATCH = 16
+"""Calls taken off the adoption list (and their states read and parsed) at a time."""
+ADOPT_SLICE = 0.002
+"""Seconds of restoring calls between two turns of the event loop: the relay never waits long for
+adoption, not even for a thousand calls."""
 
 Reply = dict[str, Any] | Awaitable[dict[str, Any]]
 
@@ -101,6 +104,13 @@ class FleetCounters:
     """Calls of a failed node this node took up (failover)."""
     adoption_failed: int = 0
     """Calls moved to this node that it could not take up (no state, no ports): they ended."""
+
+
+def ended_record(state: CallState, reason: str, now: float) -> CallEnded:
+    """The record (for its CDR) of a call that ended without its engine: failover could not keep it."""
+    return CallEnded(
+        state.call_id, reason, state.created, now, state, CallQuality.from_dict(state.quality).summary()
+    )
 
 
 def advertised(address: str, fallback: str) -> str:
@@ -258,9 +268,9 @@ class FleetMember:
                 # Redis did not answer the last renewal: the call could not be placed (answer at once)
                 self.fleet_counters.state_unavailable += 1
                 return {"result": "error", "error-reason": STATE_UNAVAILABLE}
-            # A new call: handled at once, held provisionally (epoch 0). Its first write places it, or
-            # adopts the router's placement, in the same round trip that saves it; a call another node
-            # holds comes back FENCED, and is undone before the reply (`_after_writes`).
+            # A new call: handled at once, held provisionally (epoch 0). Its first write places it in
+            # the same round trip that saves it; a call another node holds comes back FENCED, and is
+            # undone before the reply (`_after_writes`).
             self.owned[call_id] = OwnerToken(self.node_id, 0)
             return self._handle_held(command, opts, fits, call_id)
         return self._handle_held(command, opts, fits, call_id)
@@ -347,12 +357,12 @@ class FleetMember:
         token = self.owned.pop(call_id)
         self._versions.pop(call_id, None)
         if token.epoch == 0:
-            return  # never written: nothing of this node's in Redis (a router's claim is its own)
+            return  # never written: nothing of this node's in Redis
         task = asyncio.get_running_loop().create_task(self._release(call_id, token))
         task.add_done_callback(lambda _: None)
 
     async def _release(self, call_id: str, token: OwnerToken) -> None:
-        with contextlib.suppress(StateUnavailable):  # else the placement expires by itself (CLAIM_TTL)
+        with contextlib.suppress(StateUnavailable):  # else its keys expire by themselves (CALL_TTL)
             await self.state.release(call_id, token)
 
     # -- state ---------------------------------------------------------------------------------------
@@ -509,7 +519,8 @@ class FleetMember:
     async def adopt(self, call_ids: list[str]) -> int:
         """Take up calls the failover controller moved to this node: restore each on this node's own
         ports (relaying at once towards the addresses it had learned) and write its new state. A call
-        that cannot be taken up (no state, no ports) is removed, so that it is never half-adopted."""
+        that cannot be taken up (unreadable state, no ports) ends, with its CDR and event, so that it
+        is never half-adopted."""
         call_ids = [c for c in call_ids if c not in self.owned]
         if not call_ids:
             return 0
@@ -517,9 +528,11 @@ class FleetMember:
         origins = await self.failover.moved_from(call_ids)
         now = time.time()
         adopted = 0
-        for index, call_id in enumerate(call_ids):
-            if index and index % ADOPT_SLICE == 0:
-                await asyncio.sleep(0)  # a thousand calls do not stall the relay
+        slice_started = self.clock()
+        for call_id in call_ids:
+            if self.clock() - slice_started >= ADOPT_SLICE:
+                await asyncio.sleep(0)  # the relay's packets go first
+                slice_started = self.clock()
             record = records.get(call_id)
             if call_id in self.owned or (record is not None and record.token.owner != self.node_id):
                 continue  # taken up already, or moved on again
@@ -533,15 +546,7 @@ class FleetMember:
                 moved.nodes = [*(before.nodes or ([origin] if origin else [])), self.node_id]
                 self.engine.restore(moved, now, same_host=False)
             except Exception as exc:
-                self.fleet_counters.adoption_failed += 1
-                log.error(
-                    "could not take up call %s moved here by failover: %s",
-                    call_id,
-                    exc,
-                    extra={"call_id": call_id, "event": "adoption_failed"},
-                )
-                removal = self.writer.remove(call_id, record.token, self.node_id)
-                removal.add_done_callback(lambda done: done.cancelled() or done.exception())
+                self._end_unadoptable(call_id, record, origins.get(call_id, ""), exc)
                 continue
             self.owned[call_id] = record.token
             self._versions[call_id] = record.version
@@ -602,33 +607,77 @@ class FleetMember:
         return len(handed)
 
     def write_endings(self, endings: list[dict[str, Any]]) -> int:
-        """The CDRs of calls of a failed node that ended because no node had room for them (the
-        failover controller asks a live node to write them)."""
+        """The CDRs and `call_ended` events of calls failover could not keep (a dead node's calls no
+        node had room for): the controller put their records on the fleet's list, and this node took
+        them off it. Returns how many CDRs were written."""
         written = 0
         now = time.time()
         for ending in endings:
+            call_id = str(ending.get("call_id", ""))
+            node = str(ending.get("node", ""))
+            reason = str(ending.get("reason", NO_ROOM))
+            state_text = ending.get("state") or None
+            if self.webhook is not None and call_id:
+                self.webhook.submit(ended_event(call_id, state_text, node, reason, now))
             try:
-                state = CallState.from_dict(json.loads(ending["state"]))
-                state.nodes = state.nodes or [str(ending.get("node", ""))]
-                record = CallEnded(
-                    state.call_id,
-                    str(ending.get("reason", "failover")),
-                    state.created,
-                    now,
-                    state,
-                    CallQuality.from_dict(state.quality).summary(),
-                )
+                state = CallState.from_dict(json.loads(state_text or ""))
+                state.nodes = state.nodes or [node]
             except Exception as exc:
-                log.error("unreadable failover ending: %s", exc, extra={"event": "ending_unreadable"})
+                log.error(
+                    "call %s ended in a failover with an unreadable state: no CDR (%s)",
+                    call_id,
+                    exc,
+                    extra={"event": "ending_unreadable", "call_id": call_id},
+                )
                 continue
-            if self.cdr_sink is not None:
-                try:
-                    self.cdr_sink(record)
-                except Exception:
-                    log.exception("the CDR of call %s could not be handed over", state.call_id)
-                    continue
+            if self._record(ended_record(state, CDR_REASONS.get(reason, reason), now)):
                 written += 1
         return written
+
+    def _record(self, ended: CallEnded) -> bool:
+        if self.cdr_sink is None:
+            return False
+        try:
+            self.cdr_sink(ended)
+        except Exception:
+            log.exception("the CDR of call %s could not be handed over", ended.call_id)
+            return False
+        return True
+
+    def _end_unadoptable(self, call_id: str, record: StoredCall, origin: str, exc: Exception) -> None:
+        """A call moved here that cannot be restored (unreadable state, no free ports): it ends. Its
+        keys go (compare owner and epoch: the claim on its record), then its CDR is written and its
+        `call_ended` event sent, so that it is never half-adopted and never silently gone."""
+        self.fleet_counters.adoption_failed += 1
+        log.error(
+            "could not take up call %s moved here by failover: %s; it ends",
+            call_id,
+            exc,
+            extra={"call_id": call_id, "event": "adoption_failed"},
+        )
+        now = time.time()
+        try:
+            state = CallState.from_dict(record.state)
+            state.nodes = [*(state.nodes or ([origin] if origin else [])), self.node_id]
+            ended: CallEnded | None = ended_record(state, CDR_REASONS[TAKE_UP_FAILED], now)
+        except Exception:
+            ended = None  # unreadable: the event still says the call ended
+        event = ended_event(
+            call_id, json.dumps(record.state), origin or self.node_id, TAKE_UP_FAILED, now
+        )
+        removal = self.writer.remove(call_id, record.token, self.node_id)
+
+        def removed(done: asyncio.Future[Any]) -> None:
+            if done.cancelled():
+                return
+            if done.exception() is None and done.result()[0] is SaveResult.FENCED:
+                return  # it is another node's now: that node answers for it
+            if self.webhook is not None:
+                self.webhook.submit(event)
+            if ended is not None:
+                self._record(ended)
+
+        removal.add_done_callback(removed)
 
     async def cancel_hand_over(self) -> None:
         with contextlib.suppress(StateUnavailable):
@@ -652,7 +701,7 @@ class FleetMember:
                 log.exception("taking up calls moved to this node failed")
                 pending = []  # a bug: not retried forever (a request for one of them still takes it up)
             try:
-                endings = await self.failover.take_endings(self.node_id)
+                endings = await self.failover.take_endings() if self.may_act(self.clock()) else []
                 if endings:
                     self.write_endings(endings)
             except StateUnavailable:

@@ -1,15 +1,18 @@
-"""The failover controller (`karl-operator failover`): watches the fleet in Redis and moves a dead
-node's calls to the survivors.
+"""The failover controller (`karl-operator failover`): watches the fleet in Redis and moves a dead node's
+calls to the survivors.
 
 Several may run; one leads at a time, through a key in Redis with a TTL (`LEAD`), and every move it
-makes names its term, so a controller that lost the lead (paused, cut off) can change nothing. Each
-tick (a quarter second) the leader reads the members, their leases and the peers' reports, decides
-with `planner.DeathWatch` which nodes are dead, and moves each dead node's calls in batches:
-`ADOPT` gives a call to its survivor at a new fleet epoch and puts it on the survivor's adoption list;
-the survivor restores it on its own ports. A call no survivor has room for ends (`ABANDON`), logged
-with its state. After the moves the controller waits for Redis's replicas (`WAIT`), so that a Sentinel
-failover of Redis itself cannot hand the same epochs out again. A dead node with no calls left is
-removed from the members, so that it no longer counts in the majority."""
+makes names its term, so a controller that lost the lead (paused, cut off) can change nothing. Each tick
+(a quarter second) the leader reads the members, their leases and the peers' reports, decides with
+`planner.DeathWatch` which nodes are dead, and moves each dead node's calls in batches: `ADOPT` gives a
+call to its survivor at a new fleet epoch and puts it on the survivor's adoption list; the survivor
+restores it on its own ports. A call no survivor has room for ends (`ABANDON`): in the same step its
+record goes onto the fleet's endings list, from which a live node writes its CDR and sends its
+`call_ended` event. Room is what the survivors' leases say, less the calls moved to them that their
+leases do not show yet, so two nodes failing at once cannot overfill one. After the moves the controller
+waits for Redis's replicas (`WAIT`), so that a Sentinel failover of Redis itself cannot hand the same
+epochs out again. A dead node with no calls left is removed from the members, so that it no longer
+counts in the majority."""
 
 from __future__ import annotations
 
@@ -20,11 +23,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from karl_core.session.ended_event import NO_ROOM
 from karl_core.state.failover_state import FailoverState, Leadership, MoveResult
 from karl_core.state.fleet_state import FleetState, StateUnavailable
 from karl_core.state.lease import NodeLease
-from karl_core.webhook import WebhookSender
-from karl_operator.failover.events import ended_event
 from karl_operator.failover.planner import DeathWatch, assign, room_of, survivors_ring
 
 log = logging.getLogger("karl.failover")
@@ -37,11 +39,11 @@ SUSPICION_FRESH = 3.0
 BATCH = 200
 """Calls moved per round trip."""
 REPLICA_WAIT = 1.0
+COMMIT_HOLD = 5.0
+"""Seconds the calls moved to a node count against its room, at most, until its lease shows them."""
 
 
 REASONS = ("failed", "handover")
-NO_ROOM = "failover no room"
-"""The reason in the CDR of a call that ended because no node had room for it."""
 
 
 @dataclass
@@ -58,6 +60,17 @@ class FailoverCounters:
 
 
 @dataclass
+class Commitment:
+    """Calls moved to a node that its lease may not show yet (its load is renewed every second)."""
+
+    load: int
+    """The node's load in the lease the moves were planned with."""
+    calls: int
+    until: float
+    """When it is forgotten (monotonic): by then the node's lease shows the calls it took up."""
+
+
+@dataclass
 class FailoverController:
     state: FleetState
     controller_id: str
@@ -65,8 +78,8 @@ class FailoverController:
     clock: Callable[[], float] = time.monotonic
     counters: FailoverCounters = field(default_factory=FailoverCounters)
     leadership: Leadership | None = None
-    webhook: WebhookSender | None = None
-    """Where the events of calls that could not move go (KARL_FAILOVER_WEBHOOK_URL)."""
+    committed: dict[str, Commitment] = field(default_factory=dict)
+    """Per node, calls moved to it that its lease may not show yet."""
     members: dict[str, NodeLease | None] = field(default_factory=dict)
     """The registered members and their leases, as the last tick read them."""
     seen: dict[str, NodeLease] = field(default_factory=dict)
@@ -127,11 +140,43 @@ class FailoverController:
             for n, boot in asking.items()
             if n not in dead and (lease := leases.get(n)) and lease.boot_id == boot
         ]
+        if not dead and not leaving:
+            return []
+        # one room for the whole tick: two nodes failing at once do not both fill the same survivor
+        room = self.room(leases)
         for node_id in dead:
-            await self.fail_over(node_id, leases, dead + leaving, leadership.term)
+            await self.fail_over(node_id, leases, dead + leaving, leadership.term, room=room)
         for node_id in leaving:
-            await self.fail_over(node_id, leases, dead + leaving, leadership.term, reason="handover")
+            await self.fail_over(node_id, leases, dead + leaving, leadership.term, "handover", room)
         return dead + leaving
+
+    def room(self, leases: dict[str, NodeLease | None]) -> dict[str, int | None]:
+        """Calls each live node can still take: what its lease says, less the calls moved to it that
+        the lease does not show yet."""
+        now = self.clock()
+        live = {n: lease for n, lease in leases.items() if lease is not None}
+        room = room_of(live.values())
+        for node_id, commitment in list(self.committed.items()):
+            lease = live.get(node_id)
+            shown = lease.load - commitment.load if lease is not None else 0
+            if lease is None or now >= commitment.until or shown >= commitment.calls:
+                del self.committed[node_id]
+                continue
+            left = room.get(node_id)
+            if left is not None:
+                room[node_id] = max(0, left - (commitment.calls - max(0, shown)))
+        return room
+
+    def _commit(self, node_id: str, lease: NodeLease | None, calls: int) -> None:
+        if lease is None or calls <= 0:
+            return
+        commitment = self.committed.get(node_id)
+        until = self.clock() + COMMIT_HOLD
+        if commitment is None:
+            self.committed[node_id] = Commitment(lease.load, calls, until)
+        else:
+            commitment.calls += calls
+            commitment.until = until
 
     async def fail_over(
         self,
@@ -140,9 +185,10 @@ class FailoverController:
         all_dead: list[str],
         term: int,
         reason: str = "failed",
+        room: dict[str, int | None] | None = None,
     ) -> None:
         """Move `dead`'s calls to the nodes not in `all_dead` (`reason`: failed, or handover: the node
-        is stopping and asked for it)."""
+        is stopping and asked for it); `room`: what each node can still take (used up here)."""
         started = self.clock()
         calls = await self.state.calls_of(dead)
         if not calls and reason == "handover":
@@ -150,33 +196,32 @@ class FailoverController:
         # the calls' states are in the schema their node wrote (its last lease says which)
         source = leases.get(dead) or self.seen.get(dead)
         ring = survivors_ring(leases, all_dead, source.state_schema if source is not None else 0)
-        room = room_of(lease for lease in leases.values() if lease is not None)
+        if room is None:
+            room = self.room(leases)
         plan = assign(calls, ring, room)
         moved = ended = refused = 0
         targets = [(call_id, target) for call_id, target in plan.items() if target is not None]
         for start in range(0, len(targets), BATCH):
             batch = targets[start : start + BATCH]
             moves = await self.failover.adopt(self.controller_id, term, dead, batch, reason == "handover")
+            taken: Counter[str] = Counter()
             for move in moves:
                 if move.result is MoveResult.ADOPTED:
                     moved += 1
+                    if move.token is not None:
+                        taken[move.token.owner] += 1
                 else:
                     refused += 1
                     if move.result is MoveResult.DEPOSED:
                         return  # another controller leads now: it takes over from here
+            for target, count in taken.items():
+                self._commit(target, leases.get(target), count)
         # a node handing its calls over keeps those nobody has room for (it is alive)
         homeless = [c for c, target in plan.items() if target is None] if reason == "failed" else []
-        # a live node writes their CDRs (the controller has no CDR sink of its own)
-        recorder = next(
-            (n for n, lease in sorted(leases.items()) if lease is not None and n not in all_dead), None
-        )
-        for move in await self.failover.abandon(self.controller_id, term, dead, homeless):
+        # their records go onto the endings list in the same step (a live node writes the CDRs)
+        for move in await self.failover.abandon(self.controller_id, term, dead, homeless, NO_ROOM):
             if move.result is MoveResult.ENDED:
                 ended += 1
-                if recorder is not None and move.state:
-                    await self.failover.record_ending(recorder, move.call_id, dead, NO_ROOM, move.state)
-                if self.webhook is not None:
-                    self.webhook.submit(ended_event(move.call_id, move.state, dead, time.time()))
                 log.error(
                     "call %s of failed node %s ended: no node has room for it",
                     move.call_id,

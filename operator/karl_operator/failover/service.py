@@ -15,7 +15,6 @@ from karl_core.state.fleet_state import FleetState, StateUnavailable
 from karl_core.state.redis_connection import RedisSettings, connect
 from karl_core.state.redis_keys import KeySchema
 from karl_core.state.resp import lean_client
-from karl_core.webhook import WebhookSender
 from karl_operator.failover.controller import FailoverController
 from karl_operator.failover.metrics import FailoverCollector
 
@@ -49,10 +48,6 @@ async def run_failover(config: KarlConfig) -> int:
     settings = RedisSettings.from_config(config.database)
     state = FleetState(connect(settings), KeySchema(settings.prefix), lean=lean_client(settings))
     controller = FailoverController(state, config.node.id, config.database.failover_restart_grace)
-    url = config.database.failover_webhook_url
-    if url:
-        controller.webhook = WebhookSender(url)
-        controller.webhook.start()
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -74,8 +69,6 @@ async def run_failover(config: KarlConfig) -> int:
         await task
     with contextlib.suppress(StateUnavailable):
         await controller.failover.resign(config.node.id)
-    if controller.webhook is not None:
-        await controller.webhook.stop(2.0)
     if runner is not None:
         await runner.cleanup()
     await state.client.aclose()
