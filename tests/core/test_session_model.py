@@ -68,7 +68,21 @@ def sample_call() -> CallState:
         sdp_port=4000,
     )
     caller.medias.append(media)
-    callee.medias.append(MediaState(1, "audio", "RTP/AVP", send=True, recv=False))
+    callee.medias.append(
+        MediaState(
+            1,
+            "audio",
+            "RTP/AVP",
+            send=True,
+            recv=False,
+            sdes_ours=[
+                "1 AEAD_AES_256_GCM inline:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MA",
+                "7 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+            ],
+            sdes_theirs=["7 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20"],
+            sdes_tag=7,
+        )
+    )
     caller.former_partners.append(7)
     call.answered = True
     call.last_activity = 1700000002.0
@@ -77,8 +91,17 @@ def sample_call() -> CallState:
     return call
 
 
+def without_schema_5(call: CallState) -> CallState:
+    """What a call serialized before schema 5 reads as: no SDES-SRTP terminated."""
+    for mono in call.monologues.values():
+        for media in mono.medias:
+            media.sdes_ours, media.sdes_theirs, media.sdes_tag = [], [], None
+    return call
+
+
 def without_schema_4(call: CallState) -> CallState:
     """What a call serialized before schema 4 reads as: the nodes it passed through unknown."""
+    without_schema_5(call)
     call.nodes = []
     return call
 
@@ -157,15 +180,25 @@ def test_leaves_round_trip(address: str, port: int, name: str, pt: int, clock: i
     assert Codec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
 
 
-def test_schema_v4_is_pinned_by_a_stored_document() -> None:
+def test_schema_v5_is_pinned_by_a_stored_document() -> None:
     """A change of the serialized form must be deliberate: bump SCHEMA_VERSION and add a sample."""
+    from pathlib import Path
+
+    stored = Path(__file__).with_name("session_samples") / "call-v5.json"
+    document = json.loads(stored.read_text())
+    assert document["schema"] == 5 == SCHEMA_VERSION
+    assert CallState.from_dict(document) == sample_call()
+    assert sample_call().to_dict() == document
+
+
+def test_schema_v4_documents_are_still_read() -> None:
+    """Version 4 (before SDES-SRTP termination) reads with no keys."""
     from pathlib import Path
 
     stored = Path(__file__).with_name("session_samples") / "call-v4.json"
     document = json.loads(stored.read_text())
-    assert document["schema"] == 4 == SCHEMA_VERSION
-    assert CallState.from_dict(document) == sample_call()
-    assert sample_call().to_dict() == document
+    assert document["schema"] == 4
+    assert CallState.from_dict(document) == without_schema_5(sample_call())
 
 
 def test_schema_v3_documents_are_still_read() -> None:

@@ -1,6 +1,7 @@
-"""Karl relays SRTP and DTLS-SRTP end to end but cannot terminate them yet. Every way of asking it to
-cross the plain ↔ secure boundary is refused with one error and builds no call; pass-through and the
-options that are no-ops on plain calls keep working (real Karl process, NG over UDP)."""
+"""Karl terminates SDES-SRTP across the plain ↔ secure boundary and relays SRTP and DTLS-SRTP end to
+end, but cannot terminate DTLS-SRTP yet. Every way of asking for what it cannot do is refused with one
+error and builds no call; SDES termination, pass-through and the options that are no-ops on plain
+calls keep working (real Karl process, NG over UDP)."""
 
 from __future__ import annotations
 
@@ -30,19 +31,17 @@ def osrtp(port: int) -> str:
 
 CROSSING: list[tuple[str, Callable[[int], str], dict[str, Any]]] = [
     # Kamailio's and OpenSIPS' bare `RTP/AVP`-style flags arrive as `transport-protocol`
-    ("SDES to plain by transport-protocol", sdes, {"transport-protocol": "RTP/AVP"}),
-    ("SDES to AVPF", sdes, {"transport-protocol": "RTP/AVPF"}),
     (
-        "SAVPF to plain",
-        lambda port: sdes(port).replace("RTP/SAVP", "RTP/SAVPF"),
+        "SAVP without keys to plain",
+        lambda port: sdp(port).replace("RTP/AVP", "RTP/SAVP"),
         {"transport-protocol": "RTP/AVP"},
     ),
-    ("plain to SDES by transport-protocol", sdp, {"transport-protocol": "RTP/SAVP"}),
     (
-        "plain AVPF to SAVPF",
-        lambda port: sdp(port).replace("RTP/AVP", "RTP/AVPF"),
-        {"transport-protocol": "RTP/SAVPF"},
+        "SDES to plain with a suite choice",
+        sdes,
+        {"transport-protocol": "RTP/AVP", "SDES": ["no-AES_CM_128_HMAC_SHA1_32"]},
     ),
+    ("plain to SDES with SDES-pad", sdp, {"transport-protocol": "RTP/SAVP", "flags": ["SDES-pad"]}),
     ("plain to DTLS (WebRTC)", sdp, {"transport-protocol": "UDP/TLS/RTP/SAVPF"}),
     ("DTLS (WebRTC) to plain", dtls, {"transport-protocol": "RTP/AVP"}),
     ("DTLS to AVPF", lambda port: dtls(port, "UDP/TLS/RTP/SAVP"), {"transport-protocol": "RTP/AVPF"}),
@@ -78,13 +77,66 @@ def test_an_offer_that_needs_srtp_termination_is_refused_and_builds_nothing(
     assert "SRTP termination" in node.log()
 
 
+TERMINATED: list[tuple[str, Callable[[int], str], dict[str, Any], str, int]] = [
+    # (why, the offered SDP, options, the protocol sent on, the a=crypto lines sent on)
+    ("SDES to plain by transport-protocol", sdes, {"transport-protocol": "RTP/AVP"}, "RTP/AVP", 0),
+    ("SDES to AVPF", sdes, {"transport-protocol": "RTP/AVPF"}, "RTP/AVPF", 0),
+    (
+        "SAVPF to plain",
+        lambda port: sdes(port).replace("RTP/SAVP", "RTP/SAVPF"),
+        {"transport-protocol": "RTP/AVP"},
+        "RTP/AVP",
+        0,
+    ),
+    ("plain to SDES by transport-protocol", sdp, {"transport-protocol": "RTP/SAVP"}, "RTP/SAVP", 4),
+    (
+        "plain AVPF to SAVPF",
+        lambda port: sdp(port).replace("RTP/AVP", "RTP/AVPF"),
+        {"transport-protocol": "RTP/SAVPF"},
+        "RTP/SAVPF",
+        4,
+    ),
+    (
+        "plain to SDES with SDES off for the DTLS part",
+        sdp,
+        {"transport-protocol": "RTP/SAVP", "DTLS": "off"},
+        "RTP/SAVP",
+        4,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "make_sdp", "options", "protocol", "keys"), TERMINATED, ids=[c[0] for c in TERMINATED]
+)
+def test_sdes_across_the_boundary_is_terminated_with_karls_own_keys(
+    node: NgServer,
+    why: str,
+    make_sdp: Callable[[int], str],
+    options: dict[str, Any],
+    protocol: str,
+    keys: int,
+) -> None:
+    call_id = "sdes-" + why.replace(" ", "-")
+    reply = node.ng.request(
+        {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": make_sdp(20000), **options}
+    )
+    assert reply["result"] == "ok", reply
+    assert f" {protocol} " in reply["sdp"]
+    lines = [line for line in reply["sdp"].split("\r\n") if line.startswith("a=crypto:")]
+    assert len(lines) == keys and KEY.strip() not in lines  # never the caller's own key
+    assert call_id in node.ng.request({"command": "list"})["calls"]
+
+
 def test_an_answer_that_needs_srtp_termination_is_refused_and_the_call_stays_answerable(
     node: NgServer,
 ) -> None:
     offer = node.ng.request({"command": "offer", "call-id": "ans", "from-tag": "A", "sdp": sdp(20000)})
     assert offer["result"] == "ok"
     answer = {"command": "answer", "call-id": "ans", "from-tag": "A", "to-tag": "B"}
+    # Karl offered plain RTP: an SRTP answer would hand the callee's key to the plain caller
     assert node.ng.request({**answer, "sdp": sdes(20010)}) == REFUSED
+    assert node.ng.request({**answer, "sdp": dtls(20010)}) == REFUSED
     assert node.ng.request({**answer, "sdp": sdp(20010), "OSRTP": ["offer"]}) == REFUSED
     plain = node.ng.request({**answer, "sdp": sdp(20010)})
     assert plain["result"] == "ok" and "RTP/AVP" in plain["sdp"]

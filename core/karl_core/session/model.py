@@ -14,11 +14,12 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 4
-READABLE_SCHEMAS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+READABLE_SCHEMAS = (1, 2, 3, 4, 5)
 """Versions `CallState.from_dict` reads: 1 lacks the streams' `lost` (read as 0); 1 and 2 lack the
 streams' policy, learned address and further counters and the call's activity and end times (read as
-the defaults: delayed learning, nothing learned, activity at the last signal)."""
+the defaults: delayed learning, nothing learned, activity at the last signal); 1 to 3 lack the nodes
+a call passed through; 1 to 4 lack the media's SDES-SRTP keys (read as none: not terminated)."""
 
 
 class EndpointLearning(enum.StrEnum):
@@ -236,6 +237,12 @@ class MediaState:
     sdp_port: int = 0
     # payload types the proxy offered to the *other* party for this media (filters its answer)
     offered_payload_types: list[int] = field(default_factory=list)
+    # SDES-SRTP terminated by the proxy on this party's leg (schema 5): the `a=crypto` values (without
+    # `a=crypto:`) the proxy gave this party (its keys for what it sends the party) and the party gave
+    # (its keys for what it sends), and the tag both agreed on (None: not terminated here)
+    sdes_ours: list[str] = field(default_factory=list)
+    sdes_theirs: list[str] = field(default_factory=list)
+    sdes_tag: int | None = None
 
     @property
     def is_rtp(self) -> bool:
@@ -261,6 +268,9 @@ class MediaState:
             "offered_payload_types": list(self.offered_payload_types),
             "sdp_address": self.sdp_address,
             "sdp_port": self.sdp_port,
+            "sdes_ours": list(self.sdes_ours),
+            "sdes_theirs": list(self.sdes_theirs),
+            "sdes_tag": self.sdes_tag,
         }
 
     @classmethod
@@ -284,6 +294,9 @@ class MediaState:
             sdp_address=data.get("sdp_address"),
             sdp_port=int(data.get("sdp_port", 0)),
             offered_payload_types=[int(x) for x in data.get("offered_payload_types", [])],
+            sdes_ours=[str(x) for x in data.get("sdes_ours", [])],
+            sdes_theirs=[str(x) for x in data.get("sdes_theirs", [])],
+            sdes_tag=None if data.get("sdes_tag") is None else int(data["sdes_tag"]),
         )
 
 

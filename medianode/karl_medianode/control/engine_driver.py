@@ -18,11 +18,13 @@ from typing import Any
 from karl_core.logs import RateLimitedLogger
 from karl_core.ng.commands import Command
 from karl_core.ng.options import NgOptions
+from karl_core.sdp.sdes import SdesError, parse_crypto
 from karl_core.session import CallState, PacketStreamState
 from karl_medianode.clock import CoarseClock
 from karl_medianode.dataplane.jitter_stage import JitterStage
 from karl_medianode.dataplane.ports import PortAllocator
 from karl_medianode.dataplane.relay import PacketStream, QualityLink, Relay
+from karl_medianode.dataplane.srtp_context import SrtpContext, SrtpError
 from karl_medianode.engine import (
     JITTER_BUFFER_BOUNDS,
     Call,
@@ -84,6 +86,7 @@ class EngineDriver:
         self._on_call_ended = on_call_ended
         self._streams: dict[int, PacketStream] = {}
         self._applied: dict[int, tuple[int, SilenceCodecs | None]] = {}
+        self._srtp_keys: dict[int, tuple[str | None, str | None]] = {}
         """Per open stream, the signalling count and silence codecs it was last configured with."""
         self._restored: dict[int, PacketStreamState] = {}
         """Opened streams whose stored counters and addresses come in once they are configured."""
@@ -139,6 +142,7 @@ class EngineDriver:
         elif isinstance(effect, CloseStream):
             stream = self._streams.pop(effect.port, None)
             self._applied.pop(effect.port, None)
+            self._srtp_keys.pop(effect.port, None)
             self._restored.pop(effect.port, None)
             if stream is not None:
                 self.relay.close_stream(stream)
@@ -186,6 +190,7 @@ class EngineDriver:
         stream.rtcp_mux = spec.rtcp_mux
         stream.blocked = spec.blocked
         stream.payload_types = spec.payload_types
+        self._srtp(stream, spec)
         if before is None or spec.silence != silence:
             stream.silence = (
                 None
@@ -214,6 +219,27 @@ class EngineDriver:
         if restored is not None:
             _carry_on(stream, restored)
         self._applied[spec.port] = (spec.signals, spec.silence)
+
+    def _srtp(self, stream: PacketStream, spec: StreamSpec) -> None:
+        """SDES keys of the stream's party: contexts made when they change, kept while they do not
+        (their rollover counters and replay windows live in them)."""
+        keys = (spec.srtp_in, spec.srtp_out)
+        if self._srtp_keys.get(spec.port) == keys:
+            return
+        self._srtp_keys[spec.port] = keys
+        stream.srtp_in = self._srtp_context(spec.srtp_in, sending=False, call_id=spec.call_id)
+        stream.srtp_out = self._srtp_context(spec.srtp_out, sending=True, call_id=spec.call_id)
+
+    def _srtp_context(self, value: str | None, *, sending: bool, call_id: str) -> SrtpContext | None:
+        if value is None:
+            return None
+        try:
+            attribute = parse_crypto(value)
+            return SrtpContext.for_sending(attribute) if sending else SrtpContext.for_receiving(attribute)
+        except (SdesError, SrtpError) as exc:
+            # negotiation picks only what the SRTP library can do: this is a bug, not bad input
+            log.error("cannot set up SRTP for call %s: %s", call_id, exc, extra={"call_id": call_id})
+            return None
 
     def _rate_map(self, clock_rates: tuple[tuple[int, int], ...]) -> dict[int, int]:
         """Payload type → clock rate, one dict for all streams with the same table (read-only)."""

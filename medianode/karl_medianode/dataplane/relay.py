@@ -67,6 +67,7 @@ from typing import Any, Protocol
 
 from karl_core.session import Address, Endpoint, EndpointLearning
 from karl_medianode.clock import CoarseClock
+from karl_medianode.dataplane.srtp_context import SrtpContext, SrtpError
 from karl_medianode.engine.media_view import STREAM_COUNTERS
 from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.packet import rtcp_is_valid
@@ -155,6 +156,9 @@ class PacketStream:
         "silence",
         "sink",
         "sock",
+        "srtp_failures",
+        "srtp_in",
+        "srtp_out",
         "ssrc_tail",
         "strict_source",
     )
@@ -244,6 +248,32 @@ class PacketStream:
         """RTCP compounds the quality statistics failed on (forwarded all the same)."""
         self.jitter: MediaStage | None = None
         """The jitter buffer stage RTP goes through instead of being sent at once (opt-in)."""
+        self.srtp_in: SrtpContext | None = None
+        """SDES terminated on this party's leg: unprotects what the party sends (SRTP and SRTCP) ..."""
+        self.srtp_out: SrtpContext | None = None
+        """... and protects what is sent to it through this socket. None on plain legs."""
+        self.srtp_failures = 0
+        """SRTP/SRTCP packets that failed to unprotect (authentication, replay) or protect: dropped."""
+
+    def unprotect(self, data: bytes, rtcp: bool) -> bytes | None:
+        """What the party sent, decrypted and authenticated; None: dropped (counted)."""
+        assert self.srtp_in is not None
+        try:
+            return self.srtp_in.unprotect_rtcp(data) if rtcp else self.srtp_in.unprotect(data)
+        except SrtpError:
+            self.srtp_failures += 1
+            self.errors += 1
+            return None
+
+    def protect(self, data: bytes, rtcp: bool) -> bytes | None:
+        """`data` protected for this stream's party; None: it could not be (counted)."""
+        assert self.srtp_out is not None
+        try:
+            return self.srtp_out.protect_rtcp(data) if rtcp else self.srtp_out.protect(data)
+        except SrtpError:
+            self.srtp_failures += 1
+            self.errors += 1
+            return None
 
     def __repr__(self) -> str:
         kind = "RTCP" if self.is_rtcp else "RTP"
@@ -313,6 +343,11 @@ class PacketStream:
         if sink is None or sink.closed or sink.endpoint is None or sink.sock is None:
             self.dropped_no_destination += 1
             return
+        if sink.srtp_out is not None:
+            protected = sink.protect(data, False)
+            if protected is None:
+                return
+            data = protected
         try:
             sink.sock.sendto(data, sink.endpoint)
         except OSError:
@@ -522,6 +557,11 @@ class _StreamProtocol(asyncio.DatagramProtocol):
                             s.dropped_blocked += 1
                             return
                         s.errors += 1
+                if s.srtp_in is not None:
+                    plain = s.unprotect(data, False)
+                    if plain is None:
+                        return
+                    data = plain
                 if s.jitter is not None:
                     s.jitter.accept(data)
                     return
@@ -543,6 +583,11 @@ class _StreamProtocol(asyncio.DatagramProtocol):
             if sink is None or sink.closed or sink.endpoint is None:
                 s.dropped_no_destination += 1
                 return
+            if sink.srtp_out is not None:
+                protected = sink.protect(data, False)
+                if protected is None:
+                    return
+                data = protected
             # The socket itself, not the transport: it sends empty datagrams too (as rtpengine does)
             # and fails fast when the buffer is full instead of queueing without bound.
             sink.sock.sendto(data, sink.endpoint)  # type: ignore[union-attr]
@@ -555,6 +600,11 @@ class _StreamProtocol(asyncio.DatagramProtocol):
             s.failures += 1
 
     def _rtcp(self, s: PacketStream, data: bytes) -> None:
+        if s.srtp_in is not None:
+            plain = s.unprotect(data, True)
+            if plain is None:
+                return
+            data = plain
         if s.quality is not None:
             # before the validity check: the reports ahead of a broken part count, as in rtpengine
             try:
@@ -574,6 +624,11 @@ class _StreamProtocol(asyncio.DatagramProtocol):
         if sink is None or sink.closed or sink.endpoint is None:
             s.dropped_no_destination += 1
             return
+        if sink.srtp_out is not None:
+            protected = sink.protect(data, True)
+            if protected is None:
+                return
+            data = protected
         sink.sock.sendto(data, sink.endpoint)  # type: ignore[union-attr]
 
     def error_received(self, exc: Exception) -> None:

@@ -11,6 +11,7 @@ from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_view import StreamReading
 from karl_medianode.engine.parties import known_party
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
+from karl_medianode.engine.sdes_negotiation import suite_of
 from karl_medianode.engine.streams import MediaPorts, StreamSpec
 
 ReadStream = Callable[[StreamSpec], StreamReading]
@@ -118,6 +119,8 @@ def _socketless_streams(media: MediaState, now: int) -> list[dict[str, Any]]:
 def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str]:
     # rtpengine's send/recv are the proxy's view: it sends to a party that receives
     flags: list[str] = []
+    if media.sdes_tag is not None:
+        flags.append("SDES")
     if mono.tag:
         flags.append("initialized")
     if "asymmetric" in media.flags:
@@ -163,6 +166,10 @@ def _media_dict(
         streams.append(_muxed_rtcp_entry(sockets.rtp, rtp_seen, now))
     if not streams and (media.rejected or mono.removed):
         streams = _socketless_streams(media, now)
+    suite = suite_of(media)
+    if suite is not None:
+        for stream in streams:
+            stream["crypto suite"] = suite
     result: dict[str, Any] = {"index": media.index, "type": media.media_type}
     protocol = TRANSPORT_PROTOCOLS.get(media.protocol.lower())
     if protocol is not None:

@@ -249,8 +249,14 @@ class CallEngine:
         offerer = call.state.by_tag(opts.from_tag)
         if offerer is not None:
             offered = {m.index: m.protocol for m in offerer.medias}
+            # where Karl terminates SDES: the offerer's SRTP ends here, or Karl offered its own keys
+            partner = call.state.partner_of(offerer)
+            terminated = {m.index for m in offerer.medias if m.sdes_theirs} | {
+                m.index for m in (partner.medias if partner is not None else []) if m.sdes_ours
+            }
             for media in inbound.medias:
-                if crosses_on_answer(media, offered.get(media.index, media.protocol), opts):
+                protocol = offered.get(media.index, media.protocol)
+                if crosses_on_answer(media, protocol, opts, sdes=media.index in terminated):
                     self._refuse_srtp_termination(opts.call_id)
         return self._change(call, False, lambda c: self._answer(c, inbound, opts), fits)
 

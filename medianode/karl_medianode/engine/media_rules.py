@@ -32,6 +32,7 @@ def copy_media_shell(media: MediaState) -> MediaState:
             Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
             for c in media.codecs
         ],
+        sdes_ours=list(media.sdes_ours),  # every fork was offered the same keys
     )
 
 

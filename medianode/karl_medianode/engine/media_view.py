@@ -26,6 +26,7 @@ STREAM_COUNTERS = (
     "late",
     "sequence_restarts",
     "quality_failures",
+    "srtp_failures",
 )
 """The data plane's other counters by name (besides packets, bytes, errors and lost): what a stored
 stream keeps in `counters` and a restored one carries on."""
@@ -106,6 +107,7 @@ def dropped(seen: StreamReading) -> int:
         + c.get("dropped_no_destination", 0)
         + c.get("dropped_source", 0)
         + c.get("dropped_malformed", 0)
+        + c.get("srtp_failures", 0)
     )
 
 

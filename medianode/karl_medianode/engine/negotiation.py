@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from karl_core.ng.options import Ice, NgOptions
 from karl_core.session import Codec, MediaState, Monologue
+from karl_medianode.engine import sdes_negotiation as sdes
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_rules import (
     CODEC_OFFERER,
@@ -104,6 +105,7 @@ def negotiate_offer(
         a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
         wiring.ensure_sockets(call, a_sockets, single=a_single)
         wiring.configure_party(a_sockets, a_media, media_in, opts)
+        crypto = sdes.on_offer(a_media, b_media, media_in, wiring.settings.key_source)
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(b_sockets, media_in.is_rtp, require or b_media.rtcp_mux)
         out.append(
@@ -117,6 +119,7 @@ def negotiate_offer(
                 ptime=b_media.ptime,
                 connection=wiring.connection_for(opts),
                 mid=b_media.mid,
+                crypto=crypto,
             )
         )
     return out
@@ -187,6 +190,7 @@ def negotiate_answer(
         b_sockets = call.media_ports(answerer, b_media)
         wiring.ensure_sockets(call, b_sockets, single=False)
         wiring.configure_party(b_sockets, b_media, media_in, opts)
+        crypto = sdes.on_answer(a_media, b_media, media_in, wiring.settings.key_source)
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(a_sockets, media_in.is_rtp, a_media.rtcp_mux)
         out.append(
@@ -201,6 +205,7 @@ def negotiate_answer(
                 connection=wiring.connection_for(opts),
                 mid=a_media.mid,
                 trickle_remnant="ice-trickle" in a_media.flags and opts.ice is Ice.REMOVE,
+                crypto=crypto,
             )
         )
     return out

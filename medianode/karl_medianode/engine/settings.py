@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,8 @@ class EngineSettings:
     offer_timeout: float = 3600.0
     jitter_buffer: JitterBufferSettings | None = None
     """RTP of new streams goes through a jitter buffer (None: off, the default)."""
+    key_source: Callable[[int], bytes] = field(default=secrets.token_bytes, repr=False)
+    """Random bytes for Karl's SRTP master keys and salts (tests may pass a deterministic one)."""
 
 
 @dataclass

@@ -83,6 +83,11 @@ class StreamSpec:
     clock_rates: tuple[tuple[int, int], ...] = ()
     """Payload type → clock rate, for the RTCP statistics and the jitter buffer."""
     jitter_buffer: bool = False
+    srtp_in: str | None = None
+    """SDES terminated on this party's leg: the party's `a=crypto` value (what arrives here is SRTP
+    under its key) ..."""
+    srtp_out: str | None = None
+    """... and Karl's (what is sent from here to the party is protected with it)."""
 
     @property
     def is_rtcp(self) -> bool:
@@ -108,6 +113,8 @@ class StreamSpec:
             self.payload_types,
             self.clock_rates,
             self.jitter_buffer,
+            self.srtp_in,
+            self.srtp_out,
         )
 
 

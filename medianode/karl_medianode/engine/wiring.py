@@ -9,6 +9,7 @@ from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_rules import endpoint_of, payload_type_flags, silence_codecs
 from karl_medianode.engine.ports import PortPool
 from karl_medianode.engine.rewrite.inbound import InboundMedia
+from karl_medianode.engine.sdes_negotiation import active_keys
 from karl_medianode.engine.settings import EngineSettings
 from karl_medianode.engine.streams import MediaPorts, StreamSpec, policy_for, shared
 
@@ -115,10 +116,12 @@ class StreamWiring:
             if sockets is None:
                 continue
             clock_rates = shared(tuple((c.payload_type, c.clock_rate) for c in media.codecs))
+            keys = active_keys(media)
             for stream in sockets.streams():
                 stream.blocked = blocked
                 stream.party = mono.tag or None
                 stream.clock_rates = clock_rates
+                stream.srtp_out, stream.srtp_in = keys if keys is not None else (None, None)
             if sockets.rtp is not None:
                 sockets.rtp.silence = silence_codecs(media) if silenced else None
                 sockets.rtp.payload_types = (

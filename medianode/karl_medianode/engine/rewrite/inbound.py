@@ -38,8 +38,12 @@ class InboundMedia:
     has_ice: bool
     has_own_connection: bool
     ice_trickle: bool = False
-    has_crypto: bool = False
-    """Carries SDES keys (`a=crypto`), e.g. an opportunistic-SRTP offer on `RTP/AVP`."""
+    crypto: list[str] = field(default_factory=list)
+    """Its SDES keys: the values of its `a=crypto` lines (also on `RTP/AVP`: opportunistic SRTP)."""
+
+    @property
+    def has_crypto(self) -> bool:
+        return bool(self.crypto)
 
     @property
     def is_rtp(self) -> bool:
@@ -201,7 +205,7 @@ def read_sdp(text: str) -> InboundSdp:
                 has_ice=has_ice,
                 has_own_connection=own_connection,
                 ice_trickle=has_ice and trickle,
-                has_crypto=any(name == "crypto" for name, _ in attributes),
+                crypto=[value for name, value in attributes if name == "crypto" and value is not None],
             )
         )
     return result

@@ -18,8 +18,8 @@ from karl_medianode.engine.rewrite.inbound import DIRECTIONS, InboundMedia, Inbo
 CRLF = "\r\n"
 
 # Attributes rtpengine drops from the session level (ICE, direction and BUNDLE are its business).
-# Karl does not terminate SRTP yet: SDES and DTLS-SRTP lines (crypto, fingerprint, setup) pass through
-# untouched so that SRTP between two endpoints that both speak it keeps working end to end.
+# SDES and DTLS-SRTP lines (crypto, fingerprint, setup) pass through untouched where Karl relays SRTP
+# end to end; where it terminates SDES, a media's crypto lines are its own (`OutboundMedia.crypto`).
 _SESSION_DROPPED = {
     "rtcp",  # means nothing at session level; rtpengine removes it (probed)
     "ice-ufrag",
@@ -63,6 +63,9 @@ class OutboundMedia:
     managed: bool = True
     # rtpengine 10.5 quirk: an ICE offerer using trickle whose ICE was removed still gets these two
     trickle_remnant: bool = False
+    crypto: list[str] | None = None
+    """SDES terminated by Karl: the received `a=crypto` lines are dropped and these values (Karl's
+    keys, or none towards a plain party) written instead. None: the received ones pass through."""
 
 
 @dataclass
@@ -121,6 +124,8 @@ def _kept_media_line(line_kind: str, value: str, out: OutboundMedia, ctx: Sessio
         # replaced when the media has a packet time (probed: `a=ptime:0` stays in place without one)
         return out.ptime is None
     if name in _MEDIA_DROPPED:
+        return False
+    if name == "crypto" and out.crypto is not None:
         return False
     if name == "extmap" and ctx.strip_extmap:
         return False
@@ -289,6 +294,7 @@ def _write_media(
             generated.append(f"a=rtcp:{out.rtcp_port}")
     if out.rtcp_mux:
         generated.append("a=rtcp-mux")
+    generated.extend(f"a=crypto:{value}" for value in out.crypto or ())
     if out.ptime is not None and "RTP/" in out.protocol:
         generated.append(f"a=ptime:{out.ptime}")
     if out.trickle_remnant:

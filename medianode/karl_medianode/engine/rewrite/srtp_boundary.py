@@ -1,19 +1,18 @@
-"""Requests that would need Karl to terminate SRTP, which it cannot do yet (sans-IO).
+"""Requests that would need Karl to terminate SRTP in a way it cannot do yet (sans-IO).
 
-Karl relays SRTP and DTLS-SRTP end to end: an `RTP/SAVP` offer leaves as `RTP/SAVP` with the caller's
-`a=crypto` lines, a DTLS offer with its fingerprint. What it must never do is change the protocol
-across the plain ↔ secure boundary without translating the media: an `RTP/SAVP` offer turned into
-`RTP/AVP` would hand the caller's key to the callee in the clear and leave both sides unable to talk.
-Such a request is refused before anything is built, with an error Kamailio's script can route on.
+Karl terminates SDES-SRTP (`a=crypto`, RFC 4568) between a plain and a secure leg: an `RTP/SAVP` offer
+with `a=crypto` lines relayed as `RTP/AVP` (Karl answers with its own key), and a plain offer relayed
+as `RTP/SAVP` (Karl offers its keys). Between two secure legs it relays SRTP end to end, the crypto
+lines untouched. What it must never do is change the protocol across the plain ↔ secure boundary
+without translating the media. So these are refused, before anything is built, with an error
+Kamailio's script can route on:
 
-Crossing the boundary means any of, for an RTP medium:
-
-* the protocol sent on (`transport-protocol`, the bare `RTP/…` flags) is secure and the received one
-  plain, or the other way round — in an answer, the protocol going back to the offerer;
+* crossing the boundary with DTLS-SRTP on either side (`UDP/TLS/RTP/SAVP(F)`), or from a secure offer
+  that carries no `a=crypto` line (its keys would come from DTLS);
 * `OSRTP` `offer` on a plain medium (Karl would add its own crypto), or `OSRTP` `accept` for a plain
   medium carrying `a=crypto` (Karl would terminate the opportunistic SRTP);
-* `SDES` options (other than turning SDES off) or `DTLS` `passive`/`active` on a secure medium: both
-  choose Karl's own keys or DTLS role, i.e. ask it to terminate.
+* `SDES` options (other than turning SDES off) or `DTLS` `passive`/`active` where Karl would choose
+  keys or a DTLS role: not built yet.
 
 On plain calls these options are no-ops, as they are in rtpengine.
 """
@@ -33,15 +32,21 @@ def is_secure(protocol: str) -> bool:
     return "SAVP" in protocol.upper()
 
 
+def is_dtls(protocol: str) -> bool:
+    return "/TLS/" in protocol.upper()
+
+
 def crosses_on_offer(media: InboundMedia, opts: NgOptions) -> bool:
     """Whether relaying this offered medium as asked needs SRTP termination."""
     if not media.is_rtp or media.rejected:
         return False
     secure_in = is_secure(media.protocol)
     wanted = opts.transport_protocol
-    secure_out = is_secure(wanted) if wanted is not None and wanted != "accept" else secure_in
+    protocol_out = wanted if wanted is not None and wanted != "accept" else media.protocol
+    secure_out = is_secure(protocol_out)
     if secure_in != secure_out:
-        return True
+        # SDES termination: Karl's own keys on the secure side, unless SDES options ask for more
+        return _beyond_sdes(media, protocol_out) or _asks_for_own_keys(opts)
     if not secure_in:
         if "offer" in opts.osrtp:
             return True
@@ -49,17 +54,25 @@ def crosses_on_offer(media: InboundMedia, opts: NgOptions) -> bool:
     return _asks_for_own_keys(opts)
 
 
-def crosses_on_answer(media: InboundMedia, offered_protocol: str, opts: NgOptions) -> bool:
-    """Whether relaying this answered medium back to the offerer needs SRTP termination."""
+def crosses_on_answer(media: InboundMedia, offered_protocol: str, opts: NgOptions, sdes: bool) -> bool:
+    """Whether relaying this answered medium back to the offerer needs SRTP termination Karl cannot
+    do; `sdes`: Karl terminates SDES on this medium (the offer crossed the boundary)."""
     if not media.is_rtp or media.rejected:
         return False
     secure_in = is_secure(media.protocol)
     back = media.protocol if opts.transport_protocol == "accept" else offered_protocol
     if secure_in != is_secure(back):
-        return True
+        return not sdes or _beyond_sdes(media, back)
     if not secure_in:
         return "offer" in opts.osrtp or ("accept" in opts.osrtp and media.has_crypto)
     return _asks_for_own_keys(opts)
+
+
+def _beyond_sdes(media: InboundMedia, other_protocol: str) -> bool:
+    """Crossing the boundary needs more than SDES: DTLS on either side, or SRTP without crypto lines."""
+    if is_dtls(media.protocol) or is_dtls(other_protocol):
+        return True
+    return is_secure(media.protocol) and not media.has_crypto
 
 
 def _asks_for_own_keys(opts: NgOptions) -> bool:

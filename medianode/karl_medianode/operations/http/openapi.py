@@ -94,7 +94,9 @@ SCHEMAS: dict[str, Any] = {
             "errors": _INT,
             "rtcp_packets": _INT,
             "malformed": _INT,
-            "dropped": _obj({"blocked": _INT, "no_destination": _INT, "source": _INT, "malformed": _INT}),
+            "dropped": _obj(
+                {"blocked": _INT, "no_destination": _INT, "source": _INT, "malformed": _INT, "srtp": _INT}
+            ),
             "lost": {
                 **_INT,
                 "description": "RTP packets missing from the sequence numbers of what the party sent "

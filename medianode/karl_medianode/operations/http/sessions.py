@@ -72,6 +72,7 @@ def _stream_view(stream: PacketStream) -> dict[str, Any]:
             "no_destination": stream.dropped_no_destination,
             "source": stream.dropped_source,
             "malformed": stream.dropped_malformed,
+            "srtp": stream.srtp_failures,
         },
         "lost": stream.lost,
         "late": stream.late,
@@ -157,6 +158,7 @@ def _counters(streams: Iterable[PacketStream]) -> dict[str, Any]:
             + stream.dropped_no_destination
             + stream.dropped_source
             + stream.dropped_malformed
+            + stream.srtp_failures
         )
     return {**totals, "dropped": dropped}
 

@@ -55,7 +55,13 @@ def media_drops(node: MediaNode) -> int:
     dropped = int(getattr(engine.counters, "closed_dropped", 0))
     for call in engine.all_calls():
         for s in engine.streams_of(call):
-            dropped += s.dropped_blocked + s.dropped_no_destination + s.dropped_source + s.dropped_malformed
+            dropped += (
+                s.dropped_blocked
+                + s.dropped_no_destination
+                + s.dropped_source
+                + s.dropped_malformed
+                + s.srtp_failures
+            )
     return dropped
 
 

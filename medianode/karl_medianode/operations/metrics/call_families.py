@@ -31,7 +31,7 @@ END_REASONS = (
     "shutdown",
 )
 
-DROP_REASONS = ("blocked", "no_destination", "strict_source", "malformed_rtcp", "internal_failure")
+DROP_REASONS = ("blocked", "no_destination", "strict_source", "malformed_rtcp", "srtp", "internal_failure")
 
 
 def session_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:
@@ -173,6 +173,7 @@ def media_families(node: MediaNode, metrics: NodeMetrics) -> Iterator[Metric]:
         "no_destination": "dropped_no_destination",
         "strict_source": "dropped_source",
         "malformed_rtcp": "dropped_malformed",
+        "srtp": "srtp_failures",
         "internal_failure": "failures",
     }
     yield labelled_counter(

@@ -44,6 +44,7 @@ class DirectionTotals:
         "rtp_lost",
         "rtp_packets",
         "rtp_streams",
+        "srtp_failures",
     )
 
     def __init__(self) -> None:
@@ -61,6 +62,7 @@ class DirectionTotals:
         self.dropped_source = 0
         self.dropped_malformed = 0
         self.failures = 0
+        self.srtp_failures = 0
         self.rtp_streams = 0
         self.rtcp_streams = 0
 
@@ -88,6 +90,7 @@ class DirectionTotals:
         self.dropped_source += s.dropped_source
         self.dropped_malformed += s.dropped_malformed
         self.failures += s.failures
+        self.srtp_failures += s.srtp_failures
 
     def plus(self, other: DirectionTotals) -> DirectionTotals:
         total = DirectionTotals()

@@ -1,0 +1,189 @@
+"""The SRTP/SRTCP transform (RFC 3711) of one direction of one stream, keyed by an SDES `a=crypto`
+(karl_core.sdp.sdes), on libsrtp through pylibsrtp. Sans-IO: bytes in, bytes out.
+
+    tx = SrtpContext.for_sending(our_crypto)       # the key we offered: we protect with it
+    rx = SrtpContext.for_receiving(their_crypto)   # the key the peer sent: it protects with it
+    wire = tx.protect(rtp)
+    rtp = rx.unprotect(wire)                       # SrtpError(kind=AUTH / REPLAY / ...) on a bad packet
+
+One context serves any SSRC (libsrtp's ssrc_any_outbound / ssrc_any_inbound templates: each new SSRC
+gets its own stream with its own rollover counter and replay window).
+
+What libsrtp through pylibsrtp 1.0 cannot do, and so neither can Karl:
+
+- Suites: only AEAD_AES_256_GCM, AEAD_AES_128_GCM and AES_CM_128_HMAC_SHA1_80/_32. libsrtp has no
+  profile for AES-192/256-CM nor NULL with a 32-bit tag, and pylibsrtp offers no other way to set a
+  cipher; F8 libsrtp has not at all. NULL_HMAC_SHA1_80 (libsrtp profile 5) works for SRTP, but libsrtp
+  sends its SRTCP with the E flag clear and refuses it set, as rtpengine 10.5 sends it: not offered.
+  `SrtpSuite.supported` in the core says the same.
+- UNENCRYPTED_SRTP, UNENCRYPTED_SRTCP, UNAUTHENTICATED_SRTP and KDR= (libsrtp's security services and
+  key derivation rate are not reachable through pylibsrtp's Policy). `for_sending` / `for_receiving`
+  refuse those with SrtpError(UNSUPPORTED).
+- MKIs: pylibsrtp sets a single key without one. A receiving context whose peer's line has an MKI
+  takes the MKI out of each packet (it sits right before the authentication tag, or at the end with
+  GCM, and is not authenticated) and hands libsrtp the rest; Karl's own keys carry none.
+  WSH=, FEC_ORDER=, FEC_KEY= and unknown session parameters are ignored, as is the key lifetime
+  (libsrtp enforces its own limit of 2^48 SRTP / 2^31 SRTCP packets per key).
+- The rollover counter: pylibsrtp can neither read nor set it, so a stream's SRTP state cannot be
+  handed to another node. Failover of an SRTP call needs a re-key (new a=crypto both ways).
+- Size: pylibsrtp works in a 1500-byte buffer and keeps room for the largest trailer, so `protect`
+  takes RTP up to 1356 bytes and `protect_rtcp` RTCP up to 1352 (SrtpError(OTHER) beyond).
+"""
+
+from __future__ import annotations
+
+import enum
+
+import pylibsrtp
+
+from karl_core.sdp.sdes import (
+    UNAUTHENTICATED_SRTP,
+    UNENCRYPTED_SRTCP,
+    UNENCRYPTED_SRTP,
+    CryptoAttribute,
+    SrtpSuite,
+)
+
+# Suite name -> libsrtp profile: every suite with `supported` set in karl_core.sdp.sdes.SUITES.
+PROFILES: dict[str, int] = {
+    "AEAD_AES_256_GCM": pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+    "AEAD_AES_128_GCM": pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+    "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+}
+
+# Session parameters that change the transform in ways pylibsrtp cannot set up.
+UNSUPPORTED_PARAMS = (UNENCRYPTED_SRTP, UNENCRYPTED_SRTCP, UNAUTHENTICATED_SRTP, "KDR")
+
+
+class SrtpErrorKind(enum.Enum):
+    """What went wrong, so the relay can count each separately."""
+
+    AUTH = "auth"  # authentication tag (or GCM tag) did not verify: forged, corrupt or wrong key
+    REPLAY = "replay"  # index already seen or older than the replay window
+    UNSUPPORTED = "unsupported"  # the a=crypto asks for something Karl's SRTP backend cannot do
+    OTHER = "other"  # anything else libsrtp refuses (malformed packet, too long, wrong direction ...)
+
+
+# libsrtp's error texts (as pylibsrtp reports them) that have a kind of their own.
+_KINDS = {
+    "authentication failure": SrtpErrorKind.AUTH,
+    "replay check failed (bad index)": SrtpErrorKind.REPLAY,
+    "replay check failed (index too old)": SrtpErrorKind.REPLAY,
+    "packet index is too old to consider": SrtpErrorKind.REPLAY,
+}
+
+
+class SrtpError(Exception):
+    """The one error of this module. `reason` is libsrtp's own text for packet errors."""
+
+    def __init__(self, kind: SrtpErrorKind, reason: str) -> None:
+        super().__init__(f"{kind.value}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+class SrtpContext:
+    """Protects (sending) or unprotects (receiving) the RTP and RTCP of one direction of one stream.
+
+    Replay protection is on with libsrtp's default window (128 packets); a sending context allows a
+    packet to be protected again (allow_repeat_tx), so a retransmission is not an error.
+    """
+
+    __slots__ = ("_mki", "_session", "sending", "suite")
+
+    def __init__(self, attr: CryptoAttribute, sending: bool) -> None:
+        suite = _backend_suite(attr)
+        if attr.mki is not None and sending:
+            raise SrtpError(SrtpErrorKind.UNSUPPORTED, "SRTP MKI on Karl's own key")
+        mki = 0 if attr.mki is None else attr.mki.length
+        # where the MKI sits, counted from the end: (RTP, RTCP) tag lengths after it, and its length
+        tags = (0, 0) if suite.aead else (suite.srtp_tag_length, suite.srtcp_tag_length)
+        self._mki = (*tags, mki) if mki else None
+        any_ssrc = pylibsrtp.Policy.SSRC_ANY_OUTBOUND if sending else pylibsrtp.Policy.SSRC_ANY_INBOUND
+        try:
+            policy = pylibsrtp.Policy(attr.key_salt, ssrc_type=any_ssrc, srtp_profile=PROFILES[suite.name])
+            policy.allow_repeat_tx = sending
+            self._session = pylibsrtp.Session(policy)
+        except (pylibsrtp.Error, ValueError) as exc:
+            raise _error(exc) from exc
+        self.sending = sending
+        self.suite = suite
+
+    @classmethod
+    def for_sending(cls, attr: CryptoAttribute) -> SrtpContext:
+        """Protect with `attr`'s key: the a=crypto Karl put in the SDP it sent this peer."""
+        return cls(attr, sending=True)
+
+    @classmethod
+    def for_receiving(cls, attr: CryptoAttribute) -> SrtpContext:
+        """Unprotect with `attr`'s key: the a=crypto the peer put in its SDP."""
+        return cls(attr, sending=False)
+
+    def protect(self, rtp: bytes) -> bytes:
+        if not self.sending:
+            raise SrtpError(SrtpErrorKind.OTHER, "protect on a receiving context")
+        try:
+            return self._session.protect(rtp)
+        except (pylibsrtp.Error, ValueError) as exc:
+            raise _error(exc) from None
+
+    def unprotect(self, srtp: bytes) -> bytes:
+        if self.sending:
+            raise SrtpError(SrtpErrorKind.OTHER, "unprotect on a sending context")
+        if self._mki is not None:
+            srtp = _without_mki(srtp, self._mki[0], self._mki[2])
+        try:
+            return self._session.unprotect(srtp)
+        except (pylibsrtp.Error, ValueError) as exc:
+            raise _error(exc) from None
+
+    def protect_rtcp(self, rtcp: bytes) -> bytes:
+        if not self.sending:
+            raise SrtpError(SrtpErrorKind.OTHER, "protect_rtcp on a receiving context")
+        try:
+            return self._session.protect_rtcp(rtcp)
+        except (pylibsrtp.Error, ValueError) as exc:
+            raise _error(exc) from None
+
+    def unprotect_rtcp(self, srtcp: bytes) -> bytes:
+        if self.sending:
+            raise SrtpError(SrtpErrorKind.OTHER, "unprotect_rtcp on a sending context")
+        if self._mki is not None:
+            srtcp = _without_mki(srtcp, self._mki[1], self._mki[2])
+        try:
+            return self._session.unprotect_rtcp(srtcp)
+        except (pylibsrtp.Error, ValueError) as exc:
+            raise _error(exc) from None
+
+
+def _backend_suite(attr: CryptoAttribute) -> SrtpSuite:
+    """The attribute's suite when libsrtp can do everything the attribute asks, else SrtpError."""
+    suite = attr.suite
+    if not isinstance(suite, SrtpSuite):
+        raise SrtpError(SrtpErrorKind.UNSUPPORTED, f"unknown crypto suite {suite!r}")
+    if suite.name not in PROFILES:
+        raise SrtpError(SrtpErrorKind.UNSUPPORTED, f"crypto suite {suite.name} not supported by Karl")
+    if attr.mki is not None and not 1 <= attr.mki.length <= 128:
+        raise SrtpError(SrtpErrorKind.UNSUPPORTED, f"SRTP MKI of {attr.mki.length} bytes")
+    for param in UNSUPPORTED_PARAMS:
+        if attr.has_param(param):
+            raise SrtpError(SrtpErrorKind.UNSUPPORTED, f"session parameter {param} not supported by Karl")
+    if len(attr.master_key) != suite.key_length or len(attr.master_salt) != suite.salt_length:
+        raise SrtpError(SrtpErrorKind.OTHER, f"wrong key or salt length for {suite.name}")
+    return suite
+
+
+def _error(exc: Exception) -> SrtpError:
+    reason = str(exc)
+    return SrtpError(_KINDS.get(reason, SrtpErrorKind.OTHER), reason)
+
+
+def _without_mki(packet: bytes, tag_length: int, mki_length: int) -> bytes:
+    """The packet with its MKI taken out (right before the authentication tag: RFC 3711 3.1, 3.4;
+    at the end with GCM: RFC 7714 9.1, 10.1). Too short a packet is left for libsrtp to refuse."""
+    end = len(packet) - tag_length
+    start = end - mki_length
+    if start < 12:
+        return packet
+    return packet[:start] + packet[end:]

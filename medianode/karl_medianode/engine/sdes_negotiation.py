@@ -1,0 +1,155 @@
+"""SDES-SRTP (RFC 4568) terminated by Karl between a plain and a secure leg, in offer and answer, as
+rtpengine 10.5 does it (sans-IO; keys come from the `key_source` the engine is given).
+
+- A secure offer (`RTP/SAVP` with `a=crypto` lines) relayed as plain: the offerer's lines are kept on
+  its media; the plain answerer sees none. The answer to the offerer carries one line: the first of
+  the offerer's suites Karl can do, with the offerer's tag and a key of Karl's.
+- A plain offer relayed as secure: Karl offers one line per suite it can do, each tagged with the
+  suite's place in rtpengine's list (so a suite has the tag 10.5 gives it). The answerer picks one;
+  its line is kept, and the answer to the plain offerer has none.
+
+Karl's keys for a party are kept across re-offers (the same line, the same key), as 10.5 keeps them.
+A media's active pair is Karl's and the party's line with the agreed tag (`MediaState.sdes_tag`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from karl_core.sdp.sdes import SUITES, CryptoAttribute, SdesError, format_crypto, new_crypto, parse_crypto
+from karl_core.session import MediaState
+from karl_medianode.engine.rewrite.inbound import InboundMedia
+from karl_medianode.engine.rewrite.srtp_boundary import is_dtls, is_secure
+
+KeySource = Callable[[int], bytes]
+
+
+def _sdes_protocol(protocol: str) -> bool:
+    return is_secure(protocol) and not is_dtls(protocol)
+
+
+def _parsed(value: str) -> CryptoAttribute | None:
+    try:
+        return parse_crypto(value)
+    except SdesError:
+        return None
+
+
+_UNSUPPORTED_PARAMS = ("UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP", "UNAUTHENTICATED_SRTP", "KDR")
+
+
+def _supported(attribute: CryptoAttribute | None) -> bool:
+    """A line Karl's SRTP library can key: a suite it does, no session parameter it lacks."""
+    if attribute is None or isinstance(attribute.suite, str) or not attribute.suite.supported:
+        return False
+    return not any(attribute.has_param(p) for p in _UNSUPPORTED_PARAMS)
+
+
+def clear(media: MediaState) -> None:
+    media.sdes_ours, media.sdes_theirs, media.sdes_tag = [], [], None
+
+
+def karl_offer(existing: list[str], key_source: KeySource) -> list[str]:
+    """Karl's lines offered to a party: those it offered before, else one per suite it can do."""
+    if existing:
+        return existing
+    return [
+        format_crypto(new_crypto(tag, suite, key_source))
+        for tag, suite in enumerate(SUITES, start=1)
+        if suite.supported
+    ]
+
+
+def on_offer(
+    offerer: MediaState, answerer: MediaState, media_in: InboundMedia, key_source: KeySource
+) -> list[str] | None:
+    """Note an offered medium's SDES state; returns the crypto values for the SDP sent to the answerer
+    (None: the received lines pass through, for SRTP relayed end to end or plain media)."""
+    secure_in = _sdes_protocol(media_in.protocol) and media_in.has_crypto
+    secure_out = _sdes_protocol(answerer.protocol)
+    if not media_in.is_rtp or media_in.rejected:
+        return None
+    if secure_in and not secure_out:
+        # the offerer's SRTP ends here: its keys are kept for the answer; the answerer gets plain RTP
+        offerer.sdes_theirs = list(media_in.crypto)
+        clear(answerer)
+        return []
+    if secure_out and not is_secure(media_in.protocol):
+        # Karl's SRTP towards the answerer: its keys offered (the same ones on a re-offer)
+        answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source)
+        clear(offerer)
+        return list(answerer.sdes_ours)
+    clear(offerer)
+    clear(answerer)
+    return None
+
+
+def on_answer(
+    offerer: MediaState, answerer: MediaState, media_in: InboundMedia, key_source: KeySource
+) -> list[str] | None:
+    """Note an answered medium's SDES state; returns the crypto values for the SDP sent back to the
+    offerer (None: the received lines pass through)."""
+    if not media_in.is_rtp or media_in.rejected:
+        return None
+    if answerer.sdes_ours and not offerer.sdes_theirs:
+        # Karl offered SDES to the answerer: its choice is one of Karl's tags, with the same suite
+        offered = {a.tag: a for a in map(_parsed, answerer.sdes_ours) if a is not None}
+        answerer.sdes_theirs, answerer.sdes_tag = [], None
+        for value in media_in.crypto:
+            chosen = _parsed(value)
+            if _supported(chosen) and chosen is not None:
+                ours = offered.get(chosen.tag)
+                if ours is not None and _suite_name(ours) == _suite_name(chosen):
+                    answerer.sdes_theirs, answerer.sdes_tag = [value], chosen.tag
+                    break
+        return []
+    if offerer.sdes_theirs:
+        # the offerer's SRTP ends here: Karl answers with the first suite of its offer it can do
+        for value in offerer.sdes_theirs:
+            theirs = _parsed(value)
+            if theirs is None or not _supported(theirs):
+                continue
+            mine = next(
+                (
+                    line
+                    for line in offerer.sdes_ours
+                    if (kept := _parsed(line)) is not None
+                    and kept.tag == theirs.tag
+                    and _suite_name(kept) == _suite_name(theirs)
+                ),
+                None,
+            )
+            if mine is None:
+                assert not isinstance(theirs.suite, str)
+                mine = format_crypto(new_crypto(theirs.tag, theirs.suite, key_source))
+            offerer.sdes_ours, offerer.sdes_tag = [mine], theirs.tag
+            return [mine]
+        offerer.sdes_ours, offerer.sdes_tag = [], None
+        return []
+    return None
+
+
+def _suite_name(attribute: CryptoAttribute) -> str:
+    suite = attribute.suite
+    return suite if isinstance(suite, str) else suite.name
+
+
+def active_keys(media: MediaState) -> tuple[str, str] | None:
+    """(Karl's line, the party's line) with the agreed tag: the keys of this party's leg, if Karl
+    terminates SDES there."""
+    if media.sdes_tag is None:
+        return None
+    tag = f"{media.sdes_tag} "
+    ours = next((line for line in media.sdes_ours if line.startswith(tag)), None)
+    theirs = next((line for line in media.sdes_theirs if line.startswith(tag)), None)
+    if ours is None or theirs is None:
+        return None
+    return ours, theirs
+
+
+def suite_of(media: MediaState) -> str | None:
+    """The agreed suite's name (for `query`)."""
+    keys = active_keys(media)
+    if keys is None:
+        return None
+    parts = keys[0].split()
+    return parts[1] if len(parts) > 1 else None

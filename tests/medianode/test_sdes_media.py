@@ -1,0 +1,239 @@
+"""SDES-SRTP terminated by a real Karl node over real UDP: an SRTP phone on one side, a plain RTP trunk
+on the other, each keyed with libsrtp (pylibsrtp) in the test, independently of Karl's own contexts."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pylibsrtp
+
+from karl_testkit import NgServer, Party, restart_karl, sdp, start_karl
+
+PROFILES = {
+    "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+    "AEAD_AES_128_GCM": pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+    "AEAD_AES_256_GCM": pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+}
+KEY_LENGTHS = {
+    "AES_CM_128_HMAC_SHA1_80": 30,
+    "AES_CM_128_HMAC_SHA1_32": 30,
+    "AEAD_AES_128_GCM": 28,
+    "AEAD_AES_256_GCM": 44,
+}
+
+
+def rtp_packet(seq: int, ssrc: int = 0x1234, pt: int = 0) -> bytes:
+    return struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, seq * 160, ssrc) + bytes([seq & 0xFF]) * 160
+
+
+def sender_report(ssrc: int) -> bytes:
+    return struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, 1, 2, 3, 4, 5)
+
+
+def secure_sdp(port: int, crypto: list[str]) -> str:
+    lines = "".join(f"a=crypto:{value}\r\n" for value in crypto)
+    return sdp(port).replace("RTP/AVP", "RTP/SAVP").replace("a=sendrecv\r\n", lines + "a=sendrecv\r\n")
+
+
+def crypto_lines(text: str) -> list[str]:
+    return re.findall(r"^a=crypto:(.*?)\r?$", text, re.M)
+
+
+def media_port(text: str) -> int:
+    match = re.search(r"^m=audio (\d+) ", text, re.M)
+    assert match, text
+    return int(match.group(1))
+
+
+def new_key(suite: str) -> bytes:
+    return os.urandom(KEY_LENGTHS[suite])
+
+
+def inline(tag: int, suite: str, key: bytes) -> str:
+    return f"{tag} {suite} inline:{base64.b64encode(key).decode()}"
+
+
+def key_of(value: str) -> tuple[int, str, bytes]:
+    tag, suite, params = value.split(" ", 2)
+    encoded = params.split("inline:", 1)[1].split("|", 1)[0]
+    return int(tag), suite, base64.b64decode(encoded + "=" * (-len(encoded) % 4))
+
+
+def session(suite: str, key: bytes, sending: bool) -> pylibsrtp.Session:
+    kind = pylibsrtp.Policy.SSRC_ANY_OUTBOUND if sending else pylibsrtp.Policy.SSRC_ANY_INBOUND
+    return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=kind, srtp_profile=PROFILES[suite]))
+
+
+def request(node: NgServer, **message: Any) -> dict[str, Any]:
+    reply = node.ng.request(message)
+    assert reply["result"] == "ok", reply
+    return reply
+
+
+def test_an_srtp_phone_talks_to_a_plain_trunk_through_karls_own_keys(karl_factory, parties) -> None:
+    node = karl_factory()
+    phone, trunk = parties(), parties()
+    phone_key = new_key("AES_CM_128_HMAC_SHA1_80")
+    offered = [
+        inline(1, "AES_CM_128_HMAC_SHA1_80", phone_key),
+        inline(2, "AES_CM_128_HMAC_SHA1_32", new_key("AES_CM_128_HMAC_SHA1_32")),
+    ]
+    offer = request(
+        node,
+        command="offer",
+        **{"call-id": "sdes-phone", "from-tag": "phone", "transport-protocol": "RTP/AVP"},
+        sdp=secure_sdp(phone.port, offered),
+    )
+    assert " RTP/AVP " in offer["sdp"] and not crypto_lines(offer["sdp"]), offer["sdp"]
+    answer = request(
+        node,
+        command="answer",
+        **{"call-id": "sdes-phone", "from-tag": "phone", "to-tag": "trunk"},
+        sdp=sdp(trunk.port),
+    )
+    assert " RTP/SAVP " in answer["sdp"], answer["sdp"]
+    [karls] = crypto_lines(answer["sdp"])
+    tag, suite, karl_key = key_of(karls)
+    assert (tag, suite) == (1, "AES_CM_128_HMAC_SHA1_80") and karl_key != phone_key
+    to_phone_side, to_trunk_side = media_port(answer["sdp"]), media_port(offer["sdp"])
+
+    phone_tx, phone_rx = session(suite, phone_key, True), session(suite, karl_key, False)
+    sent = [rtp_packet(seq) for seq in range(20)]
+    for packet in sent:
+        phone.rtp.sendto(phone_tx.protect(packet), (node.media_ip, to_phone_side))
+    assert [trunk.rtp.recv(2048) for _ in sent] == sent  # decrypted by Karl
+    back = [rtp_packet(seq, ssrc=0x9999, pt=8) for seq in range(20)]
+    for packet in back:
+        trunk.rtp.sendto(packet, (node.media_ip, to_trunk_side))
+    received = [phone.rtp.recv(2048) for _ in back]
+    assert all(len(r) == len(p) + 10 for r, p in zip(received, back, strict=True))  # an 80-bit tag each
+    assert [phone_rx.unprotect(r) for r in received] == back
+
+    # RTCP both ways: SRTCP on the phone's leg, plain on the trunk's
+    phone.rtcp.sendto(phone_tx.protect_rtcp(sender_report(0x1234)), (node.media_ip, to_phone_side + 1))
+    assert trunk.rtcp.recv(2048) == sender_report(0x1234)
+    trunk.rtcp.sendto(sender_report(0x9999), (node.media_ip, to_trunk_side + 1))
+    assert phone_rx.unprotect_rtcp(phone.rtcp.recv(2048)) == sender_report(0x9999)
+
+    # a forged packet goes nowhere, and the call goes on
+    forged = bytearray(phone_tx.protect(rtp_packet(100)))
+    forged[-1] ^= 0xFF
+    phone.rtp.sendto(bytes(forged), (node.media_ip, to_phone_side))
+    phone.rtp.sendto(phone_tx.protect(rtp_packet(101)), (node.media_ip, to_phone_side))
+    assert trunk.rtp.recv(2048) == rtp_packet(101)
+
+    query = request(node, command="query", **{"call-id": "sdes-phone"})
+    media = query["tags"]["phone"]["medias"][0]
+    assert "SDES" in media["flags"] and media["protocol"] == "RTP/SAVP"
+    assert {s["crypto suite"] for s in media["streams"]} == {"AES_CM_128_HMAC_SHA1_80"}
+    assert media["streams"][0]["stats"]["errors"] >= 1  # the forged one
+    assert "SDES" not in query["tags"]["trunk"]["medias"][0]["flags"]
+
+    # a re-INVITE from the phone with the same keys keeps Karl's key (and the media flowing)
+    request(
+        node,
+        command="offer",
+        **{"call-id": "sdes-phone", "from-tag": "phone", "transport-protocol": "RTP/AVP"},
+        sdp=secure_sdp(phone.port, offered),
+    )
+    again = request(
+        node,
+        command="answer",
+        **{"call-id": "sdes-phone", "from-tag": "phone", "to-tag": "trunk"},
+        sdp=sdp(trunk.port),
+    )
+    assert crypto_lines(again["sdp"]) == [karls]
+    phone.rtp.sendto(phone_tx.protect(rtp_packet(102)), (node.media_ip, to_phone_side))
+    assert trunk.rtp.recv(2048) == rtp_packet(102)
+
+
+def test_a_plain_phone_reaches_an_srtp_trunk_that_picks_one_of_karls_suites(
+    karl_factory, parties
+) -> None:
+    node = karl_factory()
+    phone, trunk = parties(), parties()
+    offer = request(
+        node,
+        command="offer",
+        **{"call-id": "sdes-trunk", "from-tag": "phone", "transport-protocol": "RTP/SAVP", "DTLS": "off"},
+        sdp=sdp(phone.port),
+    )
+    assert " RTP/SAVP " in offer["sdp"]
+    offered = {key_of(value)[0]: key_of(value) for value in crypto_lines(offer["sdp"])}
+    suites = [suite for _, suite, _ in offered.values()]
+    assert suites[:2] == ["AEAD_AES_256_GCM", "AEAD_AES_128_GCM"]  # rtpengine's order and tags
+    _, suite, karl_key = offered[2]
+    trunk_key = new_key(suite)
+    answer = request(
+        node,
+        command="answer",
+        **{"call-id": "sdes-trunk", "from-tag": "phone", "to-tag": "trunk"},
+        sdp=secure_sdp(trunk.port, [inline(2, suite, trunk_key)]),
+    )
+    assert " RTP/AVP " in answer["sdp"] and not crypto_lines(answer["sdp"]), answer["sdp"]
+    to_phone_side, to_trunk_side = media_port(answer["sdp"]), media_port(offer["sdp"])
+
+    trunk_tx, trunk_rx = session(suite, trunk_key, True), session(suite, karl_key, False)
+    sent = [rtp_packet(seq) for seq in range(20)]
+    for packet in sent:
+        phone.rtp.sendto(packet, (node.media_ip, to_phone_side))
+    assert [trunk_rx.unprotect(trunk.rtp.recv(2048)) for _ in sent] == sent
+    back = [rtp_packet(seq, ssrc=0x7777) for seq in range(20)]
+    for packet in back:
+        trunk.rtp.sendto(trunk_tx.protect(packet), (node.media_ip, to_trunk_side))
+    assert [phone.rtp.recv(2048) for _ in back] == back
+    media = request(node, command="query", **{"call-id": "sdes-trunk"})["tags"]["trunk"]["medias"][0]
+    assert "SDES" in media["flags"] and media["streams"][0]["crypto suite"] == "AEAD_AES_128_GCM"
+
+
+def test_a_node_killed_and_restarted_keeps_decrypting_and_encrypting_with_the_same_keys(
+    tmp_path: Path, parties: Callable[[], Party]
+) -> None:
+    """The keys are part of the call's stored state: after `kill -9` and a restart with the same state
+    directory, SRTP flows both ways again on the same ports with no signalling."""
+    env = {"KARL_STATE_DIR": str(tmp_path / "calls"), "KARL_NODE_ID": "sdes-restore"}
+    node = start_karl(tmp_path, "127.0.0.2", 40, **env)
+    phone, trunk = parties(), parties()
+    try:
+        phone_key = new_key("AEAD_AES_128_GCM")
+        offer = request(
+            node,
+            command="offer",
+            **{"call-id": "sdes-restore", "from-tag": "phone", "transport-protocol": "RTP/AVP"},
+            sdp=secure_sdp(phone.port, [inline(3, "AEAD_AES_128_GCM", phone_key)]),
+        )
+        answer = request(
+            node,
+            command="answer",
+            **{"call-id": "sdes-restore", "from-tag": "phone", "to-tag": "trunk"},
+            sdp=sdp(trunk.port),
+        )
+        [karls] = crypto_lines(answer["sdp"])
+        tag, suite, karl_key = key_of(karls)
+        assert (tag, suite) == (3, "AEAD_AES_128_GCM")
+        to_phone_side, to_trunk_side = media_port(answer["sdp"]), media_port(offer["sdp"])
+        phone_tx, phone_rx = session(suite, phone_key, True), session(suite, karl_key, False)
+
+        def both_ways(first: int) -> None:
+            for seq in range(first, first + 5):
+                phone.rtp.sendto(phone_tx.protect(rtp_packet(seq)), (node.media_ip, to_phone_side))
+                assert trunk.rtp.recv(2048) == rtp_packet(seq)
+                trunk.rtp.sendto(rtp_packet(seq, ssrc=0x4444), (node.media_ip, to_trunk_side))
+                assert phone_rx.unprotect(phone.rtp.recv(2048)) == rtp_packet(seq, ssrc=0x4444)
+
+        both_ways(0)
+        node.proc.send_signal(signal.SIGKILL)
+        node.proc.wait(10)
+        node.ng.close()
+        node = restart_karl(tmp_path, node, env)
+        both_ways(5)  # no request was sent: same ports, same keys
+    finally:
+        node.stop()
