@@ -124,6 +124,7 @@ def test_record_has_call_parties_addresses_codecs_and_directions() -> None:
             "protocol": "RTP/AVP",
             "codecs": ["PCMU/8000", "telephone-event/8000"],
             "rejected": False,
+            "srtp": None,
         }
     ]
     assert callee["addresses"]["learned"] == []  # it never sent from another address

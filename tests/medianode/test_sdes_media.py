@@ -4,6 +4,7 @@ on the other, each keyed with libsrtp (pylibsrtp) in the test, independently of 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import signal
@@ -14,7 +15,7 @@ from typing import Any
 
 import pylibsrtp
 
-from karl_testkit import NgServer, Party, restart_karl, sdp, start_karl
+from karl_testkit import NgServer, Party, restart_karl, sdp, start_karl, wait_for
 
 PROFILES = {
     "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
@@ -78,8 +79,11 @@ def request(node: NgServer, **message: Any) -> dict[str, Any]:
     return reply
 
 
-def test_an_srtp_phone_talks_to_a_plain_trunk_through_karls_own_keys(karl_factory, parties) -> None:
-    node = karl_factory()
+def test_an_srtp_phone_talks_to_a_plain_trunk_through_karls_own_keys(
+    karl_factory, parties, tmp_path: Path
+) -> None:
+    cdr_path = tmp_path / "cdr.jsonl"
+    node = karl_factory(KARL_CDR_ENABLED="1", KARL_CDR_PATH=str(cdr_path), KARL_DELETE_DELAY="0")
     phone, trunk = parties(), parties()
     phone_key = new_key("AES_CM_128_HMAC_SHA1_80")
     offered = [
@@ -153,6 +157,14 @@ def test_an_srtp_phone_talks_to_a_plain_trunk_through_karls_own_keys(karl_factor
     assert crypto_lines(again["sdp"]) == [karls]
     phone.rtp.sendto(phone_tx.protect(rtp_packet(102)), (node.media_ip, to_phone_side))
     assert trunk.rtp.recv(2048) == rtp_packet(102)
+
+    # the CDR names the suite of the terminated leg, and holds no key
+    request(node, command="delete", **{"call-id": "sdes-phone"})
+    text = wait_for(lambda: cdr_path.exists() and cdr_path.read_text(), timeout=10)
+    [record] = [json.loads(line) for line in text.splitlines()]
+    srtp = {party["tag"]: party["medias"][0]["srtp"] for party in record["tags"]}
+    assert srtp == {"phone": "AES_CM_128_HMAC_SHA1_80", "trunk": None}
+    assert "inline" not in text and base64.b64encode(karl_key).decode()[:20] not in text
 
 
 def test_a_plain_phone_reaches_an_srtp_trunk_that_picks_one_of_karls_suites(
