@@ -22,13 +22,14 @@ from ng_sequences import SEQUENCES, Sequence, Transcript
 _FAILED_OFFER_LEAVES_NOTHING = "a failed first offer leaves no call behind (10.5 keeps a half-built one)"
 _UNKNOWN_CALL = {"result": "error", "error-reason": "Unknown call-id"}
 _SUITES_KARL_CAN_DO = (
-    "Karl offers only the SRTP suites its SRTP library does (no AES-192/256-CM, F8 or NULL_HMAC_SHA1_32), "
-    "each with the tag 10.5 gives it"
+    "Karl offers only the SRTP suites its SRTP library does (no AES-192/256-CM, F8 or NULL), "
+    "tagged as 10.5 tags them with SDES-no- for the others"
 )
 
 
 def _only_karls_suites(reply: Any) -> Any:
-    """rtpengine's reply with the crypto lines of suites Karl cannot do left out (keys renumbered)."""
+    """rtpengine's reply with the crypto lines of suites Karl cannot do left out, the others tagged 1,
+    2, ... in order (as 10.5 tags them when told `SDES-no-` the others), keys renumbered."""
     kept: list[str] = []
     for line in reply["sdp"]:
         if line.startswith("a=crypto:"):
@@ -36,8 +37,13 @@ def _only_karls_suites(reply: Any) -> Any:
             if suite is None or not suite.supported:
                 continue
         kept.append(line)
-    numbers = iter(range(1, len(kept) + 1))
-    renumbered = [re.sub(r"<KEY_\d+:", lambda _: f"<KEY_{next(numbers)}:", line) for line in kept]
+    tags, keys = iter(range(1, len(kept) + 1)), iter(range(1, len(kept) + 1))
+    renumbered = []
+    for line in kept:
+        if line.startswith("a=crypto:"):
+            line = re.sub(r"^a=crypto:\d+ ", lambda _: f"a=crypto:{next(tags)} ", line)
+            line = re.sub(r"<KEY_\d+:", lambda _: f"<KEY_{next(keys)}:", line)
+        renumbered.append(line)
     return {**reply, "sdp": renumbered}
 
 

@@ -167,9 +167,7 @@ def test_an_srtp_phone_talks_to_a_plain_trunk_through_karls_own_keys(
     assert "inline" not in text and base64.b64encode(karl_key).decode()[:20] not in text
 
 
-def test_a_plain_phone_reaches_an_srtp_trunk_that_picks_one_of_karls_suites(
-    karl_factory, parties
-) -> None:
+def test_a_plain_phone_reaches_an_srtp_trunk_that_picks_one_of_karls_suites(karl_factory, parties) -> None:
     node = karl_factory()
     phone, trunk = parties(), parties()
     offer = request(
@@ -249,3 +247,40 @@ def test_a_node_killed_and_restarted_keeps_decrypting_and_encrypting_with_the_sa
         both_ways(5)  # no request was sent: same ports, same keys
     finally:
         node.stop()
+
+
+def test_sdes_options_shape_karls_keys_and_the_media_still_flows(karl_factory, parties) -> None:
+    """`no-` leaves suites out (tags renumbered), `pad` keeps the base64 padding, `lifetime` adds one:
+    Karl reads its own lines back when it sets up the SRTP contexts."""
+    node = karl_factory()
+    phone, trunk = parties(), parties()
+    options = {
+        "transport-protocol": "RTP/SAVP",
+        "DTLS": "off",
+        "SDES": ["no-AEAD_AES_256_GCM", "pad", "lifetime"],
+    }
+    offer = request(
+        node, command="offer", **{"call-id": "sdes-opts", "from-tag": "phone", **options}, sdp=sdp(phone.port)
+    )
+    lines = crypto_lines(offer["sdp"])
+    assert [line.split()[:2] for line in lines] == [
+        ["1", "AEAD_AES_128_GCM"],
+        ["2", "AES_CM_128_HMAC_SHA1_80"],
+        ["3", "AES_CM_128_HMAC_SHA1_32"],
+    ]
+    assert all(line.endswith("|2^31") for line in lines)
+    assert "==|2^31" in lines[0]  # 28 bytes of AEAD_AES_128_GCM key and salt: two padding characters
+    _, suite, karl_key = key_of(lines[0].replace("|2^31", ""))
+    trunk_key = new_key(suite)
+    answer = request(
+        node,
+        command="answer",
+        **{"call-id": "sdes-opts", "from-tag": "phone", "to-tag": "trunk"},
+        sdp=secure_sdp(trunk.port, [inline(1, suite, trunk_key)]),
+    )
+    to_phone_side, to_trunk_side = media_port(answer["sdp"]), media_port(offer["sdp"])
+    trunk_tx, trunk_rx = session(suite, trunk_key, True), session(suite, karl_key, False)
+    phone.rtp.sendto(rtp_packet(1), (node.media_ip, to_phone_side))
+    assert trunk_rx.unprotect(trunk.rtp.recv(2048)) == rtp_packet(1)
+    trunk.rtp.sendto(trunk_tx.protect(rtp_packet(1, ssrc=0x5555)), (node.media_ip, to_trunk_side))
+    assert phone.rtp.recv(2048) == rtp_packet(1, ssrc=0x5555)

@@ -37,11 +37,15 @@ CROSSING: list[tuple[str, Callable[[int], str], dict[str, Any]]] = [
         {"transport-protocol": "RTP/AVP"},
     ),
     (
-        "SDES to plain with a suite choice",
+        "SDES to plain with unencrypted SRTCP",
         sdes,
-        {"transport-protocol": "RTP/AVP", "SDES": ["no-AES_CM_128_HMAC_SHA1_32"]},
+        {"transport-protocol": "RTP/AVP", "SDES": ["unencrypted_srtcp"]},
     ),
-    ("plain to SDES with SDES-pad", sdp, {"transport-protocol": "RTP/SAVP", "flags": ["SDES-pad"]}),
+    (
+        "plain to SDES with unauthenticated SRTP",
+        sdp,
+        {"transport-protocol": "RTP/SAVP", "flags": ["SDES-unauthenticated_srtp"]},
+    ),
     ("plain to DTLS (WebRTC)", sdp, {"transport-protocol": "UDP/TLS/RTP/SAVPF"}),
     ("DTLS (WebRTC) to plain", dtls, {"transport-protocol": "RTP/AVP"}),
     ("DTLS to AVPF", lambda port: dtls(port, "UDP/TLS/RTP/SAVP"), {"transport-protocol": "RTP/AVPF"}),

@@ -159,10 +159,13 @@ def parse_crypto(value: str) -> CryptoAttribute:
     return CryptoAttribute(int(tag_text), suite, master_key, master_salt, lifetime, mki, session_params)
 
 
-def format_crypto(attr: CryptoAttribute) -> str:
+def format_crypto(attr: CryptoAttribute, pad: bool = False) -> str:
     """The value rtpengine 10.5 writes: `<tag> <SUITE> inline:<key||salt>` in base64 without `=`
-    padding, then `|lifetime` and `|mki:length` when set, then the session parameters."""
-    key = base64.b64encode(attr.key_salt).decode("ascii").rstrip("=")
+    padding (with it for `pad`: its `SDES-pad`), then `|lifetime` and `|mki:length` when set, then the
+    session parameters."""
+    key = base64.b64encode(attr.key_salt).decode("ascii")
+    if not pad:
+        key = key.rstrip("=")
     key_params = f"{_INLINE}{key}"
     if attr.lifetime is not None:
         key_params += f"|{attr.lifetime}"

@@ -105,7 +105,9 @@ def negotiate_offer(
         a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
         wiring.ensure_sockets(call, a_sockets, single=a_single)
         wiring.configure_party(a_sockets, a_media, media_in, opts)
-        crypto = sdes.on_offer(a_media, b_media, media_in, wiring.settings.key_source)
+        crypto = sdes.on_offer(
+            a_media, b_media, media_in, wiring.settings.key_source, sdes.SdesChoices.of(opts)
+        )
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(b_sockets, media_in.is_rtp, require or b_media.rtcp_mux)
         out.append(
@@ -190,7 +192,9 @@ def negotiate_answer(
         b_sockets = call.media_ports(answerer, b_media)
         wiring.ensure_sockets(call, b_sockets, single=False)
         wiring.configure_party(b_sockets, b_media, media_in, opts)
-        crypto = sdes.on_answer(a_media, b_media, media_in, wiring.settings.key_source)
+        crypto = sdes.on_answer(
+            a_media, b_media, media_in, wiring.settings.key_source, sdes.SdesChoices.of(opts)
+        )
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(a_sockets, media_in.is_rtp, a_media.rtcp_mux)
         out.append(

@@ -4,9 +4,13 @@ rtpengine 10.5 does it (sans-IO; keys come from the `key_source` the engine is g
 - A secure offer (`RTP/SAVP` with `a=crypto` lines) relayed as plain: the offerer's lines are kept on
   its media; the plain answerer sees none. The answer to the offerer carries one line: the first of
   the offerer's suites Karl can do, with the offerer's tag and a key of Karl's.
-- A plain offer relayed as secure: Karl offers one line per suite it can do, each tagged with the
-  suite's place in rtpengine's list (so a suite has the tag 10.5 gives it). The answerer picks one;
-  its line is kept, and the answer to the plain offerer has none.
+- A plain offer relayed as secure: Karl offers one line per suite it can do, in rtpengine's order,
+  tagged 1, 2, ... as 10.5 tags its list (Karl's offer is 10.5's with `SDES-no-` for each suite Karl
+  cannot do). The answerer picks one; its line is kept, and the answer to the plain offerer has none.
+
+rtpengine's `SDES` options: `no-<suite>` leaves a suite out (of Karl's offer, and of the offerer's
+suites Karl accepts), `pad` keeps the base64 padding of Karl's keys, `lifetime` adds `|2^31`, `off`
+offers no key at all; `static` and `only-<suite>` change nothing here, as in 10.5.
 
 Karl's keys for a party are kept across re-offers (the same line, the same key), as 10.5 keeps them.
 A media's active pair is Karl's and the party's line with the agreed tag (`MediaState.sdes_tag`)."""
@@ -14,8 +18,18 @@ A media's active pair is Karl's and the party's line with the agreed tag (`Media
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from karl_core.sdp.sdes import SUITES, CryptoAttribute, SdesError, format_crypto, new_crypto, parse_crypto
+from karl_core.ng.options import NgOptions
+from karl_core.sdp.sdes import (
+    SUITES,
+    CryptoAttribute,
+    SdesError,
+    SrtpSuite,
+    format_crypto,
+    new_crypto,
+    parse_crypto,
+)
 from karl_core.session import MediaState
 from karl_medianode.engine.rewrite.inbound import InboundMedia
 from karl_medianode.engine.rewrite.srtp_boundary import is_dtls, is_secure
@@ -44,23 +58,50 @@ def _supported(attribute: CryptoAttribute | None) -> bool:
     return not any(attribute.has_param(p) for p in _UNSUPPORTED_PARAMS)
 
 
+@dataclass(frozen=True)
+class SdesChoices:
+    """What a request's `SDES` options ask of Karl's keys."""
+
+    excluded: frozenset[str] = frozenset()
+    pad: bool = False
+    lifetime: bool = False
+    off: bool = False
+
+    @classmethod
+    def of(cls, opts: NgOptions) -> SdesChoices:
+        return cls(
+            frozenset(opts.sdes_no), "pad" in opts.sdes, "lifetime" in opts.sdes, "off" in opts.sdes
+        )
+
+    def allows(self, attribute: CryptoAttribute) -> bool:
+        return _supported(attribute) and attribute.suite_name.upper() not in self.excluded
+
+    def line(self, tag: int, suite: SrtpSuite, key_source: KeySource) -> str:
+        attribute = new_crypto(tag, suite, key_source)
+        if self.lifetime:
+            attribute.lifetime = "2^31"
+        return format_crypto(attribute, pad=self.pad)
+
+
 def clear(media: MediaState) -> None:
     media.sdes_ours, media.sdes_theirs, media.sdes_tag = [], [], None
 
 
-def karl_offer(existing: list[str], key_source: KeySource) -> list[str]:
-    """Karl's lines offered to a party: those it offered before, else one per suite it can do."""
-    if existing:
+def karl_offer(existing: list[str], key_source: KeySource, choices: SdesChoices) -> list[str]:
+    """Karl's lines offered to a party: those it offered before (the same keys on a re-offer), else one
+    per suite it can do and the options leave in, tagged 1, 2, ... in rtpengine's order."""
+    if existing or choices.off:
         return existing
-    return [
-        format_crypto(new_crypto(tag, suite, key_source))
-        for tag, suite in enumerate(SUITES, start=1)
-        if suite.supported
-    ]
+    suites = [s for s in SUITES if s.supported and s.name not in choices.excluded]
+    return [choices.line(tag, suite, key_source) for tag, suite in enumerate(suites, start=1)]
 
 
 def on_offer(
-    offerer: MediaState, answerer: MediaState, media_in: InboundMedia, key_source: KeySource
+    offerer: MediaState,
+    answerer: MediaState,
+    media_in: InboundMedia,
+    key_source: KeySource,
+    choices: SdesChoices = SdesChoices(),
 ) -> list[str] | None:
     """Note an offered medium's SDES state; returns the crypto values for the SDP sent to the answerer
     (None: the received lines pass through, for SRTP relayed end to end or plain media)."""
@@ -75,7 +116,7 @@ def on_offer(
         return []
     if secure_out and not is_secure(media_in.protocol):
         # Karl's SRTP towards the answerer: its keys offered (the same ones on a re-offer)
-        answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source)
+        answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices)
         clear(offerer)
         return list(answerer.sdes_ours)
     clear(offerer)
@@ -84,7 +125,11 @@ def on_offer(
 
 
 def on_answer(
-    offerer: MediaState, answerer: MediaState, media_in: InboundMedia, key_source: KeySource
+    offerer: MediaState,
+    answerer: MediaState,
+    media_in: InboundMedia,
+    key_source: KeySource,
+    choices: SdesChoices = SdesChoices(),
 ) -> list[str] | None:
     """Note an answered medium's SDES state; returns the crypto values for the SDP sent back to the
     offerer (None: the received lines pass through)."""
@@ -106,7 +151,7 @@ def on_answer(
         # the offerer's SRTP ends here: Karl answers with the first suite of its offer it can do
         for value in offerer.sdes_theirs:
             theirs = _parsed(value)
-            if theirs is None or not _supported(theirs):
+            if theirs is None or not choices.allows(theirs):
                 continue
             mine = next(
                 (
@@ -120,7 +165,7 @@ def on_answer(
             )
             if mine is None:
                 assert not isinstance(theirs.suite, str)
-                mine = format_crypto(new_crypto(theirs.tag, theirs.suite, key_source))
+                mine = choices.line(theirs.tag, theirs.suite, key_source)
             offerer.sdes_ours, offerer.sdes_tag = [mine], theirs.tag
             return [mine]
         offerer.sdes_ours, offerer.sdes_tag = [], None

@@ -11,8 +11,11 @@ Kamailio's script can route on:
   that carries no `a=crypto` line (its keys would come from DTLS);
 * `OSRTP` `offer` on a plain medium (Karl would add its own crypto), or `OSRTP` `accept` for a plain
   medium carrying `a=crypto` (Karl would terminate the opportunistic SRTP);
-* `SDES` options (other than turning SDES off) or `DTLS` `passive`/`active` where Karl would choose
-  keys or a DTLS role: not built yet.
+* on SRTP relayed end to end, `SDES` options (other than turning SDES off) or `DTLS`
+  `passive`/`active`, which would have Karl choose keys or a DTLS role; across the boundary, the
+  `SDES` session parameters Karl's SRTP library cannot do (`unencrypted_srtp`, `unencrypted_srtcp`,
+  `unauthenticated_srtp`) or a DTLS role. `SDES` `no-<suite>`, `pad`, `lifetime`, `off` and `static`
+  are applied to Karl's own keys (`sdes_negotiation`).
 
 On plain calls these options are no-ops, as they are in rtpengine.
 """
@@ -45,8 +48,9 @@ def crosses_on_offer(media: InboundMedia, opts: NgOptions) -> bool:
     protocol_out = wanted if wanted is not None and wanted != "accept" else media.protocol
     secure_out = is_secure(protocol_out)
     if secure_in != secure_out:
-        # SDES termination: Karl's own keys on the secure side, unless SDES options ask for more
-        return _beyond_sdes(media, protocol_out) or _asks_for_own_keys(opts)
+        # SDES termination: Karl's own keys on the secure side, unless the options ask for what its
+        # SRTP library cannot do (or for a DTLS role)
+        return _beyond_sdes(media, protocol_out) or bool(opts.sdes & _UNSUPPORTED_SDES) or _dtls_role(opts)
     if not secure_in:
         if "offer" in opts.osrtp:
             return True
@@ -75,6 +79,14 @@ def _beyond_sdes(media: InboundMedia, other_protocol: str) -> bool:
     return is_secure(media.protocol) and not media.has_crypto
 
 
+_UNSUPPORTED_SDES = frozenset({"unencrypted_srtp", "unencrypted_srtcp", "unauthenticated_srtp"})
+
+
+def _dtls_role(opts: NgOptions) -> bool:
+    return opts.dtls in ("passive", "active")
+
+
 def _asks_for_own_keys(opts: NgOptions) -> bool:
+    """On SRTP relayed end to end: options that would have Karl write keys of its own (not built)."""
     sdes = set(opts.sdes) - _SDES_OFF
-    return bool(sdes or opts.sdes_no) or opts.dtls in ("passive", "active")
+    return bool(sdes or opts.sdes_no) or _dtls_role(opts)
