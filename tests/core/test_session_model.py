@@ -81,6 +81,7 @@ def sample_call() -> CallState:
             ],
             sdes_theirs=["7 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20"],
             sdes_tag=7,
+            sdes_pending=["2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj"],
         )
     )
     caller.former_partners.append(7)
@@ -95,7 +96,7 @@ def without_schema_5(call: CallState) -> CallState:
     """What a call serialized before schema 5 reads as: no SDES-SRTP terminated."""
     for mono in call.monologues.values():
         for media in mono.medias:
-            media.sdes_ours, media.sdes_theirs, media.sdes_tag = [], [], None
+            media.sdes_ours, media.sdes_theirs, media.sdes_tag, media.sdes_pending = [], [], None, []
     return call
 
 

@@ -284,3 +284,134 @@ def test_sdes_options_shape_karls_keys_and_the_media_still_flows(karl_factory, p
     assert trunk_rx.unprotect(trunk.rtp.recv(2048)) == rtp_packet(1)
     trunk.rtp.sendto(trunk_tx.protect(rtp_packet(1, ssrc=0x5555)), (node.media_ip, to_trunk_side))
     assert phone.rtp.recv(2048) == rtp_packet(1, ssrc=0x5555)
+
+
+def phone_call(
+    node: NgServer, phone: Party, trunk: Party, call_id: str
+) -> tuple[Any, Any, int, int, str, bytes]:
+    """An SRTP phone calling a plain trunk; returns the phone's two sessions, the ports each side
+    sends to, Karl's line and the phone's key."""
+    phone_key = new_key("AES_CM_128_HMAC_SHA1_80")
+    offer = request(
+        node,
+        command="offer",
+        **{"call-id": call_id, "from-tag": "phone", "transport-protocol": "RTP/AVP"},
+        sdp=secure_sdp(phone.port, [inline(1, "AES_CM_128_HMAC_SHA1_80", phone_key)]),
+    )
+    answer = request(
+        node,
+        command="answer",
+        **{"call-id": call_id, "from-tag": "phone", "to-tag": "trunk"},
+        sdp=sdp(trunk.port),
+    )
+    [karls] = crypto_lines(answer["sdp"])
+    _, suite, karl_key = key_of(karls)
+    tx, rx = session(suite, phone_key, True), session(suite, karl_key, False)
+    return tx, rx, media_port(answer["sdp"]), media_port(offer["sdp"]), karls, phone_key
+
+
+def test_a_re_invite_from_the_plain_side_re_offers_karls_key_and_the_media_never_stops(
+    karl_factory, parties
+) -> None:
+    """The trunk re-INVITEs (hold, say) without a protocol flag: the SRTP phone is offered RTP/SAVP
+    with Karl's same key, the trunk is answered plain, and the keys in force stay in force throughout."""
+    node = karl_factory()
+    phone, trunk = parties(), parties()
+    tx, rx, to_phone_side, to_trunk_side, karls, phone_key = phone_call(node, phone, trunk, "sdes-reinvite")
+
+    def both_ways(seq: int) -> None:
+        phone.rtp.sendto(tx.protect(rtp_packet(seq)), (node.media_ip, to_phone_side))
+        assert trunk.rtp.recv(2048) == rtp_packet(seq)
+        trunk.rtp.sendto(rtp_packet(seq, ssrc=0x6666), (node.media_ip, to_trunk_side))
+        assert rx.unprotect(phone.rtp.recv(2048)) == rtp_packet(seq, ssrc=0x6666)
+
+    both_ways(1)
+    reoffer = request(
+        node,
+        command="offer",
+        **{"call-id": "sdes-reinvite", "from-tag": "trunk", "to-tag": "phone"},
+        sdp=sdp(trunk.port),
+    )
+    assert " RTP/SAVP " in reoffer["sdp"] and crypto_lines(reoffer["sdp"]) == [karls], reoffer["sdp"]
+    both_ways(2)  # between the re-offer and its answer the agreed keys hold
+    reanswer = request(
+        node,
+        command="answer",
+        **{"call-id": "sdes-reinvite", "from-tag": "trunk", "to-tag": "phone"},
+        sdp=secure_sdp(phone.port, [inline(1, "AES_CM_128_HMAC_SHA1_80", phone_key)]),
+    )
+    assert " RTP/AVP " in reanswer["sdp"] and not crypto_lines(reanswer["sdp"]), reanswer["sdp"]
+    both_ways(3)  # the same keys: the contexts (and their replay windows) carried on
+
+
+def test_nothing_passes_in_the_clear_while_no_key_is_agreed(karl_factory, parties) -> None:
+    """Before the answer (early media) and after an answer that picks none of Karl's tags, the secure
+    leg has no key: its media is dropped both ways and counted, never relayed in the clear."""
+    node = karl_factory()
+    caller, callee = parties(), parties()
+    offer = request(
+        node,
+        command="offer",
+        **{"call-id": "sdes-nokey", "from-tag": "caller", "transport-protocol": "RTP/SAVP", "DTLS": "off"},
+        sdp=sdp(caller.port),
+    )
+    to_callee_side = media_port(offer["sdp"])
+    # the secure callee sends before it answered: Karl has no key of its to read it with
+    callee.rtp.sendto(rtp_packet(1), (node.media_ip, to_callee_side))
+    answer = request(
+        node,
+        command="answer",
+        **{"call-id": "sdes-nokey", "from-tag": "caller", "to-tag": "callee"},
+        sdp=secure_sdp(
+            callee.port, [inline(9, "AES_CM_128_HMAC_SHA1_80", new_key("AES_CM_128_HMAC_SHA1_80"))]
+        ),
+    )
+    assert " RTP/AVP " in answer["sdp"]  # answered as 10.5 answers it
+    to_caller_side = media_port(answer["sdp"])
+    caller.rtp.sendto(rtp_packet(2), (node.media_ip, to_caller_side))  # not to the callee in the clear
+    callee.rtp.sendto(rtp_packet(3), (node.media_ip, to_callee_side))  # nor its packets undecrypted
+    callee.rtp.settimeout(0.3)
+    caller.rtp.settimeout(0.3)
+    for sock in (callee.rtp, caller.rtp):
+        try:
+            got = sock.recv(2048)
+        except TimeoutError:
+            continue
+        raise AssertionError(f"a packet went through a leg without keys: {got[:16]!r}")
+    query = request(node, command="query", **{"call-id": "sdes-nokey"})
+    media = query["tags"]["callee"]["medias"][0]
+    assert "SDES" in media["flags"] and "crypto suite" not in media["streams"][0]
+    assert query["totals"]["RTP"]["errors"] >= 3
+
+
+def test_an_sdes_offer_with_no_suite_karl_can_do_is_refused(karl_factory, parties) -> None:
+    node = karl_factory()
+    phone = parties()
+    line = "1 AES_256_CM_HMAC_SHA1_80 inline:" + base64.b64encode(os.urandom(46)).decode()
+    reply = node.ng.request(
+        {
+            "command": "offer",
+            "call-id": "sdes-none",
+            "from-tag": "phone",
+            "transport-protocol": "RTP/AVP",
+            "sdp": secure_sdp(phone.port, [line]),
+        }
+    )
+    assert reply == {"result": "error", "error-reason": "SRTP termination not supported by Karl yet"}
+
+
+def test_a_forged_packet_moves_no_address_on_a_secure_leg(karl_factory, parties) -> None:
+    """While the phone's address is still being learned, a packet from elsewhere that fails SRTP
+    authentication is dropped before learning: media keeps going to the real phone."""
+    node = karl_factory()
+    phone, trunk, attacker = parties(), parties(), parties()
+    _, rx, to_phone_side, to_trunk_side, _, _ = phone_call(node, phone, trunk, "sdes-forged")
+    attacker.rtp.sendto(rtp_packet(1) + b"\x00" * 10, (node.media_ip, to_phone_side))
+    trunk.rtp.sendto(rtp_packet(1, ssrc=0x7777), (node.media_ip, to_trunk_side))
+    assert rx.unprotect(phone.rtp.recv(2048)) == rtp_packet(1, ssrc=0x7777)
+    attacker.rtp.settimeout(0.3)
+    try:
+        got = attacker.rtp.recv(2048)
+    except TimeoutError:
+        got = b""
+    assert got == b"", "media went to the forger"

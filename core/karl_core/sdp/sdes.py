@@ -19,7 +19,12 @@ from .errors import SdpError
 
 
 class SdesError(SdpError):
-    """A malformed or unusable `a=crypto` value (a ValueError, like every SdpError)."""
+    """A malformed or unusable `a=crypto` value (a ValueError, like every SdpError). Its text is the
+    reason alone: `detail` may hold the line, key included, and is never logged."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

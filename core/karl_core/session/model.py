@@ -239,10 +239,12 @@ class MediaState:
     offered_payload_types: list[int] = field(default_factory=list)
     # SDES-SRTP terminated by the proxy on this party's leg (schema 5): the `a=crypto` values (without
     # `a=crypto:`) the proxy gave this party (its keys for what it sends the party) and the party gave
-    # (its keys for what it sends), and the tag both agreed on (None: not terminated here)
+    # (its keys for what it sends), the tag both agreed on (None: none agreed), and the party's lines
+    # of an offer not answered yet (the agreed keys stay in force until the answer)
     sdes_ours: list[str] = field(default_factory=list)
     sdes_theirs: list[str] = field(default_factory=list)
     sdes_tag: int | None = None
+    sdes_pending: list[str] = field(default_factory=list)
 
     @property
     def is_rtp(self) -> bool:
@@ -271,6 +273,7 @@ class MediaState:
             "sdes_ours": list(self.sdes_ours),
             "sdes_theirs": list(self.sdes_theirs),
             "sdes_tag": self.sdes_tag,
+            "sdes_pending": list(self.sdes_pending),
         }
 
     @classmethod
@@ -297,6 +300,7 @@ class MediaState:
             sdes_ours=[str(x) for x in data.get("sdes_ours", [])],
             sdes_theirs=[str(x) for x in data.get("sdes_theirs", [])],
             sdes_tag=None if data.get("sdes_tag") is None else int(data["sdes_tag"]),
+            sdes_pending=[str(x) for x in data.get("sdes_pending", [])],
         )
 
 

@@ -24,7 +24,7 @@ from karl_medianode.clock import CoarseClock
 from karl_medianode.dataplane.jitter_stage import JitterStage
 from karl_medianode.dataplane.ports import PortAllocator
 from karl_medianode.dataplane.relay import PacketStream, QualityLink, Relay
-from karl_medianode.dataplane.srtp_context import SrtpContext, SrtpError
+from karl_medianode.dataplane.srtp_context import NO_KEY_YET, SrtpContext, SrtpError, SrtpTransform
 from karl_medianode.engine import (
     JITTER_BUFFER_BOUNDS,
     Call,
@@ -223,23 +223,27 @@ class EngineDriver:
     def _srtp(self, stream: PacketStream, spec: StreamSpec) -> None:
         """SDES keys of the stream's party: contexts made when they change, kept while they do not
         (their rollover counters and replay windows live in them)."""
-        keys = (spec.srtp_in, spec.srtp_out)
-        if self._srtp_keys.get(spec.port) == keys:
-            return
-        self._srtp_keys[spec.port] = keys
-        stream.srtp_in = self._srtp_context(spec.srtp_in, sending=False, call_id=spec.call_id)
-        stream.srtp_out = self._srtp_context(spec.srtp_out, sending=True, call_id=spec.call_id)
+        # each direction on its own: a context holds the rollover counter and replay window of its key,
+        # and protecting again under the same key from a fresh counter would reuse its keystream
+        before_in, before_out = self._srtp_keys.get(spec.port, (None, None))
+        if spec.srtp_in != before_in:
+            stream.srtp_in = self._srtp_context(spec.srtp_in, sending=False, call_id=spec.call_id)
+        if spec.srtp_out != before_out:
+            stream.srtp_out = self._srtp_context(spec.srtp_out, sending=True, call_id=spec.call_id)
+        self._srtp_keys[spec.port] = (spec.srtp_in, spec.srtp_out)
 
-    def _srtp_context(self, value: str | None, *, sending: bool, call_id: str) -> SrtpContext | None:
+    def _srtp_context(self, value: str | None, *, sending: bool, call_id: str) -> SrtpTransform | None:
         if value is None:
             return None
+        if not value:
+            return NO_KEY_YET  # a secure leg without agreed keys: nothing passes, in the clear or not
         try:
             attribute = parse_crypto(value)
             return SrtpContext.for_sending(attribute) if sending else SrtpContext.for_receiving(attribute)
         except (SdesError, SrtpError) as exc:
-            # negotiation picks only what the SRTP library can do: this is a bug, not bad input
+            # negotiation picks only what the SRTP library can do: a bug, not bad input. Fail closed
             log.error("cannot set up SRTP for call %s: %s", call_id, exc, extra={"call_id": call_id})
-            return None
+            return NO_KEY_YET
 
     def _rate_map(self, clock_rates: tuple[tuple[int, int], ...]) -> dict[int, int]:
         """Payload type → clock rate, one dict for all streams with the same table (read-only)."""

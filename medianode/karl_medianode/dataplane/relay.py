@@ -67,7 +67,7 @@ from typing import Any, Protocol
 
 from karl_core.session import Address, Endpoint, EndpointLearning
 from karl_medianode.clock import CoarseClock
-from karl_medianode.dataplane.srtp_context import SrtpContext, SrtpError
+from karl_medianode.dataplane.srtp_context import SrtpError, SrtpTransform
 from karl_medianode.engine.media_view import STREAM_COUNTERS
 from karl_medianode.quality import CallQuality
 from karl_medianode.rtp.packet import rtcp_is_valid
@@ -248,9 +248,9 @@ class PacketStream:
         """RTCP compounds the quality statistics failed on (forwarded all the same)."""
         self.jitter: MediaStage | None = None
         """The jitter buffer stage RTP goes through instead of being sent at once (opt-in)."""
-        self.srtp_in: SrtpContext | None = None
+        self.srtp_in: SrtpTransform | None = None
         """SDES terminated on this party's leg: unprotects what the party sends (SRTP and SRTCP) ..."""
-        self.srtp_out: SrtpContext | None = None
+        self.srtp_out: SrtpTransform | None = None
         """... and protects what is sent to it through this socket. None on plain legs."""
         self.srtp_failures = 0
         """SRTP/SRTCP packets that failed to unprotect (authentication, replay) or protect: dropped."""
@@ -531,6 +531,14 @@ class _StreamProtocol(asyncio.DatagramProtocol):
         s.bytes += size
         s.last_packet = self.clock.now
         try:
+            if s.srtp_in is not None:
+                # a secure party: authenticated before anything else reads it (a forged packet must
+                # not move the learned address or the statistics); what is not SRTP is dropped
+                rtcp = s.is_rtcp or (s.rtcp_mux and size >= 8 and 194 <= data[1] <= 223)
+                plain = s.unprotect(data, rtcp)
+                if plain is None:
+                    return
+                data = plain
             if (not s.confirmed or s.strict_source or s.media_handover) and not s.check_source(
                 data, addr, self.clock.now
             ):
@@ -557,11 +565,6 @@ class _StreamProtocol(asyncio.DatagramProtocol):
                             s.dropped_blocked += 1
                             return
                         s.errors += 1
-                if s.srtp_in is not None:
-                    plain = s.unprotect(data, False)
-                    if plain is None:
-                        return
-                    data = plain
                 if s.jitter is not None:
                     s.jitter.accept(data)
                     return
@@ -600,11 +603,6 @@ class _StreamProtocol(asyncio.DatagramProtocol):
             s.failures += 1
 
     def _rtcp(self, s: PacketStream, data: bytes) -> None:
-        if s.srtp_in is not None:
-            plain = s.unprotect(data, True)
-            if plain is None:
-                return
-            data = plain
         if s.quality is not None:
             # before the validity check: the reports ahead of a broken part count, as in rtpengine
             try:

@@ -33,6 +33,7 @@ What libsrtp through pylibsrtp 1.0 cannot do, and so neither can Karl:
 from __future__ import annotations
 
 import enum
+from typing import Protocol
 
 import pylibsrtp
 
@@ -187,3 +188,28 @@ def _without_mki(packet: bytes, tag_length: int, mki_length: int) -> bytes:
     if start < 12:
         return packet
     return packet[:start] + packet[end:]
+
+
+class SrtpTransform(Protocol):
+    """What the relay asks of a leg's SRTP: an `SrtpContext`, or `NO_KEY_YET`."""
+
+    def protect(self, rtp: bytes) -> bytes: ...
+
+    def unprotect(self, srtp: bytes) -> bytes: ...
+
+    def protect_rtcp(self, rtcp: bytes) -> bytes: ...
+
+    def unprotect_rtcp(self, srtcp: bytes) -> bytes: ...
+
+
+class _NoKeyYet:
+    """A leg that must be secure before its keys are agreed (between an SDES offer and its answer):
+    every packet is refused, so nothing goes out in the clear or undecrypted."""
+
+    def _refuse(self, _: bytes) -> bytes:
+        raise SrtpError(SrtpErrorKind.OTHER, "no SRTP key agreed yet")
+
+    protect = unprotect = protect_rtcp = unprotect_rtcp = _refuse
+
+
+NO_KEY_YET: SrtpTransform = _NoKeyYet()

@@ -119,7 +119,7 @@ def _socketless_streams(media: MediaState, now: int) -> list[dict[str, Any]]:
 def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str]:
     # rtpengine's send/recv are the proxy's view: it sends to a party that receives
     flags: list[str] = []
-    if media.sdes_tag is not None:
+    if media.sdes_theirs:  # (10.5 shows it for a party that answered with keys, even unusable ones)
         flags.append("SDES")
     if mono.tag:
         flags.append("initialized")

@@ -71,7 +71,9 @@ from karl_medianode.engine.rewrite.srtp_boundary import (
     SRTP_TERMINATION_NOT_SUPPORTED,
     crosses_on_answer,
     crosses_on_offer,
+    is_secure,
 )
+from karl_medianode.engine.sdes_negotiation import SdesChoices, usable_offer
 from karl_medianode.engine.sdp_reply import (
     finish_sdp,
     session_rewrite,
@@ -227,6 +229,7 @@ class CallEngine:
         self._check_media_count(inbound)
         if any(crosses_on_offer(media, opts) for media in inbound.medias):
             self._refuse_srtp_termination(opts.call_id)
+        self._check_sdes_offer(inbound, opts)
         call = self.calls.get(opts.call_id)
         new_call = call is None
         if call is None:
@@ -251,12 +254,16 @@ class CallEngine:
             offered = {m.index: m.protocol for m in offerer.medias}
             # where Karl terminates SDES: the offerer's SRTP ends here, or Karl offered its own keys
             partner = call.state.partner_of(offerer)
-            terminated = {m.index for m in offerer.medias if m.sdes_theirs} | {
-                m.index for m in (partner.medias if partner is not None else []) if m.sdes_ours
+            ending_here = {m.index for m in offerer.medias if m.sdes_pending}
+            karl_offered = {
+                m.index
+                for m in (partner.medias if partner is not None else [])
+                if m.sdes_ours and m.index not in ending_here
             }
             for media in inbound.medias:
                 protocol = offered.get(media.index, media.protocol)
-                if crosses_on_answer(media, protocol, opts, sdes=media.index in terminated):
+                sdes = media.index in ending_here or media.index in karl_offered
+                if crosses_on_answer(media, protocol, opts, sdes=sdes):
                     self._refuse_srtp_termination(opts.call_id)
         return self._change(call, False, lambda c: self._answer(c, inbound, opts), fits)
 
@@ -333,6 +340,18 @@ class CallEngine:
         if count > self.settings.max_media:
             self.counters.too_many_media += 1
             raise NgError(f"{TOO_MANY_MEDIA}: {count} (the limit is {self.settings.max_media})")
+
+    def _check_sdes_offer(self, inbound: InboundSdp, opts: NgOptions) -> None:
+        """An SDES offer Karl would terminate must carry a line Karl can use, or Karl would answer it
+        with no key and relay in the clear: refused instead (a proxy can send it to rtpengine)."""
+        wanted = opts.transport_protocol
+        if wanted is None or wanted == "accept" or is_secure(wanted):
+            return  # relayed as it is, or secure on both sides: nothing for Karl to terminate
+        choices = SdesChoices.of(opts)
+        for media in inbound.medias:
+            secure = media.is_rtp and not media.rejected and is_secure(media.protocol)
+            if secure and media.has_crypto and not usable_offer(media.crypto, choices):
+                self._refuse_srtp_termination(opts.call_id or "")
 
     def _refuse_srtp_termination(self, call_id: str) -> None:
         # (logged, rate-limited, by the NG server with every error reply)

@@ -64,7 +64,12 @@ def negotiate_offer(
             # until it answers, the other side is expected to mirror the offered direction
             b_media.send, b_media.recv = a_media.recv, a_media.send
         wanted = opts.transport_protocol
-        b_media.protocol = wanted if wanted is not None and wanted != "accept" else media_in.protocol
+        if wanted is not None and wanted != "accept":
+            b_media.protocol = wanted
+        elif not (sdes.terminates(a_media) or sdes.terminates(b_media)):
+            b_media.protocol = media_in.protocol
+        # (a re-offer without a protocol on a call where Karl terminates SDES: each leg keeps the
+        # protocol it negotiated, as 10.5 does; the secure party is re-offered Karl's own key)
         if not media_in.is_udp:
             out.append(with_mid(unmanaged(media_in), b_media))
             continue

@@ -35,6 +35,8 @@ from karl_medianode.engine.rewrite.inbound import InboundMedia
 from karl_medianode.engine.rewrite.srtp_boundary import is_dtls, is_secure
 
 KeySource = Callable[[int], bytes]
+MAX_LINES = 32
+"""`a=crypto` lines of one offer kept (rtpengine's own offer has 12)."""
 
 
 def _sdes_protocol(protocol: str) -> bool:
@@ -84,7 +86,12 @@ class SdesChoices:
 
 
 def clear(media: MediaState) -> None:
-    media.sdes_ours, media.sdes_theirs, media.sdes_tag = [], [], None
+    media.sdes_ours, media.sdes_theirs, media.sdes_pending, media.sdes_tag = [], [], [], None
+
+
+def terminates(media: MediaState) -> bool:
+    """Karl terminates SDES on this party's leg, or is negotiating it (keys agreed or on offer)."""
+    return media.sdes_tag is not None or bool(media.sdes_pending) or bool(media.sdes_ours)
 
 
 def karl_offer(existing: list[str], key_source: KeySource, choices: SdesChoices) -> list[str]:
@@ -96,6 +103,23 @@ def karl_offer(existing: list[str], key_source: KeySource, choices: SdesChoices)
     return [choices.line(tag, suite, key_source) for tag, suite in enumerate(suites, start=1)]
 
 
+def usable_offer(crypto: list[str], choices: SdesChoices) -> bool:
+    """Whether a secure offer carries a line Karl can terminate (else Karl could answer with no key)."""
+    return any((attribute := _parsed(value)) is not None and choices.allows(attribute) for value in crypto)
+
+
+def _answered(ours: list[str], crypto: list[str]) -> tuple[str, int] | None:
+    offered = {a.tag: a for a in map(_parsed, ours) if a is not None}
+    for value in crypto:
+        chosen = _parsed(value)
+        if chosen is None or not _supported(chosen):
+            continue
+        mine = offered.get(chosen.tag)
+        if mine is not None and _suite_name(mine) == _suite_name(chosen):
+            return value, chosen.tag
+    return None
+
+
 def on_offer(
     offerer: MediaState,
     answerer: MediaState,
@@ -104,20 +128,20 @@ def on_offer(
     choices: SdesChoices = SdesChoices(),
 ) -> list[str] | None:
     """Note an offered medium's SDES state; returns the crypto values for the SDP sent to the answerer
-    (None: the received lines pass through, for SRTP relayed end to end or plain media)."""
-    secure_in = _sdes_protocol(media_in.protocol) and media_in.has_crypto
-    secure_out = _sdes_protocol(answerer.protocol)
+    (None: the received lines pass through, for SRTP relayed end to end or plain media). Keys agreed
+    earlier stay in force until the answer: a re-offer that is never answered changes nothing."""
     if not media_in.is_rtp or media_in.rejected:
         return None
+    secure_in = _sdes_protocol(media_in.protocol) and media_in.has_crypto
+    secure_out = _sdes_protocol(answerer.protocol)
     if secure_in and not secure_out:
-        # the offerer's SRTP ends here: its keys are kept for the answer; the answerer gets plain RTP
-        offerer.sdes_theirs = list(media_in.crypto)
-        clear(answerer)
+        # the offerer's SRTP ends here: its lines wait for the answer; the answerer gets plain RTP
+        offerer.sdes_pending = list(media_in.crypto[:MAX_LINES])
         return []
     if secure_out and not is_secure(media_in.protocol):
         # Karl's SRTP towards the answerer: its keys offered (the same ones on a re-offer)
         answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices)
-        clear(offerer)
+        offerer.sdes_pending = []
         return list(answerer.sdes_ours)
     clear(offerer)
     clear(answerer)
@@ -135,21 +159,23 @@ def on_answer(
     offerer (None: the received lines pass through)."""
     if not media_in.is_rtp or media_in.rejected:
         return None
-    if answerer.sdes_ours and not offerer.sdes_theirs:
-        # Karl offered SDES to the answerer: its choice is one of Karl's tags, with the same suite
-        offered = {a.tag: a for a in map(_parsed, answerer.sdes_ours) if a is not None}
-        answerer.sdes_theirs, answerer.sdes_tag = [], None
-        for value in media_in.crypto:
-            chosen = _parsed(value)
-            if _supported(chosen) and chosen is not None:
-                ours = offered.get(chosen.tag)
-                if ours is not None and _suite_name(ours) == _suite_name(chosen):
-                    answerer.sdes_theirs, answerer.sdes_tag = [value], chosen.tag
-                    break
+    if answerer.sdes_ours and not offerer.sdes_pending:
+        # Karl offered SDES to the answerer: its choice is one of Karl's tags, with the same suite. A
+        # secure answer without one is taken as 10.5 takes it, but no key is agreed: the leg's media
+        # is dropped both ways (never relayed in the clear). A plain answer ends SDES on that leg.
+        answered = _answered(answerer.sdes_ours, media_in.crypto)
+        if answered is not None:
+            answerer.sdes_theirs, answerer.sdes_tag = [answered[0]], answered[1]
+        elif is_secure(media_in.protocol) and media_in.has_crypto:
+            answerer.sdes_theirs, answerer.sdes_tag = list(media_in.crypto[:MAX_LINES]), None
+        else:
+            clear(answerer)
         return []
-    if offerer.sdes_theirs:
-        # the offerer's SRTP ends here: Karl answers with the first suite of its offer it can do
-        for value in offerer.sdes_theirs:
+    if offerer.sdes_pending:
+        # the offerer's SRTP ends here: Karl answers with the first suite of its offer it can do,
+        # with the key it gave that tag and suite before, if any
+        pending, offerer.sdes_pending = offerer.sdes_pending, []
+        for value in pending:
             theirs = _parsed(value)
             if theirs is None or not choices.allows(theirs):
                 continue
@@ -166,9 +192,9 @@ def on_answer(
             if mine is None:
                 assert not isinstance(theirs.suite, str)
                 mine = choices.line(theirs.tag, theirs.suite, key_source)
-            offerer.sdes_ours, offerer.sdes_tag = [mine], theirs.tag
+            offerer.sdes_ours, offerer.sdes_theirs, offerer.sdes_tag = [mine], [value], theirs.tag
             return [mine]
-        offerer.sdes_ours, offerer.sdes_tag = [], None
+        clear(offerer)  # (the engine refused such an offer: nothing Karl can terminate)
         return []
     return None
 
@@ -176,6 +202,19 @@ def on_answer(
 def _suite_name(attribute: CryptoAttribute) -> str:
     suite = attribute.suite
     return suite if isinstance(suite, str) else suite.name
+
+
+NO_KEY = ("", "")
+"""The keys of a leg that must be secure but has none agreed yet: its media is dropped."""
+
+
+def leg_keys(media: MediaState) -> tuple[str, str] | None:
+    """(Karl's line, the party's line) for this party's leg: the agreed pair, `NO_KEY` while SDES is
+    being negotiated without one, None for a leg Karl does not terminate SDES on."""
+    keys = active_keys(media)
+    if keys is not None:
+        return keys
+    return NO_KEY if terminates(media) else None
 
 
 def active_keys(media: MediaState) -> tuple[str, str] | None:

@@ -87,7 +87,8 @@ class StreamSpec:
     """SDES terminated on this party's leg: the party's `a=crypto` value (what arrives here is SRTP
     under its key) ..."""
     srtp_out: str | None = None
-    """... and Karl's (what is sent from here to the party is protected with it)."""
+    """... and Karl's (what is sent from here to the party is protected with it). "" for both: the leg
+    must be secure but no key is agreed yet (its media is dropped); None: a plain leg."""
 
     @property
     def is_rtcp(self) -> bool:

@@ -9,7 +9,7 @@ from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_rules import endpoint_of, payload_type_flags, silence_codecs
 from karl_medianode.engine.ports import PortPool
 from karl_medianode.engine.rewrite.inbound import InboundMedia
-from karl_medianode.engine.sdes_negotiation import active_keys
+from karl_medianode.engine.sdes_negotiation import leg_keys
 from karl_medianode.engine.settings import EngineSettings
 from karl_medianode.engine.streams import MediaPorts, StreamSpec, policy_for, shared
 
@@ -116,7 +116,7 @@ class StreamWiring:
             if sockets is None:
                 continue
             clock_rates = shared(tuple((c.payload_type, c.clock_rate) for c in media.codecs))
-            keys = active_keys(media)
+            keys = leg_keys(media)
             for stream in sockets.streams():
                 stream.blocked = blocked
                 stream.party = mono.tag or None
