@@ -15,6 +15,7 @@ from typing import Any
 
 import pylibsrtp
 
+from karl_core.ng import bencode
 from karl_testkit import NgServer, Party, restart_karl, sdp, start_karl, wait_for
 
 PROFILES = {
@@ -415,3 +416,41 @@ def test_a_forged_packet_moves_no_address_on_a_secure_leg(karl_factory, parties)
     except TimeoutError:
         got = b""
     assert got == b"", "media went to the forger"
+
+
+def test_two_offers_at_once_get_the_same_keys_and_a_delete_racing_an_offer_leaves_nothing(
+    karl_factory, parties
+) -> None:
+    """A proxy's retransmission and a parallel fork arrive together: one key per party, however the
+    requests interleave. An offer and a delete of the same call sent at once: the call is gone after."""
+    node = karl_factory()
+    phone = parties()
+    offer = {
+        "command": "offer",
+        "call-id": "sdes-race",
+        "from-tag": "phone",
+        "transport-protocol": "RTP/SAVP",
+        "DTLS": "off",
+        "sdp": sdp(phone.port),
+    }
+    cookies = [node.ng.next_cookie() for _ in range(2)]
+    for cookie in cookies:
+        node.ng.sock.sendto(cookie + b" " + bencode.encode(offer), node.ng.address)
+    replies = {}
+    node.ng.sock.settimeout(3.0)
+    while len(replies) < 2:
+        cookie, _, body = node.ng.sock.recv(65535).partition(b" ")
+        replies[cookie] = bencode.decode(body)
+    first, second = (replies[cookie] for cookie in cookies)
+    assert first["result"] == second["result"] == "ok"
+    assert crypto_lines(first["sdp"]) == crypto_lines(second["sdp"]) and len(crypto_lines(first["sdp"])) == 4
+
+    racing = [
+        (node.ng.next_cookie(), {**offer, "call-id": "sdes-race-2"}),
+        (node.ng.next_cookie(), {"command": "delete", "call-id": "sdes-race-2", "delete-delay": 0}),
+    ]
+    for cookie, message in racing:
+        node.ng.sock.sendto(cookie + b" " + bencode.encode(message), node.ng.address)
+    for _ in racing:
+        node.ng.sock.recv(65535)
+    assert "sdes-race-2" not in request(node, command="list")["calls"]
