@@ -1425,6 +1425,26 @@ def _srtp_and_loop_protect() -> Iterator[Sequence]:
         ),
         query(),
     )
+    srtp_offer = A(
+        M(port=6000, proto="RTP/SAVP", fmts="0 8 101", lines=(*DTMF_LINES, *crypto_lines, "a=sendrecv"))
+    )
+    for picked, line in (
+        ("a_proxy_suite", "a=crypto:4 AEAD_AES_128_GCM inline:psYiCT6X32UB5SY/H7PpzhGPsEeN/75Ol3EDcA"),
+        (
+            "the_callers_suite",
+            "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:dGhlIGNhbGxlZSBrZWVwcyBhIGtleSBvZiBpdHMh",
+        ),
+    ):
+        yield seq(
+            f"sdes_to_sdes_callee_picks_{picked}",
+            offer(
+                srtp_offer, {"DTLS": "off"}, note="the caller's lines, then the proxy's for the other suites"
+            ),
+            answer(
+                B(M(port=7000, proto="RTP/SAVP", fmts="0 8 101", lines=(*DTMF_LINES, line, "a=sendrecv")))
+            ),
+            query(),
+        )
     yield seq(
         "plain_rtp_offer_to_srtp_sdes_and_dtls",
         offer(A(), {"transport-protocol": "RTP/SAVP"}, note="SDES suites and a DTLS fingerprint offered"),

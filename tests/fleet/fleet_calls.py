@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fleet.fleet_kit import FleetNode, FleetRouter
+from fleet.fleet_kit import FleetNode, FleetRouter, NetnsLab
 from karl_testkit import NgClient, Party, port_of, sdp, simple_rtp, wait_for
 
 
@@ -54,6 +54,17 @@ def answer(client: NgClient, call_id: str, party: Party, ip: str) -> dict[str, A
             }
         )
     )
+
+
+def answered_calls(client: NgClient, lab: NetnsLab, calls: list[str]) -> None:
+    """Offer and answer each call through `client` (a router, or a node that then places it itself),
+    with two new parties each in the lab's last namespace."""
+    parties = lab.count - 1
+    ip = lab.ns_ip(parties)
+    for call_id in calls:
+        a, b = lab.party(parties), lab.party(parties)
+        assert offer(client, call_id, a, ip)["result"] == "ok"
+        assert answer(client, call_id, b, ip)["result"] == "ok"
 
 
 def send_at_once(datagrams: list[tuple[bytes, tuple[str, int]]]) -> list[bytes]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from fleet.fleet_calls import Stream, answer, cdr_records, media_address, node_calls, offer
+from fleet.fleet_calls import Stream, answer, answered_calls, cdr_records, media_address, node_calls, offer
 from fleet.fleet_kit import (
     FailoverProcess,
     FleetNode,
@@ -461,14 +461,9 @@ def test_calls_no_node_has_room_for_end_with_a_cdr_and_an_event_and_are_never_ha
     lab, nodes, router = fleet(2, node_env={0: hooked, 1: {**hooked, "KARL_MAX_SESSIONS": "2"}})
     controller = failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
     victim, survivor = nodes
-    parties = lab.count - 1
-    ip = lab.ns_ip(parties)
     redis = redis_server.client()
     calls = [f"full-{index}@test" for index in range(5)]
-    for call_id in calls:  # all on the victim (offered to it directly: it places them itself)
-        a, b = lab.party(parties), lab.party(parties)
-        assert offer(victim.ng, call_id, a, ip)["result"] == "ok"
-        assert answer(victim.ng, call_id, b, ip)["result"] == "ok"
+    answered_calls(victim.ng, lab, calls)  # all on the victim (offered to it directly: it places them)
     victim.kill()
 
     def settled() -> bool:
@@ -526,14 +521,9 @@ def test_calls_a_survivor_cannot_take_up_end_with_their_cdrs_and_events(
     lab, nodes, router = fleet(2, node_env={0: hooked, 1: no_ports})
     failover_controller(redis_server, "failover-1", KARL_FAILOVER_RESTART_GRACE="1")
     victim, survivor = nodes
-    parties = lab.count - 1
-    ip = lab.ns_ip(parties)
     redis = redis_server.client()
     calls = [f"portless-{index}@test" for index in range(3)]
-    for call_id in calls:
-        a, b = lab.party(parties), lab.party(parties)
-        assert offer(victim.ng, call_id, a, ip)["result"] == "ok"
-        assert answer(victim.ng, call_id, b, ip)["result"] == "ok"
+    answered_calls(victim.ng, lab, calls)
     victim.kill()
 
     wait_for(lambda: metric(survivor.url("metrics"), "karl_fleet_adoptions_failed_total") == len(calls), 15)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pylibsrtp
+import pytest
 
 from karl_core.ng import bencode
 from karl_testkit import NgServer, Party, restart_karl, sdp, start_karl, wait_for
@@ -214,24 +215,9 @@ def test_a_node_killed_and_restarted_keeps_decrypting_and_encrypting_with_the_sa
     node = start_karl(tmp_path, "127.0.0.2", 40, **env)
     phone, trunk = parties(), parties()
     try:
-        phone_key = new_key("AEAD_AES_128_GCM")
-        offer = request(
-            node,
-            command="offer",
-            **{"call-id": "sdes-restore", "from-tag": "phone", "transport-protocol": "RTP/AVP"},
-            sdp=secure_sdp(phone.port, [inline(3, "AEAD_AES_128_GCM", phone_key)]),
-        )
-        answer = request(
-            node,
-            command="answer",
-            **{"call-id": "sdes-restore", "from-tag": "phone", "to-tag": "trunk"},
-            sdp=sdp(trunk.port),
-        )
-        [karls] = crypto_lines(answer["sdp"])
-        tag, suite, karl_key = key_of(karls)
-        assert (tag, suite) == (3, "AEAD_AES_128_GCM")
-        to_phone_side, to_trunk_side = media_port(answer["sdp"]), media_port(offer["sdp"])
-        phone_tx, phone_rx = session(suite, phone_key, True), session(suite, karl_key, False)
+        call = phone_call(node, phone, trunk, "sdes-restore", "AEAD_AES_128_GCM", 3)
+        phone_tx, phone_rx, to_phone_side, to_trunk_side, karls, _ = call
+        assert key_of(karls)[:2] == (3, "AEAD_AES_128_GCM")
 
         def both_ways(first: int) -> None:
             for seq in range(first, first + 5):
@@ -288,16 +274,21 @@ def test_sdes_options_shape_karls_keys_and_the_media_still_flows(karl_factory, p
 
 
 def phone_call(
-    node: NgServer, phone: Party, trunk: Party, call_id: str
+    node: NgServer,
+    phone: Party,
+    trunk: Party,
+    call_id: str,
+    suite: str = "AES_CM_128_HMAC_SHA1_80",
+    tag: int = 1,
 ) -> tuple[Any, Any, int, int, str, bytes]:
-    """An SRTP phone calling a plain trunk; returns the phone's two sessions, the ports each side
-    sends to, Karl's line and the phone's key."""
-    phone_key = new_key("AES_CM_128_HMAC_SHA1_80")
+    """An SRTP phone (one line: `tag`, `suite`) calling a plain trunk; returns the phone's two
+    sessions, the ports each side sends to, Karl's line and the phone's key."""
+    phone_key = new_key(suite)
     offer = request(
         node,
         command="offer",
         **{"call-id": call_id, "from-tag": "phone", "transport-protocol": "RTP/AVP"},
-        sdp=secure_sdp(phone.port, [inline(1, "AES_CM_128_HMAC_SHA1_80", phone_key)]),
+        sdp=secure_sdp(phone.port, [inline(tag, suite, phone_key)]),
     )
     answer = request(
         node,
@@ -454,3 +445,52 @@ def test_two_offers_at_once_get_the_same_keys_and_a_delete_racing_an_offer_leave
     for _ in racing:
         node.ng.sock.recv(65535)
     assert "sdes-race-2" not in request(node, command="list")["calls"]
+
+
+@pytest.mark.parametrize("picked", ["one of Karl's suites", "the caller's own suite"])
+def test_srtp_to_srtp_with_either_pick_decrypts_and_encrypts_with_the_keys_each_side_was_given(
+    karl_factory, parties, picked: str
+) -> None:
+    """As 10.5: the callee is offered the caller's lines and Karl's for the other suites. Whichever it
+    picks, each side decrypts what it receives with the key it was told of."""
+    node = karl_factory()
+    caller, callee = parties(), parties()
+    caller_keys = {1: new_key("AES_CM_128_HMAC_SHA1_80"), 2: new_key("AES_CM_128_HMAC_SHA1_32")}
+    caller_lines = [
+        inline(1, "AES_CM_128_HMAC_SHA1_80", caller_keys[1]),
+        inline(2, "AES_CM_128_HMAC_SHA1_32", caller_keys[2]),
+    ]
+    offer = request(
+        node,
+        command="offer",
+        **{"call-id": "srtp-srtp", "from-tag": "caller", "DTLS": "off"},
+        sdp=secure_sdp(caller.port, caller_lines),
+    )
+    offered = crypto_lines(offer["sdp"])
+    assert offered[:2] == caller_lines and [key_of(v)[:2] for v in offered[2:]] == [
+        (3, "AEAD_AES_256_GCM"),
+        (4, "AEAD_AES_128_GCM"),
+    ]
+    tag, suite = (4, "AEAD_AES_128_GCM") if picked.startswith("one of") else (2, "AES_CM_128_HMAC_SHA1_32")
+    callee_key = new_key(suite)
+    answer = request(
+        node,
+        command="answer",
+        **{"call-id": "srtp-srtp", "from-tag": "caller", "to-tag": "callee"},
+        sdp=secure_sdp(callee.port, [inline(tag, suite, callee_key)]),
+    )
+    [to_caller] = crypto_lines(answer["sdp"])
+    caller_tag, caller_suite, caller_receives = key_of(to_caller)
+    callee_receives = key_of(next(v for v in offered if v.startswith(f"{tag} ")))[2]
+    caller_sends = caller_keys[caller_tag]
+    caller_tx, caller_rx = (
+        session(caller_suite, caller_sends, True),
+        session(caller_suite, caller_receives, False),
+    )
+    callee_tx, callee_rx = session(suite, callee_key, True), session(suite, callee_receives, False)
+    to_caller_side, to_callee_side = media_port(answer["sdp"]), media_port(offer["sdp"])
+    for seq in range(5):
+        caller.rtp.sendto(caller_tx.protect(rtp_packet(seq)), (node.media_ip, to_caller_side))
+        assert callee_rx.unprotect(callee.rtp.recv(2048)) == rtp_packet(seq)
+        callee.rtp.sendto(callee_tx.protect(rtp_packet(seq, ssrc=0x8888)), (node.media_ip, to_callee_side))
+        assert caller_rx.unprotect(caller.rtp.recv(2048)) == rtp_packet(seq, ssrc=0x8888)

@@ -122,12 +122,18 @@ def test_advisory_session_params_and_lifetime_are_ignored() -> None:
     assert rx.unprotect(tx.protect(rtp())) == rtp()
 
 
-def test_karls_own_key_never_has_an_mki() -> None:
-    attr = crypto(SUPPORTED[0])
-    attr.mki = Mki(1, 4)
-    with pytest.raises(SrtpError, match="MKI") as caught:
-        SrtpContext.for_sending(attr)
-    assert caught.value.kind is SrtpErrorKind.UNSUPPORTED
+@pytest.mark.parametrize("suite", SUPPORTED, ids=lambda suite: suite.name)
+def test_a_context_whose_line_has_an_mki_sends_it(suite: SrtpSuite) -> None:
+    """Karl sends under a peer's line (its keys used both ways): the line's MKI goes into each packet,
+    where a sender without one would have the tag, and the packet is otherwise what libsrtp makes."""
+    attr = crypto(suite)
+    plain_tx = SrtpContext.for_sending(attr)
+    attr.mki = Mki(7, 2)
+    tx, rx = SrtpContext.for_sending(attr), SrtpContext.for_receiving(attr)
+    rtp_tag = 0 if suite.aead else suite.srtp_tag_length
+    assert tx.protect(rtp(5)) == _with_mki(plain_tx.protect(rtp(5)), rtp_tag, b"\x00\x07")
+    assert rx.unprotect(tx.protect(rtp(6))) == rtp(6)
+    assert rx.unprotect_rtcp(tx.protect_rtcp(rtcp())) == rtcp()
 
 
 def _with_mki(packet: bytes, tag_length: int, mki: bytes) -> bytes:

@@ -19,9 +19,9 @@ What libsrtp through pylibsrtp 1.0 cannot do, and so neither can Karl:
 - UNENCRYPTED_SRTP, UNENCRYPTED_SRTCP, UNAUTHENTICATED_SRTP and KDR= (libsrtp's security services and
   key derivation rate are not reachable through pylibsrtp's Policy). `for_sending` / `for_receiving`
   refuse those with SrtpError(UNSUPPORTED).
-- MKIs: pylibsrtp sets a single key without one. A receiving context whose peer's line has an MKI
-  takes the MKI out of each packet (it sits right before the authentication tag, or at the end with
-  GCM, and is not authenticated) and hands libsrtp the rest; Karl's own keys carry none.
+- MKIs: pylibsrtp sets a single key without one. A context whose line has an MKI takes it out of
+  each packet it receives and puts it into each it sends (it sits right before the authentication
+  tag, or at the end with GCM, and is not authenticated); Karl's own keys carry none.
   WSH=, FEC_ORDER=, FEC_KEY= and unknown session parameters are ignored, as is the key lifetime
   (libsrtp enforces its own limit of 2^48 SRTP / 2^31 SRTCP packets per key).
 - The rollover counter: pylibsrtp can neither read nor set it, so a stream's SRTP state cannot be
@@ -91,13 +91,13 @@ class SrtpContext:
     packet to be protected again (allow_repeat_tx), so a retransmission is not an error.
     """
 
-    __slots__ = ("_mki", "_session", "sending", "suite")
+    __slots__ = ("_mki", "_mki_bytes", "_session", "sending", "suite")
 
     def __init__(self, attr: CryptoAttribute, sending: bool) -> None:
         suite = _backend_suite(attr)
-        if attr.mki is not None and sending:
-            raise SrtpError(SrtpErrorKind.UNSUPPORTED, "SRTP MKI on Karl's own key")
         mki = 0 if attr.mki is None else attr.mki.length
+        # sending under a peer's line that has one (its keys used both ways): the MKI goes in as well
+        self._mki_bytes = attr.mki.value.to_bytes(mki, "big") if attr.mki is not None else b""
         # where the MKI sits, counted from the end: (RTP, RTCP) tag lengths after it, and its length
         tags = (0, 0) if suite.aead else (suite.srtp_tag_length, suite.srtcp_tag_length)
         self._mki = (*tags, mki) if mki else None
@@ -125,9 +125,12 @@ class SrtpContext:
         if not self.sending:
             raise SrtpError(SrtpErrorKind.OTHER, "protect on a receiving context")
         try:
-            return self._session.protect(rtp)
+            protected = self._session.protect(rtp)
         except (pylibsrtp.Error, ValueError) as exc:
             raise _error(exc) from None
+        if self._mki is not None:
+            protected = _with_mki(protected, self._mki[0], self._mki_bytes)
+        return protected
 
     def unprotect(self, srtp: bytes) -> bytes:
         if self.sending:
@@ -143,9 +146,12 @@ class SrtpContext:
         if not self.sending:
             raise SrtpError(SrtpErrorKind.OTHER, "protect_rtcp on a receiving context")
         try:
-            return self._session.protect_rtcp(rtcp)
+            protected = self._session.protect_rtcp(rtcp)
         except (pylibsrtp.Error, ValueError) as exc:
             raise _error(exc) from None
+        if self._mki is not None:
+            protected = _with_mki(protected, self._mki[1], self._mki_bytes)
+        return protected
 
     def unprotect_rtcp(self, srtcp: bytes) -> bytes:
         if self.sending:
@@ -178,6 +184,12 @@ def _backend_suite(attr: CryptoAttribute) -> SrtpSuite:
 def _error(exc: Exception) -> SrtpError:
     reason = str(exc)
     return SrtpError(_KINDS.get(reason, SrtpErrorKind.OTHER), reason)
+
+
+def _with_mki(packet: bytes, tag_length: int, mki: bytes) -> bytes:
+    """The packet with the MKI put in where `_without_mki` takes it out."""
+    end = len(packet) - tag_length
+    return packet[:end] + mki + packet[end:]
 
 
 def _without_mki(packet: bytes, tag_length: int, mki_length: int) -> bytes:

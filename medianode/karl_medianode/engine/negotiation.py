@@ -198,7 +198,12 @@ def negotiate_answer(
         wiring.ensure_sockets(call, b_sockets, single=False)
         wiring.configure_party(b_sockets, b_media, media_in, opts)
         crypto = sdes.on_answer(
-            a_media, b_media, media_in, wiring.settings.key_source, sdes.SdesChoices.of(opts)
+            a_media,
+            b_media,
+            media_in,
+            wiring.settings.key_source,
+            sdes.SdesChoices.of(opts),
+            accept=opts.transport_protocol == "accept",
         )
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(a_sockets, media_in.is_rtp, a_media.rtcp_mux)

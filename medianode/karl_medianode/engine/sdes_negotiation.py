@@ -71,9 +71,7 @@ class SdesChoices:
 
     @classmethod
     def of(cls, opts: NgOptions) -> SdesChoices:
-        return cls(
-            frozenset(opts.sdes_no), "pad" in opts.sdes, "lifetime" in opts.sdes, "off" in opts.sdes
-        )
+        return cls(frozenset(opts.sdes_no), "pad" in opts.sdes, "lifetime" in opts.sdes, "off" in opts.sdes)
 
     def allows(self, attribute: CryptoAttribute) -> bool:
         return _supported(attribute) and attribute.suite_name.upper() not in self.excluded
@@ -101,6 +99,22 @@ def karl_offer(existing: list[str], key_source: KeySource, choices: SdesChoices)
         return existing
     suites = [s for s in SUITES if s.supported and s.name not in choices.excluded]
     return [choices.line(tag, suite, key_source) for tag, suite in enumerate(suites, start=1)]
+
+
+def karl_extras(
+    existing: list[str], theirs: list[str], key_source: KeySource, choices: SdesChoices
+) -> list[str]:
+    """Karl's lines offered next to an SRTP offerer's own (as 10.5 does): one per suite Karl can do
+    that the offerer did not offer, tagged on from the offerer's last tag; those offered before if
+    they still fit (the same keys on a re-offer)."""
+    parsed = [a for a in map(_parsed, theirs) if a is not None]
+    offered = {a.suite_name.upper() for a in parsed}
+    first = max((a.tag for a in parsed), default=0) + 1
+    kept = [a for a in map(_parsed, existing) if a is not None]
+    if kept and all(a.tag >= first and a.suite_name.upper() not in offered for a in kept):
+        return existing
+    suites = [s for s in SUITES if s.supported and s.name not in offered and s.name not in choices.excluded]
+    return [choices.line(first + index, suite, key_source) for index, suite in enumerate(suites)]
 
 
 def usable_offer(crypto: list[str], choices: SdesChoices) -> bool:
@@ -132,8 +146,15 @@ def on_offer(
     earlier stay in force until the answer: a re-offer that is never answered changes nothing."""
     if not media_in.is_rtp or media_in.rejected:
         return None
+    answerer.sdes_pending = []  # (lines of an offer it made earlier: answered, or superseded by this one)
     secure_in = _sdes_protocol(media_in.protocol) and media_in.has_crypto
     secure_out = _sdes_protocol(answerer.protocol)
+    if secure_in and secure_out and not choices.off and usable_offer(media_in.crypto, choices):
+        # SRTP on both legs, as 10.5: the answerer is offered the offerer's own lines and Karl's for
+        # the other suites; its pick decides whose keys are used (see `on_answer`)
+        offerer.sdes_pending = [_as_10_5_writes(value) for value in media_in.crypto[:MAX_LINES]]
+        answerer.sdes_ours = karl_extras(answerer.sdes_ours, offerer.sdes_pending, key_source, choices)
+        return offerer.sdes_pending + answerer.sdes_ours
     if secure_in and not secure_out:
         # the offerer's SRTP ends here: its lines wait for the answer; the answerer gets plain RTP
         offerer.sdes_pending = list(media_in.crypto[:MAX_LINES])
@@ -154,11 +175,20 @@ def on_answer(
     media_in: InboundMedia,
     key_source: KeySource,
     choices: SdesChoices = SdesChoices(),
+    accept: bool = False,
 ) -> list[str] | None:
     """Note an answered medium's SDES state; returns the crypto values for the SDP sent back to the
-    offerer (None: the received lines pass through)."""
+    offerer (None: the received lines pass through). The offer's lines stay until the next offer: a
+    second answer to it (200 after 183) is taken the same way, with the same keys. `accept`: the
+    answer goes back as it is (`transport-protocol: accept`), Karl terminates nothing."""
     if not media_in.is_rtp or media_in.rejected:
         return None
+    if accept:
+        clear(offerer)
+        clear(answerer)
+        return None
+    if offerer.sdes_pending and answerer.sdes_ours and is_secure(media_in.protocol) and media_in.has_crypto:
+        return _both_secure(offerer, answerer, media_in, key_source, choices)
     if answerer.sdes_ours and not offerer.sdes_pending:
         # Karl offered SDES to the answerer: its choice is one of Karl's tags, with the same suite. A
         # secure answer without one is taken as 10.5 takes it, but no key is agreed: the leg's media
@@ -174,8 +204,7 @@ def on_answer(
     if offerer.sdes_pending:
         # the offerer's SRTP ends here: Karl answers with the first suite of its offer it can do,
         # with the key it gave that tag and suite before, if any
-        pending, offerer.sdes_pending = offerer.sdes_pending, []
-        for value in pending:
+        for value in offerer.sdes_pending:
             theirs = _parsed(value)
             if theirs is None or not choices.allows(theirs):
                 continue
@@ -196,6 +225,73 @@ def on_answer(
             return [mine]
         clear(offerer)  # (the engine refused such an offer: nothing Karl can terminate)
         return []
+    return None
+
+
+def _both_secure(
+    offerer: MediaState,
+    answerer: MediaState,
+    media_in: InboundMedia,
+    key_source: KeySource,
+    choices: SdesChoices,
+) -> list[str] | None:
+    """The answer of an SRTP answerer to an SRTP offerer, as 10.5 takes it:
+    - it picked one of Karl's lines: Karl terminates both legs; the offerer is answered with its own
+      first suite Karl can do, under a key of Karl's;
+    - it picked one of the offerer's lines: the offerer is answered with the answerer's line, and each
+      side's key is used both ways (Karl decrypts and encrypts with the keys they gave each other);
+    - its pick is a suite Karl cannot do: SRTP is relayed end to end, untouched."""
+    pending = offerer.sdes_pending
+    picked = next((a for a in map(_parsed, media_in.crypto) if a is not None), None)
+    if picked is None or not _supported(picked):
+        clear(offerer)
+        clear(answerer)
+        return None
+    picked_line = next(v for v in media_in.crypto if (p := _parsed(v)) is not None and p.tag == picked.tag)
+    karls = _line_with(answerer.sdes_ours, picked)
+    if karls is not None:
+        answerer.sdes_theirs, answerer.sdes_tag = [picked_line], picked.tag
+        for value in pending:
+            theirs = _parsed(value)
+            if theirs is None or not choices.allows(theirs):
+                continue
+            mine = _line_with(offerer.sdes_ours, theirs)
+            if mine is None:
+                assert not isinstance(theirs.suite, str)
+                mine = choices.line(theirs.tag, theirs.suite, key_source)
+            offerer.sdes_ours, offerer.sdes_theirs, offerer.sdes_tag = [mine], [value], theirs.tag
+            return [mine]
+        clear(offerer)  # (an offer without a line Karl can do was relayed end to end: not reached)
+        return []
+    offerers = _line_with(pending, picked)
+    if offerers is None:
+        clear(offerer)
+        clear(answerer)
+        return None  # (none of the lines it was offered: relayed as it is)
+    answerer.sdes_ours, answerer.sdes_theirs, answerer.sdes_tag = [offerers], [picked_line], picked.tag
+    offerer.sdes_ours, offerer.sdes_theirs, offerer.sdes_tag = [picked_line], [offerers], picked.tag
+    return [picked_line]
+
+
+def _as_10_5_writes(value: str) -> str:
+    """An offerer's line as 10.5 hands it on: written anew, without its key lifetime."""
+    attribute = _parsed(value)
+    if attribute is None:
+        return value
+    attribute.lifetime = None
+    return format_crypto(attribute)
+
+
+def _line_with(lines: list[str], like: CryptoAttribute) -> str | None:
+    """The line of `lines` with `like`'s tag and suite."""
+    for line in lines:
+        attribute = _parsed(line)
+        if (
+            attribute is not None
+            and attribute.tag == like.tag
+            and _suite_name(attribute) == _suite_name(like)
+        ):
+            return line
     return None
 
 
