@@ -26,6 +26,8 @@ What libsrtp through pylibsrtp 1.0 cannot do, and so neither can Karl:
   (libsrtp enforces its own limit of 2^48 SRTP / 2^31 SRTCP packets per key).
 - The rollover counter: pylibsrtp can neither read nor set it, so a stream's SRTP state cannot be
   handed to another node. Failover of an SRTP call needs a re-key (new a=crypto both ways).
+- Speed: the context calls libsrtp itself, through pylibsrtp's own binding (`pylibsrtp._binding`),
+  on the session pylibsrtp set up and frees: pylibsrtp 1.x (pinned), whose binding this relies on.
 - Size: pylibsrtp works in a 1500-byte buffer and keeps room for the largest trailer, so `protect`
   takes RTP up to 1356 bytes and `protect_rtcp` RTCP up to 1352 (SrtpError(OTHER) beyond).
 """
