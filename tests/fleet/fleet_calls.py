@@ -67,6 +67,13 @@ def answered_calls(client: NgClient, lab: NetnsLab, calls: list[str]) -> None:
         assert answer(client, call_id, b, ip)["result"] == "ok"
 
 
+def assert_unknown(client: NgClient, call_ids: list[str]) -> None:
+    """Each call is gone: `query` answers as rtpengine answers a call it does not know."""
+    for call_id in call_ids:
+        reply = client.request({"command": "query", "call-id": call_id})
+        assert reply["result"] == "error" and "Unknown call-id" in reply["error-reason"], reply
+
+
 def send_at_once(datagrams: list[tuple[bytes, tuple[str, int]]]) -> list[bytes]:
     """Send every datagram from one socket without waiting in between; the replies, as they came."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
