@@ -71,6 +71,9 @@ _BY_NAME = {suite.name.upper(): suite for suite in SUITES}
 UNENCRYPTED_SRTP = "UNENCRYPTED_SRTP"
 UNENCRYPTED_SRTCP = "UNENCRYPTED_SRTCP"
 UNAUTHENTICATED_SRTP = "UNAUTHENTICATED_SRTP"
+UNSUPPORTED_PARAMS = (UNENCRYPTED_SRTP, UNENCRYPTED_SRTCP, UNAUTHENTICATED_SRTP, "KDR")
+"""Session parameters Karl's SRTP library (libsrtp through pylibsrtp) cannot set up: a line with one
+is neither chosen by the negotiation nor keyed by the data plane."""
 
 _TAG = re.compile(r"[0-9]{1,9}")
 _LIFETIME = re.compile(r"(?:2\^)?[0-9]+")

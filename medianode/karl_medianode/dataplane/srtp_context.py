@@ -41,13 +41,7 @@ import pylibsrtp
 from pylibsrtp._binding import ffi as _ffi  # the binding pylibsrtp calls libsrtp through
 from pylibsrtp._binding import lib as _lib
 
-from karl_core.sdp.sdes import (
-    UNAUTHENTICATED_SRTP,
-    UNENCRYPTED_SRTCP,
-    UNENCRYPTED_SRTP,
-    CryptoAttribute,
-    SrtpSuite,
-)
+from karl_core.sdp.sdes import UNSUPPORTED_PARAMS, CryptoAttribute, SrtpSuite
 
 # Suite name -> libsrtp profile: every suite with `supported` set in karl_core.sdp.sdes.SUITES.
 PROFILES: dict[str, int] = {
@@ -61,9 +55,6 @@ _BUFFER = 1500
 """Bytes of a context's buffer, as pylibsrtp's: RTP of at most 1356 bytes is protected (1352 RTCP)."""
 _RTP_TRAILER = 16 + 128  # the largest tag and MKI libsrtp may append
 _RTCP_TRAILER = 4 + 16 + 128  # and the SRTCP index
-
-# Session parameters that change the transform in ways pylibsrtp cannot set up.
-UNSUPPORTED_PARAMS = (UNENCRYPTED_SRTP, UNENCRYPTED_SRTCP, UNAUTHENTICATED_SRTP, "KDR")
 
 
 class SrtpErrorKind(enum.Enum):

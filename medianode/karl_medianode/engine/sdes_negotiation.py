@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from karl_core.ng.options import NgOptions
 from karl_core.sdp.sdes import (
     SUITES,
+    UNSUPPORTED_PARAMS,
     CryptoAttribute,
     SdesError,
     SrtpSuite,
@@ -50,14 +51,11 @@ def _parsed(value: str) -> CryptoAttribute | None:
         return None
 
 
-_UNSUPPORTED_PARAMS = ("UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP", "UNAUTHENTICATED_SRTP", "KDR")
-
-
 def _supported(attribute: CryptoAttribute | None) -> bool:
     """A line Karl's SRTP library can key: a suite it does, no session parameter it lacks."""
     if attribute is None or isinstance(attribute.suite, str) or not attribute.suite.supported:
         return False
-    return not any(attribute.has_param(p) for p in _UNSUPPORTED_PARAMS)
+    return not any(attribute.has_param(p) for p in UNSUPPORTED_PARAMS)
 
 
 @dataclass(frozen=True)
