@@ -66,6 +66,11 @@ def sample_call() -> CallState:
         offered_payload_types=[0, 8, 101],
         sdp_address="192.0.2.10",
         sdp_port=4000,
+        ice_ufrag="Kx7fQ2aZ",
+        ice_pwd="a8F3kLq0ZpW2mN5vB7xC9dE1gH",
+        ice_remote_ufrag="Wq3b",
+        ice_remote_pwd="Jd2kf8s9d0f7g6h5j4k3l2m1",
+        ice_candidates=["842163049 1 udp 1677729535 192.0.2.10 4000 typ host generation 0"],
     )
     caller.medias.append(media)
     callee.medias.append(
@@ -92,8 +97,18 @@ def sample_call() -> CallState:
     return call
 
 
+def without_schema_6(call: CallState) -> CallState:
+    """What a call serialized before schema 6 reads as: no ICE on Karl's side."""
+    for mono in call.monologues.values():
+        for media in mono.medias:
+            media.ice_ufrag = media.ice_pwd = media.ice_remote_ufrag = media.ice_remote_pwd = None
+            media.ice_candidates = []
+    return call
+
+
 def without_schema_5(call: CallState) -> CallState:
     """What a call serialized before schema 5 reads as: no SDES-SRTP terminated."""
+    without_schema_6(call)
     for mono in call.monologues.values():
         for media in mono.medias:
             media.sdes_ours, media.sdes_theirs, media.sdes_tag, media.sdes_pending = [], [], None, []
@@ -181,15 +196,25 @@ def test_leaves_round_trip(address: str, port: int, name: str, pt: int, clock: i
     assert Codec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
 
 
-def test_schema_v5_is_pinned_by_a_stored_document() -> None:
+def test_schema_v6_is_pinned_by_a_stored_document() -> None:
     """A change of the serialized form must be deliberate: bump SCHEMA_VERSION and add a sample."""
+    from pathlib import Path
+
+    stored = Path(__file__).with_name("session_samples") / "call-v6.json"
+    document = json.loads(stored.read_text())
+    assert document["schema"] == 6 == SCHEMA_VERSION
+    assert CallState.from_dict(document) == sample_call()
+    assert sample_call().to_dict() == document
+
+
+def test_schema_v5_documents_are_still_read() -> None:
+    """Version 5 (before ICE) reads with no ICE credentials."""
     from pathlib import Path
 
     stored = Path(__file__).with_name("session_samples") / "call-v5.json"
     document = json.loads(stored.read_text())
-    assert document["schema"] == 5 == SCHEMA_VERSION
-    assert CallState.from_dict(document) == sample_call()
-    assert sample_call().to_dict() == document
+    assert document["schema"] == 5
+    assert CallState.from_dict(document) == without_schema_6(sample_call())
 
 
 def test_schema_v4_documents_are_still_read() -> None:

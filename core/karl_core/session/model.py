@@ -14,8 +14,8 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 5
-READABLE_SCHEMAS = (1, 2, 3, 4, 5)
+SCHEMA_VERSION = 6
+READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6)
 """Versions `CallState.from_dict` reads: 1 lacks the streams' `lost` (read as 0); 1 and 2 lack the
 streams' policy, learned address and further counters and the call's activity and end times (read as
 the defaults: delayed learning, nothing learned, activity at the last signal); 1 to 3 lack the nodes
@@ -213,6 +213,10 @@ class PacketStreamState:
         )
 
 
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 @dataclass
 class MediaState:
     """One `m=` line of one party: what it offered/answered and the proxy's sockets towards it."""
@@ -245,6 +249,18 @@ class MediaState:
     sdes_theirs: list[str] = field(default_factory=list)
     sdes_tag: int | None = None
     sdes_pending: list[str] = field(default_factory=list)
+    # ICE on this party's leg (schema 6): Karl's credentials towards the party (None: Karl speaks no
+    # ICE to it), the party's credentials and the `a=candidate` values it gave (SDP and trickle)
+    ice_ufrag: str | None = None
+    ice_pwd: str | None = None
+    ice_remote_ufrag: str | None = None
+    ice_remote_pwd: str | None = None
+    ice_candidates: list[str] = field(default_factory=list)
+
+    @property
+    def ice(self) -> bool:
+        """Karl is an ICE agent towards this party."""
+        return self.ice_ufrag is not None
 
     @property
     def is_rtp(self) -> bool:
@@ -274,6 +290,11 @@ class MediaState:
             "sdes_theirs": list(self.sdes_theirs),
             "sdes_tag": self.sdes_tag,
             "sdes_pending": list(self.sdes_pending),
+            "ice_ufrag": self.ice_ufrag,
+            "ice_pwd": self.ice_pwd,
+            "ice_remote_ufrag": self.ice_remote_ufrag,
+            "ice_remote_pwd": self.ice_remote_pwd,
+            "ice_candidates": list(self.ice_candidates),
         }
 
     @classmethod
@@ -301,6 +322,11 @@ class MediaState:
             sdes_theirs=[str(x) for x in data.get("sdes_theirs", [])],
             sdes_tag=None if data.get("sdes_tag") is None else int(data["sdes_tag"]),
             sdes_pending=[str(x) for x in data.get("sdes_pending", [])],
+            ice_ufrag=_optional_str(data.get("ice_ufrag")),
+            ice_pwd=_optional_str(data.get("ice_pwd")),
+            ice_remote_ufrag=_optional_str(data.get("ice_remote_ufrag")),
+            ice_remote_pwd=_optional_str(data.get("ice_remote_pwd")),
+            ice_candidates=[str(x) for x in data.get("ice_candidates", [])],
         )
 
 

@@ -8,9 +8,11 @@ request (and the next packet) finds the data plane as the engine described it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import socket
+import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +25,7 @@ from karl_core.session import CallState, PacketStreamState
 from karl_medianode.clock import CoarseClock
 from karl_medianode.dataplane.jitter_stage import JitterStage
 from karl_medianode.dataplane.ports import PortAllocator
-from karl_medianode.dataplane.relay import PacketStream, QualityLink, Relay
+from karl_medianode.dataplane.relay import PacketStream, QualityLink, Relay, normalize_address
 from karl_medianode.dataplane.srtp_context import NO_KEY_YET, SrtpContext, SrtpError, SrtpTransform
 from karl_medianode.engine import (
     JITTER_BUFFER_BOUNDS,
@@ -38,6 +40,8 @@ from karl_medianode.engine import (
     EngineSettings,
     OpenStream,
     ReplyCheck,
+    SendDatagram,
+    SetPeer,
     StreamReading,
     StreamSpec,
 )
@@ -93,6 +97,8 @@ class EngineDriver:
         self._per_call: dict[str, _CallLinks] = {}
         self._rate_maps: dict[tuple[tuple[int, int], ...], dict[int, int]] = {}
         self._quality_log = RateLimitedLogger(log, 30.0)
+        self._ice_timer: asyncio.TimerHandle | None = None
+        self._ice_due: float | None = None
         self._dead: set[int] = set()
         """Ports of streams whose transport ended on its own: kept from the pool until the engine
         closes the stream, so that they cannot go to another call while this one still names them."""
@@ -112,6 +118,40 @@ class EngineDriver:
 
     def next_deadline(self) -> float | None:
         return self.engine.next_deadline()
+
+    # ICE: checks arrive on the media sockets and are paced at 20 ms, so they get a timer of their own
+    # on the event loop (armed for the engine's next ICE deadline) instead of the 1 s timer sweep.
+
+    def _stun_received(self, stream: PacketStream, data: bytes, source: tuple[str, int]) -> None:
+        try:
+            effects = self.engine.handle_stun(stream.local_port, data, normalize_address(source), time.time())
+        except Exception:
+            log.exception("ICE failed on a STUN datagram")
+            return
+        self.apply(effects)
+
+    def _arm_ice_timer(self) -> None:
+        due = self.engine.next_ice_deadline()
+        if due is None:
+            if self._ice_timer is not None:
+                self._ice_timer.cancel()
+                self._ice_timer, self._ice_due = None, None
+            return
+        if self._ice_timer is not None and self._ice_due is not None and self._ice_due <= due:
+            return
+        if self._ice_timer is not None:
+            self._ice_timer.cancel()
+        self._ice_due = due
+        self._ice_timer = self.relay.loop.call_later(max(0.0, due - time.time()), self._ice_timer_fired)
+
+    def _ice_timer_fired(self) -> None:
+        self._ice_timer, self._ice_due = None, None
+        try:
+            effects = self.engine.handle_ice_timer(time.time())
+        except Exception:
+            log.exception("ICE timers failed")
+            effects = []
+        self.apply(effects)
 
     def handle_timer(self, now: float | None = None) -> None:
         self.apply(self.engine.handle_timer(self.clock.now if now is None else now))
@@ -133,6 +173,8 @@ class EngineDriver:
             except Exception:
                 # a bug of ours: the call may be missing a stream, but no other effect is lost
                 log.exception("applying %s failed", type(effect).__name__)
+        if self._ice_timer is not None or self.engine.ice.next_deadline() is not None:
+            self._arm_ice_timer()
 
     def _apply(self, effect: Effect) -> None:
         if isinstance(effect, ConfigureStream):
@@ -149,6 +191,17 @@ class EngineDriver:
             if effect.port in self._dead:
                 self._dead.discard(effect.port)
                 self.ports.unreserve(effect.port)
+        elif isinstance(effect, SendDatagram):
+            stream = self._streams.get(effect.port)
+            if stream is not None and stream.sock is not None and not stream.closed:
+                try:
+                    stream.sock.sendto(effect.data, effect.destination)
+                except OSError:
+                    stream.errors += 1
+        elif isinstance(effect, SetPeer):
+            stream = self._streams.get(effect.port)
+            if stream is not None:
+                stream.ice_selected(effect.address)
         elif isinstance(effect, CallChanged):
             call = self.engine.find_call(effect.call_id)
             if call is not None and self.on_call_changed is not None:
@@ -190,6 +243,7 @@ class EngineDriver:
         stream.rtcp_mux = spec.rtcp_mux
         stream.blocked = spec.blocked
         stream.payload_types = spec.payload_types
+        stream.ice = self._stun_received if spec.ice else None
         self._srtp(stream, spec)
         if before is None or spec.silence != silence:
             stream.silence = (

@@ -125,6 +125,7 @@ class PacketStream:
         "errors",
         "failures",
         "gaps",
+        "ice",
         "is_rtcp",
         "jitter",
         "last_packet",
@@ -254,6 +255,17 @@ class PacketStream:
         """... and protects what is sent to it through this socket. None on plain legs."""
         self.srtp_failures = 0
         """SRTP/SRTCP packets that failed to unprotect (authentication, replay) or protect: dropped."""
+        self.ice: Callable[[PacketStream, bytes, Any], None] | None = None
+        """Karl is an ICE agent towards this party: STUN datagrams go there (slow path), not on."""
+
+    def ice_selected(self, address: Address | None) -> None:
+        """ICE chose where this party receives media (None: consent lost, nowhere until it recovers)."""
+        self.endpoint = address
+        if address is not None:
+            self.learned = address
+            self.confirmed = True
+            if self.on_latch is not None:
+                self.on_latch()
 
     def unprotect(self, data: bytes, rtcp: bool) -> bytes | None:
         """What the party sent, decrypted and authenticated; None: dropped (counted)."""
@@ -527,6 +539,13 @@ class _StreamProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         s = self.stream
         size = len(data)
+        if s.ice is not None and size >= 20 and data[0] < 4:
+            # RFC 7983: STUN (ICE connectivity checks) on a leg where Karl is the ICE agent
+            try:
+                s.ice(s, data, addr)
+            except Exception:
+                s.failures += 1
+            return
         s.packets += 1
         s.bytes += size
         s.last_packet = self.clock.now

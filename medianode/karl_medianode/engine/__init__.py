@@ -11,6 +11,8 @@ from karl_medianode.engine.effects import (
     Effect,
     OpenStream,
     Outcome,
+    SendDatagram,
+    SetPeer,
 )
 from karl_medianode.engine.engine import CallEngine
 from karl_medianode.engine.media_view import MediaView, NoMedia, Reading, StreamReading
@@ -50,6 +52,8 @@ __all__ = [
     "PortsExhausted",
     "Reading",
     "ReplyCheck",
+    "SendDatagram",
+    "SetPeer",
     "StreamReading",
     "StreamSpec",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 from karl_core.ng.options import TRANSPORT_PROTOCOLS, DtmfSecurity, NgOptions
 from karl_core.session import Codec, Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
+from karl_medianode.engine.ice_negotiation import TRICKLE
 from karl_medianode.engine.media_view import StreamReading
 from karl_medianode.engine.parties import known_party
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
@@ -119,6 +120,8 @@ def _socketless_streams(media: MediaState, now: int) -> list[dict[str, Any]]:
 def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str]:
     # rtpengine's send/recv are the proxy's view: it sends to a party that receives
     flags: list[str] = []
+    if media.ice:
+        flags.append("ICE")
     if media.sdes_theirs:  # (10.5 shows it for a party that answered with keys, even unusable ones)
         flags.append("SDES")
     if mono.tag:
@@ -137,6 +140,8 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
         flags.append("ICE controlling")
     if TRANSCODING in media.flags:
         flags.append("transcoding")
+    if media.ice and TRICKLE in media.flags:
+        flags.append("trickle ICE")
     return flags
 
 
@@ -170,6 +175,9 @@ def _media_dict(
     if suite is not None:
         for stream in streams:
             stream["crypto suite"] = suite
+    if media.ice:
+        for stream in streams:
+            stream["flags"] = ["ICE", *stream.get("flags", [])]
     result: dict[str, Any] = {"index": media.index, "type": media.media_type}
     protocol = TRANSPORT_PROTOCOLS.get(media.protocol.lower())
     if protocol is not None:

@@ -38,6 +38,24 @@ class CloseStream:
 
 
 @dataclass(frozen=True)
+class SendDatagram:
+    """Send `data` from the open stream `port` to `destination` (ICE connectivity checks and their
+    answers)."""
+
+    port: int
+    destination: tuple[str, int]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SetPeer:
+    """ICE chose where the party of stream `port` receives media (None: nowhere, consent was lost)."""
+
+    port: int
+    address: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
 class CallChanged:
     """The call's state changed in a way a store must keep (signalling, switches, a learned address)."""
 
@@ -62,7 +80,7 @@ class CallEnded:
     """`CallQuality.summary()`: what the parties' RTCP reports said."""
 
 
-Effect = OpenStream | ConfigureStream | CloseStream | CallChanged | CallEnded
+Effect = OpenStream | ConfigureStream | CloseStream | SendDatagram | SetPeer | CallChanged | CallEnded
 
 
 @dataclass

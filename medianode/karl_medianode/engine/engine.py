@@ -44,6 +44,7 @@ from karl_medianode.engine.effects import (
     OpenStream,
     Outcome,
 )
+from karl_medianode.engine.ice_sessions import IceSessions
 from karl_medianode.engine.media_rules import (
     advertised_of,
     copy_media_shell,
@@ -118,6 +119,8 @@ class CallEngine:
         """The change being applied (requests run one at a time, to the end)."""
         self._deadlines = Deadlines()
         """Each call's next deadline (see `handle_timer`)."""
+        self.ice = IceSessions()
+        """The ICE agents of the calls, with their own (finer) timers: see `handle_ice_timer`."""
         self._effects: list[Effect] = []
         """What the request being handled has committed so far."""
         self._now = 0.0
@@ -329,11 +332,14 @@ class CallEngine:
                 self._count_closed(effect.port)
         self._effects += effects
         if self.calls.get(call.call_id) is call:
+            self._effects += self.ice.sync(call, self._now)
             self._schedule(call)
             if persist or (persist is None and effects):
                 self._effects.append(CallChanged(call.call_id))
-        elif change.ended is not None:
-            self._effects.append(change.ended)
+        else:
+            self.ice.drop(call.call_id)
+            if change.ended is not None:
+                self._effects.append(change.ended)
 
     def _check_media_count(self, inbound: InboundSdp) -> None:
         count = len(inbound.medias)
@@ -729,6 +735,18 @@ class CallEngine:
                 if failed and self.calls.get(call_id) is call:
                     self._deadlines.set(call_id, now + TIMER_RETRY)  # not due again in this run
         return self.take_effects()
+
+    def handle_stun(self, port: int, data: bytes, source: tuple[str, int], now: float) -> list[Effect]:
+        """A STUN datagram that arrived on media port `port` (ICE connectivity checks)."""
+        return self.ice.handle_stun(port, data, source, now)
+
+    def next_ice_deadline(self) -> float | None:
+        """When `handle_ice_timer` next has something to do: ICE paces its checks every 20 ms, far
+        finer than the call timers, so the I/O layer waits for it on its own."""
+        return self.ice.next_deadline()
+
+    def handle_ice_timer(self, now: float) -> list[Effect]:
+        return self.ice.handle_timer(now)
 
     def _schedule(self, call: Call) -> None:
         self._deadlines.set(call.call_id, self._next_due(call))

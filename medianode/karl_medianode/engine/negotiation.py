@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from karl_core.ng.options import Ice, NgOptions
 from karl_core.session import Codec, MediaState, Monologue
+from karl_medianode.engine import ice_negotiation as ice
 from karl_medianode.engine import sdes_negotiation as sdes
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_rules import (
@@ -56,9 +57,9 @@ def negotiate_offer(
         update_mids(a_media, b_media, media_in, opts.generate_mid)
         a_media.flags.add(CODEC_OFFERER)
         b_media.flags.discard(CODEC_OFFERER)
-        a_media.flags.discard("ice-trickle")
+        a_media.flags.discard(ice.TRICKLE)
         if media_in.ice_trickle:
-            a_media.flags.add("ice-trickle")
+            a_media.flags.add(ice.TRICKLE)
         b_media.media_type = media_in.media_type
         if not answerer.tag or not b_media.codecs:
             # until it answers, the other side is expected to mirror the offered direction
@@ -113,20 +114,24 @@ def negotiate_offer(
         crypto = sdes.on_offer(
             a_media, b_media, media_in, wiring.settings.key_source, sdes.SdesChoices.of(opts)
         )
+        ice.on_offer(a_media, b_media, media_in, opts)
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(b_sockets, media_in.is_rtp, require or b_media.rtcp_mux)
+        muxed = media_in.is_rtp and (mux_to_answerer or require or b_media.rtcp_mux)
+        connection = wiring.connection_for(opts)
         out.append(
             OutboundMedia(
                 port=port,
                 rtcp_port=rtcp_port,
-                rtcp_mux=media_in.is_rtp and (mux_to_answerer or require or b_media.rtcp_mux),
+                rtcp_mux=muxed,
                 protocol=b_media.protocol,
                 codecs=codecs,
                 direction=direction_of(media_in),
                 ptime=b_media.ptime,
-                connection=wiring.connection_for(opts),
+                connection=connection,
                 mid=b_media.mid,
                 crypto=crypto,
+                ice=ice.sdp_lines(b_media, connection, port, rtcp_port, require or b_media.rtcp_mux),
             )
         )
     return out
@@ -205,8 +210,13 @@ def negotiate_answer(
             sdes.SdesChoices.of(opts),
             accept=opts.transport_protocol == "accept",
         )
+        b_media.flags.discard(ice.TRICKLE)
+        if media_in.ice_trickle:
+            b_media.flags.add(ice.TRICKLE)
+        ice.on_answer(a_media, b_media, media_in, opts)
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(a_sockets, media_in.is_rtp, a_media.rtcp_mux)
+        connection = wiring.connection_for(opts)
         out.append(
             OutboundMedia(
                 port=port,
@@ -216,10 +226,11 @@ def negotiate_answer(
                 codecs=codecs,
                 direction=direction_of(media_in),
                 ptime=a_media.ptime,
-                connection=wiring.connection_for(opts),
+                connection=connection,
                 mid=a_media.mid,
-                trickle_remnant="ice-trickle" in a_media.flags and opts.ice is Ice.REMOVE,
+                trickle_remnant=ice.TRICKLE in a_media.flags and opts.ice is Ice.REMOVE,
                 crypto=crypto,
+                ice=ice.sdp_lines(a_media, connection, port, rtcp_port, a_media.rtcp_mux),
             )
         )
     return out

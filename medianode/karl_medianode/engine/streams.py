@@ -89,6 +89,8 @@ class StreamSpec:
     srtp_out: str | None = None
     """... and Karl's (what is sent from here to the party is protected with it). "" for both: the leg
     must be secure but no key is agreed yet (its media is dropped); None: a plain leg."""
+    ice: bool = False
+    """Karl is an ICE agent towards the stream's party: STUN arriving here goes to the engine."""
 
     @property
     def is_rtcp(self) -> bool:
@@ -116,6 +118,7 @@ class StreamSpec:
             self.jitter_buffer,
             self.srtp_in,
             self.srtp_out,
+            self.ice,
         )
 
 

@@ -122,6 +122,7 @@ class StreamWiring:
                 stream.party = mono.tag or None
                 stream.clock_rates = clock_rates
                 stream.srtp_out, stream.srtp_in = keys if keys is not None else (None, None)
+                stream.ice = media.ice and not media.rejected
             if sockets.rtp is not None:
                 sockets.rtp.silence = silence_codecs(media) if silenced else None
                 sockets.rtp.payload_types = (

@@ -40,6 +40,19 @@ class InboundMedia:
     ice_trickle: bool = False
     crypto: list[str] = field(default_factory=list)
     """Its SDES keys: the values of its `a=crypto` lines (also on `RTP/AVP`: opportunistic SRTP)."""
+    ice_ufrag: str | None = None
+    ice_pwd: str | None = None
+    """Its ICE credentials (the media's own, else the session's)."""
+    candidates: list[str] = field(default_factory=list)
+    """The values of its `a=candidate` lines."""
+    ice_lite: bool = False
+
+    @property
+    def ice_credentials(self) -> tuple[str, str] | None:
+        """(ufrag, pwd) when the party is an ICE agent Karl can check with."""
+        if self.ice_ufrag and self.ice_pwd:
+            return self.ice_ufrag, self.ice_pwd
+        return None
 
     @property
     def has_crypto(self) -> bool:
@@ -133,7 +146,9 @@ def read_sdp(text: str) -> InboundSdp:
     result = InboundSdp(sdp, rewrite_error=rtpengine_rewrite_error(sdp))
     if not sdp.sessions:
         return result  # nothing rtpengine reads as SDP (empty, one character, or cut at once)
-    session_ice = session_trickle = False
+    session_ice = session_trickle = session_lite = False
+    session_ufrag: str | None = None
+    session_pwd: str | None = None
     for line in sdp.session.lines:
         if line.kind == "c":
             result.session_connection = _connection_address(line.value)
@@ -145,6 +160,12 @@ def read_sdp(text: str) -> InboundSdp:
             session_ice = True
             if line.value.startswith("ice-options:") and "trickle" in line.value[12:].split():
                 session_trickle = True
+            elif line.value.startswith("ice-ufrag:"):
+                session_ufrag = line.value[10:].strip()
+            elif line.value.startswith("ice-pwd:"):
+                session_pwd = line.value[8:].strip()
+            elif line.value == "ice-lite":
+                session_lite = True
     for index, section in enumerate(sdp.media, start=1):
         m_line = section.media_line  # validated above, so it parses
         port, count = m_line.port, m_line.port_count
@@ -155,6 +176,7 @@ def read_sdp(text: str) -> InboundSdp:
         mid: str | None = None
         has_ice = session_ice
         trickle = session_trickle
+        ufrag, pwd, lite = session_ufrag, session_pwd, session_lite
         attributes: list[tuple[str, str | None]] = []
         for line in section.lines[1:]:
             if line.kind == "c":
@@ -179,6 +201,12 @@ def read_sdp(text: str) -> InboundSdp:
                     has_ice = True
                     if name == "ice-options" and attr_value and "trickle" in attr_value.split():
                         trickle = True
+                    elif name == "ice-ufrag" and attr_value:
+                        ufrag = attr_value.strip()
+                    elif name == "ice-pwd" and attr_value:
+                        pwd = attr_value.strip()
+                    elif name == "ice-lite":
+                        lite = True
         if connection is None:
             connection = result.session_connection
         formats = m_line.format_list()
@@ -206,6 +234,10 @@ def read_sdp(text: str) -> InboundSdp:
                 has_own_connection=own_connection,
                 ice_trickle=has_ice and trickle,
                 crypto=[value for name, value in attributes if name == "crypto" and value is not None],
+                ice_ufrag=ufrag,
+                ice_pwd=pwd,
+                candidates=[value for name, value in attributes if name == "candidate" and value is not None],
+                ice_lite=lite,
             )
         )
     return result

@@ -9,7 +9,7 @@ lines keep their own ending (so a bare-LF input gives mixed endings, as rtpengin
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from karl_core.sdp import BAD_RTCP_ADDRESS, MediaLine, RtcpAttribute, SdpError
 from karl_core.session import Codec
@@ -66,6 +66,8 @@ class OutboundMedia:
     crypto: list[str] | None = None
     """SDES terminated by Karl: the received `a=crypto` lines are dropped and these values (Karl's
     keys, or none towards a plain party) written instead. None: the received ones pass through."""
+    ice: list[str] = field(default_factory=list)
+    """Karl's ICE attributes for the receiving party (it is an ICE agent towards it), in order."""
 
 
 @dataclass
@@ -297,7 +299,8 @@ def _write_media(
     generated.extend(f"a=crypto:{value}" for value in out.crypto or ())
     if out.ptime is not None and "RTP/" in out.protocol:
         generated.append(f"a=ptime:{out.ptime}")
-    if out.trickle_remnant:
+    generated.extend(out.ice)
+    if out.trickle_remnant and not out.ice:
         generated.append("a=ice-options:trickle")
         generated.append("a=end-of-candidates")
     result.extend(g + CRLF for g in generated)

@@ -1,0 +1,95 @@
+"""Which legs Karl speaks ICE on, and the ICE lines of the SDP it sends, as rtpengine 10.5 does it
+(sans-IO).
+
+Karl terminates ICE on every leg that uses it: it never passes a party's candidates on. Towards the
+offerer it is an agent when the offer carried ICE and the answer's `ICE` flag is not `remove`; towards
+the answerer when the offer carried ICE (or `ICE=force`) and the flag is not `remove`, and it stays
+one only if the answer carries ICE too. Karl's credentials towards a party stay the same across
+re-offers until that party restarts ICE (new ufrag), as rtpengine's do.
+"""
+
+from __future__ import annotations
+
+from karl_core.ng.options import Ice, NgOptions
+from karl_core.session import MediaState
+from karl_medianode.engine.rewrite.inbound import InboundMedia
+from karl_medianode.ice.credentials import IceCredentials, host_candidate
+
+TRICKLE = "ice-trickle"
+"""Media flag: the party said it trickles candidates (`a=ice-options:trickle`)."""
+
+
+def _wants_ice(opts: NgOptions, offered: bool) -> bool:
+    if opts.ice in (Ice.FORCE, Ice.FORCE_RELAY):
+        return True
+    if opts.ice is Ice.REMOVE:
+        return False
+    return offered
+
+
+def take_remote(media: MediaState, media_in: InboundMedia) -> None:
+    """The party's ICE credentials and candidates from its SDP (none: it is no ICE agent). New
+    credentials are a restart: Karl answers it with new ones of its own."""
+    credentials = media_in.ice_credentials if media_in.is_rtp or media_in.is_udp else None
+    if credentials is None:
+        media.ice_remote_ufrag = media.ice_remote_pwd = None
+        media.ice_candidates = []
+        return
+    ufrag, pwd = credentials
+    if media.ice_remote_ufrag is not None and media.ice_remote_ufrag != ufrag and media.ice:
+        restart = IceCredentials.new()
+        media.ice_ufrag, media.ice_pwd = restart.ufrag, restart.pwd
+    media.ice_remote_ufrag, media.ice_remote_pwd = ufrag, pwd
+    media.ice_candidates = list(media_in.candidates)
+
+
+def _ensure_local(media: MediaState) -> None:
+    if media.ice_ufrag is None or media.ice_pwd is None:
+        fresh = IceCredentials.new()
+        media.ice_ufrag, media.ice_pwd = fresh.ufrag, fresh.pwd
+
+
+def _stop(media: MediaState) -> None:
+    media.ice_ufrag = media.ice_pwd = None
+
+
+def on_offer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, opts: NgOptions) -> bool:
+    """An offer from `offerer`'s party: whether Karl offers ICE to the answerer."""
+    take_remote(offerer, media_in)
+    if offerer.ice_remote_ufrag is None:
+        _stop(offerer)
+    if not media_in.is_udp or media_in.rejected or not _wants_ice(opts, media_in.ice_credentials is not None):
+        _stop(answerer)
+        return False
+    _ensure_local(answerer)
+    return True
+
+
+def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, opts: NgOptions) -> bool:
+    """An answer from `answerer`'s party: whether Karl's answer to the offerer carries ICE."""
+    take_remote(answerer, media_in)
+    if answerer.ice_remote_ufrag is None:
+        _stop(answerer)  # Karl offered ICE, the party did not take it up: plain RTP on this leg
+    if media_in.rejected or not _wants_ice(opts, offerer.ice_remote_ufrag is not None):
+        _stop(offerer)
+        return False
+    _ensure_local(offerer)
+    return True
+
+
+def sdp_lines(media: MediaState, address: str, port: int, rtcp_port: int | None, muxed: bool) -> list[str]:
+    """Karl's ICE attributes for `media`'s party: credentials, a host candidate per component and,
+    for a party that trickles, `ice-options:trickle` and `end-of-candidates` (Karl has all its
+    candidates at once)."""
+    if media.ice_ufrag is None or media.ice_pwd is None:
+        return []
+    trickle = TRICKLE in media.flags
+    lines = [f"a=ice-ufrag:{media.ice_ufrag}", f"a=ice-pwd:{media.ice_pwd}"]
+    if trickle:
+        lines.append("a=ice-options:trickle")
+    lines.append(f"a=candidate:{host_candidate(address, port, 1)}")
+    if rtcp_port is not None and not muxed and rtcp_port != port:
+        lines.append(f"a=candidate:{host_candidate(address, rtcp_port, 2)}")
+    if trickle:
+        lines.append("a=end-of-candidates")
+    return lines

@@ -1,0 +1,110 @@
+"""The sans-IO ICE agent against itself: two agents exchanging datagrams through a dict, no sockets."""
+
+from __future__ import annotations
+
+from aioice import stun
+
+from karl_medianode.ice.agent import (
+    CONSENT_TIMEOUT,
+    IceAgent,
+    IceState,
+    Selected,
+    StateChanged,
+    is_stun,
+)
+from karl_medianode.ice.credentials import IceCredentials, host_candidate
+
+A_ADDR = {1: ("127.0.0.1", 20000), 2: ("127.0.0.1", 20001)}
+B_ADDR = {1: ("127.0.0.2", 30000), 2: ("127.0.0.2", 30001)}
+
+
+def pair_of_agents(*, a_controlling: bool = True, b_controlling: bool = False) -> tuple[IceAgent, IceAgent]:
+    a = IceAgent(IceCredentials.new(), a_controlling, dict(A_ADDR))
+    b = IceAgent(IceCredentials.new(), b_controlling, dict(B_ADDR))
+    a.set_remote(b.local, [host_candidate(*B_ADDR[c], c) for c in (1, 2)], 0.0)
+    b.set_remote(a.local, [host_candidate(*A_ADDR[c], c) for c in (1, 2)], 0.0)
+    return a, b
+
+
+def run(a: IceAgent, b: IceAgent, until: float, drop: set[str] | None = None) -> float:
+    """Step both agents' timers and deliver every datagram (unless its sender is in `drop`)."""
+    now = 0.0
+    by_addr = {addr: (b, c) for c, addr in B_ADDR.items()} | {addr: (a, c) for c, addr in A_ADDR.items()}
+    names = {id(a): "a", id(b): "b"}
+    while now < until:
+        for agent in (a, b):
+            deadline = agent.next_deadline()
+            if deadline is not None and deadline <= now:
+                agent.handle_timer(now)
+        for _ in range(10):
+            moved = False
+            for agent in (a, b):
+                for transmit in agent.take_transmits():
+                    moved = True
+                    assert is_stun(transmit.data)
+                    if drop and names[id(agent)] in drop:
+                        continue
+                    receiver, component = by_addr[transmit.destination]
+                    assert component == transmit.component
+                    source = agent.local_addresses[transmit.component]
+                    receiver.handle_datagram(component, transmit.data, source, now)
+            if not moved:
+                break
+        now = round(now + 0.005, 6)
+    return now
+
+
+def test_two_agents_select_each_others_sockets_for_both_components() -> None:
+    a, b = pair_of_agents()
+    run(a, b, 2.0)
+    assert a.state is IceState.CONNECTED and b.state is IceState.CONNECTED
+    assert a.selected == B_ADDR and b.selected == A_ADDR
+    events = a.take_events()
+    assert StateChanged(IceState.CONNECTED) in events
+    assert {e.component for e in events if isinstance(e, Selected)} == {1, 2}
+
+
+def test_a_role_conflict_is_resolved_by_the_tie_breakers() -> None:
+    a, b = pair_of_agents(a_controlling=True, b_controlling=True)
+    run(a, b, 3.0)
+    assert a.controlling != b.controlling
+    assert a.state is IceState.CONNECTED and b.state is IceState.CONNECTED
+    assert a.counters.role_conflicts + b.counters.role_conflicts >= 1
+
+
+def test_requests_with_a_wrong_password_or_ufrag_are_dropped_and_counted() -> None:
+    a, _ = pair_of_agents()
+    for username, pwd in (
+        (f"{a.local.ufrag}:x", "wrong-password-wrong-passw"),
+        (f"nobody:{a.local.ufrag}", a.local.pwd),
+    ):
+        request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+        request.attributes["USERNAME"] = username
+        request.add_message_integrity(pwd.encode())
+        a.handle_datagram(1, bytes(request), B_ADDR[1], 0.0)
+    a.handle_datagram(1, b"\x00\x01\x00\x00\x21\x12\xa4\x42" + b"x" * 5, B_ADDR[1], 0.0)
+    assert a.counters.dropped == 3
+    assert a.counters.requests == 0
+    assert not [t for t in a.take_transmits() if t.destination == B_ADDR[1] and t.data[:2] == b"\x01\x01"]
+
+
+def test_a_silent_peer_fails_the_checks_and_consent_loss_deselects() -> None:
+    a, b = pair_of_agents()
+    run(a, b, 1.0)
+    assert a.state is IceState.CONNECTED
+    a.take_events()
+    run(a, b, CONSENT_TIMEOUT + 12.0, drop={"b"})  # b stops answering
+    events = a.take_events()
+    assert Selected(1, None) in events and a.state is IceState.FAILED
+    assert a.selected == {}
+
+
+def test_new_credentials_restart_the_checks() -> None:
+    a, b = pair_of_agents()
+    run(a, b, 1.0)
+    b2 = IceAgent(IceCredentials.new(), False, dict(B_ADDR))
+    b2.set_remote(a.local, [host_candidate(*A_ADDR[c], c) for c in (1, 2)], 0.0)
+    a.set_remote(b2.local, [host_candidate(*B_ADDR[c], c) for c in (1, 2)], 0.0)
+    assert a.selected == {}
+    run(a, b2, 1.0)
+    assert a.selected == B_ADDR and a.state is IceState.CONNECTED
