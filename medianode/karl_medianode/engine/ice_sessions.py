@@ -50,6 +50,9 @@ class IceSessions:
         self._folded: dict[int, tuple[int, int, int]] = {}
         """Per agent (id), its counters already added to `totals`."""
 
+    def agent_count(self) -> int:
+        return sum(len(entry.agents) for entry in self._calls.values())
+
     def agent(self, call_id: str, key: AgentKey) -> IceAgent | None:
         found = self._calls.get(call_id)
         return None if found is None else found.agents.get(key)

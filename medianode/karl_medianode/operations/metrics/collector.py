@@ -17,6 +17,7 @@ from karl_medianode.operations.metrics.pending_families import pending_families
 from karl_medianode.operations.metrics.quality_families import quality_families
 from karl_medianode.operations.metrics.state import NodeMetrics, attach
 from karl_medianode.operations.metrics.store_families import store_families
+from karl_medianode.operations.metrics.webrtc_families import webrtc_families
 
 if TYPE_CHECKING:
     from karl_medianode.node import MediaNode
@@ -45,6 +46,7 @@ class KarlCollector:
             *cdr_families(node),
             *store_families(node),
             *fleet_families(node),
+            *webrtc_families(node),
             *pending_families(),
         ]
         metrics.last_scrape_seconds = time.perf_counter() - started
