@@ -71,6 +71,17 @@ def sample_call() -> CallState:
         ice_remote_ufrag="Wq3b",
         ice_remote_pwd="Jd2kf8s9d0f7g6h5j4k3l2m1",
         ice_candidates=["842163049 1 udp 1677729535 192.0.2.10 4000 typ host generation 0"],
+        dtls_setup="active",
+        dtls_hash="sha-256",
+        dtls_fingerprints=[
+            "sha-256 7B:8C:5E:2A:91:0F:3D:44:6E:A1:B2:C3:D4:E5:F6:07:"
+            "18:29:3A:4B:5C:6D:7E:8F:90:A1:B2:C3:D4:E5:F6:07"
+        ],
+        dtls_remote_setup="actpass",
+        dtls_keys=[
+            "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
+            "1 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj",
+        ],
     )
     caller.medias.append(media)
     callee.medias.append(
@@ -98,11 +109,13 @@ def sample_call() -> CallState:
 
 
 def without_schema_6(call: CallState) -> CallState:
-    """What a call serialized before schema 6 reads as: no ICE on Karl's side."""
+    """What a call serialized before schema 6 reads as: no ICE or DTLS on Karl's side."""
     for mono in call.monologues.values():
         for media in mono.medias:
             media.ice_ufrag = media.ice_pwd = media.ice_remote_ufrag = media.ice_remote_pwd = None
             media.ice_candidates = []
+            media.dtls_setup = media.dtls_hash = media.dtls_remote_setup = None
+            media.dtls_fingerprints, media.dtls_keys = [], []
     return call
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aioice import stun
 
 from karl_medianode.ice.agent import (
@@ -64,10 +65,13 @@ def test_two_agents_select_each_others_sockets_for_both_components() -> None:
     assert {e.component for e in events if isinstance(e, Selected)} == {1, 2}
 
 
-def test_a_role_conflict_is_resolved_by_the_tie_breakers() -> None:
-    a, b = pair_of_agents(a_controlling=True, b_controlling=True)
+@pytest.mark.parametrize("both_controlling", [True, False])
+def test_a_role_conflict_is_resolved_by_the_tie_breakers(both_controlling: bool) -> None:
+    a, b = pair_of_agents(a_controlling=both_controlling, b_controlling=both_controlling)
     run(a, b, 3.0)
     assert a.controlling != b.controlling
+    # RFC 8445 7.3.1.1: the larger tie-breaker ends up controlling
+    assert a.controlling == (a.tie_breaker > b.tie_breaker)
     assert a.state is IceState.CONNECTED and b.state is IceState.CONNECTED
     assert a.counters.role_conflicts + b.counters.role_conflicts >= 1
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 import uvloop
+from aioice import stun
 from prometheus_client.parser import text_string_to_metric_families
 from tests.medianode.test_metrics_attachments import DRIVEN, NEEDS_A_DATABASE, ONLY_ON_FAILURE
 
@@ -347,6 +348,38 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     c.rtp.sendto(rtp(1), (MEDIA_IP, caller_port))
     wait_for(lambda: relayed(node, "dropped_no_destination") >= 1)
 
+    # An ICE caller: its checks to Karl's two sockets nominate both (connected), one check carries a
+    # wrong password (dropped), one claims Karl's role (a conflict).
+    ice_caller, ice_callee = parties(), parties()
+    ice_offer = sdp(ice_caller.port) + (
+        "a=ice-ufrag:mtUf\r\na=ice-pwd:mtPasswordMtPasswordMtPw\r\n"
+        f"a=candidate:1 1 UDP 2130706431 {PEER_IP} {ice_caller.port} typ host\r\n"
+        f"a=candidate:1 2 UDP 2130706430 {PEER_IP} {ice_caller.port + 1} typ host\r\n"
+    )
+    ice_ids = {"call-id": "mt-ice", "from-tag": "tagI"}
+    assert node.request(command="offer", sdp=ice_offer, **ice_ids)["result"] == "ok"
+    ice_answer = node.request(command="answer", sdp=sdp(ice_callee.port), **ice_ids, **{"to-tag": "tagJ"})
+    karl_ufrag = re.search(r"a=ice-ufrag:(\S+)", ice_answer["sdp"])[1]  # type: ignore[index]
+    karl_pwd = re.search(r"a=ice-pwd:(\S+)", ice_answer["sdp"])[1]  # type: ignore[index]
+    ice_port, ice_rtcp_port = (
+        int(re.search(rf"a=candidate:\S+ {component} UDP \d+ \S+ (\d+)", ice_answer["sdp"])[1])  # type: ignore[index]
+        for component in (1, 2)
+    )
+
+    def check(sock: socket.socket, port: int, pwd: str, **attributes: Any) -> None:
+        request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+        request.attributes["USERNAME"] = f"{karl_ufrag}:mtUf"
+        request.attributes.update(attributes)
+        request.add_message_integrity(pwd.encode())
+        sock.sendto(bytes(request), (MEDIA_IP, port))
+
+    for sock, port in ((ice_caller.rtp, ice_port), (ice_caller.rtcp, ice_rtcp_port)):
+        check(sock, port, karl_pwd, **{"ICE-CONTROLLING": 1, "USE-CANDIDATE": None})
+    wait_for(lambda: node.scrape().value("karl_ice_outcomes_total", result="connected") == 1)
+    check(ice_caller.rtp, ice_port, "not-karls-password")
+    check(ice_caller.rtp, ice_port, karl_pwd, **{"ICE-CONTROLLED": 1})
+    wait_for(lambda: node.scrape().value("karl_ice_role_conflicts_total") >= 1)
+
     # A call deleted with the default delete delay (stays for 30 s) and one deleted at once.
     setup_call(node, a, b, "mt-delayed")
     assert node.request(command="delete", **{"call-id": "mt-delayed"})["result"] == "ok"
@@ -476,7 +509,9 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
 
     # Undrained, everything ended: gauges fall back, counters keep what the ended streams carried.
     node.call(node.node.undrain)
-    for call_id in ("mt-main", "mt-ringing", "mt-delayed", "mt-jitter"):
+    assert second.value("karl_ice_agents") == 1 and second.value("karl_ice_outcomes_total", result="connected") == 1
+    assert second.value("karl_ice_checks_answered_total") >= 3 and second.value("karl_ice_stun_dropped_total") >= 1
+    for call_id in ("mt-main", "mt-ringing", "mt-delayed", "mt-jitter", "mt-ice"):
         assert node.request(command="delete", **{"call-id": call_id, "delete-delay": 0})["result"] == "ok"
     third = node.scrape()
     assert third.value("karl_node_ready") == 1 and third.value("karl_node_draining") == 0

@@ -1,7 +1,8 @@
-"""Karl terminates SDES-SRTP across the plain ↔ secure boundary and relays SRTP and DTLS-SRTP end to
-end, but cannot terminate DTLS-SRTP yet. Every way of asking for what it cannot do is refused with one
-error and builds no call; SDES termination, pass-through and the options that are no-ops on plain
-calls keep working (real Karl process, NG over UDP)."""
+"""Karl terminates SDES-SRTP and DTLS-SRTP across the plain ↔ secure boundary and relays SRTP and
+DTLS-SRTP end to end between secure legs, but does not terminate SDES on one leg and DTLS on the
+other. Every way of asking for what it cannot do is refused with one error and builds no call;
+termination, pass-through and the options that are no-ops on plain calls keep working (real Karl
+process, NG over UDP)."""
 
 from __future__ import annotations
 
@@ -46,9 +47,8 @@ CROSSING: list[tuple[str, Callable[[int], str], dict[str, Any]]] = [
         sdp,
         {"transport-protocol": "RTP/SAVP", "flags": ["SDES-unauthenticated_srtp"]},
     ),
-    ("plain to DTLS (WebRTC)", sdp, {"transport-protocol": "UDP/TLS/RTP/SAVPF"}),
-    ("DTLS (WebRTC) to plain", dtls, {"transport-protocol": "RTP/AVP"}),
-    ("DTLS to AVPF", lambda port: dtls(port, "UDP/TLS/RTP/SAVP"), {"transport-protocol": "RTP/AVPF"}),
+    ("SDES to DTLS", sdes, {"transport-protocol": "UDP/TLS/RTP/SAVPF"}),
+    ("DTLS to SDES", dtls, {"transport-protocol": "RTP/SAVP"}),
     ("OSRTP offer on a plain call", sdp, {"OSRTP": ["offer"]}),
     ("OSRTP offer as a flag", sdp, {"flags": ["OSRTP-offer"]}),
     ("OSRTP accept of an opportunistic offer", osrtp, {"OSRTP": ["accept"]}),
@@ -155,6 +155,60 @@ def test_an_answer_that_needs_srtp_termination_is_refused_and_the_call_stays_ans
     assert back["result"] == "ok" and back["sdp"].count("a=crypto:") == 1 and "RTP/SAVP" in back["sdp"]
     accepted = node.ng.request({**secure_answer, "sdp": sdp(20030), "transport-protocol": "accept"})
     assert accepted["result"] == "ok" and "a=crypto" not in accepted["sdp"]
+
+
+DTLS_TERMINATED: list[tuple[str, Callable[[int], str], dict[str, Any], str, str | None]] = [
+    # (why, the offered SDP, options, the protocol sent on, Karl's a=setup sent on, None: no DTLS)
+    (
+        "plain to DTLS (WebRTC)",
+        sdp,
+        {"transport-protocol": "UDP/TLS/RTP/SAVPF"},
+        "UDP/TLS/RTP/SAVPF",
+        "actpass",
+    ),
+    (
+        "plain to DTLS, Karl passive",
+        sdp,
+        {"transport-protocol": "UDP/TLS/RTP/SAVP", "DTLS": "passive"},
+        "UDP/TLS/RTP/SAVP",
+        "passive",
+    ),
+    ("DTLS (WebRTC) to plain", dtls, {"transport-protocol": "RTP/AVP"}, "RTP/AVP", None),
+    (
+        "DTLS to AVPF",
+        lambda port: dtls(port, "UDP/TLS/RTP/SAVP"),
+        {"transport-protocol": "RTP/AVPF"},
+        "RTP/AVPF",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "make_sdp", "options", "protocol", "setup"), DTLS_TERMINATED, ids=[c[0] for c in DTLS_TERMINATED]
+)
+def test_dtls_across_the_boundary_is_terminated_with_karls_own_certificate(
+    node: NgServer,
+    why: str,
+    make_sdp: Callable[[int], str],
+    options: dict[str, Any],
+    protocol: str,
+    setup: str | None,
+) -> None:
+    call_id = "dtls-" + why.replace(" ", "-")
+    reply = node.ng.request(
+        {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": make_sdp(20000), **options}
+    )
+    assert reply["result"] == "ok", reply
+    assert f" {protocol} " in reply["sdp"]
+    lines = reply["sdp"].split("\r\n")
+    assert FINGERPRINT.strip() not in lines  # never the caller's fingerprint
+    fingerprints = [line for line in lines if line.startswith("a=fingerprint:")]
+    if setup is None:
+        assert not fingerprints and not [line for line in lines if line.startswith("a=setup:")]
+    else:
+        assert f"a=setup:{setup}" in lines and len(fingerprints) == 1
+        assert fingerprints[0].startswith("a=fingerprint:sha-256 ") and len(fingerprints[0]) == 22 + 95
 
 
 PASSING: list[tuple[str, Callable[[int], str], dict[str, Any], str]] = [

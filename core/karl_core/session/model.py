@@ -256,6 +256,15 @@ class MediaState:
     ice_remote_ufrag: str | None = None
     ice_remote_pwd: str | None = None
     ice_candidates: list[str] = field(default_factory=list)
+    # DTLS-SRTP terminated by the proxy on this party's leg (schema 6): the `a=setup` role Karl wrote
+    # to the party ("actpass" while offered, then "active" or "passive"; None: no DTLS by Karl on this
+    # leg), the hash of Karl's `a=fingerprint`, the party's fingerprints ("<hash> <digest>") and setup,
+    # and, once the handshake is done, the exported SRTP keys as `a=crypto` values [Karl's, party's]
+    dtls_setup: str | None = None
+    dtls_hash: str | None = None
+    dtls_fingerprints: list[str] = field(default_factory=list)
+    dtls_remote_setup: str | None = None
+    dtls_keys: list[str] = field(default_factory=list)
 
     @property
     def ice(self) -> bool:
@@ -295,6 +304,11 @@ class MediaState:
             "ice_remote_ufrag": self.ice_remote_ufrag,
             "ice_remote_pwd": self.ice_remote_pwd,
             "ice_candidates": list(self.ice_candidates),
+            "dtls_setup": self.dtls_setup,
+            "dtls_hash": self.dtls_hash,
+            "dtls_fingerprints": list(self.dtls_fingerprints),
+            "dtls_remote_setup": self.dtls_remote_setup,
+            "dtls_keys": list(self.dtls_keys),
         }
 
     @classmethod
@@ -327,6 +341,11 @@ class MediaState:
             ice_remote_ufrag=_optional_str(data.get("ice_remote_ufrag")),
             ice_remote_pwd=_optional_str(data.get("ice_remote_pwd")),
             ice_candidates=[str(x) for x in data.get("ice_candidates", [])],
+            dtls_setup=_optional_str(data.get("dtls_setup")),
+            dtls_hash=_optional_str(data.get("dtls_hash")),
+            dtls_fingerprints=[str(x) for x in data.get("dtls_fingerprints", [])],
+            dtls_remote_setup=_optional_str(data.get("dtls_remote_setup")),
+            dtls_keys=[str(x) for x in data.get("dtls_keys", [])],
         )
 
 

@@ -41,6 +41,7 @@ from karl_medianode.engine import (
     OpenStream,
     ReplyCheck,
     SendDatagram,
+    SendToPeer,
     SetPeer,
     StreamReading,
     StreamSpec,
@@ -122,16 +123,26 @@ class EngineDriver:
     # ICE: checks arrive on the media sockets and are paced at 20 ms, so they get a timer of their own
     # on the event loop (armed for the engine's next ICE deadline) instead of the 1 s timer sweep.
 
-    def _stun_received(self, stream: PacketStream, data: bytes, source: tuple[str, int]) -> None:
+    def _control_received(self, stream: PacketStream, data: bytes, source: tuple[str, int]) -> None:
+        """STUN or DTLS on a leg where Karl does ICE or DTLS (RFC 7983: by the first octet)."""
+        engine, now, port = self.engine, time.time(), stream.local_port
         try:
-            effects = self.engine.handle_stun(stream.local_port, data, normalize_address(source), time.time())
+            if data[0] < 4:
+                effects = engine.handle_stun(port, data, normalize_address(source), now)
+            else:
+                effects = engine.handle_dtls(port, data, normalize_address(source), now)
         except Exception:
-            log.exception("ICE failed on a STUN datagram")
+            log.exception("ICE/DTLS failed on a datagram")
             return
         self.apply(effects)
 
+    def _next_transport_deadline(self) -> float | None:
+        engine = self.engine
+        dues = [d for d in (engine.next_ice_deadline(), engine.next_dtls_deadline()) if d is not None]
+        return min(dues) if dues else None
+
     def _arm_ice_timer(self) -> None:
-        due = self.engine.next_ice_deadline()
+        due = self._next_transport_deadline()
         if due is None:
             if self._ice_timer is not None:
                 self._ice_timer.cancel()
@@ -146,11 +157,13 @@ class EngineDriver:
 
     def _ice_timer_fired(self) -> None:
         self._ice_timer, self._ice_due = None, None
+        now = time.time()
+        effects = []
         try:
-            effects = self.engine.handle_ice_timer(time.time())
+            effects += self.engine.handle_ice_timer(now)
+            effects += self.engine.handle_dtls_timer(now)
         except Exception:
-            log.exception("ICE timers failed")
-            effects = []
+            log.exception("ICE/DTLS timers failed")
         self.apply(effects)
 
     def handle_timer(self, now: float | None = None) -> None:
@@ -173,7 +186,7 @@ class EngineDriver:
             except Exception:
                 # a bug of ours: the call may be missing a stream, but no other effect is lost
                 log.exception("applying %s failed", type(effect).__name__)
-        if self._ice_timer is not None or self.engine.ice.next_deadline() is not None:
+        if self._ice_timer is not None or self._next_transport_deadline() is not None:
             self._arm_ice_timer()
 
     def _apply(self, effect: Effect) -> None:
@@ -196,6 +209,13 @@ class EngineDriver:
             if stream is not None and stream.sock is not None and not stream.closed:
                 try:
                     stream.sock.sendto(effect.data, effect.destination)
+                except OSError:
+                    stream.errors += 1
+        elif isinstance(effect, SendToPeer):
+            stream = self._streams.get(effect.port)
+            if stream is not None and stream.sock is not None and not stream.closed and stream.endpoint:
+                try:
+                    stream.sock.sendto(effect.data, stream.endpoint)
                 except OSError:
                     stream.errors += 1
         elif isinstance(effect, SetPeer):
@@ -243,7 +263,7 @@ class EngineDriver:
         stream.rtcp_mux = spec.rtcp_mux
         stream.blocked = spec.blocked
         stream.payload_types = spec.payload_types
-        stream.ice = self._stun_received if spec.ice else None
+        stream.control = self._control_received if spec.ice or spec.dtls else None
         self._srtp(stream, spec)
         if before is None or spec.silence != silence:
             stream.silence = (

@@ -117,6 +117,7 @@ class PacketStream:
         "bytes",
         "closed",
         "confirmed",
+        "control",
         "dropped_blocked",
         "dropped_malformed",
         "dropped_no_destination",
@@ -125,7 +126,6 @@ class PacketStream:
         "errors",
         "failures",
         "gaps",
-        "ice",
         "is_rtcp",
         "jitter",
         "last_packet",
@@ -255,8 +255,9 @@ class PacketStream:
         """... and protects what is sent to it through this socket. None on plain legs."""
         self.srtp_failures = 0
         """SRTP/SRTCP packets that failed to unprotect (authentication, replay) or protect: dropped."""
-        self.ice: Callable[[PacketStream, bytes, Any], None] | None = None
-        """Karl is an ICE agent towards this party: STUN datagrams go there (slow path), not on."""
+        self.control: Callable[[PacketStream, bytes, Any], None] | None = None
+        """Karl is an ICE agent or terminates DTLS towards this party: STUN and DTLS datagrams go there
+        (slow path), not on."""
 
     def ice_selected(self, address: Address | None) -> None:
         """ICE chose where this party receives media (None: consent lost, nowhere until it recovers)."""
@@ -539,10 +540,10 @@ class _StreamProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         s = self.stream
         size = len(data)
-        if s.ice is not None and size >= 20 and data[0] < 4:
-            # RFC 7983: STUN (ICE connectivity checks) on a leg where Karl is the ICE agent
+        if s.control is not None and size >= 13 and (data[0] < 4 or 19 < data[0] < 64):
+            # RFC 7983: STUN (ICE checks) or DTLS (handshakes) on a leg where Karl does them
             try:
-                s.ice(s, data, addr)
+                s.control(s, data, addr)
             except Exception:
                 s.failures += 1
             return

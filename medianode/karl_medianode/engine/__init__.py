@@ -12,6 +12,7 @@ from karl_medianode.engine.effects import (
     OpenStream,
     Outcome,
     SendDatagram,
+    SendToPeer,
     SetPeer,
 )
 from karl_medianode.engine.engine import CallEngine
@@ -53,6 +54,7 @@ __all__ = [
     "Reading",
     "ReplyCheck",
     "SendDatagram",
+    "SendToPeer",
     "SetPeer",
     "StreamReading",
     "StreamSpec",

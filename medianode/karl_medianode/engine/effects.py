@@ -48,6 +48,15 @@ class SendDatagram:
 
 
 @dataclass(frozen=True)
+class SendToPeer:
+    """Send `data` from the open stream `port` to its party, wherever the relay sends its media now
+    (a DTLS client's first flight: the party's address is what ICE or latching found)."""
+
+    port: int
+    data: bytes
+
+
+@dataclass(frozen=True)
 class SetPeer:
     """ICE chose where the party of stream `port` receives media (None: nowhere, consent was lost)."""
 
@@ -80,7 +89,9 @@ class CallEnded:
     """`CallQuality.summary()`: what the parties' RTCP reports said."""
 
 
-Effect = OpenStream | ConfigureStream | CloseStream | SendDatagram | SetPeer | CallChanged | CallEnded
+Effect = (
+    OpenStream | ConfigureStream | CloseStream | SendDatagram | SendToPeer | SetPeer | CallChanged | CallEnded
+)
 
 
 @dataclass

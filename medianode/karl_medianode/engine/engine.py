@@ -36,6 +36,7 @@ from karl_medianode.engine.call_stats import (
 )
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.deadlines import Deadlines
+from karl_medianode.engine.dtls_sessions import Connected, DtlsSessions
 from karl_medianode.engine.effects import (
     CallChanged,
     CallEnded,
@@ -121,6 +122,8 @@ class CallEngine:
         """Each call's next deadline (see `handle_timer`)."""
         self.ice = IceSessions()
         """The ICE agents of the calls, with their own (finer) timers: see `handle_ice_timer`."""
+        self.dtls = DtlsSessions(settings.dtls_certificate)
+        """The DTLS-SRTP handshakes of the calls (timers: `handle_dtls_timer`)."""
         self._effects: list[Effect] = []
         """What the request being handled has committed so far."""
         self._now = 0.0
@@ -263,10 +266,14 @@ class CallEngine:
                 for m in (partner.medias if partner is not None else [])
                 if m.sdes_ours and m.index not in ending_here
             }
+            # where Karl terminates DTLS: the offerer keys with DTLS, or Karl offered its fingerprint
+            dtls = {m.index for m in offerer.medias if m.dtls_fingerprints} | {
+                m.index for m in (partner.medias if partner is not None else []) if m.dtls_setup
+            }
             for media in inbound.medias:
                 protocol = offered.get(media.index, media.protocol)
                 sdes = media.index in ending_here or media.index in karl_offered
-                if crosses_on_answer(media, protocol, opts, sdes=sdes):
+                if crosses_on_answer(media, protocol, opts, sdes=sdes, dtls=media.index in dtls):
                     self._refuse_srtp_termination(opts.call_id)
         return self._change(call, False, lambda c: self._answer(c, inbound, opts), fits)
 
@@ -333,11 +340,13 @@ class CallEngine:
         self._effects += effects
         if self.calls.get(call.call_id) is call:
             self._effects += self.ice.sync(call, self._now)
+            self._effects += self.dtls.sync(call, self._now)
             self._schedule(call)
             if persist or (persist is None and effects):
                 self._effects.append(CallChanged(call.call_id))
         else:
             self.ice.drop(call.call_id)
+            self.dtls.drop(call.call_id)
             if change.ended is not None:
                 self._effects.append(change.ended)
 
@@ -747,6 +756,38 @@ class CallEngine:
 
     def handle_ice_timer(self, now: float) -> list[Effect]:
         return self.ice.handle_timer(now)
+
+    def handle_dtls(self, port: int, data: bytes, source: tuple[str, int], now: float) -> list[Effect]:
+        """A DTLS record that arrived on media port `port` (a DTLS-SRTP handshake)."""
+        self._now = now
+        effects, connected = self.dtls.handle_dtls(port, data, source, now)
+        for done in connected:
+            self._dtls_connected(done)
+        return effects + self.take_effects()
+
+    def next_dtls_deadline(self) -> float | None:
+        return self.dtls.next_deadline()
+
+    def handle_dtls_timer(self, now: float) -> list[Effect]:
+        self._now = now
+        effects, connected = self.dtls.handle_timer(now)
+        for done in connected:
+            self._dtls_connected(done)
+        return effects + self.take_effects()
+
+    def _dtls_connected(self, done: Connected) -> None:
+        """A handshake gave a leg its SRTP keys: into the call's state, its streams and its store."""
+        call = self.calls.get(done.call_id)
+        if call is None:
+            return
+        mono = next((m for m in call.state.monologues.values() if m.uid == done.key[0]), None)
+        media = next((m for m in mono.medias if m.index == done.key[1]), None) if mono else None
+        if mono is None or media is None:
+            return
+        change = self._begin(call)
+        media.dtls_keys = [done.keys.local, done.keys.remote]
+        self.wiring.apply_media_state(call, mono)
+        self._commit(change)
 
     def _schedule(self, call: Call) -> None:
         self._deadlines.set(call.call_id, self._next_due(call))

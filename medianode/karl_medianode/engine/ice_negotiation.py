@@ -17,6 +17,8 @@ from karl_medianode.ice.credentials import IceCredentials, host_candidate
 
 TRICKLE = "ice-trickle"
 """Media flag: the party said it trickles candidates (`a=ice-options:trickle`)."""
+LITE_PEER = "ice-lite-peer"
+"""Media flag: the party is an ICE-lite agent (`a=ice-lite`): Karl controls and nominates towards it."""
 
 
 def _wants_ice(opts: NgOptions, offered: bool) -> bool:
@@ -31,6 +33,9 @@ def take_remote(media: MediaState, media_in: InboundMedia) -> None:
     """The party's ICE credentials and candidates from its SDP (none: it is no ICE agent). New
     credentials are a restart: Karl answers it with new ones of its own."""
     credentials = media_in.ice_credentials if media_in.is_rtp or media_in.is_udp else None
+    media.flags.discard(LITE_PEER)
+    if credentials is not None and media_in.ice_lite:
+        media.flags.add(LITE_PEER)
     if credentials is None:
         media.ice_remote_ufrag = media.ice_remote_pwd = None
         media.ice_candidates = []
@@ -67,9 +72,10 @@ def on_offer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, 
 
 def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, opts: NgOptions) -> bool:
     """An answer from `answerer`'s party: whether Karl's answer to the offerer carries ICE."""
+    offered = answerer.ice
     take_remote(answerer, media_in)
-    if answerer.ice_remote_ufrag is None:
-        _stop(answerer)  # Karl offered ICE, the party did not take it up: plain RTP on this leg
+    if answerer.ice_remote_ufrag is None or not offered:
+        _stop(answerer)  # Karl offered no ICE, or the party did not take it up: plain RTP on this leg
     if media_in.rejected or not _wants_ice(opts, offerer.ice_remote_ufrag is not None):
         _stop(offerer)
         return False

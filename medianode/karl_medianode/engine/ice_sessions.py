@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.deadlines import Deadlines
 from karl_medianode.engine.effects import Effect, SendDatagram, SetPeer
+from karl_medianode.engine.ice_negotiation import LITE_PEER
 from karl_medianode.ice.agent import Address, IceAgent, IceState, Selected, StateChanged
 from karl_medianode.ice.credentials import IceCredentials
 
@@ -79,11 +80,15 @@ class IceSessions:
                     local[2] = (sockets.rtcp.local_ip, sockets.rtcp.port)
                     ports[2] = sockets.rtcp.port
                 credentials = IceCredentials(media.ice_ufrag, media.ice_pwd)
+                # Karl controls towards the party it offered to, and towards an ICE-lite party
+                lite_peer = LITE_PEER in media.flags
                 agent = entry.agents.get(key)
                 if agent is None or agent.local != credentials or agent.local_addresses != local:
                     if agent is not None:
                         self._fold(agent)
-                    agent = entry.agents[key] = IceAgent(credentials, mono.answerer, local)
+                    agent = entry.agents[key] = IceAgent(credentials, mono.answerer or lite_peer, local)
+                elif lite_peer and not agent.controlling:
+                    agent.set_role(True)
                 entry.ports[key] = ports
                 if media.ice_remote_ufrag and media.ice_remote_pwd:
                     remote = IceCredentials(media.ice_remote_ufrag, media.ice_remote_pwd)

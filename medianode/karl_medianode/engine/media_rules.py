@@ -32,7 +32,12 @@ def copy_media_shell(media: MediaState) -> MediaState:
             Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
             for c in media.codecs
         ],
-        sdes_ours=list(media.sdes_ours),  # every fork was offered the same keys
+        # every fork was offered the same keys, ICE credentials and DTLS role
+        sdes_ours=list(media.sdes_ours),
+        ice_ufrag=media.ice_ufrag,
+        ice_pwd=media.ice_pwd,
+        dtls_setup=media.dtls_setup,
+        dtls_hash=media.dtls_hash,
     )
 
 

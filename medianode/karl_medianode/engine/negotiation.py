@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from karl_core.ng.options import Ice, NgOptions
 from karl_core.session import Codec, MediaState, Monologue
+from karl_medianode.engine import dtls_negotiation as dtls
 from karl_medianode.engine import ice_negotiation as ice
 from karl_medianode.engine import sdes_negotiation as sdes
 from karl_medianode.engine.calls import Call
@@ -67,7 +68,12 @@ def negotiate_offer(
         wanted = opts.transport_protocol
         if wanted is not None and wanted != "accept":
             b_media.protocol = wanted
-        elif not (sdes.terminates(a_media) or sdes.terminates(b_media)):
+        elif not (
+            sdes.terminates(a_media)
+            or sdes.terminates(b_media)
+            or dtls.terminates(a_media)
+            or dtls.terminates(b_media)
+        ):
             b_media.protocol = media_in.protocol
         # (a re-offer without a protocol on a call where Karl terminates SDES: each leg keeps the
         # protocol it negotiated, as 10.5 does; the secure party is re-offered Karl's own key)
@@ -115,6 +121,7 @@ def negotiate_offer(
             a_media, b_media, media_in, wiring.settings.key_source, sdes.SdesChoices.of(opts)
         )
         ice.on_offer(a_media, b_media, media_in, opts)
+        dtls.on_offer(a_media, b_media, media_in, opts, b_media.protocol)
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(b_sockets, media_in.is_rtp, require or b_media.rtcp_mux)
         muxed = media_in.is_rtp and (mux_to_answerer or require or b_media.rtcp_mux)
@@ -131,6 +138,7 @@ def negotiate_offer(
                 connection=connection,
                 mid=b_media.mid,
                 crypto=crypto,
+                dtls=dtls_out(a_media, b_media, wiring),
                 ice=ice.sdp_lines(b_media, connection, port, rtcp_port, require or b_media.rtcp_mux),
             )
         )
@@ -214,6 +222,7 @@ def negotiate_answer(
         if media_in.ice_trickle:
             b_media.flags.add(ice.TRICKLE)
         ice.on_answer(a_media, b_media, media_in, opts)
+        dtls.on_answer(a_media, b_media, media_in, opts, protocol)
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(a_sockets, media_in.is_rtp, a_media.rtcp_mux)
         connection = wiring.connection_for(opts)
@@ -230,10 +239,19 @@ def negotiate_answer(
                 mid=a_media.mid,
                 trickle_remnant=ice.TRICKLE in a_media.flags and opts.ice is Ice.REMOVE,
                 crypto=crypto,
+                dtls=dtls_out(b_media, a_media, wiring),
                 ice=ice.sdp_lines(a_media, connection, port, rtcp_port, a_media.rtcp_mux),
             )
         )
     return out
+
+
+def dtls_out(sender: MediaState, receiver: MediaState, wiring: StreamWiring) -> list[str] | None:
+    """The DTLS lines of the SDP for `receiver`'s party: Karl's own where it terminates DTLS on either
+    leg of the media (none towards a party without DTLS), else None (what was received passes)."""
+    if not (dtls.terminates(sender) or dtls.terminates(receiver)):
+        return None
+    return dtls.sdp_lines(receiver, wiring.settings.dtls_certificate.fingerprints)
 
 
 def share_ptime(media_in: InboundMedia, other: MediaState) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from karl_medianode.dtls.certificate import DtlsCertificate
+
 JITTER_BUFFER_BOUNDS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3)
 
 
@@ -57,6 +59,8 @@ class EngineSettings:
     """RTP of new streams goes through a jitter buffer (None: off, the default)."""
     key_source: Callable[[int], bytes] = field(default=secrets.token_bytes, repr=False)
     """Random bytes for Karl's SRTP master keys and salts (tests may pass a deterministic one)."""
+    dtls_certificate: DtlsCertificate = field(default_factory=DtlsCertificate.generate, repr=False)
+    """What Karl proves itself with in DTLS handshakes (the fleet's, see `dtls.certificate`)."""
 
 
 @dataclass

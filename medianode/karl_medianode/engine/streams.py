@@ -91,6 +91,8 @@ class StreamSpec:
     must be secure but no key is agreed yet (its media is dropped); None: a plain leg."""
     ice: bool = False
     """Karl is an ICE agent towards the stream's party: STUN arriving here goes to the engine."""
+    dtls: bool = False
+    """Karl terminates DTLS-SRTP towards the stream's party: DTLS records arriving here go to the engine."""
 
     @property
     def is_rtcp(self) -> bool:
@@ -119,6 +121,7 @@ class StreamSpec:
             self.srtp_in,
             self.srtp_out,
             self.ice,
+            self.dtls,
         )
 
 

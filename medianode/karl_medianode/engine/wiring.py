@@ -6,6 +6,8 @@ from __future__ import annotations
 from karl_core.ng.options import NgOptions
 from karl_core.session import Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
+from karl_medianode.engine.dtls_negotiation import leg_keys as dtls_keys
+from karl_medianode.engine.dtls_negotiation import terminates as dtls_terminates
 from karl_medianode.engine.media_rules import endpoint_of, payload_type_flags, silence_codecs
 from karl_medianode.engine.ports import PortPool
 from karl_medianode.engine.rewrite.inbound import InboundMedia
@@ -116,13 +118,14 @@ class StreamWiring:
             if sockets is None:
                 continue
             clock_rates = shared(tuple((c.payload_type, c.clock_rate) for c in media.codecs))
-            keys = leg_keys(media)
+            keys = dtls_keys(media) or leg_keys(media)
             for stream in sockets.streams():
                 stream.blocked = blocked
                 stream.party = mono.tag or None
                 stream.clock_rates = clock_rates
                 stream.srtp_out, stream.srtp_in = keys if keys is not None else (None, None)
                 stream.ice = media.ice and not media.rejected
+                stream.dtls = dtls_terminates(media) and not media.rejected and not stream.is_rtcp
             if sockets.rtp is not None:
                 sockets.rtp.silence = silence_codecs(media) if silenced else None
                 sockets.rtp.payload_types = (

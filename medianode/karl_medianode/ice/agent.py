@@ -277,8 +277,8 @@ class IceAgent:
         if theirs is None:
             return True
         self.counters.role_conflicts += 1
-        ours_wins = self.tie_breaker >= theirs if self.controlling else self.tie_breaker < theirs
-        if self.controlling == ours_wins:
+        # RFC 8445 7.3.1.1: the larger tie-breaker keeps (or takes) the controlling role
+        if self.tie_breaker >= theirs if self.controlling else self.tie_breaker < theirs:
             error = stun.Message(stun.Method.BINDING, stun.Class.ERROR, message.transaction_id)
             error.attributes["ERROR-CODE"] = (487, "Role Conflict")
             error.add_message_integrity(self.local.pwd.encode())

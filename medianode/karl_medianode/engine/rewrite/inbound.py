@@ -46,6 +46,10 @@ class InboundMedia:
     candidates: list[str] = field(default_factory=list)
     """The values of its `a=candidate` lines."""
     ice_lite: bool = False
+    fingerprints: list[str] = field(default_factory=list)
+    """Its DTLS `a=fingerprint` values ("<hash> <digest>"; the media's own, else the session's)."""
+    setup: str | None = None
+    """Its `a=setup` value (DTLS role: actpass, active, passive, holdconn), lower-case."""
 
     @property
     def ice_credentials(self) -> tuple[str, str] | None:
@@ -149,6 +153,8 @@ def read_sdp(text: str) -> InboundSdp:
     session_ice = session_trickle = session_lite = False
     session_ufrag: str | None = None
     session_pwd: str | None = None
+    session_fingerprints: list[str] = []
+    session_setup: str | None = None
     for line in sdp.session.lines:
         if line.kind == "c":
             result.session_connection = _connection_address(line.value)
@@ -166,6 +172,10 @@ def read_sdp(text: str) -> InboundSdp:
                 session_pwd = line.value[8:].strip()
             elif line.value == "ice-lite":
                 session_lite = True
+        elif line.kind == "a" and line.value.startswith("fingerprint:"):
+            session_fingerprints.append(" ".join(line.value[12:].split()))
+        elif line.kind == "a" and line.value.startswith("setup:"):
+            session_setup = line.value[6:].strip().lower()
     for index, section in enumerate(sdp.media, start=1):
         m_line = section.media_line  # validated above, so it parses
         port, count = m_line.port, m_line.port_count
@@ -234,6 +244,14 @@ def read_sdp(text: str) -> InboundSdp:
                 has_own_connection=own_connection,
                 ice_trickle=has_ice and trickle,
                 crypto=[value for name, value in attributes if name == "crypto" and value is not None],
+                fingerprints=[
+                    " ".join(value.split()) for name, value in attributes if name == "fingerprint" and value
+                ]
+                or session_fingerprints,
+                setup=next(
+                    (value.strip().lower() for name, value in attributes if name == "setup" and value),
+                    session_setup,
+                ),
                 ice_ufrag=ufrag,
                 ice_pwd=pwd,
                 candidates=[value for name, value in attributes if name == "candidate" and value is not None],

@@ -45,6 +45,7 @@ _MEDIA_DROPPED = {
     *DIRECTIONS,
 }
 _CODEC_ATTRIBUTES = {"rtpmap", "fmtp", "rtcp-fb"}
+_DTLS_ATTRIBUTES = {"setup", "fingerprint", "tls-id"}
 
 
 @dataclass
@@ -66,6 +67,10 @@ class OutboundMedia:
     crypto: list[str] | None = None
     """SDES terminated by Karl: the received `a=crypto` lines are dropped and these values (Karl's
     keys, or none towards a plain party) written instead. None: the received ones pass through."""
+    dtls: list[str] | None = None
+    """Karl terminates DTLS-SRTP on one of the media's legs: the received `a=setup`, `a=fingerprint`
+    and `a=tls-id` lines are dropped and these (Karl's own, or none towards a non-DTLS party) written
+    instead. None: the received ones pass through."""
     ice: list[str] = field(default_factory=list)
     """Karl's ICE attributes for the receiving party (it is an ICE agent towards it), in order."""
 
@@ -128,6 +133,8 @@ def _kept_media_line(line_kind: str, value: str, out: OutboundMedia, ctx: Sessio
     if name in _MEDIA_DROPPED:
         return False
     if name == "crypto" and out.crypto is not None:
+        return False
+    if name in _DTLS_ATTRIBUTES and out.dtls is not None:
         return False
     if name == "extmap" and ctx.strip_extmap:
         return False
@@ -297,6 +304,7 @@ def _write_media(
     if out.rtcp_mux:
         generated.append("a=rtcp-mux")
     generated.extend(f"a=crypto:{value}" for value in out.crypto or ())
+    generated.extend(out.dtls or ())
     if out.ptime is not None and "RTP/" in out.protocol:
         generated.append(f"a=ptime:{out.ptime}")
     generated.extend(out.ice)

@@ -40,7 +40,7 @@ def is_dtls(protocol: str) -> bool:
 
 
 def crosses_on_offer(media: InboundMedia, opts: NgOptions) -> bool:
-    """Whether relaying this offered medium as asked needs SRTP termination."""
+    """Whether relaying this offered medium as asked needs SRTP termination Karl cannot do."""
     if not media.is_rtp or media.rejected:
         return False
     secure_in = is_secure(media.protocol)
@@ -48,28 +48,47 @@ def crosses_on_offer(media: InboundMedia, opts: NgOptions) -> bool:
     protocol_out = wanted if wanted is not None and wanted != "accept" else media.protocol
     secure_out = is_secure(protocol_out)
     if secure_in != secure_out:
-        # SDES termination: Karl's own keys on the secure side, unless the options ask for what its
-        # SRTP library cannot do (or for a DTLS role)
-        return _beyond_sdes(media, protocol_out) or bool(opts.sdes & _UNSUPPORTED_SDES) or _dtls_role(opts)
+        if bool(opts.sdes & _UNSUPPORTED_SDES):
+            return True  # session parameters Karl's SRTP library cannot do
+        if not secure_in:
+            return False  # a plain caller: Karl offers its SDES keys and/or its DTLS fingerprint
+        if keyed_by_dtls(media):
+            return False  # DTLS terminated by Karl towards the caller
+        # SDES termination: Karl's own keys on the secure side; SRTP with neither keys nor a
+        # fingerprint cannot be terminated, nor SDES carried on a DTLS profile
+        return not media.has_crypto or is_dtls(media.protocol)
     if not secure_in:
         if "offer" in opts.osrtp:
             return True
         return "accept" in opts.osrtp and media.has_crypto
+    if is_dtls(media.protocol) != is_dtls(protocol_out):
+        return True  # SDES on one leg, DTLS on the other: both terminated, not built
     return _asks_for_own_keys(opts)
 
 
-def crosses_on_answer(media: InboundMedia, offered_protocol: str, opts: NgOptions, sdes: bool) -> bool:
+def crosses_on_answer(
+    media: InboundMedia, offered_protocol: str, opts: NgOptions, sdes: bool, dtls: bool = False
+) -> bool:
     """Whether relaying this answered medium back to the offerer needs SRTP termination Karl cannot
-    do; `sdes`: Karl terminates SDES on this medium (the offer crossed the boundary)."""
+    do; `sdes`/`dtls`: Karl terminates SDES/DTLS on this medium (the offer crossed the boundary)."""
     if not media.is_rtp or media.rejected:
         return False
     secure_in = is_secure(media.protocol)
     back = media.protocol if opts.transport_protocol == "accept" else offered_protocol
     if secure_in != is_secure(back):
+        if dtls and (keyed_by_dtls(media) or not secure_in):
+            return False
         return not sdes or _beyond_sdes(media, back)
     if not secure_in:
         return "offer" in opts.osrtp or ("accept" in opts.osrtp and media.has_crypto)
     return _asks_for_own_keys(opts)
+
+
+def keyed_by_dtls(media: InboundMedia) -> bool:
+    """The party keys its SRTP with DTLS: a DTLS profile, or SAVP with a fingerprint and no crypto."""
+    if not media.fingerprints:
+        return False
+    return is_dtls(media.protocol) or (is_secure(media.protocol) and not media.has_crypto)
 
 
 def _beyond_sdes(media: InboundMedia, other_protocol: str) -> bool:
@@ -82,11 +101,7 @@ def _beyond_sdes(media: InboundMedia, other_protocol: str) -> bool:
 _UNSUPPORTED_SDES = frozenset({"unencrypted_srtp", "unencrypted_srtcp", "unauthenticated_srtp"})
 
 
-def _dtls_role(opts: NgOptions) -> bool:
-    return opts.dtls in ("passive", "active")
-
-
 def _asks_for_own_keys(opts: NgOptions) -> bool:
     """On SRTP relayed end to end: options that would have Karl write keys of its own (not built)."""
     sdes = set(opts.sdes) - _SDES_OFF
-    return bool(sdes or opts.sdes_no) or _dtls_role(opts)
+    return bool(sdes or opts.sdes_no) or opts.dtls in ("passive", "active")
