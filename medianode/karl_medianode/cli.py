@@ -12,6 +12,7 @@ from karl_core import __version__
 from karl_core.config import ConfigError, KarlConfig, load_config
 from karl_core.logs import setup_logging
 from karl_medianode.app import run_node
+from karl_medianode.dtls.certificate import CertificateError, load_certificate
 from karl_medianode.engine import EngineSettings, JitterBufferSettings
 from karl_medianode.node import NodeSettings
 
@@ -60,6 +61,9 @@ def node_settings(cfg: KarlConfig) -> NodeSettings:
             )
             if cfg.jitter_buffer.enabled
             else None,
+            dtls_certificate=load_certificate(
+                cfg.webrtc.dtls_certificate, cfg.webrtc.dtls_private_key, cfg.state.dir
+            ),
         ),
         shutdown_grace=float(cfg.node.shutdown_grace),
         config=cfg,
@@ -86,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             section,
             extra={"event": "config_unimplemented"},
         )
-    settings = node_settings(cfg)
+    try:
+        settings = node_settings(cfg)
+    except (OSError, CertificateError) as exc:
+        print(f"karl: cannot use the DTLS certificate: {exc}", file=sys.stderr)
+        return 2
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a hard dependency; keep a clear message

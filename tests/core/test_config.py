@@ -180,7 +180,12 @@ FULL_FILE: dict[str, dict[str, Any]] = {
         "mode": "mixed",
         "retention_days": 0,
     },
-    "webrtc": {"enabled": False, "stun_servers": ["stun:stun.example.org:3478"]},
+    "webrtc": {
+        "enabled": False,
+        "stun_servers": ["stun:stun.example.org:3478"],
+        "dtls_certificate": "/etc/karl/dtls/tls.crt",
+        "dtls_private_key": "/etc/karl/dtls/tls.key",
+    },
     "database": {
         "mysql_dsn": "",
         "redis_enabled": False,
@@ -277,6 +282,8 @@ ENV_SAMPLES: dict[str, tuple[str, Any]] = {
     "KARL_NODE_ID": ("karl-medianode-0", "karl-medianode-0"),
     "KARL_CLUSTER_ID": ("eu-west", "eu-west"),
     "KARL_STATE_DIR": ("/var/lib/karl/calls", "/var/lib/karl/calls"),
+    "KARL_DTLS_CERTIFICATE": ("/etc/karl/dtls/tls.crt", "/etc/karl/dtls/tls.crt"),
+    "KARL_DTLS_PRIVATE_KEY": ("/etc/karl/dtls/tls.key", "/etc/karl/dtls/tls.key"),
     "KARL_SHUTDOWN_GRACE": ("25", 25),
     "KARL_CDR_ENABLED": ("false", False),
     "KARL_CDR_PATH": ("/srv/cdr.jsonl", "/srv/cdr.jsonl"),
@@ -573,12 +580,13 @@ def test_media_addresses(tmp_path: Path) -> None:
     [
         ({}, {}, []),
         ({"recording": {"enabled": False}, "jitter_buffer": {"min_delay": 10}}, {}, []),
-        ({"webrtc": {"enabled": False, "stun_servers": ["stun:a"]}, "fec": {"enabled": False}}, {}, []),
+        ({"webrtc": {"enabled": False}, "fec": {"enabled": False}}, {}, []),
         ({"jitter_buffer": {"enabled": True}, "fec": {"enabled": True}}, {}, ["fec"]),
         ({"recording": {"format": "pcm"}}, {}, ["recording"]),
         ({}, {"KARL_RECORDING_PATH": "/srv/rec"}, ["recording"]),
         ({}, {"KARL_RECORDING_ENABLED": "true"}, ["recording"]),
-        ({"webrtc": {"enabled": True}}, {}, ["webrtc"]),
+        ({"webrtc": {"enabled": True}}, {}, []),  # ICE and DTLS are built (always on)
+        ({"webrtc": {"stun_servers": ["stun:a"]}}, {}, ["webrtc.stun_servers"]),
         ({}, {"KARL_MYSQL_DSN": "u:p@tcp(h:3306)/db"}, []),  # CDRs in MySQL are built
         ({}, {"KARL_REDIS_ENABLED": "on", "KARL_REDIS_ADDR": "h:6379"}, []),  # the fleet is built
         ({"database": {"redis_addr": "h:6379"}}, {}, []),

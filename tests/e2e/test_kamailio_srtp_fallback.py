@@ -1,23 +1,24 @@
-"""End to end: calls that Karl cannot take (DTLS-SRTP termination) reach rtpengine through Kamailio's
-script; SDES-SRTP calls Karl takes itself.
+"""End to end: calls that Karl cannot take (an SRTP suite its library lacks) reach rtpengine through
+Kamailio's script; SDES-SRTP calls Karl takes itself.
 
     caller (sipp, 127.0.0.10) ──SIP──► Kamailio (127.0.0.1) ──SIP──► callee (sipp, 127.0.0.11)
                                           │ NG, set 1: Karl (127.0.0.2)
                                           │ NG, set 2: rtpengine (127.0.0.3)
 
-Karl terminates SDES-SRTP but not DTLS-SRTP yet: it answers an offer that crosses the plain ↔ DTLS
-boundary with the error "SRTP termination not supported by Karl yet" and builds no call. Kamailio's
+Karl terminates SDES-SRTP with 4 of rtpengine's 12 suites: it answers an SDES offer to be relayed as
+plain RTP that has none of them (a phone offering only AES-256-CM) with the error "SRTP termination
+not supported by Karl yet" and builds no call. Kamailio's
 rtpengine module
 tries another node on its own only for a load limit, "Parallel session limit reached" or "Ran out of
 ports", so the script (`kamailio/srtp_fallback.cfg`, quoted verbatim by docs/kamailio.md) sends an
 offer that set 1 refused to set 2 itself, and keeps each call's answer and delete on the set that took
 its offer. The test proves, with sipp on both sides (signalling only):
 
-* a DTLS-SRTP caller (`UDP/TLS/RTP/SAVP` with `a=fingerprint`) calling a plain callee through a script
+* an SDES caller offering only `AES_256_CM_HMAC_SHA1_80` calling a plain callee through a script
   that asks for `RTP/AVP` towards the callee: Karl refuses the offer and holds no call, rtpengine
   carries the call (it lists it while the call is up, and gets its delete), the callee is offered
-  plain RTP/AVP on rtpengine's address without any key, the caller gets `UDP/TLS/RTP/SAVP` on
-  rtpengine's address, and the call completes on both sides;
+  plain RTP/AVP on rtpengine's address without any key, the caller gets `RTP/SAVP` with an
+  AES-256-CM key of rtpengine's on rtpengine's address, and the call completes on both sides;
 * an SDES caller (`RTP/SAVP` with `a=crypto`) through the same script stays on Karl: the callee is
   offered plain RTP/AVP on Karl's address without any key, the caller gets RTP/SAVP on Karl's address
   with exactly one `a=crypto` line (Karl's key, not its own), and rtpengine never sees the call;
@@ -72,8 +73,9 @@ KARL_IP, RTPENGINE_IP = "127.0.0.2", "127.0.0.3"
 KARL_REFUSAL = "SRTP termination not supported by Karl yet"
 CALLER_KEY = base64.b64encode(bytes(range(1, 31))).decode()  # 30 bytes: AES-128 key and salt
 SDES_ATTRIBUTE = f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{CALLER_KEY}"
-CALLER_FINGERPRINT = ":".join(f"{byte:02X}" for byte in range(32))
-DTLS_ATTRIBUTE = f"a=fingerprint:sha-256 {CALLER_FINGERPRINT}"
+# AES-256 key and salt (46 bytes): a suite Karl's SRTP library cannot do, rtpengine can
+AES256_KEY = base64.b64encode(bytes(range(1, 47))).decode()
+AES256_ATTRIBUTE = f"a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{AES256_KEY}"
 PLAIN_ATTRIBUTE = "a=ptime:20"
 CALL_TIMEOUT = 30.0  # a call here is a handful of messages on loopback; this only bounds a failure
 
@@ -307,15 +309,15 @@ def assert_on(engine: NgServer, sdp: AudioSdp | None, who: str, context: str) ->
     return sdp
 
 
-def test_dtls_call_karl_refuses_goes_to_rtpengine(fallback_proxy: FallbackProxy) -> None:
+def test_srtp_call_karl_refuses_goes_to_rtpengine(fallback_proxy: FallbackProxy) -> None:
     proxy = fallback_proxy
-    run = proxy.place_call("dtls", "UDP/TLS/RTP/SAVP", DTLS_ATTRIBUTE)
+    run = proxy.place_call("aes256", "RTP/SAVP", AES256_ATTRIBUTE)
     context = proxy.context(run)
     log = proxy.kamailio.log()
 
     # Karl refused the offer with its error, and the script tried set 2.
     assert f"proxy replied with error: {KARL_REFUSAL}" in log, (
-        f"Kamailio did not get Karl's refusal of the DTLS offer (Karl took the call: {run.listed['karl']})\n"
+        f"Kamailio did not get Karl's refusal of the offer (Karl took the call: {run.listed['karl']})\n"
         f"{context}"
     )
     assert f"rtpengine set 1 refused the offer of call {run.call_id}, trying set 2" in log, context
@@ -327,11 +329,11 @@ def test_dtls_call_karl_refuses_goes_to_rtpengine(fallback_proxy: FallbackProxy)
     # The callee was offered plain RTP on rtpengine, without a key or fingerprint.
     offer = assert_on(proxy.rtpengine, run.callee_got, "callee", context)
     assert offer.protocol == "RTP/AVP" and offer.crypto == offer.fingerprints == (), offer
-    # The caller got DTLS-SRTP on rtpengine, never its own fingerprint back (rtpengine started with
-    # --config-file=none writes none of its own here).
+    # The caller got SRTP on rtpengine, with an AES-256-CM key of rtpengine's, never its own.
     answer = assert_on(proxy.rtpengine, run.caller_got, "caller", context)
-    assert answer.protocol == "UDP/TLS/RTP/SAVP", answer
-    assert not any(CALLER_FINGERPRINT in line for line in answer.fingerprints), answer
+    assert answer.protocol == "RTP/SAVP" and len(answer.crypto) == 1, answer
+    assert answer.crypto[0].startswith("a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:"), answer
+    assert AES256_KEY not in answer.inline_keys(), answer
 
     # Kamailio's only complaint is Karl's refusal (an answer or a delete sent to the wrong set would
     # have been answered "Unknown call-id").
@@ -391,7 +393,7 @@ def test_plain_call_stays_on_karl(fallback_proxy: FallbackProxy) -> None:
 def test_karl_takes_plain_calls_after_refusing_one(fallback_proxy: FallbackProxy) -> None:
     """A refusal is an error reply, not a dead node: Kamailio keeps Karl enabled for the next call."""
     proxy = fallback_proxy
-    refused = proxy.place_call("dtls", "UDP/TLS/RTP/SAVP", DTLS_ATTRIBUTE)
+    refused = proxy.place_call("aes256", "RTP/SAVP", AES256_ATTRIBUTE)
     plain = proxy.place_call("plain", "RTP/AVP", PLAIN_ATTRIBUTE)
     context = proxy.context(plain)
 

@@ -125,6 +125,8 @@ def test_record_has_call_parties_addresses_codecs_and_directions() -> None:
             "codecs": ["PCMU/8000", "telephone-event/8000"],
             "rejected": False,
             "srtp": None,
+            "keying": None,
+            "ice": False,
         }
     ]
     assert callee["addresses"]["learned"] == []  # it never sent from another address

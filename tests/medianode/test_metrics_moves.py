@@ -23,6 +23,8 @@ from tests.medianode.test_metrics_attachments import DRIVEN, NEEDS_A_DATABASE, O
 from karl_core.config import KarlConfig
 from karl_core.ng import bencode
 from karl_medianode.cli import node_settings
+from karl_medianode.dtls.certificate import DtlsCertificate
+from karl_medianode.dtls.session import DtlsSession, DtlsState
 from karl_medianode.engine import JitterBufferSettings
 from karl_medianode.node import MediaNode
 from karl_medianode.operations.metrics import attach, render_metrics
@@ -209,6 +211,30 @@ def live_node() -> Iterator[LiveNode]:
 # ---------------------------------------------------------------------------- parties and packets
 
 
+def fingerprint_of(text: str) -> str:
+    found = re.search(r"a=fingerprint:sha-256 (\S+)", text)
+    assert found, text
+    return found[1]
+
+
+def handshake(client: DtlsSession, sock: socket.socket, karl: tuple[str, int], timeout: float = 5.0) -> None:
+    """Run a DTLS handshake as the client from `sock` to Karl until the client is done (bounded)."""
+    client.start(time.monotonic())
+    sock.settimeout(0.02)
+    deadline = time.monotonic() + timeout
+    while client.state is DtlsState.CONNECTING and time.monotonic() < deadline:
+        for datagram in client.take_datagrams():
+            sock.sendto(datagram, karl)
+        try:
+            client.handle_datagram(sock.recv(4096), time.monotonic())
+        except TimeoutError:
+            due = client.next_deadline()
+            if due is not None and due <= time.monotonic():
+                client.handle_timer(time.monotonic())
+    for datagram in client.take_datagrams():
+        sock.sendto(datagram, karl)
+
+
 def sdp(port: int, medias: int = 1) -> str:
     lines = ["v=0", f"o=- 1 1 IN IP4 {PEER_IP}", "s=metrics", f"c=IN IP4 {PEER_IP}", "t=0 0"]
     for i in range(medias):
@@ -380,6 +406,33 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     check(ice_caller.rtp, ice_port, karl_pwd, **{"ICE-CONTROLLED": 1})
     wait_for(lambda: node.scrape().value("karl_ice_role_conflicts_total") >= 1)
 
+    # DTLS callees: one handshake that finishes, one whose certificate matches no fingerprint of its
+    # SDP (failed), and a record from a stranger (dropped).
+    certificate = DtlsCertificate.generate()
+    for call_id, fingerprint in (("mt-dtls", certificate.fingerprint()), ("mt-dtls-bad", "00:" * 31 + "00")):
+        dtls_caller, dtls_callee = parties(), parties()
+        dtls_ids = {"call-id": call_id, "from-tag": "tagD"}
+        offered = node.request(
+            command="offer",
+            sdp=sdp(dtls_caller.port),
+            **dtls_ids,
+            **{"transport-protocol": "UDP/TLS/RTP/SAVP", "SDES": ["off"]},
+        )
+        callee_answer = sdp(dtls_callee.port).replace("RTP/AVP", "UDP/TLS/RTP/SAVP") + (
+            f"a=setup:active\r\na=fingerprint:sha-256 {fingerprint}\r\n"
+        )
+        answered = node.request(command="answer", sdp=callee_answer, **dtls_ids, **{"to-tag": "tagE"})
+        assert answered["result"] == "ok", answered
+        karl_port = int(re.search(r"m=audio (\d+)", offered["sdp"])[1])  # type: ignore[index]
+        karls = [("sha-256", fingerprint_of(offered["sdp"]))]
+        client = DtlsSession(certificate, active=True, fingerprints=karls)
+        handshake(client, dtls_callee.rtp, (MEDIA_IP, karl_port))
+    wait_for(lambda: node.scrape().value("karl_dtls_handshakes_total", result="failed") == 1)
+    assert node.scrape().value("karl_dtls_handshakes_total", result="connected") == 1
+    stranger_dtls = parties()
+    stranger_dtls.rtp.sendto(b"\x16\xfe\xfd" + bytes(40), (MEDIA_IP, karl_port))
+    wait_for(lambda: node.scrape().value("karl_dtls_records_dropped_total") >= 1)
+
     # A call deleted with the default delete delay (stays for 30 s) and one deleted at once.
     setup_call(node, a, b, "mt-delayed")
     assert node.request(command="delete", **{"call-id": "mt-delayed"})["result"] == "ok"
@@ -509,9 +562,11 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
 
     # Undrained, everything ended: gauges fall back, counters keep what the ended streams carried.
     node.call(node.node.undrain)
-    assert second.value("karl_ice_agents") == 1 and second.value("karl_ice_outcomes_total", result="connected") == 1
-    assert second.value("karl_ice_checks_answered_total") >= 3 and second.value("karl_ice_stun_dropped_total") >= 1
-    for call_id in ("mt-main", "mt-ringing", "mt-delayed", "mt-jitter", "mt-ice"):
+    assert second.value("karl_ice_agents") == 1
+    assert second.value("karl_ice_outcomes_total", result="connected") == 1
+    assert second.value("karl_ice_checks_answered_total") >= 3
+    assert second.value("karl_ice_stun_dropped_total") >= 1
+    for call_id in ("mt-main", "mt-ringing", "mt-delayed", "mt-jitter", "mt-ice", "mt-dtls", "mt-dtls-bad"):
         assert node.request(command="delete", **{"call-id": call_id, "delete-delay": 0})["result"] == "ok"
     third = node.scrape()
     assert third.value("karl_node_ready") == 1 and third.value("karl_node_draining") == 0

@@ -159,4 +159,4 @@ def test_a_webrtc_endpoint_and_a_plain_phone_hear_each_other_through_karl(
     query = request(node, command="query", **{"call-id": ids["call-id"]})
     browser = "caller" if browser_calls else "callee"
     flags = query["tags"][browser]["medias"][0]["flags"]
-    assert "ICE" in flags, flags  # DTLS-FLAG-TODO
+    assert "ICE" in flags and "DTLS-SRTP" in flags, flags

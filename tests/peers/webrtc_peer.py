@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
 RATE = 8000
@@ -75,6 +75,7 @@ async def main() -> None:
     pcmu = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/PCMU"]
     transceiver.setCodecPreferences(pcmu)
     heard: list[np.ndarray] = []
+    readers: list[asyncio.Future[None]] = []
     rates: list[int] = []
     result: dict[str, object] = {"state": None, "heard_hz": None, "samples": 0, "dtls": None, "error": None}
 
@@ -82,11 +83,14 @@ async def main() -> None:
     def on_track(track: MediaStreamTrack) -> None:
         async def read() -> None:
             while True:
-                frame = await track.recv()
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:
+                    return  # the track ended (the connection closed)
                 heard.append(frame.to_ndarray().reshape(-1))
                 rates.append(frame.sample_rate)
 
-        asyncio.ensure_future(read())
+        readers.append(asyncio.ensure_future(read()))
 
     async def read_line() -> dict[str, str]:
         line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -113,7 +117,7 @@ async def main() -> None:
     result["dtls"] = transceiver.sender.transport.state if transceiver.sender.transport else None
     if heard:
         samples = np.concatenate(heard)
-        result["samples"] = int(len(samples))
+        result["samples"] = len(samples)
         result["heard_hz"] = dominant_hz(samples, rates[-1])
     await pc.close()
     print(json.dumps(result), flush=True)

@@ -88,6 +88,13 @@ _TABLE: tuple[tuple[str, str | None, str, str | None], ...] = (
     ("KARL_CLUSTER_ID", "node.cluster_id", "name of the fleet; gives the loop-protect SDP marker", "node.id"),
     ("KARL_SHUTDOWN_GRACE", "node.shutdown_grace", "seconds to let calls finish after SIGTERM", None),
     ("KARL_STATE_DIR", "state.dir", "directory keeping calls across restarts; empty = in memory", "empty"),
+    (
+        "KARL_DTLS_CERTIFICATE",
+        "webrtc.dtls_certificate",
+        "PEM certificate for DTLS-SRTP, the same on every node of a fleet",
+        "made in `state.dir`",
+    ),
+    ("KARL_DTLS_PRIVATE_KEY", "webrtc.dtls_private_key", "its PEM private key", "in the certificate file"),
     ("KARL_CDR_ENABLED", "cdr.enabled", "write a call detail record for every finished call", None),
     ("KARL_CDR_PATH", "cdr.path", "JSON-lines file the CDRs are appended to", None),
     ("KARL_CDR_SPOOL_DIR", "cdr.spool_dir", "where CDRs wait while the database is down", None),

@@ -120,5 +120,5 @@ _UNIMPLEMENTED: tuple[tuple[str, Callable[[KarlConfig], bool]], ...] = (
     ("sessions.session_ttl", _set_by_user("sessions", "session_ttl")),
     ("fec", _enabled_by_user("fec")),
     ("recording", _enabled_by_user("recording")),
-    ("webrtc", _enabled_by_user("webrtc")),
+    ("webrtc.stun_servers", _set_by_user("webrtc", "stun_servers")),
 )

@@ -259,9 +259,15 @@ class RecordingSection(Section):
 
 
 class WebrtcSection(Section):
-    """Accepted, not implemented yet."""
+    """ICE and DTLS-SRTP on the legs that use them (always on, as in rtpengine: `enabled` is accepted
+    and changes nothing), and the certificate Karl proves itself with in DTLS handshakes."""
 
     enabled: bool = False
+    #: PEM certificate for DTLS, the same file on every node of a fleet (a Secret); empty: the one
+    #: Karl makes in `state.dir` (kept), else one per process.
+    dtls_certificate: str = ""
+    #: Its PEM private key; empty: in the certificate's file.
+    dtls_private_key: str = ""
     # A JSON array arrives as a list; stored as a tuple so that the frozen config stays immutable.
     stun_servers: tuple[str, ...] = Field(default=(), strict=False)
 

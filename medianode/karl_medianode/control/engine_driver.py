@@ -422,6 +422,14 @@ class EngineDriver:
         streams = self._streams
         return [streams[s.port] for s in call.all_streams() if s.port in streams]
 
+    def transport_states(self, call: Call, uid: int, index: int) -> tuple[str | None, str | None]:
+        agent = self.engine.ice.agent(call.call_id, (uid, index))
+        handshake = self.engine.dtls.state_of(call.call_id, (uid, index))
+        return (
+            None if agent is None else agent.state.value,
+            None if handshake is None else handshake.value,
+        )
+
     def media_streams(
         self, call: Call, uid: int, index: int
     ) -> tuple[PacketStream | None, PacketStream | None]:

@@ -9,10 +9,10 @@ from karl_core.ng.options import TRANSPORT_PROTOCOLS, DtmfSecurity, NgOptions
 from karl_core.session import Codec, Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.ice_negotiation import TRICKLE
+from karl_medianode.engine.leg_security import srtp_suite
 from karl_medianode.engine.media_view import StreamReading
 from karl_medianode.engine.parties import known_party
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
-from karl_medianode.engine.sdes_negotiation import suite_of
 from karl_medianode.engine.streams import MediaPorts, StreamSpec
 
 ReadStream = Callable[[StreamSpec], StreamReading]
@@ -75,10 +75,16 @@ def _stream_dict(
     return entry
 
 
-def _muxed_rtcp_entry(rtp: StreamSpec, seen: StreamReading, now: int) -> dict[str, Any]:
-    """rtcp-mux on a single port: rtpengine still lists an RTCP stream, with local port 0."""
+def _muxed_rtcp_entry(
+    rtp: StreamSpec, seen: StreamReading, now: int, advertised: Endpoint | None = None
+) -> dict[str, Any]:
+    """rtcp-mux on a single port: rtpengine still lists an RTCP stream, with local port 0, at the
+    party's `a=rtcp` port (its address unless that is unspecified), else the RTP port + 1."""
     sdp_endpoint = rtp.sdp_peer
     rtcp_endpoint = Endpoint(sdp_endpoint.address, sdp_endpoint.port + 1) if sdp_endpoint else None
+    if sdp_endpoint is not None and advertised is not None:
+        address = sdp_endpoint.address if advertised.is_unspecified else advertised.address
+        rtcp_endpoint = Endpoint(address, advertised.port)
     flags = ["RTCP", "fallback RTCP"] + (["filled"] if rtcp_endpoint else [])
     entry: dict[str, Any] = {
         "local port": 0,
@@ -122,6 +128,12 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
     flags: list[str] = []
     if media.ice:
         flags.append("ICE")
+    if media.dtls_setup is not None:
+        flags.append("DTLS-SRTP")
+        if media.dtls_setup in ("active", "actpass"):
+            flags.append("DTLS role active")
+        if media.dtls_setup in ("passive", "actpass"):
+            flags.append("DTLS role passive")
     if media.sdes_theirs:  # (10.5 shows it for a party that answered with keys, even unusable ones)
         flags.append("SDES")
     if mono.tag:
@@ -168,10 +180,10 @@ def _media_dict(
             )
         )
     elif sockets.rtp is not None and rtp_seen is not None and media.rtcp_mux:
-        streams.append(_muxed_rtcp_entry(sockets.rtp, rtp_seen, now))
+        streams.append(_muxed_rtcp_entry(sockets.rtp, rtp_seen, now, media.advertised_rtcp))
     if not streams and (media.rejected or mono.removed):
         streams = _socketless_streams(media, now)
-    suite = suite_of(media)
+    suite = srtp_suite(media)
     if suite is not None:
         for stream in streams:
             stream["crypto suite"] = suite

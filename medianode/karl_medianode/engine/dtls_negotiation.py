@@ -1,16 +1,17 @@
 """Which legs Karl terminates DTLS-SRTP on, its `a=setup` roles and `a=fingerprint` lines, as rtpengine
-10.5 writes them (sans-IO).
+10.5 writes them (sans-IO; probed rules in docs/compatibility.md).
 
-Karl terminates DTLS between a DTLS leg and a plain one, both ways:
+Karl terminates DTLS on every leg that keys SRTP with it, as 10.5 does; it never passes a party's
+fingerprint on:
 
-- a DTLS offer (`UDP/TLS/RTP/SAVP(F)`, or `RTP/SAVP(F)` with a fingerprint and no `a=crypto`) relayed
-  to a plain callee: Karl answers the caller with its own fingerprint, as the DTLS client
-  (`a=setup:active`) unless the caller insists on being it (`a=setup:active` in the offer);
-- a plain offer relayed as `UDP/TLS/RTP/SAVP(F)`, or as `RTP/SAVP(F)` (next to Karl's SDES lines,
-  as 10.5 offers both, unless `DTLS=off`): Karl offers `a=setup:actpass` (or the role `DTLS=`
-  names) and its fingerprint; the callee's answer decides the roles, or picks SDES instead.
-
-Between two secure legs Karl relays SRTP end to end and the DTLS lines pass through.
+- towards an offerer whose offer carries a usable DTLS offer (`a=setup` actpass/active/passive and an
+  `a=fingerprint` of a known hash and length) on a secure profile: Karl answers with its own
+  fingerprint, as the DTLS client (`a=setup:active`) unless the offerer insists on being it, or
+  `DTLS=passive` (answer) / `DTLS-reverse=passive` (offer) ask Karl to wait. DTLS beats SDES: an
+  offer carrying both is answered with DTLS and no `a=crypto`;
+- towards an answerer offered a secure profile (`UDP/TLS/RTP/SAVP(F)`, `RTP/SAVP(F)`) unless
+  `DTLS=off`: Karl offers `a=setup:actpass` and its fingerprint (next to its SDES lines); the
+  answer decides the roles, or picks SDES instead.
 """
 
 from __future__ import annotations
@@ -19,14 +20,23 @@ from karl_core.ng.options import NgOptions
 from karl_core.session import MediaState
 from karl_medianode.dtls.certificate import DEFAULT_HASH, HASHES
 from karl_medianode.engine.rewrite.inbound import InboundMedia
-from karl_medianode.engine.rewrite.srtp_boundary import is_secure, keyed_by_dtls
+from karl_medianode.engine.rewrite.srtp_boundary import is_secure, usable_fingerprints
 from karl_medianode.engine.sdes_negotiation import NO_KEY
 
 ACTIVE, PASSIVE, ACTPASS = "active", "passive", "actpass"
+REVERSE_PASSIVE = "dtls-reverse-passive"
+"""Media flag: the offer asked Karl to answer as the DTLS server (`DTLS-reverse=passive`)."""
 
 
 def speaks_dtls(media_in: InboundMedia) -> bool:
-    return media_in.is_rtp and not media_in.rejected and keyed_by_dtls(media_in)
+    """The party offers (or answers) DTLS-SRTP Karl can take up."""
+    return (
+        media_in.is_rtp
+        and not media_in.rejected
+        and is_secure(media_in.protocol)
+        and bool(usable_fingerprints(media_in))
+        and media_in.setup in (ACTPASS, ACTIVE, PASSIVE)
+    )
 
 
 def terminates(media: MediaState) -> bool:
@@ -41,15 +51,17 @@ def _hash_for(opts: NgOptions) -> str:
 
 def _take_party(media: MediaState, media_in: InboundMedia) -> None:
     """The party's fingerprints and role; new fingerprints mean a new handshake (new keys)."""
-    if media.dtls_fingerprints != media_in.fingerprints:
+    fingerprints = usable_fingerprints(media_in)
+    if media.dtls_fingerprints != fingerprints:
         media.dtls_keys = []
-    media.dtls_fingerprints = list(media_in.fingerprints)
+    media.dtls_fingerprints = fingerprints
     media.dtls_remote_setup = media_in.setup
 
 
 def _stop(media: MediaState) -> None:
     media.dtls_setup = media.dtls_hash = media.dtls_remote_setup = None
     media.dtls_fingerprints, media.dtls_keys = [], []
+    media.flags.discard(REVERSE_PASSIVE)
 
 
 def on_offer(
@@ -57,47 +69,52 @@ def on_offer(
 ) -> bool:
     """An offer from `offerer`'s party relayed with `protocol_out`: whether Karl offers DTLS to the
     answerer. The offerer's side is settled by the answer (`on_answer`)."""
-    if speaks_dtls(media_in) and not is_secure(protocol_out):
+    offerer_dtls = speaks_dtls(media_in)
+    if offerer_dtls:
         _take_party(offerer, media_in)
+        offerer.flags.discard(REVERSE_PASSIVE)
+        if opts.dtls_reverse == PASSIVE:
+            offerer.flags.add(REVERSE_PASSIVE)
     else:
         _stop(offerer)
-    offer_dtls = (
-        media_in.is_rtp
-        and not media_in.rejected
-        and opts.dtls != "off"
-        and not is_secure(media_in.protocol)
-        and is_secure(protocol_out)
-    )
-    if not offer_dtls:
+    keyed_by_sdes = is_secure(media_in.protocol) and media_in.has_crypto and not offerer_dtls
+    if (
+        not media_in.is_rtp
+        or media_in.rejected
+        or opts.dtls == "off"
+        or keyed_by_sdes
+        or not is_secure(protocol_out)
+    ):
         _stop(answerer)
         return False
-    if answerer.dtls_setup in (None, ACTPASS) or opts.dtls in (ACTIVE, PASSIVE):
-        answerer.dtls_setup = opts.dtls if opts.dtls in (ACTIVE, PASSIVE) else ACTPASS
-    answerer.dtls_hash = answerer.dtls_hash or _hash_for(opts)
+    answerer.dtls_setup = ACTPASS  # every offer of 10.5's says actpass, whatever the flags
+    answerer.dtls_hash = answerer.dtls_hash or _hash_for(opts)  # kept on re-offers
     return True
 
 
-def on_answer(
-    offerer: MediaState, answerer: MediaState, media_in: InboundMedia, opts: NgOptions, protocol_back: str
-) -> bool:
-    """An answer from `answerer`'s party relayed back with `protocol_back`: whether Karl's answer to
-    the offerer carries its DTLS lines."""
-    if terminates(answerer):
-        if media_in.fingerprints and not media_in.crypto:
+def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, opts: NgOptions) -> bool:
+    """An answer from `answerer`'s party: whether Karl's answer to the offerer carries its DTLS lines."""
+    if answerer.dtls_setup is not None:
+        if speaks_dtls(media_in) and not media_in.has_crypto:
             _take_party(answerer, media_in)
-            # the answerer took a role; Karl takes the other (actpass in an answer is invalid: active)
+            # the answerer took a role; Karl takes the other (actpass, invalid in an answer: active)
             answerer.dtls_setup = PASSIVE if media_in.setup == ACTIVE else ACTIVE
         else:
             _stop(answerer)  # plain, or SDES picked instead
-    if not offerer.dtls_fingerprints or not is_secure(protocol_back) or is_secure(media_in.protocol):
-        if not offerer.dtls_fingerprints:
-            _stop(offerer)
+    if not offerer.dtls_fingerprints:
+        _stop(offerer)
         return False
-    if opts.dtls in (ACTIVE, PASSIVE):
-        offerer.dtls_setup = opts.dtls
-    elif offerer.dtls_setup not in (ACTIVE, PASSIVE):
-        offerer.dtls_setup = PASSIVE if offerer.dtls_remote_setup == ACTIVE else ACTIVE
-    offerer.dtls_hash = offerer.dtls_hash or _hash_for(opts)
+    remote = offerer.dtls_remote_setup
+    if remote == ACTIVE:
+        offerer.dtls_setup = PASSIVE
+    elif remote == PASSIVE:
+        offerer.dtls_setup = ACTIVE
+    elif opts.dtls == PASSIVE or REVERSE_PASSIVE in offerer.flags:
+        offerer.dtls_setup = PASSIVE
+    else:
+        offerer.dtls_setup = ACTIVE
+    # the hash of the party's first fingerprint (10.5 ignores DTLS-fingerprint in answers)
+    offerer.dtls_hash = offerer.dtls_fingerprints[0].split(" ", 1)[0]
     return True
 
 

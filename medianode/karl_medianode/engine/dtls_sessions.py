@@ -33,7 +33,8 @@ class DtlsTotals:
     connected: int = 0
     failed: int = 0
     dropped: int = 0
-    """DTLS records dropped: for no handshake of Karl's, unreadable, or after a failed handshake."""
+    """DTLS records dropped: for no handshake of Karl's, unreadable, from another address than the
+    party's handshake came from, or after a failed handshake."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,9 @@ class DtlsSessions:
                     session.start(now)
                     early, leg.early = leg.early, []
                     for data, source in early:
-                        leg.peer = source
-                        session.handle_datagram(data, now)
+                        if leg.peer is None or source == leg.peer:
+                            leg.peer = source
+                            session.handle_datagram(data, now)
                 effects += self._outputs(call.call_id, key, leg, now)[0]
         if wanted:
             self._legs[call.call_id] = wanted
@@ -137,6 +139,11 @@ class DtlsSessions:
             return [], []
         call_id, key = found
         leg = self._legs[call_id][key]
+        if leg.peer is not None and source != leg.peer:
+            # one handshake per leg, with whoever started it: records from elsewhere cannot disturb it
+            # (a stranger could not finish one anyway: its certificate matches no fingerprint)
+            self.totals.dropped += 1
+            return [], []
         if leg.session is None:
             if len(leg.early) < EARLY_RECORDS:
                 leg.early.append((data, source))

@@ -198,7 +198,10 @@ def readvertise(sockets: MediaPorts, media: MediaState) -> None:
     if sockets.rtp is not None:
         sockets.rtp.sdp_peer = endpoint
     if sockets.rtcp is not None:
-        sockets.rtcp.sdp_peer = media.advertised_rtcp or Endpoint(endpoint.address, endpoint.port + 1)
+        rtcp = media.advertised_rtcp or Endpoint(endpoint.address, endpoint.port + 1)
+        if rtcp.is_unspecified and not endpoint.is_unspecified:
+            rtcp = Endpoint(endpoint.address, rtcp.port)  # `a=rtcp:9 IN IP4 0.0.0.0` (browsers)
+        sockets.rtcp.sdp_peer = rtcp
 
 
 def advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint | None:

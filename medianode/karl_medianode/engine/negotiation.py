@@ -118,7 +118,12 @@ def negotiate_offer(
         wiring.ensure_sockets(call, a_sockets, single=a_single)
         wiring.configure_party(a_sockets, a_media, media_in, opts)
         crypto = sdes.on_offer(
-            a_media, b_media, media_in, wiring.settings.key_source, sdes.SdesChoices.of(opts)
+            a_media,
+            b_media,
+            media_in,
+            wiring.settings.key_source,
+            sdes.SdesChoices.of(opts),
+            dtls_offerer=dtls.speaks_dtls(media_in),
         )
         ice.on_offer(a_media, b_media, media_in, opts)
         dtls.on_offer(a_media, b_media, media_in, opts, b_media.protocol)
@@ -222,7 +227,7 @@ def negotiate_answer(
         if media_in.ice_trickle:
             b_media.flags.add(ice.TRICKLE)
         ice.on_answer(a_media, b_media, media_in, opts)
-        dtls.on_answer(a_media, b_media, media_in, opts, protocol)
+        dtls.on_answer(a_media, b_media, media_in, opts)
         wiring.wire(call, offerer, a_media, answerer, b_media)
         port, rtcp_port = advertised_ports(a_sockets, media_in.is_rtp, a_media.rtcp_mux)
         connection = wiring.connection_for(opts)

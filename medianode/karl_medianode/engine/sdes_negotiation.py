@@ -138,13 +138,23 @@ def on_offer(
     media_in: InboundMedia,
     key_source: KeySource,
     choices: SdesChoices = SdesChoices(),
+    dtls_offerer: bool = False,
 ) -> list[str] | None:
     """Note an offered medium's SDES state; returns the crypto values for the SDP sent to the answerer
     (None: the received lines pass through, for SRTP relayed end to end or plain media). Keys agreed
-    earlier stay in force until the answer: a re-offer that is never answered changes nothing."""
+    earlier stay in force until the answer: a re-offer that is never answered changes nothing.
+    `dtls_offerer`: Karl terminates DTLS towards the offerer (DTLS beats its `a=crypto` lines): for
+    SDES it is a plain party."""
     if not media_in.is_rtp or media_in.rejected:
         return None
     answerer.sdes_pending = []  # (lines of an offer it made earlier: answered, or superseded by this one)
+    if dtls_offerer:
+        clear(offerer)
+        if is_secure(answerer.protocol) and not choices.off:
+            answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices)
+            return list(answerer.sdes_ours)
+        clear(answerer)
+        return []
     secure_in = _sdes_protocol(media_in.protocol) and media_in.has_crypto
     secure_out = _sdes_protocol(answerer.protocol)
     if secure_in and secure_out and not choices.off and usable_offer(media_in.crypto, choices):
@@ -157,8 +167,9 @@ def on_offer(
         # the offerer's SRTP ends here: its lines wait for the answer; the answerer gets plain RTP
         offerer.sdes_pending = list(media_in.crypto[:MAX_LINES])
         return []
-    if secure_out and not is_secure(media_in.protocol):
-        # Karl's SRTP towards the answerer: its keys offered (the same ones on a re-offer)
+    if is_secure(answerer.protocol) and not is_secure(media_in.protocol):
+        # Karl's SRTP towards the answerer (also next to DTLS on a UDP/TLS profile, as 10.5 offers
+        # it): its keys offered (the same ones on a re-offer)
         answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices)
         offerer.sdes_pending = []
         return list(answerer.sdes_ours)

@@ -57,8 +57,12 @@ class StreamWiring:
         rtcp_endpoint: Endpoint | None = None
         if endpoint is not None:
             if media_in.rtcp is not None:
+                # `a=rtcp:9 IN IP4 0.0.0.0` (browsers) gives only a port, as 10.5 reads it
+                use_media_address = opts.sip_source_address or (
+                    media_in.rtcp.is_unspecified and not endpoint.is_unspecified
+                )
                 rtcp_endpoint = Endpoint(
-                    media_in.rtcp.address if not opts.sip_source_address else endpoint.address,
+                    endpoint.address if use_media_address else media_in.rtcp.address,
                     media_in.rtcp.port,
                 )
             else:

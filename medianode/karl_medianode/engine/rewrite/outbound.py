@@ -89,6 +89,9 @@ class SessionRewrite:
     full_rtcp_attribute: bool = False
     no_rtcp_attribute: bool = False
     loop_marker: str | None = None
+    drop_dtls: bool = False
+    """Karl terminates DTLS on a media: the session-level `a=setup`/`a=fingerprint`/`a=tls-id` go
+    (Karl writes its own at media level)."""
 
 
 def address_tokens(address: str) -> str:
@@ -153,6 +156,8 @@ def _session_attribute_dropped(value: str, ctx: SessionRewrite) -> bool:
     name = value.partition(":")[0]
     if name in DIRECTIONS and ctx.original_sendrecv:
         return False
+    if name in _DTLS_ATTRIBUTES and ctx.drop_dtls:
+        return True
     return name in _SESSION_DROPPED or (name == "extmap" and ctx.strip_extmap)
 
 
@@ -206,6 +211,7 @@ def _session_c_replaced(inbound: InboundSdp, ctx: SessionRewrite) -> bool:
 
 
 def write_sdp(inbound: InboundSdp, medias: list[OutboundMedia], ctx: SessionRewrite) -> str:
+    ctx.drop_dtls = any(m.dtls is not None for m in medias)
     check_edit_order(inbound, medias, ctx)
     out: list[str] = []
     replace_session_c = _session_c_replaced(inbound, ctx)

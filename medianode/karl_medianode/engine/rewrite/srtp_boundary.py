@@ -61,7 +61,9 @@ def crosses_on_offer(media: InboundMedia, opts: NgOptions) -> bool:
         if "offer" in opts.osrtp:
             return True
         return "accept" in opts.osrtp and media.has_crypto
-    if is_dtls(media.protocol) != is_dtls(protocol_out):
+    if keyed_by_dtls(media):
+        return False  # DTLS terminated towards the caller, Karl's own keys towards the callee
+    if is_dtls(protocol_out) or is_dtls(media.protocol):
         return True  # SDES on one leg, DTLS on the other: both terminated, not built
     return _asks_for_own_keys(opts)
 
@@ -81,14 +83,39 @@ def crosses_on_answer(
         return not sdes or _beyond_sdes(media, back)
     if not secure_in:
         return "offer" in opts.osrtp or ("accept" in opts.osrtp and media.has_crypto)
+    if dtls:
+        return False  # Karl terminates DTLS on a leg of this medium: its own keys on each
     return _asks_for_own_keys(opts)
 
 
 def keyed_by_dtls(media: InboundMedia) -> bool:
-    """The party keys its SRTP with DTLS: a DTLS profile, or SAVP with a fingerprint and no crypto."""
-    if not media.fingerprints:
-        return False
-    return is_dtls(media.protocol) or (is_secure(media.protocol) and not media.has_crypto)
+    """The party offers DTLS-SRTP Karl can take up: a secure profile, an `a=setup` of actpass,
+    active or passive and a fingerprint of a known hash and length (DTLS beats SDES: also with
+    `a=crypto` lines)."""
+    return (
+        is_secure(media.protocol)
+        and media.setup in ("actpass", "active", "passive")
+        and bool(usable_fingerprints(media))
+    )
+
+
+_DIGEST_LENGTHS = {"sha-1": 20, "sha-224": 28, "sha-256": 32, "sha-384": 48, "sha-512": 64}
+
+
+def usable_fingerprints(media: InboundMedia) -> list[str]:
+    """The party's fingerprints Karl can check ("<hash> <DIGEST>", upper-case hex): known hash,
+    right length (10.5 ignores the others, and a DTLS offer with none)."""
+    usable = []
+    for value in media.fingerprints:
+        name, _, digest = value.partition(" ")
+        name = name.lower()
+        octets = digest.strip().split(":")
+        if _DIGEST_LENGTHS.get(name) != len(octets):
+            continue
+        if not all(len(octet) == 2 and all(c in "0123456789abcdefABCDEF" for c in octet) for octet in octets):
+            continue
+        usable.append(f"{name} {digest.strip().upper()}")
+    return usable
 
 
 def _beyond_sdes(media: InboundMedia, other_protocol: str) -> bool:

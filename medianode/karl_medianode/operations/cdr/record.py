@@ -21,7 +21,7 @@ from typing import Any
 
 from karl_core.session import CallState, Endpoint, MediaState, Monologue
 from karl_medianode.engine import CallEnded
-from karl_medianode.engine.sdes_negotiation import suite_of
+from karl_medianode.engine.leg_security import keying, srtp_suite
 
 SCHEMA = 2
 MAX_TEXT = 255
@@ -103,7 +103,9 @@ def _media_record(bounds: _Bounds, media: MediaState) -> dict[str, Any]:
         "protocol": bounds.text(media.protocol, 64),
         "codecs": bounds.cap(codecs, MAX_CODECS),
         "rejected": media.rejected,
-        "srtp": suite_of(media),  # the SDES suite Karl terminated on this leg (never its keys)
+        "srtp": srtp_suite(media),  # the suite of the SRTP Karl terminated on this leg (never its keys)
+        "keying": keying(media),  # "sdes", "dtls" or None
+        "ice": media.ice,  # Karl was the ICE agent towards this party
     }
 
 

@@ -118,6 +118,36 @@ SCHEMAS: dict[str, Any] = {
             "sdp_port": _INT,
             "codecs": {"type": "array", "items": _ref("Codec")},
             "streams": {"type": "array", "items": _ref("Stream")},
+            "security": _ref("LegSecurity"),
+        }
+    ),
+    "LegSecurity": _obj(
+        {
+            "srtp": {
+                **_NULL_STR,
+                "description": "Suite of the SRTP Karl terminates on this leg (never a key).",
+            },
+            "keying": {
+                "type": ["string", "null"],
+                "enum": ["sdes", "dtls", None],
+                "description": "How that SRTP is keyed; null: plain, or SRTP relayed end to end.",
+            },
+            "dtls_role": {
+                "type": ["string", "null"],
+                "enum": ["active", "passive", "actpass", None],
+                "description": "Karl's a=setup towards the party (actpass: offered, not answered yet).",
+            },
+            "dtls": {
+                "type": ["string", "null"],
+                "enum": ["new", "connecting", "connected", "failed", None],
+                "description": "The DTLS handshake on this leg (connected also when its keys were "
+                "restored with the call).",
+            },
+            "ice": {
+                "type": ["string", "null"],
+                "enum": ["new", "checking", "connected", "failed", None],
+                "description": "Karl's ICE agent towards the party; null: no ICE on this leg.",
+            },
         }
     ),
     "Party": _obj(

@@ -12,6 +12,7 @@ from karl_core.session import MediaState, Monologue
 from karl_core.state import OwnerToken
 from karl_medianode.dataplane.relay import PacketStream
 from karl_medianode.engine.calls import Call
+from karl_medianode.engine.leg_security import keying, srtp_suite
 
 STATES = ("offered", "answered", "deleting")
 
@@ -24,6 +25,10 @@ class LiveStreams(Protocol):
     def media_streams(
         self, call: Call, uid: int, index: int
     ) -> tuple[PacketStream | None, PacketStream | None]: ...
+
+    def transport_states(self, call: Call, uid: int, index: int) -> tuple[str | None, str | None]:
+        """(ICE state, DTLS handshake state) of Karl's agents on this leg, None where there is none."""
+        ...
 
 
 def call_state(call: Call) -> str:
@@ -124,6 +129,21 @@ def _media_view(live: LiveStreams, call: Call, mono: Monologue, media: MediaStat
             for codec in media.codecs
         ],
         "streams": [_stream_view(s) for s in streams],
+        "security": _security_view(live, call, mono, media),
+    }
+
+
+def _security_view(live: LiveStreams, call: Call, mono: Monologue, media: MediaState) -> dict[str, Any]:
+    ice, handshake = live.transport_states(call, mono.uid, media.index)
+    keyed_by = keying(media)
+    if keyed_by == "dtls" and handshake is None and len(media.dtls_keys) == 2:
+        handshake = "connected"  # keys restored with the call: no handshake needed here
+    return {
+        "srtp": srtp_suite(media),
+        "keying": keyed_by,
+        "dtls_role": media.dtls_setup,
+        "dtls": handshake if keyed_by == "dtls" else None,
+        "ice": ice,
     }
 
 

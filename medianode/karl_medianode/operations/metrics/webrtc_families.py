@@ -1,4 +1,4 @@
-"""Families of the WebRTC side of the media node: ICE on Karl's sockets (and, later, DTLS)."""
+"""Families of the WebRTC side of the media node: ICE and DTLS-SRTP on Karl's sockets."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 
+from karl_medianode.engine.dtls_sessions import DtlsTotals
 from karl_medianode.engine.ice_sessions import IceTotals
 from karl_medianode.operations.metrics.families import counter, gauge, labelled_counter
 
@@ -38,6 +39,21 @@ def webrtc_families(node: MediaNode) -> Iterator[Metric]:
         "karl_ice_role_conflicts_total",
         "ICE role conflicts (both sides controlling or both controlled), resolved by tie-breaker.",
         totals.role_conflicts,
+    )
+    dtls = engine.engine.dtls if engine is not None else None
+    dtls_totals = dtls.totals if dtls is not None else DtlsTotals()
+    yield labelled_counter(
+        "karl_dtls_handshakes_total",
+        "DTLS-SRTP handshakes Karl finished (connected: SRTP keyed) or that failed (no common profile, "
+        "a certificate that matches no fingerprint of the party's SDP, a broken handshake).",
+        ("result",),
+        [(("connected",), dtls_totals.connected), (("failed",), dtls_totals.failed)],
+    )
+    yield counter(
+        "karl_dtls_records_dropped_total",
+        "DTLS records dropped: for no handshake of Karl's, unreadable, from another address than the "
+        "party's handshake, or after a failed handshake.",
+        dtls_totals.dropped,
     )
     yield labelled_counter(
         "karl_ice_outcomes_total",

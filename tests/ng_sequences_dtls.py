@@ -1,0 +1,156 @@
+"""Side-by-side sequences of DTLS-SRTP termination: the `a=setup` roles and `a=fingerprint` lines rtpengine
+10.5 writes for plain ↔ DTLS, DTLS ↔ DTLS and SDES-or-DTLS calls, the `DTLS`, `DTLS-reverse` and
+`DTLS-fingerprint` options, and what `query` shows (probed on the daemon; see docs/compatibility.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ng_sequences import (
+    A_IP,
+    DTMF_LINES,
+    WEBRTC_OFFER,
+    A,
+    B,
+    M,
+    Sequence,
+    answer,
+    kamailio,
+    offer,
+    query,
+    seq,
+)
+
+# a certificate's sha-256 and sha-1 digests (the party's: Karl only compares them)
+SHA256 = "sha-256 " + ":".join(f"{n:02X}" for n in range(0x10, 0x30))
+SHA1 = "sha-1 " + ":".join(f"{n:02X}" for n in range(0x40, 0x54))
+
+
+def dtls_callee(setup: str, fingerprint: str = SHA256, proto: str = "UDP/TLS/RTP/SAVPF") -> str:
+    return B(
+        M(
+            port=7000,
+            proto=proto,
+            fmts="0 8 101",
+            lines=(
+                *DTMF_LINES,
+                f"a=setup:{setup}",
+                f"a=fingerprint:{fingerprint}",
+                "a=ptime:20",
+                "a=sendrecv",
+            ),
+        )
+    )
+
+
+def browser(setup: str = "actpass", fingerprint: str | None = None) -> str:
+    body = WEBRTC_OFFER.replace("a=setup:actpass", f"a=setup:{setup}")
+    if fingerprint is not None:
+        start = body.index("a=fingerprint:")
+        end = body.index("\r\n", start)
+        body = body[:start] + f"a=fingerprint:{fingerprint}" + body[end:]
+    return body
+
+
+TO_PHONE = {"transport-protocol": "RTP/AVP", "ICE": "remove", "rtcp-mux": ["demux"]}
+TO_BROWSER = {"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "rtcp-mux": ["require"]}
+
+
+def group() -> Iterator[Sequence]:
+    yield seq(
+        "dtls_plain_to_dtls_callee_active",
+        offer(A(), {"transport-protocol": "UDP/TLS/RTP/SAVPF", "SDES": ["off"]}, note="actpass offered"),
+        answer(dtls_callee("active"), note="the callee is the client: Karl the server"),
+        query(),
+    )
+    yield seq(
+        "dtls_plain_to_dtls_callee_passive",
+        offer(A(), {"transport-protocol": "UDP/TLS/RTP/SAVPF", "SDES": ["off"], "DTLS": "passive"}),
+        answer(dtls_callee("passive"), note="the callee waits: Karl is the client"),
+        query(),
+    )
+    yield seq(
+        "dtls_offer_fingerprint_sha1",
+        offer(A(), {"transport-protocol": "RTP/SAVPF", "SDES": ["off"], "DTLS-fingerprint": "sha-1"}),
+        offer(
+            A(),
+            {"transport-protocol": "RTP/SAVPF", "SDES": ["off"], "DTLS-fingerprint": "md5"},
+            note="unknown: sha-256",
+        ),
+    )
+    yield seq(
+        "dtls_plain_to_savp_sdes_off_dtls_off",
+        offer(A(), {"transport-protocol": "RTP/SAVP", "SDES": ["off"], "DTLS": "off"}, note="neither"),
+    )
+    for setup, expected in (("active", "passive"), ("passive", "active")):
+        yield seq(
+            f"dtls_browser_setup_{setup}_to_plain",
+            offer(browser(setup), {**kamailio("offer"), **TO_PHONE}),
+            answer(B(), {**kamailio("answer", "sip_reply"), **TO_BROWSER, "DTLS": "active"}),
+            query(),
+            doc=f"a browser offering setup:{setup} is answered {expected}, whatever DTLS says",
+        )
+    yield seq(
+        "dtls_browser_actpass_answered_passive_on_request",
+        offer(browser(), {**kamailio("offer"), **TO_PHONE}),
+        answer(B(), {**kamailio("answer", "sip_reply"), **TO_BROWSER, "DTLS": "passive"}),
+    )
+    yield seq(
+        "dtls_browser_actpass_reverse_passive_on_offer",
+        offer(browser(), {**kamailio("offer"), **TO_PHONE, "DTLS-reverse": "passive"}),
+        answer(B(), {**kamailio("answer", "sip_reply"), **TO_BROWSER}),
+    )
+    yield seq(
+        "dtls_browser_sha1_fingerprint_answered_in_sha1",
+        offer(browser(fingerprint=SHA1), {**kamailio("offer"), **TO_PHONE}),
+        answer(B(), {**kamailio("answer", "sip_reply"), **TO_BROWSER, "DTLS-fingerprint": "sha-256"}),
+    )
+    yield seq(
+        "dtls_browser_off_on_answer_still_dtls",
+        offer(browser(), {**kamailio("offer"), **TO_PHONE}),
+        answer(B(), {**kamailio("answer", "sip_reply"), **TO_BROWSER, "DTLS": "off"}),
+    )
+    yield seq(
+        "dtls_to_dtls_terminated_on_both_legs",
+        offer(
+            browser(), {"SDES": ["off"]}, note="the callee is offered Karl's fingerprint, not the browser's"
+        ),
+        answer(
+            dtls_callee("active"), note="the browser gets Karl's fingerprint, its role from its own offer"
+        ),
+        query(),
+    )
+    yield seq(
+        "dtls_beats_sdes_towards_the_offerer",
+        offer(
+            A(
+                M(
+                    proto="RTP/SAVP",
+                    lines=(
+                        *DTMF_LINES,
+                        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw",
+                        "a=setup:actpass",
+                        f"a=fingerprint:{SHA256}",
+                        "a=sendrecv",
+                    ),
+                )
+            ),
+            {"SDES": ["off"]},
+            note="SDES and DTLS offered: the callee gets Karl's DTLS only (SDES off)",
+        ),
+        answer(dtls_callee("active", proto="RTP/SAVP")),
+        query(),
+        doc="an offer carrying a=crypto and a=fingerprint is answered with DTLS and no a=crypto",
+    )
+    yield seq(
+        "dtls_session_level_fingerprint",
+        offer(
+            A(
+                M(proto="UDP/TLS/RTP/SAVPF", lines=(*DTMF_LINES, "a=sendrecv")),
+                session_lines=("a=setup:actpass", f"a=fingerprint:{SHA256}"),
+            ),
+            {"transport-protocol": "RTP/AVP"},
+        ),
+        answer(B(), {"transport-protocol": "UDP/TLS/RTP/SAVPF"}),
+        doc=f"session-level setup/fingerprint are the media's (caller at {A_IP})",
+    )
