@@ -110,6 +110,7 @@ class DtlsSessions:
                         self.certificate, active=client, fingerprints=dtls.fingerprints(media)
                     )
                     session.start(now)
+                    leg.peer = None  # a new handshake: with whoever starts it (or its early records)
                     early, leg.early = leg.early, []
                     for data, source in early:
                         if leg.peer is None or source == leg.peer:
