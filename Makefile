@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := redis-server kamailio sip-tester rtpengine-daemon mariadb-server openssl prometheus nftables iproute2 procps chromium
+DEBIAN_PACKAGES := redis-server kamailio sip-tester rtpengine-daemon mariadb-server openssl prometheus nftables iproute2 procps chromium coturn
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
 .PHONY: run fleet test venv venv-test deps-system lint typecheck imports pytest bench bench-quick clean k8s-test-env
@@ -54,7 +54,7 @@ deps-system:
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; \
 	fi
 	@# The packaged daemons must not hold the default ports while the suite runs.
-	@-systemctl disable --now rtpengine-daemon kamailio mariadb prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+	@-systemctl disable --now rtpengine-daemon kamailio mariadb prometheus prometheus-node-exporter coturn >/dev/null 2>&1 || true
 
 lint: venv-test
 	$(VENV)/bin/ruff check .

@@ -9,25 +9,28 @@ from __future__ import annotations
 
 import math
 import shutil
+import socket
 import struct
+import subprocess
 import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aioice import stun
 from tests.medianode.test_webrtc_media import PHONE_HZ, RATE, TO_BROWSER, TO_PHONE, Phone, request
 
 from fleet.fleet_kit import NetnsLab
-from karl_testkit import make_party, sdp, wait_for
+from karl_testkit import free_port, free_port_block, make_party, sdp, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BROWSER_HZ = 440.0
 
 PAGE_SETUP = """
-async () => {
+async (config) => {
   const stream = await navigator.mediaDevices.getUserMedia({audio: true});
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection(config);
   window.pc = pc;
   for (const track of stream.getTracks()) pc.addTrack(track, stream);
   const pcmu = RTCRtpReceiver.getCapabilities('audio').codecs.filter(c => c.mimeType === 'audio/PCMU');
@@ -134,7 +137,7 @@ def test_chromium_and_a_plain_phone_hear_each_other_through_karl(
     party = make_party()
     phone = Phone(party.rtp)
     ids = {"call-id": f"chromium-{browser_calls}", "from-tag": "caller"}
-    browser.evaluate(PAGE_SETUP)
+    browser.evaluate(PAGE_SETUP, {})
     try:
         if browser_calls:
             browser.evaluate("async () => window.pc.setLocalDescription(await window.pc.createOffer())")
@@ -174,3 +177,93 @@ def test_chromium_and_a_plain_phone_hear_each_other_through_karl(
     query = request(node, command="query", **{"call-id": ids["call-id"]})
     flags = query["tags"]["caller" if browser_calls else "callee"]["medias"][0]["flags"]
     assert "ICE" in flags and "DTLS-SRTP" in flags, flags
+
+
+def stun_answers(server: tuple[str, int]) -> bool:
+    """A STUN Binding request to `server` is answered (coturn is up)."""
+    request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.2)
+        probe.sendto(bytes(request), server)
+        try:
+            reply = stun.parse_message(probe.recv(2048))
+        except (TimeoutError, ValueError):
+            return False
+    return reply.transaction_id == request.transaction_id
+
+
+@pytest.fixture
+def turn(lab: NetnsLab, tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """coturn in the root namespace on the lab's bridge address (long-term credentials karl/secret,
+    relay ports below the ephemeral range)."""
+    if shutil.which("turnserver") is None:
+        pytest.skip("coturn is not installed (make test installs it)")
+    port = free_port(lab.bridge_ip)
+    relay_min = free_port_block(100, lab.bridge_ip)
+    log = tmp_path / "turnserver.log"
+    argv = [
+        "turnserver",
+        "-n",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--simple-log",
+        f"--log-file={log}",
+        f"--listening-ip={lab.bridge_ip}",
+        f"--listening-port={port}",
+        f"--relay-ip={lab.bridge_ip}",
+        f"--min-port={relay_min}",
+        f"--max-port={relay_min + 99}",
+        "--lt-cred-mech",
+        "--realm=karl.test",
+        "--user=karl:secret",
+        "--fingerprint",
+        f"--pidfile={tmp_path / 'turnserver.pid'}",
+        f"--userdb={tmp_path / 'turndb'}",
+    ]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: stun_answers((lab.bridge_ip, port)), timeout=10)
+        yield lab.bridge_ip, port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_chromium_forced_through_a_turn_relay_is_heard_through_karl(
+    karl_factory, lab: NetnsLab, browser: Any, turn: tuple[str, int]
+) -> None:
+    """The browser may only use a relay candidate (`iceTransportPolicy: relay`): Karl's checks and
+    media reach it through coturn, whose relay address is what ICE selects on the browser's leg."""
+    node = karl_factory(media_ip=lab.bridge_ip, KARL_DELETE_DELAY="0")
+    party = make_party()
+    phone = Phone(party.rtp)
+    ids = {"call-id": "chromium-turn", "from-tag": "caller"}
+    turn_url = f"turn:{turn[0]}:{turn[1]}?transport=udp"
+    config = {
+        "iceServers": [{"urls": turn_url, "username": "karl", "credential": "secret"}],
+        "iceTransportPolicy": "relay",
+    }
+    browser.evaluate(PAGE_SETUP, config)
+    try:
+        browser.evaluate("async () => window.pc.setLocalDescription(await window.pc.createOffer())")
+        browser_offer = browser.evaluate(GATHERED)
+        candidates = [line for line in browser_offer.splitlines() if line.startswith("a=candidate:")]
+        assert candidates and all(" typ relay " in line for line in candidates), candidates
+        offer = request(node, command="offer", sdp=browser_offer, **ids, **TO_PHONE)
+        answer = request(
+            node, command="answer", sdp=sdp(party.port), **ids, **{"to-tag": "callee"}, **TO_BROWSER
+        )
+        browser.evaluate("(sdp) => window.pc.setRemoteDescription({type: 'answer', sdp})", answer["sdp"])
+        phone.start((node.media_ip, int(offer["sdp"].split("m=audio ", 1)[1].split()[0])))
+        heard_by_browser = wait_heard(browser, PHONE_HZ)
+        wait_for(lambda: len(phone.heard) >= RATE, timeout=10)
+    finally:
+        heard_by_phone = phone.stop()
+        party.close()
+    assert heard_by_browser and abs(heard_by_browser["hz"] - PHONE_HZ) < 15, heard_by_browser
+    assert heard_by_phone == pytest.approx(BROWSER_HZ, abs=10)
+    query = request(node, command="query", **{"call-id": ids["call-id"]})
+    [stream, *_] = query["tags"]["caller"]["medias"][0]["streams"]
+    # media to the browser goes to coturn's relay address (on the bridge), not to the namespace
+    assert stream["endpoint"]["address"] == lab.bridge_ip and stream["endpoint"]["port"] != turn[1], stream
