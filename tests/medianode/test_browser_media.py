@@ -129,6 +129,17 @@ def wait_heard(page: Any, hz: float, timeout: float = 10.0) -> dict[str, Any]:
     return last
 
 
+def both_hear_each_other(page: Any, phone: Phone) -> None:
+    """The browser hears the phone's tone and the phone (a second of) the browser's; stops the phone."""
+    try:
+        heard_by_browser = wait_heard(page, PHONE_HZ)
+        wait_for(lambda: len(phone.heard) >= RATE, timeout=10)
+    finally:
+        heard_by_phone = phone.stop()
+    assert heard_by_browser and abs(heard_by_browser["hz"] - PHONE_HZ) < 15, heard_by_browser
+    assert heard_by_phone == pytest.approx(BROWSER_HZ, abs=10)
+
+
 @pytest.mark.parametrize("browser_calls", [True, False], ids=["browser-calls-phone", "phone-calls-browser"])
 def test_chromium_and_a_plain_phone_hear_each_other_through_karl(
     karl_factory, lab: NetnsLab, browser: Any, browser_calls: bool
@@ -167,13 +178,10 @@ def test_chromium_and_a_plain_phone_hear_each_other_through_karl(
             to_phone = answer["sdp"]
         karl_port = int(to_phone.split("m=audio ", 1)[1].split()[0])
         phone.start((node.media_ip, karl_port))
-        heard_by_browser = wait_heard(browser, PHONE_HZ)
-        wait_for(lambda: len(phone.heard) >= RATE, timeout=10)  # a second of the browser's audio
+        both_hear_each_other(browser, phone)
     finally:
-        heard_by_phone = phone.stop()
+        phone.stop()
         party.close()
-    assert heard_by_browser and abs(heard_by_browser["hz"] - PHONE_HZ) < 15, heard_by_browser
-    assert heard_by_phone == pytest.approx(BROWSER_HZ, abs=10)
     query = request(node, command="query", **{"call-id": ids["call-id"]})
     flags = query["tags"]["caller" if browser_calls else "callee"]["medias"][0]["flags"]
     assert "ICE" in flags and "DTLS-SRTP" in flags, flags
@@ -256,13 +264,10 @@ def test_chromium_forced_through_a_turn_relay_is_heard_through_karl(
         )
         browser.evaluate("(sdp) => window.pc.setRemoteDescription({type: 'answer', sdp})", answer["sdp"])
         phone.start((node.media_ip, int(offer["sdp"].split("m=audio ", 1)[1].split()[0])))
-        heard_by_browser = wait_heard(browser, PHONE_HZ)
-        wait_for(lambda: len(phone.heard) >= RATE, timeout=10)
+        both_hear_each_other(browser, phone)
     finally:
-        heard_by_phone = phone.stop()
+        phone.stop()
         party.close()
-    assert heard_by_browser and abs(heard_by_browser["hz"] - PHONE_HZ) < 15, heard_by_browser
-    assert heard_by_phone == pytest.approx(BROWSER_HZ, abs=10)
     query = request(node, command="query", **{"call-id": ids["call-id"]})
     [stream, *_] = query["tags"]["caller"]["medias"][0]["streams"]
     # media to the browser goes to coturn's relay address (on the bridge), not to the namespace

@@ -101,8 +101,10 @@ class Phone:
                 self.heard += data[12:]
 
     def stop(self) -> float | None:
+        """Stop sending (also when it never started; again is harmless); the frequency heard."""
         self._stop.set()
-        self._thread.join(5)
+        if self._thread.is_alive():
+            self._thread.join(5)
         if len(self.heard) < RATE // 4:
             return None
         samples = np.frombuffer(audioop.ulaw2lin(bytes(self.heard[-RATE:]), 2), dtype="<i2").astype(float)

@@ -205,19 +205,10 @@ class EngineDriver:
                 self._dead.discard(effect.port)
                 self.ports.unreserve(effect.port)
         elif isinstance(effect, SendDatagram):
-            stream = self._streams.get(effect.port)
-            if stream is not None and stream.sock is not None and not stream.closed:
-                try:
-                    stream.sock.sendto(effect.data, effect.destination)
-                except OSError:
-                    stream.errors += 1
+            self._send(effect.port, effect.data, effect.destination)
         elif isinstance(effect, SendToPeer):
             stream = self._streams.get(effect.port)
-            if stream is not None and stream.sock is not None and not stream.closed and stream.endpoint:
-                try:
-                    stream.sock.sendto(effect.data, stream.endpoint)
-                except OSError:
-                    stream.errors += 1
+            self._send(effect.port, effect.data, stream.endpoint if stream is not None else None)
         elif isinstance(effect, SetPeer):
             stream = self._streams.get(effect.port)
             if stream is not None:
@@ -230,6 +221,16 @@ class EngineDriver:
             self._per_call.pop(effect.call_id, None)
             if self._on_call_ended is not None:
                 self._on_call_ended(effect)
+
+    def _send(self, port: int, data: bytes, destination: tuple[str, int] | None) -> None:
+        """A datagram of the engine's own (ICE, DTLS) from the open stream `port`."""
+        stream = self._streams.get(port)
+        if stream is None or stream.sock is None or stream.closed or destination is None:
+            return
+        try:
+            stream.sock.sendto(data, destination)
+        except OSError:
+            stream.errors += 1
 
     def _open(self, spec: StreamSpec, restored: PacketStreamState | None) -> None:
         sock = self.ports.take(spec.port)
