@@ -1279,6 +1279,15 @@ def _ice_and_protocols() -> Iterator[Sequence]:
         offer(A(), {"ICE": "force"}, note="INVITE"),
         offer(A(), {"ICE": "force"}, note="same INVITE again: same ufrag/pwd/ports"),
     )
+    yield seq("ice_lite_forward_plain_offer", call_setup(offer_opts={"ICE-lite": "forward"}), query())
+    yield seq("ice_lite_backward", call_setup(ICE_OFFER, B(), {"ICE-lite": "backward"}), query())
+    yield seq("ice_lite_both", call_setup(ICE_OFFER, B(), {"ICE-lite": "both"}), query())
+    yield seq(
+        "ice_lite_forward_with_ice_force",
+        call_setup(offer_opts={"ICE": "force", "ICE-lite": "forward"}),
+        query(),
+        doc="a=ice-lite at session level towards the party Karl is lite to",
+    )
     yield seq(
         "transport_protocol_avpf_to_avp",
         call_setup(

@@ -112,3 +112,16 @@ def test_new_credentials_restart_the_checks() -> None:
     assert a.selected == {}
     run(a, b2, 1.0)
     assert a.selected == B_ADDR and a.state is IceState.CONNECTED
+
+
+def test_a_lite_agent_sends_no_checks_and_follows_the_full_agents_nomination() -> None:
+    full = IceAgent(IceCredentials.new(), True, dict(A_ADDR))
+    lite = IceAgent(IceCredentials.new(), False, dict(B_ADDR), lite=True)
+    full.set_remote(lite.local, [host_candidate(*B_ADDR[c], c) for c in (1, 2)], 0.0)
+    lite.set_remote(full.local, [host_candidate(*A_ADDR[c], c) for c in (1, 2)], 0.0)
+    assert lite.next_deadline() is None
+    run(full, lite, 2.0)
+    assert lite.selected == A_ADDR and full.selected == B_ADDR
+    assert lite.state is IceState.CONNECTED and not lite.controlling
+    lite.handle_timer(100.0)
+    assert lite.take_transmits() == [], "no checks and no consent checks of its own"

@@ -8,7 +8,7 @@ from typing import Any
 from karl_core.ng.options import TRANSPORT_PROTOCOLS, DtmfSecurity, NgOptions
 from karl_core.session import Codec, Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
-from karl_medianode.engine.ice_negotiation import TRICKLE
+from karl_medianode.engine.ice_negotiation import LITE_SELF, TRICKLE
 from karl_medianode.engine.leg_security import srtp_suite
 from karl_medianode.engine.media_view import StreamReading
 from karl_medianode.engine.parties import known_party
@@ -148,7 +148,7 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
         flags.append("recv")
     if media.rtcp_mux:
         flags.append("rtcp-mux")
-    if answerer:
+    if answerer and LITE_SELF not in media.flags:  # (an ICE-lite agent never controls)
         flags.append("ICE controlling")
     if TRANSCODING in media.flags:
         flags.append("transcoding")

@@ -10,13 +10,16 @@ re-offers until that party restarts ICE (new ufrag), as rtpengine's do.
 
 from __future__ import annotations
 
-from karl_core.ng.options import Ice, NgOptions
+from karl_core.ng.options import Ice, IceLite, NgOptions
 from karl_core.session import MediaState
 from karl_medianode.engine.rewrite.inbound import InboundMedia
 from karl_medianode.ice.credentials import IceCredentials, host_candidate
 
 TRICKLE = "ice-trickle"
 """Media flag: the party said it trickles candidates (`a=ice-options:trickle`)."""
+LITE_SELF = "ice-lite-self"
+"""Media flag: Karl is an ICE-lite agent towards this party (`ICE-lite` option): it writes
+`a=ice-lite`, answers checks and follows the party's nomination, and sends no checks of its own."""
 LITE_PEER = "ice-lite-peer"
 """Media flag: the party is an ICE-lite agent (`a=ice-lite`): Karl controls and nominates towards it."""
 
@@ -60,6 +63,16 @@ def _stop(media: MediaState) -> None:
 
 def on_offer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, opts: NgOptions) -> bool:
     """An offer from `offerer`'s party: whether Karl offers ICE to the answerer."""
+    if opts.ice_lite is not None:
+        # `forward`: lite towards the offer's recipient, `backward`: towards the offerer (10.5)
+        for media, lite in (
+            (answerer, opts.ice_lite in (IceLite.FORWARD, IceLite.BOTH)),
+            (offerer, opts.ice_lite in (IceLite.BACKWARD, IceLite.BOTH)),
+        ):
+            if lite:
+                media.flags.add(LITE_SELF)
+            else:
+                media.flags.discard(LITE_SELF)
     take_remote(offerer, media_in)
     if offerer.ice_remote_ufrag is None:
         _stop(offerer)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.deadlines import Deadlines
 from karl_medianode.engine.effects import Effect, SendDatagram, SetPeer
-from karl_medianode.engine.ice_negotiation import LITE_PEER
+from karl_medianode.engine.ice_negotiation import LITE_PEER, LITE_SELF
 from karl_medianode.ice.agent import Address, IceAgent, IceState, Selected, StateChanged
 from karl_medianode.ice.credentials import IceCredentials
 
@@ -82,12 +82,19 @@ class IceSessions:
                 credentials = IceCredentials(media.ice_ufrag, media.ice_pwd)
                 # Karl controls towards the party it offered to, and towards an ICE-lite party
                 lite_peer = LITE_PEER in media.flags
+                lite_self = LITE_SELF in media.flags
+                controlling = (mono.answerer or lite_peer) and not lite_self
                 agent = entry.agents.get(key)
-                if agent is None or agent.local != credentials or agent.local_addresses != local:
+                if (
+                    agent is None
+                    or agent.local != credentials
+                    or agent.local_addresses != local
+                    or agent.lite != lite_self
+                ):
                     if agent is not None:
                         self._fold(agent)
-                    agent = entry.agents[key] = IceAgent(credentials, mono.answerer or lite_peer, local)
-                elif lite_peer and not agent.controlling:
+                    agent = entry.agents[key] = IceAgent(credentials, controlling, local, lite=lite_self)
+                elif lite_peer and not agent.controlling and not lite_self:
                     agent.set_role(True)
                 entry.ports[key] = ports
                 if media.ice_remote_ufrag and media.ice_remote_pwd:

@@ -145,6 +145,7 @@ def negotiate_offer(
                 crypto=crypto,
                 dtls=dtls_out(a_media, b_media, wiring),
                 ice=ice.sdp_lines(b_media, connection, port, rtcp_port, require or b_media.rtcp_mux),
+                ice_lite=ice.LITE_SELF in b_media.flags,
             )
         )
     return out
@@ -246,6 +247,7 @@ def negotiate_answer(
                 crypto=crypto,
                 dtls=dtls_out(b_media, a_media, wiring),
                 ice=ice.sdp_lines(a_media, connection, port, rtcp_port, a_media.rtcp_mux),
+                ice_lite=ice.LITE_SELF in a_media.flags,
             )
         )
     return out

@@ -140,6 +140,9 @@ class IceAgent:
     local_addresses: dict[int, Address]
     """Karl's socket (host candidate) per component."""
     tie_breaker: int = field(default_factory=lambda: secrets.randbits(64))
+    lite: bool = False
+    """An ICE-lite agent (RFC 8445 2.5): always controlled, answers checks, sends none (no consent
+    checks either: the full agent does them)."""
     remote: IceCredentials | None = None
     state: IceState = IceState.NEW
     counters: IceCounters = field(default_factory=IceCounters)
@@ -274,8 +277,8 @@ class IceAgent:
     def _resolve_role_conflict(self, component: int, message: stun.Message, source: Address) -> bool:
         """False: answered with 487 (the party must change its role)."""
         theirs = message.attributes.get("ICE-CONTROLLING" if self.controlling else "ICE-CONTROLLED")
-        if theirs is None:
-            return True
+        if theirs is None or self.lite:
+            return True  # (a lite agent stays controlled: the full agent must control)
         self.counters.role_conflicts += 1
         # RFC 8445 7.3.1.1: the larger tie-breaker keeps (or takes) the controlling role
         if self.tie_breaker >= theirs if self.controlling else self.tie_breaker < theirs:
@@ -348,7 +351,7 @@ class IceAgent:
     # ------------------------------------------------------------------ timers
 
     def next_deadline(self) -> float | None:
-        if self.remote is None:
+        if self.remote is None or self.lite:
             return None
         due = [p.due for p in self._pairs.values() if p.state is PairState.IN_PROGRESS]
         if self._triggered or any(p.state is PairState.WAITING for p in self._pairs.values()):
@@ -357,7 +360,7 @@ class IceAgent:
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> None:
-        if self.remote is None:
+        if self.remote is None or self.lite:
             return
         for pair in self._pairs.values():
             if pair.state is PairState.IN_PROGRESS and pair.due <= now:

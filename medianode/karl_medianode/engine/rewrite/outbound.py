@@ -73,6 +73,8 @@ class OutboundMedia:
     instead. None: the received ones pass through."""
     ice: list[str] = field(default_factory=list)
     """Karl's ICE attributes for the receiving party (it is an ICE agent towards it), in order."""
+    ice_lite: bool = False
+    """Karl is an ICE-lite agent towards the receiving party: `a=ice-lite` at session level."""
 
 
 @dataclass
@@ -228,6 +230,8 @@ def write_sdp(inbound: InboundSdp, medias: list[OutboundMedia], ctx: SessionRewr
         elif kind == "a" and _session_attribute_dropped(value, ctx):
             continue
         out.append(f"{kind}={value}{eol or CRLF}" if kind else f"{value}{eol or CRLF}")
+    if any(m.ice_lite and m.ice for m in medias):
+        out.append(f"a=ice-lite{CRLF}")
     if ctx.loop_marker is not None:
         out.append(f"a=rtpengine:{ctx.loop_marker}{CRLF}")
     for section, media, outbound in zip(inbound.sdp.media, inbound.medias, medias, strict=True):
