@@ -52,22 +52,24 @@ def handshake(engine: Engine, port: int, client: DtlsSession, now: float = T0) -
     return pump(engine, port, client, now)
 
 
-def pump(engine: Engine, port: int, client: DtlsSession, now: float = T0) -> list[Effect]:
+def pump(
+    engine: Engine, port: int, client: DtlsSession, now: float = T0, source: Any = CALLEE_RTP
+) -> list[Effect]:
     effects: list[Effect] = []
     for _ in range(20):
         for data in client.take_datagrams():
-            out = engine.core.handle_dtls(port, data, CALLEE_RTP, now)
+            out = engine.core.handle_dtls(port, data, source, now)
             engine.media.apply(out)
             effects += out
         replies = [e for e in effects if isinstance(e, SendDatagram) and e.port == port]
         for reply in replies:
-            assert reply.destination == CALLEE_RTP, "Karl answers where the handshake came from"
+            assert reply.destination == source, "Karl answers where the handshake came from"
             client.handle_datagram(reply.data, now)
         effects = [e for e in effects if e not in replies]
         if client.state is not DtlsState.CONNECTING:
             break
     for data in client.take_datagrams():
-        out = engine.core.handle_dtls(port, data, CALLEE_RTP, now)
+        out = engine.core.handle_dtls(port, data, source, now)
         engine.media.apply(out)
         effects += out
     return effects
@@ -111,18 +113,37 @@ def test_a_certificate_that_matches_no_fingerprint_fails_and_the_leg_stays_close
     assert all(s.srtp_in == "" and s.srtp_out == "" for s in callee_streams(engine))
 
 
-def test_records_from_another_address_during_a_handshake_are_dropped() -> None:
+def test_a_strangers_records_neither_disturb_the_handshake_nor_get_it_keyed() -> None:
+    """Without ICE on the leg Karl cannot tell the party's address beforehand: a stranger's junk is
+    dropped (not a DTLS record), and a stranger's own handshake, or its records in the middle of the
+    party's, at worst makes the party start over; no key comes from a certificate the SDP did not
+    name, and the party's handshake keys the leg."""
     engine = Engine()
     port, karls = dtls_call(engine)
+    stranger = ("198.51.100.9", 5000)
+    assert engine.core.handle_dtls(port, b"\x16\x00\x00" + bytes(40), stranger, T0) == []
+    assert engine.core.dtls.totals.dropped == 1
     client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
     client.start(T0)
     [hello] = client.take_datagrams()
-    engine.core.handle_dtls(port, hello, CALLEE_RTP, T0)
+    engine.media.apply(engine.core.handle_dtls(port, hello, CALLEE_RTP, T0))
     intruder = DtlsSession(DtlsCertificate.generate(), active=True, fingerprints=[("sha-256", karls)])
     intruder.start(T0)
     for data in intruder.take_datagrams():
-        assert engine.core.handle_dtls(port, data, ("198.51.100.9", 5000), T0) == []
-    assert engine.core.dtls.totals.dropped >= 1
+        engine.media.apply(engine.core.handle_dtls(port, data, stranger, T0))
+    assert engine.core.dtls.totals.connected == 0
+    if client.state is DtlsState.CONNECTING:
+        for reply in [
+            e for e in engine.media.effects if isinstance(e, SendDatagram) and e.destination == CALLEE_RTP
+        ]:
+            client.handle_datagram(reply.data, T0)
+        pump(engine, port, client)
+    if client.state is not DtlsState.CONNECTED:  # the party starts over, as a browser would
+        client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+        handshake(engine, port, client)
+    assert client.state is DtlsState.CONNECTED and client.keys is not None
+    [rtp, *_] = callee_streams(engine)
+    assert (rtp.srtp_in, rtp.srtp_out) == (client.keys.local, client.keys.remote)
 
 
 def test_a_clienthello_before_the_answer_waits_for_it() -> None:
@@ -214,3 +235,86 @@ def test_a_reoffer_keeps_the_keys_and_a_new_fingerprint_starts_a_new_handshake()
     assert second.state is DtlsState.CONNECTED and second.keys is not None
     [rtp, *_] = callee_streams(engine)
     assert (rtp.srtp_in, rtp.srtp_out) == (second.keys.local, second.keys.remote) != keys
+
+
+def test_on_an_ice_leg_no_handshake_is_answered_before_ice_verified_the_address() -> None:
+    """A caller with ICE and DTLS (`a=setup:active`: Karl is the server). Its ClientHello, sent the
+    moment its own ICE check succeeded, waits until Karl's check of that address succeeds too; a
+    ClientHello from anywhere else is never answered (no reflection towards a spoofed source)."""
+    from engine.test_engine_ice import CALLER, binding_request, credentials_in, karls_check_answered
+
+    engine = Engine()
+    caller_rtp = ("127.0.0.1", 40000)
+    caller = DtlsCertificate.generate()
+    offer_sdp = sdp(40000).replace("RTP/AVP", "UDP/TLS/RTP/SAVPF") + (
+        f"a=ice-ufrag:{CALLER.ufrag}\r\na=ice-pwd:{CALLER.pwd}\r\n"
+        "a=candidate:1 1 UDP 2130706431 127.0.0.1 40000 typ host\r\na=rtcp-mux\r\n"
+        f"a=setup:active\r\na=fingerprint:sha-256 {caller.fingerprint()}\r\n"
+    )
+    ids = {"call-id": "d", "from-tag": "A"}
+    engine.do(Command.OFFER, T0, sdp=offer_sdp, **ids, **{"transport-protocol": "RTP/AVP", "ICE": "remove"})
+    answer = engine.do(
+        Command.ANSWER, T0, sdp=sdp(40002, "127.0.0.3"), **ids, **{"to-tag": "B", **TO_BROWSER}
+    )
+    assert "a=setup:passive" in answer["sdp"], answer["sdp"]
+    port = int(re.search(r"m=audio (\d+)", answer["sdp"])[1])  # type: ignore[index]
+    karls = re.search(r"a=fingerprint:sha-256 (\S+)", answer["sdp"])[1]  # type: ignore[index]
+    client = DtlsSession(caller, active=True, fingerprints=[("sha-256", karls)])
+    client.start(T0)
+    [hello] = client.take_datagrams()
+    assert engine.core.handle_dtls(port, hello, ("198.51.100.9", 5000), T0) == [], "a spoofed source"
+    assert engine.core.handle_dtls(port, hello, caller_rtp, T0) == [], "not verified by ICE yet"
+    karl = credentials_in(answer["sdp"])
+    data, _ = binding_request(karl, CALLER.ufrag, use_candidate=True)
+    engine.core.handle_stun(port, data, caller_rtp, T0)
+    effects = karls_check_answered(engine, port, caller_rtp, CALLER.pwd, T0)
+    flight = [
+        e for e in effects if isinstance(e, SendDatagram) and e.port == port and e.destination == caller_rtp
+    ]
+    assert flight, "the kept ClientHello is answered once ICE verified the caller's address"
+    for reply in flight:
+        client.handle_datagram(reply.data, T0)
+    pump(engine, port, client, source=caller_rtp)
+    assert client.state is DtlsState.CONNECTED
+
+
+TO_BROWSER = {"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "rtcp-mux": ["require"]}
+
+
+def test_a_reoffer_in_the_middle_of_the_handshake_does_not_drop_it() -> None:
+    engine = Engine()
+    port, karls = dtls_call(engine)
+    client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+    client.start(T0)
+    replies = []
+    for data in client.take_datagrams():
+        replies += [
+            e for e in engine.core.handle_dtls(port, data, CALLEE_RTP, T0) if isinstance(e, SendDatagram)
+        ]
+    # a B2BUA's re-INVITE lands between the ClientHello and the rest of the handshake
+    reoffer = engine.do(Command.OFFER, T0 + 0.1, sdp=sdp(40000), **IDS)
+    assert "a=setup:actpass" in reoffer["sdp"], "offers say actpass"
+    engine.do(Command.ANSWER, T0 + 0.1, sdp=dtls_answer(), **IDS, **{"to-tag": "B"})
+    for reply in replies:
+        client.handle_datagram(reply.data, T0 + 0.1)
+    pump(engine, port, client, T0 + 0.1)
+    assert client.state is DtlsState.CONNECTED and engine.core.dtls.totals.connected == 1
+
+
+def test_a_keyed_party_that_reoffers_actpass_keeps_karls_role() -> None:
+    """The callee answered `active` (Karl passive) and later re-INVITEs with `actpass`: Karl answers
+    `passive` again, as rtpengine does (a browser refuses a role switch on its connection)."""
+    engine = Engine()
+    port, karls = dtls_call(engine)
+    handshake(engine, port, DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)]))
+    reinvite = dtls_answer(setup="actpass")
+    reply = engine.do(
+        Command.OFFER, T0 + 10, sdp=reinvite, **{"call-id": "d", "from-tag": "B", "to-tag": "A"}
+    )
+    assert reply["result"] == "ok", reply
+    back = engine.do(
+        Command.ANSWER, T0 + 10, sdp=sdp(40000), **{"call-id": "d", "from-tag": "B", "to-tag": "A"}
+    )
+    assert "a=setup:passive" in back["sdp"], back["sdp"]
+    [rtp, *_] = callee_streams(engine)
+    assert rtp.srtp_in and rtp.srtp_out, "the keys of the handshake stay in force"

@@ -140,6 +140,20 @@ def sent(effects: list[Effect]) -> list[SendDatagram]:
     return [e for e in effects if isinstance(e, SendDatagram)]
 
 
+def karls_check_answered(engine: Engine, port: int, source: Address, pwd: str, now: float) -> list[Effect]:
+    """Run Karl's ICE timers until it checks `source` from `port` (its triggered check after a
+    request), answer that check as the party (keyed by `pwd`); the effects of the answer."""
+    core = engine.core
+    for _ in range(100):
+        due = core.next_ice_deadline()
+        assert due is not None, "Karl checks nothing"
+        now = max(now, due)
+        for check in sent(core.handle_ice_timer(now)):
+            if check.port == port and check.destination == source:
+                return core.handle_stun(port, success_for(check, pwd), source, now)
+    raise AssertionError(f"Karl never checked {source} from {port}")
+
+
 def success_to(effects: list[Effect], port: int, source: Address, transaction: bytes, key: str) -> None:
     """`effects` hold exactly one datagram: an authenticated Binding success response from `port` to
     `source` for `transaction`, saying it came from `source`."""
@@ -193,10 +207,13 @@ def test_karl_answers_an_ice_offer_with_its_own_credentials_and_answers_checks_o
     success_to(effects, port, CALLER_RTP, transaction, karl.pwd)
     assert not any(isinstance(e, SetPeer) for e in effects)
 
-    # the caller nominates this pair: answered, and media for the caller goes where the check came from
+    # the caller nominates this pair: answered; media for the caller goes where the check came from
+    # once Karl's own check of that address succeeded (a request alone proves nothing of its source)
     data, transaction = binding_request(karl, CALLER.ufrag, use_candidate=True)
     effects = engine.core.handle_stun(port, data, CALLER_RTP, T0 + 0.02)
     success_to(effects, port, CALLER_RTP, transaction, karl.pwd)
+    assert not any(isinstance(e, SetPeer) for e in effects) and agent.selected == {}
+    effects = karls_check_answered(engine, port, CALLER_RTP, CALLER.pwd, T0 + 0.02)
     assert [e for e in effects if isinstance(e, SetPeer)] == [SetPeer(port, CALLER_RTP)]
     assert agent.selected == {1: CALLER_RTP}
     assert engine.core.ice.totals.requests == 2 and engine.core.ice.totals.dropped == 0
@@ -285,17 +302,20 @@ def test_a_reoffer_with_the_same_ufrag_keeps_karls_credentials_and_the_selected_
     karl, port = ice_call(engine)
     (check,) = sent(core.handle_ice_timer(T0))  # Karl's first check is in flight
     data, _ = binding_request(karl, CALLER.ufrag, use_candidate=True)
-    assert SetPeer(port, CALLER_RTP) in core.handle_stun(port, data, CALLER_RTP, T0 + 0.01)
+    assert SetPeer(port, CALLER_RTP) not in core.handle_stun(port, data, CALLER_RTP, T0 + 0.01)
+    # the nominated pair's check succeeds: selected
+    assert SetPeer(port, CALLER_RTP) in core.handle_stun(port, success_for(check, CALLER.pwd), CALLER_RTP, T0)
     agent = caller_agent(engine)
+    (check,) = [c for c in sent(core.handle_ice_timer(T0 + 6)) if c.destination == CALLER_RTP]  # consent
 
-    offer(engine, T0 + 0.02, ice_sdp(CALLER_RTP[1], CALLER))  # a re-INVITE, ICE unchanged
-    reply = answer(engine, T0 + 0.03)
+    offer(engine, T0 + 6.02, ice_sdp(CALLER_RTP[1], CALLER))  # a re-INVITE, ICE unchanged
+    reply = answer(engine, T0 + 6.03)
     assert credentials_in(reply) == karl and port_in(reply) == port
     assert caller_agent(engine) is agent and agent.selected == {1: CALLER_RTP}
     assert SetPeer(port, CALLER_RTP) not in engine.media.effects, "no new selection was needed"
 
     # the answer to the check sent before the re-offer still counts; the same credentials still work
-    assert core.handle_stun(check.port, success_for(check, CALLER.pwd), check.destination, T0 + 0.04) == []
+    assert core.handle_stun(check.port, success_for(check, CALLER.pwd), check.destination, T0 + 6.04) == []
     assert core.ice.totals.dropped == 0
     data, transaction = binding_request(karl, CALLER.ufrag)
     success_to(core.handle_stun(port, data, CALLER_RTP, T0 + 1), port, CALLER_RTP, transaction, karl.pwd)
@@ -330,7 +350,9 @@ def test_an_ice_restart_gives_new_credentials_and_drops_checks_with_the_old_ones
     fresh, transaction = binding_request(restarted, RESTARTED.ufrag, use_candidate=True)
     effects = core.handle_stun(port, fresh, CALLER_RTP, T0 + 0.05)
     success_to(effects, port, CALLER_RTP, transaction, restarted.pwd)
-    assert SetPeer(port, CALLER_RTP) in effects
+    assert SetPeer(port, CALLER_RTP) in karls_check_answered(
+        engine, port, CALLER_RTP, RESTARTED.pwd, T0 + 0.05
+    )
     checks = first_checks(engine, 1, T0 + 0.1)
     assert all(
         stun.parse_message(c.data).attributes["USERNAME"] == f"{RESTARTED.ufrag}:{restarted.ufrag}"
@@ -388,7 +410,8 @@ def test_a_call_restored_on_another_node_answers_checks_with_its_stored_credenti
     engine = Engine()
     karl, port = ice_call(engine)
     data, _ = binding_request(karl, CALLER.ufrag, use_candidate=True)
-    assert SetPeer(port, CALLER_RTP) in engine.core.handle_stun(port, data, CALLER_RTP, T0 + 0.01)
+    engine.core.handle_stun(port, data, CALLER_RTP, T0 + 0.01)
+    assert SetPeer(port, CALLER_RTP) in karls_check_answered(engine, port, CALLER_RTP, CALLER.pwd, T0 + 0.01)
     state = engine.core.snapshot("c")
     assert state is not None
     stored = CallState.from_dict(state.to_dict())  # as the store keeps it
@@ -406,7 +429,9 @@ def test_a_call_restored_on_another_node_answers_checks_with_its_stored_credenti
     data, transaction = binding_request(karl, CALLER.ufrag, use_candidate=True)
     effects = other.core.handle_stun(moved, data, CALLER_RTP, T0 + 20.01)
     success_to(effects, moved, CALLER_RTP, transaction, karl.pwd)
-    assert SetPeer(moved, CALLER_RTP) in effects
+    assert SetPeer(moved, CALLER_RTP) in karls_check_answered(
+        other, moved, CALLER_RTP, CALLER.pwd, T0 + 20.01
+    )
     checks = first_checks(other, 1, T0 + 20.1)
     assert all(
         stun.parse_message(c.data).attributes["USERNAME"] == f"{CALLER.ufrag}:{karl.ufrag}" for c in checks

@@ -43,8 +43,8 @@ def run(a: IceAgent, b: IceAgent, until: float, drop: set[str] | None = None) ->
                 for transmit in agent.take_transmits():
                     moved = True
                     assert is_stun(transmit.data)
-                    if drop and names[id(agent)] in drop:
-                        continue
+                    if drop and names[id(agent)] in drop or transmit.destination not in by_addr:
+                        continue  # (lost, or sent to an address nobody listens on)
                     receiver, component = by_addr[transmit.destination]
                     assert component == transmit.component
                     source = agent.local_addresses[transmit.component]
@@ -125,3 +125,35 @@ def test_a_lite_agent_sends_no_checks_and_follows_the_full_agents_nomination() -
     assert lite.state is IceState.CONNECTED and not lite.controlling
     lite.handle_timer(100.0)
     assert lite.take_transmits() == [], "no checks and no consent checks of its own"
+
+
+def test_a_stun_attribute_of_the_wrong_length_is_dropped_not_raised() -> None:
+    a, _ = pair_of_agents()
+    header = b"\x00\x01\x00\x08\x21\x12\xa4\x42" + bytes(12)
+    bad_priority = b"\x00\x24\x00\x02\x00\x01\x00\x00"  # PRIORITY with 2 bytes (aioice: struct.error)
+    a.handle_datagram(1, header + bad_priority, B_ADDR[1], 0.0)
+    assert a.counters.dropped == 1 and a.take_transmits() == []
+
+
+def test_a_nomination_alone_selects_nothing_and_requests_keep_no_consent() -> None:
+    """Controlled, Karl selects a nominated pair only once its own check of it succeeded (message
+    integrity does not cover the source address: a replayed or spoofed request must not redirect
+    media), and consent comes only from answers to Karl's checks (RFC 7675)."""
+    a, b = pair_of_agents(a_controlling=False, b_controlling=True)
+    spoofed = ("198.51.100.9", 5000)
+    request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+    request.attributes["USERNAME"] = f"{a.local.ufrag}:{b.local.ufrag}"
+    request.attributes["ICE-CONTROLLING"] = 1
+    request.attributes["USE-CANDIDATE"] = None
+    request.add_message_integrity(a.local.pwd.encode())
+    a.handle_datagram(1, bytes(request), spoofed, 0.0)
+    assert a.selected == {} and not [e for e in a.take_events() if isinstance(e, Selected)]
+    run(a, b, 1.0)
+    assert a.selected == B_ADDR
+    # b goes silent but someone keeps replaying a valid request: consent still runs out
+    for t in range(0, int(CONSENT_TIMEOUT) + 12):
+        a.handle_datagram(1, bytes(request), B_ADDR[1], 1.0 + t)
+        if (due := a.next_deadline()) is not None and due <= 1.0 + t:
+            a.handle_timer(1.0 + t)
+        a.take_transmits()
+    assert 1 not in a.selected

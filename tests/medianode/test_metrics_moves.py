@@ -399,9 +399,29 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
         request.add_message_integrity(pwd.encode())
         sock.sendto(bytes(request), (MEDIA_IP, port))
 
+    def answer_karls_check(sock: socket.socket) -> bool:
+        """Answer one check of Karl's that reached `sock` (as the ICE caller does); False: none yet."""
+        sock.settimeout(0.05)
+        try:
+            data, source = sock.recvfrom(2048)
+        except TimeoutError:
+            return False
+        request = stun.parse_message(data)
+        if request.message_class != stun.Class.REQUEST:
+            return False
+        response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, request.transaction_id)
+        response.attributes["XOR-MAPPED-ADDRESS"] = source
+        response.add_message_integrity(b"mtPasswordMtPasswordMtPw")
+        sock.sendto(bytes(response), source)
+        return True
+
     for sock, port in ((ice_caller.rtp, ice_port), (ice_caller.rtcp, ice_rtcp_port)):
         check(sock, port, karl_pwd, **{"ICE-CONTROLLING": 1, "USE-CANDIDATE": None})
-    wait_for(lambda: node.scrape().value("karl_ice_outcomes_total", result="connected") == 1)
+    # Karl selects a nominated pair once its own check of it succeeded: the caller answers them
+    wait_for(
+        lambda: (answer_karls_check(ice_caller.rtp), answer_karls_check(ice_caller.rtcp))
+        and node.scrape().value("karl_ice_outcomes_total", result="connected") == 1
+    )
     check(ice_caller.rtp, ice_port, "not-karls-password")
     check(ice_caller.rtp, ice_port, karl_pwd, **{"ICE-CONTROLLED": 1})
     wait_for(lambda: node.scrape().value("karl_ice_role_conflicts_total") >= 1)

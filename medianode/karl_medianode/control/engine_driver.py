@@ -98,6 +98,7 @@ class EngineDriver:
         self._per_call: dict[str, _CallLinks] = {}
         self._rate_maps: dict[tuple[tuple[int, int], ...], dict[int, int]] = {}
         self._quality_log = RateLimitedLogger(log, 30.0)
+        self._control_log = RateLimitedLogger(log, 30.0)
         self._ice_timer: asyncio.TimerHandle | None = None
         self._ice_due: float | None = None
         self._dead: set[int] = set()
@@ -131,8 +132,8 @@ class EngineDriver:
                 effects = engine.handle_stun(port, data, normalize_address(source), now)
             else:
                 effects = engine.handle_dtls(port, data, normalize_address(source), now)
-        except Exception:
-            log.exception("ICE/DTLS failed on a datagram")
+        except Exception as exc:  # a bug of ours: the datagram is lost, the call goes on
+            self._control_log.warning("ICE/DTLS failed on a datagram (dropped): %r", exc)
             return
         self.apply(effects)
 
@@ -254,6 +255,8 @@ class EngineDriver:
         stream.asymmetric = policy.asymmetric
         stream.strict_source = policy.strict_source
         stream.media_handover = policy.media_handover
+        if not spec.ice:
+            stream.ice_held = False  # (no ICE, or ICE removed by a re-offer: latching and the SDP again)
         if spec.signals != signals:
             stream.signalled(spec.signalled)  # new signalling: learning starts over
         peer = spec.sdp_peer

@@ -126,6 +126,7 @@ class PacketStream:
         "errors",
         "failures",
         "gaps",
+        "ice_held",
         "is_rtcp",
         "jitter",
         "last_packet",
@@ -255,12 +256,16 @@ class PacketStream:
         """... and protects what is sent to it through this socket. None on plain legs."""
         self.srtp_failures = 0
         """SRTP/SRTCP packets that failed to unprotect (authentication, replay) or protect: dropped."""
+        self.ice_held = False
+        """ICE selected the party's address (`ice_selected`): signalling and media do not move it."""
         self.control: Callable[[PacketStream, bytes, Any], None] | None = None
         """Karl is an ICE agent or terminates DTLS towards this party: STUN and DTLS datagrams go there
         (slow path), not on."""
 
     def ice_selected(self, address: Address | None) -> None:
-        """ICE chose where this party receives media (None: consent lost, nowhere until it recovers)."""
+        """ICE chose where this party receives media (None: consent lost, nowhere until it recovers).
+        From then on ICE alone moves it: neither the SDP address nor latching does."""
+        self.ice_held = True
         self.endpoint = address
         if address is not None:
             self.learned = address
@@ -373,13 +378,15 @@ class PacketStream:
         if new == self.advertised and self.endpoint is not None:
             return
         self.advertised = new
-        self.endpoint = new
+        if not self.ice_held:
+            self.endpoint = new
 
     def signalled(self, now: float) -> None:
         """Signalling (offer/answer/...) touched this stream's call: restart endpoint learning."""
         self.last_signal = now
         self._detected = None
-        self.unconfirm()
+        if not self.ice_held:
+            self.unconfirm()
 
     def unconfirm(self) -> None:
         if not self.asymmetric:

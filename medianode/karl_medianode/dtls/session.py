@@ -72,6 +72,9 @@ class DtlsSession:
         self.keys: SrtpKeys | None = None
         self.records_dropped = 0
         self._datagrams: list[bytes] = []
+        self.last_flight: list[bytes] = []
+        """What Karl sent last while the handshake runs (sent again at once when ICE finds the
+        party's address)."""
         self._deadline: float | None = None
         context = SSL.Context(SSL.DTLS_METHOD)
         context.use_certificate(certificate.certificate)
@@ -170,14 +173,18 @@ class DtlsSession:
         self._deadline = None
 
     def _drain(self) -> None:
+        flight: list[bytes] = []
         for _ in range(MAX_DATAGRAMS):
             try:
                 data = self._connection.bio_read(65536)
             except SSL.WantReadError:
-                return
+                break
             if not data:
-                return
-            self._datagrams.append(data)
+                break
+            flight.append(data)
+        if flight:
+            self._datagrams += flight
+            self.last_flight = flight
 
     def _rearm(self, now: float) -> None:
         timeout = self._connection.DTLSv1_get_timeout()

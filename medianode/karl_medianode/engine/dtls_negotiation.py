@@ -87,7 +87,10 @@ def on_offer(
     ):
         _stop(answerer)
         return False
-    answerer.dtls_setup = ACTPASS  # every offer of 10.5's says actpass, whatever the flags
+    if answerer.dtls_setup not in (ACTIVE, PASSIVE):
+        # (every offer says actpass, whatever the flags; a role settled before stays Karl's until
+        # the answer, so that a handshake running or done is not dropped by a re-offer)
+        answerer.dtls_setup = ACTPASS
     answerer.dtls_hash = answerer.dtls_hash or _hash_for(opts)  # kept on re-offers
     return True
 
@@ -105,7 +108,9 @@ def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia,
         _stop(offerer)
         return False
     remote = offerer.dtls_remote_setup
-    if remote == ACTIVE:
+    if remote in (ACTPASS, None) and offerer.dtls_keys and offerer.dtls_setup in (ACTIVE, PASSIVE):
+        pass  # a re-offer of a leg keyed already: Karl keeps its role (a browser refuses a switch)
+    elif remote == ACTIVE:
         offerer.dtls_setup = PASSIVE
     elif remote == PASSIVE:
         offerer.dtls_setup = ACTIVE
@@ -118,13 +123,15 @@ def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia,
     return True
 
 
-def sdp_lines(media: MediaState, fingerprint_of: dict[str, str]) -> list[str]:
+def sdp_lines(media: MediaState, fingerprint_of: dict[str, str], *, offering: bool) -> list[str]:
     """Karl's `a=setup` and `a=fingerprint` lines for `media`'s party (none if Karl does no DTLS
-    there); `fingerprint_of` maps hash names to Karl's certificate digests."""
+    there): `actpass` in an offer, Karl's role in an answer; `fingerprint_of` maps hash names to
+    Karl's certificate digests."""
     if media.dtls_setup is None:
         return []
     hash_name = media.dtls_hash or DEFAULT_HASH
-    return [f"a=setup:{media.dtls_setup}", f"a=fingerprint:{hash_name} {fingerprint_of[hash_name]}"]
+    setup = ACTPASS if offering else media.dtls_setup
+    return [f"a=setup:{setup}", f"a=fingerprint:{hash_name} {fingerprint_of[hash_name]}"]
 
 
 def karl_is_client(media: MediaState) -> bool | None:

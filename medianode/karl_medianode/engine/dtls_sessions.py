@@ -11,6 +11,7 @@ settled (a party that sends its ClientHello before its answer reaches Karl) wait
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from karl_medianode.dtls.certificate import DtlsCertificate
@@ -26,6 +27,23 @@ AgentKey = tuple[int, int]
 Address = tuple[str, int]
 EARLY_RECORDS = 8
 """DTLS records kept per leg while Karl's role there is not settled yet."""
+MAX_RESTARTS = 8
+"""Handshakes a party may start over on one leg after failed ones."""
+
+
+def _looks_like_dtls(data: bytes) -> bool:
+    """A DTLS 1.0/1.2 record header (RFC 6347 4.1): content type, version, a length that fits."""
+    return (
+        len(data) >= 13
+        and data[0] in (20, 21, 22, 23)
+        and data[1] == 0xFE
+        and data[2] in (0xFF, 0xFD)
+        and 13 + int.from_bytes(data[11:13], "big") <= len(data)
+    )
+
+
+def _is_client_hello(data: bytes) -> bool:
+    return len(data) > 13 and data[0] == 22 and data[13] == 1
 
 
 @dataclass
@@ -53,11 +71,17 @@ class _Leg:
     early: list[tuple[bytes, Address]] = field(default_factory=list)
     peer: Address | None = None
     """Where the party's records came from last (Karl answers there)."""
+    restarts: int = 0
+    """Handshakes started over after a failed one (bounded: `MAX_RESTARTS`)."""
 
 
 class DtlsSessions:
     def __init__(self, certificate: DtlsCertificate) -> None:
         self.certificate = certificate
+        self.verified: Callable[[str, AgentKey, Address], bool | None] | None = None
+        """Whether ICE verified an address for a leg (None: no ICE on it); set by the engine."""
+        self.connected_later: list[Connected] = []
+        """Handshakes `peer_selected` finished, for the engine to take (`take_connected`)."""
         self._legs: dict[str, dict[AgentKey, _Leg]] = {}
         self._by_port: dict[int, tuple[str, AgentKey]] = {}
         self._deadlines = Deadlines()
@@ -140,11 +164,29 @@ class DtlsSessions:
             return [], []
         call_id, key = found
         leg = self._legs[call_id][key]
-        if leg.peer is not None and source != leg.peer:
-            # one handshake per leg, with whoever started it: records from elsewhere cannot disturb it
-            # (a stranger could not finish one anyway: its certificate matches no fingerprint)
+        if not _looks_like_dtls(data) or not self._from_the_party(leg, source):
             self.totals.dropped += 1
             return [], []
+        if self.verified is not None and self.verified(call_id, key, source) is False:
+            # an ICE leg whose checks have not reached this address yet (the browser may start DTLS
+            # a moment before Karl's own check succeeds): kept until ICE verifies it, answered then
+            if len(leg.early) < EARLY_RECORDS:
+                leg.early.append((data, source))
+            else:
+                self.totals.dropped += 1
+            return [], []
+        session = leg.session
+        if (
+            session is not None
+            and session.state is DtlsState.FAILED
+            and not session.active
+            and _is_client_hello(data)
+            and leg.restarts < MAX_RESTARTS
+        ):
+            # the party starts over (a forged record may have broken the first try): a fresh handshake
+            leg.restarts += 1
+            leg.session = DtlsSession(self.certificate, active=False, fingerprints=session.fingerprints)
+            leg.session.start(now)
         if leg.session is None:
             if len(leg.early) < EARLY_RECORDS:
                 leg.early.append((data, source))
@@ -158,6 +200,45 @@ class DtlsSessions:
         result = self._outputs(call_id, key, leg, now)
         self._schedule(call_id)
         return result
+
+    @staticmethod
+    def _from_the_party(leg: _Leg, source: Address) -> bool:
+        """After a handshake, records only from where it ran (its last flight may come again)."""
+        if leg.session is not None and leg.session.state is DtlsState.CONNECTED:
+            return leg.peer is None or source == leg.peer
+        return True
+
+    def peer_selected(self, port: int, address: Address, now: float) -> list[Effect]:
+        """ICE chose (so verified) the party's address on `port`: the records kept from there are
+        taken now, and Karl's last flight of a handshake it leads goes there at once (sent before ICE
+        was done, it may have gone nowhere). On an ICE leg no handshake is answered towards an
+        address ICE has not verified (no reflection towards a spoofed source)."""
+        found = self._by_port.get(port)
+        if found is None:
+            return []
+        call_id, key = found
+        leg = self._legs[call_id][key]
+        session = leg.session
+        if session is None:
+            return []
+        effects: list[Effect] = []
+        if session.active and session.state is DtlsState.CONNECTING:
+            leg.peer = address
+            effects += [SendDatagram(port, address, data) for data in session.last_flight]
+        waiting = [(data, source) for data, source in leg.early if source == address]
+        if waiting:
+            leg.early = [(data, source) for data, source in leg.early if source != address]
+            leg.peer = address
+            for data, _ in waiting:
+                session.handle_datagram(data, now)
+        more, connected = self._outputs(call_id, key, leg, now)
+        self.connected_later += connected
+        self._schedule(call_id)
+        return effects + more
+
+    def take_connected(self) -> list[Connected]:
+        done, self.connected_later = self.connected_later, []
+        return done
 
     def next_deadline(self) -> float | None:
         return self._deadlines.next()

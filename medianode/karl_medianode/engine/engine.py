@@ -44,7 +44,9 @@ from karl_medianode.engine.effects import (
     Effect,
     OpenStream,
     Outcome,
+    SetPeer,
 )
+from karl_medianode.engine.ice_fragments import MAX_CANDIDATES, Fragment, FragmentQueue, parse_fragment
 from karl_medianode.engine.ice_sessions import IceSessions
 from karl_medianode.engine.media_rules import (
     advertised_of,
@@ -122,7 +124,10 @@ class CallEngine:
         """Each call's next deadline (see `handle_timer`)."""
         self.ice = IceSessions()
         """The ICE agents of the calls, with their own (finer) timers: see `handle_ice_timer`."""
+        self.fragments = FragmentQueue()
+        """Trickled candidates waiting for their call (`ice_fragments`)."""
         self.dtls = DtlsSessions(settings.dtls_certificate)
+        self.dtls.verified = self.ice.verified
         """The DTLS-SRTP handshakes of the calls (timers: `handle_dtls_timer`)."""
         self._effects: list[Effect] = []
         """What the request being handled has committed so far."""
@@ -229,6 +234,9 @@ class CallEngine:
         reply `fits` says cannot be sent) the call is left exactly as it was (see `call_change`)."""
         check_required(opts)  # the NG server did this already; direct callers get the same errors
         assert opts.sdp is not None and opts.call_id is not None and opts.from_tag is not None
+        if opts.fragment:
+            self._trickled(opts.call_id, opts.from_tag, parse_fragment(opts.sdp, self._now))
+            return {}
         inbound = self._read(opts.sdp)
         if opts.loop_protect and self._own_marker_in(inbound):
             return {"sdp": opts.sdp}  # our own output came back (a spiral): hand it back untouched
@@ -241,7 +249,37 @@ class CallEngine:
         if call is None:
             self._check_limits()
             call = self._new_call(opts.call_id)
-        return self._change(call, new_call, lambda c: self._offer(c, inbound, opts), fits)
+        reply = self._change(call, new_call, lambda c: self._offer(c, inbound, opts), fits)
+        for fragment in self.fragments.take(opts.call_id, opts.from_tag, self._now):
+            self._trickled(opts.call_id, opts.from_tag, fragment)
+        return reply
+
+    def _trickled(self, call_id: str, tag: str, fragment: Fragment) -> None:
+        """Trickled candidates of a party (see `ice_fragments`): onto its media where Karl is its ICE
+        agent, or waiting for its call."""
+        call = self.calls.get(call_id)
+        if call is None:
+            if not self.fragments.put(call_id, tag, fragment):
+                self.counters.fragments_dropped += 1
+            return
+        mono = call.state.by_tag(tag)
+        if mono is None:
+            return
+        change = self._begin(call)
+        for section in fragment.sections:
+            media = next((m for m in mono.medias if section.mid is not None and m.mid == section.mid), None)
+            if media is None and 0 < section.index <= len(mono.medias):
+                media = mono.medias[section.index - 1]
+            if media is None or media.ice_remote_ufrag is None:
+                continue  # no such media, or no ICE with the party on it
+            if section.ufrag is not None and section.ufrag != media.ice_remote_ufrag:
+                continue  # candidates of another ICE generation (before a restart)
+            known = set(media.ice_candidates)
+            for value in section.candidates:
+                if value not in known and len(media.ice_candidates) < MAX_CANDIDATES:
+                    media.ice_candidates.append(value)
+                    known.add(value)
+        self._commit(change)
 
     def answer(self, opts: NgOptions, fits: ReplyCheck | None = None) -> dict[str, Any]:
         """rtpengine's `answer`; like `offer`, a failed answer changes nothing."""
@@ -747,7 +785,14 @@ class CallEngine:
 
     def handle_stun(self, port: int, data: bytes, source: tuple[str, int], now: float) -> list[Effect]:
         """A STUN datagram that arrived on media port `port` (ICE connectivity checks)."""
-        return self.ice.handle_stun(port, data, source, now)
+        self._now = now
+        effects = self.ice.handle_stun(port, data, source, now)
+        for effect in list(effects):
+            if isinstance(effect, SetPeer) and effect.address is not None:
+                effects += self.dtls.peer_selected(effect.port, effect.address, now)
+        for done in self.dtls.take_connected():
+            self._dtls_connected(done)
+        return effects + self.take_effects()
 
     def next_ice_deadline(self) -> float | None:
         """When `handle_ice_timer` next has something to do: ICE paces its checks every 20 ms, far

@@ -143,7 +143,7 @@ def negotiate_offer(
                 connection=connection,
                 mid=b_media.mid,
                 crypto=crypto,
-                dtls=dtls_out(a_media, b_media, wiring),
+                dtls=dtls_out(a_media, b_media, wiring, offering=True),
                 ice=ice.sdp_lines(b_media, connection, port, rtcp_port, require or b_media.rtcp_mux),
                 ice_lite=ice.LITE_SELF in b_media.flags,
             )
@@ -245,7 +245,7 @@ def negotiate_answer(
                 mid=a_media.mid,
                 trickle_remnant=ice.TRICKLE in a_media.flags and opts.ice is Ice.REMOVE,
                 crypto=crypto,
-                dtls=dtls_out(b_media, a_media, wiring),
+                dtls=dtls_out(b_media, a_media, wiring, offering=False),
                 ice=ice.sdp_lines(a_media, connection, port, rtcp_port, a_media.rtcp_mux),
                 ice_lite=ice.LITE_SELF in a_media.flags,
             )
@@ -253,12 +253,14 @@ def negotiate_answer(
     return out
 
 
-def dtls_out(sender: MediaState, receiver: MediaState, wiring: StreamWiring) -> list[str] | None:
+def dtls_out(
+    sender: MediaState, receiver: MediaState, wiring: StreamWiring, *, offering: bool
+) -> list[str] | None:
     """The DTLS lines of the SDP for `receiver`'s party: Karl's own where it terminates DTLS on either
     leg of the media (none towards a party without DTLS), else None (what was received passes)."""
     if not (dtls.terminates(sender) or dtls.terminates(receiver)):
         return None
-    return dtls.sdp_lines(receiver, wiring.settings.dtls_certificate.fingerprints)
+    return dtls.sdp_lines(receiver, wiring.settings.dtls_certificate.fingerprints, offering=offering)
 
 
 def share_ptime(media_in: InboundMedia, other: MediaState) -> None:

@@ -87,4 +87,6 @@ class EngineCounters:
     too_many_media: int = 0
     replies_too_large: int = 0
     srtp_termination_refused: int = 0
+    fragments_dropped: int = 0
+    """Trickle-ICE fragments for calls that did not exist yet, not kept (too many waiting)."""
     ended_by_reason: dict[str, int] = field(default_factory=dict)

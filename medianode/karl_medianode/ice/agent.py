@@ -25,6 +25,7 @@ there is no gathering and no candidate pairing beyond "Karl's socket with each o
 from __future__ import annotations
 
 import enum
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 
@@ -83,6 +84,10 @@ class CandidatePair:
     state: PairState = PairState.WAITING
     nominating: bool = False
     """The check in flight carries USE-CANDIDATE."""
+    nominated: bool = False
+    """The controlling party nominated this pair (controlled: selected once Karl's check succeeds)."""
+    sent_controlling: bool = False
+    """The role Karl's check in flight was sent in (a 487 answer switches only from that role)."""
     transaction: bytes = b""
     tries: int = 0
     rto: float = FIRST_RTO
@@ -183,8 +188,12 @@ class IceAgent:
             return False
         if (":" in parsed.address) != (":" in self.local_addresses[parsed.component][0]):
             return False  # another address family than Karl's socket
+        try:
+            address = str(ipaddress.ip_address(parsed.address))  # as received datagrams report it
+        except ValueError:
+            return False  # a host name (mDNS `.local`): Karl resolves none
         self._add_remote(
-            RemoteCandidate(parsed.component, (parsed.address, parsed.port), parsed.priority, parsed.type)
+            RemoteCandidate(parsed.component, (address, parsed.port), parsed.priority, parsed.type)
         )
         self._next_check = min(self._next_check, now) if self._next_check else now
         return True
@@ -220,6 +229,11 @@ class IceAgent:
             self.controlling = controlling
             for pair in self._pairs.values():
                 pair.nominating = False
+                if controlling and pair.state is PairState.SUCCEEDED and pair.component not in self.selected:
+                    # now Karl nominates: a pair that works already is checked again with USE-CANDIDATE
+                    pair.nominating = True
+                    pair.state = PairState.WAITING
+                    self._triggered.insert(0, pair)
 
     # ------------------------------------------------------------------ datagrams
 
@@ -227,7 +241,7 @@ class IceAgent:
         """A STUN datagram received on the party's socket of `component`."""
         try:
             message = stun.parse_message(data)
-        except (ValueError, KeyError, IndexError):
+        except Exception:  # anything a hostile datagram makes the codec raise (struct.error too)
             self.counters.dropped += 1
             return
         if message.message_method != stun.Method.BINDING:
@@ -270,9 +284,12 @@ class IceAgent:
                 self._triggered.append(pair)
             self._next_check = now
         if "USE-CANDIDATE" in message.attributes and not self.controlling:
-            self._select(component, source, now)
-        elif self.selected.get(component) == source:
-            self._consent_seen[component] = now
+            # RFC 8445 7.3.1.5: the pair is nominated, and selected once Karl's own check on it has
+            # succeeded (a request alone proves nothing about its source address); a lite agent
+            # sends no checks and takes the full agent's word
+            pair.nominated = True
+            if self.lite or pair.state is PairState.SUCCEEDED:
+                self._select(component, source, now)
 
     def _resolve_role_conflict(self, component: int, message: stun.Message, source: Address) -> bool:
         """False: answered with 487 (the party must change its role)."""
@@ -308,7 +325,9 @@ class IceAgent:
         pair.transaction = b""
         if message.message_class == stun.Class.ERROR:
             if message.error_code == 487:
-                self.set_role(not self.controlling)
+                # RFC 8445 7.2.5.1: switch, unless an earlier 487 switched already
+                if pair.sent_controlling == self.controlling and not self.lite:
+                    self.set_role(not self.controlling)
                 pair.state = PairState.WAITING
                 self._triggered.append(pair)
             else:
@@ -317,7 +336,9 @@ class IceAgent:
             return
         pair.state = PairState.SUCCEEDED
         if self.selected.get(component) == source:
-            self._consent_seen[component] = now
+            self._consent_seen[component] = now  # RFC 7675: consent comes from answers to Karl's checks
+        if pair.nominated and not self.controlling:
+            self._select(component, source, now)
         if pair.nominating:
             pair.nominating = False
             if self.controlling:
@@ -327,6 +348,12 @@ class IceAgent:
             pair.state = PairState.WAITING
             self._triggered.insert(0, pair)
             self._next_check = now
+
+    def verified(self, source: Address) -> bool:
+        """`source` answered one of Karl's checks (or is the selected address)."""
+        if source in self.selected.values():
+            return True
+        return any(p.remote == source and p.state is PairState.SUCCEEDED for p in self._pairs.values())
 
     def _select(self, component: int, address: Address, now: float) -> None:
         self._consent_seen[component] = now
@@ -407,6 +434,7 @@ class IceAgent:
             pair.transaction = secrets.token_bytes(12)
             pair.tries = 0
             pair.rto = FIRST_RTO
+        pair.sent_controlling = self.controlling
         request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST, pair.transaction)
         request.attributes["USERNAME"] = f"{self.remote.ufrag}:{self.local.ufrag}"
         request.attributes["PRIORITY"] = candidate_priority(
