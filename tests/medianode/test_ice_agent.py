@@ -43,7 +43,7 @@ def run(a: IceAgent, b: IceAgent, until: float, drop: set[str] | None = None) ->
                 for transmit in agent.take_transmits():
                     moved = True
                     assert is_stun(transmit.data)
-                    if drop and names[id(agent)] in drop or transmit.destination not in by_addr:
+                    if (drop and names[id(agent)] in drop) or transmit.destination not in by_addr:
                         continue  # (lost, or sent to an address nobody listens on)
                     receiver, component = by_addr[transmit.destination]
                     assert component == transmit.component
