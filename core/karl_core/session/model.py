@@ -217,7 +217,7 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-@dataclass
+@dataclass(slots=True)
 class MediaState:
     """One `m=` line of one party: what it offered/answered and the proxy's sockets towards it."""
 
