@@ -195,6 +195,7 @@ class MediaNode:
                 continue
             try:
                 self.engine.handle_timer()
+                self.engine.write_srtp_checkpoints()
             except Exception:
                 log.exception("timer sweep failed")
             # garbage on the media ports: counted per packet, logged here at most every 30 s

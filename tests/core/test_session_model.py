@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from karl_core.session import (
     MediaState,
     PacketStreamState,
     SessionSchemaError,
+    SrtpProgress,
     StreamPolicy,
 )
 
@@ -60,6 +62,8 @@ def sample_call() -> CallState:
                 signalled=1700000001.5,
                 counters={"rtcp_packets": 1, "dropped_source": 3},
                 last_rtp=(0, 0x1234ABCD),
+                srtp_in=(SrtpProgress(0x1234ABCD, 2),),
+                srtp_out=(SrtpProgress(0x0BADCAFE, 1, 140), SrtpProgress(0x0BADCAFF, 0, 3)),
             ),
             PacketStreamState(2, "203.0.113.1", 30001, Endpoint("192.0.2.10", 4001), last_rtcp_ssrc=77),
         ],
@@ -108,8 +112,17 @@ def sample_call() -> CallState:
     return call
 
 
+def without_schema_7(call: CallState) -> CallState:
+    """What a call serialized before schema 7 reads as: no SRTP progress (counters from zero)."""
+    for mono in call.monologues.values():
+        for media in mono.medias:
+            media.streams = [replace(stream, srtp_in=(), srtp_out=()) for stream in media.streams]
+    return call
+
+
 def without_schema_6(call: CallState) -> CallState:
     """What a call serialized before schema 6 reads as: no ICE or DTLS on Karl's side."""
+    without_schema_7(call)
     for mono in call.monologues.values():
         for media in mono.medias:
             media.ice_ufrag = media.ice_pwd = media.ice_remote_ufrag = media.ice_remote_pwd = None
@@ -209,15 +222,25 @@ def test_leaves_round_trip(address: str, port: int, name: str, pt: int, clock: i
     assert Codec.from_dict(json.loads(json.dumps(codec.to_dict()))) == codec
 
 
-def test_schema_v6_is_pinned_by_a_stored_document() -> None:
+def test_schema_v7_is_pinned_by_a_stored_document() -> None:
     """A change of the serialized form must be deliberate: bump SCHEMA_VERSION and add a sample."""
+    from pathlib import Path
+
+    stored = Path(__file__).with_name("session_samples") / "call-v7.json"
+    document = json.loads(stored.read_text())
+    assert document["schema"] == 7 == SCHEMA_VERSION
+    assert CallState.from_dict(document) == sample_call()
+    assert sample_call().to_dict() == document
+
+
+def test_schema_v6_documents_are_still_read() -> None:
+    """Version 6 (before SRTP progress) reads with none: rollover counters from zero."""
     from pathlib import Path
 
     stored = Path(__file__).with_name("session_samples") / "call-v6.json"
     document = json.loads(stored.read_text())
-    assert document["schema"] == 6 == SCHEMA_VERSION
-    assert CallState.from_dict(document) == sample_call()
-    assert sample_call().to_dict() == document
+    assert document["schema"] == 6
+    assert CallState.from_dict(document) == without_schema_7(sample_call())
 
 
 def test_schema_v5_documents_are_still_read() -> None:

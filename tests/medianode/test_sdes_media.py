@@ -494,3 +494,54 @@ def test_srtp_to_srtp_with_either_pick_decrypts_and_encrypts_with_the_keys_each_
         assert callee_rx.unprotect(callee.rtp.recv(2048)) == rtp_packet(seq)
         callee.rtp.sendto(callee_tx.protect(rtp_packet(seq, ssrc=0x8888)), (node.media_ip, to_callee_side))
         assert caller_rx.unprotect(caller.rtp.recv(2048)) == rtp_packet(seq, ssrc=0x8888)
+
+
+def test_a_restored_call_carries_on_the_rollover_counters_and_srtcp_indexes_of_both_directions(
+    tmp_path: Path, parties: Callable[[], Party]
+) -> None:
+    """Sequence numbers wrap (the rollover counter goes to 1) both ways, Karl writes the call on its own
+    (no signalling), is killed and restarted: the phone's packets still decrypt at Karl and Karl's at the
+    phone, whose libsrtp expects counter 1, and Karl's SRTCP goes on above the indexes the phone saw.
+    Without the counters in the stored state both directions fail authentication."""
+    state_dir = tmp_path / "calls"
+    env = {"KARL_STATE_DIR": str(state_dir), "KARL_NODE_ID": "sdes-rollover"}
+    node = start_karl(tmp_path, "127.0.0.2", 40, **env)
+    phone, trunk = parties(), parties()
+    try:
+        call = phone_call(node, phone, trunk, "sdes-rollover")
+        phone_tx, phone_rx, to_phone_side, to_trunk_side, _, _ = call
+
+        def both_ways(seqs: range) -> None:
+            for seq in seqs:
+                phone.rtp.sendto(phone_tx.protect(rtp_packet(seq)), (node.media_ip, to_phone_side))
+                assert trunk.rtp.recv(2048) == rtp_packet(seq)
+                trunk.rtp.sendto(rtp_packet(seq, ssrc=0x4444), (node.media_ip, to_trunk_side))
+                assert phone_rx.unprotect(phone.rtp.recv(2048)) == rtp_packet(seq, ssrc=0x4444)
+
+        def reports(count: int) -> None:
+            for _ in range(count):
+                trunk.rtcp.sendto(sender_report(0x4444), (node.media_ip, to_trunk_side + 1))
+                assert phone_rx.unprotect_rtcp(phone.rtcp.recv(2048)) == sender_report(0x4444)
+
+        both_ways(range(65530, 65540))  # wraps at 65536: counter 1 on both sides
+        reports(3)
+
+        def written() -> bool:
+            found = []
+            for path in state_dir.glob("*.json"):
+                for party in json.loads(path.read_text())["state"]["monologues"]:
+                    for media in party["medias"]:
+                        found += [(s["component"], s["srtp_in"], s["srtp_out"]) for s in media["streams"]]
+            # towards the phone: its SSRC 0x1234 received and the trunk's 0x4444 sent with counter 1 on
+            # the RTP socket, three SRTCP packets sent on the RTCP socket
+            return (1, [[0x1234, 1, 0]], [[0x4444, 1, 0]]) in found and (2, [], [[0x4444, 0, 3]]) in found
+
+        assert wait_for(written, timeout=10.0), "the timer sweep did not write the rollover counters"
+        node.proc.send_signal(signal.SIGKILL)
+        node.proc.wait(10)
+        node.ng.close()
+        node = restart_karl(tmp_path, node, env)
+        both_ways(range(65540, 65545))  # no request was sent: same keys, counter 1 both ways
+        reports(2)
+    finally:
+        node.stop()

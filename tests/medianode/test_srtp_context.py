@@ -320,3 +320,46 @@ def test_known_answer_aead_aes_128_gcm() -> None:
     assert tx.protect_rtcp(KAT_RTCP) == KAT_SRTCP_GCM
     assert rx.unprotect(KAT_SRTP_GCM) == KAT_RTP
     assert rx.unprotect_rtcp(KAT_SRTCP_GCM) == KAT_RTCP
+
+
+@pytest.mark.parametrize("suite", SUPPORTED, ids=lambda suite: suite.name)
+def test_a_context_resumed_from_anothers_progress_fits_the_peer_after_a_wrap(suite: SrtpSuite) -> None:
+    """A call moved to another node after its sequence numbers wrapped: the new node's contexts take up
+    the old ones' rollover counters (and SRTCP index), so the peer's own libsrtp notices nothing."""
+    attr = crypto(suite)
+    peer_tx, peer_rx = plain_session(attr, True), plain_session(attr, False)
+    old_tx, old_rx = SrtpContext.for_sending(attr), SrtpContext.for_receiving(attr)
+    for seq in (65533, 65534, 65535, 0, 1):
+        assert peer_rx.unprotect(old_tx.protect(rtp(seq))) == rtp(seq)
+        assert old_rx.unprotect(peer_tx.protect(rtp(seq, ssrc=0x77))) == rtp(seq, ssrc=0x77)
+    for _ in range(200):  # more SRTCP than the peer's replay window holds
+        assert peer_rx.unprotect_rtcp(old_tx.protect_rtcp(rtcp())) == rtcp()
+    sent, received = old_tx.progress(), old_rx.progress()
+    assert [(p.ssrc, p.rollover, p.srtcp_sent) for p in sent] == [(0xCAFEBABE, 1, 200)]
+    assert [(p.ssrc, p.rollover, p.srtcp_sent) for p in received] == [(0x77, 1, 0)]
+
+    new_tx, new_rx = SrtpContext.for_sending(attr), SrtpContext.for_receiving(attr)
+    new_tx.resume(sent)
+    new_rx.resume(received)
+    assert new_tx.progress()[0].rollover == 1  # before any packet too: a save right after the move keeps it
+    assert peer_rx.unprotect(new_tx.protect(rtp(2))) == rtp(2)
+    assert new_rx.unprotect(peer_tx.protect(rtp(2, ssrc=0x77))) == rtp(2, ssrc=0x77)
+    assert peer_rx.unprotect_rtcp(new_tx.protect_rtcp(rtcp())) == rtcp()
+
+    # without the progress, both directions fail: the counters start over at 0
+    fresh_tx, fresh_rx = SrtpContext.for_sending(attr), SrtpContext.for_receiving(attr)
+    with pytest.raises(pylibsrtp.Error):
+        peer_rx.unprotect(fresh_tx.protect(rtp(3)))
+    with pytest.raises(SrtpError) as refused:
+        fresh_rx.unprotect(peer_tx.protect(rtp(3, ssrc=0x77)))
+    assert refused.value.kind is SrtpErrorKind.AUTH
+    with pytest.raises(pylibsrtp.Error):
+        peer_rx.unprotect_rtcp(fresh_tx.protect_rtcp(rtcp()))
+
+
+def test_progress_follows_the_latest_ssrcs_only() -> None:
+    attr = crypto(SUPPORTED[0])
+    tx = SrtpContext.for_sending(attr)
+    for ssrc in range(1, 20):
+        tx.protect(rtp(1, ssrc=ssrc))
+    assert [p.ssrc for p in tx.progress()] == list(range(12, 20))  # MAX_TRACKED_SSRCS, the newest

@@ -11,6 +11,7 @@ from karl_core.session.model import (
     Monologue,
     PacketStreamState,
     SessionSchemaError,
+    SrtpProgress,
     StreamPolicy,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "Monologue",
     "PacketStreamState",
     "SessionSchemaError",
+    "SrtpProgress",
     "StreamPolicy",
 ]

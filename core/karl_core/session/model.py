@@ -14,12 +14,13 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 6
-READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6)
+SCHEMA_VERSION = 7
+READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6, 7)
 """Versions `CallState.from_dict` reads: 1 lacks the streams' `lost` (read as 0); 1 and 2 lack the
 streams' policy, learned address and further counters and the call's activity and end times (read as
 the defaults: delayed learning, nothing learned, activity at the last signal); 1 to 3 lack the nodes
-a call passed through; 1 to 4 lack the media's SDES-SRTP keys (read as none: not terminated)."""
+a call passed through; 1 to 4 lack the media's SDES-SRTP keys (read as none: not terminated); 1 to 5
+lack ICE and DTLS; 1 to 6 lack the streams' SRTP progress (read as none: counters from zero)."""
 
 
 class EndpointLearning(enum.StrEnum):
@@ -138,6 +139,25 @@ class StreamPolicy:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SrtpProgress:
+    """How far the SRTP of one SSRC got in one direction of a socket (schema 7): the rollover counter
+    of its RTP and, where Karl protects, how many SRTCP packets it protected (the SRTCP index). A call
+    restored on another node takes both up, so that the peer's SRTP state still fits Karl's."""
+
+    ssrc: int
+    rollover: int = 0
+    srtcp_sent: int = 0
+
+    def to_list(self) -> list[int]:
+        return [self.ssrc, self.rollover, self.srtcp_sent]
+
+    @classmethod
+    def from_list(cls, data: Any) -> SrtpProgress:
+        ssrc, rollover, srtcp_sent = (int(x) for x in data)
+        return cls(ssrc, rollover, srtcp_sent)
+
+
 @dataclass
 class PacketStreamState:
     """One local socket of a media (component 1 = RTP, 2 = RTCP) and the peer it talks to.
@@ -168,6 +188,10 @@ class PacketStreamState:
     """Payload type and SSRC of the last RTP received (what `query` shows)."""
     last_rtcp_ssrc: int | None = None
     """Sender SSRC of the last RTCP received."""
+    srtp_in: tuple[SrtpProgress, ...] = ()
+    """SRTP of what the party sends (Karl unprotects), per SSRC (schema 7)."""
+    srtp_out: tuple[SrtpProgress, ...] = ()
+    """SRTP of what Karl sends the party (Karl protects), per SSRC (schema 7)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -188,6 +212,8 @@ class PacketStreamState:
             "counters": dict(sorted(self.counters.items())),
             "last_rtp": list(self.last_rtp) if self.last_rtp is not None else None,
             "last_rtcp_ssrc": self.last_rtcp_ssrc,
+            "srtp_in": [progress.to_list() for progress in self.srtp_in],
+            "srtp_out": [progress.to_list() for progress in self.srtp_out],
         }
 
     @classmethod
@@ -210,6 +236,8 @@ class PacketStreamState:
             {str(k): int(v) for k, v in (data.get("counters") or {}).items()},
             None if data.get("last_rtp") is None else (int(data["last_rtp"][0]), int(data["last_rtp"][1])),
             None if data.get("last_rtcp_ssrc") is None else int(data["last_rtcp_ssrc"]),
+            tuple(SrtpProgress.from_list(x) for x in data.get("srtp_in") or ()),
+            tuple(SrtpProgress.from_list(x) for x in data.get("srtp_out") or ()),
         )
 
 

@@ -26,7 +26,13 @@ from karl_medianode.clock import CoarseClock
 from karl_medianode.dataplane.jitter_stage import JitterStage
 from karl_medianode.dataplane.ports import PortAllocator
 from karl_medianode.dataplane.relay import PacketStream, QualityLink, Relay, normalize_address
-from karl_medianode.dataplane.srtp_context import NO_KEY_YET, SrtpContext, SrtpError, SrtpTransform
+from karl_medianode.dataplane.srtp_context import (
+    NO_KEY_YET,
+    SRTCP_CHECKPOINT_STEP,
+    SrtpContext,
+    SrtpError,
+    SrtpTransform,
+)
 from karl_medianode.engine import (
     JITTER_BUFFER_BOUNDS,
     Call,
@@ -92,6 +98,8 @@ class EngineDriver:
         self._streams: dict[int, PacketStream] = {}
         self._applied: dict[int, tuple[int, SilenceCodecs | None]] = {}
         self._srtp_keys: dict[int, tuple[str | None, str | None]] = {}
+        self._srtp_marks: dict[int, tuple[str, tuple[tuple[int, int, int], ...]]] = {}
+        """Per stream with SRTP, its call and where its SRTP stood at the last checkpoint."""
         """Per open stream, the signalling count and silence codecs it was last configured with."""
         self._restored: dict[int, PacketStreamState] = {}
         """Opened streams whose stored counters and addresses come in once they are configured."""
@@ -199,6 +207,7 @@ class EngineDriver:
             stream = self._streams.pop(effect.port, None)
             self._applied.pop(effect.port, None)
             self._srtp_keys.pop(effect.port, None)
+            self._srtp_marks.pop(effect.port, None)
             self._restored.pop(effect.port, None)
             if stream is not None:
                 self.relay.close_stream(stream)
@@ -309,6 +318,36 @@ class EngineDriver:
         if spec.srtp_out != before_out:
             stream.srtp_out = self._srtp_context(spec.srtp_out, sending=True, call_id=spec.call_id)
         self._srtp_keys[spec.port] = (spec.srtp_in, spec.srtp_out)
+        if spec.srtp_in or spec.srtp_out:
+            self._srtp_marks.setdefault(spec.port, (spec.call_id, ()))
+        else:
+            self._srtp_marks.pop(spec.port, None)
+
+    def srtp_checkpoints(self) -> list[Call]:
+        """Calls whose SRTP moved on since they were last written: a rollover counter went up, or a
+        sending context protected another `SRTCP_CHECKPOINT_STEP` SRTCP packets. The timer sweep writes
+        them, so that a call restored elsewhere resumes where the peers' SRTP stands."""
+        changed: dict[str, Call] = {}
+        for port, (call_id, before) in self._srtp_marks.items():
+            stream = self._streams.get(port)
+            if stream is None:
+                continue
+            mark = _srtp_mark(stream)
+            if mark == before:
+                continue
+            self._srtp_marks[port] = (call_id, mark)
+            call = self.engine.find_call(call_id)
+            if call is not None:
+                changed[call_id] = call
+        return list(changed.values())
+
+    def write_srtp_checkpoints(self) -> int:
+        """`srtp_checkpoints` written through `on_call_changed`; returns how many calls."""
+        calls = self.srtp_checkpoints()
+        if self.on_call_changed is not None:
+            for call in calls:
+                self.on_call_changed(call)
+        return len(calls)
 
     def _srtp_context(self, value: str | None, *, sending: bool, call_id: str) -> SrtpTransform | None:
         if value is None:
@@ -446,6 +485,17 @@ class EngineDriver:
         return rtp, rtcp
 
 
+def _srtp_mark(stream: PacketStream) -> tuple[tuple[int, int, int], ...]:
+    """What a checkpoint of the stream's SRTP must catch: rollover counters, and SRTCP sent in steps
+    (a resumed context skips a step's worth beyond what was written). Nothing while both are zero."""
+    return tuple(
+        (direction * (1 << 32) + p.ssrc, p.rollover, p.srtcp_sent // SRTCP_CHECKPOINT_STEP)
+        for direction, found in ((0, stream.srtp_received), (1, stream.srtp_sent))
+        for p in found
+        if p.rollover or p.srtcp_sent >= SRTCP_CHECKPOINT_STEP
+    )
+
+
 def _carry_on(stream: PacketStream, saved: PacketStreamState) -> None:
     """A restored stream takes over what its predecessor learned and counted (sequence tracking starts
     over: the gap of the restore is no loss)."""
@@ -463,3 +513,10 @@ def _carry_on(stream: PacketStream, saved: PacketStreamState) -> None:
         payload_type, ssrc = saved.last_rtp
         stream.last_rtp = bytes((0x80, payload_type & 0x7F, 0, 0, 0, 0, 0, 0)) + ssrc.to_bytes(4, "big")
     stream.last_rtcp_ssrc = saved.last_rtcp_ssrc
+    # SRTP under the same keys: the peers' rollover counters and SRTCP indexes go on
+    for context, progress in ((stream.srtp_in, saved.srtp_in), (stream.srtp_out, saved.srtp_out)):
+        if progress and isinstance(context, SrtpContext):
+            try:
+                context.resume(progress)
+            except SrtpError as exc:
+                log.error("cannot resume SRTP of a restored stream: %s", exc)

@@ -65,7 +65,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from karl_core.session import Address, Endpoint, EndpointLearning
+from karl_core.session import Address, Endpoint, EndpointLearning, SrtpProgress
 from karl_medianode.clock import CoarseClock
 from karl_medianode.dataplane.srtp_context import SrtpError, SrtpTransform
 from karl_medianode.engine.media_view import STREAM_COUNTERS
@@ -82,6 +82,7 @@ class MediaStage(Protocol):
     def accept(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
+
 
 PT_UNKNOWN = 0
 PT_FORWARD = 1
@@ -310,6 +311,14 @@ class PacketStream:
     def stored_counters(self) -> dict[str, int]:
         """The counters a stored stream keeps besides packets, bytes, errors and lost (non-zero ones)."""
         return {name: value for name in STREAM_COUNTERS if (value := getattr(self, name))}
+
+    @property
+    def srtp_received(self) -> tuple[SrtpProgress, ...]:
+        return () if self.srtp_in is None else self.srtp_in.progress()
+
+    @property
+    def srtp_sent(self) -> tuple[SrtpProgress, ...]:
+        return () if self.srtp_out is None else self.srtp_out.progress()
 
     def sequence_break(self, data: bytes, seq: int) -> None:
         """Slow path of the sequence check: `seq` is not the number expected, or the last octet of the

@@ -24,8 +24,12 @@ What libsrtp through pylibsrtp 1.0 cannot do, and so neither can Karl:
   tag, or at the end with GCM, and is not authenticated); Karl's own keys carry none.
   WSH=, FEC_ORDER=, FEC_KEY= and unknown session parameters are ignored, as is the key lifetime
   (libsrtp enforces its own limit of 2^48 SRTP / 2^31 SRTCP packets per key).
-- The rollover counter: pylibsrtp can neither read nor set it, so a stream's SRTP state cannot be
-  handed to another node. Failover of an SRTP call needs a re-key (new a=crypto both ways).
+- The rollover counter: pylibsrtp can neither read nor set it; the libsrtp inside it exports
+  `srtp_get_stream_roc` / `srtp_set_stream_roc`, which this module calls through ctypes on that same
+  library. `progress()` says per SSRC how far a context got (rollover counter; SRTCP packets sent),
+  `resume()` takes it up in a new context on another node: a moved call keeps its keys and its peer
+  notices nothing. The SRTCP index has no setter: a resumed sending context protects that many
+  throw-away RTCP packets (plus a margin for what was sent after the last checkpoint).
 - Speed: the context calls libsrtp itself, through pylibsrtp's own binding (`pylibsrtp._binding`),
   on the session pylibsrtp set up and frees: pylibsrtp 1.x (pinned), whose binding this relies on.
 - Size: pylibsrtp works in a 1500-byte buffer and keeps room for the largest trailer, so `protect`
@@ -34,14 +38,17 @@ What libsrtp through pylibsrtp 1.0 cannot do, and so neither can Karl:
 
 from __future__ import annotations
 
+import ctypes
 import enum
 from typing import Any, Protocol
 
 import pylibsrtp
+import pylibsrtp._binding
 from pylibsrtp._binding import ffi as _ffi  # the binding pylibsrtp calls libsrtp through
 from pylibsrtp._binding import lib as _lib
 
 from karl_core.sdp.sdes import UNSUPPORTED_PARAMS, CryptoAttribute, SrtpSuite
+from karl_core.session import SrtpProgress
 
 # Suite name -> libsrtp profile: every suite with `supported` set in karl_core.sdp.sdes.SUITES.
 PROFILES: dict[str, int] = {
@@ -50,6 +57,23 @@ PROFILES: dict[str, int] = {
     "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
 }
+
+# The rollover counter functions of the libsrtp linked into pylibsrtp's binding (pylibsrtp does not
+# declare them): the same library instance, so they work on the sessions pylibsrtp made.
+_LIBSRTP = ctypes.CDLL(pylibsrtp._binding.__file__)
+_get_stream_roc = _LIBSRTP.srtp_get_stream_roc
+_get_stream_roc.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32))
+_get_stream_roc.restype = ctypes.c_int
+_set_stream_roc = _LIBSRTP.srtp_set_stream_roc
+_set_stream_roc.argtypes = (ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32)
+_set_stream_roc.restype = ctypes.c_int
+
+SRTCP_RESUME_MARGIN = 80
+"""SRTCP packets a resumed sending context skips beyond the stored count: checkpoints are written when
+the count crosses a multiple of `SRTCP_CHECKPOINT_STEP`, so fewer than that went unrecorded."""
+SRTCP_CHECKPOINT_STEP = 64
+MAX_TRACKED_SSRCS = 8
+"""SSRCs whose progress a context reports (the latest ones): a stream normally has one."""
 
 _BUFFER = 1500
 """Bytes of a context's buffer, as pylibsrtp's: RTP of at most 1356 bytes is protected (1352 RTCP)."""
@@ -94,12 +118,17 @@ class SrtpContext:
     __slots__ = (
         "_buffer",
         "_handle",
+        "_key_salt",
         "_length",
         "_mki",
         "_mki_bytes",
+        "_resumed",
         "_rtcp",
         "_rtp",
         "_session",
+        "_srtcp_sent",
+        "_ssrc",
+        "_ssrcs",
         "_view",
         "sending",
         "suite",
@@ -122,6 +151,11 @@ class SrtpContext:
             raise _error(exc) from exc
         self.sending = sending
         self.suite = suite
+        self._key_salt = attr.key_salt
+        self._ssrc = b""  # of the last RTP packet (checked cheaply per packet)
+        self._ssrcs: dict[int, None] = {}  # every SSRC seen, oldest first (at most MAX_TRACKED_SSRCS)
+        self._srtcp_sent: dict[int, int] = {}
+        self._resumed: dict[int, int] = {}  # rollover counters set by `resume`, until libsrtp has them
         # libsrtp called directly on the session pylibsrtp made (and frees), with a buffer of our own
         self._handle = self._session._srtp[0]
         self._buffer = _ffi.new("char[]", _BUFFER)
@@ -146,6 +180,8 @@ class SrtpContext:
         if not self.sending:
             raise SrtpError(SrtpErrorKind.OTHER, "protect on a receiving context")
         protected = self._run(rtp, self._rtp, _RTP_TRAILER)
+        if rtp[8:12] != self._ssrc:
+            self._seen(rtp[8:12])
         if self._mki is not None:
             protected = _with_mki(protected, self._mki[0], self._mki_bytes)
         return protected
@@ -155,12 +191,17 @@ class SrtpContext:
             raise SrtpError(SrtpErrorKind.OTHER, "unprotect on a sending context")
         if self._mki is not None:
             srtp = _without_mki(srtp, self._mki[0], self._mki[2])
-        return self._run(srtp, self._rtp, 0)
+        rtp = self._run(srtp, self._rtp, 0)
+        if rtp[8:12] != self._ssrc:
+            self._seen(rtp[8:12])
+        return rtp
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
         if not self.sending:
             raise SrtpError(SrtpErrorKind.OTHER, "protect_rtcp on a receiving context")
         protected = self._run(rtcp, self._rtcp, _RTCP_TRAILER)
+        ssrc = int.from_bytes(rtcp[4:8], "big")  # libsrtp counts the SRTCP index per sender SSRC
+        self._srtcp_sent[ssrc] = self._srtcp_sent.get(ssrc, 0) + 1
         if self._mki is not None:
             protected = _with_mki(protected, self._mki[1], self._mki_bytes)
         return protected
@@ -171,6 +212,50 @@ class SrtpContext:
         if self._mki is not None:
             srtcp = _without_mki(srtcp, self._mki[1], self._mki[2])
         return self._run(srtcp, self._rtcp, 0)
+
+    def progress(self) -> tuple[SrtpProgress, ...]:
+        """How far each SSRC's SRTP got: what a moved call's new context `resume`s from."""
+        found = []
+        cell = ctypes.c_uint32()
+        handle = int(_ffi.cast("uintptr_t", self._handle))
+        for ssrc in sorted(self._ssrcs.keys() | self._srtcp_sent.keys()):
+            rollover = cell.value if _get_stream_roc(handle, ssrc, ctypes.byref(cell)) == 0 else 0
+            rollover = max(rollover, self._resumed.get(ssrc, 0))  # libsrtp has it from the next packet
+            found.append(SrtpProgress(ssrc, rollover, self._srtcp_sent.get(ssrc, 0)))
+        return tuple(found)
+
+    def resume(self, progress: tuple[SrtpProgress, ...]) -> None:
+        """Take up where another context with the same key got to (a call restored on another node):
+        each SSRC gets a stream of its own with that rollover counter, and a sending context's SRTCP
+        index moves past every index the old one may have used. SrtpError if libsrtp refuses."""
+        handle = int(_ffi.cast("uintptr_t", self._handle))
+        kind, profile = pylibsrtp.Policy.SSRC_SPECIFIC, PROFILES[self.suite.name]
+        for entry in progress[-MAX_TRACKED_SSRCS:]:
+            try:
+                policy = pylibsrtp.Policy(self._key_salt, ssrc_type=kind, srtp_profile=profile)
+                policy.ssrc_value = entry.ssrc
+                policy.allow_repeat_tx = self.sending
+                self._session.add_stream(policy)
+            except (pylibsrtp.Error, ValueError) as exc:
+                raise _error(exc) from exc
+            if entry.rollover:
+                _set_stream_roc(handle, entry.ssrc, entry.rollover)
+                self._resumed[entry.ssrc] = entry.rollover
+            self._ssrcs[entry.ssrc] = None
+            if self.sending and entry.srtcp_sent:
+                skipped = bytes((0x80, 201, 0, 1)) + entry.ssrc.to_bytes(4, "big")  # an empty RR
+                for _ in range(entry.srtcp_sent + SRTCP_RESUME_MARGIN):
+                    self._run(skipped, self._rtcp, _RTCP_TRAILER)
+                self._srtcp_sent[entry.ssrc] = entry.srtcp_sent + SRTCP_RESUME_MARGIN
+
+    def _seen(self, ssrc: bytes) -> None:
+        """A packet of another SSRC than the last one: remember it for `progress`."""
+        self._ssrc = ssrc
+        number = int.from_bytes(ssrc, "big")
+        self._ssrcs.pop(number, None)
+        self._ssrcs[number] = None
+        while len(self._ssrcs) > MAX_TRACKED_SSRCS:
+            del self._ssrcs[next(iter(self._ssrcs))]
 
     def _run(self, packet: bytes, operation: Any, trailer: int) -> bytes:
         """One libsrtp operation on `packet` in this context's own buffer: the call pylibsrtp makes,
@@ -229,6 +314,8 @@ def _without_mki(packet: bytes, tag_length: int, mki_length: int) -> bytes:
 class SrtpTransform(Protocol):
     """What the relay asks of a leg's SRTP: an `SrtpContext`, or `NO_KEY_YET`."""
 
+    def progress(self) -> tuple[SrtpProgress, ...]: ...
+
     def protect(self, rtp: bytes) -> bytes: ...
 
     def unprotect(self, srtp: bytes) -> bytes: ...
@@ -246,6 +333,9 @@ class _NoKeyYet:
         raise SrtpError(SrtpErrorKind.OTHER, "no SRTP key agreed yet")
 
     protect = unprotect = protect_rtcp = unprotect_rtcp = _refuse
+
+    def progress(self) -> tuple[SrtpProgress, ...]:
+        return ()
 
 
 NO_KEY_YET: SrtpTransform = _NoKeyYet()

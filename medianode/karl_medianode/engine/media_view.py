@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from karl_core.session import Address
+from karl_core.session import Address, SrtpProgress
 
 STREAM_COUNTERS = (
     "rtcp_packets",
@@ -77,6 +77,16 @@ class StreamReading(Protocol):
         """The other counters (`STREAM_COUNTERS`), non-zero ones only."""
         ...
 
+    @property
+    def srtp_received(self) -> tuple[SrtpProgress, ...]:
+        """How far the SRTP of what the party sends got, per SSRC (none: not SRTP)."""
+        ...
+
+    @property
+    def srtp_sent(self) -> tuple[SrtpProgress, ...]:
+        """How far the SRTP of what Karl sends the party got, per SSRC."""
+        ...
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -94,6 +104,8 @@ class Reading:
     last_payload_type: int | None = None
     last_rtcp_ssrc: int | None = None
     counters: Mapping[str, int] = field(default_factory=dict)
+    srtp_received: tuple[SrtpProgress, ...] = ()
+    srtp_sent: tuple[SrtpProgress, ...] = ()
 
     def stored_counters(self) -> dict[str, int]:
         return {name: value for name, value in self.counters.items() if value}

@@ -34,6 +34,8 @@ def stream_state(stream: StreamSpec, seen: StreamReading) -> PacketStreamState:
         if seen.last_payload_type is None or seen.last_ssrc is None
         else (seen.last_payload_type, seen.last_ssrc),
         last_rtcp_ssrc=seen.last_rtcp_ssrc,
+        srtp_in=seen.srtp_received,
+        srtp_out=seen.srtp_sent,
     )
 
 
