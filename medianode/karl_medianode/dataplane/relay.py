@@ -570,11 +570,15 @@ class _StreamProtocol(asyncio.DatagramProtocol):
             if s.srtp_in is not None:
                 # a secure party: authenticated before anything else reads it (a forged packet must
                 # not move the learned address or the statistics); what is not SRTP is dropped
-                rtcp = s.is_rtcp or (s.rtcp_mux and size >= 8 and 194 <= data[1] <= 223)
-                plain = s.unprotect(data, rtcp)
-                if plain is None:
+                try:
+                    if s.is_rtcp or (s.rtcp_mux and size >= 8 and 194 <= data[1] <= 223):
+                        data = s.srtp_in.unprotect_rtcp(data)
+                    else:
+                        data = s.srtp_in.unprotect(data)
+                except SrtpError:
+                    s.srtp_failures += 1
+                    s.errors += 1
                     return
-                data = plain
             if (not s.confirmed or s.strict_source or s.media_handover) and not s.check_source(
                 data, addr, self.clock.now
             ):
@@ -623,10 +627,12 @@ class _StreamProtocol(asyncio.DatagramProtocol):
                 s.dropped_no_destination += 1
                 return
             if sink.srtp_out is not None:
-                protected = sink.protect(data, False)
-                if protected is None:
+                try:
+                    data = sink.srtp_out.protect(data)
+                except SrtpError:
+                    sink.srtp_failures += 1
+                    sink.errors += 1
                     return
-                data = protected
             # The socket itself, not the transport: it sends empty datagrams too (as rtpengine does)
             # and fails fast when the buffer is full instead of queueing without bound.
             sink.sock.sendto(data, sink.endpoint)  # type: ignore[union-attr]

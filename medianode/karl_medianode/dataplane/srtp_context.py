@@ -122,13 +122,15 @@ class SrtpContext:
         "_length",
         "_mki",
         "_mki_bytes",
+        "_protect",
+        "_protect_rtcp",
         "_resumed",
-        "_rtcp",
-        "_rtp",
         "_session",
         "_srtcp_sent",
         "_ssrc",
         "_ssrcs",
+        "_unprotect",
+        "_unprotect_rtcp",
         "_view",
         "sending",
         "suite",
@@ -161,10 +163,13 @@ class SrtpContext:
         self._buffer = _ffi.new("char[]", _BUFFER)
         self._view = _ffi.buffer(self._buffer)
         self._length = _ffi.new("int *")
+        # the operations of the other direction refuse (no test per packet)
         if sending:
-            self._rtp, self._rtcp = _lib.srtp_protect, _lib.srtp_protect_rtcp
+            self._protect, self._unprotect = _lib.srtp_protect, _wrong_direction
+            self._protect_rtcp, self._unprotect_rtcp = _lib.srtp_protect_rtcp, _wrong_direction
         else:
-            self._rtp, self._rtcp = _lib.srtp_unprotect, _lib.srtp_unprotect_rtcp
+            self._protect, self._unprotect = _wrong_direction, _lib.srtp_unprotect
+            self._protect_rtcp, self._unprotect_rtcp = _wrong_direction, _lib.srtp_unprotect_rtcp
 
     @classmethod
     def for_sending(cls, attr: CryptoAttribute) -> SrtpContext:
@@ -176,10 +181,18 @@ class SrtpContext:
         """Unprotect with `attr`'s key: the a=crypto the peer put in its SDP."""
         return cls(attr, sending=False)
 
+    # protect/unprotect are the hot path of a secure leg: _run written out, nothing else per packet
     def protect(self, rtp: bytes) -> bytes:
-        if not self.sending:
-            raise SrtpError(SrtpErrorKind.OTHER, "protect on a receiving context")
-        protected = self._run(rtp, self._rtp, _RTP_TRAILER)
+        size = len(rtp)
+        if size > _BUFFER - _RTP_TRAILER:
+            raise SrtpError(SrtpErrorKind.OTHER, "packet is too long")
+        view, length = self._view, self._length
+        view[0:size] = rtp
+        length[0] = size
+        status = self._protect(self._handle, self._buffer, length)
+        if status:
+            raise _packet_error(status)
+        protected: bytes = view[0 : length[0]]
         if rtp[8:12] != self._ssrc:
             self._seen(rtp[8:12])
         if self._mki is not None:
@@ -187,19 +200,24 @@ class SrtpContext:
         return protected
 
     def unprotect(self, srtp: bytes) -> bytes:
-        if self.sending:
-            raise SrtpError(SrtpErrorKind.OTHER, "unprotect on a sending context")
         if self._mki is not None:
             srtp = _without_mki(srtp, self._mki[0], self._mki[2])
-        rtp = self._run(srtp, self._rtp, 0)
+        size = len(srtp)
+        if size > _BUFFER:
+            raise SrtpError(SrtpErrorKind.OTHER, "packet is too long")
+        view, length = self._view, self._length
+        view[0:size] = srtp
+        length[0] = size
+        status = self._unprotect(self._handle, self._buffer, length)
+        if status:
+            raise _packet_error(status)
+        rtp: bytes = view[0 : length[0]]
         if rtp[8:12] != self._ssrc:
             self._seen(rtp[8:12])
         return rtp
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
-        if not self.sending:
-            raise SrtpError(SrtpErrorKind.OTHER, "protect_rtcp on a receiving context")
-        protected = self._run(rtcp, self._rtcp, _RTCP_TRAILER)
+        protected = self._run(rtcp, self._protect_rtcp, _RTCP_TRAILER)
         ssrc = int.from_bytes(rtcp[4:8], "big")  # libsrtp counts the SRTCP index per sender SSRC
         self._srtcp_sent[ssrc] = self._srtcp_sent.get(ssrc, 0) + 1
         if self._mki is not None:
@@ -207,11 +225,9 @@ class SrtpContext:
         return protected
 
     def unprotect_rtcp(self, srtcp: bytes) -> bytes:
-        if self.sending:
-            raise SrtpError(SrtpErrorKind.OTHER, "unprotect_rtcp on a receiving context")
         if self._mki is not None:
             srtcp = _without_mki(srtcp, self._mki[1], self._mki[2])
-        return self._run(srtcp, self._rtcp, 0)
+        return self._run(srtcp, self._unprotect_rtcp, 0)
 
     def progress(self) -> tuple[SrtpProgress, ...]:
         """How far each SSRC's SRTP got: what a moved call's new context `resume`s from."""
@@ -245,7 +261,7 @@ class SrtpContext:
             if self.sending and entry.srtcp_sent:
                 skipped = bytes((0x80, 201, 0, 1)) + entry.ssrc.to_bytes(4, "big")  # an empty RR
                 for _ in range(entry.srtcp_sent + SRTCP_RESUME_MARGIN):
-                    self._run(skipped, self._rtcp, _RTCP_TRAILER)
+                    self._run(skipped, self._protect_rtcp, _RTCP_TRAILER)
                 self._srtcp_sent[entry.ssrc] = entry.srtcp_sent + SRTCP_RESUME_MARGIN
 
     def _seen(self, ssrc: bytes) -> None:
@@ -267,8 +283,7 @@ class SrtpContext:
         self._length[0] = size
         status = operation(self._handle, self._buffer, self._length)
         if status:
-            reason = pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS) else f"libsrtp error {status}"
-            raise SrtpError(_KINDS.get(reason, SrtpErrorKind.OTHER), reason)
+            raise _packet_error(status)
         result: bytes = self._view[0 : self._length[0]]
         return result
 
@@ -288,6 +303,15 @@ def _backend_suite(attr: CryptoAttribute) -> SrtpSuite:
     if len(attr.master_key) != suite.key_length or len(attr.master_salt) != suite.salt_length:
         raise SrtpError(SrtpErrorKind.OTHER, f"wrong key or salt length for {suite.name}")
     return suite
+
+
+def _packet_error(status: int) -> SrtpError:
+    reason = pylibsrtp.ERRORS[status] if status < len(pylibsrtp.ERRORS) else f"libsrtp error {status}"
+    return SrtpError(_KINDS.get(reason, SrtpErrorKind.OTHER), reason)
+
+
+def _wrong_direction(*_: Any) -> int:
+    raise SrtpError(SrtpErrorKind.OTHER, "the other direction's operation on this context")
 
 
 def _error(exc: Exception) -> SrtpError:
