@@ -43,8 +43,8 @@ def lab(tmp_path: Path) -> Iterator[NetnsLab]:
 
 
 class WebRtcPeer:
-    def __init__(self, lab: NetnsLab, *, offers: bool, seconds: float = 3.0) -> None:
-        argv = [sys.executable, str(PEER), "--hz", str(BROWSER_HZ), "--seconds", str(seconds)]
+    def __init__(self, lab: NetnsLab, *, offers: bool, seconds: float = 3.0, hz: float = BROWSER_HZ) -> None:
+        argv = [sys.executable, str(PEER), "--hz", str(hz), "--seconds", str(seconds)]
         if offers:
             argv.append("--offer")
         self.proc = subprocess.Popen(
@@ -162,3 +162,47 @@ def test_a_webrtc_endpoint_and_a_plain_phone_hear_each_other_through_karl(
     browser = "caller" if browser_calls else "callee"
     flags = query["tags"][browser]["medias"][0]["flags"]
     assert "ICE" in flags and "DTLS-SRTP" in flags, flags
+
+
+def test_two_webrtc_endpoints_hear_each_other_and_get_each_others_rtcp_through_karl(
+    karl_factory, lab: NetnsLab
+) -> None:
+    """Browser to browser through Karl (both legs `UDP/TLS/RTP/SAVPF`, ICE and DTLS terminated on each):
+    each hears the other's tone, each gets the other's receiver reports (RTCP decrypted on one leg and
+    encrypted on the other), and what a browser offers for its RTP (`a=extmap` header extensions,
+    `a=rtcp-fb` feedback) reaches the other one."""
+    node = karl_factory(media_ip=lab.bridge_ip, KARL_DELETE_DELAY="0")
+    caller = WebRtcPeer(lab, offers=True, hz=BROWSER_HZ)
+    callee = WebRtcPeer(lab, offers=False, hz=PHONE_HZ)
+    ids = {"call-id": "webrtc-to-webrtc", "from-tag": "caller"}
+    try:
+        offered = caller.read()["sdp"]
+        offer = request(node, command="offer", sdp=offered, **ids, **TO_BROWSER)
+        to_callee = offer["sdp"]
+        for line in offered.splitlines():
+            if line.startswith(("a=extmap:", "a=rtcp-fb:")):
+                assert line in to_callee.splitlines(), (line, to_callee)
+        callee.write(to_callee)
+        answered = callee.read()["sdp"]
+        answer = request(node, command="answer", sdp=answered, **ids, **{"to-tag": "callee"}, **TO_BROWSER)
+        to_caller = answer["sdp"]
+        for line in answered.splitlines():
+            if line.startswith(("a=extmap:", "a=rtcp-fb:")):
+                assert line in to_caller.splitlines(), (line, to_caller)
+        caller.write(to_caller)
+        caller_result, callee_result = caller.read(), callee.read()
+    finally:
+        caller.close()
+        callee.close()
+    for result, hears in ((caller_result, PHONE_HZ), (callee_result, BROWSER_HZ)):
+        assert result["error"] is None and result["state"] == "connected", result
+        assert result["dtls"] == "connected", result
+        assert result["heard_hz"] == pytest.approx(hears, abs=10), result
+        assert result["remote_reports"] >= 1, result
+    lines = to_callee.splitlines() + to_caller.splitlines()
+    fingerprints = {line for line in lines if line.startswith("a=fingerprint")}
+    assert len(fingerprints) == 1  # Karl's own certificate towards both: DTLS terminated on each leg
+    query = request(node, command="query", **{"call-id": ids["call-id"]})
+    for tag in ("caller", "callee"):
+        flags = query["tags"][tag]["medias"][0]["flags"]
+        assert "ICE" in flags and "DTLS-SRTP" in flags, flags

@@ -77,7 +77,14 @@ async def main() -> None:
     heard: list[np.ndarray] = []
     readers: list[asyncio.Future[None]] = []
     rates: list[int] = []
-    result: dict[str, object] = {"state": None, "heard_hz": None, "samples": 0, "dtls": None, "error": None}
+    result: dict[str, object] = {
+        "state": None,
+        "heard_hz": None,
+        "samples": 0,
+        "dtls": None,
+        "error": None,
+        "remote_reports": 0,
+    }
 
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
@@ -114,6 +121,9 @@ async def main() -> None:
     except Exception as exc:  # reported to the test
         result["error"] = repr(exc)
     result["state"] = pc.connectionState
+    # the other end's receiver reports on what this one sent: RTCP came through end to end
+    stats = await pc.getStats()
+    result["remote_reports"] = sum(1 for stat in stats.values() if stat.type == "remote-inbound-rtp")
     result["dtls"] = transceiver.sender.transport.state if transceiver.sender.transport else None
     if heard:
         samples = np.concatenate(heard)
