@@ -141,6 +141,10 @@ def test_an_srtp_phone_talks_to_a_plain_trunk_through_karls_own_keys(
     assert "SDES" in media["flags"] and media["protocol"] == "RTP/SAVP"
     assert {s["crypto suite"] for s in media["streams"]} == {"AES_CM_128_HMAC_SHA1_80"}
     assert media["streams"][0]["stats"]["errors"] >= 1  # the forged one
+    # bytes as rtpengine counts them: decrypted RTP (172 each), not the wire's SRTP (182, with the tag);
+    # the forged packet, never decrypted, as it came
+    stats = media["streams"][0]["stats"]
+    assert (stats["packets"], stats["bytes"]) == (22, 21 * 172 + 182), stats
     assert "SDES" not in query["tags"]["trunk"]["medias"][0]["flags"]
 
     # a re-INVITE from the phone with the same keys keeps Karl's key (and the media flowing)

@@ -579,6 +579,8 @@ class _StreamProtocol(asyncio.DatagramProtocol):
                     s.srtp_failures += 1
                     s.errors += 1
                     return
+                s.bytes -= size - len(data)  # counted decrypted, without the tag, as rtpengine counts
+                size = len(data)
             if (not s.confirmed or s.strict_source or s.media_handover) and not s.check_source(
                 data, addr, self.clock.now
             ):
