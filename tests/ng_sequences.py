@@ -1994,6 +1994,7 @@ def _kamailio_dicts() -> Iterator[Sequence]:
 
 # Parity sequences kept in their own modules (they import the helpers above, hence imported here).
 import ng_sequences_dtls  # noqa: E402
+import ng_sequences_osrtp  # noqa: E402
 import ng_sequences_query_flags  # noqa: E402
 import ng_sequences_reoffers  # noqa: E402
 import ng_sequences_statistics_commands  # noqa: E402
@@ -2026,6 +2027,7 @@ SEQUENCES: tuple[Sequence, ...] = tuple(
         ng_sequences_query_flags.group,
         ng_sequences_reoffers.group,
         ng_sequences_dtls.group,
+        ng_sequences_osrtp.group,
     )
     for s in group()
 )

@@ -549,3 +549,56 @@ def test_a_restored_call_carries_on_the_rollover_counters_and_srtcp_indexes_of_b
         reports(2)
     finally:
         node.stop()
+
+
+def test_osrtp_offer_taken_up_by_the_callee_and_an_opportunistic_caller_accepted_carry_srtp(
+    karl_factory, parties
+) -> None:
+    """OSRTP (RFC 8643) as 10.5 does it, with media: a plain caller with `OSRTP=offer` reaches a callee
+    that takes the offer up (`RTP/AVP` with one of Karl's lines): SRTP on the callee's leg, plain on the
+    caller's. An opportunistic caller (`RTP/AVP` with its key) whose plain callee refuses, with
+    `OSRTP=accept` on the answer: SRTP on the caller's leg under `RTP/AVP`, plain on the callee's."""
+    node = karl_factory(KARL_DELETE_DELAY="0")
+    caller, callee = parties(), parties()
+    offer = request(
+        node,
+        command="offer",
+        **{"call-id": "osrtp-offer", "from-tag": "a"},
+        sdp=sdp(caller.port),
+        OSRTP=["offer"],
+    )
+    assert " RTP/AVP " in offer["sdp"] and "a=fingerprint:" in offer["sdp"], offer["sdp"]
+    offered = crypto_lines(offer["sdp"])
+    karls = next(line for line in offered if " AES_CM_128_HMAC_SHA1_80 " in line)
+    tag, suite, karl_key = key_of(karls)
+    callee_key = new_key(suite)
+    answer_sdp = sdp(callee.port).replace(
+        "a=sendrecv\r\n", f"a=crypto:{inline(tag, suite, callee_key)}\r\na=sendrecv\r\n"
+    )
+    answer = request(
+        node, command="answer", **{"call-id": "osrtp-offer", "from-tag": "a", "to-tag": "b"}, sdp=answer_sdp
+    )
+    assert " RTP/AVP " in answer["sdp"] and not crypto_lines(answer["sdp"]), answer["sdp"]
+    to_caller_side, to_callee_side = media_port(answer["sdp"]), media_port(offer["sdp"])
+    callee_tx, callee_rx = session(suite, callee_key, True), session(suite, karl_key, False)
+    caller.rtp.sendto(rtp_packet(1), (node.media_ip, to_caller_side))
+    assert callee_rx.unprotect(callee.rtp.recv(2048)) == rtp_packet(1)
+    callee.rtp.sendto(callee_tx.protect(rtp_packet(1, ssrc=0x5555)), (node.media_ip, to_callee_side))
+    assert caller.rtp.recv(2048) == rtp_packet(1, ssrc=0x5555)
+
+    caller_key = new_key("AES_CM_128_HMAC_SHA1_80")
+    opportunistic = sdp(caller.port).replace(
+        "a=sendrecv\r\n", f"a=crypto:{inline(1, 'AES_CM_128_HMAC_SHA1_80', caller_key)}\r\na=sendrecv\r\n"
+    )
+    ids = {"call-id": "osrtp-accept", "from-tag": "a"}
+    offer = request(node, command="offer", **ids, sdp=opportunistic)
+    answer = request(node, command="answer", **ids, **{"to-tag": "b"}, sdp=sdp(callee.port), OSRTP=["accept"])
+    assert " RTP/AVP " in answer["sdp"], answer["sdp"]
+    [karls] = crypto_lines(answer["sdp"])
+    _, suite, karl_key = key_of(karls)
+    caller_tx, caller_rx = session(suite, caller_key, True), session(suite, karl_key, False)
+    to_caller_side, to_callee_side = media_port(answer["sdp"]), media_port(offer["sdp"])
+    caller.rtp.sendto(caller_tx.protect(rtp_packet(2)), (node.media_ip, to_caller_side))
+    assert callee.rtp.recv(2048) == rtp_packet(2)
+    callee.rtp.sendto(rtp_packet(2, ssrc=0x6666), (node.media_ip, to_callee_side))
+    assert caller_rx.unprotect(caller.rtp.recv(2048)) == rtp_packet(2, ssrc=0x6666)

@@ -47,10 +47,6 @@ CROSSING: list[tuple[str, Callable[[int], str], dict[str, Any]]] = [
         sdp,
         {"transport-protocol": "RTP/SAVP", "flags": ["SDES-unauthenticated_srtp"]},
     ),
-    ("SDES to DTLS", sdes, {"transport-protocol": "UDP/TLS/RTP/SAVPF"}),
-    ("OSRTP offer on a plain call", sdp, {"OSRTP": ["offer"]}),
-    ("OSRTP offer as a flag", sdp, {"flags": ["OSRTP-offer"]}),
-    ("OSRTP accept of an opportunistic offer", osrtp, {"OSRTP": ["accept"]}),
     ("SDES suite choice on pass-through", sdes, {"SDES": ["no-AES_CM_128_HMAC_SHA1_32"]}),
     ("SDES flag on pass-through", sdes, {"flags": ["SDES-pad"]}),
     ("SDES session parameter on pass-through", sdes, {"SDES": ["unencrypted_srtcp"]}),
@@ -139,7 +135,6 @@ def test_an_answer_that_needs_srtp_termination_is_refused_and_the_call_stays_ans
     # Karl offered plain RTP: an SRTP answer would hand the callee's key to the plain caller
     assert node.ng.request({**answer, "sdp": sdes(20010)}) == REFUSED
     assert node.ng.request({**answer, "sdp": dtls(20010)}) == REFUSED
-    assert node.ng.request({**answer, "sdp": sdp(20010), "OSRTP": ["offer"]}) == REFUSED
     plain = node.ng.request({**answer, "sdp": sdp(20010)})
     assert plain["result"] == "ok" and "RTP/AVP" in plain["sdp"]
     # an SDES offer relayed as SDES: a plain answer to it is taken as 10.5 takes it (Karl answers the

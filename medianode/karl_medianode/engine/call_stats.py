@@ -11,6 +11,7 @@ from karl_medianode.engine.calls import Call
 from karl_medianode.engine.ice_negotiation import LITE_SELF, TRICKLE
 from karl_medianode.engine.leg_security import srtp_suite
 from karl_medianode.engine.media_view import StreamReading
+from karl_medianode.engine.osrtp import refused_suite, written
 from karl_medianode.engine.parties import known_party
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
 from karl_medianode.engine.streams import MediaPorts, StreamSpec
@@ -134,7 +135,9 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
             flags.append("DTLS role active")
         if media.dtls_setup in ("passive", "actpass"):
             flags.append("DTLS role passive")
-    if media.sdes_theirs:  # (10.5 shows it for a party that answered with keys, even unusable ones)
+    # (10.5 shows it for a party that answered with keys, even unusable ones, and for one that refused
+    # an OSRTP offer)
+    if media.sdes_theirs or refused_suite(media) is not None:
         flags.append("SDES")
     if mono.tag:
         flags.append("initialized")
@@ -183,7 +186,7 @@ def _media_dict(
         streams.append(_muxed_rtcp_entry(sockets.rtp, rtp_seen, now, media.advertised_rtcp))
     if not streams and (media.rejected or mono.removed):
         streams = _socketless_streams(media, now)
-    suite = srtp_suite(media)
+    suite = srtp_suite(media) or refused_suite(media)
     if suite is not None:
         for stream in streams:
             stream["crypto suite"] = suite
@@ -191,7 +194,7 @@ def _media_dict(
         for stream in streams:
             stream["flags"] = ["ICE", *stream.get("flags", [])]
     result: dict[str, Any] = {"index": media.index, "type": media.media_type}
-    protocol = TRANSPORT_PROTOCOLS.get(media.protocol.lower())
+    protocol = TRANSPORT_PROTOCOLS.get(written(media.protocol, media).lower())
     if protocol is not None:
         result["protocol"] = protocol
     if streams:

@@ -20,11 +20,12 @@ from karl_core.ng.options import NgOptions
 from karl_core.session import MediaState
 from karl_medianode.dtls.certificate import DEFAULT_HASH, HASHES
 from karl_medianode.engine.rewrite.inbound import InboundMedia
-from karl_medianode.engine.rewrite.srtp_boundary import is_secure, usable_fingerprints
+from karl_medianode.engine.rewrite.srtp_boundary import is_dtls, is_secure, usable_fingerprints
 from karl_medianode.engine.sdes_negotiation import NO_KEY
 
 ACTIVE, PASSIVE, ACTPASS = "active", "passive", "actpass"
 REVERSE_PASSIVE = "dtls-reverse-passive"
+OSRTP = "osrtp"  # (engine.osrtp's media flag: an opportunistic leg)
 """Media flag: the offer asked Karl to answer as the DTLS server (`DTLS-reverse=passive`)."""
 
 
@@ -58,6 +59,11 @@ def _take_party(media: MediaState, media_in: InboundMedia) -> None:
     media.dtls_remote_setup = media_in.setup
 
 
+def stop(media: MediaState) -> None:
+    """No DTLS on this party's leg (any more)."""
+    _stop(media)
+
+
 def _stop(media: MediaState) -> None:
     media.dtls_setup = media.dtls_hash = media.dtls_remote_setup = None
     media.dtls_fingerprints, media.dtls_keys = [], []
@@ -77,7 +83,15 @@ def on_offer(
             offerer.flags.add(REVERSE_PASSIVE)
     else:
         _stop(offerer)
-    keyed_by_sdes = is_secure(media_in.protocol) and media_in.has_crypto and not offerer_dtls
+    # an SDES offerer keeps DTLS from the answerer, unless the answerer gets a DTLS profile (SDES ↔ DTLS
+    # terminated) or an OSRTP offer (Karl's fingerprint next to the keys, as 10.5 writes it)
+    keyed_by_sdes = (
+        is_secure(media_in.protocol)
+        and media_in.has_crypto
+        and not offerer_dtls
+        and not is_dtls(protocol_out)
+        and OSRTP not in answerer.flags
+    )
     if (
         not media_in.is_rtp
         or media_in.rejected

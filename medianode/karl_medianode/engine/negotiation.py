@@ -7,6 +7,7 @@ from karl_core.ng.options import Ice, NgOptions
 from karl_core.session import Codec, MediaState, Monologue
 from karl_medianode.engine import dtls_negotiation as dtls
 from karl_medianode.engine import ice_negotiation as ice
+from karl_medianode.engine import osrtp
 from karl_medianode.engine import sdes_negotiation as sdes
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_rules import (
@@ -42,7 +43,8 @@ def negotiate_offer(
 ) -> list[OutboundMedia]:
     out: list[OutboundMedia] = []
     mux_flags = opts.rtcp_mux
-    for media_in in inbound.medias:
+    for received in inbound.medias:
+        media_in = osrtp.secure_view(received)  # an OSRTP offer is negotiated as the secure profile
         a_media = ensure_media(offerer, media_in)
         b_media = ensure_media(answerer, media_in)
         previous = advertised_of(call, offerer, a_media)
@@ -54,6 +56,10 @@ def negotiate_offer(
             previous = None
         store = codec_store_before_offer(a_media, b_media) if opts.reuse_codecs else None
         update_media_from_sdp(a_media, media_in, opts)
+        if media_in is not received:
+            a_media.flags.add(osrtp.OSRTP)
+        else:
+            a_media.flags.discard(osrtp.OSRTP)
         share_ptime(media_in, b_media)
         update_mids(a_media, b_media, media_in, opts.generate_mid)
         a_media.flags.add(CODEC_OFFERER)
@@ -68,6 +74,7 @@ def negotiate_offer(
         wanted = opts.transport_protocol
         if wanted is not None and wanted != "accept":
             b_media.protocol = wanted
+            b_media.flags.discard(osrtp.OSRTP)
         elif not (
             sdes.terminates(a_media)
             or sdes.terminates(b_media)
@@ -75,6 +82,12 @@ def negotiate_offer(
             or dtls.terminates(b_media)
         ):
             b_media.protocol = media_in.protocol
+            if media_in is not received:
+                b_media.flags.add(osrtp.OSRTP)  # offered on as OSRTP, in the plain profile
+            else:
+                b_media.flags.discard(osrtp.OSRTP)
+        if "offer" in opts.osrtp and media_in.is_rtp:
+            osrtp.make_opportunistic(b_media)
         # (a re-offer without a protocol on a call where Karl terminates SDES: each leg keeps the
         # protocol it negotiated, as 10.5 does; the secure party is re-offered Karl's own key)
         if not media_in.is_udp:
@@ -136,7 +149,7 @@ def negotiate_offer(
                 port=port,
                 rtcp_port=rtcp_port,
                 rtcp_mux=muxed,
-                protocol=b_media.protocol,
+                protocol=osrtp.written(b_media.protocol, b_media),
                 codecs=codecs,
                 direction=direction_of(media_in),
                 ptime=b_media.ptime,
@@ -160,9 +173,11 @@ def negotiate_answer(
     opts: NgOptions,
 ) -> list[OutboundMedia]:
     out: list[OutboundMedia] = []
-    for media_in in inbound.medias:
-        b_media = ensure_media(answerer, media_in)
-        a_media = ensure_media(offerer, media_in)
+    for received in inbound.medias:
+        b_media = ensure_media(answerer, received)
+        a_media = ensure_media(offerer, received)
+        # an answer to an OSRTP offer takes it up with keys or a fingerprint, or refuses it (plain)
+        media_in = osrtp.secure_view(received) if osrtp.OSRTP in b_media.flags else received
         previous = advertised_of(call, answerer, b_media)
         # rtpengine's codec store of the answerer: what it was offered (or kept by an earlier answer)
         offered = set(a_media.offered_payload_types)
@@ -216,6 +231,20 @@ def negotiate_answer(
         b_sockets = call.media_ports(answerer, b_media)
         wiring.ensure_sockets(call, b_sockets, single=False)
         wiring.configure_party(b_sockets, b_media, media_in, opts)
+        osrtp.forget_refusal(b_media)
+        offered_lines = a_media.sdes_pending + b_media.sdes_ours
+        if osrtp.OSRTP in b_media.flags and media_in is received and media_in.is_rtp:
+            osrtp.refused(b_media, offered_lines)
+            sdes.clear(b_media)  # (Karl's lines it was offered: none agreed, its leg is plain)
+            if osrtp.OSRTP in a_media.flags and "accept" not in opts.osrtp:
+                # an OSRTP offerer whose answerer refused: plain both ways, unless `OSRTP=accept`
+                sdes.clear(a_media)
+                dtls.stop(a_media)
+                osrtp.refused(a_media)
+                if opts.transport_protocol != "accept":
+                    protocol = a_media.protocol
+        elif b_media.sdes_ours and dtls.speaks_dtls(media_in) and not media_in.has_crypto:
+            osrtp.refused(b_media, offered_lines)  # DTLS answered to SDES and DTLS offered
         crypto = sdes.on_answer(
             a_media,
             b_media,
@@ -237,7 +266,7 @@ def negotiate_answer(
                 port=port,
                 rtcp_port=rtcp_port,
                 rtcp_mux=a_media.rtcp_mux,
-                protocol=protocol,
+                protocol=osrtp.written(protocol, a_media),
                 codecs=codecs,
                 direction=direction_of(media_in),
                 ptime=a_media.ptime,

@@ -156,14 +156,16 @@ def on_offer(
         clear(answerer)
         return []
     secure_in = _sdes_protocol(media_in.protocol) and media_in.has_crypto
-    secure_out = _sdes_protocol(answerer.protocol)
+    # (a DTLS answerer of an SDES offerer is offered its lines and Karl's next to Karl's fingerprint,
+    # as 10.5 does; whichever it answers with, Karl terminates both legs)
+    secure_out = is_secure(answerer.protocol)
     if secure_in and secure_out and not choices.off and usable_offer(media_in.crypto, choices):
         # SRTP on both legs, as 10.5: the answerer is offered the offerer's own lines and Karl's for
         # the other suites; its pick decides whose keys are used (see `on_answer`)
         offerer.sdes_pending = [_as_10_5_writes(value) for value in media_in.crypto[:MAX_LINES]]
         answerer.sdes_ours = karl_extras(answerer.sdes_ours, offerer.sdes_pending, key_source, choices)
         return offerer.sdes_pending + answerer.sdes_ours
-    if secure_in and not secure_out:
+    if secure_in and (not secure_out or (choices.off and is_dtls(answerer.protocol))):
         # the offerer's SRTP ends here: its lines wait for the answer; the answerer gets plain RTP
         offerer.sdes_pending = list(media_in.crypto[:MAX_LINES])
         return []

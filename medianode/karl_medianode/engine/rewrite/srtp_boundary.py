@@ -7,10 +7,9 @@ lines untouched. What it must never do is change the protocol across the plain �
 without translating the media. So these are refused, before anything is built, with an error
 Kamailio's script can route on:
 
-* crossing the boundary with DTLS-SRTP on either side (`UDP/TLS/RTP/SAVP(F)`), or from a secure offer
-  that carries no `a=crypto` line (its keys would come from DTLS);
-* `OSRTP` `offer` on a plain medium (Karl would add its own crypto), or `OSRTP` `accept` for a plain
-  medium carrying `a=crypto` (Karl would terminate the opportunistic SRTP);
+* crossing the boundary from a secure offer keyed by neither `a=crypto` nor a usable DTLS offer, or
+  SDES carried on a DTLS profile (SDES ↔ DTLS and OSRTP are terminated: `sdes_negotiation`,
+  `dtls_negotiation`, `osrtp`);
 * on SRTP relayed end to end, `SDES` options (other than turning SDES off) or `DTLS`
   `passive`/`active`, which would have Karl choose keys or a DTLS role; across the boundary, the
   `SDES` session parameters Karl's SRTP library cannot do (`unencrypted_srtp`, `unencrypted_srtcp`,
@@ -58,13 +57,13 @@ def crosses_on_offer(media: InboundMedia, opts: NgOptions) -> bool:
         # fingerprint cannot be terminated, nor SDES carried on a DTLS profile
         return not media.has_crypto or is_dtls(media.protocol)
     if not secure_in:
-        if "offer" in opts.osrtp:
-            return True
-        return "accept" in opts.osrtp and media.has_crypto
+        return False  # plain both ways (or OSRTP, which the engine negotiates as a secure profile)
     if keyed_by_dtls(media):
         return False  # DTLS terminated towards the caller, Karl's own keys towards the callee
-    if is_dtls(protocol_out) or is_dtls(media.protocol):
-        return True  # SDES on one leg, DTLS on the other: both terminated, not built
+    if is_dtls(media.protocol):
+        return True  # SDES carried on a DTLS profile
+    if is_dtls(protocol_out):
+        return not media.has_crypto  # SDES ↔ DTLS: both terminated
     return _asks_for_own_keys(opts)
 
 
@@ -82,7 +81,7 @@ def crosses_on_answer(
             return False
         return not sdes or _beyond_sdes(media, back)
     if not secure_in:
-        return "offer" in opts.osrtp or ("accept" in opts.osrtp and media.has_crypto)
+        return False
     if dtls:
         return False  # Karl terminates DTLS on a leg of this medium: its own keys on each
     return _asks_for_own_keys(opts)
