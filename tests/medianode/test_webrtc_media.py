@@ -6,18 +6,21 @@ frequency each side hears (FFT of the decoded samples), not by packet counts."""
 from __future__ import annotations
 
 import audioop
+import base64
 import json
+import os
 import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pylibsrtp
 import pytest
 
 from fleet.fleet_kit import NetnsLab
@@ -71,8 +74,15 @@ class WebRtcPeer:
 class Phone:
     """A plain RTP phone: sends a PCMU tone every 20 ms and keeps the PCMU it receives (a thread)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        protect: Callable[[bytes], bytes] | None = None,
+        unprotect: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        """`protect`/`unprotect`: an SRTP phone's (SDES keys), applied to what it sends and receives."""
         self.sock = sock
+        self.protect, self.unprotect = protect, unprotect
         self.heard = bytearray()
         self.destination: tuple[str, int] | None = None
         self._stop = threading.Event()
@@ -91,12 +101,18 @@ class Phone:
                 linear = (np.sin(2 * np.pi * PHONE_HZ * t) * 12000).astype("<i2").tobytes()
                 header = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160, 0xF0E)
                 assert self.destination is not None
-                self.sock.sendto(header + audioop.lin2ulaw(linear, 2), self.destination)
+                packet = header + audioop.lin2ulaw(linear, 2)
+                self.sock.sendto(self.protect(packet) if self.protect else packet, self.destination)
                 seq += 1
             try:
                 data = self.sock.recv(2048)
             except TimeoutError:
                 continue
+            if self.unprotect is not None:
+                try:
+                    data = self.unprotect(data)
+                except Exception:
+                    continue  # (RTCP, or not for these keys: not heard)
             if len(data) > 12 and data[0] & 0xC0 == 0x80 and data[1] & 0x7F == 0:
                 self.heard += data[12:]
 
@@ -206,3 +222,72 @@ def test_two_webrtc_endpoints_hear_each_other_and_get_each_others_rtcp_through_k
     for tag in ("caller", "callee"):
         flags = query["tags"][tag]["medias"][0]["flags"]
         assert "ICE" in flags and "DTLS-SRTP" in flags, flags
+
+
+@pytest.mark.parametrize(
+    "browser_calls", [True, False], ids=["browser-calls-sdes-phone", "sdes-phone-calls-browser"]
+)
+def test_a_webrtc_endpoint_and_an_sdes_phone_hear_each_other_through_karl(
+    karl_factory, lab: NetnsLab, browser_calls: bool
+) -> None:
+    """DTLS-SRTP on the browser's leg, SDES-SRTP on the phone's (`RTP/SAVP`, keyed with libsrtp in the
+    test): Karl terminates both, each with its own keys, and each side hears the other's tone."""
+    node = karl_factory(media_ip=lab.bridge_ip, KARL_DELETE_DELAY="0")
+    party = make_party()
+    phone: Phone | None = None
+    phone_key = os.urandom(30)
+    phone_line = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(phone_key).decode()
+    phone_sdp = (
+        sdp(party.port)
+        .replace("RTP/AVP", "RTP/SAVP")
+        .replace("a=sendrecv\r\n", phone_line + "\r\na=sendrecv\r\n")
+    )
+    to_sdes_phone = {"transport-protocol": "RTP/SAVP", "ICE": "remove", "rtcp-mux": ["demux"]}
+    peer = WebRtcPeer(lab, offers=browser_calls)
+    ids = {"call-id": f"webrtc-sdes-{browser_calls}", "from-tag": "caller"}
+    karl_key = b""
+    try:
+        if browser_calls:
+            offer = request(node, command="offer", sdp=peer.read()["sdp"], **ids, **to_sdes_phone)
+            to_phone = offer["sdp"]
+            assert " RTP/SAVP " in to_phone and "a=candidate" not in to_phone, to_phone
+            # the phone answers with its own key on the tag of Karl's AES_CM_128_HMAC_SHA1_80 line
+            karls = next(line for line in to_phone.split("\r\n") if " AES_CM_128_HMAC_SHA1_80 " in line)
+            tag = karls.split(":", 1)[1].split()[0]
+            karl_key = base64.b64decode(karls.split("inline:", 1)[1] + "==")
+            answer_sdp = phone_sdp.replace("a=crypto:1 ", f"a=crypto:{tag} ")
+            answer = request(
+                node, command="answer", sdp=answer_sdp, **ids, **{"to-tag": "callee"}, **TO_BROWSER
+            )
+            to_browser = answer["sdp"]
+            peer.write(to_browser)
+        else:
+            offer = request(node, command="offer", sdp=phone_sdp, **ids, **TO_BROWSER)
+            to_browser = offer["sdp"]
+            peer.write(to_browser)
+            answer = request(node, command="answer", sdp=peer.read()["sdp"], **ids, **{"to-tag": "callee"})
+            to_phone = answer["sdp"]
+            [karls] = [line for line in to_phone.split("\r\n") if line.startswith("a=crypto:")]
+            karl_key = base64.b64decode(karls.split("inline:", 1)[1] + "==")
+            assert " RTP/SAVP " in to_phone and "AES_CM_128_HMAC_SHA1_80" in karls, to_phone
+        assert karl_key != phone_key
+        assert "UDP/TLS/RTP/SAVPF" in to_browser and "a=fingerprint:sha-256 " in to_browser, to_browser
+        profile = pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80
+        tx = pylibsrtp.Session(
+            pylibsrtp.Policy(phone_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
+        )
+        rx = pylibsrtp.Session(
+            pylibsrtp.Policy(karl_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=profile)
+        )
+        phone = Phone(party.rtp, protect=tx.protect, unprotect=rx.unprotect)
+        karl_port = int(to_phone.split("m=audio ", 1)[1].split()[0])
+        phone.start((node.media_ip, karl_port))
+        result = peer.read()
+    finally:
+        heard_by_phone = phone.stop() if phone is not None else None
+        peer.close()
+        party.close()
+    assert result["error"] is None and result["state"] == "connected", result
+    assert result["dtls"] == "connected", result
+    assert result["heard_hz"] == pytest.approx(PHONE_HZ, abs=10), result
+    assert heard_by_phone == pytest.approx(BROWSER_HZ, abs=10)
