@@ -43,7 +43,7 @@ from typing import Any
 
 import pytest
 from tests.e2e.test_kamailio_sipp import Kamailio, launch_kamailio, signalling_tools, tail
-from tests.medianode.test_browser_media import BROWSER_HZ, CHROMIUM, both_hear_each_other, tone_wav
+from tests.medianode.test_browser_media import both_hear_each_other, chromium_page
 from tests.medianode.test_webrtc_media import Phone
 
 from fleet.fleet_kit import NetnsLab
@@ -139,36 +139,15 @@ def lab(tmp_path: Path) -> Iterator[NetnsLab]:
 @pytest.fixture
 def softphone(lab: NetnsLab, jssip: Path, tmp_path: Path) -> Iterator[Softphone]:
     """Headless Chromium in namespace 0 of the lab, on the JsSIP page, its fake microphone a 440 Hz tone."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    launcher = tmp_path / "chromium-in-namespace"
-    launcher.write_text(f'#!/bin/sh\nexec {" ".join(lab.exec_prefix(0))} {CHROMIUM} "$@"\n')
-    launcher.chmod(0o755)
-    wav = tone_wav(tmp_path / "tone.wav", BROWSER_HZ)
-    args = [
-        "--no-sandbox",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav}",
-        "--autoplay-policy=no-user-gesture-required",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ]
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(launcher), args=args, headless=True)
-        try:
-            page = chromium.new_page()
-            page.set_default_timeout(20_000)
-            console: list[str] = []
-            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-            page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
-            page.goto(PAGE.as_uri())  # a file: URL is a secure context (getUserMedia, WebRTC)
-            page.add_script_tag(path=str(jssip))
-            assert page.evaluate("() => JsSIP.version") is not None
-            yield Softphone(page, console)
-        finally:
-            chromium.close()
+    with chromium_page(lab, tmp_path) as page:
+        page.set_default_timeout(20_000)
+        console: list[str] = []
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: console.append(f"pageerror: {error}"))
+        page.goto(PAGE.as_uri())  # a file: URL is a secure context (getUserMedia, WebRTC)
+        page.add_script_tag(path=str(jssip))
+        assert page.evaluate("() => JsSIP.version") is not None
+        yield Softphone(page, console)
 
 
 # ------------------------------------------------------------------------------------- a SIP phone

@@ -7,6 +7,7 @@ ICE, DTLS-SRTP and SRTP ↔ RTP through Karl with a stack that is not Python's."
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import socket
@@ -84,9 +85,10 @@ def lab(tmp_path: Path) -> Iterator[NetnsLab]:
         yield built
 
 
-@pytest.fixture
-def browser(lab: NetnsLab, tmp_path: Path) -> Iterator[Any]:
-    """A page of headless Chromium running in namespace 0 of the lab."""
+@contextlib.contextmanager
+def chromium_page(lab: NetnsLab, tmp_path: Path) -> Iterator[Any]:
+    """A new page of headless Chromium running in namespace 0 of the lab, its fake microphone playing
+    `BROWSER_HZ`, mDNS candidate obfuscation off (closed on leaving)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make test installs it)")
     from playwright.sync_api import sync_playwright
@@ -106,13 +108,19 @@ def browser(lab: NetnsLab, tmp_path: Path) -> Iterator[Any]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(launcher), args=args, headless=True)
         try:
-            page = chromium.new_page()
-            blank = tmp_path / "page.html"  # a file: URL is a secure context (getUserMedia, WebRTC)
-            blank.write_text("<!doctype html><title>karl</title>")
-            page.goto(blank.as_uri())
-            yield page
+            yield chromium.new_page()
         finally:
             chromium.close()
+
+
+@pytest.fixture
+def browser(lab: NetnsLab, tmp_path: Path) -> Iterator[Any]:
+    """A page of headless Chromium running in namespace 0 of the lab."""
+    with chromium_page(lab, tmp_path) as page:
+        blank = tmp_path / "page.html"  # a file: URL is a secure context (getUserMedia, WebRTC)
+        blank.write_text("<!doctype html><title>karl</title>")
+        page.goto(blank.as_uri())
+        yield page
 
 
 def wait_heard(page: Any, hz: float, timeout: float = 10.0) -> dict[str, Any]:
