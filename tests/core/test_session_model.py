@@ -86,6 +86,10 @@ def sample_call() -> CallState:
             "1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz",
             "1 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj",
         ],
+        dtls_rtcp_keys=[
+            "1 AES_CM_128_HMAC_SHA1_80 inline:c2VjcmV0IG9mIHRoZSBydGNwIHBvcnQsIGthcmxz",
+            "1 AES_CM_128_HMAC_SHA1_80 inline:c2VjcmV0IG9mIHRoZSBydGNwIHBvcnQsIHBhcnR5",
+        ],
     )
     caller.medias.append(media)
     callee.medias.append(
@@ -113,10 +117,12 @@ def sample_call() -> CallState:
 
 
 def without_schema_7(call: CallState) -> CallState:
-    """What a call serialized before schema 7 reads as: no SRTP progress (counters from zero)."""
+    """What a call serialized before schema 7 reads as: no SRTP progress (counters from zero), no
+    keys of a handshake on the RTCP port."""
     for mono in call.monologues.values():
         for media in mono.medias:
             media.streams = [replace(stream, srtp_in=(), srtp_out=()) for stream in media.streams]
+            media.dtls_rtcp_keys = []
     return call
 
 

@@ -24,12 +24,12 @@ the caller in the profile it offered. The test proves, for each caller variant:
 * Karl's leg towards the caller did ICE and DTLS-SRTP, or SDES-SRTP (NG `query` during the call);
 * and each phone's decoded audio has the other phone's tone as its dominant frequency (FFT).
 
-A last test, an expected failure, shows what Karl lacks for this caller: baresip 1.0.0 does not
-multiplex RTCP (`rtcp_mux no`), and RFC 5764 4.2 then wants a DTLS-SRTP session on the RTCP port too,
-which rtpengine 10.5 runs and Karl does not (it keys SRTCP from the RTP port's handshake): the
-caller's RTCP, sent in the clear by baresip while its RTCP port waits for a handshake, is dropped by
-Karl (`karl_relay_dropped_total{reason="srtp"}`), and baresip has no keys there for Karl's SRTCP.
-The audio does not depend on it.
+A last test covers RTCP without multiplexing: baresip 1.0.0 does not multiplex RTCP (`rtcp_mux no`),
+and RFC 5764 4.2 then wants a DTLS-SRTP session on the RTCP port too, whose keys protect the SRTCP
+there. Karl runs it, as rtpengine 10.5 does: baresip reports both handshakes done ("DTLS-SRTP
+complete" for audio/RTP and audio/RTCP). Without it baresip would send its RTCP in the clear while
+its RTCP port waits for a handshake (Karl drops that: `karl_relay_dropped_total{reason="srtp"}`),
+and would have no keys there for Karl's SRTCP.
 
 Every process is bounded: baresip quits by itself after BARESIP_BOUND seconds (`-t`), and the test
 stops both phones (the caller hangs up) as soon as each has recorded enough audio, without sleeps.
@@ -492,14 +492,10 @@ def test_secure_baresip_and_plain_baresip_hear_each_other_through_kamailio_and_k
     assert not complaints, "\n".join(complaints)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Karl runs DTLS on the RTP port of a leg only and keys SRTCP from it; without rtcp-mux RFC 5764 "
-    "4.2 (and rtpengine 10.5, and baresip) want a second DTLS-SRTP session on the RTCP port",
-)
 def test_dtls_caller_without_rtcp_mux_gets_a_dtls_handshake_on_its_rtcp_port(setup: Setup) -> None:
     """baresip 1.0.0 (`rtcp_mux no`) waits for a DTLS handshake on its RTCP port as well and sends its
-    RTCP in the clear until then; rtpengine connects there too ("DTLS-SRTP complete (audio/RTCP)")."""
+    RTCP in the clear until then; Karl connects there too, as rtpengine does ("DTLS-SRTP complete
+    (audio/RTCP)"), with a handshake of its own (RFC 5764 4.2)."""
     call = place_call(setup, "dtls-ice")
     assert "DTLS-SRTP complete (audio/RTP)" in call.caller.log(), call.context
     assert "DTLS-SRTP complete (audio/RTCP)" in call.caller.log(), call.context

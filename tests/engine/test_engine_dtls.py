@@ -3,7 +3,8 @@ engine's own doors (`handle`, `handle_dtls`, `handle_dtls_timer`, `restore`) wit
 test's (the sans-IO `DtlsSession` with a certificate of its own) and no socket.
 
 The scene: a plain caller (tag A) is relayed to a DTLS callee (tag B, `UDP/TLS/RTP/SAVP`, `SDES=off`);
-the callee answers `a=setup:active`, so Karl is the DTLS server on the callee's leg."""
+the callee answers `a=setup:active`, so Karl is the DTLS server on the callee's leg. The callee does not
+multiplex RTCP (no `a=rtcp-mux`), so its RTCP port runs a handshake of its own (RFC 5764 4.2)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from karl_core.ng.commands import Command
 from karl_core.session import CallState
 from karl_medianode.dtls.certificate import DtlsCertificate
 from karl_medianode.dtls.session import DtlsSession, DtlsState
-from karl_medianode.engine.effects import ConfigureStream, Effect, SendDatagram
+from karl_medianode.engine.effects import ConfigureStream, Effect, SendDatagram, SendToPeer
 
 CALLEE = DtlsCertificate.generate()
 CALLEE_RTP = ("127.0.0.3", 40002)
+CALLEE_RTCP = ("127.0.0.3", 40003)
 IDS = {"call-id": "d", "from-tag": "A"}
 
 
@@ -46,10 +48,12 @@ def dtls_call(engine: Engine, answer_sdp: str | None = None) -> tuple[int, str]:
     return port, fingerprint
 
 
-def handshake(engine: Engine, port: int, client: DtlsSession, now: float = T0) -> list[Effect]:
+def handshake(
+    engine: Engine, port: int, client: DtlsSession, now: float = T0, source: Any = CALLEE_RTP
+) -> list[Effect]:
     """Pass records between the client and the engine until the client is done; Karl's effects."""
     client.start(now)
-    return pump(engine, port, client, now)
+    return pump(engine, port, client, now, source)
 
 
 def pump(
@@ -81,6 +85,19 @@ def callee_streams(engine: Engine) -> list[Any]:
     callee = call.state.by_tag("B")
     assert callee is not None
     return call.ports[(callee.uid, 1)].streams()
+
+
+def callee_media(engine: Engine) -> Any:
+    snapshot = engine.core.snapshot("d")
+    assert snapshot is not None
+    [media] = [m for mono in snapshot.monologues.values() if mono.tag == "B" for m in mono.medias]
+    return media
+
+
+def keyed_by(stream: Any, client: DtlsSession) -> bool:
+    """The stream protects with the keys the party's handshake exported, and unprotects with them."""
+    assert client.keys is not None
+    return (stream.srtp_in, stream.srtp_out) == (client.keys.local, client.keys.remote)
 
 
 def test_a_handshake_keys_the_callees_leg_and_its_keys_go_into_the_call_state() -> None:
@@ -178,11 +195,14 @@ def test_a_clienthello_before_the_answer_waits_for_it() -> None:
 
 
 def test_a_restored_call_keeps_its_keys_and_needs_no_handshake() -> None:
+    """Both components' keys (RTP port and, without rtcp-mux, RTCP port) move with the call."""
     engine = Engine()
     port, karls = dtls_call(engine)
     client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
     handshake(engine, port, client)
-    assert client.keys is not None
+    rtcp_client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+    handshake(engine, port + 1, rtcp_client, source=CALLEE_RTCP)
+    assert client.keys is not None and rtcp_client.keys is not None
     stored = engine.core.snapshot("d")
     assert stored is not None
     elsewhere = Engine(port_min=30000, port_max=30999)
@@ -190,9 +210,32 @@ def test_a_restored_call_keeps_its_keys_and_needs_no_handshake() -> None:
     elsewhere.media.apply(effects)
     callee = call.state.by_tag("B")
     assert callee is not None
-    [rtp, *_] = call.ports[(callee.uid, 1)].streams()
-    assert (rtp.srtp_in, rtp.srtp_out) == (client.keys.local, client.keys.remote)
+    rtp, rtcp = call.ports[(callee.uid, 1)].streams()
+    assert keyed_by(rtp, client) and keyed_by(rtcp, rtcp_client)
+    assert rtcp.dtls, "a party repeating its last flight on the RTCP port still reaches the engine"
     assert elsewhere.core.dtls.sessions() == 0, "the keys moved with the call: no new handshake"
+
+
+def test_a_restored_call_whose_rtcp_handshake_had_not_finished_runs_it_there() -> None:
+    engine = Engine()
+    port, karls = dtls_call(engine)
+    client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+    handshake(engine, port, client)
+    stored = engine.core.snapshot("d")
+    assert stored is not None
+    # (the fleet's certificate: the one the SDP named)
+    elsewhere = Engine(port_min=30000, port_max=30999, dtls_certificate=engine.core.settings.dtls_certificate)
+    call, effects = elsewhere.core.restore(CallState.from_dict(stored.to_dict()), T0 + 60, same_host=False)
+    elsewhere.media.apply(effects)
+    assert elsewhere.core.dtls.sessions() == 1, "the RTCP port's handshake, Karl waiting as the server"
+    callee = call.state.by_tag("B")
+    assert callee is not None
+    rtp, rtcp = call.ports[(callee.uid, 1)].streams()
+    assert keyed_by(rtp, client) and (rtcp.srtp_in, rtcp.srtp_out) == ("", "")
+    rtcp_client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+    handshake(elsewhere, rtcp.port, rtcp_client, T0 + 60, source=CALLEE_RTCP)
+    assert rtcp_client.state is DtlsState.CONNECTED
+    assert keyed_by(call.ports[(callee.uid, 1)].streams()[1], rtcp_client)
 
 
 def test_a_delete_during_the_handshake_ends_it() -> None:
@@ -318,3 +361,149 @@ def test_a_keyed_party_that_reoffers_actpass_keeps_karls_role() -> None:
     assert "a=setup:passive" in back["sdp"], back["sdp"]
     [rtp, *_] = callee_streams(engine)
     assert rtp.srtp_in and rtp.srtp_out, "the keys of the handshake stay in force"
+
+
+# ---------------------------------------------------------------------- one handshake per component
+
+
+def test_without_rtcp_mux_the_rtcp_port_runs_a_handshake_of_its_own_whose_keys_protect_srtcp_there() -> None:
+    """RFC 5764 4.2, as rtpengine 10.5 and baresip do it: the RTP port's keys protect nothing on the
+    RTCP port, whose own handshake (same role, same fingerprints) keys it."""
+    engine = Engine()
+    port, karls = dtls_call(engine)
+    rtp, rtcp = callee_streams(engine)
+    assert rtcp.port == port + 1 and rtp.dtls and rtcp.dtls, "DTLS on the RTCP port reaches the engine"
+    client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+    handshake(engine, port, client)
+    assert client.state is DtlsState.CONNECTED
+    rtp, rtcp = callee_streams(engine)
+    assert keyed_by(rtp, client)
+    assert (rtcp.srtp_in, rtcp.srtp_out) == ("", ""), "nothing passes on the RTCP port before its handshake"
+    assert engine.core.dtls.state_of("d", (2, 1), 2) is DtlsState.CONNECTING
+    assert callee_media(engine).dtls_rtcp_keys == []
+
+    rtcp_client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+    effects = handshake(engine, port + 1, rtcp_client, source=CALLEE_RTCP)
+    assert rtcp_client.state is DtlsState.CONNECTED and rtcp_client.keys is not None
+    assert client.keys is not None and rtcp_client.keys.local != client.keys.local, "keys of their own"
+    configured = [e.spec for e in effects if isinstance(e, ConfigureStream)]
+    assert [spec.port for spec in configured] == [port + 1], "only the RTCP stream changes"
+    rtp, rtcp = callee_streams(engine)
+    assert keyed_by(rtp, client) and keyed_by(rtcp, rtcp_client)
+    media = callee_media(engine)
+    assert media.dtls_keys == [client.keys.remote, client.keys.local]
+    assert media.dtls_rtcp_keys == [rtcp_client.keys.remote, rtcp_client.keys.local]
+    assert engine.core.dtls.totals.connected == 2
+
+
+def test_karl_as_the_client_starts_a_handshake_on_both_ports() -> None:
+    engine = Engine()
+    port, karls = dtls_call(engine, dtls_answer(setup="passive"))
+    hellos = [e for e in engine.media.effects if isinstance(e, SendToPeer)]
+    assert sorted(e.port for e in hellos) == [port, port + 1], "a ClientHello from each port"
+    servers = {}
+    for hello in hellos:
+        server = servers[hello.port] = DtlsSession(CALLEE, active=False, fingerprints=[("sha-256", karls)])
+        server.start(T0)
+        server.handle_datagram(hello.data, T0)
+        source = CALLEE_RTP if hello.port == port else CALLEE_RTCP
+        for _ in range(10):
+            for data in server.take_datagrams():
+                out = engine.core.handle_dtls(hello.port, data, source, T0)
+                engine.media.apply(out)
+                for reply in out:
+                    if isinstance(reply, SendDatagram) and reply.port == hello.port:
+                        assert reply.destination == source
+                        server.handle_datagram(reply.data, T0)
+            if server.state is not DtlsState.CONNECTING:
+                break
+        for data in server.take_datagrams():  # the server's last flight
+            engine.media.apply(engine.core.handle_dtls(hello.port, data, source, T0))
+        assert server.state is DtlsState.CONNECTED
+    rtp, rtcp = callee_streams(engine)
+    assert keyed_by(rtp, servers[port]) and keyed_by(rtcp, servers[port + 1])
+    assert servers[port].keys != servers[port + 1].keys
+
+
+def test_with_rtcp_mux_one_handshake_keys_both_sockets() -> None:
+    engine = Engine()
+    port, karls = dtls_call(engine, dtls_answer() + "a=rtcp-mux\r\n")
+    client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+    handshake(engine, port, client)
+    assert client.state is DtlsState.CONNECTED and engine.core.dtls.sessions() == 1
+    streams = callee_streams(engine)
+    assert all(keyed_by(stream, client) for stream in streams)
+    assert all(not stream.dtls for stream in streams if stream.is_rtcp)
+    assert callee_media(engine).dtls_rtcp_keys == []
+    dropped = engine.core.dtls.totals.dropped
+    hello = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+    hello.start(T0)
+    for data in hello.take_datagrams():
+        assert engine.core.handle_dtls(port + 1, data, CALLEE_RTCP, T0) == []
+    assert engine.core.dtls.totals.dropped > dropped, "no handshake on the unused RTCP port"
+
+
+def test_a_new_fingerprint_drops_the_keys_of_both_ports() -> None:
+    engine = Engine()
+    port, karls = dtls_call(engine)
+    handshake(engine, port, DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)]))
+    rtcp_client = DtlsSession(CALLEE, active=True, fingerprints=[("sha-256", karls)])
+    handshake(engine, port + 1, rtcp_client, source=CALLEE_RTCP)
+    # a re-INVITE answered the same keeps both ports' keys
+    engine.do(Command.OFFER, T0 + 10, sdp=sdp(40000), **IDS)
+    engine.do(Command.ANSWER, T0 + 10, sdp=dtls_answer(), **IDS, **{"to-tag": "B"})
+    assert keyed_by(callee_streams(engine)[1], rtcp_client)
+    renewed = DtlsCertificate.generate()
+    engine.do(Command.OFFER, T0 + 20, sdp=sdp(40000), **IDS)
+    engine.do(Command.ANSWER, T0 + 20, sdp=dtls_answer(renewed), **IDS, **{"to-tag": "B"})
+    assert all((s.srtp_in, s.srtp_out) == ("", "") for s in callee_streams(engine))
+    assert callee_media(engine).dtls_rtcp_keys == []
+    second = DtlsSession(renewed, active=True, fingerprints=[("sha-256", karls)])
+    handshake(engine, port + 1, second, T0 + 20, source=CALLEE_RTCP)
+    assert second.state is DtlsState.CONNECTED and keyed_by(callee_streams(engine)[1], second)
+
+
+def test_on_an_ice_leg_without_rtcp_mux_the_rtcp_handshake_waits_for_ices_second_component() -> None:
+    """The RTCP port answers a handshake only from the address ICE verified for component 2: one
+    verified for the RTP component does not count there."""
+    from engine.test_engine_ice import CALLER, binding_request, credentials_in, karls_check_answered
+
+    engine = Engine()
+    caller_rtp, caller_rtcp = ("127.0.0.1", 40000), ("127.0.0.1", 40001)
+    caller = DtlsCertificate.generate()
+    offer_sdp = sdp(40000).replace("RTP/AVP", "UDP/TLS/RTP/SAVPF") + (
+        f"a=ice-ufrag:{CALLER.ufrag}\r\na=ice-pwd:{CALLER.pwd}\r\n"
+        "a=candidate:1 1 UDP 2130706431 127.0.0.1 40000 typ host\r\n"
+        "a=candidate:1 2 UDP 2130706430 127.0.0.1 40001 typ host\r\n"
+        f"a=setup:active\r\na=fingerprint:sha-256 {caller.fingerprint()}\r\n"
+    )
+    engine.do(Command.OFFER, T0, sdp=offer_sdp, **IDS, **{"transport-protocol": "RTP/AVP", "ICE": "remove"})
+    answer = engine.do(Command.ANSWER, T0, sdp=sdp(40002, "127.0.0.3"), **IDS, **{"to-tag": "B"})
+    assert "a=setup:passive" in answer["sdp"] and "a=rtcp-mux" not in answer["sdp"], answer["sdp"]
+    port = int(re.search(r"m=audio (\d+)", answer["sdp"])[1])  # type: ignore[index]
+    karls = re.search(r"a=fingerprint:sha-256 (\S+)", answer["sdp"])[1]  # type: ignore[index]
+    karl = credentials_in(answer["sdp"])
+    # ICE verifies the RTP component only
+    data, _ = binding_request(karl, CALLER.ufrag, use_candidate=True)
+    engine.core.handle_stun(port, data, caller_rtp, T0)
+    karls_check_answered(engine, port, caller_rtp, CALLER.pwd, T0)
+    client = DtlsSession(caller, active=True, fingerprints=[("sha-256", karls)])
+    client.start(T0)
+    [hello] = client.take_datagrams()
+    assert engine.core.handle_dtls(port + 1, hello, caller_rtp, T0) == [], "verified for RTP, not RTCP"
+    assert engine.core.handle_dtls(port + 1, hello, caller_rtcp, T0) == [], "not verified by ICE yet"
+    data, _ = binding_request(karl, CALLER.ufrag, use_candidate=True)
+    engine.core.handle_stun(port + 1, data, caller_rtcp, T0)
+    effects = karls_check_answered(engine, port + 1, caller_rtcp, CALLER.pwd, T0)
+    flight = [e for e in effects if isinstance(e, SendDatagram) and e.port == port + 1]
+    assert flight and all(e.destination == caller_rtcp for e in flight), "answered where ICE verified"
+    for reply in flight:
+        client.handle_datagram(reply.data, T0)
+    pump(engine, port + 1, client, source=caller_rtcp)
+    assert client.state is DtlsState.CONNECTED
+    call = engine.core.find_call("d")
+    assert call is not None
+    caller_party = call.state.by_tag("A")
+    assert caller_party is not None
+    rtp, rtcp = call.ports[(caller_party.uid, 1)].streams()
+    assert keyed_by(rtcp, client) and (rtp.srtp_in, rtp.srtp_out) == ("", ""), "the RTP port waits"

@@ -293,6 +293,9 @@ class MediaState:
     dtls_fingerprints: list[str] = field(default_factory=list)
     dtls_remote_setup: str | None = None
     dtls_keys: list[str] = field(default_factory=list)
+    # without rtcp-mux, the keys of the second handshake, on the RTCP port (RFC 5764 4.2), which
+    # protect the SRTCP there (schema 7; same form as `dtls_keys`)
+    dtls_rtcp_keys: list[str] = field(default_factory=list)
 
     @property
     def ice(self) -> bool:
@@ -337,6 +340,7 @@ class MediaState:
             "dtls_fingerprints": list(self.dtls_fingerprints),
             "dtls_remote_setup": self.dtls_remote_setup,
             "dtls_keys": list(self.dtls_keys),
+            "dtls_rtcp_keys": list(self.dtls_rtcp_keys),
         }
 
     @classmethod
@@ -374,6 +378,7 @@ class MediaState:
             dtls_fingerprints=[str(x) for x in data.get("dtls_fingerprints", [])],
             dtls_remote_setup=_optional_str(data.get("dtls_remote_setup")),
             dtls_keys=[str(x) for x in data.get("dtls_keys", [])],
+            dtls_rtcp_keys=[str(x) for x in data.get("dtls_rtcp_keys", [])],
         )
 
 

@@ -54,7 +54,7 @@ def _take_party(media: MediaState, media_in: InboundMedia) -> None:
     """The party's fingerprints and role; new fingerprints mean a new handshake (new keys)."""
     fingerprints = usable_fingerprints(media_in)
     if media.dtls_fingerprints != fingerprints:
-        media.dtls_keys = []
+        media.dtls_keys, media.dtls_rtcp_keys = [], []
     media.dtls_fingerprints = fingerprints
     media.dtls_remote_setup = media_in.setup
 
@@ -66,7 +66,7 @@ def stop(media: MediaState) -> None:
 
 def _stop(media: MediaState) -> None:
     media.dtls_setup = media.dtls_hash = media.dtls_remote_setup = None
-    media.dtls_fingerprints, media.dtls_keys = [], []
+    media.dtls_fingerprints, media.dtls_keys, media.dtls_rtcp_keys = [], [], []
     media.flags.discard(REVERSE_PASSIVE)
 
 

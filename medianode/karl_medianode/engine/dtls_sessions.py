@@ -1,11 +1,14 @@
-"""The DTLS-SRTP handshakes of the engine's calls: one per party and media where Karl terminates DTLS
-(sans-IO).
+"""The DTLS-SRTP handshakes of the engine's calls: one per party, media and component where Karl
+terminates DTLS (sans-IO).
 
-A handshake starts once Karl's role on the leg is settled (its answer, or the party's answer to its
-`actpass`) and ends with the SRTP keys, which the engine then writes into the call's state
-(`MediaState.dtls_keys`): from there they key the leg's SRTP contexts, are stored with the call and
-move with it to another node, which needs no new handshake. Records that arrive before the role is
-settled (a party that sends its ClientHello before its answer reaches Karl) wait, a few at most.
+A handshake runs on the leg's RTP port and, where RTCP is not multiplexed (a separate RTCP port),
+another one on its RTCP port, whose keys protect the SRTCP there (RFC 5764 4.2, as rtpengine 10.5):
+both with the same role and the party's same fingerprints. A handshake starts once Karl's role on the
+leg is settled (its answer, or the party's answer to its `actpass`) and ends with the SRTP keys, which
+the engine then writes into the call's state (`MediaState.dtls_keys`, `dtls_rtcp_keys`): from there
+they key the leg's SRTP contexts, are stored with the call and move with it to another node, which
+needs no new handshake. Records that arrive before the role is settled (a party that sends its
+ClientHello before its answer reaches Karl) wait, a few at most.
 """
 
 from __future__ import annotations
@@ -14,17 +17,24 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from karl_core.session import MediaState
 from karl_medianode.dtls.certificate import DtlsCertificate
 from karl_medianode.dtls.session import DtlsSession, DtlsState, SrtpKeys
 from karl_medianode.engine import dtls_negotiation as dtls
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.deadlines import Deadlines
 from karl_medianode.engine.effects import Effect, SendDatagram, SendToPeer
+from karl_medianode.engine.sdes_negotiation import NO_KEY
+from karl_medianode.engine.streams import MediaPorts, StreamSpec
 
 log = logging.getLogger("karl.dtls")
 
 AgentKey = tuple[int, int]
+"""(monologue uid, media index), as `Call.ports`."""
+LegKey = tuple[int, int, int]
+"""(monologue uid, media index, component): 1 on the RTP port, 2 on a separate RTCP port."""
 Address = tuple[str, int]
+RTP, RTCP = 1, 2
 EARLY_RECORDS = 8
 """DTLS records kept per leg while Karl's role there is not settled yet."""
 MAX_RESTARTS = 8
@@ -46,6 +56,29 @@ def _is_client_hello(data: bytes) -> bool:
     return len(data) > 13 and data[0] == 22 and data[13] == 1
 
 
+def components(media: MediaState, sockets: MediaPorts) -> list[tuple[int, StreamSpec]]:
+    """The ports of a leg that run a handshake of their own: the RTP port, and the RTCP port where
+    RTCP is not multiplexed (RFC 5764 4.2); as ICE has its components."""
+    if sockets.rtp is None:
+        return []
+    if sockets.rtcp is not None and not media.rtcp_mux:
+        return [(RTP, sockets.rtp), (RTCP, sockets.rtcp)]
+    return [(RTP, sockets.rtp)]
+
+
+def keys_of(media: MediaState, component: int) -> list[str]:
+    """The keys a component's handshake gave (empty: not done)."""
+    return media.dtls_keys if component == RTP else media.dtls_rtcp_keys
+
+
+def rtcp_leg_keys(media: MediaState) -> tuple[str, str]:
+    """(Karl's key, the party's key) of a separate RTCP port where DTLS keys the leg, from the RTCP
+    port's own handshake; `NO_KEY` until it is done (nothing passes), as `dtls_negotiation.leg_keys`."""
+    if len(media.dtls_rtcp_keys) == 2:
+        return media.dtls_rtcp_keys[0], media.dtls_rtcp_keys[1]
+    return NO_KEY
+
+
 @dataclass
 class DtlsTotals:
     connected: int = 0
@@ -62,6 +95,8 @@ class Connected:
     call_id: str
     key: AgentKey
     keys: SrtpKeys
+    component: int = RTP
+    """1: the RTP port's handshake (`dtls_keys`), 2: the RTCP port's (`dtls_rtcp_keys`)."""
 
 
 @dataclass
@@ -78,20 +113,21 @@ class _Leg:
 class DtlsSessions:
     def __init__(self, certificate: DtlsCertificate) -> None:
         self.certificate = certificate
-        self.verified: Callable[[str, AgentKey, Address], bool | None] | None = None
-        """Whether ICE verified an address for a leg (None: no ICE on it); set by the engine."""
+        self.verified: Callable[[str, AgentKey, Address, int], bool | None] | None = None
+        """Whether ICE verified an address for a leg's component (None: no ICE on it); set by the
+        engine."""
         self.connected_later: list[Connected] = []
         """Handshakes `peer_selected` finished, for the engine to take (`take_connected`)."""
-        self._legs: dict[str, dict[AgentKey, _Leg]] = {}
-        self._by_port: dict[int, tuple[str, AgentKey]] = {}
+        self._legs: dict[str, dict[LegKey, _Leg]] = {}
+        self._by_port: dict[int, tuple[str, LegKey]] = {}
         self._deadlines = Deadlines()
         self.totals = DtlsTotals()
 
     def sessions(self) -> int:
         return sum(1 for legs in self._legs.values() for leg in legs.values() if leg.session is not None)
 
-    def state_of(self, call_id: str, key: AgentKey) -> DtlsState | None:
-        leg = self._legs.get(call_id, {}).get(key)
+    def state_of(self, call_id: str, key: AgentKey, component: int = RTP) -> DtlsState | None:
+        leg = self._legs.get(call_id, {}).get((*key, component))
         return None if leg is None or leg.session is None else leg.session.state
 
     # ------------------------------------------------------------------ following the calls
@@ -101,52 +137,54 @@ class DtlsSessions:
         legs = self._legs.get(call.call_id, {})
         for leg in legs.values():
             self._by_port.pop(leg.port, None)
-        wanted: dict[AgentKey, _Leg] = {}
+        wanted: dict[LegKey, _Leg] = {}
         effects: list[Effect] = []
         for mono in call.state.monologues.values():
             for media in mono.medias:
-                key = (mono.uid, media.index)
-                sockets = call.ports.get(key)
-                if not dtls.terminates(media) or media.rejected or sockets is None or sockets.rtp is None:
+                sockets = call.ports.get((mono.uid, media.index))
+                if not dtls.terminates(media) or media.rejected or sockets is None:
                     continue
-                found = legs.get(key)
-                leg = (
-                    found if found is not None and found.port == sockets.rtp.port else _Leg(sockets.rtp.port)
-                )
-                wanted[key] = leg
-                self._by_port[leg.port] = (call.call_id, key)
-                client = dtls.karl_is_client(media)
-                if client is None:
-                    leg.session = None  # the role is not settled yet
-                    continue
-                if media.dtls_keys:
-                    # keys known: the finished handshake stays to answer a party that repeats its last
-                    # flight; a restored call needs none
-                    continue
-                session = leg.session
-                if (
-                    session is None
-                    or session.active != client
-                    or session.fingerprints
-                    != [(name.lower(), digest.upper()) for name, digest in dtls.fingerprints(media)]
-                ):
-                    session = leg.session = DtlsSession(
-                        self.certificate, active=client, fingerprints=dtls.fingerprints(media)
-                    )
-                    session.start(now)
-                    leg.peer = None  # a new handshake: with whoever starts it (or its early records)
-                    early, leg.early = leg.early, []
-                    for data, source in early:
-                        if leg.peer is None or source == leg.peer:
-                            leg.peer = source
-                            session.handle_datagram(data, now)
-                effects += self._outputs(call.call_id, key, leg, now)[0]
+                for component, spec in components(media, sockets):
+                    key = (mono.uid, media.index, component)
+                    found = legs.get(key)
+                    leg = found if found is not None and found.port == spec.port else _Leg(spec.port)
+                    wanted[key] = leg
+                    self._by_port[leg.port] = (call.call_id, key)
+                    effects += self._sync_leg(call.call_id, key, leg, media, now)
         if wanted:
             self._legs[call.call_id] = wanted
         else:
             self._legs.pop(call.call_id, None)
         self._schedule(call.call_id)
         return effects
+
+    def _sync_leg(self, call_id: str, key: LegKey, leg: _Leg, media: MediaState, now: float) -> list[Effect]:
+        client = dtls.karl_is_client(media)
+        if client is None:
+            leg.session = None  # the role is not settled yet
+            return []
+        if keys_of(media, key[2]):
+            # keys known: the finished handshake stays to answer a party that repeats its last
+            # flight; a restored call needs none
+            return []
+        session = leg.session
+        if (
+            session is None
+            or session.active != client
+            or session.fingerprints
+            != [(name.lower(), digest.upper()) for name, digest in dtls.fingerprints(media)]
+        ):
+            session = leg.session = DtlsSession(
+                self.certificate, active=client, fingerprints=dtls.fingerprints(media)
+            )
+            session.start(now)
+            leg.peer = None  # a new handshake: with whoever starts it (or its early records)
+            early, leg.early = leg.early, []
+            for data, source in early:
+                if leg.peer is None or source == leg.peer:
+                    leg.peer = source
+                    session.handle_datagram(data, now)
+        return self._outputs(call_id, key, leg, now)[0]
 
     def drop(self, call_id: str) -> None:
         for leg in self._legs.pop(call_id, {}).values():
@@ -167,7 +205,7 @@ class DtlsSessions:
         if not _looks_like_dtls(data) or not self._from_the_party(leg, source):
             self.totals.dropped += 1
             return [], []
-        if self.verified is not None and self.verified(call_id, key, source) is False:
+        if self.verified is not None and self.verified(call_id, (key[0], key[1]), source, key[2]) is False:
             # an ICE leg whose checks have not reached this address yet (the browser may start DTLS
             # a moment before Karl's own check succeeds): kept until ICE verifies it, answered then
             if len(leg.early) < EARLY_RECORDS:
@@ -270,7 +308,7 @@ class DtlsSessions:
             self._deadlines.discard(call_id)
 
     def _outputs(
-        self, call_id: str, key: AgentKey, leg: _Leg, now: float
+        self, call_id: str, key: LegKey, leg: _Leg, now: float
     ) -> tuple[list[Effect], list[Connected]]:
         session = leg.session
         if session is None:
@@ -282,10 +320,16 @@ class DtlsSessions:
         connected: list[Connected] = []
         if session.state is DtlsState.CONNECTED and session.keys is not None:
             self.totals.connected += 1
-            connected.append(Connected(call_id, key, session.keys))
+            connected.append(Connected(call_id, (key[0], key[1]), session.keys, key[2]))
             log.info(
                 "DTLS handshake done",
-                extra={"call_id": call_id, "event": "dtls_connected", "suite": session.keys.suite},
+                extra={
+                    "call_id": call_id,
+                    "event": "dtls_connected",
+                    "suite": session.keys.suite,
+                    "media": key[1],
+                    "socket": "rtp" if key[2] == RTP else "rtcp",
+                },
             )
             session.keys = None  # reported once
         elif session.state is DtlsState.FAILED and session.failure is not None:
@@ -293,7 +337,12 @@ class DtlsSessions:
             log.warning(
                 "DTLS handshake failed: %s",
                 session.failure,
-                extra={"call_id": call_id, "event": "dtls_failed", "media": key[1]},
+                extra={
+                    "call_id": call_id,
+                    "event": "dtls_failed",
+                    "media": key[1],
+                    "socket": "rtp" if key[2] == RTP else "rtcp",
+                },
             )
             session.failure = None  # reported once; `state` stays failed
         return effects, connected

@@ -36,7 +36,7 @@ from karl_medianode.engine.call_stats import (
 )
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.deadlines import Deadlines
-from karl_medianode.engine.dtls_sessions import Connected, DtlsSessions
+from karl_medianode.engine.dtls_sessions import RTCP, Connected, DtlsSessions
 from karl_medianode.engine.effects import (
     CallChanged,
     CallEnded,
@@ -830,7 +830,10 @@ class CallEngine:
         if mono is None or media is None:
             return
         change = self._begin(call)
-        media.dtls_keys = [done.keys.local, done.keys.remote]
+        if done.component == RTCP:
+            media.dtls_rtcp_keys = [done.keys.local, done.keys.remote]
+        else:
+            media.dtls_keys = [done.keys.local, done.keys.remote]
         self.wiring.apply_media_state(call, mono)
         self._commit(change)
 

@@ -51,10 +51,11 @@ class IceSessions:
         self._folded: dict[int, tuple[int, int, int]] = {}
         """Per agent (id), its counters already added to `totals`."""
 
-    def verified(self, call_id: str, key: AgentKey, source: Address) -> bool | None:
-        """Whether ICE verified `source` as the party's address on this leg (None: no ICE on it)."""
+    def verified(self, call_id: str, key: AgentKey, source: Address, component: int = 1) -> bool | None:
+        """Whether ICE verified `source` as the party's address on this leg's `component` (1: RTP,
+        2: RTCP without rtcp-mux; None: no ICE on it)."""
         agent = self.agent(call_id, key)
-        return None if agent is None else agent.verified(source)
+        return None if agent is None else agent.verified(source, component)
 
     def agent_count(self) -> int:
         return sum(len(entry.agents) for entry in self._calls.values())

@@ -8,6 +8,9 @@ from karl_core.session import Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.dtls_negotiation import leg_keys as dtls_keys
 from karl_medianode.engine.dtls_negotiation import terminates as dtls_terminates
+from karl_medianode.engine.dtls_sessions import RTCP
+from karl_medianode.engine.dtls_sessions import components as dtls_components
+from karl_medianode.engine.dtls_sessions import rtcp_leg_keys as dtls_rtcp_keys
 from karl_medianode.engine.media_rules import endpoint_of, payload_type_flags, silence_codecs
 from karl_medianode.engine.ports import PortPool
 from karl_medianode.engine.rewrite.inbound import InboundMedia
@@ -122,14 +125,20 @@ class StreamWiring:
             if sockets is None:
                 continue
             clock_rates = shared(tuple((c.payload_type, c.clock_rate) for c in media.codecs))
-            keys = dtls_keys(media) or leg_keys(media)
+            rtp_dtls = dtls_keys(media)
+            keys = rtp_dtls or leg_keys(media)
+            dtls = dtls_terminates(media) and not media.rejected
+            # without rtcp-mux, the RTCP port runs a DTLS handshake of its own, whose keys it uses
+            own_handshake = dtls and any(c == RTCP for c, _ in dtls_components(media, sockets))
+            rtcp_keys = dtls_rtcp_keys(media) if own_handshake and rtp_dtls is not None else keys
             for stream in sockets.streams():
                 stream.blocked = blocked
                 stream.party = mono.tag or None
                 stream.clock_rates = clock_rates
-                stream.srtp_out, stream.srtp_in = keys if keys is not None else (None, None)
+                stream_keys = rtcp_keys if stream.is_rtcp else keys
+                stream.srtp_out, stream.srtp_in = stream_keys if stream_keys is not None else (None, None)
                 stream.ice = media.ice and not media.rejected
-                stream.dtls = dtls_terminates(media) and not media.rejected and not stream.is_rtcp
+                stream.dtls = dtls and (not stream.is_rtcp or own_handshake)
             if sockets.rtp is not None:
                 sockets.rtp.silence = silence_codecs(media) if silenced else None
                 sockets.rtp.payload_types = (

@@ -349,11 +349,15 @@ class IceAgent:
             self._triggered.insert(0, pair)
             self._next_check = now
 
-    def verified(self, source: Address) -> bool:
-        """`source` answered one of Karl's checks (or is the selected address)."""
-        if source in self.selected.values():
+    def verified(self, source: Address, component: int | None = None) -> bool:
+        """`source` answered one of Karl's checks (or is the selected address); on `component`
+        only, if given."""
+        if source in (address for c, address in self.selected.items() if component in (None, c)):
             return True
-        return any(p.remote == source and p.state is PairState.SUCCEEDED for p in self._pairs.values())
+        return any(
+            p.remote == source and p.state is PairState.SUCCEEDED and component in (None, p.component)
+            for p in self._pairs.values()
+        )
 
     def _select(self, component: int, address: Address, now: float) -> None:
         self._consent_seen[component] = now
