@@ -46,6 +46,20 @@ def _load_kube_env() -> ModuleType:
 
 
 kube_env_module = _load_kube_env()
+
+
+def _load_sibling(name: str, file: str) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+karl_cluster_kit = _load_sibling("karl_cluster_kit", "karl_cluster_kit.py")
 _build_outcome: dict[str, Any] = {}
 
 
@@ -166,3 +180,9 @@ def make_control_plane(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield make
     for plane in made:
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def karl_crd(kube: Any) -> Iterator[Any]:
+    """The KarlCluster CRD (crds/karlcluster.yaml) installed on the session's control plane, Established."""
+    yield from karl_cluster_kit.installed_crd(kube)
