@@ -1,5 +1,5 @@
-"""Entry point of `karl-operator`. `karl-operator failover` runs the failover controller on its own
-(docs/clustering.md); the Kubernetes operator itself arrives with its own issue."""
+"""Entry point of `karl-operator`. `karl-operator run` runs the Kubernetes operator (kopf, KarlClusters:
+docs/kubernetes.md); `karl-operator failover` runs the failover controller on its own (docs/clustering.md)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--version", action="version", version=f"karl-operator {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run the Kubernetes operator: reconcile KarlClusters into media nodes, routers and the rest "
+        "(in a pod: its ServiceAccount; elsewhere: KUBECONFIG)",
+    )
+    run.add_argument(
+        "--namespace",
+        action="append",
+        help="watch only this namespace (repeatable; default: every namespace)",
+    )
     commands.add_parser(
         "failover",
         help="run the failover controller: move the calls of dead media nodes to the others "
         "(KARL_REDIS_*, KARL_FAILOVER_RESTART_GRACE, KARL_NODE_ID names this controller)",
     )
     args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_operator(args.namespace)
     if args.command != "failover":
         print(
-            "karl-operator: the Kubernetes operator is not implemented yet; "
-            "`karl-operator failover` runs the failover controller",
+            "karl-operator: give a command: `run` (the Kubernetes operator) or `failover` "
+            "(the failover controller on its own)",
             file=sys.stderr,
         )
         return 2
@@ -48,3 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         return asyncio.run(run_failover(cfg))
     return uvloop.run(run_failover(cfg))
+
+
+def run_operator(namespaces: list[str] | None) -> int:
+    """kopf's own loop, with the handlers of `karl_operator.reconciler` (one replica: standalone)."""
+    import kopf
+
+    import karl_operator.reconciler  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=False)  # kopf's log: handlers run, retried, failed (stderr)
+    kopf.run(
+        standalone=True,
+        namespaces=namespaces or [],
+        clusterwide=not namespaces,
+    )
+    return 0

@@ -1,0 +1,234 @@
+"""The kopf handlers of `karl-operator run`: a KarlCluster's children applied as `karl_operator.children`
+builds them, and its status written. Thin: what to build is pure (`children`, `cluster_status`), here is
+only the applying.
+
+- create / update / resume (an operator that restarts takes every KarlCluster up again): every child is
+  applied with server-side apply (field manager `karl-operator`, conflicts forced: the operator owns what
+  it builds), the HPA removed when autoscaling is turned off; nothing else is touched;
+- a timer writes the status every few seconds: replicas, nodes ready, the `/scale` selector, the
+  conditions `Ready`, `Progressing`, `Degraded` with `observedGeneration`;
+- deletion is the garbage collector's (owner references): no finalizer, nothing blocks an uninstall;
+- a spec the server took but the operator cannot carry out (a Secret it names is missing, a child the
+  server refuses) sets `Degraded` with the field and an Event, and is retried; it never crashes the
+  operator.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError
+
+from karl_operator.children import desired_objects, selector_string
+
+GROUP, VERSION, PLURAL = "karl.io", "v1alpha1", "karlclusters"
+FIELD_MANAGER = "karl-operator"
+STATUS_INTERVAL = 5.0
+RETRY_DELAY = 5.0
+
+log = logging.getLogger("karl.operator")
+
+_api: client.ApiClient | None = None
+
+
+def api() -> client.ApiClient:
+    """One API client for the process: in a pod its ServiceAccount, else the kubeconfig (KUBECONFIG)."""
+    global _api
+    if _api is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        _api = client.ApiClient()
+    return _api
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # kopf's own bookkeeping in annotations: the KarlCluster's status is Karl's, its schema prunes the rest
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="karl.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="karl.io")
+    settings.posting.level = logging.WARNING  # Events for problems, not for every handler run
+    settings.watching.server_timeout = 60
+
+
+class SpecProblem(Exception):
+    """The spec names something the operator cannot use: `field` says which part."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _required_secrets(body: dict[str, Any]) -> list[tuple[str, str, str]]:
+    spec = body["spec"]
+    wanted = []
+    if spec["redis"].get("passwordSecret"):
+        wanted.append(("spec.redis.passwordSecret", spec["redis"]["passwordSecret"], "password"))
+    if spec["cdr"].get("databaseSecret"):
+        wanted.append(("spec.cdr.databaseSecret", spec["cdr"]["databaseSecret"], "url"))
+    return wanted
+
+
+def _check_secrets(body: dict[str, Any]) -> None:
+    core = client.CoreV1Api(api())
+    namespace = body["metadata"]["namespace"]
+    for field, name, key in _required_secrets(body):
+        try:
+            secret = core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                raise SpecProblem(field, f"Secret {name} not found in namespace {namespace}") from None
+            raise
+        if key not in (secret.data or {}):
+            raise SpecProblem(field, f"Secret {name} has no key {key!r}")
+
+
+def apply_children(body: dict[str, Any]) -> list[str]:
+    """Apply every child; returns their `Kind/name`. Removes an HPA that autoscaling no longer wants."""
+    dynamic = DynamicClient(api())  # type: ignore[no-untyped-call]
+    namespace = body["metadata"]["namespace"]
+    applied = []
+    for manifest in desired_objects(body):
+        resource = dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+        name = manifest["metadata"]["name"]
+        try:
+            resource.server_side_apply(
+                body=manifest,
+                name=name,
+                namespace=namespace,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+        except DynamicApiError as error:
+            raise SpecProblem(f"{manifest['kind']}/{name}", _reason(error)) from None
+        applied.append(f"{manifest['kind']}/{name}")
+    if not body["spec"]["autoscaling"]["enabled"]:
+        hpa = dynamic.resources.get(api_version="autoscaling/v2", kind="HorizontalPodAutoscaler")
+        try:
+            hpa.delete(name=f"{body['metadata']['name']}-media", namespace=namespace)
+        except DynamicApiError as error:
+            if error.status != 404:
+                raise
+    return applied
+
+
+def _reason(error: DynamicApiError) -> str:
+    summary = getattr(error, "summary", None)
+    return str(summary() if callable(summary) else error)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(
+    kind: str, ok: bool, reason: str, message: str, generation: int, before: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A status condition; its `lastTransitionTime` moves only when its status changes."""
+    status = "True" if ok else "False"
+    previous = next((c for c in before if c.get("type") == kind), None)
+    since = (
+        _now() if previous is None or previous.get("status") != status else previous.get("lastTransitionTime")
+    )
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": since or _now(),
+    }
+
+
+def cluster_status(
+    body: dict[str, Any], statefulset: Any, problem: str | None, before: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The status the KarlCluster shows, from its media nodes' StatefulSet (None: not there yet)."""
+    generation = int(body["metadata"].get("generation", 0))
+    wanted = int(body["spec"]["mediaNodes"]["replicas"])
+    replicas = int(getattr(getattr(statefulset, "status", None), "replicas", 0) or 0)
+    ready = int(getattr(getattr(statefulset, "status", None), "ready_replicas", 0) or 0)
+    observed = int(getattr(getattr(statefulset, "status", None), "observed_generation", 0) or 0)
+    current = statefulset is not None and observed >= int(statefulset.metadata.generation or 0)
+    all_ready = current and ready == wanted and replicas == wanted
+    if problem is not None:
+        degraded = condition("Degraded", True, "InvalidSpec", problem, generation, before)
+    else:
+        degraded = condition("Degraded", False, "AsExpected", "", generation, before)
+    progressing = condition(
+        "Progressing",
+        not all_ready and problem is None,
+        "RollingOut" if not all_ready else "Stable",
+        f"{ready} of {wanted} media nodes ready",
+        generation,
+        before,
+    )
+    ready_condition = condition(
+        "Ready",
+        all_ready and problem is None,
+        "AllNodesReady" if all_ready else "NodesNotReady",
+        f"{ready} of {wanted} media nodes ready",
+        generation,
+        before,
+    )
+    return {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "nodesReady": f"{ready}/{wanted}",
+        "selector": selector_string(body),
+        "conditions": [ready_condition, progressing, degraded],
+    }
+
+
+def _statefulset(body: dict[str, Any]) -> Any:
+    try:
+        return client.AppsV1Api(api()).read_namespaced_stateful_set(
+            f"{body['metadata']['name']}-media", body["metadata"]["namespace"]
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def _write_status(body: dict[str, Any], problem: str | None) -> None:
+    before = list((body.get("status") or {}).get("conditions") or [])
+    status = cluster_status(body, _statefulset(body), problem, before)
+    client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
+        GROUP, VERSION, body["metadata"]["namespace"], PLURAL, body["metadata"]["name"], {"status": status}
+    )
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile(body: kopf.Body, **_: Any) -> None:
+    manifest = dict(body)
+    try:
+        _check_secrets(manifest)
+        apply_children(manifest)
+    except SpecProblem as problem:
+        kopf.warn(body, reason="InvalidSpec", message=str(problem))
+        _write_status(manifest, str(problem))
+        raise kopf.TemporaryError(str(problem), delay=RETRY_DELAY) from None
+    _write_status(manifest, None)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, idle=None)
+def refresh_status(body: kopf.Body, **_: Any) -> None:
+    """Readiness follows the pods, which change without any change of the KarlCluster."""
+    manifest = dict(body)
+    conditions = (manifest.get("status") or {}).get("conditions") or []
+    degraded = next((c for c in conditions if c.get("type") == "Degraded"), None)
+    still = degraded is not None and degraded.get("status") == "True"
+    _write_status(
+        manifest, degraded.get("message", "") if still and degraded else None
+    )  # (reconcile clears it)

@@ -1,0 +1,231 @@
+"""The real kopf operator (`karl-operator run`, a process of its own) on the real control plane, acting as
+its ServiceAccount through exactly the rules the Helm chart grants it (charts/karl/files/
+operator-rules.yaml), never as admin. No kubelet runs: the test plays its part by setting pod status.
+
+Shown: a KarlCluster gets its children with owner references and a status (`Ready` once the media
+pods are, `Progressing` until then, the `/scale` selector); replicas changed through `/scale` and a new
+image reach the StatefulSet; a spec naming a Secret that does not exist sets `Degraded` with the field
+and an Event, and clears once the Secret is there; an operator restarted in the middle changes nothing
+it should not."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from karl_cluster_kit import GROUP, PLURAL, ROOT, VERSION, cluster, create
+from kubernetes import client
+
+WAIT = 60.0
+RULES = ROOT / "charts" / "karl" / "files" / "operator-rules.yaml"
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = WAIT, operator: Any = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if operator is not None and operator.proc.poll() is not None:
+            pytest.fail(
+                f"the operator exited ({operator.proc.returncode}) waiting for {what}:\n{operator.log()}"
+            )
+        if time.monotonic() > deadline:
+            tail = operator.log()[-3000:] if operator is not None else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
+        time.sleep(0.25)
+
+
+@dataclass
+class Operator:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def operator_account(kube: Any, kube_env: Any, kube_namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """ServiceAccount `karl-operator` in the test's namespace with the chart's ClusterRole rules; returns
+    a kubeconfig that acts as it (a TokenRequest token)."""
+    import karl_kube_env
+
+    rbac = client.RbacAuthorizationV1Api(kube)
+    role = f"karl-operator-{kube_namespace}"
+    rules = yaml.safe_load(RULES.read_text())
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": rules})
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "karl-operator", "namespace": kube_namespace}],
+        }
+    )
+    token = kube_env.service_account_token(kube_namespace, "karl-operator")
+    path = tmp_path / "operator.kubeconfig"
+    karl_kube_env.write_kubeconfig(path, kube_env.server, kube_env.ca_file, token, "karl-operator")
+    yield path
+    rbac.delete_cluster_role_binding(role)
+    rbac.delete_cluster_role(role)
+
+
+@pytest.fixture
+def start_operator(
+    karl_crd: Any, operator_account: Path, kube_namespace: str, tmp_path: Path
+) -> Iterator[Callable[[], Operator]]:
+    started: list[Operator] = []
+
+    def start() -> Operator:
+        log_path = tmp_path / f"operator-{len(started)}.log"
+        env = {**os.environ, "KUBECONFIG": str(operator_account)}
+        command = [sys.executable, "-m", "karl_operator", "run", "--namespace", kube_namespace]
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        started.append(Operator(proc, log_path))
+        return started[-1]
+
+    yield start
+    for operator in started:
+        operator.stop()
+
+
+def conditions(stored: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in (stored.get("status") or {}).get("conditions", [])}
+
+
+def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
+    kube: Any, start_operator: Callable[[], Operator], kube_namespace: str
+) -> None:
+    objects, apps, core = client.CustomObjectsApi(kube), client.AppsV1Api(kube), client.CoreV1Api(kube)
+    operator = start_operator()
+    created = create(objects, kube_namespace, cluster("fleet", {"mediaNodes": {"replicas": 2}}))
+
+    def stored() -> dict[str, Any]:
+        found: dict[str, Any] = objects.get_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "fleet"
+        )
+        return found
+
+    def statefulset() -> Any:
+        return apps.read_namespaced_stateful_set("fleet-media", kube_namespace)
+
+    def children() -> set[str]:
+        services = core.list_namespaced_service(
+            kube_namespace, label_selector="app.kubernetes.io/instance=fleet"
+        )
+        return {s.metadata.name for s in services.items}
+
+    wait_until(
+        "the Services",
+        lambda: children() == {"fleet-media", "fleet-router", "fleet-redis"},
+        operator=operator,
+    )
+    assert statefulset().metadata.owner_references[0].uid == created["metadata"]["uid"]
+    wait_until("the status", lambda: conditions(stored()).get("Progressing") == "True", operator=operator)
+    status = stored()["status"]
+    assert conditions(stored()) == {"Ready": "False", "Progressing": "True", "Degraded": "False"}
+    assert status["selector"] == "app.kubernetes.io/component=media,app.kubernetes.io/instance=fleet"
+
+    # the kubelet's part: the media pods run and are ready
+    def pods() -> list[Any]:
+        return core.list_namespaced_pod(kube_namespace, label_selector=status["selector"]).items
+
+    def make_ready() -> bool:
+        for pod in pods():
+            if pod.status.phase != "Running":
+                ready = {"type": "Ready", "status": "True"}
+                core.patch_namespaced_pod_status(
+                    pod.metadata.name, kube_namespace, {"status": {"phase": "Running", "conditions": [ready]}}
+                )
+        return len(pods()) == 2 and all(p.status.phase == "Running" for p in pods())
+
+    wait_until("two media pods, running", make_ready, operator=operator)
+    wait_until("Ready", lambda: conditions(stored()).get("Ready") == "True", operator=operator)
+    assert stored()["status"]["nodesReady"] == "2/2"
+
+    # /scale and a new image reach the StatefulSet
+    objects.patch_namespaced_custom_object_scale(
+        GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 3}}
+    )
+    wait_until("3 replicas on the StatefulSet", lambda: statefulset().spec.replicas == 3, operator=operator)
+    objects.patch_namespaced_custom_object(
+        GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"mediaNodes": {"image": "karl:next"}}}
+    )
+    wait_until(
+        "the new image",
+        lambda: statefulset().spec.template.spec.containers[0].image == "karl:next",
+        operator=operator,
+    )
+    wait_until("Progressing again", lambda: conditions(stored()).get("Ready") == "False", operator=operator)
+
+    # an operator restarted changes nothing it should not
+    before = {
+        "statefulset": statefulset().metadata.resource_version,
+        "router": apps.read_namespaced_deployment("fleet-router", kube_namespace).metadata.resource_version,
+    }
+    operator.stop()
+    again = start_operator()
+    wait_until(
+        "the restarted operator to take the KarlCluster up again",
+        lambda: "Resuming is processed: 1 succeeded" in again.log(),
+        operator=again,
+    )
+    after = {
+        "statefulset": statefulset().metadata.resource_version,
+        "router": apps.read_namespaced_deployment("fleet-router", kube_namespace).metadata.resource_version,
+    }
+    assert after == before
+
+
+def test_a_missing_secret_sets_degraded_with_the_field_and_an_event_then_clears(
+    kube: Any, start_operator: Callable[[], Operator], kube_namespace: str
+) -> None:
+    objects, core = client.CustomObjectsApi(kube), client.CoreV1Api(kube)
+    operator = start_operator()
+    create(
+        objects,
+        kube_namespace,
+        cluster("broken", {"redis": {"url": "redis://r:6379", "passwordSecret": "nope"}}),
+    )
+
+    def stored() -> dict[str, Any]:
+        found: dict[str, Any] = objects.get_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "broken"
+        )
+        return found
+
+    wait_until("Degraded", lambda: conditions(stored()).get("Degraded") == "True", operator=operator)
+    [degraded] = [c for c in stored()["status"]["conditions"] if c["type"] == "Degraded"]
+    assert degraded["message"].startswith("spec.redis.passwordSecret: Secret nope not found"), degraded
+    assert conditions(stored())["Ready"] == "False"
+
+    def event() -> list[Any]:
+        events = core.list_namespaced_event(kube_namespace, field_selector="involvedObject.name=broken").items
+        return [e for e in events if e.reason == "InvalidSpec" and "spec.redis.passwordSecret" in e.message]
+
+    wait_until("an InvalidSpec Event", event, operator=operator)
+    assert operator.proc.poll() is None  # no crash
+
+    core.create_namespaced_secret(
+        kube_namespace, {"metadata": {"name": "nope"}, "stringData": {"password": "s3cret"}}
+    )
+    wait_until("Degraded cleared", lambda: conditions(stored()).get("Degraded") == "False", operator=operator)
