@@ -62,8 +62,8 @@ def sample_call() -> CallState:
                 signalled=1700000001.5,
                 counters={"rtcp_packets": 1, "dropped_source": 3},
                 last_rtp=(0, 0x1234ABCD),
-                srtp_in=(SrtpProgress(0x1234ABCD, 2),),
-                srtp_out=(SrtpProgress(0x0BADCAFE, 1, 140), SrtpProgress(0x0BADCAFF, 0, 3)),
+                srtp_in=(SrtpProgress(0x1234ABCD, 2, 0, 1234),),
+                srtp_out=(SrtpProgress(0x0BADCAFF, 0, 140), SrtpProgress(0x0BADCAFE, 1, 140, 77)),
             ),
             PacketStreamState(2, "203.0.113.1", 30001, Endpoint("192.0.2.10", 4001), last_rtcp_ssrc=77),
         ],
@@ -117,12 +117,12 @@ def sample_call() -> CallState:
 
 
 def without_schema_7(call: CallState) -> CallState:
-    """What a call serialized before schema 7 reads as: no SRTP progress (counters from zero), no
-    keys of a handshake on the RTCP port."""
+    """What a call serialized before schema 7 reads as: no SRTP progress (counters from zero); a separate
+    RTCP port keyed by the RTP port's handshake (as then)."""
     for mono in call.monologues.values():
         for media in mono.medias:
             media.streams = [replace(stream, srtp_in=(), srtp_out=()) for stream in media.streams]
-            media.dtls_rtcp_keys = []
+            media.dtls_rtcp_keys = list(media.dtls_keys) if media.dtls_keys and not media.rtcp_mux else []
     return call
 
 
@@ -134,7 +134,7 @@ def without_schema_6(call: CallState) -> CallState:
             media.ice_ufrag = media.ice_pwd = media.ice_remote_ufrag = media.ice_remote_pwd = None
             media.ice_candidates = []
             media.dtls_setup = media.dtls_hash = media.dtls_remote_setup = None
-            media.dtls_fingerprints, media.dtls_keys = [], []
+            media.dtls_fingerprints, media.dtls_keys, media.dtls_rtcp_keys = [], [], []
     return call
 
 
@@ -303,3 +303,20 @@ def test_schema_v1_documents_are_still_read() -> None:
             for stream in media.streams:
                 stream.lost = 0
     assert call == expected
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [-1, 0, 0, 0],
+        [1 << 32, 0, 0, 0],
+        [1, -1, 0, 0],
+        [1, 0, -5, 0],
+        [1, 0, 0, 1 << 16],
+        [1, 2],
+        [1, 2, 3, 4, 5],
+    ],
+)
+def test_srtp_progress_out_of_range_is_a_schema_error(values: list[int]) -> None:
+    with pytest.raises(SessionSchemaError):
+        SrtpProgress.from_list(values)

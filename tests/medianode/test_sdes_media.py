@@ -538,7 +538,12 @@ def test_a_restored_call_carries_on_the_rollover_counters_and_srtcp_indexes_of_b
                         found += [(s["component"], s["srtp_in"], s["srtp_out"]) for s in media["streams"]]
             # towards the phone: its SSRC 0x1234 received and the trunk's 0x4444 sent with counter 1 on
             # the RTP socket, three SRTCP packets sent on the RTCP socket
-            return (1, [[0x1234, 1, 0]], [[0x4444, 1, 0]]) in found and (2, [], [[0x4444, 0, 3]]) in found
+            # (the last sequence number, 65539, is 3 after the wrap)
+            return (1, [[0x1234, 1, 0, 3]], [[0x4444, 1, 0, 3]]) in found and (
+                2,
+                [],
+                [[0x4444, 0, 3, -1]],
+            ) in found
 
         assert wait_for(written, timeout=10.0), "the timer sweep did not write the rollover counters"
         node.proc.send_signal(signal.SIGKILL)
@@ -602,3 +607,29 @@ def test_osrtp_offer_taken_up_by_the_callee_and_an_opportunistic_caller_accepted
     assert callee.rtp.recv(2048) == rtp_packet(2)
     callee.rtp.sendto(rtp_packet(2, ssrc=0x6666), (node.media_ip, to_callee_side))
     assert caller_rx.unprotect(caller.rtp.recv(2048)) == rtp_packet(2, ssrc=0x6666)
+
+
+def test_an_osrtp_offer_answered_under_the_secure_profile_is_taken_up_not_refused(
+    karl_factory, parties
+) -> None:
+    """The callee answers Karl's OSRTP offer with `RTP/SAVP` and one of Karl's lines: SRTP on its leg
+    (never the caller's plain media sent to it in the clear), plain on the caller's."""
+    node = karl_factory(KARL_DELETE_DELAY="0")
+    caller, callee = parties(), parties()
+    ids = {"call-id": "osrtp-savp", "from-tag": "a"}
+    offer = request(node, command="offer", **ids, sdp=sdp(caller.port), OSRTP=["offer"])
+    karls = next(line for line in crypto_lines(offer["sdp"]) if " AES_CM_128_HMAC_SHA1_80 " in line)
+    tag, suite, karl_key = key_of(karls)
+    callee_key = new_key(suite)
+    answer = request(
+        node,
+        command="answer",
+        **ids,
+        **{"to-tag": "b"},
+        sdp=secure_sdp(callee.port, [inline(tag, suite, callee_key)]),
+    )
+    assert " RTP/AVP " in answer["sdp"] and not crypto_lines(answer["sdp"]), answer["sdp"]
+    callee_rx = session(suite, karl_key, False)
+    caller.rtp.sendto(rtp_packet(1), (node.media_ip, media_port(answer["sdp"])))
+    received = callee.rtp.recv(2048)
+    assert received != rtp_packet(1) and callee_rx.unprotect(received) == rtp_packet(1)

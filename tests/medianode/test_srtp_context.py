@@ -335,8 +335,8 @@ def test_a_context_resumed_from_anothers_progress_fits_the_peer_after_a_wrap(sui
     for _ in range(200):  # more SRTCP than the peer's replay window holds
         assert peer_rx.unprotect_rtcp(old_tx.protect_rtcp(rtcp())) == rtcp()
     sent, received = old_tx.progress(), old_rx.progress()
-    assert [(p.ssrc, p.rollover, p.srtcp_sent) for p in sent] == [(0xCAFEBABE, 1, 200)]
-    assert [(p.ssrc, p.rollover, p.srtcp_sent) for p in received] == [(0x77, 1, 0)]
+    assert [(p.ssrc, p.rollover, p.srtcp_sent, p.sequence) for p in sent] == [(0xCAFEBABE, 1, 200, 1)]
+    assert [(p.ssrc, p.rollover, p.srtcp_sent, p.sequence) for p in received] == [(0x77, 1, 0, 1)]
 
     new_tx, new_rx = SrtpContext.for_sending(attr), SrtpContext.for_receiving(attr)
     new_tx.resume(sent)
@@ -362,4 +362,56 @@ def test_progress_follows_the_latest_ssrcs_only() -> None:
     tx = SrtpContext.for_sending(attr)
     for ssrc in range(1, 20):
         tx.protect(rtp(1, ssrc=ssrc))
-    assert [p.ssrc for p in tx.progress()] == list(range(12, 20))  # MAX_TRACKED_SSRCS, the newest
+    tx.protect(rtp(2, ssrc=13))  # seen again: the most recent
+    assert [p.ssrc for p in tx.progress()] == [12, *range(14, 20), 13]  # newest last
+
+
+def test_a_wrap_after_the_last_write_is_taken_into_account_by_the_sequence_numbers() -> None:
+    """The state was written at sequence 65530 (rollover 0) and the call moved after its numbers wrapped:
+    the first packet (sequence 5) tells the resumed contexts that the counter is 1 now."""
+    attr = crypto(SUPPORTED[0])
+    peer_tx, peer_rx = plain_session(attr, True), plain_session(attr, False)
+    old_tx, old_rx = SrtpContext.for_sending(attr), SrtpContext.for_receiving(attr)
+    for seq in range(65526, 65531):
+        peer_rx.unprotect(old_tx.protect(rtp(seq)))
+        old_rx.unprotect(peer_tx.protect(rtp(seq, ssrc=0x77)))
+    sent, received = old_tx.progress(), old_rx.progress()  # the last write
+    for seq in (65531, 65532, 65533, 65534, 65535, 0, 1, 2, 3, 4):  # then the wrap, unwritten
+        peer_rx.unprotect(old_tx.protect(rtp(seq)))
+        old_rx.unprotect(peer_tx.protect(rtp(seq, ssrc=0x77)))
+    new_tx, new_rx = SrtpContext.for_sending(attr), SrtpContext.for_receiving(attr)
+    new_tx.resume(sent)
+    new_rx.resume(received)
+    assert peer_rx.unprotect(new_tx.protect(rtp(5))) == rtp(5)
+    assert new_rx.unprotect(peer_tx.protect(rtp(5, ssrc=0x77))) == rtp(5, ssrc=0x77)
+    assert {p.ssrc: p.rollover for p in new_tx.progress() + new_rx.progress()} == {0xCAFEBABE: 1, 0x77: 1}
+
+
+def test_a_forged_first_packet_after_a_move_decides_nothing() -> None:
+    attr = crypto(SUPPORTED[0])
+    peer_tx = plain_session(attr, True)
+    old_rx = SrtpContext.for_receiving(attr)
+    for seq in (65534, 65535, 0, 1):
+        old_rx.unprotect(peer_tx.protect(rtp(seq, ssrc=0x77)))
+    new_rx = SrtpContext.for_receiving(attr)
+    new_rx.resume(old_rx.progress())
+    real = peer_tx.protect(rtp(2, ssrc=0x77))
+    forged = bytearray(real)
+    forged[2:4] = (40000).to_bytes(2, "big")  # far from 1: would mean counter 0
+    with pytest.raises(SrtpError):
+        new_rx.unprotect(bytes(forged))
+    assert new_rx.unprotect(real) == rtp(2, ssrc=0x77)
+
+
+def test_srtcp_sent_before_any_write_is_skipped_after_a_move_too() -> None:
+    """The call moved before its first SRTCP was written (nothing stored): the new context still starts
+    SRTCP past what the old one may have sent, so no index is used twice under the key."""
+    attr = crypto(SUPPORTED[0])
+    peer_rx = plain_session(attr, False)
+    old_tx = SrtpContext.for_sending(attr)
+    for _ in range(10):
+        peer_rx.unprotect_rtcp(old_tx.protect_rtcp(rtcp()))
+    new_tx = SrtpContext.for_sending(attr)
+    new_tx.resume(())
+    assert peer_rx.unprotect_rtcp(new_tx.protect_rtcp(rtcp())) == rtcp()
+    assert new_tx.progress()[0].srtcp_sent > 80

@@ -55,8 +55,19 @@ class Candidate:
         component = number(1)
         if component is None:
             raise SdpError("a=candidate component is not a number", repr(value))
-        unusable = cls(t[0], component, t[2], number(3) or 0, t[4], number(5) or 0, t[7], None, None,
-                       rest or "", usable=False)
+        unusable = cls(
+            t[0],
+            component,
+            t[2],
+            number(3) or 0,
+            t[4],
+            number(5) or 0,
+            t[7],
+            None,
+            None,
+            rest or "",
+            usable=False,
+        )
         if t[2] not in _TRANSPORTS:
             return unusable
         if number(3) is None:
@@ -70,8 +81,9 @@ class Candidate:
         if t[7] not in _TYPES:
             return unusable
         if t[7] == "host":
-            return cls(t[0], component, t[2], unusable.priority, t[4], unusable.port, t[7], None, None,
-                       rest or "")
+            return cls(
+                t[0], component, t[2], unusable.priority, t[4], unusable.port, t[7], None, None, rest or ""
+            )
         related = split_tokens(rest, 4) if rest is not None else None
         if rest is None or related is None or related[0][0] != "raddr" or related[0][2] != "rport":
             raise SdpError("a=candidate without raddr/rport", repr(value))
@@ -80,12 +92,25 @@ class Candidate:
         usable = parse_any_address(raddr) is not None
         if usable and rport is None:
             raise SdpError("a=candidate rport is not a number", repr(value))
-        return cls(t[0], component, t[2], unusable.priority, t[4], unusable.port, t[7], raddr,
-                   None if rport is None else rport[0], rrest or "", usable)
+        return cls(
+            t[0],
+            component,
+            t[2],
+            unusable.priority,
+            t[4],
+            unusable.port,
+            t[7],
+            raddr,
+            None if rport is None else rport[0],
+            rrest or "",
+            usable,
+        )
 
     def render(self) -> str:
-        text = (f"{self.foundation} {self.component} {self.transport} {self.priority} {self.address} "
-                f"{self.port} typ {self.type}")
+        text = (
+            f"{self.foundation} {self.component} {self.transport} {self.priority} {self.address} "
+            f"{self.port} typ {self.type}"
+        )
         if self.related_address is not None:
             text += f" raddr {self.related_address} rport {self.related_port or 0}"
         return f"{text} {self.extensions}" if self.extensions else text

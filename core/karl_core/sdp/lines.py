@@ -88,4 +88,3 @@ class Attribute:
 
     def render(self) -> str:
         return self.name if self.value is None else f"{self.name}:{self.value}"
-

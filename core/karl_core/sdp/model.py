@@ -213,10 +213,7 @@ class SessionDescription:
     def copy(self) -> SessionDescription:
         """An independent copy (lines are immutable, so copying the lists is enough)."""
         return SessionDescription(
-            [
-                Session(list(s.lines), [MediaSection(list(m.lines)) for m in s.media])
-                for s in self.sessions
-            ],
+            [Session(list(s.lines), [MediaSection(list(m.lines)) for m in s.media]) for s in self.sessions],
             self.tail,
         )
 

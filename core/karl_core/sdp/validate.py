@@ -157,7 +157,7 @@ def rtpengine_error(sdp: SessionDescription, *, fragment: bool = False) -> str |
 
 
 def rtpengine_rewrite_error(sdp: SessionDescription) -> str | None:
-    """"Error rewriting SDP" if rtpengine 10.5 would fail the rewrite for structural reasons, else
+    """ "Error rewriting SDP" if rtpengine 10.5 would fail the rewrite for structural reasons, else
     None. This happens after the call has been created (the failed offer leaves it behind).
 
     Probed: a session without any media section fails when no media follow it in the body:

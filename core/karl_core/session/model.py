@@ -142,20 +142,30 @@ class StreamPolicy:
 @dataclass(frozen=True, slots=True)
 class SrtpProgress:
     """How far the SRTP of one SSRC got in one direction of a socket (schema 7): the rollover counter
-    of its RTP and, where Karl protects, how many SRTCP packets it protected (the SRTCP index). A call
-    restored on another node takes both up, so that the peer's SRTP state still fits Karl's."""
+    of its RTP, the last sequence number seen with it (-1: not known), and, where Karl protects, how many
+    SRTCP packets it protected under the key (its busiest SSRC's count). A call restored on another node
+    takes them up, so that the peer's SRTP state still fits Karl's and no index is used twice."""
 
     ssrc: int
     rollover: int = 0
     srtcp_sent: int = 0
+    sequence: int = -1
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.ssrc < 1 << 32 and 0 <= self.rollover < 1 << 32 and 0 <= self.srtcp_sent < 1 << 31):
+            raise SessionSchemaError(f"SRTP progress out of range: {self}")
+        if not -1 <= self.sequence < 1 << 16:
+            raise SessionSchemaError(f"SRTP progress out of range: {self}")
 
     def to_list(self) -> list[int]:
-        return [self.ssrc, self.rollover, self.srtcp_sent]
+        return [self.ssrc, self.rollover, self.srtcp_sent, self.sequence]
 
     @classmethod
     def from_list(cls, data: Any) -> SrtpProgress:
-        ssrc, rollover, srtcp_sent = (int(x) for x in data)
-        return cls(ssrc, rollover, srtcp_sent)
+        values = [int(x) for x in data]
+        if len(values) not in (3, 4):
+            raise SessionSchemaError(f"SRTP progress of {len(values)} values")
+        return cls(*values)
 
 
 @dataclass
@@ -548,6 +558,12 @@ class CallState:
             for item in data.get("monologues", []):
                 mono = Monologue.from_dict(item)
                 call.monologues[mono.uid] = mono
+            if int(data["schema"]) < 7:
+                # before schema 7 one DTLS handshake keyed SRTCP on a separate RTCP port too: so it goes on
+                for mono in call.monologues.values():
+                    for media in mono.medias:
+                        if media.dtls_keys and not media.rtcp_mux:
+                            media.dtls_rtcp_keys = list(media.dtls_keys)
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionSchemaError(f"malformed serialized call: {exc}") from exc
         return call

@@ -328,6 +328,8 @@ class EngineDriver:
         sending context protected another `SRTCP_CHECKPOINT_STEP` SRTCP packets. The timer sweep writes
         them, so that a call restored elsewhere resumes where the peers' SRTP stands."""
         changed: dict[str, Call] = {}
+        if self.on_call_changed is None:
+            return []  # no store: nothing to keep
         for port, (call_id, before) in self._srtp_marks.items():
             stream = self._streams.get(port)
             if stream is None:
@@ -486,13 +488,14 @@ class EngineDriver:
 
 
 def _srtp_mark(stream: PacketStream) -> tuple[tuple[int, int, int], ...]:
-    """What a checkpoint of the stream's SRTP must catch: rollover counters, and SRTCP sent in steps
-    (a resumed context skips a step's worth beyond what was written). Nothing while both are zero."""
+    """What a checkpoint of the stream's SRTP must catch: rollover counters, and SRTCP sent, from the
+    first packet on, in steps (a resumed context skips more than a step beyond what was written)."""
+    step = SRTCP_CHECKPOINT_STEP
     return tuple(
-        (direction * (1 << 32) + p.ssrc, p.rollover, p.srtcp_sent // SRTCP_CHECKPOINT_STEP)
+        (direction * (1 << 32) + p.ssrc, p.rollover, (p.srtcp_sent + step - 1) // step)
         for direction, found in ((0, stream.srtp_received), (1, stream.srtp_sent))
         for p in found
-        if p.rollover or p.srtcp_sent >= SRTCP_CHECKPOINT_STEP
+        if p.rollover or p.srtcp_sent
     )
 
 
@@ -515,8 +518,5 @@ def _carry_on(stream: PacketStream, saved: PacketStreamState) -> None:
     stream.last_rtcp_ssrc = saved.last_rtcp_ssrc
     # SRTP under the same keys: the peers' rollover counters and SRTCP indexes go on
     for context, progress in ((stream.srtp_in, saved.srtp_in), (stream.srtp_out, saved.srtp_out)):
-        if progress and isinstance(context, SrtpContext):
-            try:
-                context.resume(progress)
-            except SrtpError as exc:
-                log.error("cannot resume SRTP of a restored stream: %s", exc)
+        if isinstance(context, SrtpContext):  # (also with none stored: SRTCP sent before a first write)
+            context.resume(progress)

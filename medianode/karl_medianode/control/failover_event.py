@@ -65,8 +65,10 @@ def readdressed(sdp: str, mono: Monologue, address: str | None = None) -> str:
                 parts[1] = re.sub(r"^\d+", str(endpoint[1]), parts[1])
             line = " ".join(parts)
         elif line.startswith("c="):
-            endpoint = first if media_index < 0 else (
-                endpoints[media_index] if media_index < len(endpoints) else None
+            endpoint = (
+                first
+                if media_index < 0
+                else (endpoints[media_index] if media_index < len(endpoints) else None)
             )
             if endpoint is not None:
                 family = "IP6" if ":" in endpoint[0] else "IP4"

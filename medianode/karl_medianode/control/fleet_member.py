@@ -662,9 +662,7 @@ class FleetMember:
             ended: CallEnded | None = ended_record(state, CDR_REASONS[TAKE_UP_FAILED], now)
         except Exception:
             ended = None  # unreadable: the event still says the call ended
-        event = ended_event(
-            call_id, json.dumps(record.state), origin or self.node_id, TAKE_UP_FAILED, now
-        )
+        event = ended_event(call_id, json.dumps(record.state), origin or self.node_id, TAKE_UP_FAILED, now)
         removal = self.writer.remove(call_id, record.token, self.node_id)
 
         def removed(done: asyncio.Future[Any]) -> None:

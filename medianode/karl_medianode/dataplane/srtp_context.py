@@ -38,6 +38,7 @@ What libsrtp through pylibsrtp 1.0 cannot do, and so neither can Karl:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 from typing import Any, Protocol
@@ -119,14 +120,19 @@ class SrtpContext:
         "_buffer",
         "_handle",
         "_key_salt",
+        "_last_rtp",
         "_length",
         "_mki",
         "_mki_bytes",
+        "_pending",
         "_protect",
         "_protect_rtcp",
         "_resumed",
         "_session",
-        "_srtcp_sent",
+        "_srtcp_counts",
+        "_srtcp_done",
+        "_srtcp_floor",
+        "_srtcp_high",
         "_ssrc",
         "_ssrcs",
         "_unprotect",
@@ -155,9 +161,17 @@ class SrtpContext:
         self.suite = suite
         self._key_salt = attr.key_salt
         self._ssrc = b""  # of the last RTP packet (checked cheaply per packet)
-        self._ssrcs: dict[int, None] = {}  # every SSRC seen, oldest first (at most MAX_TRACKED_SSRCS)
-        self._srtcp_sent: dict[int, int] = {}
-        self._resumed: dict[int, int] = {}  # rollover counters set by `resume`, until libsrtp has them
+        self._last_rtp = b""  # the last RTP packet (its sequence number, for `progress`)
+        self._ssrcs: dict[int, None] = {}  # SSRCs seen (RTP and RTCP), least recent first, bounded
+        self._srtcp_high = 0
+        """SRTCP packets protected for the busiest SSRC (never less: an SSRC forgotten keeps its count)."""
+        self._srtcp_counts: dict[int, int] = {}
+        # taken up from another node (`resume`): rollover counters and last sequence numbers not applied
+        # yet (each at the SSRC's first packet), those applied, and the SRTCP index every SSRC skips to
+        self._pending: dict[int, tuple[int, int]] = {}
+        self._resumed: dict[int, int] = {}
+        self._srtcp_floor = 0
+        self._srtcp_done: set[int] = set()
         # libsrtp called directly on the session pylibsrtp made (and frees), with a buffer of our own
         self._handle = self._session._srtp[0]
         self._buffer = _ffi.new("char[]", _BUFFER)
@@ -186,6 +200,8 @@ class SrtpContext:
         size = len(rtp)
         if size > _BUFFER - _RTP_TRAILER:
             raise SrtpError(SrtpErrorKind.OTHER, "packet is too long")
+        if self._pending:
+            self._take_up(rtp)
         view, length = self._view, self._length
         view[0:size] = rtp
         length[0] = size
@@ -193,6 +209,7 @@ class SrtpContext:
         if status:
             raise _packet_error(status)
         protected: bytes = view[0 : length[0]]
+        self._last_rtp = rtp
         if rtp[8:12] != self._ssrc:
             self._seen(rtp[8:12])
         if self._mki is not None:
@@ -205,21 +222,33 @@ class SrtpContext:
         size = len(srtp)
         if size > _BUFFER:
             raise SrtpError(SrtpErrorKind.OTHER, "packet is too long")
+        taken = self._take_up(srtp) if self._pending else None  # (the header is in the clear)
         view, length = self._view, self._length
         view[0:size] = srtp
         length[0] = size
         status = self._unprotect(self._handle, self._buffer, length)
         if status:
+            if taken is not None:
+                self._put_back(*taken)  # a forged first packet decides nothing
             raise _packet_error(status)
         rtp: bytes = view[0 : length[0]]
+        self._last_rtp = rtp
         if rtp[8:12] != self._ssrc:
             self._seen(rtp[8:12])
         return rtp
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
-        protected = self._run(rtcp, self._protect_rtcp, _RTCP_TRAILER)
         ssrc = int.from_bytes(rtcp[4:8], "big")  # libsrtp counts the SRTCP index per sender SSRC
-        self._srtcp_sent[ssrc] = self._srtcp_sent.get(ssrc, 0) + 1
+        if self._srtcp_floor and ssrc not in self._srtcp_done:
+            self._skip_srtcp(ssrc)
+        protected = self._run(rtcp, self._protect_rtcp, _RTCP_TRAILER)
+        count = self._srtcp_counts.pop(ssrc, 0) + 1
+        self._srtcp_counts[ssrc] = count  # (most recent last)
+        if len(self._srtcp_counts) > MAX_TRACKED_SSRCS:
+            del self._srtcp_counts[next(iter(self._srtcp_counts))]
+        self._srtcp_high = max(self._srtcp_high, count)
+        if ssrc not in self._ssrcs:
+            self._note(ssrc)
         if self._mki is not None:
             protected = _with_mki(protected, self._mki[1], self._mki_bytes)
         return protected
@@ -230,46 +259,99 @@ class SrtpContext:
         return self._run(srtcp, self._unprotect_rtcp, 0)
 
     def progress(self) -> tuple[SrtpProgress, ...]:
-        """How far each SSRC's SRTP got: what a moved call's new context `resume`s from."""
+        """How far this context got, per SSRC, least recently seen first: what a moved call's new context
+        `resume`s from. `srtcp_sent` is the context's busiest SSRC's count on every entry (what a resumed
+        context skips for any SSRC is bounded by it); `sequence` the last RTP sequence number, where known."""
         found = []
         cell = ctypes.c_uint32()
         handle = int(_ffi.cast("uintptr_t", self._handle))
-        for ssrc in sorted(self._ssrcs.keys() | self._srtcp_sent.keys()):
+        last = self._last_rtp
+        last_ssrc = int.from_bytes(last[8:12], "big") if len(last) >= 12 else None
+        for ssrc in self._ssrcs:
+            pending = self._pending.get(ssrc)
+            if pending is not None:
+                found.append(SrtpProgress(ssrc, pending[0], self._srtcp_high, pending[1]))
+                continue
             rollover = cell.value if _get_stream_roc(handle, ssrc, ctypes.byref(cell)) == 0 else 0
             rollover = max(rollover, self._resumed.get(ssrc, 0))  # libsrtp has it from the next packet
-            found.append(SrtpProgress(ssrc, rollover, self._srtcp_sent.get(ssrc, 0)))
+            sequence = int.from_bytes(last[2:4], "big") if ssrc == last_ssrc else -1
+            found.append(SrtpProgress(ssrc, rollover, self._srtcp_high, sequence))
         return tuple(found)
 
     def resume(self, progress: tuple[SrtpProgress, ...]) -> None:
-        """Take up where another context with the same key got to (a call restored on another node):
-        each SSRC gets a stream of its own with that rollover counter, and a sending context's SRTCP
-        index moves past every index the old one may have used. SrtpError if libsrtp refuses."""
-        handle = int(_ffi.cast("uintptr_t", self._handle))
-        kind, profile = pylibsrtp.Policy.SSRC_SPECIFIC, PROFILES[self.suite.name]
+        """Take up where another context with the same key got to (a call restored on another node). Each
+        SSRC's rollover counter is applied at its first packet here, corrected by one where its sequence
+        number wrapped (or had not yet) since the one stored; a sending context's SRTCP, for any SSRC,
+        starts past every index the old context may have used."""
         for entry in progress[-MAX_TRACKED_SSRCS:]:
-            try:
-                policy = pylibsrtp.Policy(self._key_salt, ssrc_type=kind, srtp_profile=profile)
-                policy.ssrc_value = entry.ssrc
-                policy.allow_repeat_tx = self.sending
-                self._session.add_stream(policy)
-            except (pylibsrtp.Error, ValueError) as exc:
-                raise _error(exc) from exc
-            if entry.rollover:
-                _set_stream_roc(handle, entry.ssrc, entry.rollover)
-                self._resumed[entry.ssrc] = entry.rollover
-            self._ssrcs[entry.ssrc] = None
-            if self.sending and entry.srtcp_sent:
-                skipped = bytes((0x80, 201, 0, 1)) + entry.ssrc.to_bytes(4, "big")  # an empty RR
-                for _ in range(entry.srtcp_sent + SRTCP_RESUME_MARGIN):
-                    self._run(skipped, self._protect_rtcp, _RTCP_TRAILER)
-                self._srtcp_sent[entry.ssrc] = entry.srtcp_sent + SRTCP_RESUME_MARGIN
+            self._pending[entry.ssrc] = (entry.rollover, entry.sequence)
+            self._note(entry.ssrc)
+        if self.sending:
+            self._srtcp_floor = max((entry.srtcp_sent for entry in progress), default=0) + SRTCP_RESUME_MARGIN
+            self._srtcp_high = max(self._srtcp_high, self._srtcp_floor)
+
+    def _take_up(self, packet: bytes) -> tuple[int, tuple[int, int]] | None:
+        """The first packet of an SSRC `resume` knows: its stream, with the rollover counter this packet
+        belongs to, before libsrtp sees it. Returns what was taken up (None: nothing)."""
+        if len(packet) < 12:
+            return None
+        ssrc = int.from_bytes(packet[8:12], "big")
+        taken = self._pending.pop(ssrc, None)
+        if taken is None:
+            return None
+        rollover, stored = taken
+        sequence = packet[2] << 8 | packet[3]
+        if stored >= 0 and sequence < stored and stored - sequence > 0x8000:
+            rollover += 1  # it wrapped after the state was written
+        elif (
+            stored >= 0 and sequence > stored and sequence - stored > 0x8000 and rollover and not self.sending
+        ):
+            # a late packet from before the wrap the state knew (only when decrypting: Karl never
+            # protects under an index the old node may have used)
+            rollover -= 1
+        try:
+            policy = pylibsrtp.Policy(
+                self._key_salt,
+                ssrc_type=pylibsrtp.Policy.SSRC_SPECIFIC,
+                srtp_profile=PROFILES[self.suite.name],
+            )
+            policy.ssrc_value = ssrc
+            policy.allow_repeat_tx = self.sending
+            self._session.add_stream(policy)
+        except (pylibsrtp.Error, ValueError) as exc:
+            raise _error(exc) from exc
+        if rollover:
+            _set_stream_roc(int(_ffi.cast("uintptr_t", self._handle)), ssrc, rollover)
+            self._resumed[ssrc] = rollover
+        return ssrc, taken
+
+    def _put_back(self, ssrc: int, taken: tuple[int, int]) -> None:
+        """Undo `_take_up` (its packet failed authentication)."""
+        with contextlib.suppress(pylibsrtp.Error):
+            self._session.remove_stream(ssrc)
+        self._resumed.pop(ssrc, None)
+        self._pending[ssrc] = taken
+
+    def _skip_srtcp(self, ssrc: int) -> None:
+        """A resumed sending context's first SRTCP of `ssrc`: its index moves past the floor (libsrtp has
+        no setter: that many throw-away packets are protected)."""
+        self._srtcp_done.add(ssrc)
+        if len(self._srtcp_done) > 4 * MAX_TRACKED_SSRCS:
+            self._srtcp_done.clear()  # (skipping again is safe: the index only grows)
+            self._srtcp_done.add(ssrc)
+        skipped = bytes((0x80, 201, 0, 1)) + ssrc.to_bytes(4, "big")  # an empty RR
+        for _ in range(self._srtcp_floor):
+            self._run(skipped, self._protect_rtcp, _RTCP_TRAILER)
+        self._srtcp_counts[ssrc] = max(self._srtcp_counts.get(ssrc, 0), self._srtcp_floor)
 
     def _seen(self, ssrc: bytes) -> None:
         """A packet of another SSRC than the last one: remember it for `progress`."""
         self._ssrc = ssrc
-        number = int.from_bytes(ssrc, "big")
-        self._ssrcs.pop(number, None)
-        self._ssrcs[number] = None
+        self._note(int.from_bytes(ssrc, "big"))
+
+    def _note(self, ssrc: int) -> None:
+        self._ssrcs.pop(ssrc, None)
+        self._ssrcs[ssrc] = None  # (most recent last)
         while len(self._ssrcs) > MAX_TRACKED_SSRCS:
             del self._ssrcs[next(iter(self._ssrcs))]
 

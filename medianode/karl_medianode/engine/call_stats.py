@@ -242,9 +242,7 @@ def call_stats(call: Call, read: ReadStream, selected: Monologue | None = None) 
         ]
         entry["subscriptions"] = [{"tag": other.tag, "type": "offer/answer"} for other in linked]
         entry["subscribers"] = [{"tag": other.tag, "type": "offer/answer"} for other in listeners]
-        entry["medias"] = [
-            _media_dict(call, mono, media, mono.answerer, now, read) for media in mono.medias
-        ]
+        entry["medias"] = [_media_dict(call, mono, media, mono.answerer, now, read) for media in mono.medias]
         tags[key] = entry
     totals = {"RTP": {"packets": 0, "bytes": 0, "errors": 0}, "RTCP": {"packets": 0, "bytes": 0, "errors": 0}}
     for stream in call.all_streams():

@@ -27,6 +27,7 @@ from karl_medianode.engine.media_rules import (
 )
 from karl_medianode.engine.rewrite.inbound import InboundMedia, InboundSdp
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
+from karl_medianode.engine.rewrite.srtp_boundary import is_secure
 from karl_medianode.engine.streams import MediaPorts
 from karl_medianode.engine.wiring import StreamWiring
 
@@ -233,7 +234,9 @@ def negotiate_answer(
         wiring.configure_party(b_sockets, b_media, media_in, opts)
         osrtp.forget_refusal(b_media)
         offered_lines = a_media.sdes_pending + b_media.sdes_ours
-        if osrtp.OSRTP in b_media.flags and media_in is received and media_in.is_rtp:
+        if osrtp.OSRTP in b_media.flags and is_secure(received.protocol):
+            b_media.flags.discard(osrtp.OSRTP)  # taken up under the secure profile itself: no longer OSRTP
+        elif osrtp.OSRTP in b_media.flags and media_in is received and media_in.is_rtp:
             osrtp.refused(b_media, offered_lines)
             sdes.clear(b_media)  # (Karl's lines it was offered: none agreed, its leg is plain)
             if osrtp.OSRTP in a_media.flags and "accept" not in opts.osrtp:

@@ -25,9 +25,7 @@ def links_left_without(state: CallState, gone: Monologue | None) -> bool:
     return False
 
 
-def partner_for_offer(
-    state: CallState, offerer: Monologue, opts: NgOptions, now: float
-) -> Monologue:
+def partner_for_offer(state: CallState, offerer: Monologue, opts: NgOptions, now: float) -> Monologue:
     if opts.to_tag:
         found = state.by_tag(opts.to_tag)
         if found is not None:

@@ -23,7 +23,6 @@ ReplyCheck = Callable[[dict[str, Any]], bool]
 """Told an offer's/answer's reply before it commits; False: the reply cannot be sent (too large)."""
 
 
-
 class LoadLimit(Exception):
     """A new call was refused because the node is full."""
 

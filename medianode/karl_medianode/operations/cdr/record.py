@@ -32,7 +32,6 @@ MAX_CODECS = 32
 MAX_ADDRESSES = 16
 
 
-
 def new_record_id() -> str:
     return str(uuid.uuid4())
 
