@@ -60,6 +60,7 @@ def _load_sibling(name: str, file: str) -> ModuleType:
 
 
 karl_cluster_kit = _load_sibling("karl_cluster_kit", "karl_cluster_kit.py")
+helm_kit = _load_sibling("helm_kit", "helm_kit.py")
 _build_outcome: dict[str, Any] = {}
 
 

@@ -1,0 +1,192 @@
+"""The Helm chart (charts/karl) with a real `helm` v4 (tests/operator/helm_kit.py): `helm lint --strict`;
+`helm template` with default and other values, every object validated offline against the Kubernetes
+JSON schemas of the oldest and newest versions the chart supports (kubernetes-validate, strict) and the
+example KarlCluster against its CRD; its CRD is crds/karlcluster.yaml; `helm install` into the real API
+server of the test suite creates the chart's objects, and the operator the chart describes — its
+command, its environment, its ServiceAccount's token — reconciles a KarlCluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from helm_kit import helm_binary
+from karl_cluster_kit import CRD_FILE, ROOT, cluster, create, load_crd
+from kubernetes import client
+
+from karl_operator.cluster_spec import checked_spec
+
+CHART = ROOT / "charts" / "karl"
+SUPPORTED = ("1.30.0", "1.37.0")  # Chart.yaml's kubeVersion floor, and the test control plane's release
+OTHER_VALUES = [
+    "--set",
+    "exampleCluster.enabled=true",
+    "--set",
+    "operator.watchNamespaces={fleet-a,fleet-b}",
+    "--set",
+    "image.tag=1.2.3",
+    "--set",
+    "serviceAccount.name=karl-ops",
+    "--set",
+    "operator.nodeSelector.role=infra",
+]
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return helm_binary()
+
+
+def run_helm(helm: Path, *args: str, kubeconfig: Path | None = None) -> str:
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": "/tmp/karl-helm-cache",
+        "HELM_CONFIG_HOME": "/tmp/karl-helm-config",
+    }
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    done = subprocess.run([str(helm), *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def rendered(helm: Path, *values: str) -> list[dict[str, Any]]:
+    text = run_helm(
+        helm, "template", "rel", str(CHART), "--namespace", "karl-system", "--include-crds", *values
+    )
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def test_the_charts_crd_is_the_crd() -> None:
+    assert (CHART / "crds" / "karlcluster.yaml").read_bytes() == CRD_FILE.read_bytes(), (
+        "charts/karl/crds/karlcluster.yaml is generated: cp crds/karlcluster.yaml charts/karl/crds/"
+    )
+
+
+def test_helm_lint_strict(helm: Path) -> None:
+    run_helm(helm, "lint", "--strict", str(CHART))
+    run_helm(helm, "lint", "--strict", str(CHART), *OTHER_VALUES)
+
+
+@pytest.mark.parametrize("values", [[], OTHER_VALUES], ids=["defaults", "other-values"])
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_every_rendered_object_is_valid_for_the_supported_kubernetes_versions(
+    helm: Path, values: list[str], version: str
+) -> None:
+    documents = rendered(helm, *values)
+    kinds = sorted(f"{d['kind']}" for d in documents)
+    expected = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "ServiceAccount",
+    ]
+    assert kinds == sorted(expected + (["KarlCluster"] if values else []))
+    for document in documents:
+        if document["kind"] == "KarlCluster":
+            _, problems = checked_spec(load_crd(), document["spec"])
+            assert not problems, problems
+            continue
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_other_values_reach_the_operator(helm: Path) -> None:
+    [deployment] = [d for d in rendered(helm, *OTHER_VALUES) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "ghcr.io/karl-voip/karl:1.2.3"
+    assert container["command"] == [
+        "karl-operator",
+        "run",
+        "--namespace",
+        "fleet-a",
+        "--namespace",
+        "fleet-b",
+    ]
+    assert pod["serviceAccountName"] == "karl-ops" and pod["nodeSelector"] == {"role": "infra"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_values_outside_the_schema_are_refused(helm: Path) -> None:
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": "/tmp/karl-helm-cache",
+        "HELM_CONFIG_HOME": "/tmp/karl-helm-config",
+    }
+    done = subprocess.run(
+        [str(helm), "template", "rel", str(CHART), "--set", "operator.logLevel=chatty"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "logLevel" in done.stderr, done.stderr
+
+
+def test_helm_install_and_the_operator_it_describes_reconciles_a_karlcluster(
+    helm: Path, kube: Any, kube_env: Any, karl_crd: Any, kube_namespace: str, tmp_path: Path
+) -> None:
+    import karl_kube_env
+
+    release = f"r{kube_namespace[2:]}"
+    run_helm(
+        helm,
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        kube_namespace,
+        "--set",
+        f"operator.watchNamespaces={{{kube_namespace}}}",
+        kubeconfig=kube_env.kubeconfig,
+    )
+    try:
+        apps, rbac = client.AppsV1Api(kube), client.RbacAuthorizationV1Api(kube)
+        deployment = apps.read_namespaced_deployment(f"{release}-karl-operator", kube_namespace)
+        assert rbac.read_cluster_role(f"{release}-karl-operator").rules
+        [container] = deployment.spec.template.spec.containers
+        account = deployment.spec.template.spec.service_account_name
+        # the operator as the chart describes it: its command and environment, its ServiceAccount
+        token = kube_env.service_account_token(kube_namespace, account)
+        kubeconfig = tmp_path / "chart-operator.kubeconfig"
+        karl_kube_env.write_kubeconfig(kubeconfig, kube_env.server, kube_env.ca_file, token, account)
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+        for variable in container.env:
+            field = variable.value_from.field_ref.field_path if variable.value_from else None
+            env[variable.name] = kube_namespace if field == "metadata.namespace" else variable.value
+        assert container.command[0] == "karl-operator"
+        log_path = tmp_path / "chart-operator.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "karl_operator", *container.command[1:]],
+                env=env,
+                stdout=log,
+                stderr=log,
+            )
+        try:
+            create(client.CustomObjectsApi(kube), kube_namespace, cluster("charted", {}))
+            deadline = time.monotonic() + 60
+            while True:
+                found = apps.list_namespaced_stateful_set(kube_namespace).items
+                if [s.metadata.name for s in found] == ["charted-media"]:
+                    break
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.25)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+    finally:
+        run_helm(helm, "uninstall", release, "--namespace", kube_namespace, kubeconfig=kube_env.kubeconfig)
+    gone = [r.metadata.name for r in client.RbacAuthorizationV1Api(kube).list_cluster_role().items]
+    assert f"{release}-karl-operator" not in gone
