@@ -117,3 +117,51 @@ def test_the_programs_the_pods_run_are_the_images() -> None:
     assert commands <= scripts | {"python3"}, commands
     chart = (ROOT / "charts" / "karl" / "templates" / "deployment.yaml").read_text()
     assert 'command: ["karl-operator", "run"' in chart
+
+
+def test_every_package_the_programs_import_is_a_dependency_of_theirs() -> None:
+    """A clean install (`pip install .`, as the image does) has what the product imports: every
+    third-party module imported under core/, medianode/, ngrouter/ and operator/ comes from a runtime
+    dependency in pyproject.toml or from what those require in turn (test extras do not count)."""
+    import ast
+    import tomllib
+    from importlib import metadata
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = [re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in project["dependencies"]]
+    allowed: set[str] = set()
+    pending = list(names)
+    while pending:
+        name = pending.pop().lower().replace("_", "-")
+        if name in allowed:
+            continue
+        allowed.add(name)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # (a requirement whose markers leave it out here)
+        for requirement in requirements:
+            if "extra ==" in requirement:
+                continue
+            pending.append(re.split(r"[<>=!~\[; (]", requirement, maxsplit=1)[0])
+    providers = metadata.packages_distributions()
+    own = {"karl_core", "karl_medianode", "karl_ngrouter", "karl_operator"}
+    missing: dict[str, str] = {}
+    for package in ("core", "medianode", "ngrouter", "operator"):
+        for source in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text())):
+                modules = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module]
+                    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                    else []
+                )
+                for module in modules:
+                    top = module.split(".")[0]
+                    if top in own or top in sys.stdlib_module_names:
+                        continue
+                    distributions = {d.lower().replace("_", "-") for d in providers.get(top, [])}
+                    if not distributions & allowed:
+                        missing[top] = str(source.relative_to(ROOT))
+    assert not missing, f"imported but not a runtime dependency: {missing}"
