@@ -77,6 +77,26 @@ def _metadata(cluster: Manifest, name: str, component: str) -> Manifest:
     }
 
 
+FLEET_SECRET_MOUNT = "/etc/karl/fleet"
+
+
+def fleet_secret_name(cluster: Manifest) -> str:
+    """The Secret the operator generates once per KarlCluster: `api-keys` (the node API key the pods'
+    drain uses: `operate:<key>`) and `dtls.pem` (the fleet's DTLS certificate and key, so that the
+    fingerprint a browser was given holds on whichever node has its call)."""
+    return f"{cluster['metadata']['name']}-fleet"
+
+
+def fleet_secret(cluster: Manifest, api_key: str, dtls_pem: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(cluster, "fleet", "config"),
+        "type": "Opaque",
+        "stringData": {"api-keys": f"operate:{api_key}", "dtls.pem": dtls_pem},
+    }
+
+
 def redis_address(cluster: Manifest) -> str:
     url = cluster["spec"]["redis"].get("url")
     return str(url) if url else f"redis://{cluster['metadata']['name']}-redis:6379/0"
@@ -127,11 +147,14 @@ def _probe(ports: Manifest, path: str) -> list[str]:
 
 
 def _drain(ports: Manifest) -> list[str]:
-    """The preStop hook: the node stops taking calls (`POST /api/v1/admin/drain` on its own API port)."""
+    """The preStop hook: the node stops taking calls (`POST /api/v1/admin/drain` on its own API port,
+    with the fleet's `operate` key)."""
     api = f"$(({ports['controlStart']} + 4 * n + 1))"
     post = (
-        "import sys, urllib.request; "
-        "urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'{}', method='POST'), timeout=5)"
+        "import os, sys, urllib.request; "
+        "key = os.environ['KARL_API_KEYS'].split(':', 1)[1]; "
+        "urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'{}', method='POST', "
+        "headers={'X-API-Key': key}), timeout=5)"
     )
     url = f"http://127.0.0.1:{api}/api/v1/admin/drain"
     return ["/bin/sh", "-c", f'{_ORDINAL}; exec python3 -c "{post}" {url}']
@@ -176,6 +199,11 @@ def media_statefulset(cluster: Manifest) -> Manifest:
         {"name": "KARL_SHUTDOWN_GRACE", "value": str(max(5, media["terminationGracePeriodSeconds"] - 15))},
         *_advertised(cluster),
     ]
+    fleet = fleet_secret_name(cluster)
+    env += [
+        {"name": "KARL_API_KEYS", "valueFrom": {"secretKeyRef": {"name": fleet, "key": "api-keys"}}},
+        {"name": "KARL_DTLS_CERTIFICATE", "value": f"{FLEET_SECRET_MOUNT}/dtls.pem"},
+    ]
     if spec["redis"].get("passwordSecret"):
         secret = {"name": spec["redis"]["passwordSecret"], "key": "password"}
         env.append({"name": "KARL_REDIS_PASSWORD", "valueFrom": {"secretKeyRef": secret}})
@@ -210,6 +238,7 @@ def media_statefulset(cluster: Manifest) -> Manifest:
         },
         # before SIGTERM: no new calls (drain), the calls in progress go on until the grace ends
         "lifecycle": {"preStop": {"exec": {"command": _drain(ports)}}},
+        "volumeMounts": [{"name": "fleet", "mountPath": FLEET_SECRET_MOUNT, "readOnly": True}],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -219,8 +248,11 @@ def media_statefulset(cluster: Manifest) -> Manifest:
         "hostNetwork": True,
         "dnsPolicy": "ClusterFirstWithHostNet",
         "terminationGracePeriodSeconds": media["terminationGracePeriodSeconds"],
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
         "containers": [container],
+        "volumes": [
+            {"name": "fleet", "secret": {"secretName": fleet_secret_name(cluster), "defaultMode": 0o440}}
+        ],
     }
     if media.get("nodeSelector"):
         pod_spec["nodeSelector"] = dict(media["nodeSelector"])

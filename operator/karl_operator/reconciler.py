@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import secrets
 from typing import Any
 
 import kopf
@@ -25,7 +26,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
-from karl_operator.children import desired_objects, selector_string
+from karl_core.certificates import self_signed_pem
+from karl_operator.children import desired_objects, fleet_secret, fleet_secret_name, selector_string
 
 GROUP, VERSION, PLURAL = "karl.io", "v1alpha1", "karlclusters"
 FIELD_MANAGER = "karl-operator"
@@ -88,6 +90,28 @@ def _check_secrets(body: dict[str, Any]) -> None:
             raise
         if key not in (secret.data or {}):
             raise SpecProblem(field, f"Secret {name} has no key {key!r}")
+
+
+def ensure_fleet_secret(body: dict[str, Any]) -> bool:
+    """Create the KarlCluster's generated Secret (API key, DTLS certificate) once; never change it
+    after (the certificate's fingerprint is in calls' SDP). Returns whether it was created."""
+    core = client.CoreV1Api(api())
+    namespace = body["metadata"]["namespace"]
+    try:
+        core.read_namespaced_secret(fleet_secret_name(body), namespace)
+        return False
+    except ApiException as error:
+        if error.status != 404:
+            raise
+    pem = self_signed_pem(f"karl {body['metadata']['name']}", days=3650).decode()
+    manifest = fleet_secret(body, secrets.token_urlsafe(32), pem)
+    try:
+        core.create_namespaced_secret(namespace, manifest)  # type: ignore[arg-type]  # (it takes dicts too)
+    except ApiException as error:
+        if error.status == 409:  # made meanwhile (another reconcile): the first one stays
+            return False
+        raise
+    return True
 
 
 def apply_children(body: dict[str, Any]) -> list[str]:
@@ -214,6 +238,7 @@ def reconcile(body: kopf.Body, **_: Any) -> None:
     manifest = dict(body)
     try:
         _check_secrets(manifest)
+        ensure_fleet_secret(manifest)
         apply_children(manifest)
     except SpecProblem as problem:
         kopf.warn(body, reason="InvalidSpec", message=str(problem))

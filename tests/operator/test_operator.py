@@ -10,6 +10,7 @@ it should not."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -140,6 +141,16 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
         operator=operator,
     )
     assert statefulset().metadata.owner_references[0].uid == created["metadata"]["uid"]
+    # the generated Secret: the nodes' API key and the fleet's DTLS certificate, which Karl takes
+    from karl_medianode.dtls.certificate import DtlsCertificate
+
+    fleet = core.read_namespaced_secret("fleet-fleet", kube_namespace)
+    assert fleet.metadata.owner_references[0].uid == created["metadata"]["uid"]
+    pem = base64.b64decode(fleet.data["dtls.pem"])
+    assert DtlsCertificate.from_pem(pem, pem).fingerprint().count(":") == 31
+    assert base64.b64decode(fleet.data["api-keys"]).startswith(b"operate:")
+    volumes = statefulset().spec.template.spec.volumes
+    assert [v.secret.secret_name for v in volumes] == ["fleet-fleet"]
     wait_until("the status", lambda: conditions(stored()).get("Progressing") == "True", operator=operator)
     status = stored()["status"]
     assert conditions(stored()) == {"Ready": "False", "Progressing": "True", "Degraded": "False"}
@@ -179,6 +190,7 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
 
     # an operator restarted changes nothing it should not
     before = {
+        "secret": core.read_namespaced_secret("fleet-fleet", kube_namespace).metadata.resource_version,
         "statefulset": statefulset().metadata.resource_version,
         "router": apps.read_namespaced_deployment("fleet-router", kube_namespace).metadata.resource_version,
     }
@@ -190,6 +202,7 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
         operator=again,
     )
     after = {
+        "secret": core.read_namespaced_secret("fleet-fleet", kube_namespace).metadata.resource_version,
         "statefulset": statefulset().metadata.resource_version,
         "router": apps.read_namespaced_deployment("fleet-router", kube_namespace).metadata.resource_version,
     }

@@ -7,7 +7,6 @@ its own (ECDSA P-256, self-signed, valid 1 year) and keeps it in its state direc
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import os
@@ -17,7 +16,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from karl_core.certificates import self_signed_pem
 
 log = logging.getLogger("karl.dtls")
 
@@ -65,20 +65,8 @@ class DtlsCertificate:
 
     @classmethod
     def generate(cls, common_name: str = "karl") -> DtlsCertificate:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = datetime.datetime.now(datetime.UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .sign(key, hashes.SHA256())
-        )
-        return cls(certificate, key)
+        pem = self_signed_pem(common_name)
+        return cls.from_pem(pem, pem)
 
     @classmethod
     def from_pem(cls, certificate_pem: bytes, key_pem: bytes) -> DtlsCertificate:
