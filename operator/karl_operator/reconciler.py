@@ -15,8 +15,11 @@ only the applying.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime
 import logging
+import os
 import secrets
 from typing import Any
 
@@ -27,7 +30,15 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 from karl_core.certificates import self_signed_pem
-from karl_operator.children import desired_objects, fleet_secret, fleet_secret_name, selector_string
+from karl_core.config import KarlConfig
+from karl_operator.children import (
+    desired_objects,
+    fleet_secret,
+    fleet_secret_name,
+    redis_address,
+    selector_string,
+)
+from karl_operator.failover.service import failover_until
 
 GROUP, VERSION, PLURAL = "karl.io", "v1alpha1", "karlclusters"
 FIELD_MANAGER = "karl-operator"
@@ -257,3 +268,37 @@ def refresh_status(body: kopf.Body, **_: Any) -> None:
     _write_status(
         manifest, degraded.get("message", "") if still and degraded else None
     )  # (reconcile clears it)
+
+
+def failover_config(body: dict[str, Any], password: str) -> KarlConfig:
+    """The failover controller's settings for one KarlCluster: its Redis; the restart grace from the
+    operator's own KARL_FAILOVER_RESTART_GRACE (default 2 s); a controller id of its own."""
+    database: dict[str, Any] = {"redis_enabled": True, "redis_addr": redis_address(body)}
+    if password:
+        database["redis_password"] = password
+    grace = os.environ.get("KARL_FAILOVER_RESTART_GRACE")
+    if grace:
+        database["failover_restart_grace"] = int(grace)
+    meta = body["metadata"]
+    controller = f"{os.environ.get('HOSTNAME') or 'karl-operator'}.{meta['namespace']}.{meta['name']}"
+    return KarlConfig.model_validate({"database": database, "node": {"id": controller}})
+
+
+def _redis_password(body: dict[str, Any]) -> str:
+    name = body["spec"]["redis"].get("passwordSecret")
+    if not name:
+        return ""
+    secret = client.CoreV1Api(api()).read_namespaced_secret(name, body["metadata"]["namespace"])
+    return base64.b64decode((secret.data or {}).get("password", "")).decode()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=15.0)
+async def failover(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """The fleet's failover controller, one per KarlCluster while it exists (leader-elected through its
+    Redis: several operators, or a `karl-operator failover` next to them, never move a call twice)."""
+    manifest = dict(body)
+    try:
+        password = await asyncio.to_thread(_redis_password, manifest)
+    except ApiException as error:
+        raise kopf.TemporaryError(f"spec.redis.passwordSecret: {error.reason}", delay=RETRY_DELAY) from None
+    await failover_until(failover_config(manifest, password), stopped.wait)

@@ -30,6 +30,9 @@ from typing import Any
 
 import pytest
 
+# the fleet's fixtures (real Redis, media nodes in network namespaces, routers) for the operator's failover
+from fleet.conftest import fleet, fleet_nodes, fleet_router, netns_lab, redis_server  # noqa: F401
+
 
 def _load_kube_env() -> ModuleType:
     # tests/operator cannot be imported as a package: `operator` is the standard library's. Load the

@@ -26,6 +26,8 @@ import yaml
 from karl_cluster_kit import GROUP, PLURAL, ROOT, VERSION, cluster, create
 from kubernetes import client
 
+from fleet.fleet_calls import answer, offer
+
 WAIT = 60.0
 RULES = ROOT / "charts" / "karl" / "files" / "operator-rules.yaml"
 
@@ -92,12 +94,12 @@ def operator_account(kube: Any, kube_env: Any, kube_namespace: str, tmp_path: Pa
 @pytest.fixture
 def start_operator(
     karl_crd: Any, operator_account: Path, kube_namespace: str, tmp_path: Path
-) -> Iterator[Callable[[], Operator]]:
+) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def start() -> Operator:
+    def start(**extra_env: str) -> Operator:
         log_path = tmp_path / f"operator-{len(started)}.log"
-        env = {**os.environ, "KUBECONFIG": str(operator_account)}
+        env = {**os.environ, "KUBECONFIG": str(operator_account), **extra_env}
         command = [sys.executable, "-m", "karl_operator", "run", "--namespace", kube_namespace]
         with log_path.open("wb") as out:
             proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -242,3 +244,36 @@ def test_a_missing_secret_sets_degraded_with_the_field_and_an_event_then_clears(
         kube_namespace, {"metadata": {"name": "nope"}, "stringData": {"password": "s3cret"}}
     )
     wait_until("Degraded cleared", lambda: conditions(stored()).get("Degraded") == "False", operator=operator)
+
+
+def test_the_operator_runs_each_fleets_failover_controller(
+    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, fleet: Any, redis_server: Any
+) -> None:
+    """Real media nodes (`karl` processes in network namespaces, named like pods) in a fleet whose
+    Redis the KarlCluster names, and no failover controller but the one inside the operator: a node
+    killed (a pod lost with its host) has its calls moved to the survivor."""
+    lab, nodes, router = fleet(2)
+    redis = redis_server.client()
+    ip = lab.ns_ip(lab.count - 1)
+    calls = [f"op-fo-{index}@test" for index in range(4)]
+    for call_id in calls:
+        a, b = lab.party(lab.count - 1), lab.party(lab.count - 1)
+        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
+    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
+    victim = next(node for node in nodes if node.node_id in owners.values())
+    survivor = next(node for node in nodes if node is not victim)
+    objects = client.CustomObjectsApi(kube)
+    create(objects, kube_namespace, cluster("fleet", {"redis": {"url": redis_server.url}}))
+    operator = start_operator(KARL_FAILOVER_RESTART_GRACE="1")
+    wait_until(
+        "the operator's controller to lead", lambda: "leading failover" in operator.log(), operator=operator
+    )
+
+    victim.kill()
+    moving = [call_id for call_id, owner in owners.items() if owner == victim.node_id]
+    wait_until(
+        "the victim's calls on the survivor",
+        lambda: all(redis.hget(f"karl:call:{c}", "owner") == survivor.node_id for c in moving),
+        operator=operator,
+    )

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -45,13 +46,24 @@ async def serve_metrics(controller: FailoverController, config: KarlConfig) -> w
 
 
 async def run_failover(config: KarlConfig) -> int:
-    settings = RedisSettings.from_config(config.database)
-    state = FleetState(connect(settings), KeySchema(settings.prefix), lean=lean_client(settings))
-    controller = FailoverController(state, config.node.id, config.database.failover_restart_grace)
+    """`karl-operator failover`: the controller until SIGTERM/SIGINT, with its metrics."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    await failover_until(config, stopping.wait, with_metrics=True)
+    return 0
+
+
+async def failover_until(
+    config: KarlConfig, stop: Callable[[], Awaitable[object]], *, with_metrics: bool = False
+) -> None:
+    """Run a failover controller for the fleet whose Redis `config` names until `stop()` returns; it
+    resigns its leadership on the way out. The operator runs one per KarlCluster."""
+    settings = RedisSettings.from_config(config.database)
+    state = FleetState(connect(settings), KeySchema(settings.prefix), lean=lean_client(settings))
+    controller = FailoverController(state, config.node.id, config.database.failover_restart_grace)
+    loop = asyncio.get_running_loop()
     log.info(
         "failover controller started",
         extra={
@@ -61,18 +73,19 @@ async def run_failover(config: KarlConfig) -> int:
             "restart_grace": config.database.failover_restart_grace,
         },
     )
-    runner = await serve_metrics(controller, config)
+    runner = await serve_metrics(controller, config) if with_metrics else None
     task = loop.create_task(controller.run())
-    await stopping.wait()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    with contextlib.suppress(StateUnavailable):
-        await controller.failover.resign(config.node.id)
-    if runner is not None:
-        await runner.cleanup()
-    await state.client.aclose()
-    if state.lean is not None:
-        state.lean.close()
-    log.info("failover controller stopped", extra={"event": "failover_stopped"})
-    return 0
+    try:
+        await stop()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(StateUnavailable):
+            await controller.failover.resign(config.node.id)
+        if runner is not None:
+            await runner.cleanup()
+        await state.client.aclose()
+        if state.lean is not None:
+            state.lean.close()
+        log.info("failover controller stopped", extra={"event": "failover_stopped"})
