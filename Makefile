@@ -53,6 +53,8 @@ deps-system:
 		echo "installing Debian packages:$$missing"; \
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing; \
 	fi
+	@# JsSIP for the browser test comes from the npm registry: Node.js and npm (Debian's, if none is here)
+	@command -v npm >/dev/null 2>&1 || { $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq nodejs npm; }
 	@# The packaged daemons must not hold the default ports while the suite runs.
 	@-systemctl disable --now rtpengine-daemon kamailio mariadb prometheus prometheus-node-exporter coturn >/dev/null 2>&1 || true
 
