@@ -38,6 +38,7 @@ from karl_operator.children import (
     redis_address,
     selector_string,
 )
+from karl_operator.failover.controller import FailoverController
 from karl_operator.failover.service import failover_until
 
 GROUP, VERSION, PLURAL = "karl.io", "v1alpha1", "karlclusters"
@@ -292,6 +293,10 @@ def _redis_password(body: dict[str, Any]) -> str:
     return base64.b64decode((secret.data or {}).get("password", "")).decode()
 
 
+_controllers: dict[tuple[str, str], FailoverController] = {}
+"""The failover controller of each KarlCluster (namespace, name) this operator runs."""
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=15.0)
 async def failover(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """The fleet's failover controller, one per KarlCluster while it exists (leader-elected through its
@@ -301,4 +306,34 @@ async def failover(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> No
         password = await asyncio.to_thread(_redis_password, manifest)
     except ApiException as error:
         raise kopf.TemporaryError(f"spec.redis.passwordSecret: {error.reason}", delay=RETRY_DELAY) from None
-    await failover_until(failover_config(manifest, password), stopped.wait)
+    key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+
+    def running(controller: FailoverController | None) -> None:
+        if controller is None:
+            _controllers.pop(key, None)
+        else:
+            _controllers[key] = controller
+
+    await failover_until(failover_config(manifest, password), stopped.wait, running=running)
+
+
+MEDIA_PODS = {"app.kubernetes.io/component": "media", "app.kubernetes.io/managed-by": "karl-operator"}
+
+
+@kopf.on.event("", "v1", "pods", labels=MEDIA_PODS)
+def media_pod_event(event: kopf.RawEvent, **_: Any) -> None:
+    """A media pod deleted with no grace (force-deleted, or its node gone): its node will not come back
+    to take its calls, so their failover skips the restart grace — they move once its lease has
+    lapsed, never while it is live. A graceful deletion is left to the pod's own drain."""
+    pod = event.get("object") or {}
+    meta = pod.get("metadata") or {}
+    forced = meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") == 0
+    if event.get("type") == "DELETED" and meta.get("deletionGracePeriodSeconds") in (0, None):
+        forced = True
+    if not forced:
+        return
+    instance = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+    controller = _controllers.get((meta.get("namespace", ""), instance or ""))
+    if controller is not None:
+        log.info("media pod %s deleted without grace: its calls move once its lease lapses", meta.get("name"))
+        controller.watch.known_gone(str(meta.get("name")))

@@ -33,6 +33,22 @@ def test_dead_only_after_the_grace_and_with_a_majority_of_the_others_reporting()
     assert watch.dead(leases, both, now=15.0) == ["c"]
 
 
+def test_a_node_kubernetes_says_is_gone_skips_the_grace_but_never_a_live_lease_or_the_majority() -> None:
+    watch = DeathWatch(restart_grace=60.0)
+    leases = {"a": lease("a"), "b": lease("b"), "c": lease("c")}
+    both = {"c": {"a", "b"}}
+    watch.known_gone("c")  # its pod was force-deleted
+    assert watch.dead(leases, both, now=10.0) == []  # its lease is still live: never
+    leases["c"] = None
+    assert watch.dead(leases, {"c": {"a"}}, now=10.5) == []  # no majority yet
+    assert watch.dead(leases, both, now=10.5) == ["c"]  # no 60 s grace
+    # back (a new pod with its name): forgotten, the grace holds for its next absence
+    leases["c"] = lease("c")
+    assert watch.dead(leases, both, now=11.0) == []
+    leases["c"] = None
+    assert watch.dead(leases, both, now=12.0) == []
+
+
 def test_reports_of_members_without_a_lease_do_not_count() -> None:
     # a minority that still reaches Redis cannot declare the majority dead: a and b are both gone
     watch = DeathWatch(restart_grace=0.0)

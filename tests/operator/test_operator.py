@@ -277,3 +277,53 @@ def test_the_operator_runs_each_fleets_failover_controller(
         lambda: all(redis.hget(f"karl:call:{c}", "owner") == survivor.node_id for c in moving),
         operator=operator,
     )
+
+
+def test_a_force_deleted_media_pod_has_its_calls_moved_without_the_restart_grace(
+    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, fleet: Any, redis_server: Any
+) -> None:
+    """The kubelet's part played by the test: a media pod named like its node, whose process is killed
+    and whose pod is force-deleted (`--grace-period=0 --force`). With a restart grace of 60 s the calls
+    would wait a minute for the node to come back; Kubernetes says it will not, so they move as soon as
+    its lease has lapsed."""
+    lab, nodes, router = fleet(2)
+    redis = redis_server.client()
+    ip = lab.ns_ip(lab.count - 1)
+    calls = [f"op-force-{index}@test" for index in range(4)]
+    for call_id in calls:
+        a, b = lab.party(lab.count - 1), lab.party(lab.count - 1)
+        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
+    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
+    victim = next(node for node in nodes if node.node_id in owners.values())
+    survivor = next(node for node in nodes if node is not victim)
+    core = client.CoreV1Api(kube)
+    labels = {
+        "app.kubernetes.io/component": "media",
+        "app.kubernetes.io/managed-by": "karl-operator",
+        "app.kubernetes.io/instance": "fleet",
+    }
+    for node in nodes:  # the pods these processes are (the StatefulSet's, as the kubelet would run them)
+        container = {"name": "media-node", "image": "karl"}
+        core.create_namespaced_pod(
+            kube_namespace,
+            {"metadata": {"name": node.node_id, "labels": labels}, "spec": {"containers": [container]}},
+        )
+    create(
+        client.CustomObjectsApi(kube), kube_namespace, cluster("fleet", {"redis": {"url": redis_server.url}})
+    )
+    operator = start_operator(KARL_FAILOVER_RESTART_GRACE="60")
+    wait_until(
+        "the operator's controller to lead", lambda: "leading failover" in operator.log(), operator=operator
+    )
+
+    victim.kill()
+    core.delete_namespaced_pod(victim.node_id, kube_namespace, grace_period_seconds=0)
+    moving = [call_id for call_id, owner in owners.items() if owner == victim.node_id]
+    wait_until(
+        "the victim's calls on the survivor, well within the 60 s grace",
+        lambda: all(redis.hget(f"karl:call:{c}", "owner") == survivor.node_id for c in moving),
+        timeout=30.0,
+        operator=operator,
+    )
+    assert f"media pod {victim.node_id} deleted without grace" in operator.log()

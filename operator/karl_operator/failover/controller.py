@@ -114,8 +114,9 @@ class FailoverController:
         """One look at the fleet; returns the nodes failed over."""
         leadership = await self.failover.lead(self.controller_id, LEADER_TTL)
         if leadership.leads and not self.leads:
-            # what it saw before it led is stale: restart every grace from now
-            self.watch = DeathWatch(self.restart_grace)
+            # what it saw before it led is stale: restart every grace from now (what Kubernetes said
+            # of nodes that will not come back stays true)
+            self.watch = DeathWatch(self.restart_grace, gone=set(self.watch.gone))
             log.info(
                 "leading failover (term %d)",
                 leadership.term,

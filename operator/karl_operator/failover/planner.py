@@ -26,6 +26,14 @@ class DeathWatch:
     restart_grace: float
     """Seconds a lease must have been gone before its node's calls move."""
     _absent_since: dict[str, float] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    """Nodes Kubernetes says will not come back (pod force-deleted, its node lost): no restart grace."""
+
+    def known_gone(self, node_id: str) -> None:
+        """The node will not restart where it was: its calls move as soon as its lease is gone (and the
+        others agree it is unreachable), without the restart grace. Forgotten once its lease is back
+        after an absence."""
+        self.gone.add(node_id)
 
     def dead(
         self, leases: Mapping[str, NodeLease | None], suspicions: Mapping[str, Iterable[str]], now: float
@@ -36,12 +44,13 @@ class DeathWatch:
         for node_id in list(self._absent_since):
             if node_id not in leases or node_id in live:
                 del self._absent_since[node_id]  # back, or no longer a member
+                self.gone.discard(node_id)  # (back after an absence: a new pod with its name)
         dead = []
         for node_id, lease in leases.items():
             if lease is not None:
                 continue
             since = self._absent_since.setdefault(node_id, now)
-            if now - since < self.restart_grace:
+            if now - since < self.restart_grace and node_id not in self.gone:
                 continue
             others = len(leases) - 1
             reporters = set(suspicions.get(node_id, ())) & live

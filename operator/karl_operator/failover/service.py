@@ -56,7 +56,11 @@ async def run_failover(config: KarlConfig) -> int:
 
 
 async def failover_until(
-    config: KarlConfig, stop: Callable[[], Awaitable[object]], *, with_metrics: bool = False
+    config: KarlConfig,
+    stop: Callable[[], Awaitable[object]],
+    *,
+    with_metrics: bool = False,
+    running: Callable[[FailoverController | None], None] | None = None,
 ) -> None:
     """Run a failover controller for the fleet whose Redis `config` names until `stop()` returns; it
     resigns its leadership on the way out. The operator runs one per KarlCluster."""
@@ -75,9 +79,13 @@ async def failover_until(
     )
     runner = await serve_metrics(controller, config) if with_metrics else None
     task = loop.create_task(controller.run())
+    if running is not None:
+        running(controller)  # (the operator tells it which nodes Kubernetes lost)
     try:
         await stop()
     finally:
+        if running is not None:
+            running(None)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
