@@ -332,8 +332,42 @@ def media_pod_event(event: kopf.RawEvent, **_: Any) -> None:
         forced = True
     if not forced:
         return
+    _gone(dict(pod), "deleted without grace")
+
+
+def _gone(pod: dict[str, Any], why: str) -> None:
+    """Tell the failover controller of the pod's KarlCluster that the pod's node will not come back."""
+    meta = pod.get("metadata") or {}
     instance = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
     controller = _controllers.get((meta.get("namespace", ""), instance or ""))
     if controller is not None:
-        log.info("media pod %s deleted without grace: its calls move once its lease lapses", meta.get("name"))
+        log.info("media pod %s %s: its calls move once its lease lapses", meta.get("name"), why)
         controller.watch.known_gone(str(meta.get("name")))
+
+
+def _node_ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+@kopf.on.event("", "v1", "nodes")
+def kubernetes_node_event(event: kopf.RawEvent, **_: Any) -> None:
+    """A Kubernetes node NotReady (or gone): the media pods on it will not come back by themselves."""
+    node: dict[str, Any] = dict(event.get("object") or {})
+    if event.get("type") != "DELETED" and _node_ready(node):
+        return
+    metadata: dict[str, Any] = dict(node.get("metadata") or {})
+    name = metadata.get("name")
+    if not name or not _controllers:
+        return
+    selector = ",".join(f"{key}={value}" for key, value in MEDIA_PODS.items())
+    namespaces = {namespace for namespace, _ in _controllers}
+    core = client.CoreV1Api(api())
+    for namespace in namespaces:
+        pods = core.list_namespaced_pod(
+            namespace, label_selector=selector, field_selector=f"spec.nodeName={name}"
+        )
+        for pod in pods.items:
+            meta: Any = pod.metadata
+            found = {"metadata": {"name": meta.name, "namespace": namespace, "labels": meta.labels or {}}}
+            _gone(found, f"on Kubernetes node {name}, which is not ready")

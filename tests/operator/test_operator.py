@@ -327,3 +327,70 @@ def test_a_force_deleted_media_pod_has_its_calls_moved_without_the_restart_grace
         operator=operator,
     )
     assert f"media pod {victim.node_id} deleted without grace" in operator.log()
+
+
+def test_media_pods_on_a_kubernetes_node_gone_not_ready_have_their_calls_moved_without_the_grace(
+    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, fleet: Any, redis_server: Any
+) -> None:
+    """As above, but the pod stays: its Kubernetes node goes NotReady (the test sets the node's status,
+    as the node-lifecycle controller would) while the media node's process is dead."""
+    lab, nodes, router = fleet(2)
+    redis = redis_server.client()
+    ip = lab.ns_ip(lab.count - 1)
+    calls = [f"op-notready-{index}@test" for index in range(4)]
+    for call_id in calls:
+        a, b = lab.party(lab.count - 1), lab.party(lab.count - 1)
+        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
+        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
+    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
+    victim = next(node for node in nodes if node.node_id in owners.values())
+    survivor = next(node for node in nodes if node is not victim)
+    core = client.CoreV1Api(kube)
+    worker = f"worker-{kube_namespace}"
+    core.create_node({"metadata": {"name": worker}})
+    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}
+    core.patch_node_status(worker, {"status": {"conditions": [ready]}})
+    labels = {
+        "app.kubernetes.io/component": "media",
+        "app.kubernetes.io/managed-by": "karl-operator",
+        "app.kubernetes.io/instance": "fleet",
+    }
+    try:
+        for node in nodes:
+            spec = {
+                "nodeName": worker if node is victim else "",
+                "containers": [{"name": "media-node", "image": "karl"}],
+            }
+            core.create_namespaced_pod(
+                kube_namespace, {"metadata": {"name": node.node_id, "labels": labels}, "spec": spec}
+            )
+        create(
+            client.CustomObjectsApi(kube),
+            kube_namespace,
+            cluster("fleet", {"redis": {"url": redis_server.url}}),
+        )
+        operator = start_operator(KARL_FAILOVER_RESTART_GRACE="60")
+        wait_until(
+            "the operator's controller to lead",
+            lambda: "leading failover" in operator.log(),
+            operator=operator,
+        )
+
+        victim.kill()
+        lost = {
+            **ready,
+            "status": "Unknown",
+            "reason": "NodeStatusUnknown",
+            "message": "Kubelet stopped posting",
+        }
+        core.patch_node_status(worker, {"status": {"conditions": [lost]}})
+        moving = [call_id for call_id, owner in owners.items() if owner == victim.node_id]
+        wait_until(
+            "the victim's calls on the survivor, well within the 60 s grace",
+            lambda: all(redis.hget(f"karl:call:{c}", "owner") == survivor.node_id for c in moving),
+            timeout=30.0,
+            operator=operator,
+        )
+        assert f"media pod {victim.node_id} on Kubernetes node {worker}, which is not ready" in operator.log()
+    finally:
+        core.delete_node(worker)
