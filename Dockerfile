@@ -14,7 +14,9 @@ RUN python -m venv /opt/karl \
 FROM python:3.11-slim-bookworm
 COPY --from=build /opt/karl /opt/karl
 RUN groupadd --system --gid 10001 karl \
-    && useradd --system --uid 10001 --gid karl --no-create-home --shell /usr/sbin/nologin karl
+    && useradd --system --uid 10001 --gid karl --no-create-home --shell /usr/sbin/nologin karl \
+    && mkdir -p /var/lib/karl \
+    && chown 10001:10001 /var/lib/karl  # CDR file and spool (a volume on Kubernetes)
 ENV PATH="/opt/karl/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -1997,6 +1997,7 @@ import ng_sequences_dtls  # noqa: E402
 import ng_sequences_osrtp  # noqa: E402
 import ng_sequences_query_flags  # noqa: E402
 import ng_sequences_reoffers  # noqa: E402
+import ng_sequences_sdes_reoffers  # noqa: E402
 import ng_sequences_statistics_commands  # noqa: E402
 
 SEQUENCES: tuple[Sequence, ...] = tuple(
@@ -2028,6 +2029,7 @@ SEQUENCES: tuple[Sequence, ...] = tuple(
         ng_sequences_reoffers.group,
         ng_sequences_dtls.group,
         ng_sequences_osrtp.group,
+        ng_sequences_sdes_reoffers.group,
     )
     for s in group()
 )

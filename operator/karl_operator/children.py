@@ -71,7 +71,7 @@ def _metadata(cluster: Manifest, name: str, component: str) -> Manifest:
                 "name": meta["name"],
                 "uid": meta["uid"],
                 "controller": True,
-                "blockOwnerDeletion": True,
+                "blockOwnerDeletion": True,  # (needs update on karlclusters/finalizers: the chart grants it)
             }
         ],
     }
@@ -98,22 +98,30 @@ def fleet_secret(cluster: Manifest, api_key: str, dtls_pem: str) -> Manifest:
 
 
 def redis_address(cluster: Manifest) -> str:
+    """The fleet's Redis; the one the operator runs by its namespace-qualified name (the operator's own
+    failover controller reaches it from the operator's namespace)."""
     url = cluster["spec"]["redis"].get("url")
-    return str(url) if url else f"redis://{cluster['metadata']['name']}-redis:6379/0"
+    meta = cluster["metadata"]
+    return str(url) if url else f"redis://{meta['name']}-redis.{meta['namespace']}.svc:6379/0"
 
 
 def config_map(cluster: Manifest) -> Manifest:
     spec = cluster["spec"]
     data = {
         "KARL_CLUSTER_ID": cluster["metadata"]["name"],
+        "KARL_REDIS_ENABLED": "true",
         "KARL_REDIS_ADDR": redis_address(cluster),
+        "KARL_REDIS_PREFIX": spec["redis"]["prefix"],
         "KARL_LOG_LEVEL": spec["logLevel"],
         "KARL_LOG_FORMAT": "json",
         "KARL_MAX_SESSIONS": str(spec["mediaNodes"]["maxSessions"]),
     }
     webhooks = spec["failover"].get("webhooks") or []
     if webhooks:
-        data["KARL_FAILOVER_WEBHOOK_URL"] = ",".join(webhooks)
+        data["KARL_FAILOVER_WEBHOOK_URL"] = webhooks[0]  # (one target: the CRD allows one)
+    allowed = spec["mediaNodes"].get("ngAllow") or []
+    if allowed:
+        data["KARL_NG_ALLOW"] = ",".join(allowed)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -178,10 +186,6 @@ def _advertised(cluster: Manifest) -> list[Manifest]:
     address = cluster["spec"]["mediaNodes"]["advertisedAddress"]
     if address["source"] == "Static":
         return [{"name": "KARL_PUBLIC_IP", "value": address["address"]}]
-    if address["source"] == "HostIP":
-        return [{"name": "KARL_PUBLIC_IP", "value": "$(HOST_IP)"}]
-    # NodeExternalIP: the node's ExternalIP is not in the downward API; the operator writes it into
-    # an annotation of the pod, which the node reads at start (not built yet: HostIP until then)
     return [{"name": "KARL_PUBLIC_IP", "value": "$(HOST_IP)"}]
 
 
@@ -238,7 +242,10 @@ def media_statefulset(cluster: Manifest) -> Manifest:
         },
         # before SIGTERM: no new calls (drain), the calls in progress go on until the grace ends
         "lifecycle": {"preStop": {"exec": {"command": _drain(ports)}}},
-        "volumeMounts": [{"name": "fleet", "mountPath": FLEET_SECRET_MOUNT, "readOnly": True}],
+        "volumeMounts": [
+            {"name": "fleet", "mountPath": FLEET_SECRET_MOUNT, "readOnly": True},
+            {"name": "data", "mountPath": "/var/lib/karl"},  # CDR file and spool
+        ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
@@ -251,7 +258,8 @@ def media_statefulset(cluster: Manifest) -> Manifest:
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
         "containers": [container],
         "volumes": [
-            {"name": "fleet", "secret": {"secretName": fleet_secret_name(cluster), "defaultMode": 0o440}}
+            {"name": "fleet", "secret": {"secretName": fleet_secret_name(cluster), "defaultMode": 0o440}},
+            {"name": "data", "emptyDir": {}},
         ],
     }
     if media.get("nodeSelector"):

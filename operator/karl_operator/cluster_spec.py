@@ -88,6 +88,10 @@ def schema_problems(schema: dict[str, Any], value: Any, path: str) -> list[Probl
         problems.append(Problem(path, f"should be at least {schema['minLength']} chars long"))
     if "pattern" in schema and not re.search(schema["pattern"], value):
         problems.append(Problem(path, f"should match '{schema['pattern']}'"))
+    if "multipleOf" in schema and value % schema["multipleOf"]:
+        problems.append(Problem(path, f"must be a multiple of {schema['multipleOf']}"))
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        problems.append(Problem(path, f"must have at most {schema['maxItems']} items"))
     if kind == "object":
         properties = schema.get("properties", {})
         for name in schema.get("required", []):
@@ -108,8 +112,8 @@ def schema_problems(schema: dict[str, Any], value: Any, path: str) -> list[Probl
 
 
 def _most_nodes(spec: dict[str, Any]) -> int:
-    autoscaling = spec["autoscaling"]
-    return int(autoscaling["maxReplicas"] if autoscaling["enabled"] else spec["mediaNodes"]["replicas"])
+    autoscaling, replicas = spec["autoscaling"], int(spec["mediaNodes"]["replicas"])
+    return max(replicas, int(autoscaling["maxReplicas"])) if autoscaling["enabled"] else replicas
 
 
 def _ports_fit(spec: dict[str, Any]) -> bool:
@@ -121,6 +125,10 @@ def _control_apart(spec: dict[str, Any]) -> bool:
     ports, nodes = spec["mediaNodes"]["ports"], _most_nodes(spec)
     control, rtp = ports["controlStart"], ports["rtpStart"]
     return bool(control + nodes * 4 <= rtp or control >= rtp + nodes * ports["rtpPerPod"])
+
+
+def _control_fit(spec: dict[str, Any]) -> bool:
+    return bool(spec["mediaNodes"]["ports"]["controlStart"] + _most_nodes(spec) * 4 <= 65536)
 
 
 def _enough_ports(spec: dict[str, Any]) -> bool:
@@ -145,6 +153,7 @@ RULES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
     (".autoscaling.minReplicas", _min_below_max),
     (".mediaNodes.ports", _ports_fit),
     (".mediaNodes.ports", _control_apart),
+    (".mediaNodes.ports.controlStart", _control_fit),
 )
 
 

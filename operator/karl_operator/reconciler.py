@@ -274,7 +274,11 @@ def refresh_status(body: kopf.Body, **_: Any) -> None:
 def failover_config(body: dict[str, Any], password: str) -> KarlConfig:
     """The failover controller's settings for one KarlCluster: its Redis; the restart grace from the
     operator's own KARL_FAILOVER_RESTART_GRACE (default 2 s); a controller id of its own."""
-    database: dict[str, Any] = {"redis_enabled": True, "redis_addr": redis_address(body)}
+    database: dict[str, Any] = {
+        "redis_enabled": True,
+        "redis_addr": redis_address(body),
+        "redis_prefix": body["spec"]["redis"]["prefix"],
+    }
     if password:
         database["redis_password"] = password
     grace = os.environ.get("KARL_FAILOVER_RESTART_GRACE")
@@ -318,6 +322,8 @@ async def failover(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> No
 
 
 MEDIA_PODS = {"app.kubernetes.io/component": "media", "app.kubernetes.io/managed-by": "karl-operator"}
+_graceful: set[str] = set()
+"""Media pods (uid) whose deletion this operator saw start with a grace period: they drain."""
 
 
 @kopf.on.event("", "v1", "pods", labels=MEDIA_PODS)
@@ -327,10 +333,17 @@ def media_pod_event(event: kopf.RawEvent, **_: Any) -> None:
     lapsed, never while it is live. A graceful deletion is left to the pod's own drain."""
     pod = event.get("object") or {}
     meta = pod.get("metadata") or {}
-    forced = meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") == 0
-    if event.get("type") == "DELETED" and meta.get("deletionGracePeriodSeconds") in (0, None):
-        forced = True
-    if not forced:
+    uid = str(meta.get("uid", ""))
+    grace = meta.get("deletionGracePeriodSeconds")
+    if not meta.get("deletionTimestamp") and event.get("type") != "DELETED":
+        return
+    if uid in _graceful:
+        # deleted with a grace first: the kubelet's last delete (grace 0) after the drain is no force
+        if event.get("type") == "DELETED":
+            _graceful.discard(uid)
+        return
+    if grace not in (0, None):
+        _graceful.add(uid)
         return
     _gone(dict(pod), "deleted without grace")
 

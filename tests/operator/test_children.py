@@ -70,7 +70,20 @@ def test_a_minimal_cluster_has_media_nodes_routers_redis_config_and_budgets_but_
     for manifest in objects.values():
         [owner] = manifest["metadata"]["ownerReferences"]
         assert owner["kind"] == KIND and owner["name"] == "x" and owner["controller"] is True
-    assert objects["ConfigMap/x-config"]["data"]["KARL_REDIS_ADDR"] == "redis://x-redis:6379/0"
+    data = objects["ConfigMap/x-config"]["data"]
+    # the fleet's nodes join it (Redis on), by the trial Redis's name from any namespace (the operator's)
+    assert data["KARL_REDIS_ENABLED"] == "true" and data["KARL_REDIS_PREFIX"] == "karl"
+    assert data["KARL_REDIS_ADDR"] == "redis://x-redis.ns.svc:6379/0"
+    # what a media node makes of that environment: a fleet member
+    from karl_core.config import load_config
+
+    env = {
+        **data,
+        "KARL_NODE_ID": "x-media-0",
+        "KARL_MEDIA_IP": "127.0.0.1",
+        "KARL_CONFIG_PATH": "/nonexistent",
+    }
+    assert load_config(environ=env).database.redis_enabled
     assert objects["Service/x-router"]["spec"]["ports"] == [
         {"name": "ng", "port": 22222, "targetPort": "ng", "protocol": "UDP"}
     ]

@@ -56,7 +56,7 @@ def test_a_minimal_karlcluster_is_stored_with_its_defaults(
         "targetCPUUtilization": 70,
         "targetSessionsPerNode": 500,
     }
-    assert spec["redis"] == {} and spec["failover"] == {} and spec["cdr"] == {}
+    assert spec["redis"] == {"prefix": "karl"} and spec["failover"] == {} and spec["cdr"] == {}
 
 
 BAD: list[tuple[str, dict[str, Any], str]] = [
@@ -89,6 +89,32 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "a static address without the address",
         {"mediaNodes": {"advertisedAddress": {"source": "Static"}}},
         "spec.mediaNodes.advertisedAddress.address is required",
+    ),
+    (
+        "control ports past 65535",
+        {
+            "mediaNodes": {
+                "replicas": 2,
+                "ports": {"controlStart": 65532, "rtpStart": 1024, "rtpPerPod": 4000},
+            }
+        },
+        "must end at or below 65536",
+    ),
+    (
+        "replicas above the autoscaling maximum",
+        {"autoscaling": {"enabled": True, "maxReplicas": 4}, "mediaNodes": {"replicas": 12}},
+        "must end at or below 65536",
+    ),
+    ("an odd RTP range", {"mediaNodes": {"ports": {"rtpPerPod": 4001}}}, "spec.mediaNodes.ports.rtpPerPod"),
+    (
+        "two webhook targets",
+        {"failover": {"webhooks": ["http://a/x", "http://b/y"]}},
+        "spec.failover.webhooks",
+    ),
+    (
+        "an address source not built",
+        {"mediaNodes": {"advertisedAddress": {"source": "NodeExternalIP"}}},
+        "source",
     ),
     ("an unknown log level", {"logLevel": "chatty"}, "spec.logLevel"),
     ("an unknown service type", {"router": {"serviceType": "Ingress"}}, "spec.router.serviceType"),
