@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ng_sequences import TT, A, Sequence, answer, offer, query, seq
+from ng_sequences import FT, TT, A, Sequence, answer, offer, query, seq
 from ng_sequences_osrtp import (
     CALLEE_KEY,
     CALLER_CRYPTO,
@@ -132,6 +132,19 @@ def _towards_the_callee() -> Iterator[Sequence]:
 
 def _towards_an_sdes_caller() -> Iterator[Sequence]:
     sdes_caller = caller("RTP/SAVP")
+    yield seq(
+        "sdes_reoffer_from_the_plain_callee",
+        offer(sdes_caller, TO_AVP, note="the caller's lines, relayed as RTP/AVP"),
+        answer(callee(), note="the caller gets tag 1 under the proxy's key"),
+        offer(callee(), {"SDES": KARLS_SUITES}, ft=TT, tt=FT, note="the callee re-INVITEs: tag 1 first"),
+        offer(callee(), {"SDES": KARLS_SUITES}, ft=TT, tt=FT, note="again, unanswered: the same keys"),
+        answer(sdes_caller, ft=TT, tt=FT, note="the caller answers with its tag 1"),
+        offer(callee(), {"SDES": KARLS_SUITES}, ft=TT, tt=FT, note="after the answer: new keys for the rest"),
+        answer(sdes_caller, ft=TT, tt=FT),
+        query(),
+        doc="towards an SDES caller the proxy answered, a re-INVITE from the plain callee leads with the "
+        "agreed line, then the other suites under new keys (the same ones until an answer); no DTLS",
+    )
     yield seq(
         "sdes_reoffer_sdes_caller_to_plain_callee",
         offer(sdes_caller, TO_AVP, note="the caller's two lines, relayed as RTP/AVP"),

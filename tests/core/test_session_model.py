@@ -106,6 +106,7 @@ def sample_call() -> CallState:
             sdes_theirs=["7 AES_CM_128_HMAC_SHA1_80 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj|2^20"],
             sdes_tag=7,
             sdes_pending=["2 AES_CM_128_HMAC_SHA1_32 inline:NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj"],
+            sdes_refused=["3 AES_CM_128_HMAC_SHA1_80 inline:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk"],
         )
     )
     caller.former_partners.append(7)
@@ -122,6 +123,7 @@ def without_schema_7(call: CallState) -> CallState:
     for mono in call.monologues.values():
         for media in mono.medias:
             media.streams = [replace(stream, srtp_in=(), srtp_out=()) for stream in media.streams]
+            media.sdes_refused = []
             media.dtls_rtcp_keys = list(media.dtls_keys) if media.dtls_keys and not media.rtcp_mux else []
     return call
 

@@ -287,6 +287,8 @@ class MediaState:
     sdes_theirs: list[str] = field(default_factory=list)
     sdes_tag: int | None = None
     sdes_pending: list[str] = field(default_factory=list)
+    sdes_refused: list[str] = field(default_factory=list)
+    """Karl's lines the party answered plain (schema 7): a re-offer repeats them, as 10.5 does."""
     # ICE on this party's leg (schema 6): Karl's credentials towards the party (None: Karl speaks no
     # ICE to it), the party's credentials and the `a=candidate` values it gave (SDP and trickle)
     ice_ufrag: str | None = None
@@ -340,6 +342,7 @@ class MediaState:
             "sdes_theirs": list(self.sdes_theirs),
             "sdes_tag": self.sdes_tag,
             "sdes_pending": list(self.sdes_pending),
+            "sdes_refused": list(self.sdes_refused),
             "ice_ufrag": self.ice_ufrag,
             "ice_pwd": self.ice_pwd,
             "ice_remote_ufrag": self.ice_remote_ufrag,
@@ -378,6 +381,7 @@ class MediaState:
             sdes_theirs=[str(x) for x in data.get("sdes_theirs", [])],
             sdes_tag=None if data.get("sdes_tag") is None else int(data["sdes_tag"]),
             sdes_pending=[str(x) for x in data.get("sdes_pending", [])],
+            sdes_refused=[str(x) for x in data.get("sdes_refused", [])],
             ice_ufrag=_optional_str(data.get("ice_ufrag")),
             ice_pwd=_optional_str(data.get("ice_pwd")),
             ice_remote_ufrag=_optional_str(data.get("ice_remote_ufrag")),

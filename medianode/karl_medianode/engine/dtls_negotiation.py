@@ -25,6 +25,8 @@ from karl_medianode.engine.sdes_negotiation import NO_KEY
 
 ACTIVE, PASSIVE, ACTPASS = "active", "passive", "actpass"
 REVERSE_PASSIVE = "dtls-reverse-passive"
+DECLINED = "dtls-declined"
+"""Media flag: the party answered Karl's DTLS offer without DTLS; 10.5 offers it no DTLS again."""
 OSRTP = "osrtp"  # (engine.osrtp's media flag: an opportunistic leg)
 """Media flag: the offer asked Karl to answer as the DTLS server (`DTLS-reverse=passive`)."""
 
@@ -92,11 +94,13 @@ def on_offer(
         and not is_dtls(protocol_out)
         and OSRTP not in answerer.flags
     )
+    declined = DECLINED in answerer.flags and not is_dtls(protocol_out)
     if (
         not media_in.is_rtp
         or media_in.rejected
         or opts.dtls == "off"
         or keyed_by_sdes
+        or declined
         or not is_secure(protocol_out)
     ):
         _stop(answerer)
@@ -118,8 +122,10 @@ def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia,
             answerer.dtls_setup = PASSIVE if media_in.setup == ACTIVE else ACTIVE
         else:
             _stop(answerer)  # plain, or SDES picked instead
+            answerer.flags.add(DECLINED)
     if not offerer.dtls_fingerprints:
         _stop(offerer)
+        offerer.flags.add(DECLINED)  # (an offer without DTLS, answered: no DTLS in re-offers to it)
         return False
     remote = offerer.dtls_remote_setup
     if remote in (ACTPASS, None) and offerer.dtls_keys and offerer.dtls_setup in (ACTIVE, PASSIVE):

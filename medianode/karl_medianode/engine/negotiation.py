@@ -238,7 +238,7 @@ def negotiate_answer(
             b_media.flags.discard(osrtp.OSRTP)  # taken up under the secure profile itself: no longer OSRTP
         elif osrtp.OSRTP in b_media.flags and media_in is received and media_in.is_rtp:
             osrtp.refused(b_media, offered_lines)
-            sdes.clear(b_media)  # (Karl's lines it was offered: none agreed, its leg is plain)
+            sdes.refuse(b_media)  # (Karl's lines it was offered: none agreed, its leg is plain)
             if osrtp.OSRTP in a_media.flags and "accept" not in opts.osrtp:
                 # an OSRTP offerer whose answerer refused: plain both ways, unless `OSRTP=accept`
                 sdes.clear(a_media)

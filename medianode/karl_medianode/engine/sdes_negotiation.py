@@ -36,6 +36,9 @@ from karl_medianode.engine.rewrite.inbound import InboundMedia
 from karl_medianode.engine.rewrite.srtp_boundary import is_dtls, is_secure
 
 KeySource = Callable[[int], bytes]
+RENEWED = "sdes-renewed"
+"""Media flag: Karl re-offered the party its agreed line and new keys for the rest; an answer clears it
+(the next re-offer renews them again, as 10.5 does)."""
 MAX_LINES = 32
 """`a=crypto` lines of one offer kept (rtpengine's own offer has 12)."""
 
@@ -85,16 +88,48 @@ def clear(media: MediaState) -> None:
     media.sdes_ours, media.sdes_theirs, media.sdes_pending, media.sdes_tag = [], [], [], None
 
 
+def refuse(media: MediaState) -> None:
+    """The party answered Karl's lines plain: none is agreed; a re-offer repeats them (10.5)."""
+    refused = media.sdes_ours or media.sdes_refused
+    clear(media)
+    media.sdes_refused = list(refused)
+
+
 def terminates(media: MediaState) -> bool:
     """Karl terminates SDES on this party's leg, or is negotiating it (keys agreed or on offer)."""
     return media.sdes_tag is not None or bool(media.sdes_pending) or bool(media.sdes_ours)
 
 
-def karl_offer(existing: list[str], key_source: KeySource, choices: SdesChoices) -> list[str]:
-    """Karl's lines offered to a party: those it offered before (the same keys on a re-offer), else one
-    per suite it can do and the options leave in, tagged 1, 2, ... in rtpengine's order."""
-    if existing or choices.off:
+def karl_offer(
+    existing: list[str], key_source: KeySource, choices: SdesChoices, media: MediaState | None = None
+) -> list[str]:
+    """Karl's lines offered to a party, as 10.5 writes them:
+    - after the party agreed on one of them: that line (its tag, its key) first, then the other suites
+      tagged on from it, each under a new key (new again at every re-offer);
+    - after it answered plain: the lines it refused, again;
+    - before any answer: those offered before (the same keys);
+    - else one per suite Karl can do and the options leave in, tagged 1, 2, ... in rtpengine's order."""
+    if choices.off:
         return existing
+    keys = active_keys(media) if media is not None else None
+    if keys is not None and media is not None and RENEWED in media.flags and existing:
+        return existing  # re-offered already and not answered since: the same keys
+    if keys is not None and media is not None:
+        media.flags.add(RENEWED)
+        agreed = _parsed(keys[0])
+        if agreed is not None:
+            others = [
+                s
+                for s in SUITES
+                if s.supported and s.name not in choices.excluded and s.name != _suite_name(agreed)
+            ]
+            return [keys[0]] + [
+                choices.line(agreed.tag + 1 + i, suite, key_source) for i, suite in enumerate(others)
+            ]
+    if existing:
+        return existing
+    if media is not None and media.sdes_refused:
+        return list(media.sdes_refused)
     suites = [s for s in SUITES if s.supported and s.name not in choices.excluded]
     return [choices.line(tag, suite, key_source) for tag, suite in enumerate(suites, start=1)]
 
@@ -151,7 +186,7 @@ def on_offer(
     if dtls_offerer:
         clear(offerer)
         if is_secure(answerer.protocol) and not choices.off:
-            answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices)
+            answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices, answerer)
             return list(answerer.sdes_ours)
         clear(answerer)
         return []
@@ -172,7 +207,7 @@ def on_offer(
     if is_secure(answerer.protocol) and not is_secure(media_in.protocol):
         # Karl's SRTP towards the answerer (also next to DTLS on a UDP/TLS profile, as 10.5 offers
         # it): its keys offered (the same ones on a re-offer)
-        answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices)
+        answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices, answerer)
         offerer.sdes_pending = []
         return list(answerer.sdes_ours)
     clear(offerer)
@@ -204,13 +239,15 @@ def on_answer(
         # Karl offered SDES to the answerer: its choice is one of Karl's tags, with the same suite. A
         # secure answer without one is taken as 10.5 takes it, but no key is agreed: the leg's media
         # is dropped both ways (never relayed in the clear). A plain answer ends SDES on that leg.
+        answerer.flags.discard(RENEWED)
         answered = _answered(answerer.sdes_ours, media_in.crypto)
         if answered is not None:
             answerer.sdes_theirs, answerer.sdes_tag = [answered[0]], answered[1]
+            answerer.sdes_refused = []
         elif is_secure(media_in.protocol) and media_in.has_crypto:
             answerer.sdes_theirs, answerer.sdes_tag = list(media_in.crypto[:MAX_LINES]), None
         else:
-            clear(answerer)
+            refuse(answerer)
         return []
     if offerer.sdes_pending:
         # the offerer's SRTP ends here: Karl answers with the first suite of its offer it can do,
