@@ -246,16 +246,31 @@ def test_a_missing_secret_sets_degraded_with_the_field_and_an_event_then_clears(
     wait_until("Degraded cleared", lambda: conditions(stored()).get("Degraded") == "False", operator=operator)
 
 
-def test_the_operator_runs_each_fleets_failover_controller(
-    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, fleet: Any, redis_server: Any
-) -> None:
-    """Real media nodes (`karl` processes in network namespaces, named like pods) in a fleet whose
-    Redis the KarlCluster names, and no failover controller but the one inside the operator: a node
-    killed (a pod lost with its host) has its calls moved to the survivor."""
+@dataclass
+class FleetWithCalls:
+    """Two real media nodes with calls through the router; `victim` holds some of them."""
+
+    redis: Any
+    victim: Any
+    survivor: Any
+    moving: list[str]
+
+    def moved(self) -> bool:
+        return all(self.redis.hget(f"karl:call:{c}", "owner") == self.survivor.node_id for c in self.moving)
+
+
+MEDIA_POD_LABELS = {
+    "app.kubernetes.io/component": "media",
+    "app.kubernetes.io/managed-by": "karl-operator",
+    "app.kubernetes.io/instance": "fleet",
+}
+
+
+def fleet_with_calls(fleet: Any, redis_server: Any, name: str) -> FleetWithCalls:
     lab, nodes, router = fleet(2)
     redis = redis_server.client()
     ip = lab.ns_ip(lab.count - 1)
-    calls = [f"op-fo-{index}@test" for index in range(4)]
+    calls = [f"{name}-{index}@test" for index in range(4)]
     for call_id in calls:
         a, b = lab.party(lab.count - 1), lab.party(lab.count - 1)
         assert offer(router.ng, call_id, a, ip)["result"] == "ok"
@@ -263,20 +278,41 @@ def test_the_operator_runs_each_fleets_failover_controller(
     owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
     victim = next(node for node in nodes if node.node_id in owners.values())
     survivor = next(node for node in nodes if node is not victim)
-    objects = client.CustomObjectsApi(kube)
-    create(objects, kube_namespace, cluster("fleet", {"redis": {"url": redis_server.url}}))
-    operator = start_operator(KARL_FAILOVER_RESTART_GRACE="1")
+    return FleetWithCalls(
+        redis, victim, survivor, [c for c, owner in owners.items() if owner == victim.node_id]
+    )
+
+
+def media_pod(name: str, node_name: str = "") -> dict[str, Any]:
+    """The pod a media node is (as the StatefulSet makes it), on a Kubernetes node or unscheduled."""
+    container = {"name": "media-node", "image": "karl"}
+    return {
+        "metadata": {"name": name, "labels": MEDIA_POD_LABELS},
+        "spec": {"nodeName": node_name, "containers": [container]},
+    }
+
+
+def operator_on_fleet(
+    kube: Any, start_operator: Callable[..., Operator], namespace: str, redis_url: str, grace: str
+) -> Operator:
+    create(client.CustomObjectsApi(kube), namespace, cluster("fleet", {"redis": {"url": redis_url}}))
+    operator = start_operator(KARL_FAILOVER_RESTART_GRACE=grace)
     wait_until(
         "the operator's controller to lead", lambda: "leading failover" in operator.log(), operator=operator
     )
+    return operator
 
-    victim.kill()
-    moving = [call_id for call_id, owner in owners.items() if owner == victim.node_id]
-    wait_until(
-        "the victim's calls on the survivor",
-        lambda: all(redis.hget(f"karl:call:{c}", "owner") == survivor.node_id for c in moving),
-        operator=operator,
-    )
+
+def test_the_operator_runs_each_fleets_failover_controller(
+    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, fleet: Any, redis_server: Any
+) -> None:
+    """Real media nodes (`karl` processes in network namespaces, named like pods) in a fleet whose
+    Redis the KarlCluster names, and no failover controller but the one inside the operator: a node
+    killed (a pod lost with its host) has its calls moved to the survivor."""
+    setup = fleet_with_calls(fleet, redis_server, "op-fo")
+    operator = operator_on_fleet(kube, start_operator, kube_namespace, redis_server.url, "1")
+    setup.victim.kill()
+    wait_until("the victim's calls on the survivor", setup.moved, operator=operator)
 
 
 def test_a_force_deleted_media_pod_has_its_calls_moved_without_the_restart_grace(
@@ -286,47 +322,20 @@ def test_a_force_deleted_media_pod_has_its_calls_moved_without_the_restart_grace
     and whose pod is force-deleted (`--grace-period=0 --force`). With a restart grace of 60 s the calls
     would wait a minute for the node to come back; Kubernetes says it will not, so they move as soon as
     its lease has lapsed."""
-    lab, nodes, router = fleet(2)
-    redis = redis_server.client()
-    ip = lab.ns_ip(lab.count - 1)
-    calls = [f"op-force-{index}@test" for index in range(4)]
-    for call_id in calls:
-        a, b = lab.party(lab.count - 1), lab.party(lab.count - 1)
-        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
-        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
-    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
-    victim = next(node for node in nodes if node.node_id in owners.values())
-    survivor = next(node for node in nodes if node is not victim)
+    setup = fleet_with_calls(fleet, redis_server, "op-force")
     core = client.CoreV1Api(kube)
-    labels = {
-        "app.kubernetes.io/component": "media",
-        "app.kubernetes.io/managed-by": "karl-operator",
-        "app.kubernetes.io/instance": "fleet",
-    }
-    for node in nodes:  # the pods these processes are (the StatefulSet's, as the kubelet would run them)
-        container = {"name": "media-node", "image": "karl"}
-        core.create_namespaced_pod(
-            kube_namespace,
-            {"metadata": {"name": node.node_id, "labels": labels}, "spec": {"containers": [container]}},
-        )
-    create(
-        client.CustomObjectsApi(kube), kube_namespace, cluster("fleet", {"redis": {"url": redis_server.url}})
-    )
-    operator = start_operator(KARL_FAILOVER_RESTART_GRACE="60")
-    wait_until(
-        "the operator's controller to lead", lambda: "leading failover" in operator.log(), operator=operator
-    )
-
-    victim.kill()
-    core.delete_namespaced_pod(victim.node_id, kube_namespace, grace_period_seconds=0)
-    moving = [call_id for call_id, owner in owners.items() if owner == victim.node_id]
+    for node in (setup.victim, setup.survivor):
+        core.create_namespaced_pod(kube_namespace, media_pod(node.node_id))
+    operator = operator_on_fleet(kube, start_operator, kube_namespace, redis_server.url, "60")
+    setup.victim.kill()
+    core.delete_namespaced_pod(setup.victim.node_id, kube_namespace, grace_period_seconds=0)
     wait_until(
         "the victim's calls on the survivor, well within the 60 s grace",
-        lambda: all(redis.hget(f"karl:call:{c}", "owner") == survivor.node_id for c in moving),
+        setup.moved,
         timeout=30.0,
         operator=operator,
     )
-    assert f"media pod {victim.node_id} deleted without grace" in operator.log()
+    assert f"media pod {setup.victim.node_id} deleted without grace" in operator.log()
 
 
 def test_media_pods_on_a_kubernetes_node_gone_not_ready_have_their_calls_moved_without_the_grace(
@@ -334,49 +343,17 @@ def test_media_pods_on_a_kubernetes_node_gone_not_ready_have_their_calls_moved_w
 ) -> None:
     """As above, but the pod stays: its Kubernetes node goes NotReady (the test sets the node's status,
     as the node-lifecycle controller would) while the media node's process is dead."""
-    lab, nodes, router = fleet(2)
-    redis = redis_server.client()
-    ip = lab.ns_ip(lab.count - 1)
-    calls = [f"op-notready-{index}@test" for index in range(4)]
-    for call_id in calls:
-        a, b = lab.party(lab.count - 1), lab.party(lab.count - 1)
-        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
-        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
-    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
-    victim = next(node for node in nodes if node.node_id in owners.values())
-    survivor = next(node for node in nodes if node is not victim)
+    setup = fleet_with_calls(fleet, redis_server, "op-notready")
     core = client.CoreV1Api(kube)
     worker = f"worker-{kube_namespace}"
     core.create_node({"metadata": {"name": worker}})
     ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}
     core.patch_node_status(worker, {"status": {"conditions": [ready]}})
-    labels = {
-        "app.kubernetes.io/component": "media",
-        "app.kubernetes.io/managed-by": "karl-operator",
-        "app.kubernetes.io/instance": "fleet",
-    }
     try:
-        for node in nodes:
-            spec = {
-                "nodeName": worker if node is victim else "",
-                "containers": [{"name": "media-node", "image": "karl"}],
-            }
-            core.create_namespaced_pod(
-                kube_namespace, {"metadata": {"name": node.node_id, "labels": labels}, "spec": spec}
-            )
-        create(
-            client.CustomObjectsApi(kube),
-            kube_namespace,
-            cluster("fleet", {"redis": {"url": redis_server.url}}),
-        )
-        operator = start_operator(KARL_FAILOVER_RESTART_GRACE="60")
-        wait_until(
-            "the operator's controller to lead",
-            lambda: "leading failover" in operator.log(),
-            operator=operator,
-        )
-
-        victim.kill()
+        core.create_namespaced_pod(kube_namespace, media_pod(setup.victim.node_id, worker))
+        core.create_namespaced_pod(kube_namespace, media_pod(setup.survivor.node_id))
+        operator = operator_on_fleet(kube, start_operator, kube_namespace, redis_server.url, "60")
+        setup.victim.kill()
         lost = {
             **ready,
             "status": "Unknown",
@@ -384,13 +361,15 @@ def test_media_pods_on_a_kubernetes_node_gone_not_ready_have_their_calls_moved_w
             "message": "Kubelet stopped posting",
         }
         core.patch_node_status(worker, {"status": {"conditions": [lost]}})
-        moving = [call_id for call_id, owner in owners.items() if owner == victim.node_id]
         wait_until(
             "the victim's calls on the survivor, well within the 60 s grace",
-            lambda: all(redis.hget(f"karl:call:{c}", "owner") == survivor.node_id for c in moving),
+            setup.moved,
             timeout=30.0,
             operator=operator,
         )
-        assert f"media pod {victim.node_id} on Kubernetes node {worker}, which is not ready" in operator.log()
+        assert (
+            f"media pod {setup.victim.node_id} on Kubernetes node {worker}, which is not ready"
+            in operator.log()
+        )
     finally:
         core.delete_node(worker)
