@@ -235,9 +235,21 @@ def _statefulset(body: dict[str, Any]) -> Any:
         raise
 
 
+def _active_calls(body: dict[str, Any]) -> int | None:
+    """The calls on the fleet's media nodes, from their leases as its failover controller last read
+    them (None: not known yet, or another operator's controller leads)."""
+    controller = _controllers.get((body["metadata"]["namespace"], body["metadata"]["name"]))
+    if controller is None or controller.last_tick is None or not controller.leads:
+        return None
+    return sum(lease.load for lease in controller.members.values() if lease is not None)
+
+
 def _write_status(body: dict[str, Any], problem: str | None) -> None:
     before = list((body.get("status") or {}).get("conditions") or [])
     status = cluster_status(body, _statefulset(body), problem, before)
+    calls = _active_calls(body)
+    if calls is not None:
+        status["activeCalls"] = calls
     client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
         GROUP, VERSION, body["metadata"]["namespace"], PLURAL, body["metadata"]["name"], {"status": status}
     )

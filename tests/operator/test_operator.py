@@ -311,6 +311,15 @@ def test_the_operator_runs_each_fleets_failover_controller(
     killed (a pod lost with its host) has its calls moved to the survivor."""
     setup = fleet_with_calls(fleet, redis_server, "op-fo")
     operator = operator_on_fleet(kube, start_operator, kube_namespace, redis_server.url, "1")
+
+    def active_calls() -> Any:
+        found = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+            GROUP, VERSION, kube_namespace, PLURAL, "fleet"
+        )
+        return (found.get("status") or {}).get("activeCalls")
+
+    # the printer column "Calls": the media nodes' calls, from their leases
+    wait_until("the fleet's 4 calls in the status", lambda: active_calls() == 4, operator=operator)
     setup.victim.kill()
     wait_until("the victim's calls on the survivor", setup.moved, operator=operator)
 
