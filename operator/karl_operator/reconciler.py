@@ -70,6 +70,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="karl.io")
     settings.posting.level = logging.WARNING  # Events for problems, not for every handler run
     settings.watching.server_timeout = 60
+    # only media pods: the API server filters (not every pod of the cluster in the operator's memory)
+    settings.watching.label_selectors["pods"] = ",".join(
+        f"{key}={value}" for key, value in MEDIA_PODS.items()
+    )
 
 
 class SpecProblem(Exception):
