@@ -80,6 +80,11 @@ def _metadata(cluster: Manifest, name: str, component: str) -> Manifest:
 FLEET_SECRET_MOUNT = "/etc/karl/fleet"
 
 
+def media_api_port(cluster: Manifest, ordinal: int) -> int:
+    """The REST API port of the media node with this ordinal (its pod's host address)."""
+    return int(cluster["spec"]["mediaNodes"]["ports"]["controlStart"]) + 4 * ordinal + 1
+
+
 def fleet_secret_name(cluster: Manifest) -> str:
     """The Secret the operator generates once per KarlCluster: `api-keys` (the node API key the pods'
     drain uses: `operate:<key>`) and `dtls.pem` (the fleet's DTLS certificate and key, so that the
@@ -164,7 +169,7 @@ def _drain(ports: Manifest) -> list[str]:
         "urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'{}', method='POST', "
         "headers={'X-API-Key': key}), timeout=5)"
     )
-    url = f"http://127.0.0.1:{api}/api/v1/admin/drain"
+    url = f"http://${{HOST_IP}}:{api}/api/v1/admin/drain"
     return ["/bin/sh", "-c", f'{_ORDINAL}; exec python3 -c "{post}" {url}']
 
 
@@ -189,7 +194,7 @@ def _advertised(cluster: Manifest) -> list[Manifest]:
     return [{"name": "KARL_PUBLIC_IP", "value": "$(HOST_IP)"}]
 
 
-def media_statefulset(cluster: Manifest) -> Manifest:
+def media_statefulset(cluster: Manifest, replicas: int | None = None) -> Manifest:
     spec, media = cluster["spec"], cluster["spec"]["mediaNodes"]
     ports = media["ports"]
     env = [
@@ -198,7 +203,8 @@ def media_statefulset(cluster: Manifest) -> Manifest:
         {"name": "KARL_NODE_ID", "value": "$(POD_NAME)"},
         {"name": "KARL_NG_ADDRESS", "value": "$(HOST_IP)"},
         {"name": "KARL_MEDIA_IP", "value": "$(HOST_IP)"},
-        {"name": "KARL_API_ADDRESS", "value": "127.0.0.1"},  # (its drain is called from inside the pod)
+        # the API (with the fleet's key): the pod's preStop and the operator's scale-down drain call it
+        {"name": "KARL_API_ADDRESS", "value": "$(HOST_IP)"},
         # after SIGTERM the node drains for this long, then hands the calls left to other nodes
         {"name": "KARL_SHUTDOWN_GRACE", "value": str(max(5, media["terminationGracePeriodSeconds"] - 15))},
         *_advertised(cluster),
@@ -276,7 +282,7 @@ def media_statefulset(cluster: Manifest) -> Manifest:
         "metadata": _metadata(cluster, "media", "media"),
         "spec": {
             "serviceName": f"{name}-media",
-            "replicas": media["replicas"],
+            "replicas": media["replicas"] if replicas is None else replicas,
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector(cluster, "media")},
             "template": {"metadata": {"labels": labels(cluster, "media")}, "spec": pod_spec},
@@ -436,13 +442,14 @@ def autoscaler(cluster: Manifest) -> Manifest | None:
     }
 
 
-def desired_objects(cluster: Manifest) -> list[Manifest]:
-    """Every object the KarlCluster stands for, in the order they are best created."""
+def desired_objects(cluster: Manifest, media_replicas: int | None = None) -> list[Manifest]:
+    """Every object the KarlCluster stands for, in the order they are best created; `media_replicas`:
+    the media nodes to run now, if not the spec's (a scale-down waiting for its pods' calls)."""
     objects = [
         config_map(cluster),
         *redis_objects(cluster),
         media_service(cluster),
-        media_statefulset(cluster),
+        media_statefulset(cluster, media_replicas),
         disruption_budget(cluster, "media"),
         router_deployment(cluster),
         router_service(cluster),

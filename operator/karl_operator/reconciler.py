@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import json
 import logging
 import os
 import secrets
+import time
+import urllib.request
 from typing import Any
 
 import kopf
@@ -35,6 +38,7 @@ from karl_operator.children import (
     desired_objects,
     fleet_secret,
     fleet_secret_name,
+    media_api_port,
     redis_address,
     selector_string,
 )
@@ -45,6 +49,7 @@ GROUP, VERSION, PLURAL = "karl.io", "v1alpha1", "karlclusters"
 FIELD_MANAGER = "karl-operator"
 STATUS_INTERVAL = 5.0
 RETRY_DELAY = 5.0
+DRAIN_CHECK = 2.0
 
 log = logging.getLogger("karl.operator")
 
@@ -130,12 +135,74 @@ def ensure_fleet_secret(body: dict[str, Any]) -> bool:
     return True
 
 
-def apply_children(body: dict[str, Any]) -> list[str]:
+_drains: dict[str, float] = {}
+"""Media pods (uid) a scale-down drains, and when it started (monotonic)."""
+
+
+def _fleet_api_key(body: dict[str, Any]) -> str:
+    secret = client.CoreV1Api(api()).read_namespaced_secret(
+        fleet_secret_name(body), body["metadata"]["namespace"]
+    )
+    return base64.b64decode((secret.data or {}).get("api-keys", "")).decode().split(":", 1)[-1]
+
+
+def _node_api(host: str, port: int, path: str, key: str, method: str = "GET") -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://{host}:{port}{path}",
+        data=b"{}" if method == "POST" else None,
+        method=method,
+        headers={"X-API-Key": key, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=3) as reply:
+        found: dict[str, Any] = json.loads(reply.read())
+        return found
+
+
+def media_replicas_now(body: dict[str, Any]) -> int:
+    """The media nodes to run now. Scaling down, the pods that will go are drained first (no new calls,
+    through their API) and the StatefulSet keeps them until their calls have ended or their
+    `terminationGracePeriodSeconds` has passed; then they go."""
+    wanted = int(body["spec"]["mediaNodes"]["replicas"])
+    statefulset = _statefulset(body)
+    current = int(statefulset.spec.replicas or 0) if statefulset is not None else wanted
+    if current <= wanted:
+        return wanted
+    grace = float(body["spec"]["mediaNodes"]["terminationGracePeriodSeconds"])
+    core = client.CoreV1Api(api())
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    key = _fleet_api_key(body)
+    busy = False
+    for ordinal in range(wanted, current):
+        try:
+            pod = core.read_namespaced_pod(f"{name}-media-{ordinal}", namespace)
+        except ApiException as error:
+            if error.status == 404:
+                continue
+            raise
+        host = pod.status.host_ip if pod.status else None
+        if not host or pod.metadata is None:
+            continue  # not running anywhere: no call to wait for
+        port = media_api_port(body, ordinal)
+        try:
+            if pod.metadata.uid not in _drains:
+                _node_api(host, port, "/api/v1/admin/drain", key, "POST")
+                _drains[str(pod.metadata.uid)] = time.monotonic()
+                log.info("draining media pod %s before the scale-down", pod.metadata.name)
+            active = int(_node_api(host, port, "/api/v1/stats", key).get("active_sessions", 0))
+        except (OSError, ValueError) as exc:
+            log.warning("media pod %s: its drain could not be followed (%s): it goes", pod.metadata.name, exc)
+            continue
+        if active and time.monotonic() - _drains[str(pod.metadata.uid)] < grace:
+            busy = True
+    return current if busy else wanted
+
+
+def apply_children(body: dict[str, Any], media_replicas: int | None = None) -> list[str]:
     """Apply every child; returns their `Kind/name`. Removes an HPA that autoscaling no longer wants."""
     dynamic = DynamicClient(api())  # type: ignore[no-untyped-call]
     namespace = body["metadata"]["namespace"]
     applied = []
-    for manifest in desired_objects(body):
+    for manifest in desired_objects(body, media_replicas):
         resource = dynamic.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
         name = manifest["metadata"]["name"]
         try:
@@ -267,12 +334,15 @@ def reconcile(body: kopf.Body, **_: Any) -> None:
     try:
         _check_secrets(manifest)
         ensure_fleet_secret(manifest)
-        apply_children(manifest)
+        replicas = media_replicas_now(manifest)
+        apply_children(manifest, replicas)
     except SpecProblem as problem:
         kopf.warn(body, reason="InvalidSpec", message=str(problem))
         _write_status(manifest, str(problem))
         raise kopf.TemporaryError(str(problem), delay=RETRY_DELAY) from None
     _write_status(manifest, None)
+    if replicas != manifest["spec"]["mediaNodes"]["replicas"]:
+        raise kopf.TemporaryError("media pods to go are draining their calls", delay=DRAIN_CHECK)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, idle=None)

@@ -11,11 +11,13 @@ it should not."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,3 +384,92 @@ def test_media_pods_on_a_kubernetes_node_gone_not_ready_have_their_calls_moved_w
         )
     finally:
         core.delete_node(worker)
+
+
+def test_a_scale_down_drains_the_pods_that_go_and_keeps_them_until_their_calls_end(
+    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, tmp_path: Path
+) -> None:
+    """Two media pods played by real `karl` processes on the ports their ordinals give, with the API key
+    of the fleet's generated Secret. `/scale` to 1 while ordinal 1 has a call: the operator drains it
+    (its API says so) and the StatefulSet keeps two pods; the call ends, and the StatefulSet goes to one."""
+    from karl_testkit import free_port_block, make_party, sdp, start_karl_at
+
+    objects, apps, core = client.CustomObjectsApi(kube), client.AppsV1Api(kube), client.CoreV1Api(kube)
+    control, rtp = free_port_block(8, even=False), free_port_block(80)
+    ports = {"controlStart": control, "rtpStart": rtp, "rtpPerPod": 40}
+    spec = {"mediaNodes": {"replicas": 2, "maxSessions": 10, "ports": ports}}
+    operator = start_operator()
+    create(objects, kube_namespace, cluster("fleet", spec))
+    wait_until("the fleet's Secret", lambda: _secret_or_none(core, kube_namespace), operator=operator)
+    key = base64.b64decode(
+        core.read_namespaced_secret("fleet-fleet", kube_namespace).data["api-keys"]
+    ).decode()
+
+    # the kubelet's part: both pods run on this host; their media nodes are local processes
+    def pods_running() -> bool:
+        selector = "app.kubernetes.io/instance=fleet,app.kubernetes.io/component=media"
+        pods = core.list_namespaced_pod(kube_namespace, label_selector=selector).items
+        for pod in pods:
+            status = {
+                "phase": "Running",
+                "hostIP": "127.0.0.1",
+                "hostIPs": [{"ip": "127.0.0.1"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            }
+            core.patch_namespaced_pod_status(pod.metadata.name, kube_namespace, {"status": status})
+        return len(pods) == 2
+
+    wait_until("two media pods", pods_running, operator=operator)
+    nodes = []
+    try:
+        for ordinal in range(2):
+            env = {
+                "KARL_NODE_ID": f"fleet-media-{ordinal}",
+                "KARL_API_ADDRESS": "127.0.0.1",
+                "KARL_API_PORT": str(control + 4 * ordinal + 1),
+                "KARL_HEALTH_PORT": str(control + 4 * ordinal + 2),
+                "KARL_METRICS_PORT": str(control + 4 * ordinal + 3),
+                "KARL_API_KEYS": key,
+            }
+            ng = control + 4 * ordinal
+            nodes.append(start_karl_at(tmp_path, "127.0.0.2", 40, ng, rtp + 40 * ordinal, env))
+        a, b = make_party(), make_party()
+        ids = {"call-id": "draining-call", "from-tag": "A"}
+        assert nodes[1].ng.request({"command": "offer", **ids, "sdp": sdp(a.port)})["result"] == "ok"
+        answer_sdp = sdp(b.port)
+        assert (
+            nodes[1].ng.request({"command": "answer", **ids, "to-tag": "B", "sdp": answer_sdp})["result"]
+            == "ok"
+        )
+
+        def stats(ordinal: int) -> dict[str, Any]:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{control + 4 * ordinal + 1}/api/v1/stats",
+                headers={"X-API-Key": key.split(":", 1)[1]},
+            )
+            with urllib.request.urlopen(request, timeout=3) as reply:
+                found: dict[str, Any] = json.loads(reply.read())
+                return found
+
+        objects.patch_namespaced_custom_object_scale(
+            GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 1}}
+        )
+        wait_until("ordinal 1 draining", lambda: stats(1)["draining"], operator=operator)
+        assert not stats(0)["draining"]  # the pod that stays takes calls
+        assert apps.read_namespaced_stateful_set("fleet-media", kube_namespace).spec.replicas == 2
+        assert nodes[1].ng.request({"command": "delete", **ids, "delete-delay": 0})["result"] == "ok"
+        wait_until(
+            "the StatefulSet down to one pod once the call ended",
+            lambda: apps.read_namespaced_stateful_set("fleet-media", kube_namespace).spec.replicas == 1,
+            operator=operator,
+        )
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def _secret_or_none(core: Any, namespace: str) -> Any:
+    try:
+        return core.read_namespaced_secret("fleet-fleet", namespace)
+    except client.exceptions.ApiException:
+        return None
