@@ -24,7 +24,6 @@ collector, no finalizer) and the labels `app.kubernetes.io/{name,instance,compon
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 API_VERSION = "karl.io/v1alpha1"
@@ -459,8 +458,3 @@ def desired_objects(cluster: Manifest, media_replicas: int | None = None) -> lis
     if hpa is not None:
         objects.append(hpa)
     return objects
-
-
-def fingerprint(manifest: Manifest) -> str:
-    """A stable text of a manifest (what the operator compares to know whether to update)."""
-    return json.dumps(manifest, sort_keys=True, separators=(",", ":"))

@@ -8,7 +8,6 @@ exist for which spec."""
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,19 +19,14 @@ from kubernetes.client.exceptions import ApiException
 
 from karl_operator.children import desired_objects, selector_string
 from karl_operator.cluster_spec import checked_spec
+from karl_testkit import wait_for
 
 WAIT = 90.0  # seconds, for the controllers of kube-controller-manager
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.25)
+    """`karl_testkit.wait_for`, with what is waited for named (the controllers act asynchronously)."""
+    return wait_for(check, timeout=timeout, interval=0.25)
 
 
 def offline(spec: dict[str, Any], name: str = "x", namespace: str = "ns") -> dict[str, Any]:

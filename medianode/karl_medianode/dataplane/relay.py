@@ -274,16 +274,6 @@ class PacketStream:
             if self.on_latch is not None:
                 self.on_latch()
 
-    def unprotect(self, data: bytes, rtcp: bool) -> bytes | None:
-        """What the party sent, decrypted and authenticated; None: dropped (counted)."""
-        assert self.srtp_in is not None
-        try:
-            return self.srtp_in.unprotect_rtcp(data) if rtcp else self.srtp_in.unprotect(data)
-        except SrtpError:
-            self.srtp_failures += 1
-            self.errors += 1
-            return None
-
     def protect(self, data: bytes, rtcp: bool) -> bytes | None:
         """`data` protected for this stream's party; None: it could not be (counted)."""
         assert self.srtp_out is not None
