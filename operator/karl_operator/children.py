@@ -166,7 +166,7 @@ def _drain(ports: Manifest) -> list[str]:
         "import os, sys, urllib.request; "
         "key = os.environ['KARL_API_KEYS'].split(':', 1)[1]; "
         "urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=b'{}', method='POST', "
-        "headers={'X-API-Key': key}), timeout=5)"
+        "headers={'X-API-Key': key, 'Content-Type': 'application/json'}), timeout=5)"
     )
     url = f"http://${{HOST_IP}}:{api}/api/v1/admin/drain"
     return ["/bin/sh", "-c", f'{_ORDINAL}; exec python3 -c "{post}" {url}']

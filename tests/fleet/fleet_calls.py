@@ -153,3 +153,24 @@ def cdr_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def reinvite_through(
+    router: FleetRouter, call_id: str, legs: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a re-INVITE through the proxy does with a failover event: `offer` with the A party's last
+    SDP (the B leg's `peer_sdp`), `answer` with the B party's (the A leg's); both replies."""
+    offered = router.ng.request(
+        {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": legs["B"]["peer_sdp"]}
+    )
+    answered = router.ng.request(
+        {
+            "command": "answer",
+            "call-id": call_id,
+            "from-tag": "A",
+            "to-tag": "B",
+            "sdp": legs["A"]["peer_sdp"],
+        }
+    )
+    assert offered["result"] == answered["result"] == "ok", (offered, answered)
+    return dict(offered), dict(answered)

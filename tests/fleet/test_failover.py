@@ -30,6 +30,7 @@ from fleet.fleet_calls import (
     media_address,
     node_calls,
     offer,
+    reinvite_through,
 )
 from fleet.fleet_kit import (
     FailoverProcess,
@@ -47,27 +48,6 @@ from karl_testkit import Party, wait_for
 pytestmark = pytest.mark.fleet
 
 LEASE_TTL = 3.0
-
-
-def reinvite_through(
-    router: FleetRouter, call_id: str, legs: dict[str, dict[str, Any]]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What a re-INVITE through the proxy does with a failover event: `offer` with the A party's last
-    SDP (the B leg's `peer_sdp`), `answer` with the B party's (the A leg's); both replies."""
-    offered = router.ng.request(
-        {"command": "offer", "call-id": call_id, "from-tag": "A", "sdp": legs["B"]["peer_sdp"]}
-    )
-    answered = router.ng.request(
-        {
-            "command": "answer",
-            "call-id": call_id,
-            "from-tag": "A",
-            "to-tag": "B",
-            "sdp": legs["A"]["peer_sdp"],
-        }
-    )
-    assert offered["result"] == answered["result"] == "ok", (offered, answered)
-    return dict(offered), dict(answered)
 
 
 def test_a_killed_nodes_calls_move_to_the_survivors_and_talk_again(

@@ -31,7 +31,14 @@ from typing import Any
 import pytest
 
 # the fleet's fixtures (real Redis, media nodes in network namespaces, routers) for the operator's failover
-from fleet.conftest import fleet, fleet_nodes, fleet_router, netns_lab, redis_server  # noqa: F401
+from fleet.conftest import (  # noqa: F401
+    fleet,
+    fleet_nodes,
+    fleet_router,
+    netns_lab,
+    redis_server,
+    webhook_receiver,
+)
 
 
 def _load_kube_env() -> ModuleType:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,7 +30,8 @@ import yaml
 from karl_cluster_kit import GROUP, PLURAL, ROOT, VERSION, cluster, create
 from kubernetes import client
 
-from fleet.fleet_calls import answer, offer
+from fleet.fleet_calls import Stream, answer, media_address, offer, reinvite_through
+from karl_testkit import Party, wait_for
 
 WAIT = 60.0
 RULES = ROOT / "charts" / "karl" / "files" / "operator-rules.yaml"
@@ -250,15 +253,35 @@ def test_a_missing_secret_sets_degraded_with_the_field_and_an_event_then_clears(
 
 @dataclass
 class FleetWithCalls:
-    """Two real media nodes with calls through the router; `victim` holds some of them."""
+    """Two real media nodes with answered calls through the router; `victim` holds some of them. The
+    nodes send their failover events to `hook`."""
 
     redis: Any
+    router: Any
+    hook: Any
     victim: Any
     survivor: Any
+    parties: dict[str, tuple[Party, Party]]
+    targets: dict[str, tuple[tuple[str, int], tuple[str, int]]]
+    """Where each call's A and B party send their RTP (the answer's and the offer's media address)."""
     moving: list[str]
 
     def moved(self) -> bool:
         return all(self.redis.hget(f"karl:call:{c}", "owner") == self.survivor.node_id for c in self.moving)
+
+    def talk_again(self) -> None:
+        """The moved calls carry RTP again at their new address: each one's failover event is
+        re-INVITEd through the proxy (here, the test) and both parties stream through the survivor."""
+        wait_for(lambda: {e["call_id"] for e in self.hook.events} >= set(self.moving), timeout=10)
+        events = {event["call_id"]: event for event in self.hook.events}
+        for call_id in self.moving:
+            legs = {leg["tag"]: leg for leg in events[call_id]["legs"]}
+            assert all(leg["new"]["address"] == self.survivor.ns_ip for leg in legs.values()), legs
+            offered, answered = reinvite_through(self.router, call_id, legs)
+            a, b = self.parties[call_id]
+            with Stream(a, media_address(answered), b, media_address(offered)).running() as stream:
+                stream.flowing(10)
+            assert stream.received == stream.sent
 
 
 MEDIA_POD_LABELS = {
@@ -268,21 +291,29 @@ MEDIA_POD_LABELS = {
 }
 
 
-def fleet_with_calls(fleet: Any, redis_server: Any, name: str) -> FleetWithCalls:
-    lab, nodes, router = fleet(2)
+def fleet_with_calls(
+    fleet: Any, redis_server: Any, webhook_receiver: Any, name: str, **node_env: dict[str, str]
+) -> FleetWithCalls:
+    """`node_env`: more environment per node, by node id (`node-0`, `node-1`)."""
+    hook = webhook_receiver()
+    hooked = {"KARL_FAILOVER_WEBHOOK_URL": hook.url_on("{bridge_ip}")}
+    env = {k: {**hooked, **node_env.get(f"node-{k}", {})} for k in range(2)}
+    lab, nodes, router = fleet(2, node_env=env)
     redis = redis_server.client()
     ip = lab.ns_ip(lab.count - 1)
-    calls = [f"{name}-{index}@test" for index in range(4)]
-    for call_id in calls:
+    parties, targets = {}, {}
+    for index in range(4):
+        call_id = f"{name}-{index}@test"
         a, b = lab.party(lab.count - 1), lab.party(lab.count - 1)
-        assert offer(router.ng, call_id, a, ip)["result"] == "ok"
-        assert answer(router.ng, call_id, b, ip)["result"] == "ok"
-    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in calls}
+        offered, answered = offer(router.ng, call_id, a, ip), answer(router.ng, call_id, b, ip)
+        assert offered["result"] == answered["result"] == "ok", (offered, answered)
+        parties[call_id] = (a, b)
+        targets[call_id] = (media_address(answered), media_address(offered))
+    owners = {call_id: redis.hget(f"karl:call:{call_id}", "owner") for call_id in parties}
     victim = next(node for node in nodes if node.node_id in owners.values())
     survivor = next(node for node in nodes if node is not victim)
-    return FleetWithCalls(
-        redis, victim, survivor, [c for c, owner in owners.items() if owner == victim.node_id]
-    )
+    moving = [c for c, owner in owners.items() if owner == victim.node_id]
+    return FleetWithCalls(redis, router, hook, victim, survivor, parties, targets, moving)
 
 
 def media_pod(name: str, node_name: str = "") -> dict[str, Any]:
@@ -292,6 +323,22 @@ def media_pod(name: str, node_name: str = "") -> dict[str, Any]:
         "metadata": {"name": name, "labels": MEDIA_POD_LABELS},
         "spec": {"nodeName": node_name, "containers": [container]},
     }
+
+
+READY = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}
+
+
+@pytest.fixture
+def worker(kube: Any, kube_namespace: str) -> Iterator[str]:
+    """A Kubernetes node object, Ready (the controller-manager runs no node-lifecycle controller here,
+    so it stays so until the test says otherwise); deleted afterwards. Its name."""
+    core, name = client.CoreV1Api(kube), f"worker-{kube_namespace}"
+    core.create_node({"metadata": {"name": name}})
+    try:
+        core.patch_node_status(name, {"status": {"conditions": [READY]}})
+        yield name
+    finally:
+        core.delete_node(name)
 
 
 def operator_on_fleet(
@@ -306,12 +353,17 @@ def operator_on_fleet(
 
 
 def test_the_operator_runs_each_fleets_failover_controller(
-    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, fleet: Any, redis_server: Any
+    kube: Any,
+    start_operator: Callable[..., Operator],
+    kube_namespace: str,
+    fleet: Any,
+    redis_server: Any,
+    webhook_receiver: Any,
 ) -> None:
     """Real media nodes (`karl` processes in network namespaces, named like pods) in a fleet whose
     Redis the KarlCluster names, and no failover controller but the one inside the operator: a node
     killed (a pod lost with its host) has its calls moved to the survivor."""
-    setup = fleet_with_calls(fleet, redis_server, "op-fo")
+    setup = fleet_with_calls(fleet, redis_server, webhook_receiver, "op-fo")
     operator = operator_on_fleet(kube, start_operator, kube_namespace, redis_server.url, "1")
 
     def active_calls() -> Any:
@@ -324,16 +376,22 @@ def test_the_operator_runs_each_fleets_failover_controller(
     wait_until("the fleet's 4 calls in the status", lambda: active_calls() == 4, operator=operator)
     setup.victim.kill()
     wait_until("the victim's calls on the survivor", setup.moved, operator=operator)
+    setup.talk_again()
 
 
 def test_a_force_deleted_media_pod_has_its_calls_moved_without_the_restart_grace(
-    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, fleet: Any, redis_server: Any
+    kube: Any,
+    start_operator: Callable[..., Operator],
+    kube_namespace: str,
+    fleet: Any,
+    redis_server: Any,
+    webhook_receiver: Any,
 ) -> None:
     """The kubelet's part played by the test: a media pod named like its node, whose process is killed
     and whose pod is force-deleted (`--grace-period=0 --force`). With a restart grace of 60 s the calls
     would wait a minute for the node to come back; Kubernetes says it will not, so they move as soon as
     its lease has lapsed."""
-    setup = fleet_with_calls(fleet, redis_server, "op-force")
+    setup = fleet_with_calls(fleet, redis_server, webhook_receiver, "op-force")
     core = client.CoreV1Api(kube)
     for node in (setup.victim, setup.survivor):
         core.create_namespaced_pod(kube_namespace, media_pod(node.node_id))
@@ -347,43 +405,137 @@ def test_a_force_deleted_media_pod_has_its_calls_moved_without_the_restart_grace
         operator=operator,
     )
     assert f"media pod {setup.victim.node_id} deleted without grace" in operator.log()
+    setup.talk_again()
 
 
 def test_media_pods_on_a_kubernetes_node_gone_not_ready_have_their_calls_moved_without_the_grace(
-    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, fleet: Any, redis_server: Any
+    kube: Any,
+    start_operator: Callable[..., Operator],
+    kube_namespace: str,
+    fleet: Any,
+    redis_server: Any,
+    webhook_receiver: Any,
+    worker: str,
 ) -> None:
     """As above, but the pod stays: its Kubernetes node goes NotReady (the test sets the node's status,
     as the node-lifecycle controller would) while the media node's process is dead."""
-    setup = fleet_with_calls(fleet, redis_server, "op-notready")
+    setup = fleet_with_calls(fleet, redis_server, webhook_receiver, "op-notready")
     core = client.CoreV1Api(kube)
-    worker = f"worker-{kube_namespace}"
-    core.create_node({"metadata": {"name": worker}})
-    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"}
-    core.patch_node_status(worker, {"status": {"conditions": [ready]}})
-    try:
-        core.create_namespaced_pod(kube_namespace, media_pod(setup.victim.node_id, worker))
-        core.create_namespaced_pod(kube_namespace, media_pod(setup.survivor.node_id))
-        operator = operator_on_fleet(kube, start_operator, kube_namespace, redis_server.url, "60")
-        setup.victim.kill()
-        lost = {
-            **ready,
-            "status": "Unknown",
-            "reason": "NodeStatusUnknown",
-            "message": "Kubelet stopped posting",
+    core.create_namespaced_pod(kube_namespace, media_pod(setup.victim.node_id, worker))
+    core.create_namespaced_pod(kube_namespace, media_pod(setup.survivor.node_id))
+    operator = operator_on_fleet(kube, start_operator, kube_namespace, redis_server.url, "60")
+    setup.victim.kill()
+    lost = {
+        **READY,
+        "status": "Unknown",
+        "reason": "NodeStatusUnknown",
+        "message": "Kubelet stopped posting",
+    }
+    core.patch_node_status(worker, {"status": {"conditions": [lost]}})
+    wait_until(
+        "the victim's calls on the survivor, well within the 60 s grace",
+        setup.moved,
+        timeout=30.0,
+        operator=operator,
+    )
+    assert (
+        f"media pod {setup.victim.node_id} on Kubernetes node {worker}, which is not ready" in operator.log()
+    )
+    setup.talk_again()
+
+
+def test_a_gracefully_deleted_media_pod_drains_first_then_hands_its_calls_over(
+    kube: Any,
+    start_operator: Callable[..., Operator],
+    kube_namespace: str,
+    fleet: Any,
+    redis_server: Any,
+    webhook_receiver: Any,
+    worker: str,
+) -> None:
+    """The kubelet's part played by the test, on media pods named like real media nodes of a fleet: the
+    victim's pod is deleted with a grace period. The kubelet runs the `preStop` hook the operator wrote
+    into the pod template (read back from the API server, run by a real shell): the node drains — new
+    calls go to the other node, its calls in progress keep their RTP, and the operator moves nothing.
+    Then SIGTERM: the calls left are handed over after the node's shutdown grace, and talk again at
+    the survivor's address; the kubelet's last delete (grace 0) is not taken for a force-delete."""
+    key = "operate:" + secrets.token_urlsafe(16)
+    control = 12000  # the CRD's default controlStart: ordinal n's API port is control + 4n + 1
+    node_env = {
+        f"node-{k}": {
+            "KARL_API_PORT": str(control + 4 * k + 1),
+            "KARL_API_KEYS": key,
+            "KARL_SHUTDOWN_GRACE": "3",
         }
-        core.patch_node_status(worker, {"status": {"conditions": [lost]}})
+        for k in range(2)
+    }
+    setup = fleet_with_calls(fleet, redis_server, webhook_receiver, "op-graceful", **node_env)
+    core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
+    operator = operator_on_fleet(kube, start_operator, kube_namespace, redis_server.url, "60")
+    template = wait_until(
+        "the media StatefulSet",
+        lambda: _statefulset_or_none(apps, kube_namespace),
+        operator=operator,
+    ).spec.template.spec.containers[0]
+    assert template.lifecycle.pre_stop._exec.command[:2] == ["/bin/sh", "-c"]
+    for node in (setup.victim, setup.survivor):
+        pod = media_pod(node.node_id, worker)  # on a node: a graceful deletion waits for the kubelet
+        pod["spec"]["containers"][0]["lifecycle"] = {
+            "preStop": {"exec": {"command": template.lifecycle.pre_stop._exec.command}}
+        }
+        core.create_namespaced_pod(kube_namespace, pod)
+
+    a, b = setup.parties[setup.moving[0]]
+    to_a_side, to_b_side = setup.targets[setup.moving[0]]
+    with Stream(a, to_a_side, b, to_b_side).running() as stream:
+        core.delete_namespaced_pod(setup.victim.node_id, kube_namespace, grace_period_seconds=30)
+        pod = core.read_namespaced_pod(setup.victim.node_id, kube_namespace)
+        assert pod.metadata.deletion_timestamp is not None  # terminating: now the kubelet's hook
+        hook = pod.spec.containers[0].lifecycle.pre_stop._exec.command
+        environment = {
+            "PATH": os.environ["PATH"],
+            "POD_NAME": pod.metadata.name,
+            "HOST_IP": setup.victim.ns_ip,
+            "KARL_API_KEYS": key,
+        }
+        subprocess.run(hook, env=environment, check=True, timeout=15)
+        assert _health(setup.victim, "/ready") == 503  # out of the router's placement
+        ip = setup.survivor.ns_ip
+        newcomer = "op-graceful-new@test"
         wait_until(
-            "the victim's calls on the survivor, well within the 60 s grace",
-            setup.moved,
-            timeout=30.0,
+            "a new call placed on the survivor",
+            lambda: (
+                offer(setup.router.ng, newcomer, a, ip)["result"] == "ok"
+                and setup.redis.hget(f"karl:call:{newcomer}", "owner") == setup.survivor.node_id
+            ),
             operator=operator,
         )
-        assert (
-            f"media pod {setup.victim.node_id} on Kubernetes node {worker}, which is not ready"
-            in operator.log()
-        )
-    finally:
-        core.delete_node(worker)
+        stream.flowing(20)  # the calls in progress go on on the draining node
+        assert all(setup.redis.hget(f"karl:call:{c}", "owner") == setup.victim.node_id for c in setup.moving)
+    assert stream.received == stream.sent
+    assert "deleted without grace" not in operator.log()
+
+    # SIGTERM (the kubelet, after the hook): the calls left go over after KARL_SHUTDOWN_GRACE
+    setup.victim.proc.send_signal(signal.SIGTERM)
+    wait_until("the victim's calls on the survivor", setup.moved, timeout=30.0, operator=operator)
+    core.delete_namespaced_pod(setup.victim.node_id, kube_namespace, grace_period_seconds=0)
+    setup.talk_again()
+    assert "deleted without grace" not in operator.log()
+
+
+def _statefulset_or_none(apps: Any, namespace: str) -> Any:
+    try:
+        return apps.read_namespaced_stateful_set("fleet-media", namespace)
+    except client.exceptions.ApiException:
+        return None
+
+
+def _health(node: Any, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"{node.url('health')}{path}", timeout=3) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def test_a_scale_down_drains_the_pods_that_go_and_keeps_them_until_their_calls_end(
