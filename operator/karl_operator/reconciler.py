@@ -257,38 +257,52 @@ def condition(
 def cluster_status(
     body: dict[str, Any], statefulset: Any, problem: str | None, before: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The status the KarlCluster shows, from its media nodes' StatefulSet (None: not there yet)."""
+    """The status the KarlCluster shows, from its media nodes' StatefulSet (None: not there yet).
+    `Ready` means the spec is carried out: every media node ready *and* on the StatefulSet's latest
+    revision — during a rollout (a new image, new resources) the nodes still on the old pod template do
+    not count, so `Progressing` stays until the last one is replaced."""
     generation = int(body["metadata"].get("generation", 0))
     wanted = int(body["spec"]["mediaNodes"]["replicas"])
-    replicas = int(getattr(getattr(statefulset, "status", None), "replicas", 0) or 0)
-    ready = int(getattr(getattr(statefulset, "status", None), "ready_replicas", 0) or 0)
-    observed = int(getattr(getattr(statefulset, "status", None), "observed_generation", 0) or 0)
+    found = getattr(statefulset, "status", None)
+    replicas = int(getattr(found, "replicas", 0) or 0)
+    ready = int(getattr(found, "ready_replicas", 0) or 0)
+    updated = int(getattr(found, "updated_replicas", 0) or 0)
+    observed = int(getattr(found, "observed_generation", 0) or 0)
     current = statefulset is not None and observed >= int(statefulset.metadata.generation or 0)
+    revision = getattr(found, "update_revision", None)
+    # (a scale-up adds pods at the latest revision: it is no rollout, only nodes not ready yet)
+    rolled_out = current and getattr(found, "current_revision", None) == revision and updated >= replicas
     all_ready = current and ready == wanted and replicas == wanted
+    settled = all_ready and rolled_out
     if problem is not None:
         degraded = condition("Degraded", True, "InvalidSpec", problem, generation, before)
     else:
         degraded = condition("Degraded", False, "AsExpected", "", generation, before)
+    nodes = f"{ready} of {wanted} media nodes ready"
+    if current and not rolled_out:
+        nodes += f", {updated} of {wanted} on the latest revision"
+    if not current:
+        reason = "Reconciling"
+    elif not rolled_out:
+        reason = "RollingOut"
+    elif not all_ready:
+        reason = "NodesNotReady"
+    else:
+        reason = "AllNodesReady"
     progressing = condition(
         "Progressing",
-        not all_ready and problem is None,
-        "RollingOut" if not all_ready else "Stable",
-        f"{ready} of {wanted} media nodes ready",
+        not settled and problem is None,
+        "Stable" if settled else reason,
+        nodes,
         generation,
         before,
     )
-    ready_condition = condition(
-        "Ready",
-        all_ready and problem is None,
-        "AllNodesReady" if all_ready else "NodesNotReady",
-        f"{ready} of {wanted} media nodes ready",
-        generation,
-        before,
-    )
+    ready_condition = condition("Ready", settled and problem is None, reason, nodes, generation, before)
     return {
         "observedGeneration": generation,
         "replicas": replicas,
         "readyReplicas": ready,
+        "updatedReplicas": updated,
         "nodesReady": f"{ready}/{wanted}",
         "selector": selector_string(body),
         "conditions": [ready_condition, progressing, degraded],

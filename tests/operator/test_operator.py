@@ -167,16 +167,16 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
     def pods() -> list[Any]:
         return core.list_namespaced_pod(kube_namespace, label_selector=status["selector"]).items
 
-    def make_ready() -> bool:
+    def make_ready(count: int) -> bool:
         for pod in pods():
-            if pod.status.phase != "Running":
+            if pod.status.phase != "Running" and pod.metadata.deletion_timestamp is None:
                 ready = {"type": "Ready", "status": "True"}
                 core.patch_namespaced_pod_status(
                     pod.metadata.name, kube_namespace, {"status": {"phase": "Running", "conditions": [ready]}}
                 )
-        return len(pods()) == 2 and all(p.status.phase == "Running" for p in pods())
+        return len(pods()) == count and all(p.status.phase == "Running" for p in pods())
 
-    wait_until("two media pods, running", make_ready, operator=operator)
+    wait_until("two media pods, running", lambda: make_ready(2), operator=operator)
     wait_until("Ready", lambda: conditions(stored()).get("Ready") == "True", operator=operator)
     assert stored()["status"]["nodesReady"] == "2/2"
 
@@ -185,6 +185,9 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
         GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 3}}
     )
     wait_until("3 replicas on the StatefulSet", lambda: statefulset().spec.replicas == 3, operator=operator)
+    wait_until("three media pods, running", lambda: make_ready(3), operator=operator)
+    wait_until("Ready with 3", lambda: stored()["status"]["nodesReady"] == "3/3", operator=operator)
+    wait_until("Ready with 3", lambda: conditions(stored()).get("Ready") == "True", operator=operator)
     objects.patch_namespaced_custom_object(
         GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"mediaNodes": {"image": "karl:next"}}}
     )
@@ -193,7 +196,22 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
         lambda: statefulset().spec.template.spec.containers[0].image == "karl:next",
         operator=operator,
     )
-    wait_until("Progressing again", lambda: conditions(stored()).get("Ready") == "False", operator=operator)
+    # the rollout: the controller-manager replaces the pods one by one, each made ready by the test as
+    # it comes; the KarlCluster is not Ready before the last node runs the new template
+    seen: list[tuple[str, int]] = []
+
+    def rolled_out() -> bool:
+        make_ready(3)
+        status = stored()["status"]
+        seen.append((conditions(stored()).get("Ready", ""), status.get("updatedReplicas", 0)))
+        images = {p.spec.containers[0].image for p in pods()}
+        return images == {"karl:next"} and conditions(stored()).get("Ready") == "True"
+
+    wait_until("the rollout done and Ready", rolled_out, timeout=90, operator=operator)
+    assert any(ready == "False" for ready, _ in seen), seen  # the rollout was seen, not Ready
+    assert all(updated == 3 for ready, updated in seen if ready == "True"), seen
+    ready_condition = next(c for c in stored()["status"]["conditions"] if c["type"] == "Ready")
+    assert ready_condition["message"] == "3 of 3 media nodes ready"
 
     # an operator restarted changes nothing it should not
     before = {
