@@ -84,6 +84,27 @@ def media_api_port(cluster: Manifest, ordinal: int) -> int:
     return int(cluster["spec"]["mediaNodes"]["ports"]["controlStart"]) + 4 * ordinal + 1
 
 
+CONTROL_START_ANNOTATION = "karl.io/control-start"
+SCRAPE_PORT_ANNOTATION = "prometheus.io/port"
+
+
+def media_pod_annotations(pod: Manifest) -> dict[str, str] | None:
+    """What the operator writes on a running media pod: `prometheus.io/port`, its own metrics port.
+    A pod template is one for all pods, so this annotation cannot be in it: Prometheus' relabelling
+    cannot derive the port from the ordinal either. None: nothing to write (not a media pod of ours, or
+    already annotated)."""
+    meta = pod.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    start = annotations.get(CONTROL_START_ANNOTATION)
+    ordinal = str(meta.get("name", "")).rsplit("-", 1)[-1]
+    if start is None or not start.isdigit() or not ordinal.isdigit():
+        return None
+    port = str(int(start) + 4 * int(ordinal) + 3)
+    if annotations.get(SCRAPE_PORT_ANNOTATION) == port:
+        return None
+    return {SCRAPE_PORT_ANNOTATION: port}
+
+
 def fleet_secret_name(cluster: Manifest) -> str:
     """The Secret the operator generates once per KarlCluster: `api-keys` (the node API key the pods'
     drain uses: `operate:<key>`) and `dtls.pem` (the fleet's DTLS certificate and key, so that the
@@ -284,7 +305,19 @@ def media_statefulset(cluster: Manifest, replicas: int | None = None) -> Manifes
             "replicas": media["replicas"] if replicas is None else replicas,
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector(cluster, "media")},
-            "template": {"metadata": {"labels": labels(cluster, "media")}, "spec": pod_spec},
+            "template": {
+                "metadata": {
+                    "labels": labels(cluster, "media"),
+                    # scraped by Prometheus' usual pod annotations; `prometheus.io/port` is per pod
+                    # (media_pod_annotations), from the control ports' start written here
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/path": "/metrics",
+                        CONTROL_START_ANNOTATION: str(ports["controlStart"]),
+                    },
+                },
+                "spec": pod_spec,
+            },
         },
     }
 
@@ -425,9 +458,9 @@ def autoscaler(cluster: Manifest) -> Manifest | None:
         utilization = {"type": "Utilization", "averageUtilization": scaling["targetCPUUtilization"]}
         metric: Manifest = {"type": "Resource", "resource": {"name": "cpu", "target": utilization}}
     else:
-        # karl_sessions per pod through prometheus-adapter (docs/kubernetes.md)
+        # karl_sessions_active per pod, scraped by Prometheus, through prometheus-adapter (docs/kubernetes.md)
         target = {"type": "AverageValue", "averageValue": str(scaling["targetSessionsPerNode"])}
-        metric = {"type": "Pods", "pods": {"metric": {"name": "karl_sessions"}, "target": target}}
+        metric = {"type": "Pods", "pods": {"metric": {"name": "karl_sessions_active"}, "target": target}}
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",

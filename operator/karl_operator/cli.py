@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import secrets
 import sys
 
 from karl_core import __version__
@@ -29,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="watch only this namespace (repeatable; default: every namespace)",
     )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="run as one of several replicas: they meet in kopf's peering object NAME (a "
+        "ClusterKopfPeering, or with --namespace a KopfPeering in each namespace), one works and the "
+        "others wait to take over; default: standalone (one replica)",
+    )
     commands.add_parser(
         "failover",
         help="run the failover controller: move the calls of dead media nodes to the others "
@@ -36,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run_operator(args.namespace)
+        return run_operator(args.namespace, args.peering)
     if args.command != "failover":
         print(
             "karl-operator: give a command: `run` (the Kubernetes operator) or `failover` "
@@ -62,15 +71,23 @@ def main(argv: list[str] | None = None) -> int:
     return uvloop.run(run_failover(cfg))
 
 
-def run_operator(namespaces: list[str] | None) -> int:
-    """kopf's own loop, with the handlers of `karl_operator.reconciler` (one replica: standalone)."""
+def run_operator(namespaces: list[str] | None, peering: str | None = None) -> int:
+    """kopf's own loop, with the handlers of `karl_operator.reconciler`: standalone, or one of several
+    replicas peering through `peering`."""
     import kopf
 
     import karl_operator.reconciler  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=False)  # kopf's log: handlers run, retried, failed (stderr)
+    # kopf pauses every replica when two share a priority: each takes its own at random, and the
+    # highest works (a replica that stops removes itself; one that dies lapses after 60 s)
+    priority = secrets.randbelow(2**31 - 2) + 1 if peering else 0
+    if peering:
+        logging.getLogger("karl.operator").info("peering in %s with priority %d", peering, priority)
     kopf.run(
-        standalone=True,
+        standalone=peering is None,
+        peering_name=peering,
+        priority=priority,
         namespaces=namespaces or [],
         clusterwide=not namespaces,
     )

@@ -39,6 +39,7 @@ from karl_operator.children import (
     fleet_secret,
     fleet_secret_name,
     media_api_port,
+    media_pod_annotations,
     redis_address,
     selector_string,
 )
@@ -436,6 +437,7 @@ def media_pod_event(event: kopf.RawEvent, **_: Any) -> None:
     uid = str(meta.get("uid", ""))
     grace = meta.get("deletionGracePeriodSeconds")
     if not meta.get("deletionTimestamp") and event.get("type") != "DELETED":
+        _annotate(dict(pod))
         return
     if uid in _graceful:
         # deleted with a grace first: the kubelet's last delete (grace 0) after the drain is no force
@@ -446,6 +448,21 @@ def media_pod_event(event: kopf.RawEvent, **_: Any) -> None:
         _graceful.add(uid)
         return
     _gone(dict(pod), "deleted without grace")
+
+
+def _annotate(pod: dict[str, Any]) -> None:
+    """Write a media pod's own metrics port on it, for Prometheus (children.media_pod_annotations)."""
+    wanted = media_pod_annotations(pod)
+    if wanted is None:
+        return
+    meta = pod["metadata"]
+    try:
+        client.CoreV1Api(api()).patch_namespaced_pod(
+            meta["name"], meta["namespace"], {"metadata": {"annotations": wanted}}
+        )
+    except ApiException as error:
+        if error.status != 404:  # (gone meanwhile: nothing to scrape)
+            log.warning("media pod %s: its metrics port not annotated (%s)", meta["name"], error.reason)
 
 
 def _gone(pod: dict[str, Any], why: str) -> None:

@@ -197,3 +197,9 @@ def make_control_plane(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 def karl_crd(kube: Any) -> Iterator[Any]:
     """The KarlCluster CRD (crds/karlcluster.yaml) installed on the session's control plane, Established."""
     yield from karl_cluster_kit.installed_crd(kube)
+
+
+@pytest.fixture(scope="session")
+def kopf_peering_crds(kube: Any) -> list[Any]:
+    """kopf's peering CRDs (crds/kopf-peering.yaml), for operators run with `--peering`."""
+    return karl_cluster_kit.kopf_peering_crds(kube)

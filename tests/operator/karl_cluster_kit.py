@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "karlcluster.yaml"
+PEERING_CRD_FILE = ROOT / "crds" / "kopf-peering.yaml"
 GROUP, VERSION, PLURAL, KIND = "karl.io", "v1alpha1", "karlclusters", "KarlCluster"
 
 
@@ -43,21 +44,35 @@ def message_of(error: ApiException) -> str:
 
 def installed_crd(kube: Any) -> Iterator[Any]:
     """The CRD created on the server, Established (deleted afterwards)."""
-    extensions: Any = client.ApiextensionsV1Api(kube)
     crd = load_crd()
+    yield established(kube, crd)
+    client.ApiextensionsV1Api(kube).delete_custom_resource_definition(crd["metadata"]["name"])
+
+
+def kopf_peering_crds(kube: Any) -> list[Any]:
+    """kopf's peering CRDs (crds/kopf-peering.yaml) on the server, Established. Kept: `helm install`
+    makes them too (Helm never deletes the CRDs it installs)."""
+    return [established(kube, crd) for crd in yaml.safe_load_all(PEERING_CRD_FILE.read_text())]
+
+
+def established(kube: Any, crd: dict[str, Any]) -> Any:
+    """Create the CRD (unless it exists) and wait until the server serves it."""
+    extensions: Any = client.ApiextensionsV1Api(kube)
     name = crd["metadata"]["name"]
-    extensions.create_custom_resource_definition(crd)
+    try:
+        extensions.create_custom_resource_definition(crd)
+    except ApiException as error:
+        if error.status != 409:
+            raise
     deadline = time.monotonic() + 30
     while True:
         found = extensions.read_custom_resource_definition(name)
         conditions = {c.type: c.status for c in (found.status.conditions or [])}
         if conditions.get("Established") == "True":
-            break
+            return found
         assert conditions.get("NonStructuralSchema") != "True", found.status.conditions
         assert time.monotonic() < deadline, f"CRD {name} not Established: {found.status.conditions}"
         time.sleep(0.2)
-    yield found
-    extensions.delete_custom_resource_definition(name)
 
 
 def create(objects: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

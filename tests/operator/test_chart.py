@@ -65,10 +65,14 @@ def rendered(helm: Path, *values: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def test_the_charts_crd_is_the_crd() -> None:
-    assert (CHART / "crds" / "karlcluster.yaml").read_bytes() == CRD_FILE.read_bytes(), (
-        "charts/karl/crds/karlcluster.yaml is generated: cp crds/karlcluster.yaml charts/karl/crds/"
-    )
+def test_the_charts_crds_are_the_crds() -> None:
+    ours = sorted(path.name for path in CRD_FILE.parent.glob("*.yaml"))
+    assert ours == ["karlcluster.yaml", "kopf-peering.yaml"]
+    assert sorted(path.name for path in (CHART / "crds").iterdir()) == ours
+    for name in ours:
+        assert (CHART / "crds" / name).read_bytes() == (CRD_FILE.parent / name).read_bytes(), (
+            f"charts/karl/crds/{name} is generated: cp crds/*.yaml charts/karl/crds/"
+        )
 
 
 def test_helm_lint_strict(helm: Path) -> None:
@@ -86,15 +90,21 @@ def test_every_rendered_object_is_valid_for_the_supported_kubernetes_versions(
     expected = [
         "ClusterRole",
         "ClusterRoleBinding",
-        "CustomResourceDefinition",
+        *["CustomResourceDefinition"] * 3,
         "Deployment",
         "ServiceAccount",
     ]
-    assert kinds == sorted(expected + (["KarlCluster"] if values else []))
+    # the example; where the replicas meet: cluster-wide, or in each watched namespace
+    expected += ["KarlCluster", "KopfPeering", "KopfPeering"] if values else ["ClusterKopfPeering"]
+    assert kinds == sorted(expected)
     for document in documents:
         if document["kind"] == "KarlCluster":
             _, problems = checked_spec(load_crd(), document["spec"])
             assert not problems, problems
+            continue
+        if document["apiVersion"] == "kopf.dev/v1":  # (its CRD's schema: any status, no spec)
+            assert set(document) == {"apiVersion", "kind", "metadata"}
+            assert document["metadata"]["name"] == "rel-karl-operator"
             continue
         kubernetes_validate.validate(document, version, strict=True)
 
@@ -107,6 +117,8 @@ def test_other_values_reach_the_operator(helm: Path) -> None:
     assert container["command"] == [
         "karl-operator",
         "run",
+        "--peering",
+        "rel-karl-operator",
         "--namespace",
         "fleet-a",
         "--namespace",

@@ -92,7 +92,7 @@ def test_an_external_redis_and_autoscaling_change_the_objects() -> None:
     assert "Deployment/x-redis" not in objects and "Service/x-redis" not in objects
     hpa = objects["HorizontalPodAutoscaler/x-media"]
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": "x"}
-    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "karl_sessions"
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "karl_sessions_active"
     env = objects["StatefulSet/x-media"]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {
         "name": "KARL_REDIS_PASSWORD",

@@ -13,12 +13,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -102,10 +104,10 @@ def start_operator(
 ) -> Iterator[Callable[..., Operator]]:
     started: list[Operator] = []
 
-    def start(**extra_env: str) -> Operator:
+    def start(*args: str, **extra_env: str) -> Operator:
         log_path = tmp_path / f"operator-{len(started)}.log"
         env = {**os.environ, "KUBECONFIG": str(operator_account), **extra_env}
-        command = [sys.executable, "-m", "karl_operator", "run", "--namespace", kube_namespace]
+        command = [sys.executable, "-m", "karl_operator", "run", "--namespace", kube_namespace, *args]
         with log_path.open("wb") as out:
             proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         started.append(Operator(proc, log_path))
@@ -234,6 +236,57 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
     assert after == before
 
 
+def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_stops(
+    kube: Any, kopf_peering_crds: Any, start_operator: Callable[..., Operator], kube_namespace: str
+) -> None:
+    """Two operators with `--peering` (what the chart runs): they meet in a KopfPeering, one works and
+    the other waits — never both; when the working one stops, the other resumes and carries out the
+    next change."""
+    objects, apps = client.CustomObjectsApi(kube), client.AppsV1Api(kube)
+    objects.create_namespaced_custom_object(
+        "kopf.dev",
+        "v1",
+        kube_namespace,
+        "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "karl-operator"}},
+    )
+    first, second = start_operator("--peering", "karl-operator"), start_operator("--peering", "karl-operator")
+
+    def priority(operator: Operator) -> int:
+        found = re.search(r"peering in karl-operator with priority (\d+)", operator.log())
+        return int(found.group(1)) if found else 0
+
+    wait_until("both replicas' priorities", lambda: priority(first) and priority(second), operator=first)
+    worker, standby = sorted((first, second), key=priority, reverse=True)
+
+    def working() -> list[Operator]:
+        """The replicas whose last word on peering is that they resume (kopf starts each paused)."""
+        found = []
+        for operator in (first, second):
+            said = re.findall(r"(Resuming|Pausing) operations", operator.log())
+            if said and said[-1] == "Resuming":
+                found.append(operator)
+        return found
+
+    wait_until("the highest priority alone working", lambda: working() == [worker], operator=worker)
+    create(objects, kube_namespace, cluster("fleet", {"mediaNodes": {"replicas": 2}}))
+
+    def statefulset() -> Any:
+        return _statefulset_or_none(apps, kube_namespace)
+
+    wait_until("the StatefulSet, from the working replica", statefulset, operator=worker)
+    wait_until("its reconcile done", lambda: "Handler 'reconcile' succeeded" in worker.log(), operator=worker)
+    assert "Handler 'reconcile'" not in standby.log()  # the one waiting did nothing
+    assert working() == [worker]
+
+    worker.stop()  # (a rollout: SIGTERM; it leaves the peering, so the other need not wait its lifetime)
+    wait_until("the standby resuming", lambda: "Resuming operations" in standby.log(), operator=standby)
+    objects.patch_namespaced_custom_object_scale(
+        GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 3}}
+    )
+    wait_until("the change, by the other", lambda: statefulset().spec.replicas == 3, operator=standby)
+
+
 def test_a_missing_secret_sets_degraded_with_the_field_and_an_event_then_clears(
     kube: Any, start_operator: Callable[[], Operator], kube_namespace: str
 ) -> None:
@@ -302,6 +355,7 @@ class FleetWithCalls:
             assert stream.received == stream.sent
 
 
+MEDIA_SELECTOR = "app.kubernetes.io/instance=fleet,app.kubernetes.io/component=media"
 MEDIA_POD_LABELS = {
     "app.kubernetes.io/component": "media",
     "app.kubernetes.io/managed-by": "karl-operator",
@@ -556,42 +610,73 @@ def _health(node: Any, path: str) -> int:
         return int(error.code)
 
 
-def test_a_scale_down_drains_the_pods_that_go_and_keeps_them_until_their_calls_end(
+@dataclass
+class HostedFleet:
+    """A KarlCluster whose media pods the test runs on this host as the kubelet would: each pod Running
+    and Ready on 127.0.0.1 (host network: its pod IP is the host's), each played by a real `karl`
+    process on the ports its ordinal gives, with the API key of the fleet's generated Secret."""
+
+    control: int
+    key: str
+    nodes: list[Any]
+
+    def api(self, ordinal: int, path: str) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.control + 4 * ordinal + 1}{path}",
+            headers={"X-API-Key": self.key.split(":", 1)[1]},
+        )
+        with urllib.request.urlopen(request, timeout=3) as reply:
+            found: dict[str, Any] = json.loads(reply.read())
+            return found
+
+    def call(self, ordinal: int, call_id: str) -> dict[str, str]:
+        """An answered call on the node with this ordinal; its NG ids."""
+        from karl_testkit import make_party, sdp
+
+        node, a, b = self.nodes[ordinal], make_party(), make_party()
+        ids = {"call-id": call_id, "from-tag": "A"}
+        assert node.ng.request({"command": "offer", **ids, "sdp": sdp(a.port)})["result"] == "ok"
+        answered = node.ng.request({"command": "answer", **ids, "to-tag": "B", "sdp": sdp(b.port)})
+        assert answered["result"] == "ok", answered
+        return ids
+
+
+@pytest.fixture
+def hosted_fleet(
     kube: Any, start_operator: Callable[..., Operator], kube_namespace: str, tmp_path: Path
-) -> None:
-    """Two media pods played by real `karl` processes on the ports their ordinals give, with the API key
-    of the fleet's generated Secret. `/scale` to 1 while ordinal 1 has a call: the operator drains it
-    (its API says so) and the StatefulSet keeps two pods; the call ends, and the StatefulSet goes to one."""
-    from karl_testkit import free_port_block, make_party, sdp, start_karl_at
+) -> Iterator[Callable[[], tuple[Operator, HostedFleet]]]:
+    """`hosted_fleet()`: the operator, and KarlCluster `fleet` with two media pods run here."""
+    from karl_testkit import free_port_block, start_karl_at
 
-    objects, apps, core = client.CustomObjectsApi(kube), client.AppsV1Api(kube), client.CoreV1Api(kube)
-    control, rtp = free_port_block(8, even=False), free_port_block(80)
-    ports = {"controlStart": control, "rtpStart": rtp, "rtpPerPod": 40}
-    spec = {"mediaNodes": {"replicas": 2, "maxSessions": 10, "ports": ports}}
-    operator = start_operator()
-    create(objects, kube_namespace, cluster("fleet", spec))
-    wait_until("the fleet's Secret", lambda: _secret_or_none(core, kube_namespace), operator=operator)
-    key = base64.b64decode(
-        core.read_namespaced_secret("fleet-fleet", kube_namespace).data["api-keys"]
-    ).decode()
+    objects, core = client.CustomObjectsApi(kube), client.CoreV1Api(kube)
+    nodes: list[Any] = []
 
-    # the kubelet's part: both pods run on this host; their media nodes are local processes
-    def pods_running() -> bool:
-        selector = "app.kubernetes.io/instance=fleet,app.kubernetes.io/component=media"
-        pods = core.list_namespaced_pod(kube_namespace, label_selector=selector).items
-        for pod in pods:
-            status = {
-                "phase": "Running",
-                "hostIP": "127.0.0.1",
-                "hostIPs": [{"ip": "127.0.0.1"}],
-                "conditions": [{"type": "Ready", "status": "True"}],
-            }
-            core.patch_namespaced_pod_status(pod.metadata.name, kube_namespace, {"status": status})
-        return len(pods) == 2
+    def make() -> tuple[Operator, HostedFleet]:
+        control, rtp = free_port_block(8, even=False), free_port_block(80)
+        ports = {"controlStart": control, "rtpStart": rtp, "rtpPerPod": 40}
+        spec = {"mediaNodes": {"replicas": 2, "maxSessions": 10, "ports": ports}}
+        operator = start_operator()
+        create(objects, kube_namespace, cluster("fleet", spec))
+        wait_until("the fleet's Secret", lambda: _secret_or_none(core, kube_namespace), operator=operator)
+        key = base64.b64decode(
+            core.read_namespaced_secret("fleet-fleet", kube_namespace).data["api-keys"]
+        ).decode()
 
-    wait_until("two media pods", pods_running, operator=operator)
-    nodes = []
-    try:
+        def pods_running() -> bool:
+            pods = core.list_namespaced_pod(kube_namespace, label_selector=MEDIA_SELECTOR).items
+            for pod in pods:
+                status = {
+                    "phase": "Running",
+                    "hostIP": "127.0.0.1",
+                    "hostIPs": [{"ip": "127.0.0.1"}],
+                    "podIP": "127.0.0.1",
+                    "podIPs": [{"ip": "127.0.0.1"}],
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                }
+                core.patch_namespaced_pod_status(pod.metadata.name, kube_namespace, {"status": status})
+            return len(pods) == 2
+
+        wait_until("two media pods", pods_running, operator=operator)
         for ordinal in range(2):
             env = {
                 "KARL_NODE_ID": f"fleet-media-{ordinal}",
@@ -603,39 +688,117 @@ def test_a_scale_down_drains_the_pods_that_go_and_keeps_them_until_their_calls_e
             }
             ng = control + 4 * ordinal
             nodes.append(start_karl_at(tmp_path, "127.0.0.2", 40, ng, rtp + 40 * ordinal, env))
-        a, b = make_party(), make_party()
-        ids = {"call-id": "draining-call", "from-tag": "A"}
-        assert nodes[1].ng.request({"command": "offer", **ids, "sdp": sdp(a.port)})["result"] == "ok"
-        answer_sdp = sdp(b.port)
-        assert (
-            nodes[1].ng.request({"command": "answer", **ids, "to-tag": "B", "sdp": answer_sdp})["result"]
-            == "ok"
-        )
+        return operator, HostedFleet(control, key, nodes)
 
-        def stats(ordinal: int) -> dict[str, Any]:
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{control + 4 * ordinal + 1}/api/v1/stats",
-                headers={"X-API-Key": key.split(":", 1)[1]},
-            )
-            with urllib.request.urlopen(request, timeout=3) as reply:
-                found: dict[str, Any] = json.loads(reply.read())
-                return found
+    yield make
+    for node in nodes:
+        node.stop()
 
-        objects.patch_namespaced_custom_object_scale(
-            GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 1}}
-        )
-        wait_until("ordinal 1 draining", lambda: stats(1)["draining"], operator=operator)
-        assert not stats(0)["draining"]  # the pod that stays takes calls
-        assert apps.read_namespaced_stateful_set("fleet-media", kube_namespace).spec.replicas == 2
-        assert nodes[1].ng.request({"command": "delete", **ids, "delete-delay": 0})["result"] == "ok"
-        wait_until(
-            "the StatefulSet down to one pod once the call ended",
-            lambda: apps.read_namespaced_stateful_set("fleet-media", kube_namespace).spec.replicas == 1,
-            operator=operator,
-        )
-    finally:
-        for node in nodes:
-            node.stop()
+
+def test_a_scale_down_drains_the_pods_that_go_and_keeps_them_until_their_calls_end(
+    kube: Any, kube_namespace: str, hosted_fleet: Callable[[], tuple[Operator, HostedFleet]]
+) -> None:
+    """Two media pods played by real `karl` processes. `/scale` to 1 while ordinal 1 has a call: the
+    operator drains it (its API says so) and the StatefulSet keeps two pods; the call ends, and the
+    StatefulSet goes to one."""
+    objects, apps = client.CustomObjectsApi(kube), client.AppsV1Api(kube)
+    operator, hosted = hosted_fleet()
+    ids = hosted.call(1, "draining-call")
+    objects.patch_namespaced_custom_object_scale(
+        GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 1}}
+    )
+    wait_until("ordinal 1 draining", lambda: hosted.api(1, "/api/v1/stats")["draining"], operator=operator)
+    assert not hosted.api(0, "/api/v1/stats")["draining"]  # the pod that stays takes calls
+    assert apps.read_namespaced_stateful_set("fleet-media", kube_namespace).spec.replicas == 2
+    assert hosted.nodes[1].ng.request({"command": "delete", **ids, "delete-delay": 0})["result"] == "ok"
+    wait_until(
+        "the StatefulSet down to one pod once the call ended",
+        lambda: apps.read_namespaced_stateful_set("fleet-media", kube_namespace).spec.replicas == 1,
+        operator=operator,
+    )
+
+
+def _doc_scrape_job() -> dict[str, Any]:
+    """The Prometheus scrape job docs/kubernetes.md gives (its YAML block that starts `- job_name`)."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    job = next(b for b in blocks if b.startswith("- job_name: karl-media"))
+    found: dict[str, Any] = yaml.safe_load(job)[0]
+    return found
+
+
+def _relabelled(rules: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, str] | None:
+    """Prometheus' relabelling (the `keep` and `replace` actions the documented job uses, with
+    Prometheus' defaults: `;` separator, anchored regex `(.*)`, replacement `$1`); None: dropped."""
+    labels = dict(labels)
+    for rule in rules:
+        value = rule.get("separator", ";").join(labels.get(name, "") for name in rule["source_labels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if rule.get("action", "replace") == "keep":
+            if match is None:
+                return None
+        elif match is not None:
+            replacement = re.sub(r"\$(\d+)", r"\\\1", rule.get("replacement", "$1"))
+            labels[rule["target_label"]] = match.expand(replacement)
+    return labels
+
+
+def _pod_meta_labels(pod: Any) -> dict[str, str]:
+    """The `__meta_kubernetes_pod_*` labels Prometheus' pod discovery gives a pod (those used here)."""
+
+    def name(key: str) -> str:
+        return re.sub(r"[^a-zA-Z0-9_]", "_", key)
+
+    labels = {
+        "__address__": pod.status.pod_ip or "",
+        "__metrics_path__": "/metrics",
+        "__meta_kubernetes_namespace": pod.metadata.namespace,
+        "__meta_kubernetes_pod_name": pod.metadata.name,
+        "__meta_kubernetes_pod_ip": pod.status.pod_ip or "",
+    }
+    for key, value in (pod.metadata.labels or {}).items():
+        labels[f"__meta_kubernetes_pod_label_{name(key)}"] = value
+    for key, value in (pod.metadata.annotations or {}).items():
+        labels[f"__meta_kubernetes_pod_annotation_{name(key)}"] = value
+    return labels
+
+
+def test_the_documented_scrape_job_finds_each_media_pod_on_its_own_port(
+    kube: Any, kube_namespace: str, hosted_fleet: Callable[[], tuple[Operator, HostedFleet]]
+) -> None:
+    """The operator writes each running media pod's metrics port on it (`prometheus.io/port`). The
+    scrape job of docs/kubernetes.md, applied to the pods as the API server has them, yields one
+    target per media pod — its pod IP (the host's), its own port, labelled with its namespace and pod
+    name — and each serves its node's `karl_sessions_active`, what an HPA on `metric: sessions` reads
+    through prometheus-adapter. (Debian's Prometheus is built without Kubernetes discovery, so the
+    test applies the job's relabelling itself.)"""
+    core, port = client.CoreV1Api(kube), "prometheus.io/port"
+    operator, hosted = hosted_fleet()
+
+    def annotated() -> bool:
+        pods = core.list_namespaced_pod(kube_namespace, label_selector=MEDIA_SELECTOR)
+        ports = {p.metadata.name: (p.metadata.annotations or {}).get(port) for p in pods.items}
+        return ports == {f"fleet-media-{n}": str(hosted.control + 4 * n + 3) for n in range(2)}
+
+    wait_until("each media pod's metrics port on it", annotated, operator=operator)
+    hosted.call(1, "scraped-call")
+
+    job = _doc_scrape_job()
+    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    every_pod = core.list_namespaced_pod(kube_namespace).items  # the router's pods too: not kept
+    targets = [_relabelled(job["relabel_configs"], _pod_meta_labels(pod)) for pod in every_pod]
+    kept = [t for t in targets if t is not None]
+    assert sorted(t["pod"] for t in kept) == ["fleet-media-0", "fleet-media-1"]
+    sessions = {}
+    for target in kept:
+        assert target["namespace"] == kube_namespace
+        url = f"http://{target['__address__']}{target['__metrics_path__']}"
+        with urllib.request.urlopen(url, timeout=3) as reply:
+            text = reply.read().decode()
+        found = re.search(r"^karl_sessions_active (\S+)$", text, re.MULTILINE)
+        assert found, text[:500]
+        sessions[target["pod"]] = float(found.group(1))
+    assert sessions == {"fleet-media-0": 0.0, "fleet-media-1": 1.0}
 
 
 def _secret_or_none(core: Any, namespace: str) -> Any:
