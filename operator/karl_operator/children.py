@@ -193,6 +193,12 @@ def _drain(ports: Manifest) -> list[str]:
     return ["/bin/sh", "-c", f'{_ORDINAL}; exec python3 -c "{post}" {url}']
 
 
+def _pull_secrets(cluster: Manifest) -> Manifest:
+    """`imagePullSecrets` of every pod the KarlCluster runs (none: the key is left out)."""
+    wanted = cluster["spec"].get("imagePullSecrets") or []
+    return {"imagePullSecrets": [{"name": item["name"]} for item in wanted]} if wanted else {}
+
+
 def _anti_affinity(cluster: Manifest) -> Manifest | None:
     kind = cluster["spec"]["mediaNodes"]["antiAffinity"]
     term = {
@@ -288,6 +294,7 @@ def media_statefulset(cluster: Manifest, replicas: int | None = None) -> Manifes
             {"name": "data", "emptyDir": {}},
         ],
     }
+    pod_spec.update(_pull_secrets(cluster))
     if media.get("nodeSelector"):
         pod_spec["nodeSelector"] = dict(media["nodeSelector"])
     if media.get("tolerations"):
@@ -376,6 +383,7 @@ def router_deployment(cluster: Manifest) -> Manifest:
                 "spec": {
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
                     "containers": [container],
+                    **_pull_secrets(cluster),
                 },
             },
         },
@@ -433,6 +441,7 @@ def redis_objects(cluster: Manifest) -> list[Manifest]:
                 "spec": {
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999},
                     "containers": [container],
+                    **_pull_secrets(cluster),
                 },
             },
         },

@@ -76,7 +76,7 @@ def run_operator(namespaces: list[str] | None, peering: str | None = None) -> in
     replicas peering through `peering`."""
     import kopf
 
-    import karl_operator.reconciler  # noqa: F401  (registers the handlers)
+    import karl_operator.reconciler  # (registers the handlers)
 
     kopf.configure(verbose=False)  # kopf's log: handlers run, retried, failed (stderr)
     # kopf pauses every replica when two share a priority: each takes its own at random, and the
@@ -84,6 +84,10 @@ def run_operator(namespaces: list[str] | None, peering: str | None = None) -> in
     priority = secrets.randbelow(2**31 - 2) + 1 if peering else 0
     if peering:
         logging.getLogger("karl.operator").info("peering in %s with priority %d", peering, priority)
+    # the operator's own periodic work (status, resync, failover) follows the same peering
+    karl_operator.reconciler.peering = karl_operator.reconciler.Peering(
+        peering, priority, tuple(namespaces or ())
+    )
     kopf.run(
         standalone=peering is None,
         peering_name=peering,

@@ -5,6 +5,7 @@ read from the CRD by their `fieldPath`). Pure: dicts in, problems out.
 
     crd = yaml.safe_load(open("crds/karlcluster.yaml"))
     spec, problems = checked_spec(crd, manifest["spec"])
+    problems += name_problems(crd, manifest["metadata"]["name"])
 
 The operator uses the same checks on what the server stored (a spec written before a CRD upgrade can
 break a newer rule): a problem there sets `Degraded` with an Event naming the field, never a crash.
@@ -46,6 +47,19 @@ def checked_spec(crd: dict[str, Any], spec: Any) -> tuple[dict[str, Any], list[P
     if not problems:
         problems = rule_problems(schema, filled)
     return filled, problems
+
+
+CLUSTER_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+MAX_NAME = 40
+
+
+def name_problems(crd: dict[str, Any], name: str) -> list[Problem]:
+    """The CRD's rule on `metadata.name` (its children's names must stay valid Kubernetes names)."""
+    [rule] = version_schema(crd)["x-kubernetes-validations"]
+    if len(name) <= MAX_NAME and CLUSTER_NAME.fullmatch(name):
+        return []
+    field, _, message = " ".join(rule["message"].split()).partition(": ")
+    return [Problem(field, message)]
 
 
 def with_defaults(schema: dict[str, Any], value: Any) -> Any:

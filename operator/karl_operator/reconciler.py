@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import json
 import logging
@@ -24,6 +25,7 @@ import os
 import secrets
 import time
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -45,12 +47,15 @@ from karl_operator.children import (
 )
 from karl_operator.failover.controller import FailoverController
 from karl_operator.failover.service import failover_until
+from karl_operator.peering import works
 
 GROUP, VERSION, PLURAL = "karl.io", "v1alpha1", "karlclusters"
 FIELD_MANAGER = "karl-operator"
 STATUS_INTERVAL = 5.0
 RETRY_DELAY = 5.0
 DRAIN_CHECK = 2.0
+RESYNC_INTERVAL = float(os.environ.get("KARL_OPERATOR_RESYNC", "60"))
+FAILOVER_STOP_TIMEOUT = 15.0
 
 log = logging.getLogger("karl.operator")
 
@@ -80,6 +85,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["pods"] = ",".join(
         f"{key}={value}" for key, value in MEDIA_PODS.items()
     )
+
+
+SPEC_REFUSALS = frozenset({400, 403, 422})
+"""What the API server answers when a child as the spec asks for it cannot be: invalid, or not allowed
+(403: RBAC or admission). Anything else (409, 429, 5xx, a broken connection) is passing: retried."""
 
 
 class SpecProblem(Exception):
@@ -215,7 +225,9 @@ def apply_children(body: dict[str, Any], media_replicas: int | None = None) -> l
                 force_conflicts=True,
             )
         except DynamicApiError as error:
-            raise SpecProblem(f"{manifest['kind']}/{name}", _reason(error)) from None
+            if error.status in SPEC_REFUSALS:
+                raise SpecProblem(f"{manifest['kind']}/{name}", _reason(error)) from None
+            raise  # the server busy, unreachable, a conflict: retried, not the spec's fault
         applied.append(f"{manifest['kind']}/{name}")
     if not body["spec"]["autoscaling"]["enabled"]:
         hpa = dynamic.resources.get(api_version="autoscaling/v2", kind="HorizontalPodAutoscaler")
@@ -330,9 +342,21 @@ def _active_calls(body: dict[str, Any]) -> int | None:
     return sum(lease.load for lease in controller.members.values() if lease is not None)
 
 
-def _write_status(body: dict[str, Any], problem: str | None) -> None:
+_outcome: dict[tuple[str, str], tuple[int, str | None]] = {}
+"""Each KarlCluster's last reconcile: the generation it carried out (or tried to) and its problem (None:
+none). The status timer reports this, not what the body it was handed says: that body may predate the
+last reconcile's own status write, and would bring back a `Degraded` just cleared."""
+
+
+def _key(body: dict[str, Any]) -> tuple[str, str]:
+    return body["metadata"]["namespace"], body["metadata"]["name"]
+
+
+def _write_status(body: dict[str, Any]) -> None:
+    generation, problem = _outcome[_key(body)]
     before = list((body.get("status") or {}).get("conditions") or [])
-    status = cluster_status(body, _statefulset(body), problem, before)
+    observed = {**body, "metadata": {**body["metadata"], "generation": generation}}
+    status = cluster_status(observed, _statefulset(body), problem, before)
     calls = _active_calls(body)
     if calls is not None:
         status["activeCalls"] = calls
@@ -346,6 +370,7 @@ def _write_status(body: dict[str, Any], problem: str | None) -> None:
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile(body: kopf.Body, **_: Any) -> None:
     manifest = dict(body)
+    generation = int(manifest["metadata"].get("generation", 0))
     try:
         _check_secrets(manifest)
         ensure_fleet_secret(manifest)
@@ -353,23 +378,27 @@ def reconcile(body: kopf.Body, **_: Any) -> None:
         apply_children(manifest, replicas)
     except SpecProblem as problem:
         kopf.warn(body, reason="InvalidSpec", message=str(problem))
-        _write_status(manifest, str(problem))
+        _outcome[_key(manifest)] = (generation, str(problem))
+        _write_status(manifest)
         raise kopf.TemporaryError(str(problem), delay=RETRY_DELAY) from None
-    _write_status(manifest, None)
+    _outcome[_key(manifest)] = (generation, None)
+    _write_status(manifest)
     if replicas != manifest["spec"]["mediaNodes"]["replicas"]:
         raise kopf.TemporaryError("media pods to go are draining their calls", delay=DRAIN_CHECK)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=STATUS_INTERVAL, idle=None)
-def refresh_status(body: kopf.Body, **_: Any) -> None:
-    """Readiness follows the pods, which change without any change of the KarlCluster."""
-    manifest = dict(body)
-    conditions = (manifest.get("status") or {}).get("conditions") or []
-    degraded = next((c for c in conditions if c.get("type") == "Degraded"), None)
-    still = degraded is not None and degraded.get("status") == "True"
-    _write_status(
-        manifest, degraded.get("message", "") if still and degraded else None
-    )  # (reconcile clears it)
+def resync(manifest: dict[str, Any]) -> None:
+    """Children changed or deleted behind the operator's back (`kubectl edit`, `kubectl delete`) are put
+    back as the spec says (server-side apply: a child already right is not written)."""
+    outcome = _outcome.get(_key(manifest))
+    if outcome is None or outcome[1] is not None:
+        return  # not reconciled yet, or a problem that reconcile retries itself
+    if outcome[0] != int(manifest["metadata"].get("generation", 0)):
+        return  # a change on its way: reconcile applies it
+    try:
+        apply_children(manifest, media_replicas_now(manifest))
+    except SpecProblem as problem:  # (e.g. an admission policy added since): said, and tried again
+        log.warning("KarlCluster %s/%s: %s", *_key(manifest), problem)
 
 
 def failover_config(body: dict[str, Any], password: str) -> KarlConfig:
@@ -402,16 +431,82 @@ _controllers: dict[tuple[str, str], FailoverController] = {}
 """The failover controller of each KarlCluster (namespace, name) this operator runs."""
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=15.0)
-async def failover(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    """The fleet's failover controller, one per KarlCluster while it exists (leader-elected through its
-    Redis: several operators, or a `karl-operator failover` next to them, never move a call twice)."""
-    manifest = dict(body)
+# ------------------------------------------------------------------ beside kopf's handlers, no finalizer
+# kopf's timers and daemons put a finalizer on every KarlCluster, which blocks its deletion (and its
+# namespace's) once the operator is gone. So the periodic work runs in one task of the operator's own,
+# over the KarlClusters kopf's events show it, and only while this replica works (peering).
+
+_clusters: dict[tuple[str, str], dict[str, Any]] = {}
+"""Every KarlCluster this operator sees, as last seen (kopf's events)."""
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def karlcluster_event(event: kopf.RawEvent, **_: Any) -> None:
+    body: dict[str, Any] = dict(event.get("object") or {})
+    if not body.get("metadata"):
+        return
+    if event.get("type") == "DELETED":
+        _clusters.pop(_key(body), None)
+        _outcome.pop(_key(body), None)
+    else:
+        _clusters[_key(body)] = body
+
+
+@dataclass
+class _Failover:
+    """One KarlCluster's failover controller, run by this operator."""
+
+    redis: tuple[Any, ...]  # what it was started with: a change restarts it
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@dataclass
+class Peering:
+    """How this replica learns whether it works: kopf's peering object and its own priority (None:
+    standalone, it always works)."""
+
+    name: str | None = None
+    priority: int = 0
+    namespaces: tuple[str, ...] = ()
+
+
+peering = Peering()
+"""Set by `karl-operator run` before kopf starts."""
+
+
+def _working() -> bool:
+    if peering.name is None:
+        return True
+    objects = client.CustomObjectsApi(api())
     try:
-        password = await asyncio.to_thread(_redis_password, manifest)
+        found: list[Any]
+        if peering.namespaces:
+            found = [
+                objects.get_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", peering.name)
+                for ns in peering.namespaces
+            ]
+        else:
+            found = [objects.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering.name)]
     except ApiException as error:
-        raise kopf.TemporaryError(f"spec.redis.passwordSecret: {error.reason}", delay=RETRY_DELAY) from None
-    key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        log.warning("peering object %s not readable (%s): standing by", peering.name, error.reason)
+        return False
+    now = datetime.datetime.now(datetime.UTC)
+    return all(works(dict(obj.get("status") or {}), peering.priority, now) for obj in found)
+
+
+def _redis_of(body: dict[str, Any]) -> tuple[Any, ...]:
+    redis = body["spec"]["redis"]
+    return redis_address(body), redis["prefix"], redis.get("passwordSecret")
+
+
+async def _start_failover(key: tuple[str, str], body: dict[str, Any]) -> _Failover | None:
+    try:
+        password = await asyncio.to_thread(_redis_password, body)
+    except ApiException as error:
+        log.warning("KarlCluster %s/%s: spec.redis.passwordSecret: %s", *key, error.reason)
+        return None
+    stop = asyncio.Event()
 
     def running(controller: FailoverController | None) -> None:
         if controller is None:
@@ -419,7 +514,69 @@ async def failover(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> No
         else:
             _controllers[key] = controller
 
-    await failover_until(failover_config(manifest, password), stopped.wait, running=running)
+    task = asyncio.create_task(failover_until(failover_config(body, password), stop.wait, running=running))
+    return _Failover(_redis_of(body), stop, task)
+
+
+async def _stop_failover(failover: _Failover) -> None:
+    failover.stop.set()
+    try:
+        await asyncio.wait_for(failover.task, FAILOVER_STOP_TIMEOUT)
+    except (TimeoutError, asyncio.CancelledError):
+        pass
+    except Exception as error:  # (it ended badly: nothing left to stop)
+        log.warning("a failover controller ended with %r", error)
+
+
+async def fleet_loop() -> None:
+    """Every `STATUS_INTERVAL`: each KarlCluster's status; every `RESYNC_INTERVAL`: its children put
+    back as they should be; all along: one failover controller per KarlCluster (restarted when its
+    Redis changes, stopped when it goes). Only while this replica works; a standby stops its
+    controllers (the working replica's take over once their Redis leadership lapses)."""
+    failovers: dict[tuple[str, str], _Failover] = {}
+    last_resync = time.monotonic()
+    try:
+        while True:
+            working = await asyncio.to_thread(_working)
+            wanted = dict(_clusters) if working else {}
+            for key in [
+                k for k, f in failovers.items() if k not in wanted or f.redis != _redis_of(wanted[k])
+            ]:
+                await _stop_failover(failovers.pop(key))
+            for key, body in wanted.items():
+                if key not in failovers or failovers[key].task.done():
+                    started = await _start_failover(key, body)
+                    if started is not None:
+                        failovers[key] = started
+            resync_now = time.monotonic() - last_resync >= RESYNC_INTERVAL
+            if resync_now:
+                last_resync = time.monotonic()
+            for key, body in wanted.items():
+                try:
+                    if key in _outcome:  # (none before this operator's first reconcile of it)
+                        await asyncio.to_thread(_write_status, body)
+                    if resync_now:
+                        await asyncio.to_thread(resync, body)
+                except (ApiException, DynamicApiError, OSError) as error:
+                    log.warning("KarlCluster %s/%s: %s (tried again)", *key, error)
+            await asyncio.sleep(STATUS_INTERVAL)
+    finally:
+        for failover in failovers.values():
+            await _stop_failover(failover)
+
+
+@kopf.on.startup()
+async def start_fleet_loop(memo: kopf.Memo, **_: Any) -> None:
+    memo["fleet_loop"] = asyncio.create_task(fleet_loop())
+
+
+@kopf.on.cleanup()
+async def stop_fleet_loop(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("fleet_loop")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 MEDIA_PODS = {"app.kubernetes.io/component": "media", "app.kubernetes.io/managed-by": "karl-operator"}

@@ -94,10 +94,22 @@ def test_an_external_redis_and_autoscaling_change_the_objects() -> None:
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": "x"}
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "karl_sessions_active"
     env = objects["StatefulSet/x-media"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert all("imagePullSecrets" not in o["spec"]["template"]["spec"] for o in workloads(objects))
     assert {
         "name": "KARL_REDIS_PASSWORD",
         "valueFrom": {"secretKeyRef": {"name": "karl-redis", "key": "password"}},
     } in env
+
+
+def workloads(objects: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objects.values() if o["kind"] in ("StatefulSet", "Deployment")]
+
+
+def test_image_pull_secrets_reach_every_pod_the_karlcluster_runs() -> None:
+    objects = by_kind(desired_objects(offline({"imagePullSecrets": [{"name": "registry"}]})))
+    assert sorted(o["metadata"]["name"] for o in workloads(objects)) == ["x-media", "x-redis", "x-router"]
+    for workload in workloads(objects):
+        assert workload["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "registry"}]
 
 
 @pytest.mark.parametrize("ordinal", [0, 1, 7])
@@ -169,6 +181,7 @@ def test_every_child_is_accepted_by_the_server_and_goes_with_its_karlcluster(
         "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5},
         "failover": {"webhooks": ["https://sip.example/karl"]},
         "cdr": {"databaseSecret": "karl-cdr"},
+        "imagePullSecrets": [{"name": "registry"}],
     }
     stored = stored_cluster(objects, kube_namespace, "fleet", full)
     built = desired_objects(stored)

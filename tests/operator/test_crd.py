@@ -183,6 +183,27 @@ def test_the_crd_file_and_a_good_example_round_trip(karl_crd: Any, objects: Any,
             assert stored["spec"][section] == values
 
 
+BAD_NAMES = ["a" * 41, "Fleet", "1fleet", "fleet-", "fleet.one"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_karlcluster_name_its_children_could_not_carry_is_refused(
+    karl_crd: Any, objects: Any, kube_namespace: str, name: str
+) -> None:
+    from karl_operator.cluster_spec import name_problems
+
+    try:
+        create(objects, kube_namespace, cluster(name))
+    except ApiException as error:
+        assert error.status == 422, error.body
+        assert "metadata.name: at most 40 characters" in message_of(error)
+    else:
+        pytest.fail(f"KarlCluster {name!r} was taken")
+    [problem] = name_problems(load_crd(), name)  # offline, the same verdict
+    assert problem.field == "metadata.name" and problem.message.startswith("at most 40 characters")
+    assert name_problems(load_crd(), "a" * 40) == name_problems(load_crd(), "fleet-2") == []
+
+
 # ---------------------------------------------------------------------------------- offline, the same
 
 
@@ -212,3 +233,18 @@ def test_offline_validation_names_unknown_fields_and_wrong_types() -> None:
 
     _, problems = checked_spec(load_crd(), {"mediaNode": {}, "router": {"replicas": "two"}})
     assert {p.field for p in problems} == {"spec.mediaNode", "spec.router.replicas"}
+
+
+def test_the_documented_karlcluster_is_valid() -> None:
+    """docs/kubernetes.md's example ("A fleet") passes the same checks as the server's."""
+    import yaml
+    from karl_cluster_kit import ROOT
+
+    from karl_operator.cluster_spec import checked_spec, name_problems
+
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    [example] = [yaml.safe_load(b) for b in blocks if b.startswith("apiVersion: karl.io/v1alpha1")]
+    spec, problems = checked_spec(load_crd(), example["spec"])
+    assert not problems and not name_problems(load_crd(), example["metadata"]["name"]), problems
+    assert spec["imagePullSecrets"] == [{"name": "registry"}]

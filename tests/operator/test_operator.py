@@ -235,6 +235,20 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
     }
     assert after == before
 
+    # no finalizer: with the operator gone, a KarlCluster (and its namespace) can still be deleted
+    assert not stored()["metadata"].get("finalizers")
+    again.stop()
+    objects.delete_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "fleet")
+
+    def deleted() -> bool:
+        try:
+            stored()
+        except client.exceptions.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_until("the KarlCluster gone, no operator running", deleted, timeout=10)
+
 
 def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_stops(
     kube: Any, kopf_peering_crds: Any, start_operator: Callable[..., Operator], kube_namespace: str
@@ -285,6 +299,34 @@ def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_s
         GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 3}}
     )
     wait_until("the change, by the other", lambda: statefulset().spec.replicas == 3, operator=standby)
+
+
+def test_children_changed_or_deleted_behind_the_operators_back_are_put_back(
+    kube: Any, start_operator: Callable[..., Operator], kube_namespace: str
+) -> None:
+    """Someone deletes the router Service and sets another image on the media StatefulSet by hand: the
+    operator's resync (`KARL_OPERATOR_RESYNC`, 2 s here, 60 s by default) puts both back as the spec
+    says, with no change to the KarlCluster."""
+    apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
+    operator = start_operator(KARL_OPERATOR_RESYNC="2")
+    create(client.CustomObjectsApi(kube), kube_namespace, cluster("fleet", {}))
+
+    def image() -> Any:
+        found = _statefulset_or_none(apps, kube_namespace)
+        return found.spec.template.spec.containers[0].image if found is not None else None
+
+    def router_service() -> bool:
+        services = core.list_namespaced_service(kube_namespace).items
+        return any(s.metadata.name == "fleet-router" for s in services)
+
+    wait_until("the router Service", router_service, operator=operator)
+    wanted = wait_until("the media StatefulSet", image, operator=operator)
+    core.delete_namespaced_service("fleet-router", kube_namespace)
+    tampered = {"spec": {"template": {"spec": {"containers": [{"name": "media-node", "image": "evil:1"}]}}}}
+    apps.patch_namespaced_stateful_set("fleet-media", kube_namespace, tampered)
+    assert image() == "evil:1" and not router_service()
+    wait_until("the router Service back", router_service, operator=operator)
+    wait_until("the image back", lambda: image() == wanted, operator=operator)
 
 
 def test_a_missing_secret_sets_degraded_with_the_field_and_an_event_then_clears(
