@@ -94,8 +94,9 @@ def test_every_rendered_object_is_valid_for_the_supported_kubernetes_versions(
         "Deployment",
         "ServiceAccount",
     ]
-    # the example; where the replicas meet: cluster-wide, or in each watched namespace
-    expected += ["KarlCluster", "KopfPeering", "KopfPeering"] if values else ["ClusterKopfPeering"]
+    # the example; where the replicas meet and their rights there: cluster-wide, or in each watched namespace
+    watched = ["KopfPeering", "Role", "RoleBinding"] * 2
+    expected += ["KarlCluster", *watched] if values else ["ClusterKopfPeering"]
     assert kinds == sorted(expected)
     for document in documents:
         if document["kind"] == "KarlCluster":
@@ -127,6 +128,24 @@ def test_other_values_reach_the_operator(helm: Path) -> None:
     assert pod["serviceAccountName"] == "karl-ops" and pod["nodeSelector"] == {"role": "infra"}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_an_operator_of_some_namespaces_reads_secrets_only_there(helm: Path) -> None:
+    def secret_rights(rules: list[dict[str, Any]]) -> list[str]:
+        return [verb for rule in rules if "secrets" in rule["resources"] for verb in rule["verbs"]]
+
+    everywhere = rendered(helm)
+    [cluster_role] = [d for d in everywhere if d["kind"] == "ClusterRole"]
+    assert secret_rights(cluster_role["rules"]) == ["get", "create"]
+    some = rendered(helm, *OTHER_VALUES)
+    [cluster_role] = [d for d in some if d["kind"] == "ClusterRole"]
+    assert secret_rights(cluster_role["rules"]) == []
+    roles = {d["metadata"]["namespace"]: d for d in some if d["kind"] == "Role"}
+    assert sorted(roles) == ["fleet-a", "fleet-b"]
+    assert all(secret_rights(role["rules"]) == ["get", "create"] for role in roles.values())
+    bindings = [d for d in some if d["kind"] == "RoleBinding"]
+    assert {b["subjects"][0]["name"] for b in bindings} == {"karl-ops"}
+    assert {b["subjects"][0]["namespace"] for b in bindings} == {"karl-system"}
 
 
 def test_values_outside_the_schema_are_refused(helm: Path) -> None:

@@ -1,6 +1,6 @@
 """The real kopf operator (`karl-operator run`, a process of its own) on the real control plane, acting as
-its ServiceAccount through exactly the rules the Helm chart grants it (charts/karl/files/
-operator-rules.yaml), never as admin. No kubelet runs: the test plays its part by setting pod status.
+its ServiceAccount through exactly the rules the Helm chart grants it (charts/karl/files/*rules.yaml),
+never as admin. No kubelet runs: the test plays its part by setting pod status.
 
 Shown: a KarlCluster gets its children with owner references and a status (`Ready` once the media
 pods are, `Progressing` until then, the `/scale` selector); replicas changed through `/scale` and a new
@@ -37,6 +37,7 @@ from karl_testkit import Party, wait_for
 
 WAIT = 60.0
 RULES = ROOT / "charts" / "karl" / "files" / "operator-rules.yaml"
+CLUSTER_RULES = ROOT / "charts" / "karl" / "files" / "operator-cluster-rules.yaml"
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = WAIT, operator: Any = None) -> Any:
@@ -75,27 +76,38 @@ class Operator:
 
 @pytest.fixture
 def operator_account(kube: Any, kube_env: Any, kube_namespace: str, tmp_path: Path) -> Iterator[Path]:
-    """ServiceAccount `karl-operator` in the test's namespace with the chart's ClusterRole rules; returns
-    a kubeconfig that acts as it (a TokenRequest token)."""
+    """ServiceAccount `karl-operator` in the test's namespace with the chart's rules as the chart binds
+    them for an operator that watches namespaces: the cluster-wide ones in a ClusterRole, the rest in a
+    Role of the namespace. Returns a kubeconfig that acts as it (a TokenRequest token)."""
     import karl_kube_env
 
     rbac = client.RbacAuthorizationV1Api(kube)
-    role = f"karl-operator-{kube_namespace}"
-    rules = yaml.safe_load(RULES.read_text())
-    rbac.create_cluster_role({"metadata": {"name": role}, "rules": rules})
+    name = f"karl-operator-{kube_namespace}"
+    subjects = [{"kind": "ServiceAccount", "name": "karl-operator", "namespace": kube_namespace}]
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": yaml.safe_load(CLUSTER_RULES.read_text())})
     rbac.create_cluster_role_binding(
         {
-            "metadata": {"name": role},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": "karl-operator", "namespace": kube_namespace}],
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": subjects,
         }
+    )
+    role = {"metadata": {"name": "karl-operator"}, "rules": yaml.safe_load(RULES.read_text())}
+    rbac.create_namespaced_role(kube_namespace, role)
+    rbac.create_namespaced_role_binding(
+        kube_namespace,
+        {
+            "metadata": {"name": "karl-operator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "karl-operator"},
+            "subjects": subjects,
+        },
     )
     token = kube_env.service_account_token(kube_namespace, "karl-operator")
     path = tmp_path / "operator.kubeconfig"
     karl_kube_env.write_kubeconfig(path, kube_env.server, kube_env.ca_file, token, "karl-operator")
     yield path
-    rbac.delete_cluster_role_binding(role)
-    rbac.delete_cluster_role(role)
+    rbac.delete_cluster_role_binding(name)
+    rbac.delete_cluster_role(name)
 
 
 @pytest.fixture
@@ -190,14 +202,19 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
     wait_until("three media pods, running", lambda: make_ready(3), operator=operator)
     wait_until("Ready with 3", lambda: stored()["status"]["nodesReady"] == "3/3", operator=operator)
     wait_until("Ready with 3", lambda: conditions(stored()).get("Ready") == "True", operator=operator)
-    objects.patch_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"mediaNodes": {"image": "karl:next"}}}
-    )
+    # a new image and another port range, in one change
+    ports = {"rtpStart": 24000, "rtpPerPod": 4000, "controlStart": 14000}
+    change = {"spec": {"mediaNodes": {"image": "karl:next", "ports": ports}}}
+    objects.patch_namespaced_custom_object(GROUP, VERSION, kube_namespace, PLURAL, "fleet", change)
     wait_until(
         "the new image",
         lambda: statefulset().spec.template.spec.containers[0].image == "karl:next",
         operator=operator,
     )
+    template = statefulset().spec.template
+    start = template.spec.containers[0].command[-1]
+    assert "KARL_RTP_MIN_PORT=$((24000 + 4000 * n))" in start and "KARL_NG_PORT=$((14000 + 4 * n))" in start
+    assert template.metadata.annotations["karl.io/control-start"] == "14000"
     # the rollout: the controller-manager replaces the pods one by one, each made ready by the test as
     # it comes; the KarlCluster is not Ready before the last node runs the new template
     seen: list[tuple[str, int]] = []
