@@ -76,22 +76,25 @@ def run_operator(namespaces: list[str] | None, peering: str | None = None) -> in
     replicas peering through `peering`."""
     import kopf
 
+    import karl_operator.fleet_loop
     import karl_operator.reconciler  # (registers the handlers)
 
     kopf.configure(verbose=False)  # kopf's log: handlers run, retried, failed (stderr)
-    # kopf pauses every replica when two share a priority: each takes its own at random, and the
-    # highest works (a replica that stops removes itself; one that dies lapses after 60 s)
-    priority = secrets.randbelow(2**31 - 2) + 1 if peering else 0
+    scope = karl_operator.fleet_loop.Scope(namespaces=tuple(namespaces or ()), peering=peering)
     if peering:
-        logging.getLogger("karl.operator").info("peering in %s with priority %d", peering, priority)
+        # kopf pauses every replica when two share a priority: each takes its own at random, and the
+        # highest works (a replica that stops removes itself; one that dies lapses after 60 s)
+        scope.priority = secrets.randbelow(2**31 - 2) + 1
+        logging.getLogger("karl.operator").info(
+            "peering in %s as %s with priority %d", peering, scope.identity, scope.priority
+        )
     # the operator's own periodic work (status, resync, failover) follows the same peering
-    karl_operator.reconciler.peering = karl_operator.reconciler.Peering(
-        peering, priority, tuple(namespaces or ())
-    )
+    karl_operator.fleet_loop.scope = scope
     kopf.run(
         standalone=peering is None,
         peering_name=peering,
-        priority=priority,
+        priority=scope.priority,
+        identity=scope.identity,  # type: ignore[arg-type]  # (kopf's Identity is a NewType of str)
         namespaces=namespaces or [],
         clusterwide=not namespaces,
     )

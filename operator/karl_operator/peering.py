@@ -22,15 +22,23 @@ def _seen(value: Any) -> datetime.datetime | None:
     return found if found.tzinfo is not None else found.replace(tzinfo=datetime.UTC)
 
 
-def works(peers: Mapping[str, Any], priority: int, now: datetime.datetime) -> bool:
-    """Whether the replica of `priority` works, given the status of a peering object."""
-    for info in peers.values():
-        if not isinstance(info, Mapping):
+def works(peers: Mapping[str, Any], identity: str, priority: int, now: datetime.datetime) -> bool:
+    """Whether the replica `identity` of `priority` works, given the status of a peering object: no
+    other live peer has a priority as high (kopf pauses every replica of a shared priority)."""
+    for peer, info in peers.items():
+        if peer == identity or not isinstance(info, Mapping):
             continue
-        seen = _seen(info.get("lastseen"))
-        lifetime = float(info.get("lifetime") or DEFAULT_LIFETIME)
+        seen = _seen(info.get("lastseen")) if info.get("lastseen") is not None else now
+        lifetime = _number(info.get("lifetime"), DEFAULT_LIFETIME)
         if seen is None or (now - seen).total_seconds() > lifetime:
             continue  # gone: kopf forgets it too
-        if int(info.get("priority") or 0) > priority:
+        if _number(info.get("priority"), 0) >= priority:
             return False
     return True
+
+
+def _number(value: Any, default: float) -> float:
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default

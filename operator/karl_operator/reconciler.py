@@ -1,12 +1,13 @@
-"""The kopf handlers of `karl-operator run`: a KarlCluster's children applied as `karl_operator.children`
-builds them, and its status written. Thin: what to build is pure (`children`, `cluster_status`), here is
-only the applying.
+"""The kopf handlers of `karl-operator run` that carry out a KarlCluster: its children applied as
+`karl_operator.children` builds them, and its status written. Thin: what to build is pure (`children`,
+`cluster_status`), here is only the applying. What runs beside them (status refresh, resync, failover
+controllers, pod and node watches) is `karl_operator.fleet_loop`.
 
 - create / update / resume (an operator that restarts takes every KarlCluster up again): every child is
   applied with server-side apply (field manager `karl-operator`, conflicts forced: the operator owns what
   it builds), the HPA removed when autoscaling is turned off; nothing else is touched;
-- a timer writes the status every few seconds: replicas, nodes ready, the `/scale` selector, the
-  conditions `Ready`, `Progressing`, `Degraded` with `observedGeneration`;
+- the status: replicas, nodes ready, the `/scale` selector, the conditions `Ready`, `Progressing`,
+  `Degraded` with `observedGeneration` (the generation the last reconcile carried out);
 - deletion is the garbage collector's (owner references): no finalizer, nothing blocks an uninstall;
 - a spec the server took but the operator cannot carry out (a Secret it names is missing, a child the
   server refuses) sets `Degraded` with the field and an Event, and is retried; it never crashes the
@@ -15,14 +16,12 @@ only the applying.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import datetime
 import json
 import logging
-import os
 import secrets
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -35,27 +34,19 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 from karl_core.certificates import self_signed_pem
-from karl_core.config import KarlConfig
 from karl_operator.children import (
     desired_objects,
     fleet_secret,
     fleet_secret_name,
     media_api_port,
-    media_pod_annotations,
-    redis_address,
     selector_string,
 )
-from karl_operator.failover.controller import FailoverController
-from karl_operator.failover.service import failover_until
-from karl_operator.peering import works
 
 GROUP, VERSION, PLURAL = "karl.io", "v1alpha1", "karlclusters"
 FIELD_MANAGER = "karl-operator"
-STATUS_INTERVAL = 5.0
+MEDIA_PODS = {"app.kubernetes.io/component": "media", "app.kubernetes.io/managed-by": "karl-operator"}
 RETRY_DELAY = 5.0
 DRAIN_CHECK = 2.0
-RESYNC_INTERVAL = float(os.environ.get("KARL_OPERATOR_RESYNC", "60"))
-FAILOVER_STOP_TIMEOUT = 15.0
 
 log = logging.getLogger("karl.operator")
 
@@ -146,8 +137,61 @@ def ensure_fleet_secret(body: dict[str, Any]) -> bool:
     return True
 
 
-_drains: dict[str, float] = {}
-"""Media pods (uid) a scale-down drains, and when it started (monotonic)."""
+@dataclass
+class _Drain:
+    """A media pod a scale-down drains: of which KarlCluster, its ordinal, where its API is, since when
+    (monotonic)."""
+
+    cluster: tuple[str, str]
+    ordinal: int
+    host: str
+    port: int
+    since: float
+
+
+_drains: dict[str, _Drain] = {}
+"""Media pods (uid) a scale-down drains."""
+
+
+def draining(key: tuple[str, str]) -> bool:
+    """Whether a scale-down of the KarlCluster drains some of its pods."""
+    return any(drain.cluster == key for drain in list(_drains.values()))
+
+
+def settle_drains(body: dict[str, Any]) -> None:
+    """The fleet loop's check, every few seconds: kopf drops the retries of a scale-down whose spec
+    went back to what was last carried out, so no reconcile would undrain its pods."""
+    with cluster_lock(_key(body)):
+        _undrain_kept(body, int(body["spec"]["mediaNodes"]["replicas"]))
+
+
+def _undrain_kept(body: dict[str, Any], wanted: int) -> None:
+    """A scale-down undone before its pods went (the HPA changing its mind): the pods that stay take
+    calls again. Drains of pods that went are forgotten."""
+    key = None
+    for uid, drain in list(_drains.items()):
+        if drain.cluster != _key(body):
+            continue
+        if drain.ordinal >= wanted:
+            if _statefulset_replicas(body) <= drain.ordinal:
+                del _drains[uid]  # (the pod went with the scale-down)
+            continue
+        key = key or _fleet_api_key(body)
+        try:
+            _node_api(drain.host, drain.port, "/api/v1/admin/undrain", key, "POST")
+            log.info(
+                "media pod %s-media-%d stays after all: undrained", body["metadata"]["name"], drain.ordinal
+            )
+        except OSError as exc:  # (a pod restarted since starts undrained anyway)
+            log.warning(
+                "media pod %s-media-%d: undrain failed (%s)", body["metadata"]["name"], drain.ordinal, exc
+            )
+        del _drains[uid]
+
+
+def _statefulset_replicas(body: dict[str, Any]) -> int:
+    statefulset = _statefulset(body)
+    return int(statefulset.spec.replicas or 0) if statefulset is not None else 0
 
 
 def _fleet_api_key(body: dict[str, Any]) -> str:
@@ -174,6 +218,7 @@ def media_replicas_now(body: dict[str, Any]) -> int:
     through their API) and the StatefulSet keeps them until their calls have ended or their
     `terminationGracePeriodSeconds` has passed; then they go."""
     wanted = int(body["spec"]["mediaNodes"]["replicas"])
+    _undrain_kept(body, wanted)
     statefulset = _statefulset(body)
     current = int(statefulset.spec.replicas or 0) if statefulset is not None else wanted
     if current <= wanted:
@@ -197,13 +242,13 @@ def media_replicas_now(body: dict[str, Any]) -> int:
         try:
             if pod.metadata.uid not in _drains:
                 _node_api(host, port, "/api/v1/admin/drain", key, "POST")
-                _drains[str(pod.metadata.uid)] = time.monotonic()
+                _drains[str(pod.metadata.uid)] = _Drain(_key(body), ordinal, host, port, time.monotonic())
                 log.info("draining media pod %s before the scale-down", pod.metadata.name)
             active = int(_node_api(host, port, "/api/v1/stats", key).get("active_sessions", 0))
         except (OSError, ValueError) as exc:
             log.warning("media pod %s: its drain could not be followed (%s): it goes", pod.metadata.name, exc)
             continue
-        if active and time.monotonic() - _drains[str(pod.metadata.uid)] < grace:
+        if active and time.monotonic() - _drains[str(pod.metadata.uid)].since < grace:
             busy = True
     return current if busy else wanted
 
@@ -333,15 +378,6 @@ def _statefulset(body: dict[str, Any]) -> Any:
         raise
 
 
-def _active_calls(body: dict[str, Any]) -> int | None:
-    """The calls on the fleet's media nodes, from their leases as its failover controller last read
-    them (None: not known yet, or another operator's controller leads)."""
-    controller = _controllers.get((body["metadata"]["namespace"], body["metadata"]["name"]))
-    if controller is None or controller.last_tick is None or not controller.leads:
-        return None
-    return sum(lease.load for lease in controller.members.values() if lease is not None)
-
-
 _outcome: dict[tuple[str, str], tuple[int, str | None]] = {}
 """Each KarlCluster's last reconcile: the generation it carried out (or tried to) and its problem (None:
 none). The status timer reports this, not what the body it was handed says: that body may predate the
@@ -352,14 +388,24 @@ def _key(body: dict[str, Any]) -> tuple[str, str]:
     return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
-def _write_status(body: dict[str, Any]) -> None:
-    generation, problem = _outcome[_key(body)]
+_locks: dict[tuple[str, str], threading.Lock] = {}
+"""One per KarlCluster: its reconcile (kopf's threads) and its resync (the fleet loop's) never apply
+at the same time — a resync of the old spec must not land after the new spec's reconcile."""
+
+
+def cluster_lock(key: tuple[str, str]) -> threading.Lock:
+    return _locks.setdefault(key, threading.Lock())
+
+
+def write_status(
+    body: dict[str, Any], outcome: tuple[int, str | None], extra: dict[str, Any] | None = None
+) -> None:
+    """Write the status of the KarlCluster after the reconcile `outcome` (generation, problem);
+    `extra`: more status fields (the fleet loop's `activeCalls`; None clears it)."""
+    generation, problem = outcome
     before = list((body.get("status") or {}).get("conditions") or [])
     observed = {**body, "metadata": {**body["metadata"], "generation": generation}}
-    status = cluster_status(observed, _statefulset(body), problem, before)
-    calls = _active_calls(body)
-    if calls is not None:
-        status["activeCalls"] = calls
+    status = {**cluster_status(observed, _statefulset(body), problem, before), **(extra or {})}
     client.CustomObjectsApi(api()).patch_namespaced_custom_object_status(
         GROUP, VERSION, body["metadata"]["namespace"], PLURAL, body["metadata"]["name"], {"status": status}
     )
@@ -370,291 +416,46 @@ def _write_status(body: dict[str, Any]) -> None:
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile(body: kopf.Body, **_: Any) -> None:
     manifest = dict(body)
-    generation = int(manifest["metadata"].get("generation", 0))
-    try:
-        _check_secrets(manifest)
-        ensure_fleet_secret(manifest)
-        replicas = media_replicas_now(manifest)
-        apply_children(manifest, replicas)
-    except SpecProblem as problem:
-        kopf.warn(body, reason="InvalidSpec", message=str(problem))
-        _outcome[_key(manifest)] = (generation, str(problem))
-        _write_status(manifest)
-        raise kopf.TemporaryError(str(problem), delay=RETRY_DELAY) from None
-    _outcome[_key(manifest)] = (generation, None)
-    _write_status(manifest)
+    key, generation = _key(manifest), int(manifest["metadata"].get("generation", 0))
+    with cluster_lock(key):
+        try:
+            _check_secrets(manifest)
+            ensure_fleet_secret(manifest)
+            replicas = media_replicas_now(manifest)
+            apply_children(manifest, replicas)
+        except SpecProblem as problem:
+            kopf.warn(body, reason="InvalidSpec", message=str(problem))
+            _outcome[key] = (generation, str(problem))
+            write_status(manifest, _outcome[key])
+            raise kopf.TemporaryError(str(problem), delay=RETRY_DELAY) from None
+        _outcome[key] = (generation, None)
+        write_status(manifest, _outcome[key])
     if replicas != manifest["spec"]["mediaNodes"]["replicas"]:
         raise kopf.TemporaryError("media pods to go are draining their calls", delay=DRAIN_CHECK)
 
 
 def resync(manifest: dict[str, Any]) -> None:
     """Children changed or deleted behind the operator's back (`kubectl edit`, `kubectl delete`) are put
-    back as the spec says (server-side apply: a child already right is not written)."""
-    outcome = _outcome.get(_key(manifest))
-    if outcome is None or outcome[1] is not None:
-        return  # not reconciled yet, or a problem that reconcile retries itself
-    if outcome[0] != int(manifest["metadata"].get("generation", 0)):
-        return  # a change on its way: reconcile applies it
-    try:
-        apply_children(manifest, media_replicas_now(manifest))
-    except SpecProblem as problem:  # (e.g. an admission policy added since): said, and tried again
-        log.warning("KarlCluster %s/%s: %s", *_key(manifest), problem)
+    back as the spec says (server-side apply: a child already right is not written). `manifest`: the
+    KarlCluster as just read from the API server."""
+    key = _key(manifest)
+    with cluster_lock(key):
+        outcome = _outcome.get(key)
+        if outcome is None or outcome[1] is not None:
+            return  # not reconciled yet, or a problem that reconcile retries itself
+        if outcome[0] != int(manifest["metadata"].get("generation", 0)):
+            return  # a change on its way: reconcile applies it
+        try:
+            apply_children(manifest, media_replicas_now(manifest))
+        except SpecProblem as problem:  # (e.g. an admission policy added since): said, and tried again
+            log.warning("KarlCluster %s/%s: %s", *key, problem)
 
 
-def failover_config(body: dict[str, Any], password: str) -> KarlConfig:
-    """The failover controller's settings for one KarlCluster: its Redis; the restart grace from the
-    operator's own KARL_FAILOVER_RESTART_GRACE (default 2 s); a controller id of its own."""
-    database: dict[str, Any] = {
-        "redis_enabled": True,
-        "redis_addr": redis_address(body),
-        "redis_prefix": body["spec"]["redis"]["prefix"],
-    }
-    if password:
-        database["redis_password"] = password
-    grace = os.environ.get("KARL_FAILOVER_RESTART_GRACE")
-    if grace:
-        database["failover_restart_grace"] = int(grace)
-    meta = body["metadata"]
-    controller = f"{os.environ.get('HOSTNAME') or 'karl-operator'}.{meta['namespace']}.{meta['name']}"
-    return KarlConfig.model_validate({"database": database, "node": {"id": controller}})
+def forget(key: tuple[str, str]) -> None:
+    """This replica no longer knows what it last did for the KarlCluster (it is gone, or another
+    replica works now): its status and resync wait for a reconcile of its own."""
+    _outcome.pop(key, None)
 
 
-def _redis_password(body: dict[str, Any]) -> str:
-    name = body["spec"]["redis"].get("passwordSecret")
-    if not name:
-        return ""
-    secret = client.CoreV1Api(api()).read_namespaced_secret(name, body["metadata"]["namespace"])
-    return base64.b64decode((secret.data or {}).get("password", "")).decode()
-
-
-_controllers: dict[tuple[str, str], FailoverController] = {}
-"""The failover controller of each KarlCluster (namespace, name) this operator runs."""
-
-
-# ------------------------------------------------------------------ beside kopf's handlers, no finalizer
-# kopf's timers and daemons put a finalizer on every KarlCluster, which blocks its deletion (and its
-# namespace's) once the operator is gone. So the periodic work runs in one task of the operator's own,
-# over the KarlClusters kopf's events show it, and only while this replica works (peering).
-
-_clusters: dict[tuple[str, str], dict[str, Any]] = {}
-"""Every KarlCluster this operator sees, as last seen (kopf's events)."""
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-def karlcluster_event(event: kopf.RawEvent, **_: Any) -> None:
-    body: dict[str, Any] = dict(event.get("object") or {})
-    if not body.get("metadata"):
-        return
-    if event.get("type") == "DELETED":
-        _clusters.pop(_key(body), None)
-        _outcome.pop(_key(body), None)
-    else:
-        _clusters[_key(body)] = body
-
-
-@dataclass
-class _Failover:
-    """One KarlCluster's failover controller, run by this operator."""
-
-    redis: tuple[Any, ...]  # what it was started with: a change restarts it
-    stop: asyncio.Event
-    task: asyncio.Task[None]
-
-
-@dataclass
-class Peering:
-    """How this replica learns whether it works: kopf's peering object and its own priority (None:
-    standalone, it always works)."""
-
-    name: str | None = None
-    priority: int = 0
-    namespaces: tuple[str, ...] = ()
-
-
-peering = Peering()
-"""Set by `karl-operator run` before kopf starts."""
-
-
-def _working() -> bool:
-    if peering.name is None:
-        return True
-    objects = client.CustomObjectsApi(api())
-    try:
-        found: list[Any]
-        if peering.namespaces:
-            found = [
-                objects.get_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", peering.name)
-                for ns in peering.namespaces
-            ]
-        else:
-            found = [objects.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering.name)]
-    except ApiException as error:
-        log.warning("peering object %s not readable (%s): standing by", peering.name, error.reason)
-        return False
-    now = datetime.datetime.now(datetime.UTC)
-    return all(works(dict(obj.get("status") or {}), peering.priority, now) for obj in found)
-
-
-def _redis_of(body: dict[str, Any]) -> tuple[Any, ...]:
-    redis = body["spec"]["redis"]
-    return redis_address(body), redis["prefix"], redis.get("passwordSecret")
-
-
-async def _start_failover(key: tuple[str, str], body: dict[str, Any]) -> _Failover | None:
-    try:
-        password = await asyncio.to_thread(_redis_password, body)
-    except ApiException as error:
-        log.warning("KarlCluster %s/%s: spec.redis.passwordSecret: %s", *key, error.reason)
-        return None
-    stop = asyncio.Event()
-
-    def running(controller: FailoverController | None) -> None:
-        if controller is None:
-            _controllers.pop(key, None)
-        else:
-            _controllers[key] = controller
-
-    task = asyncio.create_task(failover_until(failover_config(body, password), stop.wait, running=running))
-    return _Failover(_redis_of(body), stop, task)
-
-
-async def _stop_failover(failover: _Failover) -> None:
-    failover.stop.set()
-    try:
-        await asyncio.wait_for(failover.task, FAILOVER_STOP_TIMEOUT)
-    except (TimeoutError, asyncio.CancelledError):
-        pass
-    except Exception as error:  # (it ended badly: nothing left to stop)
-        log.warning("a failover controller ended with %r", error)
-
-
-async def fleet_loop() -> None:
-    """Every `STATUS_INTERVAL`: each KarlCluster's status; every `RESYNC_INTERVAL`: its children put
-    back as they should be; all along: one failover controller per KarlCluster (restarted when its
-    Redis changes, stopped when it goes). Only while this replica works; a standby stops its
-    controllers (the working replica's take over once their Redis leadership lapses)."""
-    failovers: dict[tuple[str, str], _Failover] = {}
-    last_resync = time.monotonic()
-    try:
-        while True:
-            working = await asyncio.to_thread(_working)
-            wanted = dict(_clusters) if working else {}
-            for key in [
-                k for k, f in failovers.items() if k not in wanted or f.redis != _redis_of(wanted[k])
-            ]:
-                await _stop_failover(failovers.pop(key))
-            for key, body in wanted.items():
-                if key not in failovers or failovers[key].task.done():
-                    started = await _start_failover(key, body)
-                    if started is not None:
-                        failovers[key] = started
-            resync_now = time.monotonic() - last_resync >= RESYNC_INTERVAL
-            if resync_now:
-                last_resync = time.monotonic()
-            for key, body in wanted.items():
-                try:
-                    if key in _outcome:  # (none before this operator's first reconcile of it)
-                        await asyncio.to_thread(_write_status, body)
-                    if resync_now:
-                        await asyncio.to_thread(resync, body)
-                except (ApiException, DynamicApiError, OSError) as error:
-                    log.warning("KarlCluster %s/%s: %s (tried again)", *key, error)
-            await asyncio.sleep(STATUS_INTERVAL)
-    finally:
-        for failover in failovers.values():
-            await _stop_failover(failover)
-
-
-@kopf.on.startup()
-async def start_fleet_loop(memo: kopf.Memo, **_: Any) -> None:
-    memo["fleet_loop"] = asyncio.create_task(fleet_loop())
-
-
-@kopf.on.cleanup()
-async def stop_fleet_loop(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("fleet_loop")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-MEDIA_PODS = {"app.kubernetes.io/component": "media", "app.kubernetes.io/managed-by": "karl-operator"}
-_graceful: set[str] = set()
-"""Media pods (uid) whose deletion this operator saw start with a grace period: they drain."""
-
-
-@kopf.on.event("", "v1", "pods", labels=MEDIA_PODS)
-def media_pod_event(event: kopf.RawEvent, **_: Any) -> None:
-    """A media pod deleted with no grace (force-deleted, or its node gone): its node will not come back
-    to take its calls, so their failover skips the restart grace — they move once its lease has
-    lapsed, never while it is live. A graceful deletion is left to the pod's own drain."""
-    pod = event.get("object") or {}
-    meta = pod.get("metadata") or {}
-    uid = str(meta.get("uid", ""))
-    grace = meta.get("deletionGracePeriodSeconds")
-    if not meta.get("deletionTimestamp") and event.get("type") != "DELETED":
-        _annotate(dict(pod))
-        return
-    if uid in _graceful:
-        # deleted with a grace first: the kubelet's last delete (grace 0) after the drain is no force
-        if event.get("type") == "DELETED":
-            _graceful.discard(uid)
-        return
-    if grace not in (0, None):
-        _graceful.add(uid)
-        return
-    _gone(dict(pod), "deleted without grace")
-
-
-def _annotate(pod: dict[str, Any]) -> None:
-    """Write a media pod's own metrics port on it, for Prometheus (children.media_pod_annotations)."""
-    wanted = media_pod_annotations(pod)
-    if wanted is None:
-        return
-    meta = pod["metadata"]
-    try:
-        client.CoreV1Api(api()).patch_namespaced_pod(
-            meta["name"], meta["namespace"], {"metadata": {"annotations": wanted}}
-        )
-    except ApiException as error:
-        if error.status != 404:  # (gone meanwhile: nothing to scrape)
-            log.warning("media pod %s: its metrics port not annotated (%s)", meta["name"], error.reason)
-
-
-def _gone(pod: dict[str, Any], why: str) -> None:
-    """Tell the failover controller of the pod's KarlCluster that the pod's node will not come back."""
-    meta = pod.get("metadata") or {}
-    instance = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
-    controller = _controllers.get((meta.get("namespace", ""), instance or ""))
-    if controller is not None:
-        log.info("media pod %s %s: its calls move once its lease lapses", meta.get("name"), why)
-        controller.watch.known_gone(str(meta.get("name")))
-
-
-def _node_ready(node: dict[str, Any]) -> bool:
-    conditions = (node.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-@kopf.on.event("", "v1", "nodes")
-def kubernetes_node_event(event: kopf.RawEvent, **_: Any) -> None:
-    """A Kubernetes node NotReady (or gone): the media pods on it will not come back by themselves."""
-    node: dict[str, Any] = dict(event.get("object") or {})
-    if event.get("type") != "DELETED" and _node_ready(node):
-        return
-    metadata: dict[str, Any] = dict(node.get("metadata") or {})
-    name = metadata.get("name")
-    if not name or not _controllers:
-        return
-    selector = ",".join(f"{key}={value}" for key, value in MEDIA_PODS.items())
-    namespaces = {namespace for namespace, _ in _controllers}
-    core = client.CoreV1Api(api())
-    for namespace in namespaces:
-        pods = core.list_namespaced_pod(
-            namespace, label_selector=selector, field_selector=f"spec.nodeName={name}"
-        )
-        for pod in pods.items:
-            meta: Any = pod.metadata
-            found = {"metadata": {"name": meta.name, "namespace": namespace, "labels": meta.labels or {}}}
-            _gone(found, f"on Kubernetes node {name}, which is not ready")
+def outcome_of(key: tuple[str, str]) -> tuple[int, str | None] | None:
+    return _outcome.get(key)

@@ -209,7 +209,11 @@ def test_helm_install_and_the_operator_it_describes_reconciles_a_karlcluster(
             deadline = time.monotonic() + 60
             while True:
                 found = apps.list_namespaced_stateful_set(kube_namespace).items
-                if [s.metadata.name for s in found] == ["charted-media"]:
+                charted = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+                    "karl.io", "v1alpha1", kube_namespace, "karlclusters", "charted"
+                )
+                # its children, and its status: the operator works (its peering readable, its loop on)
+                if [s.metadata.name for s in found] == ["charted-media"] and charted.get("status"):
                     break
                 assert proc.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, log_path.read_text()[-3000:]

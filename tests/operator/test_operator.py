@@ -267,6 +267,14 @@ def test_the_operator_builds_a_karlcluster_keeps_it_and_reports_its_state(
     wait_until("the KarlCluster gone, no operator running", deleted, timeout=10)
 
 
+STARTED = "failover controller started"
+
+
+def stored_status(objects: Any, namespace: str) -> Any:
+    found = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "fleet")
+    return (found.get("status") or {}).get("conditions")
+
+
 def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_stops(
     kube: Any, kopf_peering_crds: Any, start_operator: Callable[..., Operator], kube_namespace: str
 ) -> None:
@@ -284,7 +292,7 @@ def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_s
     first, second = start_operator("--peering", "karl-operator"), start_operator("--peering", "karl-operator")
 
     def priority(operator: Operator) -> int:
-        found = re.search(r"peering in karl-operator with priority (\d+)", operator.log())
+        found = re.search(r"peering in karl-operator as \S+ with priority (\d+)", operator.log())
         return int(found.group(1)) if found else 0
 
     wait_until("both replicas' priorities", lambda: priority(first) and priority(second), operator=first)
@@ -309,6 +317,10 @@ def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_s
     wait_until("its reconcile done", lambda: "Handler 'reconcile' succeeded" in worker.log(), operator=worker)
     assert "Handler 'reconcile'" not in standby.log()  # the one waiting did nothing
     assert working() == [worker]
+    # the operator's own work too (status, resync, the fleet's failover controller): the worker's alone
+    wait_until("the worker's failover controller", lambda: STARTED in worker.log(), operator=worker)
+    wait_until("the status", lambda: stored_status(objects, kube_namespace), operator=worker)
+    assert STARTED not in standby.log()
 
     worker.stop()  # (a rollout: SIGTERM; it leaves the peering, so the other need not wait its lifetime)
     wait_until("the standby resuming", lambda: "Resuming operations" in standby.log(), operator=standby)
@@ -316,6 +328,7 @@ def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_s
         GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 3}}
     )
     wait_until("the change, by the other", lambda: statefulset().spec.replicas == 3, operator=standby)
+    wait_until("its failover controller", lambda: STARTED in standby.log(), operator=standby)
 
 
 def test_children_changed_or_deleted_behind_the_operators_back_are_put_back(
@@ -758,17 +771,34 @@ def test_a_scale_down_drains_the_pods_that_go_and_keeps_them_until_their_calls_e
     kube: Any, kube_namespace: str, hosted_fleet: Callable[[], tuple[Operator, HostedFleet]]
 ) -> None:
     """Two media pods played by real `karl` processes. `/scale` to 1 while ordinal 1 has a call: the
-    operator drains it (its API says so) and the StatefulSet keeps two pods; the call ends, and the
-    StatefulSet goes to one."""
+    operator drains it (its API says so) and the StatefulSet keeps two pods; back to 2, it takes calls
+    again; to 1 again, drained again; the call ends, and the StatefulSet goes to one."""
     objects, apps = client.CustomObjectsApi(kube), client.AppsV1Api(kube)
     operator, hosted = hosted_fleet()
     ids = hosted.call(1, "draining-call")
     objects.patch_namespaced_custom_object_scale(
         GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 1}}
     )
-    wait_until("ordinal 1 draining", lambda: hosted.api(1, "/api/v1/stats")["draining"], operator=operator)
-    assert not hosted.api(0, "/api/v1/stats")["draining"]  # the pod that stays takes calls
+
+    def draining(ordinal: int) -> bool:
+        return bool(hosted.api(ordinal, "/api/v1/stats")["draining"])
+
+    wait_until("ordinal 1 draining", lambda: draining(1), operator=operator)
+    assert not draining(0)  # the pod that stays takes calls
     assert apps.read_namespaced_stateful_set("fleet-media", kube_namespace).spec.replicas == 2
+    # the scale-down undone (an HPA changing its mind) before the pod went: it takes calls again
+    objects.patch_namespaced_custom_object_scale(
+        GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 2}}
+    )
+    wait_until(
+        "ordinal 1 undrained", lambda: not hosted.api(1, "/api/v1/stats")["draining"], operator=operator
+    )
+    objects.patch_namespaced_custom_object_scale(
+        GROUP, VERSION, kube_namespace, PLURAL, "fleet", {"spec": {"replicas": 1}}
+    )
+    wait_until(
+        "ordinal 1 draining again", lambda: hosted.api(1, "/api/v1/stats")["draining"], operator=operator
+    )
     assert hosted.nodes[1].ng.request({"command": "delete", **ids, "delete-delay": 0})["result"] == "ok"
     wait_until(
         "the StatefulSet down to one pod once the call ended",
