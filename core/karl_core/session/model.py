@@ -9,6 +9,7 @@ on another node. Runtime objects (sockets, counters of the relay) live outside t
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import operator
 from copy import deepcopy
@@ -57,6 +58,16 @@ Address = tuple[str, int]
 """A socket address as sockets take and give it: (host, port). `Endpoint` is the same in call state."""
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_unspecified_address(address: str) -> bool:
+    """0.0.0.0 or :: in any spelling (cached: offers, answers and `query` ask for every endpoint, and
+    `ipaddress` takes microseconds to parse one)."""
+    try:
+        return ipaddress.ip_address(address).is_unspecified
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Endpoint:
     address: str
@@ -68,10 +79,7 @@ class Endpoint:
 
     @property
     def is_unspecified(self) -> bool:
-        try:
-            return ipaddress.ip_address(self.address).is_unspecified
-        except ValueError:
-            return False
+        return _is_unspecified_address(self.address)
 
     def to_dict(self) -> dict[str, Any]:
         return {"address": self.address, "port": self.port}

@@ -104,7 +104,14 @@ sends a few a second; a flood must not cost the event loop the reading)."""
 
 def normalize_address(addr: tuple[Any, ...]) -> Address:
     """(host, port) with the host in canonical form, as received datagrams report it."""
-    return (str(ipaddress.ip_address(addr[0])), int(addr[1]))
+    return (_canonical_host(addr[0]), int(addr[1]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_host(host: str) -> str:
+    """Cached: every offer and answer configures its streams with their parties' addresses, and
+    `ipaddress` takes microseconds to parse one."""
+    return str(ipaddress.ip_address(host))
 
 
 class PacketStream:
