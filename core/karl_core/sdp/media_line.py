@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -37,7 +38,14 @@ class MediaLine:
         Probed: the port is read with strtol, so "12abc" is port 12 and "+2000" is 2000, and two
         spaces before the port make an empty port token whose number is read from the next token
         (rtpengine then treats the following token as the protocol). Ports outside 0..65535, a
-        missing protocol, and a "/n" count outside 1..10 (read with atoi) are errors."""
+        missing protocol, and a "/n" count outside 1..10 (read with atoi) are errors.
+
+        Cached (the line is immutable): an offer or answer reads each m= line three times, to
+        validate it, to read what it offers and to rewrite it."""
+        return _parsed_media_line(value)
+
+    @classmethod
+    def _parse_uncached(cls, value: str) -> MediaLine:
         split = split_tokens(value, 3)
         if split is None:
             raise SdpError("malformed m= line", repr(value))
@@ -112,3 +120,8 @@ class MediaLine:
                 raise SdpError("payload type out of range", repr(token))
             out.append(pt)
         return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_media_line(value: str) -> MediaLine:
+    return MediaLine._parse_uncached(value)
