@@ -89,14 +89,18 @@ class MediaLine:
         """Number of consecutive port pairs (1 without a "/n")."""
         return 1 if self.port_count is None else self.port_count
 
+    # (the constructor, not dataclasses.replace: several times faster, and every SDP sent on edits its
+    # m= lines)
+
     def with_port(self, port: int, port_count: int | None = None) -> MediaLine:
-        return replace(self, port=port, port_count=port_count, port_token=None)
+        return MediaLine(self.media, port, port_count, self.proto, self.formats)
 
     def with_proto(self, proto: str) -> MediaLine:
-        return replace(self, proto=proto)
+        return MediaLine(self.media, self.port, self.port_count, proto, self.formats, self.port_token)
 
     def with_formats(self, formats: Iterable[str | int]) -> MediaLine:
-        return replace(self, formats=tuple(str(f) for f in formats))
+        tokens = tuple(str(f) for f in formats)
+        return MediaLine(self.media, self.port, self.port_count, self.proto, tokens, self.port_token)
 
     def format_list(self) -> list[str]:
         """The format tokens rtpengine iterates: `formats` without a final empty token."""
