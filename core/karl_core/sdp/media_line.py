@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from ..memo import short_text_cache
 from .cnumbers import atoi, strtol, strtoul, to_c_uint
 from .errors import SdpError
 from .protocols import is_rtp_protocol
@@ -126,6 +126,6 @@ class MediaLine:
         return out
 
 
-@functools.lru_cache(maxsize=1024)
+@short_text_cache(maxsize=1024, max_length=256)
 def _parsed_media_line(value: str) -> MediaLine:
     return MediaLine._parse_uncached(value)

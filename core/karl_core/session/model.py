@@ -9,12 +9,13 @@ on another node. Runtime objects (sockets, counters of the relay) live outside t
 from __future__ import annotations
 
 import enum
-import functools
 import ipaddress
 import operator
 from copy import deepcopy
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
+
+from karl_core.memo import short_text_cache
 
 SCHEMA_VERSION = 7
 READABLE_SCHEMAS = (1, 2, 3, 4, 5, 6, 7)
@@ -58,7 +59,7 @@ Address = tuple[str, int]
 """A socket address as sockets take and give it: (host, port). `Endpoint` is the same in call state."""
 
 
-@functools.lru_cache(maxsize=4096)
+@short_text_cache(maxsize=4096, max_length=64)
 def _is_unspecified_address(address: str) -> bool:
     """0.0.0.0 or :: in any spelling (cached: offers, answers and `query` ask for every endpoint, and
     `ipaddress` takes microseconds to parse one)."""
