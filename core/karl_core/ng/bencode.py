@@ -297,11 +297,25 @@ def _parse(data: bytes, pos: int, *, lenient: bool) -> tuple[BValue, int]:
         item: BValue
         while pos < n:
             c = data[pos]
-            if c == _E:
+            if _ZERO <= c <= _NINE:
+                # a string, as in `scalar` but without a call: most items of a request are strings
+                colon = find(b":", pos, pos + 21)
+                digits = data[pos:colon]
+                if colon < 0 or not digits.isdigit() or (c == _ZERO and colon != pos + 1):
+                    raise BencodeError(f"bad string length at offset {pos}")
+                end = colon + 1 + int(digits)
+                if end > n:
+                    raise BencodeError(f"string at offset {pos} runs past the end of data")
+                item = data[colon + 1 : end].decode("utf-8", "surrogateescape")
+                pos = end
+                if is_dict and key is None:
+                    key = item
+                    continue
+            elif c == _E:
                 if key is not None:
                     raise BencodeError(f"dictionary key without a value at offset {pos}")
                 return (out_dict if is_dict else out_list), pos + 1
-            if c in (_D, _L):
+            elif c in (_D, _L):
                 if key is None and is_dict:
                     raise BencodeError(f"dictionary key is not a string at offset {pos}")
                 item, pos = container(pos + 1, depth + 1, c == _D)
