@@ -5,9 +5,11 @@ unused); the bench's G.711 cycle (`calls.py`: offer, answer, delete with delete-
 node's NG protocol object as datagrams, the loop turning between requests so that packet streams are
 attached and closed as on a live node. Reported: CPU µs per cycle without a profiler (the figure),
 then the functions that took the most time under cProfile (which slows everything down about twice:
-read the shares, not the absolute numbers).
+read the shares, not the absolute numbers). With `--parts`, instead of cProfile: the cycle split into
+the parts of docs/performance.md ("Where a signalling request's time goes"), timed with wrappers around
+the functions that do them (each wrapper adds about a microsecond per call).
 
-    python bench/profile_cycle.py --cycles 2000 [--store] [--top 40]
+    python bench/profile_cycle.py --cycles 2000 [--store] [--top 40] [--parts]
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
+import importlib
 import pstats
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +56,9 @@ class _Replies:
         pass
 
 
-async def run(cycles: int, store: bool, profile: cProfile.Profile | None) -> float:
+async def run(
+    cycles: int, store: bool, profile: cProfile.Profile | None, warmed_up: Callable[[], None] | None = None
+) -> float:
     state_dir = tempfile.mkdtemp(prefix="karl-profile-") if store else None
     cfg = KarlConfig.model_validate(
         {
@@ -91,6 +98,8 @@ async def run(cycles: int, store: bool, profile: cProfile.Profile | None) -> flo
     for index in range(200):  # warm up: caches, the allocator, the collector's freeze
         await cycle(datagrams(index))
     prepared = [datagrams(index) for index in range(200, 200 + cycles)]  # the client's work, beforehand
+    if warmed_up is not None:
+        warmed_up()
     started = time.process_time()
     if profile is not None:
         profile.enable()
@@ -103,14 +112,82 @@ async def run(cycles: int, store: bool, profile: cProfile.Profile | None) -> flo
     return spent / cycles * 1e6
 
 
+_ENGINE = "karl_medianode.engine.engine"
+_TIMED: dict[str, tuple[str, str]] = {
+    "request": ("karl_core.ng.server", "NgProtocol.datagram_received"),
+    "decode": ("karl_core.ng.server", "decode_command"),
+    "options": ("karl_core.ng.server", "decode_options"),
+    "reply": ("karl_core.ng.endpoint", "NgEndpoint.reply"),
+    "dispatch": ("karl_medianode.node", "MediaNode.dispatch"),
+    "engine": (_ENGINE, "CallEngine.handle"),
+    "read": (_ENGINE, "read_sdp"),
+    "write": (_ENGINE, "write_sdp"),
+    "apply": ("karl_medianode.control.engine_driver", "EngineDriver.apply"),
+}
+"""The functions timed for `--parts`: (module, name there) — the name the caller looks up."""
+
+
+def _time_parts() -> tuple[dict[str, list[int]], Callable[[], None]]:
+    """Wrap the `_TIMED` functions; returns their total nanoseconds and calls, and a reset."""
+    totals: dict[str, list[int]] = {}
+    for part, (module_name, name) in _TIMED.items():
+        owner: Any = importlib.import_module(module_name)
+        *path, attribute = name.split(".")
+        for step in path:
+            owner = getattr(owner, step)
+        function = getattr(owner, attribute)
+        total = totals[part] = [0, 0]
+
+        def timed(*args: Any, _function: Any = function, _total: list[int] = total, **kwargs: Any) -> Any:
+            started = time.perf_counter_ns()
+            try:
+                return _function(*args, **kwargs)
+            finally:
+                _total[0] += time.perf_counter_ns() - started
+                _total[1] += 1
+
+        setattr(owner, attribute, functools.wraps(function)(timed))
+
+    def reset() -> None:
+        for total in totals.values():
+            total[0] = total[1] = 0
+
+    return totals, reset
+
+
+def _print_parts(totals: dict[str, list[int]], cycles: int) -> None:
+    us = {part: total[0] / cycles / 1000 for part, total in totals.items()}
+    rows = [
+        ("Engine: reading the two SDPs", us["read"]),
+        ("Engine: writing the two SDPs sent on", us["write"]),
+        ("Engine: everything else", us["engine"] - us["read"] - us["write"]),
+        ("Driver: applying effects", us["apply"]),
+        ("Node: the rest of dispatching", us["dispatch"] - us["engine"] - us["apply"]),
+        ("NG: decoding three requests (bencode)", us["decode"]),
+        ("NG: decoding three requests (options)", us["options"]),
+        ("NG: encoding and caching three replies", us["reply"]),
+        ("NG: the rest", us["request"] - us["decode"] - us["options"] - us["reply"] - us["dispatch"]),
+    ]
+    whole = us["request"]
+    for label, value in rows:
+        print(f"{label:42s} {value:7.1f} µs  {100 * value / whole:4.1f} %")
+    print(f"{'All (wrappers included)':42s} {whole:7.1f} µs")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--store", action="store_true", help="with the file call store (KARL_STATE_DIR)")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--parts", action="store_true", help="the parts of a cycle (wrappers), no cProfile")
     args = parser.parse_args(argv)
     plain = uvloop.run(run(args.cycles, args.store, None))
     print(f"{plain:.0f} µs of CPU per offer+answer+delete cycle ({args.cycles} cycles, no profiler)")
+    if args.parts:
+        totals, reset = _time_parts()
+        uvloop.run(run(args.cycles, args.store, None, warmed_up=reset))
+        _print_parts(totals, args.cycles)
+        return 0
     profile = cProfile.Profile()
     uvloop.run(run(args.cycles, args.store, profile))
     stats = pstats.Stats(profile)

@@ -7,6 +7,7 @@ the others follow 10.5's option parser (daemon/call_interfaces.c at tag mr10.5.3
 from __future__ import annotations
 
 import contextlib
+from dataclasses import FrozenInstanceError, fields
 from typing import Any
 
 import pytest
@@ -814,3 +815,30 @@ def test_any_payload_parses_without_raising(payload: dict[str, Any], command: Co
 def test_any_flags_parse_without_raising(flags: list[Any], command: Command) -> None:
     options = parse_options({"flags": flags}, command)
     assert all(isinstance(flag, str) for flag in options.flags)
+
+
+# ------------------------------------------------------------------ how the parser builds NgOptions
+
+
+@pytest.mark.parametrize(
+    ("command", "payload"),
+    [
+        (Command.OFFER, {"call-id": "c", "from-tag": "f", "sdp": SDP, "replace": ["origin"], "ICE": "x"}),
+        (Command.OFFER, {"codec": {"strip": ["all"], "offer": ["PCMA"]}, "flags": ["trust-address"]}),
+        (Command.DELETE, {"call-id": "c", "from-tag": "f", "delete-delay": 0, "flags": ["fatal", "x"]}),
+        (Command.LIST, {"limit": 5}),
+        (Command.PING, {"x": 1}),
+    ],
+)
+def test_parsed_options_are_what_the_constructor_builds(command: Command, payload: dict[str, Any]) -> None:
+    """The parser fills the frozen dataclass's dictionary directly (faster than its constructor): the
+    result must be indistinguishable from the constructor's, and nothing of `__init__` may be skipped."""
+    parsed = parse_options({"command": command.value, **payload}, command)
+    built = NgOptions(**{item.name: getattr(parsed, item.name) for item in fields(NgOptions)})
+    assert parsed == built and hash(parsed) == hash(built) and repr(parsed) == repr(built)
+    assert vars(parsed) == vars(built)
+    assert not hasattr(NgOptions, "__post_init__")  # `_new_options` would skip it
+    # and its defaults are the dataclass's
+    assert vars(parse_options({"command": "ping"}, Command.PING)) == vars(NgOptions(command=Command.PING))
+    with pytest.raises(FrozenInstanceError):
+        parsed.call_id = "other"  # type: ignore[misc]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 import pytest
@@ -322,3 +322,49 @@ def test_schema_v1_documents_are_still_read() -> None:
 def test_srtp_progress_out_of_range_is_a_schema_error(values: list[int]) -> None:
     with pytest.raises(SessionSchemaError):
         SrtpProgress.from_list(values)
+
+
+def _shared_mutables(original: Any, copied: Any, path: str = "state") -> list[str]:
+    """Where `copied` shares a mutable object (list, dict, set, a dataclass that is not frozen) with
+    `original`, walking every field of every dataclass: a field added later is covered without a change
+    here."""
+    mutable = isinstance(original, list | dict | set) or (
+        is_dataclass(original) and not original.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    )
+    if mutable and original is copied:
+        return [path]
+    shared: list[str] = []
+    if is_dataclass(original) and not isinstance(original, type):
+        for item in fields(original):
+            name = item.name
+            shared += _shared_mutables(getattr(original, name), getattr(copied, name), f"{path}.{name}")
+    elif isinstance(original, dict):
+        for key, value in original.items():
+            shared += _shared_mutables(value, copied[key], f"{path}[{key!r}]")
+    elif isinstance(original, list | tuple):
+        for index, (value, other) in enumerate(zip(original, copied, strict=True)):
+            shared += _shared_mutables(value, other, f"{path}[{index}]")
+    return shared
+
+
+def test_clone_is_an_equal_copy_that_shares_nothing_mutable() -> None:
+    call = sample_call()
+    call.quality = {"reports": 2, "entries": [{"ssrc": 1, "lost": [1, 2]}], "xr_round_trips": []}
+    copied = call.clone()
+    assert copied == call
+    assert copied.to_dict() == call.to_dict()
+    assert _shared_mutables(call, copied) == []
+    # and changes to the copy stay there
+    media = copied.monologues[1].medias[0]
+    media.codecs[0].rtcp_fb.append("nack")
+    media.streams[0].counters["rtcp_packets"] += 1
+    media.streams[0].policy.asymmetric = True
+    copied.quality["entries"][0]["lost"].append(3)
+    assert call.to_dict() == sample_call().to_dict() | {"quality": call.quality}
+    assert call.quality["entries"][0]["lost"] == [1, 2]
+
+
+def test_clone_of_an_empty_call() -> None:
+    call = CallState("empty", created=1.0, last_signal=1.0)
+    copied = call.clone()
+    assert copied == call and _shared_mutables(call, copied) == []

@@ -91,6 +91,13 @@ def encode(value: Any, *, sort_keys: bool = True) -> bytes:
     return b"".join(out)
 
 
+_KEY_HEADS: dict[str, str] = {}
+"""Encoded dictionary keys of replies ("10:local port"), by key: a `query` or `delete` reply has about
+200 keys from a small vocabulary, and formatting each anew was a quarter of its encoding time."""
+_KEY_HEADS_LIMIT = 4096
+"""Keys kept at most (party tags are keys too: a stream of new calls cannot grow the table past it)."""
+
+
 def _encode_text(value: Any, parts: list[str], depth: int) -> bool:
     """The fast path of `encode` (key order kept): False as soon as something is not a plain dict,
     list, int or ASCII string (the general encoder then starts over). An ASCII string's length in
@@ -102,10 +109,16 @@ def _encode_text(value: Any, parts: list[str], depth: int) -> bool:
     kind = type(value)
     if kind is dict:
         append("d")
+        heads = _KEY_HEADS
         for key, item in value.items():
-            if type(key) is not str or not key.isascii():
-                return False
-            append(f"{len(key)}:{key}")
+            head = heads.get(key)
+            if head is None:
+                if type(key) is not str or not key.isascii():
+                    return False
+                head = f"{len(key)}:{key}"
+                if len(heads) < _KEY_HEADS_LIMIT:
+                    heads[key] = head
+            append(head)
             item_kind = type(item)
             if item_kind is str:
                 if not item.isascii():
@@ -284,11 +297,25 @@ def _parse(data: bytes, pos: int, *, lenient: bool) -> tuple[BValue, int]:
         item: BValue
         while pos < n:
             c = data[pos]
-            if c == _E:
+            if _ZERO <= c <= _NINE:
+                # a string, as in `scalar` but without a call: most items of a request are strings
+                colon = find(b":", pos, pos + 21)
+                digits = data[pos:colon]
+                if colon < 0 or not digits.isdigit() or (c == _ZERO and colon != pos + 1):
+                    raise BencodeError(f"bad string length at offset {pos}")
+                end = colon + 1 + int(digits)
+                if end > n:
+                    raise BencodeError(f"string at offset {pos} runs past the end of data")
+                item = data[colon + 1 : end].decode("utf-8", "surrogateescape")
+                pos = end
+                if is_dict and key is None:
+                    key = item
+                    continue
+            elif c == _E:
                 if key is not None:
                     raise BencodeError(f"dictionary key without a value at offset {pos}")
                 return (out_dict if is_dict else out_list), pos + 1
-            if c in (_D, _L):
+            elif c in (_D, _L):
                 if key is None and is_dict:
                     raise BencodeError(f"dictionary key is not a string at offset {pos}")
                 item, pos = container(pos + 1, depth + 1, c == _D)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..memo import short_text_cache
 from .lines import SdpLine, make_line
 from .model import MediaSection, Session, SessionDescription
 
@@ -24,14 +25,20 @@ def split_lines(text: str) -> tuple[list[SdpLine], str]:
     for index, piece in enumerate(pieces):
         if not piece or piece[0] == "\r":
             return lines, "\n".join(pieces[index:]) + "\n" + last
-        if piece[-1] == "\r":
-            append(make_line(piece[:-1], "\r\n"))
-        else:
-            append(make_line(piece, "\n"))
+        append(_ended_line(piece))
     if len(last) < 2 or last[0] == "\r":
         return lines, last
     append(make_line(last, ""))
     return lines, ""
+
+
+@short_text_cache(maxsize=4096, max_length=200)
+def _ended_line(piece: str) -> SdpLine:
+    """The line of a piece that was followed by "\n" (its "\r" is part of the ending). Cached: lines
+    are immutable, and most lines of a call's SDP are the same as other calls' (`a=rtpmap:...`)."""
+    if piece[-1] == "\r":
+        return make_line(piece[:-1], "\r\n")
+    return make_line(piece, "\n")
 
 
 def parse(text: str) -> SessionDescription:

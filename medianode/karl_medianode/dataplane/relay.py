@@ -65,6 +65,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from karl_core.memo import short_text_cache
 from karl_core.session import Address, Endpoint, EndpointLearning, SrtpProgress
 from karl_medianode.clock import CoarseClock
 from karl_medianode.dataplane.srtp_context import SrtpError, SrtpTransform
@@ -104,7 +105,14 @@ sends a few a second; a flood must not cost the event loop the reading)."""
 
 def normalize_address(addr: tuple[Any, ...]) -> Address:
     """(host, port) with the host in canonical form, as received datagrams report it."""
-    return (str(ipaddress.ip_address(addr[0])), int(addr[1]))
+    return (_canonical_host(addr[0]), int(addr[1]))
+
+
+@short_text_cache(maxsize=4096, max_length=64)
+def _canonical_host(host: str) -> str:
+    """Cached: every offer and answer configures its streams with their parties' addresses, and
+    `ipaddress` takes microseconds to parse one."""
+    return str(ipaddress.ip_address(host))
 
 
 class PacketStream:

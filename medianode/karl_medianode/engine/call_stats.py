@@ -311,39 +311,39 @@ DTMF_REPLACING = frozenset(
 )
 
 
-def _transcodable(codec: Codec, media_type: str) -> bool:
-    return media_type == "audio" and codec.name.lower() in TRANSCODABLE
+def _codec_key(codec: Codec) -> tuple[str, int, int]:
+    """What makes two codecs the same for 10.5: name (any case), clock rate, channels (1 if not given)."""
+    return codec.name.lower(), codec.clock_rate, codec.channels or 1
 
 
-def _same_codec(a: Codec, b: Codec) -> bool:
-    return (
-        a.name.lower() == b.name.lower()
-        and a.clock_rate == b.clock_rate
-        and (a.channels or 1) == (b.channels or 1)
-    )
-
-
-def transcodes(receiver: Sequence[Codec], sink: Sequence[Codec], media_type: str, forced: bool) -> bool:
+def transcodes(receiver: Sequence[Codec], sink: Sequence[Codec], media_type: str) -> tuple[bool, bool]:
     """Whether 10.5 transcodes anything a party sends with the codecs `receiver` to a party given `sink`
-    (codec_handlers_update for plain RTP): `forced` by a DTMF-replacing block."""
+    (codec_handlers_update for plain RTP): (as things are, under a DTMF-replacing block). Both in one
+    pass, each codec's key made once (an offer and an answer ask four times)."""
+    if media_type != "audio":
+        return False, False  # 10.5 transcodes audio codecs only: everything else passes through
+    sink_keys = [(codec.payload_type, _codec_key(codec)) for codec in sink]
     first = next(
-        (c for c in sink if _transcodable(c, media_type) and c.name.lower() not in SUPPLEMENTAL), None
+        (entry for entry in sink_keys if entry[1][0] in TRANSCODABLE and entry[1][0] not in SUPPLEMENTAL),
+        None,
     )
+    forceable = False
     for codec in receiver:
-        if not _transcodable(codec, media_type):
+        key = _codec_key(codec)
+        name = key[0]
+        if name not in TRANSCODABLE:
             continue  # passed through as it is
-        target = next(
-            (c for c in sink if c.payload_type == codec.payload_type and _same_codec(codec, c)), None
-        )
+        pt = codec.payload_type
+        target = next((entry for entry in sink_keys if entry[0] == pt and entry[1] == key), None)
         if target is None:
-            target = next((c for c in sink if _same_codec(codec, c)), first)
+            target = next((entry for entry in sink_keys if entry[1] == key), first)
         if target is None:
             continue  # nothing to transcode to: passed through
-        if target.payload_type != codec.payload_type or not _same_codec(codec, target):
-            return True
-        if forced and codec.name.lower() not in SUPPLEMENTAL:
-            return True
-    return False
+        if target[0] != pt or target[1] != key:
+            return True, True
+        if name not in SUPPLEMENTAL:
+            forceable = True  # a DTMF-replacing block transcodes even the same codec
+    return False, forceable
 
 
 def dtmf_replaced(call: Call, mono: Monologue) -> bool:
@@ -376,9 +376,11 @@ def _judge(
 
 def _weigh(media: MediaState, receiver: Sequence[Codec], sink: Sequence[Codec]) -> None:
     """Note what a decision would find with these codec stores (a block or unblock decides later)."""
-    rtp = media.is_rtp and not media.rejected
-    differ = rtp and transcodes(receiver, sink, media.media_type, forced=False)
-    forceable = rtp and transcodes(receiver, sink, media.media_type, forced=True)
+    differ, forceable = (
+        transcodes(receiver, sink, media.media_type)
+        if media.is_rtp and not media.rejected
+        else (False, False)
+    )
     for flag, on in ((CODECS_DIFFER, differ), (CODECS_FORCEABLE, forceable)):
         if on:
             media.flags.add(flag)

@@ -9,10 +9,12 @@ from karl_core.sdp import (
     SdpError,
     SessionDescription,
     parse,
+    rtpengine_direction,
     rtpengine_rewrite_error,
     static_payload_type,
     validate_for_rtpengine,
 )
+from karl_core.sdp.cnumbers import str_to_i
 from karl_core.session import Codec, Endpoint
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -155,7 +157,9 @@ def read_sdp(text: str) -> InboundSdp:
     session_pwd: str | None = None
     session_fingerprints: list[str] = []
     session_setup: str | None = None
-    for line in sdp.session.lines:
+    session = sdp.session  # (`sdp.media` are this session's: rtpengine reads the first one)
+    session_names = session.attribute_names()
+    for line in session.lines:
         if line.kind == "c":
             result.session_connection = _connection_address(line.value)
         elif line.kind == "o":
@@ -219,6 +223,11 @@ def read_sdp(text: str) -> InboundSdp:
                         lite = True
         if connection is None:
             connection = result.session_connection
+        # the direction and a=ptime as `sdp.direction_for` and `section.ptime()` read them, from the
+        # attributes collected above instead of another pass over the lines each
+        direction = rtpengine_direction({name for name, _ in attributes}, session_names)
+        ptime_value = next((value for name, value in attributes if name == "ptime"), None)
+        ptime = None if ptime_value is None else str_to_i(ptime_value, 0) or None
         formats = m_line.format_list()
         proto = m_line.proto
         codecs = _codec_list(formats, attributes) if "RTP/" in proto else []
@@ -235,8 +244,8 @@ def read_sdp(text: str) -> InboundSdp:
                 formats=formats,
                 codecs=codecs,
                 connection=connection,
-                direction=sdp.direction_for(section).value,
-                ptime=section.ptime(),
+                direction=direction.value,
+                ptime=ptime,
                 rtcp=rtcp_endpoint,
                 rtcp_mux=rtcp_mux,
                 mid=mid,
