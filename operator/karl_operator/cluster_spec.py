@@ -7,8 +7,8 @@ read from the CRD by their `fieldPath`). Pure: dicts in, problems out.
     spec, problems = checked_spec(crd, manifest["spec"])
     problems += name_problems(crd, manifest["metadata"]["name"])
 
-The operator uses the same checks on what the server stored (a spec written before a CRD upgrade can
-break a newer rule): a problem there sets `Degraded` with an Event naming the field, never a crash.
+For CI pipelines that check manifests before applying them, and for the tests that hold these checks
+to the server's verdicts.
 """
 
 from __future__ import annotations

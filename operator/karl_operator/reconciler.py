@@ -414,7 +414,7 @@ def write_status(
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile(body: kopf.Body, **_: Any) -> None:
+def reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
     manifest = dict(body)
     key, generation = _key(manifest), int(manifest["metadata"].get("generation", 0))
     with cluster_lock(key):
@@ -424,10 +424,12 @@ def reconcile(body: kopf.Body, **_: Any) -> None:
             replicas = media_replicas_now(manifest)
             apply_children(manifest, replicas)
         except SpecProblem as problem:
-            kopf.warn(body, reason="InvalidSpec", message=str(problem))
+            if _outcome.get(key) != (generation, str(problem)):  # (one Event per problem, not per retry)
+                kopf.warn(body, reason="InvalidSpec", message=str(problem))
             _outcome[key] = (generation, str(problem))
             write_status(manifest, _outcome[key])
-            raise kopf.TemporaryError(str(problem), delay=RETRY_DELAY) from None
+            # tried again soon, then less often: a fix is taken up within a minute
+            raise kopf.TemporaryError(str(problem), delay=min(RETRY_DELAY * 2**retry, 60.0)) from None
         _outcome[key] = (generation, None)
         write_status(manifest, _outcome[key])
     if replicas != manifest["spec"]["mediaNodes"]["replicas"]:

@@ -531,24 +531,38 @@ def test_a_force_deleted_media_pod_has_its_calls_moved_without_the_restart_grace
     redis_server: Any,
     webhook_receiver: Any,
 ) -> None:
-    """The kubelet's part played by the test: a media pod named like its node, whose process is killed
-    and whose pod is force-deleted (`--grace-period=0 --force`). With a restart grace of 60 s the calls
-    would wait a minute for the node to come back; Kubernetes says it will not, so they move as soon as
-    its lease has lapsed."""
+    """The kubelet's part played by the test: a media pod named like its node is force-deleted
+    (`--grace-period=0 --force`) while its process still runs — its lease is live, so its calls stay and
+    keep their RTP for three lease lifetimes — then the process is killed. With a restart grace of 60 s
+    the calls would wait a minute for the node to come back; Kubernetes said it will not, so they move
+    as soon as its lease has lapsed."""
     setup = fleet_with_calls(fleet, redis_server, webhook_receiver, "op-force")
     core = client.CoreV1Api(kube)
     for node in (setup.victim, setup.survivor):
         core.create_namespaced_pod(kube_namespace, media_pod(node.node_id))
     operator = operator_on_fleet(kube, start_operator, kube_namespace, redis_server.url, "60")
-    setup.victim.kill()
     core.delete_namespaced_pod(setup.victim.node_id, kube_namespace, grace_period_seconds=0)
+    told = f"media pod {setup.victim.node_id} deleted without grace"
+    wait_until("the operator told of the deletion", lambda: told in operator.log(), operator=operator)
+    a, b = setup.parties[setup.moving[0]]
+    with Stream(
+        a, *setup.targets[setup.moving[0]][:1], b, setup.targets[setup.moving[0]][1]
+    ).running() as stream:
+        # never while its lease is live: the window closes after three lease lifetimes (3 s each)
+        window = time.monotonic() + 9.0
+        while time.monotonic() < window:
+            owners = {setup.redis.hget(f"karl:call:{c}", "owner") for c in setup.moving}
+            assert owners == {setup.victim.node_id}, owners
+            time.sleep(0.25)
+        stream.flowing(10)
+    assert stream.received == stream.sent
+    setup.victim.kill()
     wait_until(
         "the victim's calls on the survivor, well within the 60 s grace",
         setup.moved,
         timeout=30.0,
         operator=operator,
     )
-    assert f"media pod {setup.victim.node_id} deleted without grace" in operator.log()
     setup.talk_again()
 
 
