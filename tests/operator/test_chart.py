@@ -164,12 +164,16 @@ def test_values_outside_the_schema_are_refused(helm: Path) -> None:
     assert done.returncode != 0 and "logLevel" in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("scope", ["namespace", "cluster"])
 def test_helm_install_and_the_operator_it_describes_reconciles_a_karlcluster(
-    helm: Path, kube: Any, kube_env: Any, karl_crd: Any, kube_namespace: str, tmp_path: Path
+    helm: Path, kube: Any, kube_env: Any, karl_crd: Any, kube_namespace: str, tmp_path: Path, scope: str
 ) -> None:
+    """`scope`: the operator watches the release's namespace (its rights there in a Role, its replicas
+    meeting in a KopfPeering), or every namespace (all in the ClusterRole, a ClusterKopfPeering)."""
     import karl_kube_env
 
     release = f"r{kube_namespace[2:]}"
+    watched = ["--set", f"operator.watchNamespaces={{{kube_namespace}}}"] if scope == "namespace" else []
     run_helm(
         helm,
         "install",
@@ -177,8 +181,7 @@ def test_helm_install_and_the_operator_it_describes_reconciles_a_karlcluster(
         str(CHART),
         "--namespace",
         kube_namespace,
-        "--set",
-        f"operator.watchNamespaces={{{kube_namespace}}}",
+        *watched,
         kubeconfig=kube_env.kubeconfig,
     )
     try:
