@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         "ClusterKopfPeering, or with --namespace a KopfPeering in each namespace), one works and the "
         "others wait to take over; default: standalone (one replica)",
     )
+    run.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help="with --peering: this replica's priority (the highest works; default: a random one, so "
+        "that no two replicas share one, which would pause them all)",
+    )
     commands.add_parser(
         "failover",
         help="run the failover controller: move the calls of dead media nodes to the others "
@@ -45,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run_operator(args.namespace, args.peering)
+        return run_operator(args.namespace, args.peering, args.priority)
     if args.command != "failover":
         print(
             "karl-operator: give a command: `run` (the Kubernetes operator) or `failover` "
@@ -71,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     return uvloop.run(run_failover(cfg))
 
 
-def run_operator(namespaces: list[str] | None, peering: str | None = None) -> int:
+def run_operator(
+    namespaces: list[str] | None, peering: str | None = None, priority: int | None = None
+) -> int:
     """kopf's own loop, with the handlers of `karl_operator.reconciler`: standalone, or one of several
     replicas peering through `peering`."""
     import kopf
@@ -84,7 +93,7 @@ def run_operator(namespaces: list[str] | None, peering: str | None = None) -> in
     if peering:
         # kopf pauses every replica when two share a priority: each takes its own at random, and the
         # highest works (a replica that stops removes itself; one that dies lapses after 60 s)
-        scope.priority = secrets.randbelow(2**31 - 2) + 1
+        scope.priority = priority if priority is not None else secrets.randbelow(2**31 - 2) + 1
         logging.getLogger("karl.operator").info(
             "peering in %s as %s with priority %d", peering, scope.identity, scope.priority
         )

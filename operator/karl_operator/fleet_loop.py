@@ -39,6 +39,7 @@ from karl_operator.reconciler import (
     PLURAL,
     VERSION,
     api,
+    carry_out,
     draining,
     forget,
     outcome_of,
@@ -74,24 +75,41 @@ _controllers: dict[tuple[str, str], FailoverController] = {}
 _loop: asyncio.AbstractEventLoop | None = None
 
 
+PEERING_SETTLE = 3.0
+"""Seconds a replica must have seen itself the highest before it works: replicas started together
+register one after the other, and the first must not act before it has seen the others."""
+
+_highest_since: float | None = None
+
+
 def working() -> bool:
-    """Whether this replica works (kopf's peering: no live peer of a higher priority)."""
+    """Whether this replica works: standalone, or the highest live peer (kopf's peering) for at least
+    PEERING_SETTLE seconds."""
+    global _highest_since
     if scope.peering is None:
         return True
-    objects = client.CustomObjectsApi(api())
+    if not _highest_now():
+        _highest_since = None
+        return False
+    now = time.monotonic()
+    if _highest_since is None:
+        _highest_since = now
+    return now - _highest_since >= PEERING_SETTLE
+
+
+def _highest_now() -> bool:
+    objects, name = client.CustomObjectsApi(api()), str(scope.peering)
     try:
         found: list[Any]
         if scope.namespaces:
             found = [
-                objects.get_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", scope.peering)
+                objects.get_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", name)
                 for ns in scope.namespaces
             ]
         else:
-            found = [
-                objects.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", scope.peering)
-            ]
+            found = [objects.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)]
     except ApiException as error:
-        log.warning("peering object %s not readable (%s): standing by", scope.peering, error.reason)
+        log.warning("peering object %s not readable (%s): standing by", name, error.reason)
         return False
     now = datetime.datetime.now(datetime.UTC)
     return all(works(dict(o.get("status") or {}), scope.identity, scope.priority, now) for o in found)
@@ -198,10 +216,12 @@ async def _stop_failovers(failovers: list[_Failover]) -> None:
 
 
 async def _round(failovers: dict[tuple[str, str], _Failover], resync_now: bool) -> None:
-    clusters = await asyncio.to_thread(karlclusters) if await asyncio.to_thread(working) else {}
-    for key in set(failovers) | set(clusters):
-        if key not in clusters:
-            forget(key)  # gone, or another replica works: its next reconcile here starts afresh
+    if await asyncio.to_thread(working):
+        clusters = await asyncio.to_thread(karlclusters)
+        forget(keep=set(clusters))  # the gone ones: a KarlCluster made again starts afresh
+    else:
+        clusters = {}
+        forget(keep=set())  # another replica works: what this one did may be out of date when it resumes
     stale = [k for k, f in failovers.items() if k not in clusters or f.redis != _redis_of(clusters[k])]
     await _stop_failovers([failovers.pop(key) for key in stale])
     for key, body in clusters.items():
@@ -215,10 +235,14 @@ async def _round(failovers: dict[tuple[str, str], _Failover], resync_now: bool) 
                 failovers[key] = await _start_failover(key, body)
             except ApiException as error:
                 log.warning("KarlCluster %s/%s: spec.redis.passwordSecret: %s", *key, error.reason)
+            except Exception:  # (its settings, the API server away): tried again next round
+                log.exception("KarlCluster %s/%s: its failover controller did not start", *key)
     for key, body in clusters.items():
         try:
             outcome = outcome_of(key)
-            if outcome is not None:  # (none before this replica's first reconcile of it)
+            if outcome is None:  # not carried out by this replica yet (or since it last worked)
+                await asyncio.to_thread(carry_out, body)
+            else:
                 extra = {"activeCalls": active_calls(key)}  # (None clears a figure no longer known)
                 await asyncio.to_thread(write_status, body, outcome, extra)
             if draining(key):

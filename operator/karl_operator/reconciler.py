@@ -411,11 +411,11 @@ def write_status(
     )
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
-    manifest = dict(body)
+def carry_out(manifest: dict[str, Any]) -> tuple[SpecProblem | None, int]:
+    """Apply the KarlCluster's children and write its status: the problem that stopped it (None: none)
+    and the media nodes running now (fewer than the spec's while a scale-down drains). Used by kopf's
+    handler below, and by the fleet loop for a KarlCluster this replica has not carried out yet (taking
+    over from another replica, kopf does not run its resume handlers again)."""
     key, generation = _key(manifest), int(manifest["metadata"].get("generation", 0))
     with cluster_lock(key):
         try:
@@ -424,14 +424,31 @@ def reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
             replicas = media_replicas_now(manifest)
             apply_children(manifest, replicas)
         except SpecProblem as problem:
-            if _outcome.get(key) != (generation, str(problem)):  # (one Event per problem, not per retry)
-                kopf.warn(body, reason="InvalidSpec", message=str(problem))
             _outcome[key] = (generation, str(problem))
             write_status(manifest, _outcome[key])
-            # tried again soon, then less often: a fix is taken up within a minute
-            raise kopf.TemporaryError(str(problem), delay=min(RETRY_DELAY * 2**retry, 60.0)) from None
+            return problem, 0
         _outcome[key] = (generation, None)
         write_status(manifest, _outcome[key])
+    return None, replicas
+
+
+_warned: dict[tuple[str, str], tuple[int, str]] = {}
+"""The problem each KarlCluster's last `InvalidSpec` Event told of."""
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+    manifest = dict(body)
+    key, generation = _key(manifest), int(manifest["metadata"].get("generation", 0))
+    problem, replicas = carry_out(manifest)
+    if problem is not None:
+        if _warned.get(key) != (generation, str(problem)):  # (one Event per problem, not per retry)
+            kopf.warn(body, reason="InvalidSpec", message=str(problem))
+            _warned[key] = (generation, str(problem))
+        # tried again soon, then less often: a fix is taken up within a minute
+        raise kopf.TemporaryError(str(problem), delay=min(RETRY_DELAY * 2**retry, 60.0))
     if replicas != manifest["spec"]["mediaNodes"]["replicas"]:
         raise kopf.TemporaryError("media pods to go are draining their calls", delay=DRAIN_CHECK)
 
@@ -453,10 +470,11 @@ def resync(manifest: dict[str, Any]) -> None:
             log.warning("KarlCluster %s/%s: %s", *key, problem)
 
 
-def forget(key: tuple[str, str]) -> None:
-    """This replica no longer knows what it last did for the KarlCluster (it is gone, or another
-    replica works now): its status and resync wait for a reconcile of its own."""
-    _outcome.pop(key, None)
+def forget(keep: set[tuple[str, str]]) -> None:
+    """This replica no longer knows what it last did for the KarlClusters but `keep` (gone, or another
+    replica works now): their status and resync wait for a reconcile of its own."""
+    for key in [k for k in list(_outcome) if k not in keep]:
+        _outcome.pop(key, None)
 
 
 def outcome_of(key: tuple[str, str]) -> tuple[int, str | None] | None:

@@ -331,6 +331,48 @@ def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_s
     wait_until("its failover controller", lambda: STARTED in standby.log(), operator=standby)
 
 
+def test_a_replica_paused_by_a_higher_one_works_again_when_that_one_stops(
+    kube: Any, kopf_peering_crds: Any, start_operator: Callable[..., Operator], kube_namespace: str
+) -> None:
+    """A works; B, of a higher priority, joins: A pauses and B works; B stops: A works again — kopf
+    runs none of A's handlers again for a KarlCluster it already saw, yet A's status follows the pods
+    (its loop carries the KarlCluster out anew)."""
+    objects, core = client.CustomObjectsApi(kube), client.CoreV1Api(kube)
+    objects.create_namespaced_custom_object(
+        "kopf.dev",
+        "v1",
+        kube_namespace,
+        "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "karl-operator"}},
+    )
+    low = start_operator("--peering", "karl-operator", "--priority", "10")
+    wait_until("A working", lambda: "Resuming operations" in low.log(), operator=low)
+    create(objects, kube_namespace, cluster("fleet", {"mediaNodes": {"replicas": 1}}))
+    wait_until("A's status", lambda: stored_status(objects, kube_namespace), operator=low)
+    high = start_operator("--peering", "karl-operator", "--priority", "20")
+    wait_until("A pausing for B", lambda: "Pausing operations" in low.log(), operator=low)
+    wait_until("B working", lambda: "Resuming operations" in high.log(), operator=high)
+    high.stop()
+    wait_until("A working again", lambda: low.log().count("Resuming operations") == 2, operator=low)
+
+    # the kubelet's part: the media pod runs; only a status written after the pod changed says Ready
+    def pod_running() -> bool:
+        pods = core.list_namespaced_pod(kube_namespace, label_selector=MEDIA_SELECTOR).items
+        for pod in pods:
+            status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+            core.patch_namespaced_pod_status(pod.metadata.name, kube_namespace, {"status": status})
+        return len(pods) == 1
+
+    wait_until("the media pod running", pod_running, operator=low)
+
+    def ready() -> bool:
+        return {c["type"]: c["status"] for c in stored_status(objects, kube_namespace) or []}.get(
+            "Ready"
+        ) == "True"
+
+    wait_until("Ready, written by A", ready, operator=low)
+
+
 def test_children_changed_or_deleted_behind_the_operators_back_are_put_back(
     kube: Any, start_operator: Callable[..., Operator], kube_namespace: str
 ) -> None:
