@@ -75,6 +75,16 @@ def delete(ids: CallIds) -> dict[str, BValue]:
     return {"command": "delete", "call-id": ids.call_id, "from-tag": ids.from_tag, "delete-delay": 0}
 
 
+def cycle(run_tag: str, index: int) -> list[dict[str, BValue]]:
+    """Call `index`'s offer, answer and delete, on 500 reused port pairs (the in-process benches')."""
+    ids = call_ids(run_tag, index)
+    return [
+        offer(ids, "127.0.0.201", 6000 + 2 * (index % 500)),
+        answer(ids, "127.0.0.202", 8000 + 2 * (index % 500)),
+        delete(ids),
+    ]
+
+
 def media_address(reply: Reply) -> tuple[str, int]:
     """The (address, port) of the first audio stream in a successful offer/answer reply."""
     if reply.get("result") != "ok":

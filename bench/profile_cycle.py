@@ -83,12 +83,7 @@ async def run(
             raise RuntimeError(f"{datagram[:80]!r}: {replies.last[:300]!r}")
 
     def datagrams(index: int) -> list[bytes]:
-        ids = calls.call_ids("profile", index)
-        messages = [
-            calls.offer(ids, "127.0.0.201", 6000 + 2 * (index % 500)),
-            calls.answer(ids, "127.0.0.202", 8000 + 2 * (index % 500)),
-            calls.delete(ids),
-        ]
+        messages = calls.cycle("profile", index)
         return [b"%d_%d " % (index, n) + bencode.encode(m) for n, m in enumerate(messages)]
 
     async def cycle(requests: list[bytes]) -> None:

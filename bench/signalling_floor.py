@@ -43,13 +43,7 @@ LOCAL_IP = "127.0.0.1"
 
 def _requests(index: int) -> list[bytes]:
     """The bench's three datagrams for call `index` (as `profile_cycle.py` sends them)."""
-    ids = calls.call_ids("floor", index)
-    messages = [
-        calls.offer(ids, "127.0.0.201", 6000 + 2 * (index % 500)),
-        calls.answer(ids, "127.0.0.202", 8000 + 2 * (index % 500)),
-        calls.delete(ids),
-    ]
-    return [b"%d_%d " % (index, n) + bencode.encode(m) for n, m in enumerate(messages)]
+    return [b"%d_%d " % (index, n) + bencode.encode(m) for n, m in enumerate(calls.cycle("floor", index))]
 
 
 def _delete_reply(call_id: str, tags: tuple[str, str], ports: list[int]) -> dict[str, Any]:

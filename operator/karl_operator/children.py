@@ -79,9 +79,19 @@ def _metadata(cluster: Manifest, name: str, component: str) -> Manifest:
 FLEET_SECRET_MOUNT = "/etc/karl/fleet"
 
 
+NG, API, HEALTH, METRICS = range(4)
+"""The control ports of a media node, in their order from `controlStart + 4n`."""
+
+
+def control_port(control_start: int, ordinal: int, which: int) -> int:
+    """The port `which` (NG, API, HEALTH, METRICS) of the media node with this ordinal; the pods' start
+    script computes the same in shell (`_ports_script`)."""
+    return control_start + 4 * ordinal + which
+
+
 def media_api_port(cluster: Manifest, ordinal: int) -> int:
     """The REST API port of the media node with this ordinal (its pod's host address)."""
-    return int(cluster["spec"]["mediaNodes"]["ports"]["controlStart"]) + 4 * ordinal + 1
+    return control_port(int(cluster["spec"]["mediaNodes"]["ports"]["controlStart"]), ordinal, API)
 
 
 CONTROL_START_ANNOTATION = "karl.io/control-start"
@@ -99,7 +109,7 @@ def media_pod_annotations(pod: Manifest) -> dict[str, str] | None:
     ordinal = str(meta.get("name", "")).rsplit("-", 1)[-1]
     if start is None or not start.isdigit() or not ordinal.isdigit():
         return None
-    port = str(int(start) + 4 * int(ordinal) + 3)
+    port = str(control_port(int(start), int(ordinal), METRICS))
     if annotations.get(SCRAPE_PORT_ANNOTATION) == port:
         return None
     return {SCRAPE_PORT_ANNOTATION: port}

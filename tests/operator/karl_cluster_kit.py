@@ -42,6 +42,14 @@ def message_of(error: ApiException) -> str:
         return str(error.body)
 
 
+def documented_yaml(starting: str) -> str:
+    """The YAML block of docs/kubernetes.md that starts with `starting`."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```yaml\n")[1:]]
+    [found] = [block for block in blocks if block.startswith(starting)]
+    return found
+
+
 def installed_crd(kube: Any) -> Iterator[Any]:
     """The CRD created on the server, Established (deleted afterwards)."""
     crd = load_crd()

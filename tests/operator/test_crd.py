@@ -238,13 +238,11 @@ def test_offline_validation_names_unknown_fields_and_wrong_types() -> None:
 def test_the_documented_karlcluster_is_valid() -> None:
     """docs/kubernetes.md's example ("A fleet") passes the same checks as the server's."""
     import yaml
-    from karl_cluster_kit import ROOT
+    from karl_cluster_kit import documented_yaml
 
     from karl_operator.cluster_spec import checked_spec, name_problems
 
-    text = (ROOT / "docs" / "kubernetes.md").read_text()
-    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
-    [example] = [yaml.safe_load(b) for b in blocks if b.startswith("apiVersion: karl.io/v1alpha1")]
+    example = yaml.safe_load(documented_yaml("apiVersion: karl.io/v1alpha1"))
     spec, problems = checked_spec(load_crd(), example["spec"])
     assert not problems and not name_problems(load_crd(), example["metadata"]["name"]), problems
     assert spec["imagePullSecrets"] == [{"name": "registry"}]

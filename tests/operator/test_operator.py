@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from karl_cluster_kit import GROUP, PLURAL, ROOT, VERSION, cluster, create
+from karl_cluster_kit import GROUP, PLURAL, ROOT, VERSION, cluster, create, documented_yaml
 from kubernetes import client
 
 from fleet.fleet_calls import Stream, answer, media_address, offer, reinvite_through
@@ -864,11 +864,8 @@ def test_a_scale_down_drains_the_pods_that_go_and_keeps_them_until_their_calls_e
 
 
 def _doc_scrape_job() -> dict[str, Any]:
-    """The Prometheus scrape job docs/kubernetes.md gives (its YAML block that starts `- job_name`)."""
-    text = (ROOT / "docs" / "kubernetes.md").read_text()
-    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
-    job = next(b for b in blocks if b.startswith("- job_name: karl-media"))
-    found: dict[str, Any] = yaml.safe_load(job)[0]
+    """The Prometheus scrape job docs/kubernetes.md gives."""
+    found: dict[str, Any] = yaml.safe_load(documented_yaml("- job_name: karl-media"))[0]
     return found
 
 
