@@ -387,18 +387,33 @@ def test_children_changed_or_deleted_behind_the_operators_back_are_put_back(
         found = _statefulset_or_none(apps, kube_namespace)
         return found.spec.template.spec.containers[0].image if found is not None else None
 
-    def router_service() -> bool:
+    def router_service_uid() -> str | None:
         services = core.list_namespaced_service(kube_namespace).items
-        return any(s.metadata.name == "fleet-router" for s in services)
+        return next((s.metadata.uid for s in services if s.metadata.name == "fleet-router"), None)
 
-    wait_until("the router Service", router_service, operator=operator)
+    deleted_uid = wait_until("the router Service", router_service_uid, operator=operator)
     wanted = wait_until("the media StatefulSet", image, operator=operator)
     core.delete_namespaced_service("fleet-router", kube_namespace)
     tampered = {"spec": {"template": {"spec": {"containers": [{"name": "media-node", "image": "evil:1"}]}}}}
-    apps.patch_namespaced_stateful_set("fleet-media", kube_namespace, tampered)
-    assert image() == "evil:1" and not router_service()
-    wait_until("the router Service back", router_service, operator=operator)
-    wait_until("the image back", lambda: image() == wanted, operator=operator)
+    patched = apps.patch_namespaced_stateful_set("fleet-media", kube_namespace, tampered)
+    assert patched.spec.template.spec.containers[0].image == "evil:1"
+    # the resync may come at any moment, even before the next read: what proves it is a new Service
+    # (another uid) and a StatefulSet changed again after the tampering
+    wait_until(
+        "the router Service back",
+        lambda: router_service_uid() not in (None, deleted_uid),
+        operator=operator,
+    )
+
+    def image_put_back() -> bool:
+        found = _statefulset_or_none(apps, kube_namespace)
+        return (
+            found is not None
+            and found.metadata.generation > patched.metadata.generation
+            and found.spec.template.spec.containers[0].image == wanted
+        )
+
+    wait_until("the image back", image_put_back, operator=operator)
 
 
 def test_a_missing_secret_sets_degraded_with_the_field_and_an_event_then_clears(
