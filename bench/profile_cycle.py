@@ -20,6 +20,7 @@ import cProfile
 import functools
 import importlib
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -104,6 +105,8 @@ async def run(
         profile.disable()
     spent = time.process_time() - started
     await node.shutdown()
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
     return spent / cycles * 1e6
 
 

@@ -175,9 +175,7 @@ class MediaNode:
         self.persistence.attach(self.call_ended_listeners)
         restored = self.persistence.restore_all(time.time())
         for path, why in store.unreadable:
-            log.error(
-                "unreadable call state %s left in place: %s", path, why, extra={"event": "restore_failed"}
-            )
+            log.error("unreadable call state, kept in %s: %s", path, why, extra={"event": "restore_failed"})
         log.info(
             "calls restored from %s: %d",
             directory,

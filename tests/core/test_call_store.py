@@ -1,15 +1,20 @@
 """The call stores: versions and ownership tokens decide which writes count; the file store keeps
-calls across processes and never leaves a torn one."""
+calls across processes, never leaves a torn one, and keeps its journal bounded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from karl_core.state import CallStore, FileCallStore, MemoryCallStore, OwnerToken, SaveResult
+from karl_core.state import CallStore, FileCallStore, MemoryCallStore, OwnerToken, SaveResult, stored_calls
+from karl_core.state.file_call_store import JOURNAL_NAME
 
 NODE = OwnerToken("node-a", 1)
 STATE: dict[str, Any] = {"schema": 3, "call_id": "c1", "created": 1.0, "last_signal": 1.0}
@@ -54,15 +59,128 @@ def test_the_file_store_keeps_calls_for_the_next_process(tmp_path: Path) -> None
     assert second.save("call 0@host/with:odd chars", 1, NODE, STATE) is SaveResult.STALE
 
 
-def test_a_write_cut_short_leaves_the_previous_version_and_junk_is_reported(tmp_path: Path) -> None:
+def versions(store_dir: Path) -> dict[str, int]:
+    return {record.call_id: record.version for record in stored_calls(store_dir)}
+
+
+def test_a_write_cut_short_leaves_the_previous_version_and_is_cut_off(tmp_path: Path) -> None:
     store = FileCallStore(tmp_path)
     store.save("c1", 1, NODE, STATE)
-    [path] = tmp_path.glob("*.json")
-    path.with_suffix(".tmp").write_text('{"call_id": "c1", "version": 2, "ow')  # killed mid-write
-    (tmp_path / "garbage.json").write_text("not json")
+    journal = tmp_path / JOURNAL_NAME
+    with journal.open("ab") as out:
+        out.write(b'{"call_id":"c1","version":2,"ow')  # killed in the middle of the next write
     again = FileCallStore(tmp_path)
     [record] = again.load_all()
-    assert record.version == 1
-    assert [p.name for p, _ in again.unreadable] == ["garbage.json"]
+    assert record.version == 1 and not again.unreadable
+    assert journal.read_bytes().endswith(b"}\n"), "the half line is gone"
+    # the next line starts on a line of its own
+    assert again.save("c1", 2, NODE, STATE) is SaveResult.SAVED
+    assert versions(tmp_path) == {"c1": 2}
+
+
+def test_an_unreadable_line_is_reported_once_and_kept_for_a_human(tmp_path: Path) -> None:
+    store = FileCallStore(tmp_path)
+    store.save("c1", 1, NODE, STATE)
+    with (tmp_path / JOURNAL_NAME).open("ab") as out:
+        out.write(b"not json\n")
+        out.write(b'{"call_id":"c2","version":1,"owner":"node-a","epoch":1,"state":[]}\n')
+    store.save("c3", 1, NODE, STATE)  # a line the store wrote after them
+    again = FileCallStore(tmp_path)
+    assert {record.call_id for record in again.load_all()} == {"c1", "c3"}
+    why = {reason.split(":")[0]: path for path, reason in again.unreadable}
+    assert set(why) == {"line 2 of calls.jsonl", "line 3 of calls.jsonl"}
+    [kept] = set(why.values())
+    assert kept.read_bytes().startswith(b"not json\n")
+    third = FileCallStore(tmp_path)
+    assert len(third.load_all()) == 2 and not third.unreadable, "reported once, then out of the journal"
+
+
+def test_the_journal_is_compacted_and_keeps_only_the_last_of_each_call(tmp_path: Path) -> None:
+    store = FileCallStore(tmp_path, compact_at_least=20_000)
+    big = {**STATE, "padding": "x" * 500}
+    for version in range(1, 201):
+        for n in range(5 if version <= 100 else 4):
+            store.save(f"call-{n}", version, NODE, {**big, "version_seen": version})
+        if version == 100:
+            store.remove("call-4", NODE)  # hung up half way
+    assert store.compactions >= 5
+    assert (tmp_path / JOURNAL_NAME).stat().st_size < 20_000 + 5 * 1000
+    # what the next process reads is the last of each call, and a call ended stays ended
+    assert versions(tmp_path) == {"call-0": 200, "call-1": 200, "call-2": 200, "call-3": 200}
+    loaded = {record.call_id: record for record in FileCallStore(tmp_path).load_all()}
+    assert loaded["call-2"].state["version_seen"] == 200
+    assert set(loaded) == {"call-0", "call-1", "call-2", "call-3"}
     assert not list(tmp_path.glob("*.tmp"))
-    assert json.loads(path.read_text())["version"] == 1
+
+
+def test_a_compaction_cut_short_leaves_the_journal_whole(tmp_path: Path) -> None:
+    store = FileCallStore(tmp_path)
+    store.save("c1", 1, NODE, STATE)
+    store.save("c1", 2, NODE, STATE)
+    (tmp_path / (JOURNAL_NAME + ".tmp")).write_bytes(b'{"call_id":"c1","vers')  # killed mid-compaction
+    again = FileCallStore(tmp_path)
+    assert [record.version for record in again.load_all()] == [2]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_calls_of_the_earlier_layout_are_taken_into_the_journal(tmp_path: Path) -> None:
+    """A Karl before the journal kept one `<digest>.json` per call: an upgrade keeps those calls."""
+    digest = hashlib.sha256(b"old-call").hexdigest()[:40]
+    document = {"call_id": "old-call", "version": 4, "owner": "node-a", "epoch": 1, "state": STATE}
+    (tmp_path / f"{digest}.json").write_text(json.dumps(document))
+    (tmp_path / "garbage.json").write_text("not json")
+    store = FileCallStore(tmp_path)
+    [record] = store.load_all()
+    assert (record.call_id, record.version, record.token) == ("old-call", 4, NODE)
+    assert [path.name for path, _ in store.unreadable] == ["garbage.json"], "left in place, reported"
+    assert sorted(path.name for path in tmp_path.glob("*.json")) == ["garbage.json"]
+    assert versions(tmp_path) == {"old-call": 4}
+    assert store.save("old-call", 4, NODE, STATE) is SaveResult.STALE  # versions carry on
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs of its own, so that the test can fill it (root only: CI runs as root)."""
+    mountpoint = tmp_path / "small"
+    mountpoint.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "karl-test", str(mountpoint)], check=True)
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_a_full_disk_fails_the_write_and_leaves_no_half_line(small_disk: Path) -> None:
+    store = FileCallStore(small_disk / "calls")
+    store.save("c1", 1, NODE, STATE)
+    filler = small_disk / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(descriptor, b"\0" * 512) == 512:
+            pass
+    except OSError:
+        pass  # full
+    finally:
+        os.close(descriptor)
+    big = {**STATE, "padding": "x" * 8000}
+    with pytest.raises(OSError):
+        store.save("c1", 2, NODE, big)
+    with pytest.raises(OSError):
+        store.save("c2", 1, NODE, big)
+    filler.unlink()  # space again
+    assert store.save("c2", 1, NODE, STATE) is SaveResult.SAVED
+    assert store.save("c1", 2, NODE, STATE) is SaveResult.SAVED
+    again = FileCallStore(small_disk / "calls")
+    assert {record.call_id: record.version for record in again.load_all()} == {"c1": 2, "c2": 1}
+    assert not again.unreadable, "no half line was left in the journal"
+
+
+def test_the_journal_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Calls' states hold SRTP keys: the journal is 0600, also after a compaction."""
+    store = FileCallStore(tmp_path)
+    store.save("c1", 1, NODE, STATE)
+    assert (tmp_path / JOURNAL_NAME).stat().st_mode & 0o777 == 0o600
+    store.compact()
+    assert (tmp_path / JOURNAL_NAME).stat().st_mode & 0o777 == 0o600

@@ -9,6 +9,7 @@ import json
 import signal
 from pathlib import Path
 
+from karl_core.state import stored_calls
 from karl_testkit import NgServer, Talk, established, make_party, restart_karl, sdp, start_karl, wait_for
 
 MEDIA_IP = "127.0.0.2"
@@ -71,7 +72,7 @@ def test_a_killed_node_takes_its_calls_back_and_media_resumes_without_signalling
         assert records[-1]["reason"] == "deleted"
         assert records[-1]["totals"]["packets"] >= before["totals"]["RTP"]["packets"]
         assert node.ng.request({"command": "list"})["calls"] == []
-        assert not list((tmp_path / "calls").glob("*.json")), "ended calls leave nothing in the store"
+        assert not stored_calls(tmp_path / "calls"), "ended calls leave nothing in the store"
     finally:
         node.stop()
         for party in parties:

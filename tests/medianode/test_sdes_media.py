@@ -17,6 +17,7 @@ import pylibsrtp
 import pytest
 
 from karl_core.ng import bencode
+from karl_core.state import stored_calls
 from karl_testkit import NgServer, Party, restart_karl, sdp, start_karl, wait_for
 
 PROFILES = {
@@ -537,8 +538,8 @@ def test_a_restored_call_carries_on_the_rollover_counters_and_srtcp_indexes_of_b
 
         def written() -> bool:
             found = []
-            for path in state_dir.glob("*.json"):
-                for party in json.loads(path.read_text())["state"]["monologues"]:
+            for record in stored_calls(state_dir):
+                for party in record.state["monologues"]:
                     for media in party["medias"]:
                         found += [(s["component"], s["srtp_in"], s["srtp_out"]) for s in media["streams"]]
             # towards the phone: its SSRC 0x1234 received and the trunk's 0x4444 sent with counter 1 on

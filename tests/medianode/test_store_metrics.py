@@ -5,7 +5,6 @@ fenced, and a directory that cannot be written counts failures while every NG re
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import urllib.error
@@ -16,7 +15,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from karl_core.state import FileCallStore, OwnerToken
+from karl_core.state import FileCallStore, OwnerToken, stored_calls
+from karl_core.state.file_call_store import JOURNAL_NAME
 from karl_testkit import NgServer, established, free_port, make_party, restart_karl, sdp, start_karl, wait_for
 
 MEDIA_IP = "127.0.0.2"
@@ -79,9 +79,8 @@ def request_ok(node: NgServer, **payload: object) -> None:
 
 
 def stored_owners(directory: Path) -> dict[str, str]:
-    """call-id -> owner of every call state file in the store."""
-    documents = (json.loads(path.read_text()) for path in directory.glob("*.json"))
-    return {document["call_id"]: document["owner"] for document in documents}
+    """call-id -> owner of every call in the store."""
+    return {record.call_id: record.token.owner for record in stored_calls(directory)}
 
 
 @contextmanager
@@ -132,16 +131,19 @@ def test_saves_and_removals_are_counted_and_a_restart_says_how_many_calls_came_b
             assert value(after, SAVES, result) == 0, result
         assert set(stored_owners(tmp_path / "calls")) == {"kept-1", "kept-2"}
 
-        # killed with two calls in the store, and a file in it that nothing can read
+        # killed with two calls in the store, and a line in it that nothing can read (a disk error)
         kill(node)
-        (tmp_path / "calls" / "torn.json").write_text('{"call_id": "tor')
+        with (tmp_path / "calls" / JOURNAL_NAME).open("ab") as journal:
+            journal.write(b'{"call_id": "tor\x00\n')
         env = {**env, "KARL_METRICS_PORT": str(free_port())}
         node = restart_karl(tmp_path, node, env)
         restarted = first_scrape(metrics_port(env))
         assert value(restarted, RESTORES, "restored") == 2
-        assert value(restarted, RESTORES, "failed") == 1, "the unreadable file"
+        assert value(restarted, RESTORES, "failed") == 1, "the unreadable line"
         assert sorted(node.ng.request({"command": "list"})["calls"]) == ["kept-1", "kept-2"]
-        (tmp_path / "calls" / "torn.json").unlink()  # left in place for a human; done looking at it
+        [kept] = (tmp_path / "calls").glob("calls-unreadable-*.jsonl")  # for a human to look at
+        assert kept.read_bytes() == b'{"call_id": "tor\x00\n'
+        assert f"unreadable call state, kept in {kept}: line " in node.log()
 
         # the restored calls go on being written and removed
         moved = sdp(parties[0].port + 2)

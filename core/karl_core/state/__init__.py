@@ -4,11 +4,19 @@
 
 from karl_core.state.call_store import (
     CallStore,
-    FileCallStore,
     MemoryCallStore,
     OwnerToken,
     SaveResult,
     StoredCall,
 )
+from karl_core.state.file_call_store import FileCallStore, stored_calls
 
-__all__ = ["CallStore", "FileCallStore", "MemoryCallStore", "OwnerToken", "SaveResult", "StoredCall"]
+__all__ = [
+    "CallStore",
+    "FileCallStore",
+    "MemoryCallStore",
+    "OwnerToken",
+    "SaveResult",
+    "StoredCall",
+    "stored_calls",
+]

@@ -113,7 +113,7 @@ class CallPersistence:
         be restored is counted, logged and left in the store; it never keeps the node from starting."""
         restored = 0
         records = self.store.load_all()
-        # files the store could not read at all (`FileCallStore.unreadable`; the node logs them)
+        # what the store could not read at all (`FileCallStore.unreadable`; the node logs it)
         self.counters.restore_failed += len(getattr(self.store, "unreadable", None) or ())
         for record in records:
             if record.token.owner != self.token.owner:

@@ -52,7 +52,7 @@ def store_families(node: MediaNode) -> Iterator[Metric]:
     yield labelled_counter(
         "karl_call_store_restores_total",
         "Calls of this node found in the call store at start-up, by result: restored (relaying again), "
-        "failed (unreadable or not restorable; left in the store, the log says why).",
+        "failed (not restorable: left in the store; unreadable: kept aside in a file; the log says why).",
         ("result",),
         [((result,), count(restores[result])) for result in RESTORE_RESULTS],
     )
