@@ -29,6 +29,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from karl_core.config import KarlConfig
+from karl_operator import reconciler
 from karl_operator.children import media_pod_annotations, redis_address
 from karl_operator.failover.controller import FailoverController
 from karl_operator.failover.service import failover_until
@@ -95,6 +96,13 @@ def working() -> bool:
     if _highest_since is None:
         _highest_since = now
     return now - _highest_since >= PEERING_SETTLE
+
+
+def _standing_by() -> bool:
+    return not working()
+
+
+reconciler.standing_by = _standing_by
 
 
 def _highest_now() -> bool:

@@ -24,6 +24,7 @@ import secrets
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -436,10 +437,25 @@ _warned: dict[tuple[str, str], tuple[int, str]] = {}
 """The problem each KarlCluster's last `InvalidSpec` Event told of."""
 
 
+def _never_standing_by() -> bool:
+    return False
+
+
+standing_by: Callable[[], bool] = _never_standing_by
+"""Whether another replica works (`fleet_loop.working`, set there when replicas peer). kopf's pause
+does not cover a listing it had begun: a replica that paused a moment after it started may still be
+handed a KarlCluster, and must not act on it."""
+
+STANDBY_RETRY = 3.0
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+    if standing_by():
+        # the working replica does it (and its own loop carries out what kopf does not hand it again)
+        raise kopf.TemporaryError("another replica works: standing by", delay=STANDBY_RETRY)
     manifest = dict(body)
     key, generation = _key(manifest), int(manifest["metadata"].get("generation", 0))
     problem, replicas = carry_out(manifest)
