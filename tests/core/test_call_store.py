@@ -152,10 +152,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mountpoint)], check=True)
 
 
-def test_a_full_disk_fails_the_write_and_leaves_no_half_line(small_disk: Path) -> None:
-    store = FileCallStore(small_disk / "calls")
-    store.save("c1", 1, NODE, STATE)
-    filler = small_disk / "filler"
+def fill(disk: Path) -> Path:
+    """Fill the disk with one file; returns it (delete it to have space again)."""
+    filler = disk / "filler"
     descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         while os.write(descriptor, b"\0" * 512) == 512:
@@ -164,6 +163,13 @@ def test_a_full_disk_fails_the_write_and_leaves_no_half_line(small_disk: Path) -
         pass  # full
     finally:
         os.close(descriptor)
+    return filler
+
+
+def test_a_full_disk_fails_the_write_and_leaves_no_half_line(small_disk: Path) -> None:
+    store = FileCallStore(small_disk / "calls")
+    store.save("c1", 1, NODE, STATE)
+    filler = fill(small_disk)
     big = {**STATE, "padding": "x" * 8000}
     with pytest.raises(OSError):
         store.save("c1", 2, NODE, big)
@@ -184,3 +190,27 @@ def test_the_journal_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     assert (tmp_path / JOURNAL_NAME).stat().st_mode & 0o777 == 0o600
     store.compact()
     assert (tmp_path / JOURNAL_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_removal_that_could_not_be_written_goes_with_the_next_write(tmp_path: Path) -> None:
+    """An ended call whose removal line could not be written (the directory gone a moment, a full
+    disk) must not come back at the next start, nor block a later call with its call-id: the line goes
+    with the next write that can be made."""
+    directory = tmp_path / "calls"
+    store = FileCallStore(directory)
+    store.save("ended", 5, NODE, STATE)
+    store.save("talking", 1, NODE, STATE)
+    aside = tmp_path / "aside"
+    directory.rename(aside)
+    directory.write_text("not a directory")  # (root writes through any mode: the directory is replaced)
+    with pytest.raises(OSError):
+        store.remove("ended", NODE)
+    directory.unlink()
+    aside.rename(directory)
+    assert versions(directory) == {"ended": 5, "talking": 1}, "not on disk yet"
+    assert store.save("talking", 2, NODE, STATE) is SaveResult.SAVED
+    assert versions(directory) == {"talking": 2}
+    # the call-id used again by a new call: its versions start anew
+    assert store.save("ended", 1, NODE, STATE) is SaveResult.SAVED
+    again = FileCallStore(directory)
+    assert {record.call_id: record.version for record in again.load_all()} == {"talking": 2, "ended": 1}

@@ -232,6 +232,7 @@ def test_an_unwritable_state_directory_counts_failures_and_every_request_is_answ
         request_ok(node, command="offer", **{"call-id": "during-1", "from-tag": "A", "sdp": sdp_moved})
         wait_for(lambda: value(scrape(metrics_port(env)), SAVES, "saved") > saved_before, timeout=5)
         assert "during-1" in stored_owners(directory)
+        assert "before" not in stored_owners(directory), "its removal went with the next write"
         assert sorted(node.ng.request({"command": "list"})["calls"]) == ["during-1"]
     finally:
         node.stop()

@@ -127,6 +127,8 @@ class FileCallStore:
         self._live_bytes = 0
         self._torn = False
         """A write was cut short and could not be taken back: the next line starts on a new line."""
+        self._unwritten_removals: dict[str, bytes] = {}
+        """Removal lines of ended calls that could not be written yet (they go with the next write)."""
         self.compactions = 0
         self.compaction_failures = 0
         self.last_compaction_error = ""
@@ -147,7 +149,8 @@ class FileCallStore:
             "state": state,
         }
         line = (_ENCODE(document) + "\n").encode()
-        offset = self._append(line)
+        self._unwritten_removals.pop(call_id, None)  # (this line supersedes it)
+        offset = self._append_after_removals(line)
         if held is not None:
             self._live_bytes -= held.length
         self._held[call_id] = _Held(version, token, offset, len(line))
@@ -156,16 +159,27 @@ class FileCallStore:
         return SaveResult.SAVED
 
     def remove(self, call_id: str, token: OwnerToken) -> SaveResult:
+        """Remove an ended call. The call is gone from the store's view at once: if its removal line
+        cannot be written (a full disk), it goes with the next line that can, so that neither a later
+        call with the same call-id nor the next start sees the ended one."""
         held = self._held.get(call_id)
         if is_foreign(held, token):
             return SaveResult.FENCED
         if held is None:
             return SaveResult.SAVED  # nothing of it on disk
-        removal = {"call_id": call_id, "removed": True, "owner": token.owner, "epoch": token.epoch}
-        self._append((_ENCODE(removal) + "\n").encode())
         del self._held[call_id]
         self._live_bytes -= held.length
+        removal = {"call_id": call_id, "removed": True, "owner": token.owner, "epoch": token.epoch}
+        self._unwritten_removals[call_id] = (_ENCODE(removal) + "\n").encode()
+        self._append_after_removals(b"")
         return SaveResult.SAVED
+
+    def _append_after_removals(self, line: bytes) -> int:
+        """Append the removals not written yet, then `line`, in one write; returns `line`'s offset."""
+        removals = b"".join(self._unwritten_removals.values())
+        offset = self._append(removals + line) + len(removals)
+        self._unwritten_removals.clear()
+        return offset
 
     def load_all(self) -> list[StoredCall]:
         """Read the journal (and any files of the earlier layout), make it whole again, and return the
@@ -183,6 +197,7 @@ class FileCallStore:
         self._held = scan.held
         self._live_bytes = sum(held.length for held in scan.held.values())
         self._torn = False
+        self._unwritten_removals.clear()
         calls = scan.calls
         if scan.bad_lines:
             self._put_aside(scan.bad_lines)
@@ -205,6 +220,7 @@ class FileCallStore:
             position += len(line)
         self._live_bytes = position
         self._torn = False
+        self._unwritten_removals.clear()  # the new journal has none of those calls
         self._next_compaction_at = 0
         self.compactions += 1
 
