@@ -428,9 +428,9 @@ class CdrSection(Section):
 class StateSection(Section):
     """Where the node keeps its calls' state between signalling changes."""
 
-    #: A directory for one file per call, so that a restarted node (same node id, same host) takes its
-    #: calls back on the same ports and media resumes without signalling. Empty = in memory only: a
-    #: restart ends every call (the embedded default).
+    #: A directory for the node's journal of its calls (a line per change), so that a restarted node
+    #: (same node id, same host) takes its calls back on the same ports and media resumes without
+    #: signalling. Empty = in memory only: a restart ends every call (the embedded default).
     dir: str = ""
 
 
