@@ -7,8 +7,10 @@ worktree or clone of an older commit, to measure a change before and after in on
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +155,12 @@ def karl_env(launch: Launch, ports: ProxyPorts, tree: Path | None = None) -> dic
         "KARL_METRICS_PORT": str(metrics),
         "KARL_LOG_LEVEL": "warning",
     }
+    # CDRs on, as Karl runs by default, but in a directory of this run's (removed at exit), not in
+    # /var/lib/karl where every run's records would pile up
+    cdr_dir = tempfile.mkdtemp(prefix=f"karl-bench-cdr-{ports.ng_port}-")
+    atexit.register(shutil.rmtree, cdr_dir, True)
+    env["KARL_CDR_PATH"] = os.path.join(cdr_dir, "cdr.jsonl")
+    env["KARL_CDR_SPOOL_DIR"] = os.path.join(cdr_dir, "spool")
     if launch.state_root is not None:
         launch.state_root.mkdir(parents=True, exist_ok=True)
         env["KARL_STATE_DIR"] = tempfile.mkdtemp(prefix=f"karl-{ports.ng_port}-", dir=launch.state_root)

@@ -106,3 +106,36 @@ def test_bad_configuration_fails_at_construction() -> None:
         CdrWriter("n", None, "/tmp/spool", "mysql://u:pw@h:3306")
     with pytest.raises(ValueError, match="spool directory"):
         CdrWriter("n", None, None, "mysql://u:pw@h:3306/d")
+
+
+def _write_syscalls() -> int:
+    """write(2) calls this process made so far, all its threads (the kernel's count)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/self/io")
+
+
+def test_records_of_calls_ending_moments_apart_share_a_write(tmp_path: Path) -> None:
+    """A busy node ends a call every few milliseconds: their records reach the file together, a write
+    (and an fsync, and a hand-over to the I/O thread, which wakes the event loop with a write of its
+    own) per group, not per record — which cost as much CPU as the calls' signalling."""
+    path = tmp_path / "cdr.jsonl"
+
+    async def scenario() -> int:
+        writer = CdrWriter("n", str(path), None, None)
+        await writer.start()
+        before = _write_syscalls()
+        for n in range(40):
+            writer.submit(ended(n))
+            await asyncio.sleep(0.002)
+        await until(lambda: writer.counters.file_written_total == 40, "the 40 records written")
+        writes = _write_syscalls() - before
+        await writer.stop(5)
+        return writes
+
+    writes = run_async(scenario())
+    assert [json.loads(line)["call_id"] for line in path.read_text().splitlines()] == [
+        f"call-{n}" for n in range(40)
+    ]
+    assert writes < 20, f"{writes} writes for 40 records"
