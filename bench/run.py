@@ -490,6 +490,14 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _call_store_line(method: dict[str, Any]) -> list[str]:
+    """Whether Karl ran with its file call store; results older than this field say nothing."""
+    if "call_store" not in method:
+        return []
+    state = "on (KARL_STATE_DIR, a fresh directory per start)" if method["call_store"] else "off"
+    return [f"Karl's call store: {state}; rtpengine without Redis."]
+
+
 def plan_ports(plan: Plan, first_port: int) -> tuple[proxies.ProxyPorts, tuple[int, int]]:
     """A free RTP window for the proxy, a window for the endpoints, NG and HTTP ports; all < 32768."""
     rtp_size = 4 * plan.max_calls + 200
@@ -566,6 +574,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ports": asdict(ports),
             "endpoint_ports": endpoint_ports,
             "source_trees": trees,
+            "call_store": bool(args.call_store),
         },
         "proxies": {},
     }
@@ -667,6 +676,7 @@ def write_results(results: dict[str, Any], plan: Plan) -> tuple[Path, Path, str]
             f"hypervisor steal {machine['steal_s_during_run']} s.",
             *sources,
             f"Each repetition measured {order}; figures: {', '.join(results['method']['figures'])}.",
+            *_call_store_line(results["method"]),
             *direct,
             "",
             table,
