@@ -44,12 +44,13 @@ class _Bounds:
 
     def text(self, value: object, limit: int = MAX_TEXT) -> str:
         text = value if isinstance(value, str) else str(value)
-        # NG strings keep undecodable bytes as surrogates (surrogateescape); show them as \xNN
-        # so the record is valid UTF-8 for the file and the database
-        try:
-            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:  # a surrogate that is no escaped byte (e.g. from NG JSON)
-            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        if not text.isascii():  # (ASCII, nearly every string here, is valid UTF-8 as it is)
+            # NG strings keep undecodable bytes as surrogates (surrogateescape); show them as \xNN
+            # so the record is valid UTF-8 for the file and the database
+            try:
+                text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:  # a surrogate that is no escaped byte (e.g. from NG JSON)
+                text = text.encode("utf-8", "backslashreplace").decode("utf-8")
         if len(text) > limit:
             self.truncated = True
             text = text[:limit]
@@ -94,8 +95,11 @@ def _accumulate(target: dict[str, int], packets: int, bytes_: int, errors: int) 
     target["errors"] += errors
 
 
-def _media_record(bounds: _Bounds, media: MediaState) -> dict[str, Any]:
-    codecs = [bounds.text(codec.encoding, 64) for codec in media.codecs]
+def _codec_names(bounds: _Bounds, media: MediaState) -> list[str]:
+    return [bounds.text(codec.encoding, 64) for codec in media.codecs]
+
+
+def _media_record(bounds: _Bounds, media: MediaState, codecs: list[str]) -> dict[str, Any]:
     return {
         "index": media.index,
         "type": bounds.text(media.media_type, 32),
@@ -142,11 +146,12 @@ def _party(
     codecs: list[str] = []
     rtp, rtcp = _counter(), _counter()
     lost = 0
-    for media in mono.medias:
+    names = [_codec_names(bounds, media) for media in mono.medias]
+    for media, media_codecs in zip(mono.medias, names, strict=True):
         if media.sdp_address is not None and media.sdp_port:
             _add(sdp, _address(Endpoint(media.sdp_address, media.sdp_port)))
-        for codec in media.codecs:
-            _add(codecs, bounds.text(codec.encoding, 64))
+        for name in media_codecs:
+            _add(codecs, name)
         for stream in media.streams:
             if stream.advertised is not None:
                 _add(sdp, _address(stream.advertised))
@@ -168,7 +173,10 @@ def _party(
             "local": bounds.cap(local, MAX_ADDRESSES),
         },
         "codecs": bounds.cap(codecs, MAX_CODECS),
-        "medias": [_media_record(bounds, m) for m in bounds.cap(list(mono.medias), MAX_MEDIAS)],
+        "medias": [
+            _media_record(bounds, media, media_codecs)
+            for media, media_codecs in bounds.cap(list(zip(mono.medias, names, strict=True)), MAX_MEDIAS)
+        ],
         "quality": _party_quality(mono, quality),
     }
     total = _counter()
