@@ -15,7 +15,7 @@ from karl_core.ng.fleet import NODE_WIDE
 from karl_core.ng.options import NgOptions
 from karl_core.ng.server import NgProtocol
 from karl_core.runtime import StartupError, bind_udp
-from karl_core.state import FileCallStore, OwnerToken
+from karl_core.state import FileCallStore, OwnerToken, StateDirInUse
 from karl_core.state.redis_connection import RedisSettings
 from karl_medianode.clock import CoarseClock
 from karl_medianode.control.call_persistence import CallPersistence
@@ -76,6 +76,7 @@ class MediaNode:
         self.admission: Any = None
         self.http: Any = None
         self.persistence: CallPersistence | None = None
+        self._file_store: FileCallStore | None = None
         # A member of a fleet (KARL_REDIS_ENABLED): lease, call ownership and state in Redis.
         self.fleet: FleetMember | None = None
         self._stopping = asyncio.Event()
@@ -170,7 +171,11 @@ class MediaNode:
     def _take_back_calls(self, directory: str) -> None:
         """Keep calls in `directory` from now on, and restore the ones this node left there."""
         assert self.engine is not None
-        store = FileCallStore(directory)
+        try:
+            store = FileCallStore(directory)
+        except StateDirInUse as exc:
+            raise StartupError(f"state.dir (KARL_STATE_DIR): {exc}") from None
+        self._file_store = store
         self.persistence = CallPersistence(store, OwnerToken(self.config.node.id), self.engine)
         self.persistence.attach(self.call_ended_listeners)
         restored = self.persistence.restore_all(time.time())
@@ -262,6 +267,8 @@ class MediaNode:
                 self.ng.transport.close()
         if self.fleet is not None:
             await self.fleet.stop()
+        if self._file_store is not None:
+            self._file_store.close()  # the next node on this directory may write it
         for task in self._tasks:
             task.cancel()
         self.clock.stop()

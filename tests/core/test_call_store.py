@@ -14,9 +14,18 @@ from typing import Any
 import pytest
 
 from karl_core.state import CallStore, FileCallStore, MemoryCallStore, OwnerToken, SaveResult, stored_calls
-from karl_core.state.file_call_store import JOURNAL_NAME
+from karl_core.state.file_call_store import JOURNAL_NAME, StateDirInUse
 
 NODE = OwnerToken("node-a", 1)
+
+
+def next_process(store: FileCallStore, **options: Any) -> FileCallStore:
+    """The store of the next process on the same directory (this one lets the directory go, as a
+    process that ends does)."""
+    store.close()
+    return FileCallStore(store.directory, **options)
+
+
 STATE: dict[str, Any] = {"schema": 3, "call_id": "c1", "created": 1.0, "last_signal": 1.0}
 
 
@@ -51,7 +60,7 @@ def test_the_file_store_keeps_calls_for_the_next_process(tmp_path: Path) -> None
     for n in range(3):
         first.save(f"call {n}@host/with:odd chars", 1, NODE, {**STATE, "call_id": f"call {n}"})
     first.remove("call 1@host/with:odd chars", NODE)
-    second = FileCallStore(tmp_path)
+    second = next_process(first)
     loaded = {record.call_id: record for record in second.load_all()}
     assert set(loaded) == {"call 0@host/with:odd chars", "call 2@host/with:odd chars"}
     assert loaded["call 2@host/with:odd chars"].token == NODE
@@ -69,7 +78,7 @@ def test_a_write_cut_short_leaves_the_previous_version_and_is_cut_off(tmp_path: 
     journal = tmp_path / JOURNAL_NAME
     with journal.open("ab") as out:
         out.write(b'{"call_id":"c1","version":2,"ow')  # killed in the middle of the next write
-    again = FileCallStore(tmp_path)
+    again = next_process(store)
     [record] = again.load_all()
     assert record.version == 1 and not again.unreadable
     assert journal.read_bytes().endswith(b"}\n"), "the half line is gone"
@@ -85,13 +94,14 @@ def test_an_unreadable_line_is_reported_once_and_kept_for_a_human(tmp_path: Path
         out.write(b"not json\n")
         out.write(b'{"call_id":"c2","version":1,"owner":"node-a","epoch":1,"state":[]}\n')
     store.save("c3", 1, NODE, STATE)  # a line the store wrote after them
-    again = FileCallStore(tmp_path)
+    again = next_process(store)
     assert {record.call_id for record in again.load_all()} == {"c1", "c3"}
     why = {reason.split(":")[0]: path for path, reason in again.unreadable}
     assert set(why) == {"line 2 of calls.jsonl", "line 3 of calls.jsonl"}
     [kept] = set(why.values())
     assert kept.read_bytes().startswith(b"not json\n")
-    third = FileCallStore(tmp_path)
+    assert kept.stat().st_mode & 0o777 == 0o600, "the lines hold calls' keys, as the journal does"
+    third = next_process(again)
     assert len(third.load_all()) == 2 and not third.unreadable, "reported once, then out of the journal"
 
 
@@ -107,7 +117,7 @@ def test_the_journal_is_compacted_and_keeps_only_the_last_of_each_call(tmp_path:
     assert (tmp_path / JOURNAL_NAME).stat().st_size < 20_000 + 5 * 1000
     # what the next process reads is the last of each call, and a call ended stays ended
     assert versions(tmp_path) == {"call-0": 200, "call-1": 200, "call-2": 200, "call-3": 200}
-    loaded = {record.call_id: record for record in FileCallStore(tmp_path).load_all()}
+    loaded = {record.call_id: record for record in next_process(store).load_all()}
     assert loaded["call-2"].state["version_seen"] == 200
     assert set(loaded) == {"call-0", "call-1", "call-2", "call-3"}
     assert not list(tmp_path.glob("*.tmp"))
@@ -118,7 +128,7 @@ def test_a_compaction_cut_short_leaves_the_journal_whole(tmp_path: Path) -> None
     store.save("c1", 1, NODE, STATE)
     store.save("c1", 2, NODE, STATE)
     (tmp_path / (JOURNAL_NAME + ".tmp")).write_bytes(b'{"call_id":"c1","vers')  # killed mid-compaction
-    again = FileCallStore(tmp_path)
+    again = next_process(store)
     assert [record.version for record in again.load_all()] == [2]
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -149,7 +159,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mountpoint
     finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
+        # lazy: a store the test left open (its lock file) must not keep the tmpfs mounted
+        subprocess.run(["umount", "--lazy", str(mountpoint)], check=True)
 
 
 def fill(disk: Path) -> Path:
@@ -178,7 +189,7 @@ def test_a_full_disk_fails_the_write_and_leaves_no_half_line(small_disk: Path) -
     filler.unlink()  # space again
     assert store.save("c2", 1, NODE, STATE) is SaveResult.SAVED
     assert store.save("c1", 2, NODE, STATE) is SaveResult.SAVED
-    again = FileCallStore(small_disk / "calls")
+    again = next_process(store)
     assert {record.call_id: record.version for record in again.load_all()} == {"c1": 2, "c2": 1}
     assert not again.unreadable, "no half line was left in the journal"
 
@@ -212,5 +223,58 @@ def test_a_removal_that_could_not_be_written_goes_with_the_next_write(tmp_path: 
     assert versions(directory) == {"talking": 2}
     # the call-id used again by a new call: its versions start anew
     assert store.save("ended", 1, NODE, STATE) is SaveResult.SAVED
-    again = FileCallStore(directory)
+    again = next_process(store)
     assert {record.call_id: record.version for record in again.load_all()} == {"talking": 2, "ended": 1}
+
+
+def test_an_ended_calls_removal_outlives_a_failed_write_of_a_new_call_with_its_call_id(
+    tmp_path: Path,
+) -> None:
+    """The removal of an ended call is pending (not written); a new call with the same call-id then
+    fails to be written too. The removal must still reach the disk with the next write that works,
+    or a restart brings the ended call back."""
+    directory = tmp_path / "calls"
+    store = FileCallStore(directory)
+    store.save("x", 3, NODE, {**STATE, "old": True})
+    aside = tmp_path / "aside"
+    directory.rename(aside)
+    directory.write_text("not a directory")  # every write fails for a moment
+    with pytest.raises(OSError):
+        store.remove("x", NODE)
+    with pytest.raises(OSError):
+        store.save("x", 1, NODE, STATE)  # a new call, same call-id
+    directory.unlink()
+    aside.rename(directory)
+    assert store.save("y", 1, NODE, STATE) is SaveResult.SAVED
+    assert store.remove("x", NODE) is SaveResult.SAVED  # the new call ends: nothing of it on disk
+    assert versions(directory) == {"y": 1}
+    assert [record.call_id for record in next_process(store).load_all()] == ["y"]
+
+
+def test_a_directory_is_written_by_one_store_at_a_time(tmp_path: Path) -> None:
+    """Two writers of one journal would compact away each other's calls: the second is refused with a
+    message saying why, until the first lets the directory go; reading from outside stays possible."""
+    store = FileCallStore(tmp_path)
+    store.save("c1", 1, NODE, STATE)
+    with pytest.raises(StateDirInUse, match="in use by another Karl"):
+        FileCallStore(tmp_path)
+    assert versions(tmp_path) == {"c1": 1}
+    again = next_process(store)
+    assert [record.call_id for record in again.load_all()] == ["c1"]
+
+
+def test_unreadable_lines_on_a_full_disk_are_reported_and_the_start_goes_on(small_disk: Path) -> None:
+    """Neither setting unreadable lines aside nor the compaction after it can be done on a full disk:
+    the store starts with the calls it could read, says why, and leaves no temporary file behind."""
+    store = FileCallStore(small_disk / "calls")
+    store.save("c1", 1, NODE, STATE)
+    with (small_disk / "calls" / JOURNAL_NAME).open("ab") as out:
+        out.write(b"not json\n")
+    fill(small_disk)
+    again = next_process(store)
+    assert [record.call_id for record in again.load_all()] == ["c1"]
+    [(path, why)] = again.unreadable
+    assert path.name == JOURNAL_NAME and "left there" in why, why
+    assert not list((small_disk / "calls").glob("*.tmp")) and not list(
+        (small_disk / "calls").glob("calls-unreadable-*")
+    )

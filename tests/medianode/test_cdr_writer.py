@@ -139,3 +139,24 @@ def test_records_of_calls_ending_moments_apart_share_a_write(tmp_path: Path) -> 
         f"call-{n}" for n in range(40)
     ]
     assert writes < 20, f"{writes} writes for 40 records"
+
+
+def test_a_stop_with_a_deadline_shorter_than_the_linger_still_writes_what_is_queued(tmp_path: Path) -> None:
+    """The intake waits for more records before it writes; a stop ends that wait, so even a stop with
+    no time to spare writes the records already queued instead of dropping them."""
+    path = tmp_path / "cdr.jsonl"
+
+    async def scenario() -> CdrWriter:
+        writer = CdrWriter("n", str(path), None, None)
+        await writer.start()
+        for n in range(5):
+            writer.submit(ended(n))
+        await asyncio.sleep(0)  # the intake takes them up and starts waiting for more
+        await writer.stop(0.005)
+        return writer
+
+    writer = run_async(scenario())
+    assert writer.counters.dropped_total == 0
+    assert [json.loads(line)["call_id"] for line in path.read_text().splitlines()] == [
+        f"call-{n}" for n in range(5)
+    ]

@@ -7,10 +7,25 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from karl_core.state import stored_calls
-from karl_testkit import NgServer, Talk, established, make_party, restart_karl, sdp, start_karl, wait_for
+from karl_testkit import (
+    ROOT,
+    NgServer,
+    Talk,
+    established,
+    free_port,
+    free_port_block,
+    karl_env,
+    make_party,
+    restart_karl,
+    sdp,
+    start_karl,
+    wait_for,
+)
 
 MEDIA_IP = "127.0.0.2"
 
@@ -105,3 +120,30 @@ def _records(path: Path, call_id: str) -> list[dict]:  # type: ignore[type-arg]
     if not path.exists():
         return []
     return [r for r in map(json.loads, path.read_text().splitlines()) if r.get("call_id") == call_id]
+
+
+def test_a_second_node_on_a_state_directory_in_use_refuses_to_start(tmp_path: Path) -> None:
+    """Two nodes given one KARL_STATE_DIR would compact away each other's calls: the second one says
+    why and exits, the first one keeps its calls."""
+    state = {"KARL_STATE_DIR": str(tmp_path / "calls"), "KARL_NODE_ID": "first"}
+    node = start_karl(tmp_path, MEDIA_IP, 20, **state)
+    try:
+        a, b = make_party(), make_party()
+        established(node, a, b, "kept")
+        port_min = free_port_block(20, MEDIA_IP)
+        env = karl_env(MEDIA_IP, free_port(), port_min, port_min + 19, {**state, "KARL_NODE_ID": "second"})
+        second = subprocess.run(
+            [sys.executable, "-m", "karl_medianode"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode != 0
+        assert "in use by another Karl" in second.stdout + second.stderr, second.stdout + second.stderr
+        assert node.proc.poll() is None
+        assert node.ng.request({"command": "query", "call-id": "kept"})["result"] == "ok"
+        assert [record.call_id for record in stored_calls(tmp_path / "calls")] == ["kept"]
+    finally:
+        node.stop()

@@ -9,7 +9,7 @@ from karl_core.state.call_store import (
     SaveResult,
     StoredCall,
 )
-from karl_core.state.file_call_store import FileCallStore, stored_calls
+from karl_core.state.file_call_store import FileCallStore, StateDirInUse, stored_calls
 
 __all__ = [
     "CallStore",
@@ -17,6 +17,7 @@ __all__ = [
     "MemoryCallStore",
     "OwnerToken",
     "SaveResult",
+    "StateDirInUse",
     "StoredCall",
     "stored_calls",
 ]

@@ -6,8 +6,9 @@ write is an `open(O_APPEND)`, one `write` and a `close`: a few microseconds, whe
 file per call, written to a temporary and renamed over the old one, unlinked at the end) cost ext4
 200 to 300 µs per rename and per unlink, more than the request it followed.
 
-What survives what is unchanged: nothing is fsynced, so what the kernel has accepted survives the
-process (a signal, an OOM kill, a crash) and a power loss can lose the last seconds. A process killed in
+What survives what is unchanged: a change is not fsynced, so what the kernel has accepted survives
+the process (a signal, an OOM kill, a crash) and a power loss can lose the last seconds; a compaction is
+(the new journal replaces the old one only once it is on disk). A process killed in
 the middle of a write leaves a line cut short at the end of the journal; the next start cuts it off, and
 the call's previous line stands. A line that is complete but unreadable (a disk error, a hand edit) is
 reported at start and moved to `calls-unreadable-<time>.jsonl` for a human to look at.
@@ -17,12 +18,17 @@ than live ones: the live lines are copied, as bytes, to `calls.jsonl.tmp`, which
 journal, so a compaction cut short leaves the old journal whole. The cost is a copy of the live calls at
 most once per as many bytes written.
 
-One process writes a directory at a time (a node's own `KARL_STATE_DIR`). Files of the earlier layout
-(`<digest>.json`) are taken into the journal at start and then removed.
+One store writes a directory at a time (a node's own `KARL_STATE_DIR`): it holds a lock on
+`calls.lock` (`flock`) from its start to `close()`, and a second one is refused with `StateDirInUse` —
+two writers would each compact away the other's calls. Files of the earlier layout (`<digest>.json`) are
+taken into the journal at start and then removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import time
@@ -33,12 +39,17 @@ from typing import Any
 from karl_core.state.call_store import OwnerToken, SaveResult, StoredCall, is_foreign, refusal
 
 JOURNAL_NAME = "calls.jsonl"
+LOCK_NAME = "calls.lock"
 COMPACT_AT_LEAST = 4 * 1024 * 1024
 """Bytes a journal may reach before a compaction is considered (it then also needs more dead lines than
 live ones)."""
 
 _APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _ENCODE = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+class StateDirInUse(OSError):
+    """Another store (another process, or another store of this one) writes the directory."""
 
 
 @dataclass(slots=True)
@@ -120,6 +131,7 @@ class FileCallStore:
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock: Any = self._take_lock()
         self.journal = self.directory / JOURNAL_NAME
         self._journal_path = str(self.journal)
         self.compact_at_least = compact_at_least
@@ -136,6 +148,26 @@ class FileCallStore:
         self.unreadable: list[tuple[Path, str]] = []
         """What `load_all` could not read, with why: where it is kept for a human, and the reason."""
 
+    def _take_lock(self) -> Any:
+        path = self.directory / LOCK_NAME
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(descriptor)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StateDirInUse(
+                    f"{self.directory} is in use by another Karl (it holds {path}): "
+                    "each node needs a state directory of its own"
+                ) from None
+            raise
+        # a file object, so that a store dropped without close() lets the directory go too
+        return os.fdopen(descriptor, "rb", buffering=0)
+
+    def close(self) -> None:
+        """Let the directory go: another store may write it from now on (this one must not)."""
+        self._lock.close()
+
     def save(self, call_id: str, version: int, token: OwnerToken, state: Any) -> SaveResult:
         held = self._held.get(call_id)
         refused = refusal(held, version, token)
@@ -149,7 +181,8 @@ class FileCallStore:
             "state": state,
         }
         line = (_ENCODE(document) + "\n").encode()
-        self._unwritten_removals.pop(call_id, None)  # (this line supersedes it)
+        # an earlier call of this call-id whose removal is not written yet: the removal goes first, in
+        # this write (and stays pending if the write fails, so the ended call never comes back)
         offset = self._append_after_removals(line)
         if held is not None:
             self._live_bytes -= held.length
@@ -199,9 +232,8 @@ class FileCallStore:
         self._torn = False
         self._unwritten_removals.clear()
         calls = scan.calls
-        if scan.bad_lines:
-            self._put_aside(scan.bad_lines)
-            self.compact()  # the journal without them: each is reported once
+        if scan.bad_lines and self._put_aside(scan.bad_lines):
+            self._compact_counted(scan.complete_bytes)  # the journal without them: each is reported once
         self._take_in_old_layout(calls)
         return list(calls.values())
 
@@ -211,9 +243,18 @@ class FileCallStore:
             lines = [self._line_of(journal, call_id, held) for call_id, held in self._held.items()]
         temporary = self._journal_path + ".tmp"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with open(descriptor, "wb") as out:  # 0600, as the journal: calls' states hold SRTP keys
-            out.write(b"".join(lines))
-        os.replace(temporary, self._journal_path)
+        try:
+            with open(descriptor, "wb") as out:  # 0600, as the journal: calls' states hold SRTP keys
+                out.write(b"".join(lines))
+                out.flush()
+                # on disk before it replaces the journal: a power loss must not leave an empty one
+                os.fsync(out.fileno())
+            os.replace(temporary, self._journal_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)  # (not left to fill a full disk further)
+            raise
+        self._sync_directory()
         position = 0
         for line, held in zip(lines, self._held.values(), strict=True):
             held.offset, held.length = position, len(line)
@@ -223,6 +264,15 @@ class FileCallStore:
         self._unwritten_removals.clear()  # the new journal has none of those calls
         self._next_compaction_at = 0
         self.compactions += 1
+
+    def _sync_directory(self) -> None:
+        """The rename on disk too (best effort: the new journal is in place either way)."""
+        with contextlib.suppress(OSError):
+            descriptor = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
 
     def _line_of(self, journal: Any, call_id: str, held: _Held) -> bytes:
         journal.seek(held.offset)
@@ -265,6 +315,11 @@ class FileCallStore:
         and tried again once the journal has grown by another `compact_at_least` bytes."""
         if end < max(self.compact_at_least, self._next_compaction_at) or end <= 2 * self._live_bytes:
             return
+        self._compact_counted(end)
+
+    def _compact_counted(self, end: int) -> None:
+        """Compact; a failure is counted, fails nothing, and is tried again `compact_at_least` bytes
+        past `end` (the journal's size now)."""
         try:
             self.compact()
         except OSError as exc:
@@ -272,11 +327,25 @@ class FileCallStore:
             self.last_compaction_error = str(exc)
             self._next_compaction_at = end + self.compact_at_least
 
-    def _put_aside(self, bad_lines: list[tuple[int, bytes, str]]) -> None:
+    def _put_aside(self, bad_lines: list[tuple[int, bytes, str]]) -> bool:
+        """Copy unreadable lines to a file of their own for a human; False if that failed (they then
+        stay in the journal, and are reported again at the next start)."""
         kept = self.directory / f"calls-unreadable-{time.time_ns()}.jsonl"
-        kept.write_bytes(b"".join(line + b"\n" for _, line, _ in bad_lines))
+        try:
+            descriptor = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(descriptor, "wb") as out:  # 0600: the lines hold calls' SRTP keys
+                out.write(b"".join(line + b"\n" for _, line, _ in bad_lines))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                kept.unlink()
+            for number, _, why in bad_lines:
+                self.unreadable.append(
+                    (self.journal, f"line {number} of {JOURNAL_NAME}: {why} (left there: {exc})")
+                )
+            return False
         for number, _, why in bad_lines:
             self.unreadable.append((kept, f"line {number} of {JOURNAL_NAME}: {why}"))
+        return True
 
     def _take_in_old_layout(self, calls: dict[str, StoredCall]) -> None:
         """Calls a Karl before the journal left, one `<digest>.json` each: written to the journal (unless
@@ -293,7 +362,10 @@ class FileCallStore:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 self.unreadable.append((path, str(exc)))
                 continue
-            if record.call_id not in calls:
-                self.save(record.call_id, record.version, record.token, record.state)
-                calls[record.call_id] = record
-            path.unlink()
+            try:
+                if record.call_id not in calls:
+                    self.save(record.call_id, record.version, record.token, record.state)
+                    calls[record.call_id] = record
+                path.unlink()
+            except OSError as exc:  # (a full disk): the file stays, to be taken in at the next start
+                self.unreadable.append((path, f"not taken into {JOURNAL_NAME}: {exc}"))

@@ -118,6 +118,7 @@ class CdrWriter:
         self._wake_intake = asyncio.Event()
         self._wake_db = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._closing = asyncio.Event()
         self._intake_busy = False
         self._tasks: list[asyncio.Task[None]] = []
         self._file_io: ThreadPoolExecutor | None = None
@@ -198,6 +199,7 @@ class CdrWriter:
         """Write what is queued, give the database until `timeout` to take what is spooled, then stop.
         Records the database does not have stay in the spool for the next start."""
         self._closed = True
+        self._closing.set()  # (an intake lingering for more records writes at once)
         if not self._started or self._stopped:
             return
         self._stopped = True
@@ -310,7 +312,10 @@ class CdrWriter:
             self._intake_busy = True
             if len(self._queue) < INTAKE_BATCH and not self._closed:
                 # group commit: the records of the next moment share this write's thread hop and fsync
-                await asyncio.sleep(INTAKE_LINGER)
+                # (a stop ends the wait: its deadline may be shorter than the linger)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(INTAKE_LINGER):
+                        await self._closing.wait()
             lines = [self._queue.popleft() for _ in range(min(INTAKE_BATCH, len(self._queue)))]
             jobs = []
             if self._file is not None:
