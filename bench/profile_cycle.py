@@ -9,7 +9,10 @@ read the shares, not the absolute numbers). With `--parts`, instead of cProfile:
 the parts of docs/performance.md ("Where a signalling request's time goes"), timed with wrappers around
 the functions that do them (each wrapper adds about a microsecond per call).
 
-    python bench/profile_cycle.py --cycles 2000 [--store] [--top 40] [--parts]
+With `--cdr` the node writes call records as `make run`'s does (a `CdrWriter` on a scratch file; its
+I/O thread's CPU is the process's too).
+
+    python bench/profile_cycle.py --cycles 2000 [--store] [--cdr] [--top 40] [--parts]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from karl_core.config import KarlConfig
 from karl_core.ng import bencode
 from karl_medianode.cli import node_settings
 from karl_medianode.node import MediaNode
+from karl_medianode.operations.cdr import CdrWriter
 
 PEER = ("127.0.0.1", 50000)
 MEDIA_IP = "127.0.0.1"
@@ -58,9 +62,14 @@ class _Replies:
 
 
 async def run(
-    cycles: int, store: bool, profile: cProfile.Profile | None, warmed_up: Callable[[], None] | None = None
+    cycles: int,
+    store: bool,
+    profile: cProfile.Profile | None,
+    warmed_up: Callable[[], None] | None = None,
+    cdr: bool = False,
 ) -> float:
     state_dir = tempfile.mkdtemp(prefix="karl-profile-") if store else None
+    cdr_dir = tempfile.mkdtemp(prefix="karl-profile-cdr-") if cdr else None
     cfg = KarlConfig.model_validate(
         {
             "ng_protocol": {"address": "127.0.0.1", "udp_port": 0},
@@ -72,6 +81,10 @@ async def run(
     )
     node = MediaNode(node_settings(cfg))
     await node.start()
+    writer = CdrWriter("profile", f"{cdr_dir}/cdr.jsonl", None, None) if cdr_dir else None
+    if writer is not None:
+        await writer.start()
+        node.call_ended_listeners.append(writer.submit)
     assert node.ng is not None
     ng = node.ng
     replies = _Replies()
@@ -105,6 +118,10 @@ async def run(
         profile.disable()
     spent = time.process_time() - started
     await node.shutdown()
+    if writer is not None:
+        await writer.stop()
+    if cdr_dir is not None:
+        shutil.rmtree(cdr_dir, ignore_errors=True)
     if state_dir is not None:
         shutil.rmtree(state_dir, ignore_errors=True)
     return spent / cycles * 1e6
@@ -121,6 +138,9 @@ _TIMED: dict[str, tuple[str, str]] = {
     "read": (_ENGINE, "read_sdp"),
     "write": (_ENGINE, "write_sdp"),
     "apply": ("karl_medianode.control.engine_driver", "EngineDriver.apply"),
+    "store": ("karl_medianode.control.call_persistence", "CallPersistence.changed"),
+    "store_end": ("karl_medianode.control.call_persistence", "CallPersistence.ended"),
+    "cdr": ("karl_medianode.operations.cdr.writer", "CdrWriter.submit"),
 }
 """The functions timed for `--parts`: (module, name there) — the name the caller looks up."""
 
@@ -159,7 +179,9 @@ def _print_parts(totals: dict[str, list[int]], cycles: int) -> None:
         ("Engine: reading the two SDPs", us["read"]),
         ("Engine: writing the two SDPs sent on", us["write"]),
         ("Engine: everything else", us["engine"] - us["read"] - us["write"]),
-        ("Driver: applying effects", us["apply"]),
+        ("Driver: applying effects", us["apply"] - us["store"] - us["store_end"] - us["cdr"]),
+        ("Driver: the call store (--store)", us["store"] + us["store_end"]),
+        ("Node: call records, event-loop side (--cdr)", us["cdr"]),
         ("Node: the rest of dispatching", us["dispatch"] - us["engine"] - us["apply"]),
         ("NG: decoding three requests (bencode)", us["decode"]),
         ("NG: decoding three requests (options)", us["options"]),
@@ -176,18 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=2000)
     parser.add_argument("--store", action="store_true", help="with the file call store (KARL_STATE_DIR)")
+    parser.add_argument("--cdr", action="store_true", help="with call records, as `make run` writes them")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--parts", action="store_true", help="the parts of a cycle (wrappers), no cProfile")
     args = parser.parse_args(argv)
-    plain = uvloop.run(run(args.cycles, args.store, None))
+    plain = uvloop.run(run(args.cycles, args.store, None, cdr=args.cdr))
     print(f"{plain:.0f} µs of CPU per offer+answer+delete cycle ({args.cycles} cycles, no profiler)")
     if args.parts:
         totals, reset = _time_parts()
-        uvloop.run(run(args.cycles, args.store, None, warmed_up=reset))
+        uvloop.run(run(args.cycles, args.store, None, warmed_up=reset, cdr=args.cdr))
         _print_parts(totals, args.cycles)
         return 0
     profile = cProfile.Profile()
-    uvloop.run(run(args.cycles, args.store, profile))
+    uvloop.run(run(args.cycles, args.store, profile, cdr=args.cdr))
     stats = pstats.Stats(profile)
     stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)
