@@ -39,6 +39,8 @@ from ng_sequences import (
     make_sdp,
     run_sequence,
 )
+from ng_sequences_generated import GENERATED
+from ng_sequences_generated import KNOWN_GAPS as GENERATED_GAPS
 
 REFERENCE_IP = "127.0.0.3"
 SECOND_RTPENGINE_IP = "127.0.0.4"
@@ -184,6 +186,34 @@ def test_rtpengine_vs_karl(
         if isinstance(actual, str):
             pytest.fail(actual, pytrace=False)
     compare(sequence, expected, actual, karl=True)
+
+
+@pytest.mark.sidebyside
+@pytest.mark.parametrize("sequence", GENERATED, ids=_ids)
+def test_generated_plain_calls_rtpengine_vs_rtpengine(
+    sequence: Sequence, reference_rtpengine: NgServer, second_rtpengine: NgServer
+) -> None:
+    """The harness on the generated sequences: two rtpengines agree (deterministic, normalised)."""
+    with unrelated_call(second_rtpengine):
+        compare(sequence, reference_rtpengine, second_rtpengine)
+
+
+GENERATED_KARL_CASES = [
+    pytest.param(s, marks=pytest.mark.xfail(reason=GENERATED_GAPS[s.name], strict=True))
+    if s.name in GENERATED_GAPS
+    else s
+    for s in GENERATED
+]
+
+
+@pytest.mark.sidebyside
+@pytest.mark.parametrize("sequence", GENERATED_KARL_CASES, ids=_ids)
+def test_generated_plain_calls_rtpengine_vs_karl(
+    sequence: Sequence, reference_rtpengine: NgServer, karl: NgServer | str
+) -> None:
+    if isinstance(karl, str):
+        pytest.fail(karl, pytrace=False)
+    compare(sequence, reference_rtpengine, karl, karl=True)
 
 
 # ---- the sequence data itself (no server needed) -------------------------------------------------
