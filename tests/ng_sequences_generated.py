@@ -66,6 +66,11 @@ def _video(port: int, direction: str | None) -> M:
     return M(port=port, kind="video", fmts="96", lines=tuple(lines))
 
 
+def _media_level_c(medias: list[M]) -> list[M]:
+    """The same media sections with `c=` on each of them (the SDP then has none at session level)."""
+    return [M(port=m.port, fmts=m.fmts, lines=m.lines, kind=m.kind, c="192.0.2.10") for m in medias]
+
+
 def _options(rng: random.Random) -> dict[str, Any]:
     options: dict[str, Any] = {}
     replace = rng.choice([[], ["origin"], ["origin", "session-connection"], ["session-connection"]])
@@ -93,7 +98,7 @@ def _sequence(number: int, rng: random.Random) -> Sequence:
     if with_video:
         caller.append(_video(6002, direction))
     if media_c:
-        caller = [M(port=m.port, fmts=m.fmts, lines=m.lines, kind=m.kind, c="192.0.2.10") for m in caller]
+        caller = _media_level_c(caller)
 
     # the callee picks one or two of the audio codecs (and keeps telephone-event if offered)
     voice = [pt for pt in offered if pt != "101"]
@@ -122,7 +127,7 @@ def _sequence(number: int, rng: random.Random) -> Sequence:
         if with_video:
             again.append(_video(6002, new_direction))
         if media_c:
-            again = [M(port=m.port, fmts=m.fmts, lines=m.lines, kind=m.kind, c="192.0.2.10") for m in again]
+            again = _media_level_c(again)
         steps.append(
             offer(A(tuple(again), session_c=a_sdp["session_c"], version="2890844527"), offer_options)
         )
