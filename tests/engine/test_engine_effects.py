@@ -30,7 +30,7 @@ def kinds(effects: list[Effect]) -> list[str]:
 
 def in_sync(engine: Engine) -> None:
     """The data plane has exactly the streams the engine's calls have, configured as they say."""
-    specs = {s.port: s for call in engine.core.all_calls() for s in call.all_streams()}
+    specs = {port: s for call in engine.core.all_calls() for port, s in call.stream_table().items()}
     assert set(engine.media.open) == set(specs)
     configured: dict[int, StreamSpec] = {}
     for effect in engine.media.effects:
@@ -253,3 +253,51 @@ def test_the_stored_document_is_the_snapshot_and_leaves_the_live_call_alone() ->
     assert any(media["streams"] for mono in document["monologues"] for media in mono["medias"])
     assert call.state == before, "serialising must not change the live call"
     assert engine.core.state_document("no such call") is None
+
+
+def _audio_and_video(audio_port: int, video_port: int, version: int = 1) -> str:
+    video = "m=video 0 RTP/AVP 96\r\n" if video_port == 0 else f"m=video {video_port} RTP/AVP 96\r\n"
+    return (
+        f"v=0\r\no=- 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {audio_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        f"{video}a=rtpmap:96 H264/90000\r\n"
+    )
+
+
+def _video_port(reply: dict[str, object]) -> int:
+    [line] = [line for line in str(reply["sdp"]).split("\r\n") if line.startswith("m=video")]
+    return int(line.split()[1])
+
+
+def test_a_media_the_answer_rejects_keeps_its_sockets_idle_for_a_reoffer_of_it() -> None:
+    """10.5 keeps the sockets of a media the answer rejects (bound, relaying nothing, not in `query`)
+    and gives them to a re-offer of that media: the re-offer advertises the same ports."""
+    engine = Engine()
+    first = engine.do(
+        Command.OFFER, T0, **{"call-id": "c", "from-tag": "A", "sdp": _audio_and_video(40000, 40010)}
+    )
+    video_port = _video_port(first)
+    answer_body = {"call-id": "c", "from-tag": "A", "to-tag": "B", "sdp": _audio_and_video(40002, 0)}
+    before = len(engine.media.effects)
+    assert _video_port(engine.do(Command.ANSWER, T0, **answer_body)) == 0
+    assert not [e for e in engine.media.effects[before:] if isinstance(e, CloseStream)], "nothing closed"
+    in_sync(engine)
+    [call] = engine.core.all_calls()
+    parked = [s for ports in call.ports.values() for s in ports.parked]
+    assert len(parked) == 4 and all(s.blocked and s.sink is None and s.sdp_peer is None for s in parked)
+    assert video_port not in {s.port for s in call.all_streams()}, "not shown as the call's streams"
+    query = engine.do(Command.QUERY, T0, **{"call-id": "c"})
+    shown = [
+        stream.get("local port")
+        for tag in query["tags"].values()
+        for media in tag["medias"]
+        for stream in media["streams"]
+    ]
+    assert video_port not in shown
+    again = engine.do(
+        Command.OFFER, T0 + 1, **{"call-id": "c", "from-tag": "A", "sdp": _audio_and_video(40000, 40010, 2)}
+    )
+    assert _video_port(again) == video_port
+    in_sync(engine)
+    engine.do(Command.DELETE, T0 + 2, **{"call-id": "c", "delete-delay": 0})
+    assert not engine.media.open and not engine.ports.taken, "every port given back at the end"

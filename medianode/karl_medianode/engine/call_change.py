@@ -34,7 +34,9 @@ class CallChange:
     ended: CallEnded | None = None
     """The change ended the call."""
     _state: CallState | None = None
-    _ports: dict[tuple[int, int], tuple[StreamSpec | None, StreamSpec | None]] = field(default_factory=dict)
+    _ports: dict[
+        tuple[int, int], tuple[StreamSpec | None, StreamSpec | None, tuple[StreamSpec, ...]]
+    ] = field(default_factory=dict)
     _before: dict[int, StreamSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -42,7 +44,7 @@ class CallChange:
         self._before = {port: spec.copy() for port, spec in call.stream_table().items()}
         if self.can_fail and not self.new_call:  # (a failed first offer just removes the call)
             self._state = call.state.clone()
-            self._ports = {key: (mp.rtp, mp.rtcp) for key, mp in call.ports.items()}
+            self._ports = {key: (mp.rtp, mp.rtcp, mp.parked) for key, mp in call.ports.items()}
 
     def restore(self) -> list[int]:
         """Put the call back as it was; returns the ports the change reserved (the caller gives them
@@ -53,10 +55,11 @@ class CallChange:
             return list(self.reserved)
         call.state = self._state
         call.ports = {}
-        for key, (rtp, rtcp) in self._ports.items():
+        for key, (rtp, rtcp, parked) in self._ports.items():
             call.ports[key] = MediaPorts(
                 self._before[rtp.port] if rtp is not None else None,
                 self._before[rtcp.port] if rtcp is not None else None,
+                tuple(self._before[stream.port] for stream in parked),
             )
         return list(self.reserved)
 

@@ -202,11 +202,12 @@ def negotiate_answer(
             out.append(with_mid(unmanaged(media_in), a_media))
             continue
         if media_in.rejected:
-            # the answerer refused this stream: rtpengine gives up its sockets on both sides
+            # the answerer refused this stream: 10.5 keeps its sockets on both sides, idle and out of
+            # `query`, and gives them to a re-offer of the stream (probed with `ss`)
             b_media.rejected = True
             a_media.rejected = True
-            wiring.close_sockets(call.media_ports(offerer, a_media))
-            wiring.close_sockets(call.media_ports(answerer, b_media))
+            call.media_ports(offerer, a_media).park()
+            call.media_ports(answerer, b_media).park()
             out.append(with_mid(rejected(media_in, protocol), a_media))
             continue
         mux_flags = {f[4:] for f in a_media.flags if f.startswith("mux-")}

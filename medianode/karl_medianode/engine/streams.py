@@ -131,6 +131,18 @@ class MediaPorts:
 
     rtp: StreamSpec | None = None
     rtcp: StreamSpec | None = None
+    parked: tuple[StreamSpec, ...] = ()
+    """Sockets of a media the answer rejected: 10.5 keeps them bound (relaying nothing, not shown by
+    `query`), and a re-offer of the media takes them up again, ports and all."""
 
     def streams(self) -> list[StreamSpec]:
         return [s for s in (self.rtp, self.rtcp) if s is not None]
+
+    def park(self) -> None:
+        """Keep the sockets, idle: no peer, no sink, blocked."""
+        for stream in self.streams():
+            stream.sdp_peer = None
+            stream.sink = stream.rtcp_sink = None
+            stream.blocked = True
+        self.parked = (*self.streams(), *self.parked)
+        self.rtp = self.rtcp = None

@@ -38,6 +38,15 @@ class StreamWiring:
         UDP media get one too, as in 10.5), or one port with rtcp-mux."""
         if sockets.rtp is not None:
             return
+        if sockets.parked:
+            # a media rejected before, offered again: its kept sockets, as 10.5 does
+            sockets.rtp, *rest = sockets.parked
+            sockets.rtp.blocked = False
+            if not single and rest and rest[0].component == 2:
+                sockets.rtcp, *rest = rest
+                sockets.rtcp.blocked = False
+            sockets.parked = tuple(rest)
+            return
         ports = [self.ports.reserve_single()] if single else list(self.ports.reserve_pair())
         if self.reserved is not None:
             self.reserved += ports
