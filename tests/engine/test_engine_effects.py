@@ -301,3 +301,33 @@ def test_a_media_the_answer_rejects_keeps_its_sockets_idle_for_a_reoffer_of_it()
     in_sync(engine)
     engine.do(Command.DELETE, T0 + 2, **{"call-id": "c", "delete-delay": 0})
     assert not engine.media.open and not engine.ports.taken, "every port given back at the end"
+
+
+def test_a_reoffer_that_fails_after_taking_up_parked_sockets_parks_them_again() -> None:
+    """A re-offer takes the rejected video's sockets back, then runs out of ports for a third media
+    and fails: the call is as before it, the video's sockets parked, and a later re-offer gets them."""
+    engine = Engine(port_min=20000, port_max=20007)  # the first offer's 8 ports, no more
+    first = engine.do(
+        Command.OFFER, T0, **{"call-id": "c", "from-tag": "A", "sdp": _audio_and_video(40000, 40010)}
+    )
+    video_port = _video_port(first)
+    engine.do(
+        Command.ANSWER,
+        T0,
+        **{"call-id": "c", "from-tag": "A", "to-tag": "B", "sdp": _audio_and_video(40002, 0)},
+    )
+    third = _audio_and_video(40000, 40010, 2) + "m=audio 40020 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+    before = len(engine.media.effects)
+    with pytest.raises(NgError):
+        engine.core.handle(
+            Command.OFFER, request(Command.OFFER, **{"call-id": "c", "from-tag": "A", "sdp": third}), T0 + 1
+        )
+    assert len(engine.media.effects) == before
+    [call] = engine.core.all_calls()
+    assert len([s for ports in call.ports.values() for s in ports.parked]) == 4
+    in_sync(engine)
+    again = engine.do(
+        Command.OFFER, T0 + 2, **{"call-id": "c", "from-tag": "A", "sdp": _audio_and_video(40000, 40010, 3)}
+    )
+    assert _video_port(again) == video_port
+    in_sync(engine)
