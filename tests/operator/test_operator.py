@@ -276,6 +276,17 @@ def stored_status(objects: Any, namespace: str) -> Any:
     return (found.get("status") or {}).get("conditions")
 
 
+def create_peering(objects: client.CustomObjectsApi, namespace: str) -> None:
+    """The KopfPeering the chart creates, which `--peering karl-operator` replicas meet in."""
+    objects.create_namespaced_custom_object(
+        "kopf.dev",
+        "v1",
+        namespace,
+        "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "karl-operator"}},
+    )
+
+
 def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_stops(
     kube: Any, kopf_peering_crds: Any, start_operator: Callable[..., Operator], kube_namespace: str
 ) -> None:
@@ -283,13 +294,7 @@ def test_two_operator_replicas_peer_one_works_and_the_other_takes_over_when_it_s
     the other waits — never both; when the working one stops, the other resumes and carries out the
     next change."""
     objects, apps = client.CustomObjectsApi(kube), client.AppsV1Api(kube)
-    objects.create_namespaced_custom_object(
-        "kopf.dev",
-        "v1",
-        kube_namespace,
-        "kopfpeerings",
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "karl-operator"}},
-    )
+    create_peering(objects, kube_namespace)
     first, second = start_operator("--peering", "karl-operator"), start_operator("--peering", "karl-operator")
 
     def priority(operator: Operator) -> int:
@@ -346,13 +351,7 @@ def test_a_replica_paused_by_a_higher_one_works_again_when_that_one_stops(
     runs none of A's handlers again for a KarlCluster it already saw, yet A's status follows the pods
     (its loop carries the KarlCluster out anew)."""
     objects, core = client.CustomObjectsApi(kube), client.CoreV1Api(kube)
-    objects.create_namespaced_custom_object(
-        "kopf.dev",
-        "v1",
-        kube_namespace,
-        "kopfpeerings",
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "karl-operator"}},
-    )
+    create_peering(objects, kube_namespace)
     low = start_operator("--peering", "karl-operator", "--priority", "10")
     wait_until("A working", lambda: "Resuming operations" in low.log(), operator=low)
     create(objects, kube_namespace, cluster("fleet", {"mediaNodes": {"replicas": 1}}))
