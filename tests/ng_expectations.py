@@ -49,6 +49,35 @@ def _only_karls_suites(reply: Any) -> Any:
 
 _NOT_FOUND = {"result": "ok", "warning": "Call-ID not found or tags didn't match"}
 
+_NO_TRANSCODING = (
+    "an answer with no codec of the offer: 10.5 transcodes to the offer's first codec and gives the "
+    "offerer that; Karl does not transcode and passes the answer's codecs on (they reach the offerer "
+    "as the answerer sends them), so no `transcoding` flag either"
+)
+
+
+def _answer_codec_passed_on(reply: Any) -> Any:
+    """10.5's answer with the answerer's own codec (`9 G722/8000`) where 10.5 gives the offer's first."""
+    sdp = [line for line in reply["sdp"] if not line.startswith("a=rtpmap:0 ")]
+    at = next(i for i, line in enumerate(sdp) if line.startswith("m=audio "))
+    sdp[at] = sdp[at].rsplit(" ", 1)[0] + " 9<CRLF>"
+    sdp.insert(at + 1, "a=rtpmap:9 G722/8000<CRLF>")
+    return {**reply, "sdp": sdp}
+
+
+def _no_transcoding_flag(reply: Any) -> Any:
+    tags = {
+        tag: {
+            **party,
+            "medias": [
+                {**media, "flags": [f for f in media["flags"] if f != "transcoding"]}
+                for media in party["medias"]
+            ],
+        }
+        for tag, party in reply["tags"].items()
+    }
+    return {**reply, "tags": tags}
+
 
 def _later_keys(reply: Any) -> Any:
     """A reply after an offer of all 12 suites, compared with Karl's after its offer of 4: a key that
@@ -72,6 +101,10 @@ DELIBERATE: dict[str, tuple[str, dict[int, Callable[[Any], Any]]]] = {
     "plain_rtp_offer_to_srtp_sdes_and_dtls": (
         _SUITES_KARL_CAN_DO,
         {1: _only_karls_suites, 2: _only_karls_suites},
+    ),
+    "codec_answer_with_nothing_in_common": (
+        _NO_TRANSCODING,
+        {2: _answer_codec_passed_on, 3: _no_transcoding_flag},
     ),
     "errors_sdp_without_media": (_FAILED_OFFER_LEAVES_NOTHING, {2: lambda _: _UNKNOWN_CALL}),
     "list_default_limit_fresh_server": (

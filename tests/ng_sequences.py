@@ -1040,6 +1040,125 @@ def _codecs_and_attributes() -> Iterator[Sequence]:
         call_setup(ASTERISK_OFFER, B(audio(7000, "8 0 9 101")), answer_opts={"flags": ["single-codec"]}),
         doc="the answer keeps one codec plus telephone-event",
     )
+    yield from _codec_option_edges()
+
+
+_RTPMAPS_0_8 = ("a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000")
+_OPUS = "a=rtpmap:111 opus/48000/2"
+
+
+def _codec_option_edges() -> Iterator[Sequence]:
+    """What codec options leave, probed on 10.5: DTMF and comfort noise of a clock rate whose last real
+    codec the options took away go too; options that take every codec away leave an `m=` line without
+    formats and the received codec lines in place; an answer's own strip/except apply to what it lists
+    (a mask there does nothing); an answer with nothing in common with the offer sent on."""
+    yield seq(
+        "codec_mask_takes_orphaned_dtmf_and_cn",
+        call_setup(
+            A(audio(6000, "0 111 13 101", _OPUS, "a=rtpmap:13 CN/8000")),
+            B(audio(7000, "111", _OPUS)),
+            {"codec": {"mask": ["PCMU"]}},
+        ),
+        doc="no 8000 Hz codec left: telephone-event/8000 and CN/8000 go; a 48000 Hz telephone-event stays",
+    )
+    yield seq(
+        "codec_strip_keeps_dtmf_of_an_untouched_rate",
+        offer(
+            A(audio(6000, "0 111 101 102", _OPUS, "a=rtpmap:102 telephone-event/48000")),
+            {"codec": {"strip": ["PCMU"]}},
+        ),
+        offer(A(audio(6000, "111 101", _OPUS)), {"codec": {"strip": ["GSM"]}}, call=CALL2),
+        doc="telephone-event/8000 with opus alone stays when no option took an 8000 Hz codec",
+    )
+    yield seq(
+        "codec_strip_every_codec_leaves_no_format",
+        offer(A(audio(6000, "0 8 101", *_RTPMAPS_0_8)), {"codec": {"strip": ["PCMA", "PCMU"]}}),
+        answer(B(audio(7000, "8 101"))),
+        query(),
+        doc="`m=audio P RTP/AVP ` with the received rtpmaps; the answer then passes as it is",
+    )
+    yield seq(
+        "codec_mask_every_codec_then_answer_with_dtmf_only",
+        offer(A(audio(6000, "0 8 101", *_RTPMAPS_0_8)), {"codec": {"mask": ["PCMU", "PCMA"]}}),
+        answer(B(audio(7000, "101"))),
+    )
+    yield seq(
+        "codec_strip_all_except_keeps_the_sdp_order",
+        offer(
+            A(audio(6000, "0 18 111", "a=rtpmap:18 G729/8000", _OPUS)),
+            {"codec": {"strip": ["all"], "except": ["G729", "PCMU"]}},
+        ),
+        offer(
+            A(audio(6000, "0 18 111", "a=rtpmap:18 G729/8000", _OPUS)),
+            {"codec": {"strip": ["all"], "offer": ["G729", "PCMU"]}},
+            call=CALL2,
+        ),
+        offer(
+            A(audio(6000, "0 8 101")),
+            {"codec": {"strip": ["all"], "except": ["telephone-event"]}},
+            call=CALL3,
+        ),
+        doc="`except` keeps the order of the SDP, `offer` puts its own",
+    )
+    yield seq(
+        "codec_answer_strip_and_except",
+        call_setup(
+            A(audio(6000, "0 8 101")), B(audio(7000, "8 0 101")), answer_opts={"codec": {"strip": ["PCMA"]}}
+        ),
+        call_setup(
+            A(audio(6000, "0 111 101", _OPUS)),
+            B(audio(7000, "0 111 101", _OPUS)),
+            answer_opts={"codec": {"strip": ["PCMU"]}},
+            call=CALL2,
+        ),
+        call_setup(
+            A(audio(6000, "0 8 101")),
+            B(audio(7000, "8 0 101")),
+            answer_opts={"codec": {"strip": ["all"], "except": ["PCMU"]}},
+            call=CALL3,
+        ),
+        doc="the answer's strip takes its codecs out (and telephone-event/8000 with the last 8000 Hz one)",
+    )
+    yield seq(
+        "codec_answer_strip_every_codec",
+        offer(A(audio(6000, "0 8 101"))),
+        answer(B(audio(7000, "8 0 101")), {"codec": {"strip": ["PCMA", "PCMU"]}}),
+        query(),
+    )
+    yield seq(
+        "codec_answer_strip_with_single_codec",
+        offer(A(audio(6000, "0 8 101"))),
+        answer(B(audio(7000, "8 0 101")), {"codec": {"strip": ["PCMU"]}, "flags": ["single-codec"]}),
+        query(note="no transcoding: the stripped codec is not the answerer's any more"),
+    )
+    yield seq(
+        "codec_answer_mask_does_nothing",
+        call_setup(
+            A(audio(6000, "0 8 101")), B(audio(7000, "8 0 101")), answer_opts={"codec": {"mask": ["PCMA"]}}
+        ),
+    )
+    yield seq(
+        "codec_answer_with_a_masked_codec",
+        offer(A(audio(6000, "9 3 101", "a=rtpmap:9 G722/8000")), {"codec": {"mask": ["G722"]}}),
+        answer(B(audio(7000, "9", "a=rtpmap:9 G722/8000"))),
+        offer(A(audio(6000, "0 8 101")), {"codec": {"mask": ["PCMU"]}}, call=CALL2),
+        answer(B(audio(7000, "0 101")), call=CALL2),
+        doc="the offerer has the masked codec: it passes; with DTMF beside it, only DTMF was in common",
+    )
+    yield seq(
+        "codec_answer_strip_of_the_only_common_codec",
+        offer(A(audio(6000, "8 0 101")), {"codec": {"strip": ["all"], "except": ["PCMU"]}}),
+        answer(B(audio(7000, "0 101", "a=rtpmap:0 PCMU/8000")), {"codec": {"strip": ["PCMU"]}}),
+        query(),
+        doc="10.5 gives the offer's first codec, which the answerer listed, and transcodes DTMF",
+    )
+    yield seq(
+        "codec_answer_with_nothing_in_common",
+        offer(A(audio(6000, "0 8 101"))),
+        answer(B(audio(7000, "9", "a=rtpmap:9 G722/8000"))),
+        query(),
+        doc="10.5 transcodes G722 to PCMU; Karl, which does not transcode, passes G722 on (DELIBERATE)",
+    )
 
 
 def _direction() -> Iterator[Sequence]:

@@ -77,16 +77,24 @@ def _stream_dict(
 
 
 def _muxed_rtcp_entry(
-    rtp: StreamSpec, seen: StreamReading, now: int, advertised: Endpoint | None = None
+    rtp: StreamSpec,
+    seen: StreamReading,
+    now: int,
+    advertised: Endpoint | None = None,
+    *,
+    muxed: bool = True,
 ) -> dict[str, Any]:
-    """rtcp-mux on a single port: rtpengine still lists an RTCP stream, with local port 0, at the
-    party's `a=rtcp` port (its address unless that is unspecified), else the RTP port + 1."""
+    """A single port: rtpengine still lists an RTCP stream, with local port 0, at the party's `a=rtcp`
+    port (its address unless that is unspecified), else the RTP port + 1; a "fallback RTCP" one when
+    RTCP is multiplexed, a plain one when the party did not take up the rtcp-mux it was required to."""
     sdp_endpoint = rtp.sdp_peer
     rtcp_endpoint = Endpoint(sdp_endpoint.address, sdp_endpoint.port + 1) if sdp_endpoint else None
     if sdp_endpoint is not None and advertised is not None:
         address = sdp_endpoint.address if advertised.is_unspecified else advertised.address
         rtcp_endpoint = Endpoint(address, advertised.port)
-    flags = ["RTCP", "fallback RTCP"] + (["filled"] if rtcp_endpoint else [])
+    flags = ["RTCP", "fallback RTCP"] if muxed else ["RTCP"]
+    if rtcp_endpoint:
+        flags.append("filled")
     entry: dict[str, Any] = {
         "local port": 0,
         "local address": rtp.local_ip,
@@ -182,8 +190,11 @@ def _media_dict(
                 muxed_rtcp_ssrc=muxed_ssrc,
             )
         )
-    elif sockets.rtp is not None and rtp_seen is not None and media.rtcp_mux:
-        streams.append(_muxed_rtcp_entry(sockets.rtp, rtp_seen, now, media.advertised_rtcp))
+    elif sockets.rtp is not None and rtp_seen is not None and (media.rtcp_mux or media.is_rtp):
+        # (one socket without rtcp-mux: `rtcp-mux: require` to a party that answered without it)
+        streams.append(
+            _muxed_rtcp_entry(sockets.rtp, rtp_seen, now, media.advertised_rtcp, muxed=media.rtcp_mux)
+        )
     if not streams and (media.rejected or mono.removed):
         streams = _socketless_streams(media, now)
     suite = srtp_suite(media) or refused_suite(media)

@@ -105,12 +105,20 @@ def codec_matches(codec: Codec, spec: str) -> bool:
     return True
 
 
-def apply_codec_options(codecs: list[Codec], opts: NgOptions) -> list[Codec]:
-    """rtpengine's codec strip/mask/except/offer without transcoding."""
-    removing = list(opts.codec.strip) + list(opts.codec.mask)
-    keep = list(opts.codec.except_) + list(opts.codec.offer)
+def apply_codec_options(
+    codecs: list[Codec], opts: NgOptions, *, answer: bool = False
+) -> tuple[list[Codec], set[int]]:
+    """rtpengine's codec strip/mask/except/offer without transcoding: the codecs left, and the clock
+    rates of the codecs it took away (10.5's "touched" rates: `without_orphans` is the last step of
+    both offer and answer). An answer takes
+    strip and except only (10.5 ignores a mask there). Options that would leave nothing change nothing
+    (`strip: [all]` alone, say)."""
+    mask = () if answer else opts.codec.mask
+    offer = () if answer else opts.codec.offer
+    removing = list(opts.codec.strip) + list(mask)
+    keep = list(opts.codec.except_) + list(offer)
     if not removing and not keep:
-        return list(codecs)
+        return list(codecs), set()
     strip_all = any(s.lower() in ("all", "full") for s in removing)
     result: list[Codec] = []
     for codec in codecs:
@@ -121,8 +129,9 @@ def apply_codec_options(codecs: list[Codec], opts: NgOptions) -> list[Codec]:
         kept = any(codec_matches(codec, s) for s in keep)
         if not stripped or kept:
             result.append(codec)
-    if strip_all and keep:
-        # after `strip all`, `offer`/`except` restore the offered codecs in the order given
+    if strip_all and offer:
+        # after `strip all`, `offer` puts the offered codecs in the order it gives (`except` keeps the
+        # order of the SDP: probed)
         ordered: list[Codec] = []
         for spec in keep:
             for codec in result:
@@ -130,8 +139,41 @@ def apply_codec_options(codecs: list[Codec], opts: NgOptions) -> list[Codec]:
                     ordered.append(codec)
         result = ordered
     if not result:
-        return list(codecs)
-    return result
+        return list(codecs), set()
+    touched = {codec.clock_rate for codec in codecs if not any(codec is r for r in result)}
+    return result, touched
+
+
+def without_orphans(codecs: list[Codec], touched: set[int]) -> list[Codec]:
+    """10.5 drops DTMF and comfort noise of a clock rate whose last real codec the codec options took
+    away (a "touched" rate): `0 111 101` masked PCMU is `111`. A rate nothing took a codec from keeps
+    them (`111 101` with opus alone stays as it is). The result may be empty: 10.5 then writes an `m=`
+    line without formats (see `OutboundMedia.codecs`)."""
+    if not touched:
+        return codecs
+    real_rates = {c.clock_rate for c in codecs if c.name.lower() not in SUPPLEMENTARY_CODECS}
+    return [
+        c
+        for c in codecs
+        if c.name.lower() not in SUPPLEMENTARY_CODECS
+        or c.clock_rate not in touched
+        or c.clock_rate in real_rates
+    ]
+
+
+TOUCHED_RATE = "codec-touched:"
+"""Media flag prefix on the offerer's media: a clock rate its last offer's codec options took a codec
+from (the answer drops orphaned DTMF and comfort noise of those rates too)."""
+
+
+def note_touched_rates(media: MediaState, touched: set[int]) -> None:
+    media.flags = {f for f in media.flags if not f.startswith(TOUCHED_RATE)} | {
+        f"{TOUCHED_RATE}{rate}" for rate in touched
+    }
+
+
+def touched_rates(media: MediaState) -> set[int]:
+    return {int(f[len(TOUCHED_RATE) :]) for f in media.flags if f.startswith(TOUCHED_RATE)}
 
 
 SUPPLEMENTARY_CODECS = {"telephone-event", "cn"}

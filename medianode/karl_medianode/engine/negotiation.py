@@ -12,18 +12,22 @@ from karl_medianode.engine import sdes_negotiation as sdes
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.media_rules import (
     CODEC_OFFERER,
+    SUPPLEMENTARY_CODECS,
     advertised_of,
     apply_codec_options,
     codec_store_before_offer,
     direction_of,
     endpoint_of,
     ensure_media,
+    note_touched_rates,
     readvertise,
     rejected,
     reuse_codecs,
     single_codec,
+    touched_rates,
     unmanaged,
     update_media_from_sdp,
+    without_orphans,
 )
 from karl_medianode.engine.rewrite.inbound import InboundMedia, InboundSdp
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
@@ -100,7 +104,12 @@ def negotiate_offer(
             continue
         b_media.rejected = False
         offered = a_media.codecs if store is None else reuse_codecs(store, a_media.codecs)
-        codecs = apply_codec_options(offered, opts) if media_in.is_rtp else None
+        codecs: list[Codec] | None = None
+        touched: set[int] = set()
+        if media_in.is_rtp:
+            codecs, touched = apply_codec_options(offered, opts)
+            codecs = without_orphans(codecs, touched)
+        note_touched_rates(a_media, touched)
         a_media.offered_payload_types = [c.payload_type for c in codecs or []]
         b_media.codecs = [
             Codec(c.payload_type, c.name, c.clock_rate, c.channels, c.fmtp, list(c.rtcp_fb))
@@ -222,7 +231,7 @@ def negotiate_answer(
         a_media.rtcp_mux = a_media.rtcp_mux and media_in.is_rtp
         codecs: list[Codec] | None = None
         if media_in.is_rtp:
-            codecs = answered_codecs(b_media, a_media, store, media_in, opts.reuse_codecs)
+            codecs = answered_codecs(b_media, a_media, store, media_in, opts)
             if opts.single_codec:
                 codecs = single_codec(codecs)
         a_sockets = call.media_ports(offerer, a_media)
@@ -319,23 +328,47 @@ def with_mid(out: OutboundMedia, receiver: MediaState) -> OutboundMedia:
 
 
 def answered_codecs(
-    answerer: MediaState, offerer: MediaState, store: list[Codec], media_in: InboundMedia, reuse: bool
+    answerer: MediaState, offerer: MediaState, store: list[Codec], media_in: InboundMedia, opts: NgOptions
 ) -> list[Codec]:
     """The codecs an answer keeps: those of the answerer's codec store (what it was offered) it lists,
     in its own order, or with `reuse-codecs` in the store's order and with the store's parameters.
-    They are the store from now on (a later answer, e.g. 200 OK after 183, keeps no others)."""
-    if reuse:
-        listed = {c.payload_type for c in media_in.codecs}
+    They are the store from now on (a later answer, e.g. 200 OK after 183, keeps no others).
+
+    As 10.5 (probed): the answer's own `codec` strip/except take codecs out of what it lists first;
+    DTMF and comfort noise left without a real codec of their clock rate, at a rate the offer's or the
+    answer's options took a codec from, go (see `without_orphans`). An offer sent on without any codec
+    gets the answer's codecs passed back as they are, its options unapplied."""
+    touched = touched_rates(offerer)
+    if not store:
+        offerer.offered_payload_types = [c.payload_type for c in media_in.codecs]
+        return without_orphans(list(media_in.codecs), touched)
+    own, stripped = apply_codec_options(list(media_in.codecs), opts, answer=True)
+    touched |= stripped
+    if opts.reuse_codecs:
+        listed = {c.payload_type for c in own}
         kept = [c for c in store if c.payload_type in listed]
         known = {c.payload_type for c in kept}
         # the answerer's media keeps every codec its SDP listed (the relay's payload types)
         answerer.codecs = kept + [c for c in media_in.codecs if c.payload_type not in known]
     else:
         stored = {c.payload_type for c in store}
-        kept = [c for c in media_in.codecs if c.payload_type in stored]
-    if kept:  # (nothing in common: rtpengine would transcode; Karl keeps what was offered)
+        kept = [c for c in own if c.payload_type in stored]
+    if kept:
         offerer.offered_payload_types = [c.payload_type for c in kept]
-    return kept
+        return without_orphans(kept, touched)
+    # Nothing in common. 10.5 transcodes from what the answerer sends to the first real codec of the
+    # offer sent on, unless the offerer has the answer's codecs itself (one a `mask` hid from the
+    # answerer). Karl does not transcode: it gives that first codec when the answerer listed it (its
+    # answer's own strip took it away), else the answerer's codecs as they are (where 10.5 would
+    # transcode, a difference: docs/compatibility.md).
+    listed_types = {c.payload_type for c in media_in.codecs}
+    first = next((c for c in store if c.name.lower() not in SUPPLEMENTARY_CODECS), None)
+    given = [first] if first is not None and first.payload_type in listed_types else own
+    # the answerer may send any of its own codecs: the store holds them (10.5's transcoding flag)
+    offerer.offered_payload_types = [c.payload_type for c in given] + [
+        c.payload_type for c in own if c not in given
+    ]
+    return without_orphans(given, touched)
 
 
 def advertised_ports(sockets: MediaPorts, is_rtp: bool, muxed: bool) -> tuple[int, int | None]:

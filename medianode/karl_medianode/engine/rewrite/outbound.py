@@ -57,6 +57,9 @@ class OutboundMedia:
     rtcp_mux: bool
     protocol: str
     codecs: list[Codec] | None
+    """The formats and codec lines written (None: those received pass). An empty list is what 10.5
+    writes when codec options took every codec away: no format after the protocol, and the received
+    `a=rtpmap`/`a=fmtp`/`a=rtcp-fb` lines left as they were."""
     direction: str
     ptime: int | None
     connection: str
@@ -143,7 +146,8 @@ def _kept_media_line(line_kind: str, value: str, out: OutboundMedia, ctx: Sessio
         return False
     if name == "extmap" and ctx.strip_extmap:
         return False
-    if name in _CODEC_ATTRIBUTES and out.codecs is not None and sep:
+    if name in _CODEC_ATTRIBUTES and out.codecs and sep:
+        # (no codec left: 10.5 leaves the received lines in place, see `OutboundMedia.codecs`)
         # payload-specific lines are regenerated; wildcard `a=rtcp-fb:*` stays in place
         return not rest.split(" ", 1)[0].isdigit()
     return True
@@ -285,7 +289,8 @@ def _write_media(
     if parsed is not None:
         parsed = parsed.with_proto(out.protocol)
         if out.codecs is not None:
-            parsed = parsed.with_formats(c.payload_type for c in out.codecs)
+            # no codec left: an empty format list, written "RTP/AVP " as 10.5 writes it
+            parsed = parsed.with_formats([c.payload_type for c in out.codecs] or [""])
     m_value = m_line.value if parsed is None else parsed.render()
     result = [f"m={m_value}{m_line.eol or CRLF}"]
     if out.port == 0:
