@@ -1756,6 +1756,27 @@ def _early_media_forks() -> Iterator[Sequence]:
         delete({"delete-delay": 0}, ft=FT, tt=TT2, note="fork 2 deleted at once"),
         query(),
     )
+    yield seq(
+        "forks_answering_in_turn_keep_their_ports",
+        offer(A()),
+        answer(B(), tt=TT, note="200 OK from fork 1"),
+        answer(B2(), tt=TT2, note="200 OK from fork 2: the caller gets new ports"),
+        answer(B(), tt=TT, note="fork 1 again: its ports back"),
+        query(),
+        answer(B2(), tt=TT2, note="fork 2 again"),
+        offer(A(version="2890844527"), note="re-INVITE"),
+        query(),
+        doc="10.5 keeps the caller's ports of each fork (bound, idle) and gives them back",
+    )
+    yield seq(
+        "later_fork_with_ice_removed_is_not_ice_controlling",
+        offer(A()),
+        answer(B2(), {"ICE": "remove"}, tt=TT2, note="200 OK from fork 2"),
+        answer(B(), {"ICE": "remove"}, tt=TT, note="200 OK from fork 1"),
+        query(),
+        answer(B2(), tt=TT2, note="fork 2 again, ICE not removed"),
+        query(),
+    )
 
 
 def _delete() -> Iterator[Sequence]:

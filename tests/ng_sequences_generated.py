@@ -1,4 +1,6 @@
-"""Side-by-side sequences (see `ng_sequences`) made by a seeded generator: plain calls, the common case.
+"""Side-by-side sequences (see `ng_sequences`) made by a seeded generator, in three groups with a seed
+each: plain calls (the common case), calls with the codec, rtcp-mux and address options of offer and
+answer, and the shapes of a SIP dialog (early media, forks, re-INVITEs from either side, CANCEL).
 
 The hand-written sequences each probe one rule; these combine the features of a plain SIP call at
 random — the codecs offered and their order, `a=ptime`, direction, where `c=` stands, `a=rtcp`, a
@@ -14,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ng_sequences import FT, A, B, M, Request, Sequence, answer, delete, offer, query
+from ng_sequences import B2, FT, TT, TT2, A, B, M, Request, Sequence, answer, delete, offer, query
 
 SEED = 20261206
 COUNT = 40
@@ -201,6 +203,140 @@ def _option_sequence(number: int, rng: random.Random) -> Sequence:
     return Sequence(name, tuple(steps), doc=f"seed {OPTIONS_SEED}, number {number}")
 
 
+# ---- the third group: the shapes of a SIP dialog ---------------------------------------------------
+
+DIALOG_SEED = 20261208
+DIALOG_COUNT = 50
+MORE_DIALOG_SEED = 20261209
+MORE_DIALOG_COUNT = 50
+
+
+_DIALOG_KINDS = [
+    "caller-again",
+    "caller-moves",
+    "caller-hold",
+    "caller-hold-zero",
+    "callee-reinvite",
+    "callee-hold",
+]
+_MORE_DIALOG_KINDS = [
+    *_DIALOG_KINDS,
+    "caller-new-codecs",
+    "caller-inactive",
+    "callee-moves",
+    "callee-hold-zero",
+]
+
+
+def _dialog_sequence(number: int, rng: random.Random, more: bool = False) -> Sequence:
+    """Early media (183 then 200, from the same or another fork), forks answered from two addresses,
+    re-INVITEs from either side (new port, hold by direction or by 0.0.0.0, resume), a fork's or the
+    whole call's deletion, and `query` along the way. `more`: the fourth group, which adds an UPDATE
+    during early media, re-INVITEs with other codecs or `a=inactive`, a callee that moves or holds by
+    0.0.0.0, and a delete by to-tag alone."""
+    voice = rng.sample(["0", "8", "9", "18"], rng.randint(1, 3))
+    offered = voice + (["101"] if rng.random() < 0.7 else [])
+    ptime = rng.choice([None, 20])
+    caller_port = 6000
+    options = _options(rng)
+    callee_options = _options(rng)
+    chosen = voice[:1] + (["101"] if "101" in offered else [])
+    steps: list[Request] = [
+        offer(
+            A((_audio(rng, caller_port, offered, ptime=ptime, direction="sendrecv"),)), options, note="INVITE"
+        )
+    ]
+
+    callee_port = 7000
+
+    def callee(
+        port: int, version: str, direction: str = "sendrecv", fork: bool = False, zero: bool = False
+    ) -> str:
+        media = (_audio(rng, port, chosen, ptime=ptime, direction=direction),)
+        held = {"session_c": "0.0.0.0"} if zero else {}
+        return B2(media, version=version, **held) if fork else B(media, version=version, **held)
+
+    forked = rng.random() < 0.3
+    if rng.random() < 0.4:  # early media first
+        early_fork = forked and rng.random() < 0.5
+        steps.append(
+            answer(
+                callee(7100 if early_fork else 7000, "1", fork=early_fork),
+                callee_options,
+                tt=TT2 if early_fork else TT,
+                note="183",
+            )
+        )
+        if more and not early_fork and rng.random() < 0.5:  # UPDATE during early media
+            media = _audio(rng, caller_port, offered, ptime=ptime, direction="sendrecv")
+            steps.append(offer(A((media,), version="2890844526"), options, note="UPDATE"))
+            steps.append(answer(callee(7000, "1"), callee_options, note="200 OK (UPDATE)"))
+    if forked:
+        steps.append(answer(callee(7100, "2", fork=True), callee_options, tt=TT2, note="200 OK from fork 2"))
+        if rng.random() < 0.5:
+            steps.append(query(note="after fork 2 answered"))
+    steps.append(answer(callee(7000, "2"), callee_options, note="200 OK"))
+
+    version = 2890844527
+    callee_version = 3
+    for _ in range(rng.randint(0, 2)):
+        kind = rng.choice(_MORE_DIALOG_KINDS if more else _DIALOG_KINDS)
+        if kind.startswith("caller"):
+            direction = {"caller-hold": "sendonly", "caller-inactive": "inactive"}.get(kind, "sendrecv")
+            if kind == "caller-moves":
+                caller_port += 10
+            if kind == "caller-new-codecs":
+                offered = rng.sample(voice, len(voice)) + (["101"] if rng.random() < 0.5 else [])
+            media = _audio(rng, caller_port, offered, ptime=ptime, direction=direction)
+            sdp = A(
+                (media,), version=str(version), session_c="0.0.0.0" if kind == "caller-hold-zero" else "same"
+            )
+            version += 1
+            steps.append(offer(sdp, options, note=f"re-INVITE ({kind})"))
+            answer_direction = {"caller-hold": "recvonly", "caller-inactive": "inactive"}.get(
+                kind, "sendrecv"
+            )
+            steps.append(
+                answer(
+                    callee(callee_port, str(callee_version), answer_direction), callee_options, note="200 OK"
+                )
+            )
+            callee_version += 1
+        else:
+            direction = "sendonly" if kind == "callee-hold" else "sendrecv"
+            if kind == "callee-moves":
+                callee_port += 10
+            steps.append(
+                offer(
+                    callee(callee_port, str(callee_version), direction, zero=kind == "callee-hold-zero"),
+                    callee_options,
+                    ft=TT,
+                    tt=FT,
+                    note=f"re-INVITE from the callee ({kind})",
+                )
+            )
+            callee_version += 1
+            answer_direction = "recvonly" if kind == "callee-hold" else "sendrecv"
+            media = _audio(rng, caller_port, offered, ptime=ptime, direction=answer_direction)
+            steps.append(answer(A((media,), version=str(version)), options, ft=TT, tt=FT, note="200 OK"))
+            version += 1
+        if rng.random() < 0.3:
+            steps.append(query())
+    steps.append(query())
+    if forked and rng.random() < 0.5:
+        steps.append(delete({"delete-delay": 0}, ft=FT, tt=TT2, note="the other fork (CANCEL)"))
+        steps.append(query())
+    if more and rng.random() < 0.3:
+        steps.append(delete({"delete-delay": 0}, tt=TT, note="by to-tag alone"))
+        steps.append(query())
+    steps.append(delete({"delete-delay": 0}, ft=FT) if rng.random() < 0.5 else delete({"delete-delay": 0}))
+    if more:
+        name = f"generated_dialog_more_{number:02d}"
+        return Sequence(name, tuple(steps), doc=f"seed {MORE_DIALOG_SEED}, number {number}")
+    name = f"generated_dialog_{number:02d}"
+    return Sequence(name, tuple(steps), doc=f"seed {DIALOG_SEED}, number {number}")
+
+
 KNOWN_GAPS: dict[str, str] = {}
 """Generated sequences that show a difference not fixed yet, with the difference: strict expected
 failures (one that passes fails the run, so its mark goes once the difference is fixed). None today:
@@ -212,7 +348,12 @@ def _generate() -> tuple[Sequence, ...]:
     rng = random.Random(SEED)
     plain = tuple(_sequence(number, rng) for number in range(COUNT))
     rng = random.Random(OPTIONS_SEED)
-    return plain + tuple(_option_sequence(number, rng) for number in range(OPTIONS_COUNT))
+    with_options = tuple(_option_sequence(number, rng) for number in range(OPTIONS_COUNT))
+    rng = random.Random(DIALOG_SEED)
+    dialogs = tuple(_dialog_sequence(number, rng) for number in range(DIALOG_COUNT))
+    rng = random.Random(MORE_DIALOG_SEED)
+    more = tuple(_dialog_sequence(number, rng, more=True) for number in range(MORE_DIALOG_COUNT))
+    return plain + with_options + dialogs + more
 
 
 GENERATED: tuple[Sequence, ...] = _generate()

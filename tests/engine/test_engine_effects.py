@@ -145,19 +145,49 @@ def test_offer_and_delete_at_the_same_instant_leave_nothing_open() -> None:
     assert engine.core.calls == {} and engine.media.open == {} and engine.ports.taken == set()
 
 
-def test_a_second_fork_answering_moves_the_offerer_to_new_ports() -> None:
+def test_a_second_fork_answering_moves_the_offerer_to_new_ports_and_keeps_the_old_ones() -> None:
+    """As 10.5 (probed with `ss`): the offerer's sockets towards the first fork stay bound, idle, and
+    are its again when that fork answers again; nothing is closed or opened then."""
     engine = Engine()
     offer(engine)
-    answer(engine, tag="B1")
+    first = answer(engine, tag="B1")
+    first_port = m_port(first.reply["sdp"])
     outcome = answer(engine, tag="B2", port=40020)
-    closed = {e.port for e in outcome.effects if isinstance(e, CloseStream)}
+    assert not [e for e in outcome.effects if isinstance(e, CloseStream)]
     opened = {e.spec.port for e in outcome.effects if isinstance(e, OpenStream)}
-    assert closed and opened and not closed & opened
+    assert m_port(outcome.reply["sdp"]) in opened and first_port not in opened
+    idle = [e.spec for e in outcome.effects if isinstance(e, ConfigureStream) and e.spec.port == first_port]
+    assert idle and idle[0].blocked and idle[0].sink is None
+    in_sync(engine)
+    again = answer(engine, tag="B1")
+    assert m_port(again.reply["sdp"]) == first_port
+    assert not [e for e in again.effects if isinstance(e, (OpenStream, CloseStream))]
+    in_sync(engine)
+    delete = engine.core.handle(Command.DELETE, request(Command.DELETE, **{"call-id": "c"}), T0 + 1)
+    engine.media.apply(delete.effects)
+    engine.media.apply(engine.core.handle_timer(T0 + 1000))
+    assert not engine.media.open and not engine.ports.taken, "every kept socket is closed with the call"
+
+
+def test_a_fork_answer_that_fails_leaves_the_offerers_kept_sockets_as_they_were() -> None:
+    engine = Engine(port_min=20000, port_max=20009)  # room for the offer and one more fork
+    offer(engine)
+    first_port = m_port(answer(engine, tag="B1").reply["sdp"])
+    second_port = m_port(answer(engine, tag="B2", port=40020).reply["sdp"])
+    with pytest.raises(NgError):
+        answer(engine, tag="B3", port=40040)  # out of ports half-way
+    in_sync(engine)
+    assert m_port(answer(engine, tag="B1").reply["sdp"]) == first_port
+    assert m_port(answer(engine, tag="B2", port=40020).reply["sdp"]) == second_port
     in_sync(engine)
 
 
+def m_port(sdp: str) -> int:
+    return int(next(line for line in sdp.split("\r\n") if line.startswith("m=")).split()[1])
+
+
 def test_a_fork_that_lost_forwards_nowhere_not_into_the_call_that_gets_its_old_port() -> None:
-    engine = Engine(port_min=20000, port_max=20013)
+    engine = Engine(port_min=20000, port_max=20019)
     offer(engine, call_id="c1")
     answer(engine, call_id="c1", tag="B1")
     answer(engine, call_id="c1", tag="B2", port=40020)  # the caller moves to new ports towards B2

@@ -35,7 +35,13 @@ class CallChange:
     """The change ended the call."""
     _state: CallState | None = None
     _ports: dict[
-        tuple[int, int], tuple[StreamSpec | None, StreamSpec | None, tuple[StreamSpec, ...]]
+        tuple[int, int],
+        tuple[
+            StreamSpec | None,
+            StreamSpec | None,
+            tuple[StreamSpec, ...],
+            dict[int, tuple[StreamSpec, ...]],
+        ],
     ] = field(default_factory=dict)
     _before: dict[int, StreamSpec] = field(default_factory=dict)
 
@@ -44,7 +50,9 @@ class CallChange:
         self._before = {port: spec.copy() for port, spec in call.stream_table().items()}
         if self.can_fail and not self.new_call:  # (a failed first offer just removes the call)
             self._state = call.state.clone()
-            self._ports = {key: (mp.rtp, mp.rtcp, mp.parked) for key, mp in call.ports.items()}
+            self._ports = {
+                key: (mp.rtp, mp.rtcp, mp.parked, dict(mp.branches)) for key, mp in call.ports.items()
+            }
 
     def restore(self) -> list[int]:
         """Put the call back as it was; returns the ports the change reserved (the caller gives them
@@ -55,11 +63,15 @@ class CallChange:
             return list(self.reserved)
         call.state = self._state
         call.ports = {}
-        for key, (rtp, rtcp, parked) in self._ports.items():
+        for key, (rtp, rtcp, parked, branches) in self._ports.items():
             call.ports[key] = MediaPorts(
                 self._before[rtp.port] if rtp is not None else None,
                 self._before[rtcp.port] if rtcp is not None else None,
                 tuple(self._before[stream.port] for stream in parked),
+                {
+                    fork: tuple(self._before[stream.port] for stream in kept)
+                    for fork, kept in branches.items()
+                },
             )
         return list(self.reserved)
 

@@ -132,6 +132,11 @@ def _socketless_streams(media: MediaState, now: int) -> list[dict[str, Any]]:
     return result
 
 
+NOT_ICE_CONTROLLING = "not-ice-controlling"
+"""Media flag of a fork that answered after another with `ICE: remove`: 10.5 shows no
+`ICE controlling` on it (a first answerer keeps the flag its offer gave it)."""
+
+
 def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str]:
     # rtpengine's send/recv are the proxy's view: it sends to a party that receives
     flags: list[str] = []
@@ -159,7 +164,8 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
         flags.append("recv")
     if media.rtcp_mux:
         flags.append("rtcp-mux")
-    if answerer and LITE_SELF not in media.flags:  # (an ICE-lite agent never controls)
+    if answerer and LITE_SELF not in media.flags and NOT_ICE_CONTROLLING not in media.flags:
+        # (an ICE-lite agent never controls)
         flags.append("ICE controlling")
     if TRANSCODING in media.flags:
         flags.append("transcoding")

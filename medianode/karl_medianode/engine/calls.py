@@ -54,4 +54,4 @@ class Call:
 
     def stream_table(self) -> dict[int, StreamSpec]:
         """Every stream by port: what `CallChange` compares before and after a change."""
-        return {s.port: s for ports in self.ports.values() for s in (*ports.streams(), *ports.parked)}
+        return {s.port: s for ports in self.ports.values() for s in ports.all_specs()}

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from karl_core.ng import errors as E
 from karl_core.ng.commands import Command
 from karl_core.ng.errors import NgError
-from karl_core.ng.options import NgOptions, check_required
+from karl_core.ng.options import Ice, NgOptions, check_required
 from karl_core.sdp import SdpError
 from karl_core.session import (
     CallState,
@@ -29,6 +29,7 @@ from karl_core.session import (
 )
 from karl_medianode.engine.call_change import CallChange
 from karl_medianode.engine.call_stats import (
+    NOT_ICE_CONTROLLING,
     note_answer,
     note_dtmf_block,
     note_offer,
@@ -97,7 +98,7 @@ from karl_medianode.engine.stored_streams import (
     stream_state,
 )
 from karl_medianode.engine.streams import StreamSpec, policy_for
-from karl_medianode.engine.wiring import StreamWiring
+from karl_medianode.engine.wiring import StreamWiring, switch_fork
 from karl_medianode.quality import CallQuality, QualityTotals
 
 log = logging.getLogger("karl.engine")
@@ -446,8 +447,8 @@ class CallEngine:
             answerer = branch_answering(state, offerer, opts)
             if answerer is not None:
                 answerer.tag = opts.to_tag  # 10.5 renames the party of a known via-branch
+        partner = state.partner_of(offerer)
         if answerer is None:
-            partner = state.partner_of(offerer)
             if partner is not None and not partner.tag:
                 answerer = partner
                 answerer.tag = opts.to_tag
@@ -457,7 +458,12 @@ class CallEngine:
                 answerer.answerer = True
                 if partner is not None:
                     answerer.medias = [copy_media_shell(m) for m in partner.medias]
-                    self.wiring.release_monologue(call, offerer)
+                    if opts.ice is Ice.REMOVE:
+                        for media in answerer.medias:
+                            media.flags.add(NOT_ICE_CONTROLLING)
+                    switch_fork(call, offerer, partner, None)
+        elif partner is not None and partner is not answerer:
+            switch_fork(call, offerer, partner, answerer)  # an earlier fork answers again
         pair(offerer, answerer, state)
         apply_labels(answerer, opts, answering=True)
         if not inbound.sdp.sessions:

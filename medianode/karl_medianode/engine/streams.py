@@ -135,8 +135,43 @@ class MediaPorts:
     """Sockets of a media the answer rejected: 10.5 keeps them bound (relaying nothing, not shown by
     `query`), and a re-offer of the media takes them up again, ports and all."""
 
+    branches: dict[int, tuple[StreamSpec, ...]] = field(default_factory=dict)
+    """The offerer's sockets of an earlier fork, by that fork's party (uid): when another fork answers,
+    10.5 keeps them bound and idle and gives the offerer new ones; when that earlier fork answers again,
+    the offerer gets them back, ports and all (probed with `ss`)."""
+
     def streams(self) -> list[StreamSpec]:
         return [s for s in (self.rtp, self.rtcp) if s is not None]
+
+    def all_specs(self) -> list[StreamSpec]:
+        """Every socket, in use or kept: what the data plane has open for this media."""
+        kept = [spec for specs in self.branches.values() for spec in specs]
+        return [*self.streams(), *self.parked, *kept]
+
+    def park_branch(self, fork: int) -> None:
+        """Keep the sockets in use for the fork `fork` (uid), idle (no sink, blocked); none in use now."""
+        current = self.streams()
+        if not current:
+            return
+        for stream in current:
+            stream.sink = stream.rtcp_sink = None
+            stream.blocked = True
+        self.branches[fork] = tuple(current)
+        self.rtp = self.rtcp = None
+
+    def resume_branch(self, fork: int) -> bool:
+        """Take up the sockets kept for the fork `fork` again (the ones in use must be parked first)."""
+        kept = self.branches.pop(fork, None)
+        if kept is None:
+            return False
+        assert self.rtp is None and self.rtcp is None
+        for stream in kept:
+            stream.blocked = False
+            if stream.component == 2:
+                self.rtcp = stream
+            else:
+                self.rtp = stream
+        return True
 
     def park(self) -> None:
         """Keep the sockets, idle: no peer, no sink, blocked."""

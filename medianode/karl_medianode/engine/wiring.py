@@ -155,3 +155,16 @@ class StreamWiring:
                 )
                 # re-offered as other media (T.38): relayed as it is
                 sockets.rtp.jitter_buffer = jitter_buffer and media.is_rtp
+
+
+def switch_fork(call: Call, offerer: Monologue, current: Monologue, answering: Monologue | None) -> None:
+    """Another fork answers the offerer: the offerer's sockets of the current fork are kept, idle, for
+    it, and the answering fork gets its own kept ones back (None, or none kept: new ones are made)."""
+    for (uid, _index), sockets in call.ports.items():
+        if uid != offerer.uid:
+            continue
+        if answering is not None and answering.uid not in sockets.branches:
+            continue  # nothing kept for that fork: it goes on with the sockets in use
+        sockets.park_branch(current.uid)
+        if answering is not None:
+            sockets.resume_branch(answering.uid)
