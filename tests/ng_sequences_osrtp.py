@@ -126,6 +126,17 @@ def _osrtp() -> Iterator[Sequence]:
         doc="terminated: SRTP towards the callee (the proxy's tag-3 key, the callee's), RTP to the caller",
     )
     yield seq(
+        "plain_offer_answered_with_keys",
+        offer(A(), {"SDES": KARLS_SUITES}, note="plain, no OSRTP option"),
+        answer(
+            callee(f"a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{CALLEE_KEY}"),
+            note="RTP/AVP with a=crypto nobody offered",
+        ),
+        query(),
+        offer(A(version="2890844527"), {"SDES": KARLS_SUITES}, note="re-INVITE"),
+        doc="10.5 takes the callee's key (SDES on its media) and answers the caller plain",
+    )
+    yield seq(
         "osrtp_offer_flag_spelling",
         offer(A(), {"flags": ["OSRTP-offer"], "SDES": KARLS_SUITES}, note="as OSRTP=offer"),
         answer(callee()),
