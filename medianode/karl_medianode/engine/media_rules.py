@@ -110,9 +110,8 @@ def apply_codec_options(
 ) -> tuple[list[Codec], set[int]]:
     """rtpengine's codec strip/mask/except/offer without transcoding: the codecs left, and the clock
     rates of the codecs it took away (10.5's "touched" rates: `without_orphans` is the last step of
-    both offer and answer). An answer takes
-    strip and except only (10.5 ignores a mask there). Options that would leave nothing change nothing
-    (`strip: [all]` alone, say)."""
+    both offer and answer). An answer takes strip and except only (10.5 ignores a mask there).
+    Options that would leave nothing change nothing (`strip: [all]` alone, say)."""
     mask = () if answer else opts.codec.mask
     offer = () if answer else opts.codec.offer
     removing = list(opts.codec.strip) + list(mask)
