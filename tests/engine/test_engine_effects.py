@@ -182,6 +182,24 @@ def test_a_fork_answer_that_fails_leaves_the_offerers_kept_sockets_as_they_were(
     in_sync(engine)
 
 
+def test_a_node_restored_after_a_second_fork_answered_goes_on_with_the_ports_in_use() -> None:
+    """The kept sockets of an earlier fork are not in the call's stored state: after a restart, that
+    fork answering again gets the offerer's ports in use, and nothing is opened or closed."""
+    first = Engine()
+    offer(first)
+    answer(first, tag="B1")
+    in_use = m_port(answer(first, tag="B2", port=40020).reply["sdp"])
+    state = first.core.snapshot("c")
+    assert state is not None
+    second = Engine()
+    _call, effects = second.core.restore(state, T0 + 100)
+    second.media.apply(effects)
+    again = answer(second, T0 + 101, tag="B1")
+    assert m_port(again.reply["sdp"]) == in_use
+    assert not [e for e in again.effects if isinstance(e, (OpenStream, CloseStream))]
+    in_sync(second)
+
+
 def m_port(sdp: str) -> int:
     return int(next(line for line in sdp.split("\r\n") if line.startswith("m=")).split()[1])
 

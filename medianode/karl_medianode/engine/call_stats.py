@@ -76,7 +76,7 @@ def _stream_dict(
     return entry
 
 
-def _muxed_rtcp_entry(
+def _rtcp_entry_without_socket(
     rtp: StreamSpec,
     seen: StreamReading,
     now: int,
@@ -199,7 +199,9 @@ def _media_dict(
     elif sockets.rtp is not None and rtp_seen is not None and (media.rtcp_mux or media.is_rtp):
         # (one socket without rtcp-mux: `rtcp-mux: require` to a party that answered without it)
         streams.append(
-            _muxed_rtcp_entry(sockets.rtp, rtp_seen, now, media.advertised_rtcp, muxed=media.rtcp_mux)
+            _rtcp_entry_without_socket(
+                sockets.rtp, rtp_seen, now, media.advertised_rtcp, muxed=media.rtcp_mux
+            )
         )
     if not streams and (media.rejected or mono.removed):
         streams = _socketless_streams(media, now)
