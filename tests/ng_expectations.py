@@ -119,13 +119,7 @@ DELIBERATE: dict[str, tuple[str, dict[int, Callable[[Any], Any]]]] = {
 
 # Sequences Karl does not match yet, each for a stated reason. The marks are strict: a gap that
 # closes turns its test red until it is taken off this list.
-KNOWN_GAPS: dict[str, str] = {
-    "plain_offer_answered_with_keys": (
-        "a plain offer answered RTP/AVP with a=crypto (found by the generated SDES sequences): 10.5 "
-        "takes the callee's key (its media shows SDES), answers the caller plain and offers the callee "
-        "SDES in a re-INVITE; Karl passes the a=crypto line on to the plain caller"
-    ),
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def apply_deliberate(reference: Transcript) -> None:

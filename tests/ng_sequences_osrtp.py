@@ -137,6 +137,33 @@ def _osrtp() -> Iterator[Sequence]:
         doc="10.5 takes the callee's key (SDES on its media) and answers the caller plain",
     )
     yield seq(
+        "plain_offer_answered_with_keys_then_agreed",
+        offer(A(), {"SDES": KARLS_SUITES}, note="plain, no OSRTP option"),
+        answer(callee(f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{CALLER_KEY}"), note="keys unasked"),
+        offer(A(version="2890844527"), {"SDES": KARLS_SUITES}, tt=TT, note="re-INVITE: OSRTP to the callee"),
+        answer(
+            callee(f"a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{CALLEE_KEY}", proto="RTP/AVP"),
+            note="the callee takes the proxy's tag 3",
+        ),
+        query(),
+        doc="the callee's unasked keys are followed by an OSRTP re-offer of the proxy's suites, which it "
+        "takes up",
+    )
+    yield seq(
+        "osrtp_caller_refused_reoffer_keeps_keys",
+        offer(caller(), {"SDES": KARLS_SUITES}, note="OSRTP caller: its lines and the proxy's 3 and 4"),
+        answer(callee(), note="the callee refuses: plain both ways"),
+        offer(
+            A(M(lines=(*DTMF_LINES, *CALLER_CRYPTO, "a=ptime:20", "a=sendrecv")), version="2890844527"),
+            {"SDES": KARLS_SUITES},
+            tt=TT,
+            note="re-INVITE: the proxy's lines again, under the keys of the first offer",
+        ),
+        answer(callee(f"a=crypto:3 AEAD_AES_256_GCM inline:{GCM256_KEY}"), note="now it takes tag 3"),
+        query(),
+        doc="10.5 re-offers the suites a callee refused under the same keys",
+    )
+    yield seq(
         "osrtp_offer_flag_spelling",
         offer(A(), {"flags": ["OSRTP-offer"], "SDES": KARLS_SUITES}, note="as OSRTP=offer"),
         answer(callee()),

@@ -91,7 +91,8 @@ def negotiate_offer(
                 b_media.flags.add(osrtp.OSRTP)  # offered on as OSRTP, in the plain profile
             else:
                 b_media.flags.discard(osrtp.OSRTP)
-        if "offer" in opts.osrtp and media_in.is_rtp:
+        if ("offer" in opts.osrtp or sdes.unsolicited_keys(b_media)) and media_in.is_rtp:
+            # (a party that answered a plain offer with keys is offered SDES next, as OSRTP: 10.5)
             osrtp.make_opportunistic(b_media)
         # (a re-offer without a protocol on a call where Karl terminates SDES: each leg keeps the
         # protocol it negotiated, as 10.5 does; the secure party is re-offered Karl's own key)
@@ -266,6 +267,8 @@ def negotiate_answer(
             sdes.SdesChoices.of(opts),
             accept=opts.transport_protocol == "accept",
         )
+        if sdes.unsolicited_keys(b_media):
+            b_media.flags.add(dtls.DECLINED)  # (its next offer carries keys only, no fingerprint: 10.5)
         b_media.flags.discard(ice.TRICKLE)
         if media_in.ice_trickle:
             b_media.flags.add(ice.TRICKLE)

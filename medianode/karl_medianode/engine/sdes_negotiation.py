@@ -32,6 +32,7 @@ from karl_core.sdp.sdes import (
     parse_crypto,
 )
 from karl_core.session import MediaState
+from karl_medianode.engine.osrtp import opportunistic
 from karl_medianode.engine.rewrite.inbound import InboundMedia
 from karl_medianode.engine.rewrite.srtp_boundary import is_dtls, is_secure
 
@@ -198,7 +199,9 @@ def on_offer(
         # SRTP on both legs, as 10.5: the answerer is offered the offerer's own lines and Karl's for
         # the other suites; its pick decides whose keys are used (see `on_answer`)
         offerer.sdes_pending = [_as_10_5_writes(value) for value in media_in.crypto[:MAX_LINES]]
-        answerer.sdes_ours = karl_extras(answerer.sdes_ours, offerer.sdes_pending, key_source, choices)
+        # (lines it refused before come again, under the same keys, as 10.5 re-offers them)
+        kept = answerer.sdes_ours or answerer.sdes_refused
+        answerer.sdes_ours = karl_extras(kept, offerer.sdes_pending, key_source, choices)
         return offerer.sdes_pending + answerer.sdes_ours
     if secure_in and (not secure_out or (choices.off and is_dtls(answerer.protocol))):
         # the offerer's SRTP ends here: its lines wait for the answer; the answerer gets plain RTP
@@ -273,7 +276,18 @@ def on_answer(
             return [mine]
         clear(offerer)  # (the engine refused such an offer: nothing Karl can terminate)
         return []
+    if media_in.has_crypto and opportunistic(media_in) and not is_secure(offerer.protocol):
+        # keys in a plain answer to a plain offer, which offered none: 10.5 takes them (`SDES` in
+        # `query`), answers the offerer plain and offers the answerer SDES in the next offer
+        answerer.sdes_theirs, answerer.sdes_tag = list(media_in.crypto[:MAX_LINES]), None
+        return []
     return None
+
+
+def unsolicited_keys(media: MediaState) -> bool:
+    """The party answered a plain offer with keys nobody had offered it (see `on_answer`). No key of
+    Karl's goes with them, so its leg stays as it was (relayed untouched) until an offer agrees one."""
+    return bool(media.sdes_theirs) and media.sdes_tag is None and not media.sdes_ours
 
 
 def _both_secure(
