@@ -231,14 +231,43 @@ def test_leaves_round_trip(address: str, port: int, name: str, pt: int, clock: i
 
 
 def test_schema_v7_is_pinned_by_a_stored_document() -> None:
-    """A change of the serialized form must be deliberate: bump SCHEMA_VERSION and add a sample."""
+    """A change of the serialized form must be deliberate: bump SCHEMA_VERSION and add a sample. Schema
+    7 is written compact (keys at their default left out, `call-v7-compact.json`); its full form, every
+    key written (`call-v7.json`, what Karl wrote before), reads as the same call."""
     from pathlib import Path
 
-    stored = Path(__file__).with_name("session_samples") / "call-v7.json"
-    document = json.loads(stored.read_text())
-    assert document["schema"] == 7 == SCHEMA_VERSION
-    assert CallState.from_dict(document) == sample_call()
-    assert sample_call().to_dict() == document
+    samples = Path(__file__).with_name("session_samples")
+    full = json.loads((samples / "call-v7.json").read_text())
+    compact = json.loads((samples / "call-v7-compact.json").read_text())
+    assert full["schema"] == compact["schema"] == 7 == SCHEMA_VERSION
+    assert CallState.from_dict(full) == sample_call()
+    assert CallState.from_dict(compact) == sample_call()
+    assert sample_call().to_dict() == compact
+    assert len(json.dumps(compact)) < 0.8 * len(json.dumps(full))
+
+
+def test_compact_documents_leave_out_only_what_reads_back_as_the_default() -> None:
+    """A call whose every field is at its default is written with the keys a reader needs only, and
+    reads back whole."""
+    from pathlib import Path
+
+    full = json.loads((Path(__file__).with_name("session_samples") / "call-v7.json").read_text())
+    bare = CallState("bare", 1.0, 1.0, last_activity=1.0)
+    mono = bare.new_monologue(0.0)
+    mono.medias.append(MediaState(1, "audio", "RTP/AVP"))
+    mono.medias[0].streams.append(PacketStreamState(1, "127.0.0.1", 20000))
+    document = bare.to_dict()
+    assert CallState.from_dict(json.loads(json.dumps(document))) == bare
+    stream = document["monologues"][0]["medias"][0]["streams"][0]
+    assert set(stream) == {"component", "local_address", "local_port"}
+    assert set(document["monologues"][0]["medias"][0]) == {"index", "type", "protocol", "streams"}
+    assert set(document["monologues"][0]) == {"uid", "medias"}
+    assert set(document) == {
+        *("schema", "call_id", "created", "last_signal", "last_activity", "next_uid", "monologues")
+    }
+    # the sample call, where (nearly) every field has a value of its own, reads back whole from both
+    assert CallState.from_dict(json.loads(json.dumps(sample_call().to_dict()))) == sample_call()
+    assert CallState.from_dict(full) == sample_call()
 
 
 def test_schema_v6_documents_are_still_read() -> None:

@@ -116,14 +116,14 @@ class Codec:
         return f"{text}/{self.channels}" if self.channels is not None else text
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "pt": self.payload_type,
-            "name": self.name,
-            "clock": self.clock_rate,
-            "channels": self.channels,
-            "fmtp": self.fmtp,
-            "rtcp_fb": list(self.rtcp_fb),
-        }
+        data: dict[str, Any] = {"pt": self.payload_type, "name": self.name, "clock": self.clock_rate}
+        if self.channels is not None:
+            data["channels"] = self.channels
+        if self.fmtp is not None:
+            data["fmtp"] = self.fmtp
+        if self.rtcp_fb:
+            data["rtcp_fb"] = list(self.rtcp_fb)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Codec:
@@ -148,6 +148,15 @@ class StreamPolicy:
 
     def copy(self) -> StreamPolicy:
         return StreamPolicy(self.learning, self.asymmetric, self.strict_source, self.media_handover)
+
+    @property
+    def is_default(self) -> bool:
+        return (
+            self.learning is EndpointLearning.DELAYED
+            and not self.asymmetric
+            and not self.strict_source
+            and not self.media_handover
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,27 +250,46 @@ class PacketStreamState:
         return copied
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Compact: what `from_dict` reads as its default is left out (see `CallState.to_dict`)."""
+        data: dict[str, Any] = {
             "component": self.component,
             "local_address": self.local_address,
             "local_port": self.local_port,
-            "advertised": self.advertised.to_dict() if self.advertised else None,
-            "endpoint": self.endpoint.to_dict() if self.endpoint else None,
-            "confirmed": self.confirmed,
-            "packets": self.packets,
-            "bytes": self.bytes,
-            "errors": self.errors,
-            "last_packet": self.last_packet,
-            "lost": self.lost,
-            "learned": self.learned.to_dict() if self.learned else None,
-            "policy": self.policy.to_dict(),
-            "signalled": self.signalled,
-            "counters": dict(sorted(self.counters.items())),
-            "last_rtp": list(self.last_rtp) if self.last_rtp is not None else None,
-            "last_rtcp_ssrc": self.last_rtcp_ssrc,
-            "srtp_in": [progress.to_list() for progress in self.srtp_in],
-            "srtp_out": [progress.to_list() for progress in self.srtp_out],
         }
+        if self.advertised is not None:
+            data["advertised"] = self.advertised.to_dict()
+        if self.endpoint is not None:
+            data["endpoint"] = self.endpoint.to_dict()
+        if self.confirmed:
+            data["confirmed"] = True
+        if self.packets:
+            data["packets"] = self.packets
+            data["bytes"] = self.bytes
+        elif self.bytes:
+            data["bytes"] = self.bytes
+        if self.errors:
+            data["errors"] = self.errors
+        if self.last_packet:
+            data["last_packet"] = self.last_packet
+        if self.lost:
+            data["lost"] = self.lost
+        if self.learned is not None:
+            data["learned"] = self.learned.to_dict()
+        if not self.policy.is_default:
+            data["policy"] = self.policy.to_dict()
+        if self.signalled:
+            data["signalled"] = self.signalled
+        if self.counters:
+            data["counters"] = dict(sorted(self.counters.items()))
+        if self.last_rtp is not None:
+            data["last_rtp"] = list(self.last_rtp)
+        if self.last_rtcp_ssrc is not None:
+            data["last_rtcp_ssrc"] = self.last_rtcp_ssrc
+        if self.srtp_in:
+            data["srtp_in"] = [progress.to_list() for progress in self.srtp_in]
+        if self.srtp_out:
+            data["srtp_out"] = [progress.to_list() for progress in self.srtp_out]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PacketStreamState:
@@ -374,42 +402,64 @@ class MediaState:
         return "RTP/" in self.protocol
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "type": self.media_type,
-            "protocol": self.protocol,
-            "formats": list(self.formats),
-            "codecs": [c.to_dict() for c in self.codecs],
-            "send": self.send,
-            "recv": self.recv,
-            "ptime": self.ptime,
-            "rejected": self.rejected,
-            "rtcp_mux_offered": self.rtcp_mux_offered,
-            "rtcp_mux": self.rtcp_mux,
-            "advertised_rtcp": self.advertised_rtcp.to_dict() if self.advertised_rtcp else None,
-            "mid": self.mid,
-            "flags": sorted(self.flags),
-            "streams": [s.to_dict() for s in self.streams],
-            "offered_payload_types": list(self.offered_payload_types),
-            "sdp_address": self.sdp_address,
-            "sdp_port": self.sdp_port,
-            "sdes_ours": list(self.sdes_ours),
-            "sdes_theirs": list(self.sdes_theirs),
-            "sdes_tag": self.sdes_tag,
-            "sdes_pending": list(self.sdes_pending),
-            "sdes_refused": list(self.sdes_refused),
-            "ice_ufrag": self.ice_ufrag,
-            "ice_pwd": self.ice_pwd,
-            "ice_remote_ufrag": self.ice_remote_ufrag,
-            "ice_remote_pwd": self.ice_remote_pwd,
-            "ice_candidates": list(self.ice_candidates),
-            "dtls_setup": self.dtls_setup,
-            "dtls_hash": self.dtls_hash,
-            "dtls_fingerprints": list(self.dtls_fingerprints),
-            "dtls_remote_setup": self.dtls_remote_setup,
-            "dtls_keys": list(self.dtls_keys),
-            "dtls_rtcp_keys": list(self.dtls_rtcp_keys),
-        }
+        """Compact: what `from_dict` reads as its default is left out (see `CallState.to_dict`)."""
+        data: dict[str, Any] = {"index": self.index, "type": self.media_type, "protocol": self.protocol}
+        if self.formats:
+            data["formats"] = list(self.formats)
+        if self.codecs:
+            data["codecs"] = [c.to_dict() for c in self.codecs]
+        if not self.send:
+            data["send"] = False
+        if not self.recv:
+            data["recv"] = False
+        if self.ptime is not None:
+            data["ptime"] = self.ptime
+        if self.rejected:
+            data["rejected"] = True
+        if self.rtcp_mux_offered:
+            data["rtcp_mux_offered"] = True
+        if self.rtcp_mux:
+            data["rtcp_mux"] = True
+        if self.advertised_rtcp is not None:
+            data["advertised_rtcp"] = self.advertised_rtcp.to_dict()
+        if self.mid is not None:
+            data["mid"] = self.mid
+        if self.flags:
+            data["flags"] = sorted(self.flags)
+        if self.streams:
+            data["streams"] = [s.to_dict() for s in self.streams]
+        if self.offered_payload_types:
+            data["offered_payload_types"] = list(self.offered_payload_types)
+        if self.sdp_address is not None:
+            data["sdp_address"] = self.sdp_address
+        if self.sdp_port:
+            data["sdp_port"] = self.sdp_port
+        for name, values in (
+            ("sdes_ours", self.sdes_ours),
+            ("sdes_theirs", self.sdes_theirs),
+            ("sdes_pending", self.sdes_pending),
+            ("sdes_refused", self.sdes_refused),
+            ("ice_candidates", self.ice_candidates),
+            ("dtls_fingerprints", self.dtls_fingerprints),
+            ("dtls_keys", self.dtls_keys),
+            ("dtls_rtcp_keys", self.dtls_rtcp_keys),
+        ):
+            if values:
+                data[name] = list(values)
+        if self.sdes_tag is not None:
+            data["sdes_tag"] = self.sdes_tag
+        for name, value in (
+            ("ice_ufrag", self.ice_ufrag),
+            ("ice_pwd", self.ice_pwd),
+            ("ice_remote_ufrag", self.ice_remote_ufrag),
+            ("ice_remote_pwd", self.ice_remote_pwd),
+            ("dtls_setup", self.dtls_setup),
+            ("dtls_hash", self.dtls_hash),
+            ("dtls_remote_setup", self.dtls_remote_setup),
+        ):
+            if value is not None:
+                data[name] = value
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MediaState:
@@ -489,27 +539,44 @@ class Monologue:
         return copied
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "uid": self.uid,
-            "answerer": self.answerer,
-            "removed": self.removed,
-            "former_partners": list(self.former_partners),
-            "tag": self.tag,
-            "created": self.created,
-            "label": self.label,
-            "via_branch": self.via_branch,
-            "partner": self.partner,
-            "medias": [m.to_dict() for m in self.medias],
-            "last_sdp": self.last_sdp,
-            "sdp_version": self.sdp_version,
-            "sdp_username": self.sdp_username,
-            "sdp_session_name": self.sdp_session_name,
-            "last_sdp_out": self.last_sdp_out,
-            "blocked": self.blocked,
-            "silenced": self.silenced,
-            "dtmf_blocked": self.dtmf_blocked,
-            "deleted_at": self.deleted_at,
-        }
+        """Compact: what `from_dict` reads as its default is left out (see `CallState.to_dict`)."""
+        data: dict[str, Any] = {"uid": self.uid}
+        if self.answerer:
+            data["answerer"] = True
+        if self.removed:
+            data["removed"] = True
+        if self.former_partners:
+            data["former_partners"] = list(self.former_partners)
+        if self.tag:
+            data["tag"] = self.tag
+        if self.created:
+            data["created"] = self.created
+        for name, value in (
+            ("label", self.label),
+            ("via_branch", self.via_branch),
+            ("partner", self.partner),
+        ):
+            if value is not None:
+                data[name] = value
+        if self.medias:
+            data["medias"] = [m.to_dict() for m in self.medias]
+        for key, kept in (
+            ("last_sdp", self.last_sdp),
+            ("sdp_version", self.sdp_version),
+            ("sdp_username", self.sdp_username),
+            ("sdp_session_name", self.sdp_session_name),
+            ("last_sdp_out", self.last_sdp_out),
+            ("deleted_at", self.deleted_at),
+        ):
+            if kept is not None:
+                data[key] = kept
+        if self.blocked:
+            data["blocked"] = True
+        if self.silenced:
+            data["silenced"] = True
+        if self.dtmf_blocked:
+            data["dtmf_blocked"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Monologue:
@@ -595,23 +662,42 @@ class CallState:
         return None if mono.partner is None else self.monologues.get(mono.partner)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The call as a JSON-safe document (what the call store keeps after every change).
+
+        Compact: a key whose value is what `from_dict` reads in its absence (None, False, zero, an
+        empty list, a stream's default policy, ...) is left out, so the document is about half as long
+        and takes half as long to write. The schema is unchanged: every reader of schema 7 (and of
+        each version before it) reads every key it does not find as that default, so nodes of
+        earlier releases read these documents as they read the full ones (a rolling upgrade of a
+        fleet); tests/core/test_session_model.py reads both forms of its sample call."""
+        data: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "call_id": self.call_id,
             "created": self.created,
             "last_signal": self.last_signal,
-            "next_uid": self.next_uid,
-            "answered": self.answered,
-            "blocked": self.blocked,
-            "silenced": self.silenced,
-            "dtmf_blocked": self.dtmf_blocked,
-            "deleted_at": self.deleted_at,
             "last_activity": self.last_activity,
-            "ended_at": self.ended_at,
-            "quality": self.quality,
-            "nodes": list(self.nodes),
-            "monologues": [m.to_dict() for m in self.monologues.values()],
         }
+        if self.next_uid != 1:
+            data["next_uid"] = self.next_uid
+        if self.answered:
+            data["answered"] = True
+        if self.blocked:
+            data["blocked"] = True
+        if self.silenced:
+            data["silenced"] = True
+        if self.dtmf_blocked:
+            data["dtmf_blocked"] = True
+        if self.deleted_at is not None:
+            data["deleted_at"] = self.deleted_at
+        if self.ended_at is not None:
+            data["ended_at"] = self.ended_at
+        if self.quality:
+            data["quality"] = self.quality
+        if self.nodes:
+            data["nodes"] = list(self.nodes)
+        if self.monologues:
+            data["monologues"] = [m.to_dict() for m in self.monologues.values()]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> CallState:
