@@ -1223,6 +1223,25 @@ def _direction() -> Iterator[Sequence]:
         answer(B(audio(7000, direction="recvonly"))),
     )
     yield seq(
+        "hold_zero_address_with_media_address",
+        call_setup(offer_opts={"media-address": "203.0.113.9"}),
+        offer(
+            A(audio(6000, direction=""), session_c="0.0.0.0", version="2890844527"),
+            {"media-address": "203.0.113.9"},
+            tt=TT,
+            note="old-style hold: the media address is written, not 0.0.0.0 (found by generated calls)",
+        ),
+        answer(B(audio(7000, direction="recvonly"))),
+        offer(
+            A(M(port=6000, c="0.0.0.0", lines=(*DTMF_LINES, "a=sendonly")), version="2890844528"),
+            {"media-address": "203.0.113.9"},
+            tt=TT,
+            note="the same with c=0.0.0.0 on the media",
+        ),
+        answer(B(audio(7000, direction="recvonly"))),
+        query(),
+    )
+    yield seq(
         "hold_zero_address_with_replace_session_connection",
         call_setup(),
         offer(
