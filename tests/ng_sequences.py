@@ -1384,6 +1384,98 @@ def _multi_media() -> Iterator[Sequence]:
     )
 
 
+def _ice_party(port: int, ufrag: str, *, zero: bool = False, version: str = "1", callee: bool = False) -> str:
+    """A party that speaks ICE (its credentials and a host candidate per component)."""
+    host = B_IP if callee else A_IP
+    lines = (
+        *DTMF_LINES,
+        f"a=ice-ufrag:{ufrag}",
+        "a=ice-pwd:8sd7fG6hJ5kL4zX3cV2bN1mQ",
+        f"a=candidate:1 1 udp 2130706431 {host} {port} typ host",
+        f"a=candidate:1 2 udp 2130706430 {host} {port + 1} typ host",
+        "a=sendrecv",
+    )
+    held = {"session_c": "0.0.0.0"} if zero else {}
+    if callee:
+        return B(M(port=port, lines=lines), version=version, **held)
+    return A(M(port=port, lines=lines), version=version, **held)
+
+
+def _ice_across_reoffers() -> Iterator[Sequence]:
+    """ICE across re-offers, as 10.5 does it (found by the generated ICE calls, then probed): Karl's
+    credentials towards a party last the call, also when ICE was left out in between; once a party
+    answered, re-offers follow its own ICE, not the offerer's; a new ufrag in an answer changes none of
+    Karl's; an ICE party's c=0.0.0.0 is no hold; a candidate's foundation is the local address's."""
+    yield seq(
+        "ice_credentials_kept_when_ice_comes_back",
+        offer(A(), {"ICE": "force"}, note="ICE forced towards the callee"),
+        answer(_ice_party(7000, "Bb01", callee=True)),
+        offer(A(version="2890844527"), {"ICE": "remove"}, tt=TT, note="ICE removed"),
+        answer(B(version="2")),
+        offer(A(version="2890844528"), {"ICE": "force"}, tt=TT, note="forced again: the same ufrag and pwd"),
+        answer(_ice_party(7000, "Bb01", version="3", callee=True)),
+    )
+    yield seq(
+        "ice_forced_answer_credentials_kept",
+        offer(A(), note="plain"),
+        answer(B(), {"ICE": "force"}, note="ICE forced towards the caller"),
+        offer(A(version="2890844527"), tt=TT),
+        answer(B(version="2"), note="no ICE"),
+        offer(A(version="2890844528"), tt=TT),
+        answer(B(version="3"), {"ICE": "force"}, note="forced again: the first credentials"),
+    )
+    yield seq(
+        "ice_reoffer_follows_the_answerer",
+        offer(_ice_party(6000, "Aa01"), note="ICE caller"),
+        answer(_ice_party(7000, "Bb01", callee=True), note="ICE callee"),
+        offer(A(version="2"), tt=TT, note="the caller drops ICE: the callee is still offered ICE"),
+        answer(_ice_party(7000, "Bb01", version="2", callee=True), note="the caller is answered plain"),
+        query(),
+    )
+    yield seq(
+        "ice_reoffer_not_to_a_plain_answerer",
+        offer(A(), note="plain"),
+        answer(B(), note="plain"),
+        offer(
+            _ice_party(6000, "Aa01", version="2"), tt=TT, note="the caller turns to ICE: none to the callee"
+        ),
+        answer(_ice_party(7000, "Bb01", version="2", callee=True), note="the caller is answered with ICE"),
+        query(),
+    )
+    yield seq(
+        "ice_new_ufrag_in_an_answer",
+        offer(_ice_party(6000, "Aa01")),
+        answer(_ice_party(7000, "Bb01", callee=True)),
+        offer(_ice_party(6000, "Aa01", version="2"), tt=TT),
+        answer(_ice_party(7000, "Cc01", version="2", callee=True), note="a new ufrag in an answer"),
+        offer(_ice_party(6000, "Aa01", version="3"), tt=TT, note="the proxy's credentials unchanged"),
+    )
+    yield seq(
+        "ice_party_zero_address_is_no_hold",
+        offer(_ice_party(6000, "Aa01")),
+        answer(_ice_party(7000, "Bb01", callee=True)),
+        offer(
+            _ice_party(6000, "Aa01", zero=True, version="2"),
+            tt=TT,
+            note="c=0.0.0.0 with ICE: the proxy's address",
+        ),
+        answer(_ice_party(7000, "Bb01", version="2", callee=True)),
+        query(note="advertised 0.0.0.0, the endpoint where it was"),
+        offer(
+            _ice_party(6000, "Aa01", zero=True, version="3"),
+            {"ICE": "remove"},
+            tt=TT,
+            note="no ICE to the callee: 0.0.0.0",
+        ),
+    )
+    yield seq(
+        "ice_candidate_foundation_with_media_address",
+        offer(_ice_party(6000, "Aa01"), {"media-address": "203.0.113.9"}),
+        answer(_ice_party(7000, "Bb01", callee=True)),
+        doc="the candidates advertise the media address under the local address's foundation",
+    )
+
+
 def _ice_and_protocols() -> Iterator[Sequence]:
     yield seq("ice_remove", call_setup(ICE_OFFER, B(), {"ICE": "remove"}), query())
     yield seq(
@@ -1417,6 +1509,7 @@ def _ice_and_protocols() -> Iterator[Sequence]:
         offer(A(), {"ICE": "force"}, note="INVITE"),
         offer(A(), {"ICE": "force"}, note="same INVITE again: same ufrag/pwd/ports"),
     )
+    yield from _ice_across_reoffers()
     yield seq("ice_lite_forward_plain_offer", call_setup(offer_opts={"ICE-lite": "forward"}), query())
     yield seq("ice_lite_backward", call_setup(ICE_OFFER, B(), {"ICE-lite": "backward"}), query())
     yield seq("ice_lite_both", call_setup(ICE_OFFER, B(), {"ICE-lite": "both"}), query())

@@ -473,3 +473,67 @@ def test_a_second_fork_answering_with_ice_gets_the_credentials_every_fork_was_of
     data, transaction = binding_request(towards_callee, FORK.ufrag, controlling=False)
     effects = engine.core.handle_stun(fork_port, data, FORK_RTP, T0 + 2.01)
     success_to(effects, fork_port, FORK_RTP, transaction, towards_callee.pwd)
+
+
+# ---------------------------------------------------------------------- across re-offers (10.5's rules)
+
+
+def caller_rtp_spec(engine: Engine, call_id: str = "c") -> Any:
+    call = engine.core.find_call(call_id)
+    assert call is not None
+    caller = call.state.by_tag("A")
+    assert caller is not None
+    spec = call.ports[(caller.uid, 1)].rtp
+    assert spec is not None
+    return spec
+
+
+def test_an_ice_partys_zero_address_is_no_hold_for_its_media() -> None:
+    """10.5 does not read c=0.0.0.0 from an ICE party as a hold: where its media goes stays, the ICE
+    agent and its selected pair stay, only `query` shows 0.0.0.0 as advertised. A plain party's
+    0.0.0.0 still holds (nothing is sent to it before it sends)."""
+    engine = Engine()
+    core = engine.core
+    karl, port = ice_call(engine)
+    data, _ = binding_request(karl, CALLER.ufrag, use_candidate=True)
+    core.handle_stun(port, data, CALLER_RTP, T0 + 0.01)
+    assert SetPeer(port, CALLER_RTP) in karls_check_answered(engine, port, CALLER_RTP, CALLER.pwd, T0 + 0.01)
+    agent = caller_agent(engine)
+
+    held = ice_sdp(CALLER_RTP[1], CALLER).replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")
+    offer(engine, T0 + 1, held)
+    answer(engine, T0 + 1)
+    spec = caller_rtp_spec(engine)
+    assert (spec.sdp_peer.address, spec.sdp_peer.port) == CALLER_RTP, "its media goes where it went"
+    assert spec.ice_zero_address is not None and spec.ice_zero_address.is_unspecified
+    assert caller_agent(engine) is agent and agent.selected == {1: CALLER_RTP}
+    stream = engine.do(Command.QUERY, T0 + 2, **{"call-id": "c"})["tags"]["A"]["medias"][0]["streams"][0]
+    assert stream["advertised endpoint"]["address"] == "0.0.0.0"
+    assert stream["endpoint"]["address"] == CALLER_RTP[0]
+
+    plain = Engine()
+    offer(plain, T0, sdp(CALLER_RTP[1]))
+    answer(plain, T0)
+    offer(plain, T0 + 1, sdp(CALLER_RTP[1]).replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0"))
+    assert caller_rtp_spec(plain).sdp_peer.is_unspecified, "a plain party's 0.0.0.0 is a hold"
+
+
+def test_karls_credentials_come_back_after_a_reoffer_without_ice_also_after_a_restore() -> None:
+    """10.5 keeps its credentials towards a party for the whole call: a re-offer without ICE stops
+    Karl's agent, the next with ICE gets the same credentials, also on a node that restored the call
+    from the store in between."""
+    engine = Engine()
+    karl, _ = ice_call(engine)
+    offer(engine, T0 + 1, sdp(CALLER_RTP[1]))
+    assert "a=ice-ufrag" not in answer(engine, T0 + 1)
+    assert agent_of(engine) is None, "no ICE towards the caller now"
+    state = engine.core.snapshot("c")
+    assert state is not None
+    stored = CallState.from_dict(state.to_dict())
+
+    other = Engine(port_min=21000, port_max=21999)
+    _, effects = other.core.restore(stored, T0 + 2, same_host=False)
+    other.media.apply(effects)
+    offer(other, T0 + 3, ice_sdp(CALLER_RTP[1], CALLER))
+    assert credentials_in(answer(other, T0 + 3)) == karl
+    assert agent_of(other) is not None

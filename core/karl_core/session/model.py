@@ -361,6 +361,10 @@ class MediaState:
     ice_remote_ufrag: str | None = None
     ice_remote_pwd: str | None = None
     ice_candidates: list[str] = field(default_factory=list)
+    ice_kept_ufrag: str | None = None
+    ice_kept_pwd: str | None = None
+    """Karl's credentials towards the party from when it last spoke ICE to it: when it does again, it
+    takes them up again, as 10.5 keeps them for the whole call (None: never an agent towards it)."""
     # DTLS-SRTP terminated by the proxy on this party's leg (schema 6): the `a=setup` role Karl wrote
     # to the party ("actpass" while offered, then "active" or "passive"; None: no DTLS by Karl on this
     # leg), the hash of Karl's `a=fingerprint`, the party's fingerprints ("<hash> <digest>") and setup,
@@ -453,6 +457,8 @@ class MediaState:
             ("ice_pwd", self.ice_pwd),
             ("ice_remote_ufrag", self.ice_remote_ufrag),
             ("ice_remote_pwd", self.ice_remote_pwd),
+            ("ice_kept_ufrag", self.ice_kept_ufrag),
+            ("ice_kept_pwd", self.ice_kept_pwd),
             ("dtls_setup", self.dtls_setup),
             ("dtls_hash", self.dtls_hash),
             ("dtls_remote_setup", self.dtls_remote_setup),
@@ -492,6 +498,8 @@ class MediaState:
             ice_remote_ufrag=_optional_str(data.get("ice_remote_ufrag")),
             ice_remote_pwd=_optional_str(data.get("ice_remote_pwd")),
             ice_candidates=[str(x) for x in data.get("ice_candidates", [])],
+            ice_kept_ufrag=_optional_str(data.get("ice_kept_ufrag")),
+            ice_kept_pwd=_optional_str(data.get("ice_kept_pwd")),
             dtls_setup=_optional_str(data.get("dtls_setup")),
             dtls_hash=_optional_str(data.get("dtls_hash")),
             dtls_fingerprints=[str(x) for x in data.get("dtls_fingerprints", [])],

@@ -8,7 +8,7 @@ from typing import Any
 from karl_core.ng.options import TRANSPORT_PROTOCOLS, DtmfSecurity, NgOptions
 from karl_core.session import Codec, Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
-from karl_medianode.engine.ice_negotiation import LITE_SELF, TRICKLE
+from karl_medianode.engine.ice_negotiation import LITE_SELF, TRICKLE, ice_leg
 from karl_medianode.engine.leg_security import srtp_suite
 from karl_medianode.engine.media_view import StreamReading
 from karl_medianode.engine.osrtp import refused_suite, written
@@ -62,7 +62,7 @@ def _stream_dict(
         "local address": stream.local_ip,
         "family": "IPv6" if ":" in stream.local_ip else "IPv4",
         "endpoint": _endpoint_dict(endpoint),
-        "advertised endpoint": _endpoint_dict(sdp_endpoint),
+        "advertised endpoint": _endpoint_dict(stream.ice_zero_address or sdp_endpoint),
         "last packet": int(seen.last_packet) if seen.last_packet else fallback_time,
         "flags": flags,
     }
@@ -140,7 +140,7 @@ NOT_ICE_CONTROLLING = "not-ice-controlling"
 def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str]:
     # rtpengine's send/recv are the proxy's view: it sends to a party that receives
     flags: list[str] = []
-    if media.ice:
+    if ice_leg(media):
         flags.append("ICE")
     if media.dtls_setup is not None:
         flags.append("DTLS-SRTP")
@@ -209,7 +209,7 @@ def _media_dict(
     if suite is not None:
         for stream in streams:
             stream["crypto suite"] = suite
-    if media.ice:
+    if ice_leg(media):
         for stream in streams:
             stream["flags"] = ["ICE", *stream.get("flags", [])]
     result: dict[str, Any] = {"index": media.index, "type": media.media_type}

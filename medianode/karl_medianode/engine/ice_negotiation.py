@@ -2,10 +2,16 @@
 (sans-IO).
 
 Karl terminates ICE on every leg that uses it: it never passes a party's candidates on. Towards the
-offerer it is an agent when the offer carried ICE and the answer's `ICE` flag is not `remove`; towards
-the answerer when the offer carried ICE (or `ICE=force`) and the flag is not `remove`, and it stays
-one only if the answer carries ICE too. Karl's credentials towards a party stay the same across
-re-offers until that party restarts ICE (new ufrag), as rtpengine's do.
+offerer it is an agent when the offer carried ICE and the answer's `ICE` flag is not `remove`.
+Towards the answerer, with `ICE=force` or `remove` as the flag says; else, the first time, when the
+offer carried ICE, and later as the party's own ICE stands (its last SDP, or what Karl last offered
+it): a party that answered with ICE is offered ICE by a re-offer without it, one that answered plain
+is not offered ICE by a re-offer with it (10.5's ICE flag of a media, kept once initialised). Karl
+stays an agent towards the answerer only if the answer carries ICE too.
+
+Karl's credentials towards a party stay the same for the whole call, also across re-offers that
+leave ICE out in between, until that party restarts ICE in an offer (new ufrag), as 10.5's do; a new
+ufrag in an answer changes nothing of Karl's.
 """
 
 from __future__ import annotations
@@ -22,6 +28,12 @@ LITE_SELF = "ice-lite-self"
 `a=ice-lite`, answers checks and follows the party's nomination, and sends no checks of its own."""
 LITE_PEER = "ice-lite-peer"
 """Media flag: the party is an ICE-lite agent (`a=ice-lite`): Karl controls and nominates towards it."""
+PARTY_ICE = "ice-party"
+"""Media flag: the party's leg is an ICE leg (10.5's ICE flag of the media): its last SDP carried
+ICE, or Karl's last offer or answer to it did."""
+SETTLED = "ice-settled"
+"""Media flag: `PARTY_ICE` was set once (10.5's `initialized`): offers to the party follow it, not the
+offerer's ICE."""
 
 
 def _wants_ice(opts: NgOptions, offered: bool) -> bool:
@@ -32,9 +44,23 @@ def _wants_ice(opts: NgOptions, offered: bool) -> bool:
     return offered
 
 
-def take_remote(media: MediaState, media_in: InboundMedia) -> None:
+def ice_leg(media: MediaState) -> bool:
+    """What `query` calls an ICE media (10.5's ICE flag): the party's leg as its last SDP, or Karl's
+    last one to it, left it; Karl's own agent state for a call restored from before the flag."""
+    return PARTY_ICE in media.flags if SETTLED in media.flags else media.ice
+
+
+def _note_party(media: MediaState, ice: bool) -> None:
+    media.flags.add(SETTLED)
+    if ice:
+        media.flags.add(PARTY_ICE)
+    else:
+        media.flags.discard(PARTY_ICE)
+
+
+def take_remote(media: MediaState, media_in: InboundMedia, offer: bool) -> None:
     """The party's ICE credentials and candidates from its SDP (none: it is no ICE agent). New
-    credentials are a restart: Karl answers it with new ones of its own."""
+    credentials in an offer are a restart: Karl answers it with new ones of its own."""
     credentials = media_in.ice_credentials if media_in.is_rtp or media_in.is_udp else None
     media.flags.discard(LITE_PEER)
     if credentials is not None and media_in.ice_lite:
@@ -44,7 +70,7 @@ def take_remote(media: MediaState, media_in: InboundMedia) -> None:
         media.ice_candidates = []
         return
     ufrag, pwd = credentials
-    if media.ice_remote_ufrag is not None and media.ice_remote_ufrag != ufrag and media.ice:
+    if offer and media.ice_remote_ufrag is not None and media.ice_remote_ufrag != ufrag and media.ice:
         restart = IceCredentials.new()
         media.ice_ufrag, media.ice_pwd = restart.ufrag, restart.pwd
     media.ice_remote_ufrag, media.ice_remote_pwd = ufrag, pwd
@@ -53,12 +79,25 @@ def take_remote(media: MediaState, media_in: InboundMedia) -> None:
 
 def _ensure_local(media: MediaState) -> None:
     if media.ice_ufrag is None or media.ice_pwd is None:
+        if media.ice_kept_ufrag is not None and media.ice_kept_pwd is not None:
+            media.ice_ufrag, media.ice_pwd = media.ice_kept_ufrag, media.ice_kept_pwd
+            return
         fresh = IceCredentials.new()
         media.ice_ufrag, media.ice_pwd = fresh.ufrag, fresh.pwd
 
 
 def _stop(media: MediaState) -> None:
+    if media.ice_ufrag is not None and media.ice_pwd is not None:
+        media.ice_kept_ufrag, media.ice_kept_pwd = media.ice_ufrag, media.ice_pwd
     media.ice_ufrag = media.ice_pwd = None
+
+
+def _offers_ice(answerer: MediaState, opts: NgOptions, offered: bool) -> bool:
+    if opts.ice in (Ice.FORCE, Ice.FORCE_RELAY):
+        return True
+    if opts.ice is Ice.REMOVE:
+        return False
+    return PARTY_ICE in answerer.flags if SETTLED in answerer.flags else offered
 
 
 def on_offer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, opts: NgOptions) -> bool:
@@ -73,10 +112,16 @@ def on_offer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, 
                 media.flags.add(LITE_SELF)
             else:
                 media.flags.discard(LITE_SELF)
-    take_remote(offerer, media_in)
+    take_remote(offerer, media_in, offer=True)
+    _note_party(offerer, offerer.ice_remote_ufrag is not None)
     if offerer.ice_remote_ufrag is None:
         _stop(offerer)
-    if not media_in.is_udp or media_in.rejected or not _wants_ice(opts, media_in.ice_credentials is not None):
+    if not media_in.is_udp or media_in.rejected:
+        _stop(answerer)
+        return False
+    wanted = _offers_ice(answerer, opts, media_in.ice_credentials is not None)
+    _note_party(answerer, wanted)
+    if not wanted:
         _stop(answerer)
         return False
     _ensure_local(answerer)
@@ -86,29 +131,35 @@ def on_offer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, 
 def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, opts: NgOptions) -> bool:
     """An answer from `answerer`'s party: whether Karl's answer to the offerer carries ICE."""
     offered = answerer.ice
-    take_remote(answerer, media_in)
+    take_remote(answerer, media_in, offer=False)
+    _note_party(answerer, answerer.ice_remote_ufrag is not None)
     if answerer.ice_remote_ufrag is None or not offered:
         _stop(answerer)  # Karl offered no ICE, or the party did not take it up: plain RTP on this leg
     if media_in.rejected or not _wants_ice(opts, offerer.ice_remote_ufrag is not None):
         _stop(offerer)
+        if not media_in.rejected:
+            _note_party(offerer, False)
         return False
     _ensure_local(offerer)
+    _note_party(offerer, True)
     return True
 
 
-def sdp_lines(media: MediaState, address: str, port: int, rtcp_port: int | None, muxed: bool) -> list[str]:
-    """Karl's ICE attributes for `media`'s party: credentials, a host candidate per component and,
-    for a party that trickles, `ice-options:trickle` and `end-of-candidates` (Karl has all its
-    candidates at once)."""
+def sdp_lines(
+    media: MediaState, address: str, port: int, rtcp_port: int | None, muxed: bool, base: str
+) -> list[str]:
+    """Karl's ICE attributes for `media`'s party: credentials, a host candidate per component (at
+    `address`, its foundation that of the local address `base`) and, for a party that trickles,
+    `ice-options:trickle` and `end-of-candidates` (Karl has all its candidates at once)."""
     if media.ice_ufrag is None or media.ice_pwd is None:
         return []
     trickle = TRICKLE in media.flags
     lines = [f"a=ice-ufrag:{media.ice_ufrag}", f"a=ice-pwd:{media.ice_pwd}"]
     if trickle:
         lines.append("a=ice-options:trickle")
-    lines.append(f"a=candidate:{host_candidate(address, port, 1)}")
+    lines.append(f"a=candidate:{host_candidate(address, port, 1, base)}")
     if rtcp_port is not None and not muxed and rtcp_port != port:
-        lines.append(f"a=candidate:{host_candidate(address, rtcp_port, 2)}")
+        lines.append(f"a=candidate:{host_candidate(address, rtcp_port, 2, base)}")
     if trickle:
         lines.append("a=end-of-candidates")
     return lines

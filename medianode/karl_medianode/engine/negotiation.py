@@ -168,7 +168,14 @@ def negotiate_offer(
                 mid=b_media.mid,
                 crypto=crypto,
                 dtls=dtls_out(a_media, b_media, wiring, offering=True),
-                ice=ice.sdp_lines(b_media, connection, port, rtcp_port, require or b_media.rtcp_mux),
+                ice=ice.sdp_lines(
+                    b_media,
+                    connection,
+                    port,
+                    rtcp_port,
+                    require or b_media.rtcp_mux,
+                    wiring.settings.media_ip,
+                ),
                 ice_lite=ice.LITE_SELF in b_media.flags,
             )
         )
@@ -291,7 +298,9 @@ def negotiate_answer(
                 trickle_remnant=ice.TRICKLE in a_media.flags and opts.ice is Ice.REMOVE,
                 crypto=crypto,
                 dtls=dtls_out(b_media, a_media, wiring, offering=False),
-                ice=ice.sdp_lines(a_media, connection, port, rtcp_port, a_media.rtcp_mux),
+                ice=ice.sdp_lines(
+                    a_media, connection, port, rtcp_port, a_media.rtcp_mux, wiring.settings.media_ip
+                ),
                 ice_lite=ice.LITE_SELF in a_media.flags,
             )
         )

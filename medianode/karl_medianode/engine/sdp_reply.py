@@ -48,7 +48,8 @@ def session_rewrite(
         address=address,
         replace_origin="origin" in replace,
         replace_session_connection="session-connection" in replace,
-        # (10.5 writes a `media-address` where a party held with 0.0.0.0, as `zero-address` would)
+        # (10.5 writes Karl's address where a party held with 0.0.0.0 when a `media-address` is given,
+        # as `zero-address` would; also where the SDP sent on carries ICE: see `write_sdp`)
         replace_zero_address="zero-address" in replace or opts.media_address is not None,
         strip_extmap=opts.strip_extmap,
         original_sendrecv=opts.original_sendrecv,

@@ -67,6 +67,10 @@ class StreamSpec:
     """1: RTP (RTCP too with rtcp-mux); 2: a dedicated RTCP socket."""
     sdp_peer: Endpoint | None = None
     """The party's address as its SDP gave it, also an unspecified one (hold)."""
+    ice_zero_address: Endpoint | None = None
+    """An ICE party's SDP gave this unspecified address (`c=0.0.0.0`): ICE does not read it as a hold,
+    so `sdp_peer` stays where it was (as in 10.5, whose `query` shows this as the advertised endpoint
+    and the earlier one as the endpoint)."""
     policy: StreamPolicy = field(default_factory=policy_for)
     signalled: float = 0.0
     """Wall-clock time of the signalling that last touched the stream."""
@@ -107,6 +111,7 @@ class StreamSpec:
             self.party,
             self.component,
             self.sdp_peer,
+            self.ice_zero_address,
             self.policy,
             self.signalled,
             self.signals,

@@ -85,10 +85,15 @@ class StreamWiring:
             stream.policy = policy_for(learning, opts.asymmetric, opts.strict_source, opts.media_handover)
             stream.signalled = now
             stream.signals += 1
-        if sockets.rtp is not None:
-            sockets.rtp.sdp_peer = endpoint
-        if sockets.rtcp is not None:
-            sockets.rtcp.sdp_peer = rtcp_endpoint
+        for spec, peer in ((sockets.rtp, endpoint), (sockets.rtcp, rtcp_endpoint)):
+            if spec is None:
+                continue
+            kept = spec.sdp_peer
+            zero = peer is not None and peer.is_unspecified
+            if media_in.has_ice and zero and kept is not None and not kept.is_unspecified:
+                spec.ice_zero_address = peer  # (an ICE party's 0.0.0.0 is no hold: see StreamSpec)
+            else:
+                spec.sdp_peer, spec.ice_zero_address = peer, None
         if opts.asymmetric:
             media.flags.add("asymmetric")
         if opts.unidirectional:

@@ -43,7 +43,9 @@ def candidate_priority(type_preference: int, local_preference: int, component: i
     return (type_preference << 24) | (local_preference << 8) | (256 - component)
 
 
-def host_candidate(address: str, port: int, component: int) -> str:
-    """The value of Karl's `a=candidate` line for one of its sockets."""
+def host_candidate(address: str, port: int, component: int, base: str | None = None) -> str:
+    """The value of Karl's `a=candidate` line for one of its sockets, advertised as `address`; the
+    foundation is that of the local address the socket is bound to (`base`, by default `address`),
+    so a `media-address` changes the candidate's address, not its foundation (as in 10.5)."""
     priority = candidate_priority(HOST_TYPE_PREFERENCE, LOCAL_PREFERENCE, component)
-    return f"{foundation_for(address)} {component} UDP {priority} {address} {port} typ host"
+    return f"{foundation_for(base or address)} {component} UDP {priority} {address} {port} typ host"

@@ -218,6 +218,8 @@ def _session_c_replaced(inbound: InboundSdp, ctx: SessionRewrite) -> bool:
 
 def write_sdp(inbound: InboundSdp, medias: list[OutboundMedia], ctx: SessionRewrite) -> str:
     ctx.drop_dtls = any(m.dtls is not None for m in medias)
+    if any(m.ice for m in medias):
+        ctx.replace_zero_address = True  # (ICE towards the receiver: 10.5 writes no 0.0.0.0 hold then)
     check_edit_order(inbound, medias, ctx)
     out: list[str] = []
     replace_session_c = _session_c_replaced(inbound, ctx)
