@@ -9,6 +9,9 @@ from collections.abc import Iterator
 from ng_sequences import (
     A_IP,
     DTMF_LINES,
+    FT,
+    TT,
+    UNSUPPORTED_SUITES,
     WEBRTC_OFFER,
     A,
     B,
@@ -57,6 +60,7 @@ TO_BROWSER = {"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "rtcp-m
 
 
 def group() -> Iterator[Sequence]:
+    yield from _browser_and_phone_reoffers()
     yield seq(
         "dtls_plain_to_dtls_callee_active",
         offer(A(), {"transport-protocol": "UDP/TLS/RTP/SAVPF", "SDES": ["off"]}, note="actpass offered"),
@@ -153,4 +157,115 @@ def group() -> Iterator[Sequence]:
         ),
         answer(B(), {"transport-protocol": "UDP/TLS/RTP/SAVPF"}),
         doc=f"session-level setup/fingerprint are the media's (caller at {A_IP})",
+    )
+
+
+KARLS_SUITES = [f"no-{suite}" for suite in UNSUPPORTED_SUITES]
+BRIDGE_TO_BROWSER = {**TO_BROWSER, "SDES": KARLS_SUITES}
+
+
+def browser_again(
+    setup: str = "actpass", version: int = 3, ufrag: str = "Wq3b", direction: str = "sendrecv"
+) -> str:
+    """The browser's SDP of a later offer or answer: a new version, maybe a new ufrag or direction."""
+    body = browser(setup).replace(" 2 IN IP4 ", f" {version} IN IP4 ", 1)
+    return body.replace("a=ice-ufrag:Wq3b", f"a=ice-ufrag:{ufrag}").replace("a=sendrecv", f"a={direction}")
+
+
+def phone(port: int = 7000, version: str = "1") -> str:
+    return B(M(port=port), version=version)
+
+
+def _browser_and_phone_reoffers() -> Iterator[Sequence]:
+    """A browser bridged to a SIP phone, re-INVITEs from either side, as 10.5 handles them (found by
+    the generated WebRTC calls, then probed)."""
+    yield seq(
+        "webrtc_phone_moves_browser_keeps_its_port",
+        offer(browser(), TO_PHONE, note="the browser calls"),
+        answer(phone(), TO_BROWSER),
+        offer(
+            phone(7010, "2"),
+            TO_BROWSER,
+            ft=TT,
+            tt=FT,
+            note="the phone moves: the browser's ICE leg keeps its port",
+        ),
+        answer(browser_again("active"), TO_PHONE, ft=TT, tt=FT),
+        offer(browser_again(version=4), TO_PHONE, note="the browser re-offers"),
+        answer(
+            phone(7020, "3"),
+            TO_BROWSER,
+            note="the phone answers from elsewhere: the same port to the browser",
+        ),
+    )
+    yield seq(
+        "webrtc_no_keys_to_a_browser_that_offered_dtls",
+        offer(browser(), TO_PHONE, note="the browser calls with DTLS and no keys"),
+        answer(phone(), BRIDGE_TO_BROWSER),
+        offer(
+            phone(7000, "2"),
+            BRIDGE_TO_BROWSER,
+            ft=TT,
+            tt=FT,
+            note="re-INVITE from the phone: DTLS, no a=crypto",
+        ),
+        answer(browser_again("active"), TO_PHONE, ft=TT, tt=FT),
+        query(),
+    )
+    yield seq(
+        "webrtc_browser_answered_dtls_to_keys",
+        offer(A(), BRIDGE_TO_BROWSER, note="the phone calls: keys and a fingerprint to the browser"),
+        answer(browser("active"), TO_PHONE, note="the browser answers DTLS: Karl is the server"),
+        offer(A(version="2890844527"), BRIDGE_TO_BROWSER, tt=TT, note="the same keys again, setup:actpass"),
+        answer(browser_again("active"), TO_PHONE),
+        query(note="SDES and the refused suite"),
+        offer(
+            browser_again(version=4, direction="sendonly"), TO_PHONE, ft=TT, tt=FT, note="the browser holds"
+        ),
+        answer(
+            A(M(lines=(*DTMF_LINES, "a=recvonly")), version="2890844528"),
+            BRIDGE_TO_BROWSER,
+            ft=TT,
+            tt=FT,
+            note="Karl keeps its DTLS role: passive",
+        ),
+        query(note="no SDES now; the suite still shown"),
+        offer(A(version="2890844529"), BRIDGE_TO_BROWSER, tt=TT, note="no keys to it any more"),
+    )
+    yield seq(
+        "webrtc_dtls_role_kept_on_a_browser_reoffer",
+        offer(A(), {**TO_BROWSER, "SDES": ["off"]}),
+        answer(browser("active"), TO_PHONE, note="the browser is the client: Karl the server (passive)"),
+        offer(browser_again(), TO_PHONE, ft=TT, tt=FT, note="the browser re-offers actpass"),
+        answer(
+            A(version="2890844527"), {**TO_BROWSER, "SDES": ["off"]}, ft=TT, tt=FT, note="Karl stays passive"
+        ),
+    )
+    yield seq(
+        "webrtc_dtls_role_kept_unless_passive_asked",
+        offer(A(), {**TO_BROWSER, "SDES": ["off"]}),
+        answer(browser("passive"), TO_PHONE, note="the browser waits: Karl is the client (active)"),
+        offer(browser_again(), TO_PHONE, ft=TT, tt=FT, note="the browser re-offers actpass"),
+        answer(
+            A(version="2890844527"), {**TO_BROWSER, "SDES": ["off"]}, ft=TT, tt=FT, note="Karl stays active"
+        ),
+        offer(browser_again(version=4), TO_PHONE, ft=TT, tt=FT),
+        answer(
+            A(version="2890844528"),
+            {**TO_BROWSER, "SDES": ["off"], "DTLS": "passive"},
+            ft=TT,
+            tt=FT,
+            note="DTLS=passive: passive",
+        ),
+    )
+    yield seq(
+        "webrtc_browser_ice_restart_moves_ice_controlling",
+        offer(
+            A(), {**TO_BROWSER, "SDES": ["off"]}, note="the phone calls: Karl controls towards the browser"
+        ),
+        answer(browser("active"), TO_PHONE),
+        query(),
+        offer(browser_again(ufrag="Zz9y"), TO_PHONE, ft=TT, tt=FT, note="the browser restarts ICE"),
+        answer(A(version="2890844527"), {**TO_BROWSER, "SDES": ["off"]}, ft=TT, tt=FT),
+        query(note="ICE controlling on the phone's media now, not on the browser's"),
     )

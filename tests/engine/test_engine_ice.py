@@ -19,7 +19,7 @@ from aioice import stun
 from engine.engine_kit import MEDIA_IP, T0, Engine, sdp
 from karl_core.ng.commands import Command
 from karl_core.session import CallState
-from karl_medianode.engine.effects import Effect, SendDatagram, SetPeer
+from karl_medianode.engine.effects import CloseStream, Effect, SendDatagram, SetPeer
 from karl_medianode.ice.agent import IceAgent, is_stun
 from karl_medianode.ice.credentials import IceCredentials, host_candidate
 
@@ -537,3 +537,53 @@ def test_karls_credentials_come_back_after_a_reoffer_without_ice_also_after_a_re
     offer(other, T0 + 3, ice_sdp(CALLER_RTP[1], CALLER))
     assert credentials_in(answer(other, T0 + 3)) == karl
     assert agent_of(other) is not None
+
+
+def test_a_party_restarting_ice_in_its_offer_makes_karl_the_controlled_agent_towards_it() -> None:
+    """The callee answered with ICE (Karl controls towards it, as towards any answerer); its re-offer
+    with new credentials is an ICE restart it controls: Karl's new agent towards it is controlled, as
+    10.5 then shows `ICE controlling` on the caller's media instead of the callee's."""
+    engine = Engine()
+    offer(engine, T0, ice_sdp(CALLER_RTP[1], CALLER))
+    answer(engine, T0, ice_sdp(CALLEE_RTP[1], CALLEE, CALLEE_RTP[0]))
+    towards_callee = agent_of(engine, "B")
+    assert towards_callee is not None and towards_callee.controlling
+
+    body = {
+        "call-id": "c",
+        "from-tag": "B",
+        "to-tag": "A",
+        "sdp": ice_sdp(CALLEE_RTP[1], FORK, CALLEE_RTP[0]),
+    }
+    assert engine.do(Command.OFFER, T0 + 1, **body)["result"] == "ok"
+    back = {"call-id": "c", "from-tag": "B", "to-tag": "A", "sdp": ice_sdp(CALLER_RTP[1], CALLER)}
+    assert engine.do(Command.ANSWER, T0 + 1, **back)["result"] == "ok"
+    restarted = agent_of(engine, "B")
+    assert restarted is not None and restarted is not towards_callee and not restarted.controlling
+    query = engine.do(Command.QUERY, T0 + 2, **{"call-id": "c"})["tags"]
+    assert "ICE controlling" not in query["B"]["medias"][0]["flags"]
+    assert "ICE controlling" in query["A"]["medias"][0]["flags"]
+
+
+def test_an_offerer_that_moves_keeps_the_ports_of_the_other_partys_ice_leg() -> None:
+    """A party that moves gets new ports towards the other one (10.5), unless Karl speaks ICE to that
+    one: an ICE leg keeps its ports (nothing closed, nothing opened), also when the answer moves."""
+    engine = Engine()
+    reply = engine.do(
+        Command.OFFER, T0, **{"call-id": "c", "from-tag": "A", "sdp": sdp(40000), "ICE": "force"}
+    )
+    towards_callee = port_in(reply["sdp"])
+    answer(engine, T0, ice_sdp(CALLEE_RTP[1], CALLEE, CALLEE_RTP[0]))
+    before = len(engine.media.effects)
+    again = {"call-id": "c", "from-tag": "A", "to-tag": "B", "sdp": sdp(40010), "ICE": "force"}
+    assert port_in(engine.do(Command.OFFER, T0 + 1, **again)["sdp"]) == towards_callee
+    moved_on = [e for e in engine.media.effects[before:] if isinstance(e, CloseStream)]
+    assert not [e for e in moved_on if e.port in (towards_callee, towards_callee + 1)]
+
+    plain = Engine()
+    first = port_in(
+        plain.do(Command.OFFER, T0, **{"call-id": "c", "from-tag": "A", "sdp": sdp(40000)})["sdp"]
+    )
+    answer(plain, T0)
+    moved = {"call-id": "c", "from-tag": "A", "to-tag": "B", "sdp": sdp(40010)}
+    assert port_in(plain.do(Command.OFFER, T0 + 1, **moved)["sdp"]) != first, "without ICE: new ports"

@@ -8,10 +8,10 @@ from typing import Any
 from karl_core.ng.options import TRANSPORT_PROTOCOLS, DtmfSecurity, NgOptions
 from karl_core.session import Codec, Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
-from karl_medianode.engine.ice_negotiation import LITE_SELF, TRICKLE, ice_leg
+from karl_medianode.engine.ice_negotiation import LITE_SELF, TRICKLE, ice_leg, karl_controls
 from karl_medianode.engine.leg_security import srtp_suite
 from karl_medianode.engine.media_view import StreamReading
-from karl_medianode.engine.osrtp import refused_suite, written
+from karl_medianode.engine.osrtp import refused_suite, shows_sdes, written
 from karl_medianode.engine.parties import known_party
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
 from karl_medianode.engine.streams import MediaPorts, StreamSpec
@@ -150,7 +150,7 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
             flags.append("DTLS role passive")
     # (10.5 shows it for a party that answered with keys, even unusable ones, and for one that refused
     # an OSRTP offer)
-    if media.sdes_theirs or refused_suite(media) is not None:
+    if media.sdes_theirs or shows_sdes(media):
         flags.append("SDES")
     if mono.tag:
         flags.append("initialized")
@@ -164,7 +164,11 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
         flags.append("recv")
     if media.rtcp_mux:
         flags.append("rtcp-mux")
-    if answerer and LITE_SELF not in media.flags and NOT_ICE_CONTROLLING not in media.flags:
+    if (
+        karl_controls(answerer, media)
+        and LITE_SELF not in media.flags
+        and NOT_ICE_CONTROLLING not in media.flags
+    ):
         # (an ICE-lite agent never controls)
         flags.append("ICE controlling")
     if TRANSCODING in media.flags:

@@ -128,13 +128,17 @@ def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia,
         offerer.flags.add(DECLINED)  # (an offer without DTLS, answered: no DTLS in re-offers to it)
         return False
     remote = offerer.dtls_remote_setup
-    if remote in (ACTPASS, None) and offerer.dtls_keys and offerer.dtls_setup in (ACTIVE, PASSIVE):
-        pass  # a re-offer of a leg keyed already: Karl keeps its role (a browser refuses a switch)
-    elif remote == ACTIVE:
+    if remote == ACTIVE:
         offerer.dtls_setup = PASSIVE
     elif remote == PASSIVE:
         offerer.dtls_setup = ACTIVE
-    elif opts.dtls == PASSIVE or REVERSE_PASSIVE in offerer.flags:
+    elif opts.dtls == PASSIVE:
+        offerer.dtls_setup = PASSIVE
+    elif offerer.dtls_setup in (ACTIVE, PASSIVE):
+        # a re-offer of a leg whose roles were settled: Karl keeps its role, as 10.5 does (also before
+        # the handshake is done; a browser refuses a switch), unless this answer says `DTLS=passive`
+        pass
+    elif REVERSE_PASSIVE in offerer.flags:
         offerer.dtls_setup = PASSIVE
     else:
         offerer.dtls_setup = ACTIVE

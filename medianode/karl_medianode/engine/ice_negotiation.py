@@ -31,6 +31,12 @@ LITE_PEER = "ice-lite-peer"
 PARTY_ICE = "ice-party"
 """Media flag: the party's leg is an ICE leg (10.5's ICE flag of the media): its last SDP carried
 ICE, or Karl's last offer or answer to it did."""
+RESTARTED_CONTROLLED = "ice-restart-controlled"
+"""Media flag: the party restarted ICE in an offer, so it controls: Karl is the controlled agent
+towards it from then on (10.5 takes `ICE controlling` off its media), whoever answered first."""
+RESTARTED_CONTROLLING = "ice-restart-controlling"
+"""Media flag: the other party's offer restarted ICE: Karl controls towards this party (10.5 shows
+`ICE controlling` on its media, also when it is no ICE leg)."""
 SETTLED = "ice-settled"
 """Media flag: `PARTY_ICE` was set once (10.5's `initialized`): offers to the party follow it, not the
 offerer's ICE."""
@@ -58,9 +64,17 @@ def _note_party(media: MediaState, ice: bool) -> None:
         media.flags.discard(PARTY_ICE)
 
 
-def take_remote(media: MediaState, media_in: InboundMedia, offer: bool) -> None:
+def karl_controls(answerer: bool, media: MediaState) -> bool:
+    """Whether Karl is the controlling agent towards the party of `media` (`answerer`: that party
+    answered first, which decides it until an ICE restart)."""
+    if RESTARTED_CONTROLLING in media.flags:
+        return True
+    return answerer and RESTARTED_CONTROLLED not in media.flags
+
+
+def take_remote(media: MediaState, media_in: InboundMedia, offer: bool) -> bool:
     """The party's ICE credentials and candidates from its SDP (none: it is no ICE agent). New
-    credentials in an offer are a restart: Karl answers it with new ones of its own."""
+    credentials in an offer are a restart: Karl answers it with new ones of its own (returns True)."""
     credentials = media_in.ice_credentials if media_in.is_rtp or media_in.is_udp else None
     media.flags.discard(LITE_PEER)
     if credentials is not None and media_in.ice_lite:
@@ -68,13 +82,15 @@ def take_remote(media: MediaState, media_in: InboundMedia, offer: bool) -> None:
     if credentials is None:
         media.ice_remote_ufrag = media.ice_remote_pwd = None
         media.ice_candidates = []
-        return
+        return False
     ufrag, pwd = credentials
-    if offer and media.ice_remote_ufrag is not None and media.ice_remote_ufrag != ufrag and media.ice:
+    restarted = offer and media.ice_remote_ufrag is not None and media.ice_remote_ufrag != ufrag and media.ice
+    if restarted:
         restart = IceCredentials.new()
         media.ice_ufrag, media.ice_pwd = restart.ufrag, restart.pwd
     media.ice_remote_ufrag, media.ice_remote_pwd = ufrag, pwd
     media.ice_candidates = list(media_in.candidates)
+    return restarted
 
 
 def _ensure_local(media: MediaState) -> None:
@@ -90,6 +106,16 @@ def _stop(media: MediaState) -> None:
     if media.ice_ufrag is not None and media.ice_pwd is not None:
         media.ice_kept_ufrag, media.ice_kept_pwd = media.ice_ufrag, media.ice_pwd
     media.ice_ufrag = media.ice_pwd = None
+
+
+def offers_ice(answerer: MediaState, opts: NgOptions, offered: bool) -> bool:
+    """Whether an offer (`offered`: it carries ICE) gives the answerer an ICE leg (see the module)."""
+    return _offers_ice(answerer, opts, offered)
+
+
+def answers_with_ice(offerer: MediaState, opts: NgOptions) -> bool:
+    """Whether the answer to the offerer gives it an ICE leg (its offer carried ICE, or `force`)."""
+    return _wants_ice(opts, offerer.ice_remote_ufrag is not None)
 
 
 def _offers_ice(answerer: MediaState, opts: NgOptions, offered: bool) -> bool:
@@ -112,7 +138,12 @@ def on_offer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, 
                 media.flags.add(LITE_SELF)
             else:
                 media.flags.discard(LITE_SELF)
-    take_remote(offerer, media_in, offer=True)
+    if take_remote(offerer, media_in, offer=True):
+        # the restarting offerer controls now: Karl is controlled towards it, controlling towards the other
+        offerer.flags.add(RESTARTED_CONTROLLED)
+        offerer.flags.discard(RESTARTED_CONTROLLING)
+        answerer.flags.add(RESTARTED_CONTROLLING)
+        answerer.flags.discard(RESTARTED_CONTROLLED)
     _note_party(offerer, offerer.ice_remote_ufrag is not None)
     if offerer.ice_remote_ufrag is None:
         _stop(offerer)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.deadlines import Deadlines
 from karl_medianode.engine.effects import Effect, SendDatagram, SetPeer
-from karl_medianode.engine.ice_negotiation import LITE_PEER, LITE_SELF
+from karl_medianode.engine.ice_negotiation import LITE_PEER, LITE_SELF, karl_controls
 from karl_medianode.ice.agent import Address, IceAgent, IceState, Selected, StateChanged
 from karl_medianode.ice.credentials import IceCredentials
 
@@ -89,7 +89,7 @@ class IceSessions:
                 # Karl controls towards the party it offered to, and towards an ICE-lite party
                 lite_peer = LITE_PEER in media.flags
                 lite_self = LITE_SELF in media.flags
-                controlling = (mono.answerer or lite_peer) and not lite_self
+                controlling = (karl_controls(mono.answerer, media) or lite_peer) and not lite_self
                 agent = entry.agents.get(key)
                 if (
                     agent is None

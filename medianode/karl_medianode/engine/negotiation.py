@@ -133,7 +133,10 @@ def negotiate_offer(
             and not new_endpoint.is_unspecified
             and previous != new_endpoint
         )
-        if port_changed and not opts.port_latching and b_sockets.rtp is not None:
+        # (new ports towards the answerer for an offerer that moved, as 10.5, unless that is an ICE leg:
+        # ICE keeps its ports)
+        ice_leg = ice.offers_ice(b_media, opts, media_in.ice_credentials is not None)
+        if port_changed and not opts.port_latching and b_sockets.rtp is not None and not ice_leg:
             wiring.close_sockets(b_sockets)
         wiring.ensure_sockets(call, b_sockets, single=require or b_media.rtcp_mux)
         a_sockets = call.media_ports(offerer, a_media)
@@ -209,8 +212,10 @@ def negotiate_answer(
             and not new_endpoint.is_unspecified
             and previous != new_endpoint
             and not opts.port_latching
+            and not ice.answers_with_ice(a_media, opts)
         ):
-            # the answerer moved (e.g. 200 OK after 183 from elsewhere): new ports towards the offerer
+            # the answerer moved (e.g. 200 OK after 183 from elsewhere): new ports towards the offerer,
+            # unless that is an ICE leg (ICE keeps its ports, as in 10.5)
             wiring.close_sockets(call.media_ports(offerer, a_media))
         protocol = a_media.protocol
         if opts.transport_protocol == "accept":
@@ -250,8 +255,10 @@ def negotiate_answer(
         b_sockets = call.media_ports(answerer, b_media)
         wiring.ensure_sockets(call, b_sockets, single=False)
         wiring.configure_party(b_sockets, b_media, media_in, opts)
-        osrtp.forget_refusal(b_media)
         offered_lines = a_media.sdes_pending + b_media.sdes_ours
+        if offered_lines or media_in.has_crypto:
+            # (a refusal stands until the party is offered keys again: 10.5's `query` goes on showing it)
+            osrtp.forget_refusal(b_media)
         if osrtp.OSRTP in b_media.flags and is_secure(received.protocol):
             b_media.flags.discard(osrtp.OSRTP)  # taken up under the secure profile itself: no longer OSRTP
         elif osrtp.OSRTP in b_media.flags and media_in is received and media_in.is_rtp:

@@ -61,6 +61,22 @@ REFUSED_SUITE = "osrtp-refused:"
 `query` goes on showing `SDES` and that suite for it)."""
 
 
+SUITE_ONLY = "osrtp-refused-suite-only"
+"""Media flag: after refusing keys, the party offered DTLS without keys itself: 10.5 shows no `SDES`
+on its media any more but goes on showing the refused suite on its streams."""
+
+
+def offered_without_keys(media: MediaState) -> None:
+    """The party's own offer carried DTLS and no `a=crypto` (see `SUITE_ONLY`)."""
+    if refused_suite(media) is not None:
+        media.flags.add(SUITE_ONLY)
+
+
+def shows_sdes(media: MediaState) -> bool:
+    """`query`'s `SDES` flag for a party that refused keys."""
+    return refused_suite(media) is not None and SUITE_ONLY not in media.flags
+
+
 def refused(media: MediaState, first_offered: list[str] | None = None) -> None:
     """The party answered an OSRTP offer plain: plain on its leg from now on. `first_offered`: the
     `a=crypto` values it was offered (their first suite is what `query` shows, as in 10.5)."""
@@ -75,6 +91,7 @@ def refused(media: MediaState, first_offered: list[str] | None = None) -> None:
 
 def forget_refusal(media: MediaState) -> None:
     media.flags -= {flag for flag in media.flags if flag.startswith(REFUSED_SUITE)}
+    media.flags.discard(SUITE_ONLY)
 
 
 def refused_suite(media: MediaState) -> str | None:

@@ -32,7 +32,7 @@ from karl_core.sdp.sdes import (
     parse_crypto,
 )
 from karl_core.session import MediaState
-from karl_medianode.engine.osrtp import opportunistic
+from karl_medianode.engine.osrtp import offered_without_keys, opportunistic
 from karl_medianode.engine.rewrite.inbound import InboundMedia
 from karl_medianode.engine.rewrite.srtp_boundary import is_dtls, is_secure
 
@@ -151,6 +151,18 @@ def karl_extras(
     return [choices.line(first + index, suite, key_source) for index, suite in enumerate(suites)]
 
 
+def dtls_only(media: MediaState) -> bool:
+    """The party offered DTLS-SRTP without `a=crypto` lines (a browser calling): 10.5 offers it no SDES
+    keys next to its DTLS from then on. (A party that answered DTLS to Karl's keys and fingerprint is
+    offered the keys it refused again, see `karl_offer`.)"""
+    return (
+        bool(media.dtls_fingerprints)
+        and not media.sdes_theirs
+        and not media.sdes_pending
+        and not media.sdes_refused
+    )
+
+
 def usable_offer(crypto: list[str], choices: SdesChoices) -> bool:
     """Whether a secure offer carries a line Karl can terminate (else Karl could answer with no key)."""
     return any((attribute := _parsed(value)) is not None and choices.allows(attribute) for value in crypto)
@@ -186,6 +198,9 @@ def on_offer(
     answerer.sdes_pending = []  # (lines of an offer it made earlier: answered, or superseded by this one)
     if dtls_offerer:
         clear(offerer)
+        offerer.sdes_refused = []  # (its own DTLS offer without keys: no SDES offered to it from now on)
+        if not media_in.has_crypto:
+            offered_without_keys(offerer)
         if is_secure(answerer.protocol) and not choices.off:
             answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices, answerer)
             return list(answerer.sdes_ours)
@@ -207,7 +222,7 @@ def on_offer(
         # the offerer's SRTP ends here: its lines wait for the answer; the answerer gets plain RTP
         offerer.sdes_pending = list(media_in.crypto[:MAX_LINES])
         return []
-    if is_secure(answerer.protocol) and not is_secure(media_in.protocol):
+    if is_secure(answerer.protocol) and not is_secure(media_in.protocol) and not dtls_only(answerer):
         # Karl's SRTP towards the answerer (also next to DTLS on a UDP/TLS profile, as 10.5 offers
         # it): its keys offered (the same ones on a re-offer)
         answerer.sdes_ours = karl_offer(answerer.sdes_ours, key_source, choices, answerer)
