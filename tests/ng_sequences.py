@@ -1053,6 +1053,11 @@ def _codec_option_edges() -> Iterator[Sequence]:
     formats and the received codec lines in place; an answer's own strip/except apply to what it lists
     (a mask there does nothing); an answer with nothing in common with the offer sent on."""
     yield seq(
+        "codec_payload_type_listed_twice",
+        call_setup(A(audio(6000, "0 8 0")), B(audio(7000, "8 8"))),
+        doc="an offer's twice-listed type is passed on as it is; an answer's goes back once (10.5)",
+    )
+    yield seq(
         "codec_mask_takes_orphaned_dtmf_and_cn",
         call_setup(
             A(audio(6000, "0 111 13 101", _OPUS, "a=rtpmap:13 CN/8000")),

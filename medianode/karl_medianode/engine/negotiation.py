@@ -371,7 +371,7 @@ def answered_codecs(
         answerer.codecs = kept + [c for c in media_in.codecs if c.payload_type not in known]
     else:
         stored = {c.payload_type for c in store}
-        kept = [c for c in own if c.payload_type in stored]
+        kept = _once_each([c for c in own if c.payload_type in stored])
     if kept:
         offerer.offered_payload_types = [c.payload_type for c in kept]
         return without_orphans(kept, touched)
@@ -388,6 +388,17 @@ def answered_codecs(
         c.payload_type for c in own if c not in given
     ]
     return without_orphans(given, touched)
+
+
+def _once_each(codecs: list[Codec]) -> list[Codec]:
+    """A payload type an answer lists twice (`m=audio 7000 RTP/AVP 8 8`) goes back once (10.5)."""
+    seen: set[int] = set()
+    result = []
+    for codec in codecs:
+        if codec.payload_type not in seen:
+            seen.add(codec.payload_type)
+            result.append(codec)
+    return result
 
 
 def advertised_ports(sockets: MediaPorts, is_rtp: bool, muxed: bool) -> tuple[int, int | None]:
