@@ -1389,6 +1389,39 @@ def _multi_media() -> Iterator[Sequence]:
     )
 
 
+_T38_LINES = (
+    "a=T38FaxVersion:0",
+    "a=T38MaxBitRate:14400",
+    "a=T38FaxRateManagement:transferredTCF",
+    "a=T38FaxUdpEC:t38UDPRedundancy",
+)
+
+
+def _t38_same_ports() -> Iterator[Sequence]:
+    """Audio switched to T.38 and back on the same m= line and the same ports (found by the generated
+    calls whose media lines change): 10.5 keeps Karl's ports, and `transport-protocol` does not touch
+    the `udptl` line."""
+    fax = M(port=6000, kind="image", proto="udptl", fmts="t38", lines=_T38_LINES)
+    fax_back = M(port=7000, kind="image", proto="udptl", fmts="t38", lines=_T38_LINES)
+    yield seq(
+        "t38_reinvite_on_the_same_ports",
+        call_setup(),
+        offer(A(fax, version="2890844527"), tt=TT, note="re-INVITE to T.38, same port: the same ports"),
+        answer(B(fax_back, version="2")),
+        offer(A(version="2890844528"), tt=TT, note="back to audio"),
+        answer(B(version="3")),
+        query(),
+    )
+    yield seq(
+        "t38_reinvite_with_transport_protocol",
+        call_setup(offer_opts={"transport-protocol": "RTP/AVP"}),
+        offer(
+            A(fax, version="2890844527"), {"transport-protocol": "RTP/AVP"}, tt=TT, note="udptl stays udptl"
+        ),
+        answer(B(fax_back, version="2"), {"transport-protocol": "RTP/AVP"}),
+    )
+
+
 def _ice_party(port: int, ufrag: str, *, zero: bool = False, version: str = "1", callee: bool = False) -> str:
     """A party that speaks ICE (its credentials and a host candidate per component)."""
     host = B_IP if callee else A_IP
@@ -1515,6 +1548,7 @@ def _ice_and_protocols() -> Iterator[Sequence]:
         offer(A(), {"ICE": "force"}, note="same INVITE again: same ufrag/pwd/ports"),
     )
     yield from _ice_across_reoffers()
+    yield from _t38_same_ports()
     yield seq("ice_lite_forward_plain_offer", call_setup(offer_opts={"ICE-lite": "forward"}), query())
     yield seq("ice_lite_backward", call_setup(ICE_OFFER, B(), {"ICE-lite": "backward"}), query())
     yield seq("ice_lite_both", call_setup(ICE_OFFER, B(), {"ICE-lite": "both"}), query())

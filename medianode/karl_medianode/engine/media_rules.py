@@ -249,6 +249,9 @@ def advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint | 
     """Where the party's SDP said its media is (none while on hold: 0.0.0.0), in canonical form."""
     sockets = call.ports.get((mono.uid, media.index))
     peer = sockets.rtp.sdp_peer if sockets is not None and sockets.rtp is not None else None
+    if peer is None and media.sdp_address is not None and media.sdp_port:
+        # (new sockets towards the party, not pointed anywhere yet: its SDP's address is still known)
+        peer = Endpoint(media.sdp_address, media.sdp_port)
     if peer is None or peer.is_unspecified:
         return None
     try:

@@ -54,11 +54,9 @@ def negotiate_offer(
         b_media = ensure_media(answerer, media_in)
         previous = advertised_of(call, offerer, a_media)
         if a_media.media_type != media_in.media_type:
-            # a different kind of media on this m= line (e.g. T.38 re-INVITE): new sockets both sides
-            wiring.close_sockets(call.media_ports(offerer, a_media))
-            wiring.close_sockets(call.media_ports(answerer, b_media))
+            # a different kind of media on this m= line (e.g. T.38 re-INVITE): the sockets stay, as in
+            # 10.5 (new ones only where a party moves to another port, as for any re-offer)
             b_media.ptime = None
-            previous = None
         store = codec_store_before_offer(a_media, b_media) if opts.reuse_codecs else None
         update_media_from_sdp(a_media, media_in, opts)
         if media_in is not received:
@@ -77,7 +75,7 @@ def negotiate_offer(
             # until it answers, the other side is expected to mirror the offered direction
             b_media.send, b_media.recv = a_media.recv, a_media.send
         wanted = opts.transport_protocol
-        if wanted is not None and wanted != "accept":
+        if wanted is not None and wanted != "accept" and (media_in.is_rtp or media_in.rejected):
             b_media.protocol = wanted
             b_media.flags.discard(osrtp.OSRTP)
         elif not (
