@@ -1,9 +1,9 @@
-"""Side-by-side sequences (see `ng_sequences`) made by a seeded generator, in nine groups with a seed
+"""Side-by-side sequences (see `ng_sequences`) made by a seeded generator, in ten groups with a seed
 each: plain calls (the common case), calls with the codec, rtcp-mux and address options of offer and
 answer, the shapes of a SIP dialog (early media, forks, re-INVITEs from either side, CANCEL; two
 groups), SDES-SRTP and OSRTP between a phone and the proxy, the options that rewrite the SDP, the
-same with ICE parties and every `ICE` option, a browser bridged to a SIP phone, and media lines
-that change across re-INVITEs.
+same with ICE parties and every `ICE` option, a browser bridged to a SIP phone, media lines that
+change across re-INVITEs, and media control commands along a dialog.
 
 The hand-written sequences each probe one rule; these combine the features of a plain SIP call at
 random — the codecs offered and their order, `a=ptime`, direction, where `c=` stands, `a=rtcp`, a
@@ -816,10 +816,78 @@ def _media_lines_sequence(number: int, rng: random.Random) -> Sequence:
     )
 
 
+# ---- the tenth group: media control commands along a dialog -------------------------------------
+
+CONTROL_SEED = 20261215
+CONTROL_COUNT = 50
+
+_CONTROL_COMMANDS = (
+    "block media",
+    "unblock media",
+    "silence media",
+    "unsilence media",
+    "block DTMF",
+    "unblock DTMF",
+)
+"""(Recording and forwarding are commands Karl does not do yet, answered as docs/compatibility.md says:
+they are left out here.)"""
+
+
+def _control_target(rng: random.Random) -> dict[str, Any]:
+    """Whom a command names: the call, a party by tag, by label or address, all of them, or nobody."""
+    return rng.choice(
+        [
+            {},
+            {"from-tag": FT},
+            {"from-tag": TT},
+            {"from-tag": "nosuchtag"},
+            {"to-tag": TT},
+            {"label": "caller"},
+            {"label": "nobody"},
+            {"address": "127.0.1.10"},
+            {"flags": ["all"]},
+        ]
+    )
+
+
+def _control_sequence(number: int, rng: random.Random) -> Sequence:
+    """Media control commands (block/unblock media and DTMF, silence and unsilence) at any
+    point of a dialog — before the answer, after it, between re-INVITEs, after the delete — aimed at
+    the call, a party by tag, label or address, all, or nobody; `query` on the way."""
+    labels = rng.random() < 0.5
+    offer_options = {"label": "caller"} if labels else {}
+    answer_options = {"label": "callee"} if labels else {}
+    steps: list[Request] = [offer(A(), offer_options, note="INVITE")]
+
+    def commands(count: int) -> None:
+        for _ in range(count):
+            command = rng.choice(_CONTROL_COMMANDS)
+            target = _control_target(rng)
+            call = None if rng.random() < 0.05 else "@CALL@"
+            steps.append(
+                Request({"command": command, **({"call-id": call} if call else {}), **target}, note=command)
+            )
+
+    commands(rng.randint(0, 2))
+    steps.append(answer(B(), answer_options, note="200 OK"))
+    commands(rng.randint(1, 3))
+    if rng.random() < 0.5:
+        steps.append(offer(A(version="2890844527"), offer_options, tt=TT, note="re-INVITE"))
+        steps.append(answer(B(version="3344556678"), answer_options))
+        commands(rng.randint(0, 2))
+    steps.append(query())
+    steps.append(delete({"delete-delay": 0}))
+    if rng.random() < 0.4:
+        commands(1)  # after the call is gone
+    return Sequence(
+        f"generated_control_{number:02d}", tuple(steps), doc=f"seed {CONTROL_SEED}, number {number}"
+    )
+
+
 KNOWN_GAPS: dict[str, str] = {}
 """Generated sequences that show a difference not fixed yet, with the difference: strict expected
 failures (one that passes fails the run, so its mark goes once the difference is fixed). Eight of
-the nine groups found differences on their first run, all fixed since: kept sockets of a rejected
+the ten groups found differences on their first run, all fixed since: kept sockets of a rejected
 media and of forks, codec options, the keys of a re-offer after a refused OSRTP offer (and, by
 hand-written sequences next to it, a plain offer answered with keys), `media-address` on a hold by
 0.0.0.0, ICE across re-offers, a browser's re-INVITEs (ports, keys, DTLS roles, ICE restarts), T.38
@@ -845,7 +913,9 @@ def _generate() -> tuple[Sequence, ...]:
     webrtc = tuple(_webrtc_sequence(number, rng) for number in range(WEBRTC_COUNT))
     rng = random.Random(MEDIA_LINES_SEED)
     media_lines = tuple(_media_lines_sequence(number, rng) for number in range(MEDIA_LINES_COUNT))
-    return plain + with_options + dialogs + more + secure + rewrite + ice + webrtc + media_lines
+    rng = random.Random(CONTROL_SEED)
+    control = tuple(_control_sequence(number, rng) for number in range(CONTROL_COUNT))
+    return plain + with_options + dialogs + more + secure + rewrite + ice + webrtc + media_lines + control
 
 
 GENERATED: tuple[Sequence, ...] = _generate()
