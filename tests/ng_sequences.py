@@ -1777,6 +1777,45 @@ def _learning_flags() -> Iterator[Sequence]:
     )
 
 
+def _rtcp_mux_across_reoffers(mux_a: str, mux_b: str, plain_a: str, plain_b: str) -> Iterator[Sequence]:
+    """rtcp-mux across re-offers, as 10.5 (found by the generated rtcp-mux calls, then probed): one port
+    towards a party that must get a pair now gets a new pair (Karl advertised an RTCP port of port + 1
+    it did not hold before); a muxing party's `a=rtcp` naming its RTP port (RFC 5761) leaves its RTCP
+    stream without an advertised endpoint."""
+    again_a = A(audio(6000, "0 101", "a=rtcp-mux"), version="2890844527")
+    again_plain_b = B(audio(7000, "0 101"), version="3344556678")
+    yield seq(
+        "rtcp_mux_demux_single_port_then_rejected",
+        call_setup(mux_a, plain_b, {"rtcp-mux": ["demux"]}),
+        offer(
+            again_a, {"rtcp-mux": ["reject"]}, tt=TT, note="the caller's mux refused now: a new pair to it"
+        ),
+        answer(again_plain_b),
+        query(),
+    )
+    yield seq(
+        "rtcp_mux_required_single_port_then_offered",
+        call_setup(mux_a, plain_b, {"rtcp-mux": ["require"]}),
+        offer(
+            again_a,
+            {"rtcp-mux": ["offer"]},
+            tt=TT,
+            note="mux offered, not required: a new pair to the callee",
+        ),
+        answer(again_plain_b),
+        query(),
+    )
+    rtcp_on_rtp = B(audio(7000, "0 101", "a=rtcp-mux", "a=rtcp:7000"))
+    yield seq(
+        "rtcp_mux_rtcp_attribute_names_the_rtp_port",
+        call_setup(plain_a, rtcp_on_rtp, {"rtcp-mux": ["offer"]}),
+        query(note="the callee's RTCP stream: filled, no endpoints"),
+        offer(A(audio(6000, "0 101"), version="2890844527"), {"rtcp-mux": ["offer"]}, tt=TT),
+        answer(B(audio(7000, "0 101", "a=rtcp-mux"), version="3344556678")),
+        query(note="without a=rtcp: port + 1"),
+    )
+
+
 def _rtcp_mux() -> Iterator[Sequence]:
     mux_a = A(audio(6000, "0 101", "a=rtcp-mux"))
     mux_b = B(audio(7000, "0 101", "a=rtcp-mux"))
@@ -1789,6 +1828,7 @@ def _rtcp_mux() -> Iterator[Sequence]:
             call_setup(mux_a, mux_b, {"rtcp-mux": [mode]}),
             query(),
         )
+    yield from _rtcp_mux_across_reoffers(mux_a, mux_b, plain_a, plain_b)
     yield seq("rtcp_mux_offer_plain_offerer_accepted", call_setup(plain_a, mux_b, {"rtcp-mux": ["offer"]}))
     yield seq("rtcp_mux_offer_plain_offerer_refused", call_setup(plain_a, plain_b, {"rtcp-mux": ["offer"]}))
     yield seq("rtcp_mux_demux_plain_answerer", call_setup(mux_a, plain_b, {"rtcp-mux": ["demux"]}))

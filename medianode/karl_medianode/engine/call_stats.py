@@ -46,7 +46,7 @@ def _stream_dict(
     if muxed and rtcp:
         flags.append("fallback RTCP")  # an RTCP socket kept while RTCP rides on the RTP port
     sdp_endpoint = stream.sdp_peer
-    if seen.endpoint is not None or sdp_endpoint is not None:
+    if seen.endpoint is not None or sdp_endpoint is not None or stream.rtcp_on_rtp_port:
         flags.append("filled")
     if seen.confirmed:
         flags.append("confirmed")
@@ -62,7 +62,9 @@ def _stream_dict(
         "local address": stream.local_ip,
         "family": "IPv6" if ":" in stream.local_ip else "IPv4",
         "endpoint": _endpoint_dict(endpoint),
-        "advertised endpoint": _endpoint_dict(stream.ice_zero_address or sdp_endpoint),
+        "advertised endpoint": _endpoint_dict(
+            None if stream.rtcp_on_rtp_port else stream.ice_zero_address or sdp_endpoint
+        ),
         "last packet": int(seen.last_packet) if seen.last_packet else fallback_time,
         "flags": flags,
     }
@@ -92,8 +94,10 @@ def _rtcp_entry_without_socket(
     if sdp_endpoint is not None and advertised is not None:
         address = sdp_endpoint.address if advertised.is_unspecified else advertised.address
         rtcp_endpoint = Endpoint(address, advertised.port)
+        if muxed and advertised.port == sdp_endpoint.port:
+            rtcp_endpoint = None  # (its `a=rtcp` named its RTP port, RFC 5761: 10.5 shows no endpoint)
     flags = ["RTCP", "fallback RTCP"] if muxed else ["RTCP"]
-    if rtcp_endpoint:
+    if rtcp_endpoint or (muxed and advertised is not None):
         flags.append("filled")
     entry: dict[str, Any] = {
         "local port": 0,

@@ -136,7 +136,12 @@ def negotiate_offer(
         ice_leg = ice.offers_ice(b_media, opts, media_in.ice_credentials is not None)
         if port_changed and not opts.port_latching and b_sockets.rtp is not None and not ice_leg:
             wiring.close_sockets(b_sockets)
-        wiring.ensure_sockets(call, b_sockets, single=require or b_media.rtcp_mux)
+        b_single = require or b_media.rtcp_mux
+        if media_in.is_rtp and not b_single and b_sockets.rtp is not None and b_sockets.rtcp is None:
+            # one port towards the answerer (rtcp-mux required or taken before), a pair needed now:
+            # a new pair, as 10.5 gives (never an RTCP port Karl does not hold)
+            wiring.close_sockets(b_sockets)
+        wiring.ensure_sockets(call, b_sockets, single=b_single)
         a_sockets = call.media_ports(offerer, a_media)
         # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
         a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
@@ -246,6 +251,10 @@ def negotiate_answer(
             if opts.single_codec:
                 codecs = single_codec(codecs)
         a_sockets = call.media_ports(offerer, a_media)
+        if media_in.is_rtp and not a_media.rtcp_mux and a_sockets.rtp is not None and a_sockets.rtcp is None:
+            # one port towards an offerer whose rtcp-mux is not taken now: a new pair, as 10.5 gives
+            # (never an RTCP port Karl does not hold)
+            wiring.close_sockets(a_sockets)
         fresh = a_sockets.rtp is None
         wiring.ensure_sockets(call, a_sockets, single=False)
         if fresh:

@@ -67,6 +67,9 @@ class StreamSpec:
     """1: RTP (RTCP too with rtcp-mux); 2: a dedicated RTCP socket."""
     sdp_peer: Endpoint | None = None
     """The party's address as its SDP gave it, also an unspecified one (hold)."""
+    rtcp_on_rtp_port: bool = False
+    """An RTCP socket whose party muxes and gave its RTP port in `a=rtcp` (RFC 5761): 10.5 lists it with
+    no advertised endpoint and leaves its endpoint as it was (`sdp_peer`)."""
     ice_zero_address: Endpoint | None = None
     """An ICE party's SDP gave this unspecified address (`c=0.0.0.0`): ICE does not read it as a hold,
     so `sdp_peer` stays where it was (as in 10.5, whose `query` shows this as the advertised endpoint
@@ -111,6 +114,7 @@ class StreamSpec:
             self.party,
             self.component,
             self.sdp_peer,
+            self.rtcp_on_rtp_port,
             self.ice_zero_address,
             self.policy,
             self.signalled,

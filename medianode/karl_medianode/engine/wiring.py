@@ -85,9 +85,17 @@ class StreamWiring:
             stream.policy = policy_for(learning, opts.asymmetric, opts.strict_source, opts.media_handover)
             stream.signalled = now
             stream.signals += 1
+        rtcp_on_rtp_port = (
+            media_in.rtcp_mux
+            and media_in.rtcp is not None
+            and endpoint is not None
+            and media_in.rtcp.port == endpoint.port
+        )
+        if sockets.rtcp is not None:
+            sockets.rtcp.rtcp_on_rtp_port = rtcp_on_rtp_port
         for spec, peer in ((sockets.rtp, endpoint), (sockets.rtcp, rtcp_endpoint)):
-            if spec is None:
-                continue
+            if spec is None or (spec.is_rtcp and rtcp_on_rtp_port):
+                continue  # (see StreamSpec.rtcp_on_rtp_port)
             kept = spec.sdp_peer
             zero = peer is not None and peer.is_unspecified
             if media_in.has_ice and zero and kept is not None and not kept.is_unspecified:
