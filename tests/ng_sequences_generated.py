@@ -960,9 +960,8 @@ def _mux_sequence(number: int, rng: random.Random) -> Sequence:
 
 
 _MUX_FLIPS = (
-    "rtcp-mux changed more than once across re-offers (a muxing offer rejected again, a party that "
-    "stops muxing twice): 10.5 gives the offerer new ports again in the answer, Karl keeps those of the "
-    "first change"
+    "a leg that went from one port (rtcp-mux) to a pair: 10.5 gives it new ports again at every later "
+    "re-INVITE, Karl keeps the pair it took"
 )
 KNOWN_GAPS: dict[str, str] = {
     "generated_mux_04": _MUX_FLIPS,
