@@ -17,6 +17,7 @@ must pass unchanged.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from ng_sequences import B2, FT, TT, TT2, A, B, M, Request, Sequence, answer, delete, offer, query
@@ -426,6 +427,14 @@ def _secure_sequence(number: int, rng: random.Random) -> Sequence:
     )
 
 
+def _query_and_delete(steps: list[Request], name: str, seed: int, *, ft: str | None = None) -> Sequence:
+    """A generated call's end: `query`, then `delete` (its statistics), as a named sequence."""
+    steps.append(query())
+    steps.append(delete({"delete-delay": 0}, ft=ft))
+    number = name.rsplit("_", 1)[1]
+    return Sequence(name, tuple(steps), doc=f"seed {seed}, number {int(number)}")
+
+
 # ---- the sixth group: what offer and answer rewrite in the SDP, and how re-offers carry it on ------
 
 REWRITE_SEED = 20261211
@@ -552,13 +561,9 @@ def _rewrite_sequence(number: int, rng: random.Random, ice: bool = False) -> Seq
             )
         if rng.random() < 0.3:
             steps.append(query())
-    steps.append(query())
-    steps.append(delete({"delete-delay": 0}))
     if ice:
-        return Sequence(f"generated_ice_{number:02d}", tuple(steps), doc=f"seed {ICE_SEED}, number {number}")
-    return Sequence(
-        f"generated_rewrite_{number:02d}", tuple(steps), doc=f"seed {REWRITE_SEED}, number {number}"
-    )
+        return _query_and_delete(steps, f"generated_ice_{number:02d}", ICE_SEED)
+    return _query_and_delete(steps, f"generated_rewrite_{number:02d}", REWRITE_SEED)
 
 
 # ---- the eighth group: a browser (ICE, DTLS-SRTP, rtcp-mux) bridged to a plain SIP phone ----------
@@ -704,11 +709,7 @@ def _webrtc_sequence(number: int, rng: random.Random) -> Sequence:
                 steps.append(answer(browser_sdp(setup_answer, reply_direction), to_phone))
         if rng.random() < 0.3:
             steps.append(query())
-    steps.append(query())
-    steps.append(delete({"delete-delay": 0}))
-    return Sequence(
-        f"generated_webrtc_{number:02d}", tuple(steps), doc=f"seed {WEBRTC_SEED}, number {number}"
-    )
+    return _query_and_delete(steps, f"generated_webrtc_{number:02d}", WEBRTC_SEED)
 
 
 # ---- the ninth group: the media lines of a call across re-offers --------------------------------
@@ -809,11 +810,7 @@ def _media_lines_sequence(number: int, rng: random.Random) -> Sequence:
             steps.append(answer(callee_sdp(callee_version, reject), callee_options))
         if rng.random() < 0.4:
             steps.append(query())
-    steps.append(query())
-    steps.append(delete({"delete-delay": 0}, ft=FT))
-    return Sequence(
-        f"generated_media_lines_{number:02d}", tuple(steps), doc=f"seed {MEDIA_LINES_SEED}, number {number}"
-    )
+    return _query_and_delete(steps, f"generated_media_lines_{number:02d}", MEDIA_LINES_SEED, ft=FT)
 
 
 # ---- the tenth group: media control commands along a dialog -------------------------------------
@@ -954,9 +951,7 @@ def _mux_sequence(number: int, rng: random.Random) -> Sequence:
             steps.append(answer(callee_sdp, answer_options))
         if rng.random() < 0.4:
             steps.append(query())
-    steps.append(query())
-    steps.append(delete({"delete-delay": 0}))
-    return Sequence(f"generated_mux_{number:02d}", tuple(steps), doc=f"seed {MUX_SEED}, number {number}")
+    return _query_and_delete(steps, f"generated_mux_{number:02d}", MUX_SEED)
 
 
 _MUX_FLIPS = (
@@ -983,32 +978,28 @@ hand-written sequences next to it, a plain offer answered with keys), `media-add
 re-INVITEs on the same ports, a pair for a party on one port, `a=rtcp` on the RTP port."""
 
 
+_GROUPS: tuple[tuple[int, int, Callable[[int, random.Random], Sequence]], ...] = (
+    (SEED, COUNT, _sequence),
+    (OPTIONS_SEED, OPTIONS_COUNT, _option_sequence),
+    (DIALOG_SEED, DIALOG_COUNT, _dialog_sequence),
+    (MORE_DIALOG_SEED, MORE_DIALOG_COUNT, lambda number, rng: _dialog_sequence(number, rng, more=True)),
+    (SECURE_SEED, SECURE_COUNT, _secure_sequence),
+    (REWRITE_SEED, REWRITE_COUNT, _rewrite_sequence),
+    (ICE_SEED, ICE_COUNT, lambda number, rng: _rewrite_sequence(number, rng, ice=True)),
+    (WEBRTC_SEED, WEBRTC_COUNT, _webrtc_sequence),
+    (MEDIA_LINES_SEED, MEDIA_LINES_COUNT, _media_lines_sequence),
+    (CONTROL_SEED, CONTROL_COUNT, _control_sequence),
+    (MUX_SEED, MUX_COUNT, _mux_sequence),
+)
+"""The groups in order: each its own seed (a random stream of its own), count and maker."""
+
+
 def _generate() -> tuple[Sequence, ...]:
-    rng = random.Random(SEED)
-    plain = tuple(_sequence(number, rng) for number in range(COUNT))
-    rng = random.Random(OPTIONS_SEED)
-    with_options = tuple(_option_sequence(number, rng) for number in range(OPTIONS_COUNT))
-    rng = random.Random(DIALOG_SEED)
-    dialogs = tuple(_dialog_sequence(number, rng) for number in range(DIALOG_COUNT))
-    rng = random.Random(MORE_DIALOG_SEED)
-    more = tuple(_dialog_sequence(number, rng, more=True) for number in range(MORE_DIALOG_COUNT))
-    rng = random.Random(SECURE_SEED)
-    secure = tuple(_secure_sequence(number, rng) for number in range(SECURE_COUNT))
-    rng = random.Random(REWRITE_SEED)
-    rewrite = tuple(_rewrite_sequence(number, rng) for number in range(REWRITE_COUNT))
-    rng = random.Random(ICE_SEED)
-    ice = tuple(_rewrite_sequence(number, rng, ice=True) for number in range(ICE_COUNT))
-    rng = random.Random(WEBRTC_SEED)
-    webrtc = tuple(_webrtc_sequence(number, rng) for number in range(WEBRTC_COUNT))
-    rng = random.Random(MEDIA_LINES_SEED)
-    media_lines = tuple(_media_lines_sequence(number, rng) for number in range(MEDIA_LINES_COUNT))
-    rng = random.Random(CONTROL_SEED)
-    control = tuple(_control_sequence(number, rng) for number in range(CONTROL_COUNT))
-    rng = random.Random(MUX_SEED)
-    mux = tuple(_mux_sequence(number, rng) for number in range(MUX_COUNT))
-    return (
-        plain + with_options + dialogs + more + secure + rewrite + ice + webrtc + media_lines + control + mux
-    )
+    made: list[Sequence] = []
+    for seed, count, make in _GROUPS:
+        rng = random.Random(seed)
+        made.extend(make(number, rng) for number in range(count))
+    return tuple(made)
 
 
 GENERATED: tuple[Sequence, ...] = _generate()

@@ -320,6 +320,27 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _put_set(data: dict[str, Any], items: tuple[tuple[str, object], ...]) -> None:
+    """A compact document's optional keys: each value that is not None (the reader's default)."""
+    for key, value in items:
+        if value is not None:
+            data[key] = value
+
+
+def _put_true(data: dict[str, Any], items: tuple[tuple[str, bool], ...]) -> None:
+    """A compact document's flags: each one that is set (False is the reader's default)."""
+    for key, value in items:
+        if value:
+            data[key] = True
+
+
+def _put_lists(data: dict[str, Any], items: tuple[tuple[str, list[str]], ...]) -> None:
+    """A compact document's lists: each one that is not empty (the reader's default), copied."""
+    for key, values in items:
+        if values:
+            data[key] = list(values)
+
+
 @dataclass(slots=True)
 class MediaState:
     """One `m=` line of one party: what it offered/answered and the proxy's sockets towards it."""
@@ -418,12 +439,14 @@ class MediaState:
             data["recv"] = False
         if self.ptime is not None:
             data["ptime"] = self.ptime
-        if self.rejected:
-            data["rejected"] = True
-        if self.rtcp_mux_offered:
-            data["rtcp_mux_offered"] = True
-        if self.rtcp_mux:
-            data["rtcp_mux"] = True
+        _put_true(
+            data,
+            (
+                ("rejected", self.rejected),
+                ("rtcp_mux_offered", self.rtcp_mux_offered),
+                ("rtcp_mux", self.rtcp_mux),
+            ),
+        )
         if self.advertised_rtcp is not None:
             data["advertised_rtcp"] = self.advertised_rtcp.to_dict()
         if self.mid is not None:
@@ -438,33 +461,34 @@ class MediaState:
             data["sdp_address"] = self.sdp_address
         if self.sdp_port:
             data["sdp_port"] = self.sdp_port
-        for name, values in (
-            ("sdes_ours", self.sdes_ours),
-            ("sdes_theirs", self.sdes_theirs),
-            ("sdes_pending", self.sdes_pending),
-            ("sdes_refused", self.sdes_refused),
-            ("ice_candidates", self.ice_candidates),
-            ("dtls_fingerprints", self.dtls_fingerprints),
-            ("dtls_keys", self.dtls_keys),
-            ("dtls_rtcp_keys", self.dtls_rtcp_keys),
-        ):
-            if values:
-                data[name] = list(values)
-        if self.sdes_tag is not None:
-            data["sdes_tag"] = self.sdes_tag
-        for name, value in (
-            ("ice_ufrag", self.ice_ufrag),
-            ("ice_pwd", self.ice_pwd),
-            ("ice_remote_ufrag", self.ice_remote_ufrag),
-            ("ice_remote_pwd", self.ice_remote_pwd),
-            ("ice_kept_ufrag", self.ice_kept_ufrag),
-            ("ice_kept_pwd", self.ice_kept_pwd),
-            ("dtls_setup", self.dtls_setup),
-            ("dtls_hash", self.dtls_hash),
-            ("dtls_remote_setup", self.dtls_remote_setup),
-        ):
-            if value is not None:
-                data[name] = value
+        _put_lists(
+            data,
+            (
+                ("sdes_ours", self.sdes_ours),
+                ("sdes_theirs", self.sdes_theirs),
+                ("sdes_pending", self.sdes_pending),
+                ("sdes_refused", self.sdes_refused),
+                ("ice_candidates", self.ice_candidates),
+                ("dtls_fingerprints", self.dtls_fingerprints),
+                ("dtls_keys", self.dtls_keys),
+                ("dtls_rtcp_keys", self.dtls_rtcp_keys),
+            ),
+        )
+        _put_set(
+            data,
+            (
+                ("sdes_tag", self.sdes_tag),
+                ("ice_ufrag", self.ice_ufrag),
+                ("ice_pwd", self.ice_pwd),
+                ("ice_remote_ufrag", self.ice_remote_ufrag),
+                ("ice_remote_pwd", self.ice_remote_pwd),
+                ("ice_kept_ufrag", self.ice_kept_ufrag),
+                ("ice_kept_pwd", self.ice_kept_pwd),
+                ("dtls_setup", self.dtls_setup),
+                ("dtls_hash", self.dtls_hash),
+                ("dtls_remote_setup", self.dtls_remote_setup),
+            ),
+        )
         return data
 
     @classmethod
@@ -549,41 +573,31 @@ class Monologue:
     def to_dict(self) -> dict[str, Any]:
         """Compact: what `from_dict` reads as its default is left out (see `CallState.to_dict`)."""
         data: dict[str, Any] = {"uid": self.uid}
-        if self.answerer:
-            data["answerer"] = True
-        if self.removed:
-            data["removed"] = True
+        _put_true(data, (("answerer", self.answerer), ("removed", self.removed)))
         if self.former_partners:
             data["former_partners"] = list(self.former_partners)
         if self.tag:
             data["tag"] = self.tag
         if self.created:
             data["created"] = self.created
-        for name, value in (
-            ("label", self.label),
-            ("via_branch", self.via_branch),
-            ("partner", self.partner),
-        ):
-            if value is not None:
-                data[name] = value
+        _put_set(data, (("label", self.label), ("via_branch", self.via_branch), ("partner", self.partner)))
         if self.medias:
             data["medias"] = [m.to_dict() for m in self.medias]
-        for key, kept in (
-            ("last_sdp", self.last_sdp),
-            ("sdp_version", self.sdp_version),
-            ("sdp_username", self.sdp_username),
-            ("sdp_session_name", self.sdp_session_name),
-            ("last_sdp_out", self.last_sdp_out),
-            ("deleted_at", self.deleted_at),
-        ):
-            if kept is not None:
-                data[key] = kept
-        if self.blocked:
-            data["blocked"] = True
-        if self.silenced:
-            data["silenced"] = True
-        if self.dtmf_blocked:
-            data["dtmf_blocked"] = True
+        _put_set(
+            data,
+            (
+                ("last_sdp", self.last_sdp),
+                ("sdp_version", self.sdp_version),
+                ("sdp_username", self.sdp_username),
+                ("sdp_session_name", self.sdp_session_name),
+                ("last_sdp_out", self.last_sdp_out),
+                ("deleted_at", self.deleted_at),
+            ),
+        )
+        _put_true(
+            data,
+            (("blocked", self.blocked), ("silenced", self.silenced), ("dtmf_blocked", self.dtmf_blocked)),
+        )
         return data
 
     @classmethod
@@ -687,18 +701,16 @@ class CallState:
         }
         if self.next_uid != 1:
             data["next_uid"] = self.next_uid
-        if self.answered:
-            data["answered"] = True
-        if self.blocked:
-            data["blocked"] = True
-        if self.silenced:
-            data["silenced"] = True
-        if self.dtmf_blocked:
-            data["dtmf_blocked"] = True
-        if self.deleted_at is not None:
-            data["deleted_at"] = self.deleted_at
-        if self.ended_at is not None:
-            data["ended_at"] = self.ended_at
+        _put_true(
+            data,
+            (
+                ("answered", self.answered),
+                ("blocked", self.blocked),
+                ("silenced", self.silenced),
+                ("dtmf_blocked", self.dtmf_blocked),
+            ),
+        )
+        _put_set(data, (("deleted_at", self.deleted_at), ("ended_at", self.ended_at)))
         if self.quality:
             data["quality"] = self.quality
         if self.nodes:
