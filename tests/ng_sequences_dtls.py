@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 from ng_sequences import (
     A_IP,
+    B2,
     DTMF_LINES,
     FT,
     TT,
+    TT2,
     UNSUPPORTED_SUITES,
     WEBRTC_OFFER,
     A,
@@ -231,6 +233,23 @@ def _browser_and_phone_reoffers() -> Iterator[Sequence]:
         ),
         query(note="no SDES now; the suite still shown"),
         offer(A(version="2890844529"), BRIDGE_TO_BROWSER, tt=TT, note="no keys to it any more"),
+    )
+    yield seq(
+        "webrtc_browser_call_answered_by_a_second_fork",
+        offer(browser(), {**TO_PHONE, "rtcp-mux": ["accept"]}, note="the browser calls a forked phone"),
+        answer(phone(), TO_BROWSER, note="183 from fork 1: rtcp-mux kept for the browser"),
+        answer(B2(M(port=7100)), TO_BROWSER, tt=TT2, note="200 OK from fork 2: a pair and a new ICE agent"),
+    )
+    yield seq(
+        "webrtc_phone_call_answered_by_a_second_browser_fork",
+        offer(A(), {**TO_BROWSER, "SDES": ["off"]}, note="the phone calls two forked browsers"),
+        answer(browser("active"), TO_PHONE, note="183 from browser 1"),
+        answer(
+            browser("active").replace("m=audio 6000", "m=audio 7100"),
+            TO_PHONE,
+            tt=TT2,
+            note="200 OK from browser 2: its rtcp-mux to the phone, as 10.5 writes it",
+        ),
     )
     yield seq(
         "webrtc_dtls_role_kept_on_a_browser_reoffer",

@@ -33,7 +33,7 @@ from karl_medianode.engine.rewrite.inbound import InboundMedia, InboundSdp
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
 from karl_medianode.engine.rewrite.srtp_boundary import is_secure
 from karl_medianode.engine.streams import MediaPorts
-from karl_medianode.engine.wiring import StreamWiring
+from karl_medianode.engine.wiring import NEW_FORK, StreamWiring
 
 MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
 
@@ -245,6 +245,12 @@ def negotiate_answer(
         else:
             a_media.rtcp_mux = offered_mux and media_in.rtcp_mux
         a_media.rtcp_mux = a_media.rtcp_mux and media_in.is_rtp
+        if NEW_FORK in a_media.flags:
+            # a new fork answering: 10.5 gives the offerer's new sockets the fork's rtcp-mux, whatever
+            # the offer and its options said, and a new ICE agent (new credentials)
+            a_media.flags.discard(NEW_FORK)
+            a_media.rtcp_mux = media_in.is_rtp and media_in.rtcp_mux
+            a_media.ice_ufrag = a_media.ice_pwd = a_media.ice_kept_ufrag = a_media.ice_kept_pwd = None
         codecs: list[Codec] | None = None
         if media_in.is_rtp:
             codecs = answered_codecs(b_media, a_media, store, media_in, opts)

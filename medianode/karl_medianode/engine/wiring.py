@@ -170,10 +170,15 @@ class StreamWiring:
                 sockets.rtp.jitter_buffer = jitter_buffer and media.is_rtp
 
 
+NEW_FORK = "new-fork"
+"""Media flag, for the length of one answer: a new fork answers and the offerer gets new sockets for it
+(see `negotiation.negotiate_answer`)."""
+
+
 def switch_fork(call: Call, offerer: Monologue, current: Monologue, answering: Monologue | None) -> None:
     """Another fork answers the offerer: the offerer's sockets of the current fork are kept, idle, for
     it, and the answering fork gets its own kept ones back (None, or none kept: new ones are made)."""
-    for (uid, _index), sockets in call.ports.items():
+    for (uid, index), sockets in call.ports.items():
         if uid != offerer.uid:
             continue
         if answering is not None and answering.uid not in sockets.branches:
@@ -181,3 +186,5 @@ def switch_fork(call: Call, offerer: Monologue, current: Monologue, answering: M
         sockets.park_branch(current.uid)
         if answering is not None:
             sockets.resume_branch(answering.uid)
+        elif 0 < index <= len(offerer.medias):
+            offerer.medias[index - 1].flags.add(NEW_FORK)
