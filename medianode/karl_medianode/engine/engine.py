@@ -448,6 +448,7 @@ class CallEngine:
             if answerer is not None:
                 answerer.tag = opts.to_tag  # 10.5 renames the party of a known via-branch
         partner = state.partner_of(offerer)
+        new_fork = False
         if answerer is None:
             if partner is not None and not partner.tag:
                 answerer = partner
@@ -462,6 +463,7 @@ class CallEngine:
                         for media in answerer.medias:
                             media.flags.add(NOT_ICE_CONTROLLING)
                     switch_fork(call, offerer, partner, None)
+                    new_fork = True
         elif partner is not None and partner is not answerer:
             switch_fork(call, offerer, partner, answerer)  # an earlier fork answers again
         pair(offerer, answerer, state)
@@ -471,7 +473,7 @@ class CallEngine:
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
         state.answered = True
-        medias_out = negotiate_answer(self.wiring, call, offerer, answerer, inbound, opts)
+        medias_out = negotiate_answer(self.wiring, call, offerer, answerer, inbound, opts, new_fork)
         unmanaged_sockets(self.wiring, call, answerer, offerer, inbound, opts, answer=True)
         mirror_directions(answerer, offerer, len(inbound.medias))
         note_answer(call, offerer, answerer, medias_out)

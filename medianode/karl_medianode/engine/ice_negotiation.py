@@ -108,17 +108,13 @@ def _stop(media: MediaState) -> None:
     media.ice_ufrag = media.ice_pwd = None
 
 
-def offers_ice(answerer: MediaState, opts: NgOptions, offered: bool) -> bool:
-    """Whether an offer (`offered`: it carries ICE) gives the answerer an ICE leg (see the module)."""
-    return _offers_ice(answerer, opts, offered)
-
-
 def answers_with_ice(offerer: MediaState, opts: NgOptions) -> bool:
     """Whether the answer to the offerer gives it an ICE leg (its offer carried ICE, or `force`)."""
     return _wants_ice(opts, offerer.ice_remote_ufrag is not None)
 
 
-def _offers_ice(answerer: MediaState, opts: NgOptions, offered: bool) -> bool:
+def offers_ice(answerer: MediaState, opts: NgOptions, offered: bool) -> bool:
+    """Whether an offer (`offered`: it carries ICE) gives the answerer an ICE leg (see the module)."""
     if opts.ice in (Ice.FORCE, Ice.FORCE_RELAY):
         return True
     if opts.ice is Ice.REMOVE:
@@ -150,7 +146,7 @@ def on_offer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, 
     if not media_in.is_udp or media_in.rejected:
         _stop(answerer)
         return False
-    wanted = _offers_ice(answerer, opts, media_in.ice_credentials is not None)
+    wanted = offers_ice(answerer, opts, media_in.ice_credentials is not None)
     _note_party(answerer, wanted)
     if not wanted:
         _stop(answerer)
@@ -166,7 +162,7 @@ def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia,
     _note_party(answerer, answerer.ice_remote_ufrag is not None)
     if answerer.ice_remote_ufrag is None or not offered:
         _stop(answerer)  # Karl offered no ICE, or the party did not take it up: plain RTP on this leg
-    if media_in.rejected or not _wants_ice(opts, offerer.ice_remote_ufrag is not None):
+    if media_in.rejected or not answers_with_ice(offerer, opts):
         _stop(offerer)
         if not media_in.rejected:
             _note_party(offerer, False)

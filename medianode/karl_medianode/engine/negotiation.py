@@ -33,7 +33,7 @@ from karl_medianode.engine.rewrite.inbound import InboundMedia, InboundSdp
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
 from karl_medianode.engine.rewrite.srtp_boundary import is_secure
 from karl_medianode.engine.streams import MediaPorts
-from karl_medianode.engine.wiring import NEW_FORK, StreamWiring
+from karl_medianode.engine.wiring import StreamWiring
 
 MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
 
@@ -137,10 +137,8 @@ def negotiate_offer(
         if port_changed and not opts.port_latching and b_sockets.rtp is not None and not ice_leg:
             wiring.close_sockets(b_sockets)
         b_single = require or b_media.rtcp_mux
-        if media_in.is_rtp and not b_single and b_sockets.rtp is not None and b_sockets.rtcp is None:
-            # one port towards the answerer (rtcp-mux required or taken before), a pair needed now:
-            # a new pair, as 10.5 gives (never an RTCP port Karl does not hold)
-            wiring.close_sockets(b_sockets)
+        if media_in.is_rtp and not b_single:
+            wiring.drop_single_port(b_sockets)  # (rtcp-mux required or taken before, not now)
         wiring.ensure_sockets(call, b_sockets, single=b_single)
         a_sockets = call.media_ports(offerer, a_media)
         # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
@@ -195,7 +193,9 @@ def negotiate_answer(
     answerer: Monologue,
     inbound: InboundSdp,
     opts: NgOptions,
+    new_fork: bool = False,
 ) -> list[OutboundMedia]:
+    """`new_fork`: the answerer is a fork answering after another (the offerer has new sockets for it)."""
     out: list[OutboundMedia] = []
     for received in inbound.medias:
         b_media = ensure_media(answerer, received)
@@ -245,10 +245,9 @@ def negotiate_answer(
         else:
             a_media.rtcp_mux = offered_mux and media_in.rtcp_mux
         a_media.rtcp_mux = a_media.rtcp_mux and media_in.is_rtp
-        if NEW_FORK in a_media.flags:
-            # a new fork answering: 10.5 gives the offerer's new sockets the fork's rtcp-mux, whatever
-            # the offer and its options said, and a new ICE agent (new credentials)
-            a_media.flags.discard(NEW_FORK)
+        if new_fork:
+            # 10.5 gives the offerer's new sockets the fork's rtcp-mux, whatever the offer and its
+            # options said, and a new ICE agent (new credentials)
             a_media.rtcp_mux = media_in.is_rtp and media_in.rtcp_mux
             a_media.ice_ufrag = a_media.ice_pwd = a_media.ice_kept_ufrag = a_media.ice_kept_pwd = None
         codecs: list[Codec] | None = None
@@ -257,10 +256,8 @@ def negotiate_answer(
             if opts.single_codec:
                 codecs = single_codec(codecs)
         a_sockets = call.media_ports(offerer, a_media)
-        if media_in.is_rtp and not a_media.rtcp_mux and a_sockets.rtp is not None and a_sockets.rtcp is None:
-            # one port towards an offerer whose rtcp-mux is not taken now: a new pair, as 10.5 gives
-            # (never an RTCP port Karl does not hold)
-            wiring.close_sockets(a_sockets)
+        if media_in.is_rtp and not a_media.rtcp_mux:
+            wiring.drop_single_port(a_sockets)  # (its rtcp-mux is not taken now)
         fresh = a_sockets.rtp is None
         wiring.ensure_sockets(call, a_sockets, single=False)
         if fresh:

@@ -55,6 +55,12 @@ class StreamWiring:
         if len(ports) == 2:
             sockets.rtcp = StreamSpec(ports[1], ip, call.call_id, None, component=2)
 
+    def drop_single_port(self, sockets: MediaPorts) -> None:
+        """One port (rtcp-mux) where a pair is needed now: let it go, so that `ensure_sockets` makes a
+        new pair, as 10.5 does (never an `a=rtcp` port Karl does not hold)."""
+        if sockets.rtp is not None and sockets.rtcp is None:
+            self.close_sockets(sockets)
+
     @staticmethod
     def close_sockets(sockets: MediaPorts) -> None:
         """Stop using these sockets (closed when the change commits; kept if it fails)."""
@@ -170,15 +176,10 @@ class StreamWiring:
                 sockets.rtp.jitter_buffer = jitter_buffer and media.is_rtp
 
 
-NEW_FORK = "new-fork"
-"""Media flag, for the length of one answer: a new fork answers and the offerer gets new sockets for it
-(see `negotiation.negotiate_answer`)."""
-
-
 def switch_fork(call: Call, offerer: Monologue, current: Monologue, answering: Monologue | None) -> None:
     """Another fork answers the offerer: the offerer's sockets of the current fork are kept, idle, for
     it, and the answering fork gets its own kept ones back (None, or none kept: new ones are made)."""
-    for (uid, index), sockets in call.ports.items():
+    for (uid, _index), sockets in call.ports.items():
         if uid != offerer.uid:
             continue
         if answering is not None and answering.uid not in sockets.branches:
@@ -186,5 +187,3 @@ def switch_fork(call: Call, offerer: Monologue, current: Monologue, answering: M
         sockets.park_branch(current.uid)
         if answering is not None:
             sockets.resume_branch(answering.uid)
-        elif 0 < index <= len(offerer.medias):
-            offerer.medias[index - 1].flags.add(NEW_FORK)
