@@ -1814,6 +1814,41 @@ def _rtcp_mux_across_reoffers(mux_a: str, mux_b: str, plain_a: str, plain_b: str
         answer(B(audio(7000, "0 101", "a=rtcp-mux"), version="3344556678")),
         query(note="without a=rtcp: port + 1"),
     )
+    rejected = {"rtcp-mux": ["reject"]}
+    yield seq(
+        "rtcp_mux_pair_made_from_one_port_is_made_anew_each_time",
+        call_setup(mux_a, plain_b, {"rtcp-mux": ["demux"]}),
+        offer(again_a, rejected, tt=TT, note="the caller's mux refused: a new pair to it"),
+        answer(again_plain_b),
+        offer(
+            A(audio(6000, "0 101", "a=rtcp-mux"), version="2890844528"),
+            rejected,
+            tt=TT,
+            note="the same again: 10.5's endpoint map still counts one port, so another new pair",
+        ),
+        answer(B(audio(7000, "0 101"), version="3344556679")),
+        query(),
+        offer(
+            A(audio(6000, "0 101", "a=rtcp-mux"), version="2890844529"),
+            rejected,
+            tt=TT,
+            note="and again",
+        ),
+        answer(B(audio(7000, "0 101"), version="3344556680")),
+        query(),
+    )
+    yield seq(
+        "rtcp_mux_rtcp_attribute_names_the_rtp_port_later",
+        call_setup(mux_a, plain_b, {"rtcp-mux": ["demux"]}),
+        offer(
+            A(audio(6000, "0 101", "a=rtcp-mux", "a=rtcp:6000"), version="2890844527"),
+            {"rtcp-mux": ["offer"]},
+            tt=TT,
+            note="the caller's a=rtcp now names its RTP port",
+        ),
+        answer(again_plain_b, {"rtcp-mux": ["demux"]}),
+        query(note="its RTCP stream keeps the endpoint of before (port + 1), none advertised"),
+    )
 
 
 def _rtcp_mux() -> Iterator[Sequence]:

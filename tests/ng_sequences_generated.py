@@ -954,28 +954,15 @@ def _mux_sequence(number: int, rng: random.Random) -> Sequence:
     return _query_and_delete(steps, f"generated_mux_{number:02d}", MUX_SEED)
 
 
-_MUX_FLIPS = (
-    "a leg that went from one port (rtcp-mux) to a pair: 10.5 gives it new ports again at every later "
-    "re-INVITE, Karl keeps the pair it took"
-)
-KNOWN_GAPS: dict[str, str] = {
-    "generated_mux_04": _MUX_FLIPS,
-    "generated_mux_24": _MUX_FLIPS,
-    "generated_mux_28": _MUX_FLIPS,
-    "generated_mux_49": _MUX_FLIPS,
-    "generated_mux_27": (
-        "a muxing caller on one port (`demux`) whose re-offer names its RTP port in a=rtcp: 10.5's query "
-        "goes on showing the RTCP endpoint of before, Karl shows none"
-    ),
-}
+KNOWN_GAPS: dict[str, str] = {}
 """Generated sequences that show a difference not fixed yet, with the difference: strict expected
 failures (one that passes fails the run, so its mark goes once the difference is fixed). Nine of
-the eleven groups found differences on their first run, all fixed since but five rtcp-mux calls
-listed here: kept sockets of a rejected
+the eleven groups found differences on their first run, all fixed since: kept sockets of a rejected
 media and of forks, codec options, the keys of a re-offer after a refused OSRTP offer (and, by
 hand-written sequences next to it, a plain offer answered with keys), `media-address` on a hold by
 0.0.0.0, ICE across re-offers, a browser's re-INVITEs (ports, keys, DTLS roles, ICE restarts), T.38
-re-INVITEs on the same ports, a pair for a party on one port, `a=rtcp` on the RTP port."""
+re-INVITEs on the same ports, a pair for a party on one port (made anew at each later exchange, as
+10.5 does), `a=rtcp` on the RTP port."""
 
 
 _GROUPS: tuple[tuple[int, int, Callable[[int, random.Random], Sequence]], ...] = (

@@ -397,3 +397,15 @@ def test_clone_of_an_empty_call() -> None:
     call = CallState("empty", created=1.0, last_signal=1.0)
     copied = call.clone()
     assert copied == call and _shared_mutables(call, copied) == []
+
+
+def test_the_socket_history_of_a_media_reads_back_and_is_left_out_at_its_default() -> None:
+    """How many ports a party's sockets were first made with, and the RTCP endpoint kept while its
+    `a=rtcp` names its RTP port (10.5's rules for later exchanges), go with the call's state."""
+    media = MediaState(
+        1, "audio", "RTP/AVP", ports_made_for=1, rtcp_endpoint_kept=Endpoint("192.0.2.1", 4001)
+    )
+    document = media.to_dict()
+    assert document["ports_made_for"] == 1
+    assert MediaState.from_dict(json.loads(json.dumps(document))) == media
+    assert not {"ports_made_for", "rtcp_endpoint_kept"} & set(MediaState(1, "audio", "RTP/AVP").to_dict())

@@ -398,6 +398,14 @@ class MediaState:
     # without rtcp-mux, the keys of the second handshake, on the RTCP port (RFC 5764 4.2), which
     # protect the SRTCP there (schema 7; same form as `dtls_keys`)
     dtls_rtcp_keys: list[str] = field(default_factory=list)
+    ports_made_for: int = 0
+    """How many ports (1 with rtcp-mux, else 2) the sockets towards this party were first made with,
+    as 10.5's endpoint map keeps it; 0: none yet, or made before the party's peer was known. 10.5
+    gives a map made for one port that must give a pair a new pair each time it is asked, never
+    raising its count: Karl copies that (schema 7)."""
+    rtcp_endpoint_kept: Endpoint | None = None
+    """The RTCP endpoint of the party's earlier SDP, kept while it muxes and its `a=rtcp` names its RTP
+    port (RFC 5761): 10.5 leaves its RTCP stream's endpoint as it was then (schema 7)."""
 
     def copy(self) -> MediaState:
         """A deep copy (see `CallState.clone`): every list and set copied, codecs and streams too."""
@@ -461,6 +469,10 @@ class MediaState:
             data["sdp_address"] = self.sdp_address
         if self.sdp_port:
             data["sdp_port"] = self.sdp_port
+        if self.ports_made_for:
+            data["ports_made_for"] = self.ports_made_for
+        if self.rtcp_endpoint_kept is not None:
+            data["rtcp_endpoint_kept"] = self.rtcp_endpoint_kept.to_dict()
         _put_lists(
             data,
             (
@@ -530,6 +542,8 @@ class MediaState:
             dtls_remote_setup=_optional_str(data.get("dtls_remote_setup")),
             dtls_keys=[str(x) for x in data.get("dtls_keys", [])],
             dtls_rtcp_keys=[str(x) for x in data.get("dtls_rtcp_keys", [])],
+            ports_made_for=int(data.get("ports_made_for", 0)),
+            rtcp_endpoint_kept=Endpoint.from_dict(data.get("rtcp_endpoint_kept")),
         )
 
 

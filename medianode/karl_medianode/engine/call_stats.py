@@ -85,17 +85,21 @@ def _rtcp_entry_without_socket(
     advertised: Endpoint | None = None,
     *,
     muxed: bool = True,
+    kept: Endpoint | None = None,
 ) -> dict[str, Any]:
     """A single port: rtpengine still lists an RTCP stream, with local port 0, at the party's `a=rtcp`
     port (its address unless that is unspecified), else the RTP port + 1; a "fallback RTCP" one when
-    RTCP is multiplexed, a plain one when the party did not take up the rtcp-mux it was required to."""
+    RTCP is multiplexed, a plain one when the party did not take up the rtcp-mux it was required to.
+    A muxing party's `a=rtcp` naming its RTP port leaves the endpoint as it was (`kept`) and none
+    advertised."""
     sdp_endpoint = rtp.sdp_peer
     rtcp_endpoint = Endpoint(sdp_endpoint.address, sdp_endpoint.port + 1) if sdp_endpoint else None
     if sdp_endpoint is not None and advertised is not None:
         address = sdp_endpoint.address if advertised.is_unspecified else advertised.address
         rtcp_endpoint = Endpoint(address, advertised.port)
-        if muxed and advertised.port == sdp_endpoint.port:
-            rtcp_endpoint = None  # (its `a=rtcp` named its RTP port, RFC 5761: 10.5 shows no endpoint)
+    advertised_endpoint = rtcp_endpoint
+    if sdp_endpoint is not None and advertised is not None and muxed and advertised.port == sdp_endpoint.port:
+        rtcp_endpoint, advertised_endpoint = kept, None  # (its `a=rtcp` named its RTP port, RFC 5761)
     flags = ["RTCP", "fallback RTCP"] if muxed else ["RTCP"]
     if rtcp_endpoint or (muxed and advertised is not None):
         flags.append("filled")
@@ -104,7 +108,7 @@ def _rtcp_entry_without_socket(
         "local address": rtp.local_ip,
         "family": "IPv6" if ":" in rtp.local_ip else "IPv4",
         "endpoint": _endpoint_dict(rtcp_endpoint),
-        "advertised endpoint": _endpoint_dict(rtcp_endpoint),
+        "advertised endpoint": _endpoint_dict(advertised_endpoint),
         "last packet": now,
         "flags": flags,
     }
@@ -208,7 +212,12 @@ def _media_dict(
         # (one socket without rtcp-mux: `rtcp-mux: require` to a party that answered without it)
         streams.append(
             _rtcp_entry_without_socket(
-                sockets.rtp, rtp_seen, now, media.advertised_rtcp, muxed=media.rtcp_mux
+                sockets.rtp,
+                rtp_seen,
+                now,
+                media.advertised_rtcp,
+                muxed=media.rtcp_mux,
+                kept=media.rtcp_endpoint_kept,
             )
         )
     if not streams and (media.rejected or mono.removed):

@@ -57,11 +57,28 @@ def update_media_from_sdp(media: MediaState, media_in: InboundMedia, opts: NgOpt
     if media_in.ptime is not None or media.media_type != media_in.media_type:
         media.ptime = media_in.ptime  # otherwise the earlier ptime of the media is remembered
     media.rejected = media_in.rejected
+    on_rtp_port = media_in.rtcp_mux and media_in.rtcp is not None and media_in.rtcp.port == media_in.port
+    media.rtcp_endpoint_kept = rtcp_endpoint_before(media) if on_rtp_port else None
     media.rtcp_mux_offered = media_in.rtcp_mux
     media.sdp_address = media_in.connection
     media.sdp_port = media_in.port
     media.advertised_rtcp = media_in.rtcp
     media.media_type = media_in.media_type
+
+
+def rtcp_endpoint_before(media: MediaState) -> Endpoint | None:
+    """Where the party's SDP so far put its RTCP: its `a=rtcp` (on the media's address where that
+    gives an unspecified one), else the RTP port + 1; what was kept, where that `a=rtcp` named the RTP
+    port of a muxing party."""
+    if media.sdp_address is None or not media.sdp_port:
+        return None
+    advertised = media.advertised_rtcp
+    if advertised is None:
+        return Endpoint(media.sdp_address, media.sdp_port + 1)
+    if media.rtcp_mux_offered and advertised.port == media.sdp_port:
+        return media.rtcp_endpoint_kept
+    address = media.sdp_address if advertised.is_unspecified else advertised.address
+    return Endpoint(address, advertised.port)
 
 
 def is_held(media_in: InboundMedia) -> bool:
@@ -242,7 +259,9 @@ def readvertise(sockets: MediaPorts, media: MediaState) -> None:
         rtcp = media.advertised_rtcp or Endpoint(endpoint.address, endpoint.port + 1)
         if rtcp.is_unspecified and not endpoint.is_unspecified:
             rtcp = Endpoint(endpoint.address, rtcp.port)  # `a=rtcp:9 IN IP4 0.0.0.0` (browsers)
-        sockets.rtcp.sdp_peer = rtcp
+        on_rtp_port = media.rtcp_mux_offered and rtcp.port == endpoint.port
+        sockets.rtcp.rtcp_on_rtp_port = on_rtp_port  # (see StreamSpec.rtcp_on_rtp_port)
+        sockets.rtcp.sdp_peer = media.rtcp_endpoint_kept if on_rtp_port else rtcp
 
 
 def advertised_of(call: Call, mono: Monologue, media: MediaState) -> Endpoint | None:

@@ -135,11 +135,12 @@ def negotiate_offer(
         # ICE keeps its ports)
         ice_leg = ice.offers_ice(b_media, opts, media_in.ice_credentials is not None)
         if port_changed and not opts.port_latching and b_sockets.rtp is not None and not ice_leg:
-            wiring.close_sockets(b_sockets)
+            wiring.new_ports_for(b_sockets, b_media)
         b_single = require or b_media.rtcp_mux
         if media_in.is_rtp and not b_single:
-            wiring.drop_single_port(b_sockets)  # (rtcp-mux required or taken before, not now)
+            wiring.drop_single_port(b_sockets, b_media)  # (rtcp-mux required or taken before, not now)
         wiring.ensure_sockets(call, b_sockets, single=b_single)
+        wiring.note_ports_made(b_sockets, b_media)
         a_sockets = call.media_ports(offerer, a_media)
         # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
         a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
@@ -219,7 +220,7 @@ def negotiate_answer(
         ):
             # the answerer moved (e.g. 200 OK after 183 from elsewhere): new ports towards the offerer,
             # unless that is an ICE leg (ICE keeps its ports, as in 10.5)
-            wiring.close_sockets(call.media_ports(offerer, a_media))
+            wiring.new_ports_for(call.media_ports(offerer, a_media), a_media)
         protocol = a_media.protocol
         if opts.transport_protocol == "accept":
             protocol = media_in.protocol
@@ -257,9 +258,11 @@ def negotiate_answer(
                 codecs = single_codec(codecs)
         a_sockets = call.media_ports(offerer, a_media)
         if media_in.is_rtp and not a_media.rtcp_mux:
-            wiring.drop_single_port(a_sockets)  # (its rtcp-mux is not taken now)
+            wiring.drop_single_port(a_sockets, a_media)  # (its rtcp-mux is not taken now)
         fresh = a_sockets.rtp is None
         wiring.ensure_sockets(call, a_sockets, single=False)
+        # (the offerer's sockets made with the offer, before its peer was known, count from here)
+        wiring.note_ports_made(a_sockets, a_media)
         if fresh:
             readvertise(a_sockets, a_media)
         b_sockets = call.media_ports(answerer, b_media)

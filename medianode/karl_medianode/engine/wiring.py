@@ -55,11 +55,34 @@ class StreamWiring:
         if len(ports) == 2:
             sockets.rtcp = StreamSpec(ports[1], ip, call.call_id, None, component=2)
 
-    def drop_single_port(self, sockets: MediaPorts) -> None:
-        """One port (rtcp-mux) where a pair is needed now: let it go, so that `ensure_sockets` makes a
-        new pair, as 10.5 does (never an `a=rtcp` port Karl does not hold)."""
-        if sockets.rtp is not None and sockets.rtcp is None:
+    def drop_single_port(self, sockets: MediaPorts, media: MediaState) -> None:
+        """A pair is needed now: one port (rtcp-mux) is let go, so that `ensure_sockets` makes a new
+        pair, as 10.5 does (never an `a=rtcp` port Karl does not hold). A pair first made as one port
+        is made anew each time (`MediaState.ports_made_for`), its streams otherwise as they were."""
+        if sockets.rtp is None:
+            return
+        if sockets.rtcp is None:
             self.close_sockets(sockets)
+        elif media.ports_made_for == 1:
+            ports = self.ports.reserve_pair()
+            if self.reserved is not None:
+                self.reserved += ports
+            sockets.rtp = sockets.rtp.copy()
+            sockets.rtcp = sockets.rtcp.copy()
+            sockets.rtp.port, sockets.rtcp.port = ports
+
+    @staticmethod
+    def new_ports_for(sockets: MediaPorts, media: MediaState) -> None:
+        """The party moved: its sockets go, and the next ones are made for its new address (10.5's
+        new endpoint map, whose count is that of the ports it is made with)."""
+        StreamWiring.close_sockets(sockets)
+        media.ports_made_for = 0
+
+    @staticmethod
+    def note_ports_made(sockets: MediaPorts, media: MediaState) -> None:
+        """Sockets towards a party with their first ports: how many they were made with."""
+        if media.ports_made_for == 0 and sockets.rtp is not None:
+            media.ports_made_for = 1 if sockets.rtcp is None else 2
 
     @staticmethod
     def close_sockets(sockets: MediaPorts) -> None:
@@ -187,3 +210,6 @@ def switch_fork(call: Call, offerer: Monologue, current: Monologue, answering: M
         sockets.park_branch(current.uid)
         if answering is not None:
             sockets.resume_branch(answering.uid)
+        for media in offerer.medias:
+            if media.index == _index:
+                media.ports_made_for = 0  # (counted again from the sockets the answer leaves it with)
