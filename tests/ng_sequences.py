@@ -1838,6 +1838,18 @@ def _rtcp_mux_across_reoffers(mux_a: str, mux_b: str, plain_a: str, plain_b: str
         query(),
     )
     yield seq(
+        "rtcp_mux_demux_towards_a_callee_that_muxes_already",
+        call_setup(mux_a, mux_b),
+        offer(
+            again_a,
+            {"rtcp-mux": ["demux"]},
+            tt=TT,
+            note="the callee muxes already: 10.5 requires rtcp-mux towards it, demux or not",
+        ),
+        answer(again_plain_b, note="it answers without: the caller's rtcp-mux follows, not kept"),
+        query(),
+    )
+    yield seq(
         "rtcp_mux_rtcp_attribute_names_the_rtp_port_later",
         call_setup(mux_a, plain_b, {"rtcp-mux": ["demux"]}),
         offer(

@@ -20,6 +20,7 @@ from ng_sequences import (
     M,
     Sequence,
     answer,
+    delete,
     kamailio,
     offer,
     query,
@@ -250,6 +251,50 @@ def _browser_and_phone_reoffers() -> Iterator[Sequence]:
             tt=TT2,
             note="200 OK from browser 2: its rtcp-mux to the phone, as 10.5 writes it",
         ),
+    )
+
+    def browser_answering_a_phone(port: int) -> str:
+        """A browser's answer to a phone's `0 8 101` offer: the phone's codecs, on its own port."""
+        body = browser("active").replace(
+            "m=audio 6000 UDP/TLS/RTP/SAVPF 111 0 8 126", f"m=audio {port} UDP/TLS/RTP/SAVPF 0 8 101"
+        )
+        for line in (
+            "a=rtpmap:111 opus/48000/2",
+            "a=rtcp-fb:111 transport-cc",
+            "a=fmtp:111 minptime=10;useinbandfec=1",
+        ):
+            body = body.replace(line + "\r\n", "")
+        return body.replace("a=rtpmap:126 telephone-event/8000", "a=rtpmap:101 telephone-event/8000")
+
+    second_browser = browser_answering_a_phone(7100)
+    yield seq(
+        "webrtc_phone_call_forked_to_two_browsers_both_answer",
+        offer(A(), {**TO_BROWSER, "SDES": ["off"]}, note="the phone calls two forked browsers"),
+        answer(browser_answering_a_phone(6000), TO_PHONE, note="200 OK from browser 1"),
+        answer(second_browser, TO_PHONE, tt=TT2, note="200 OK from browser 2: a forking race"),
+        query(
+            note="browser 2 on one port, Karl controlling towards it; the phone's RTCP stream keeps "
+            "the socket it had"
+        ),
+        delete({"delete-delay": 0}, ft=FT, tt=TT, note="browser 1 cancelled"),
+        query(note="browser 1's streams listed as muxed, its RTCP at its a=rtcp"),
+    )
+    yield seq(
+        "webrtc_browser_call_forked_phones_answer_in_turn",
+        offer(browser(), TO_PHONE, note="the browser calls two forked phones"),
+        answer(B(M(port=7000, fmts="0")), TO_BROWSER, note="183 from phone 1"),
+        answer(
+            B2(M(port=7100, fmts="0")),
+            TO_BROWSER,
+            tt=TT2,
+            note="200 OK from phone 2: new sockets to the browser",
+        ),
+        answer(
+            B(M(port=7000, fmts="0"), version="2"),
+            TO_BROWSER,
+            note="200 OK from phone 1: its sockets back, rtcp-mux as phone 2 left it, a new ICE agent",
+        ),
+        query(),
     )
     yield seq(
         "webrtc_dtls_role_kept_on_a_browser_reoffer",

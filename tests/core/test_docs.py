@@ -23,6 +23,9 @@ from karl_core.ng.options import parse_options
 from karl_medianode.engine import NOT_SUPPORTED, EngineSettings
 from karl_medianode.node import MediaNode, NodeSettings
 from ng_sequences import SEQUENCES, A, B
+from ng_sequences_generated import DELIBERATE as GENERATED_DELIBERATE
+from ng_sequences_generated import GENERATED
+from ng_sequences_generated import KNOWN_GAPS as GENERATED_GAPS
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -303,3 +306,18 @@ def test_side_by_side_figures_in_the_docs_are_current() -> None:
     else:
         assert "no sequence is an expected failure" in compatibility
     assert f"{total} request sequences" in README.read_text(encoding="utf-8")
+
+
+def test_generated_side_by_side_figures_in_the_docs_are_current() -> None:
+    """The generator's counts as docs/compatibility.md and the README give them, and every generated
+    expected failure explained there."""
+    total, gaps, deliberate = len(GENERATED), len(GENERATED_GAPS), len(GENERATED_DELIBERATE)
+    compatibility = COMPATIBILITY.read_text(encoding="utf-8")
+    assert f"makes {total} calls" in compatibility
+    assert f"{total - gaps - deliberate} match, {deliberate} match with one" in compatibility
+    assert f"and {gaps} are strict expected failures" in compatibility
+    assert f"and {total} more made by a seeded generator" in README.read_text(encoding="utf-8")
+    missing = sorted(name for name in GENERATED_GAPS if f"`{name}`" not in compatibility)
+    assert not missing, f"docs/compatibility.md does not explain these expected failures: {missing}"
+    assert not set(GENERATED_GAPS) & set(GENERATED_DELIBERATE)
+    assert set(GENERATED_GAPS) | set(GENERATED_DELIBERATE) <= {s.name for s in GENERATED}

@@ -379,3 +379,33 @@ def test_a_reoffer_that_fails_after_taking_up_parked_sockets_parks_them_again() 
     )
     assert _video_port(again) == video_port
     in_sync(engine)
+
+
+def muxed(port: int) -> str:
+    return sdp(port).replace("a=sendrecv\r\n", "a=sendrecv\r\na=rtcp-mux\r\n")
+
+
+def test_a_muxing_offerer_answered_by_a_second_fork_shares_its_rtcp_socket_and_nothing_leaks() -> None:
+    """As 10.5: the muxing offerer's sockets for a second fork are one port, its RTCP stream keeps the
+    socket it had (also kept, idle, for the first fork); the first fork answering again takes its
+    sockets back; nothing is opened twice, every port is closed with the call."""
+    engine = Engine()
+    body = {"call-id": "c", "from-tag": "A"}
+    engine.do(Command.OFFER, T0, **body, sdp=muxed(40000))
+    first = engine.do(Command.ANSWER, T0, **body, **{"to-tag": "B1"}, sdp=muxed(40002))
+    in_sync(engine)
+    second = engine.do(Command.ANSWER, T0, **body, **{"to-tag": "B2"}, sdp=muxed(40020))
+    in_sync(engine)
+    call = engine.core.calls["c"]
+    caller = call.state.by_tag("A")
+    assert caller is not None
+    sockets = call.ports[(caller.uid, 1)]
+    assert sockets.rtp is not None and sockets.rtcp is not None
+    assert m_port(second["sdp"]) == sockets.rtp.port != m_port(first["sdp"])
+    assert sockets.rtcp.port == m_port(first["sdp"]) + 1, "the RTCP stream keeps the socket it had"
+    again = engine.do(Command.ANSWER, T0, **body, **{"to-tag": "B1"}, sdp=muxed(40002))
+    assert m_port(again["sdp"]) == m_port(first["sdp"])
+    in_sync(engine)
+    engine.do(Command.DELETE, T0 + 1, **{"call-id": "c", "delete-delay": 0})
+    engine.tick(T0 + 1000)
+    assert not engine.media.open and not engine.ports.taken, "every socket is closed with the call"

@@ -119,14 +119,23 @@ def _rtcp_entry_without_socket(
 
 
 def _socketless_streams(media: MediaState, now: int) -> list[dict[str, Any]]:
-    """A rejected media (port 0) has stream entries but no sockets, as in rtpengine."""
+    """A rejected media (port 0) or a party deleted from the call has stream entries but no sockets,
+    as in rtpengine: a muxing party's as muxed ones, its RTCP at its `a=rtcp`."""
     result = []
+    muxed = media.rtcp_mux and not media.rejected
+    rtcp = media.advertised_rtcp if not media.rejected else None
     for component, kind in ((0, "RTP"), (1, "RTCP")):
         endpoint: dict[str, Any] = {}
         flags = [kind]
+        if muxed:
+            flags = ["RTCP", "RTP"] if component == 0 else ["RTCP", "fallback RTCP"]
         if media.sdp_address is not None:
             port = media.sdp_port + component if media.sdp_port else component
-            endpoint = _endpoint_dict(Endpoint(media.sdp_address, port))
+            address = media.sdp_address
+            if component == 1 and rtcp is not None and media.sdp_port:
+                port = rtcp.port
+                address = address if rtcp.is_unspecified else rtcp.address
+            endpoint = _endpoint_dict(Endpoint(address, port))
             flags.append("filled")
         result.append(
             {

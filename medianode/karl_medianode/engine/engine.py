@@ -55,7 +55,7 @@ from karl_medianode.engine.media_rules import (
     unmanaged_sockets,
 )
 from karl_medianode.engine.media_view import MediaView, Reading, StreamReading, dropped
-from karl_medianode.engine.negotiation import negotiate_answer, negotiate_offer
+from karl_medianode.engine.negotiation import ForkAnswer, negotiate_answer, negotiate_offer
 from karl_medianode.engine.parties import (
     apply_labels,
     branch_answering,
@@ -448,7 +448,7 @@ class CallEngine:
             if answerer is not None:
                 answerer.tag = opts.to_tag  # 10.5 renames the party of a known via-branch
         partner = state.partner_of(offerer)
-        new_fork = False
+        fork: ForkAnswer | None = None
         if answerer is None:
             if partner is not None and not partner.tag:
                 answerer = partner
@@ -460,12 +460,17 @@ class CallEngine:
                 if partner is not None:
                     answerer.medias = [copy_media_shell(m) for m in partner.medias]
                     if opts.ice is Ice.REMOVE:
+                        # (10.5 sets no role on a fork without ICE whose offerer has no agent either)
+                        speaks_ice = {m.index for m in inbound.medias if m.has_ice}
+                        speaks_ice |= {m.index for m in offerer.medias if m.ice}
                         for media in answerer.medias:
-                            media.flags.add(NOT_ICE_CONTROLLING)
-                    switch_fork(call, offerer, partner, None)
-                    new_fork = True
+                            if media.index not in speaks_ice:
+                                media.flags.add(NOT_ICE_CONTROLLING)
+                    switched = switch_fork(call, offerer, partner, None)
+                    fork = ForkAnswer(new=True, left=partner.uid, switched=switched)
         elif partner is not None and partner is not answerer:
-            switch_fork(call, offerer, partner, answerer)  # an earlier fork answers again
+            switched = switch_fork(call, offerer, partner, answerer)  # an earlier fork answers again
+            fork = ForkAnswer(new=False, left=partner.uid, switched=switched)
         pair(offerer, answerer, state)
         apply_labels(answerer, opts, answering=True)
         if not inbound.sdp.sessions:
@@ -473,7 +478,7 @@ class CallEngine:
         if inbound.rewrite_error or not inbound.medias:
             raise NgError(E.SDP_REWRITE_ERROR)
         state.answered = True
-        medias_out = negotiate_answer(self.wiring, call, offerer, answerer, inbound, opts, new_fork)
+        medias_out = negotiate_answer(self.wiring, call, offerer, answerer, inbound, opts, fork)
         unmanaged_sockets(self.wiring, call, answerer, offerer, inbound, opts, answer=True)
         mirror_directions(answerer, offerer, len(inbound.medias))
         note_answer(call, offerer, answerer, medias_out)

@@ -3,6 +3,8 @@ and ports, producing the media sections of the SDP sent on (sans-IO)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from karl_core.ng.options import Ice, NgOptions
 from karl_core.session import Codec, MediaState, Monologue
 from karl_medianode.engine import dtls_negotiation as dtls
@@ -36,6 +38,18 @@ from karl_medianode.engine.streams import MediaPorts
 from karl_medianode.engine.wiring import StreamWiring
 
 MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
+
+
+@dataclass(frozen=True)
+class ForkAnswer:
+    """An answer from another fork than the one that answered last: a `new` one (the offerer gets new
+    sockets for it) or an earlier one answering again (it gets back the ones kept for it); `left`:
+    the party (uid) of the fork that answered last; `switched`: the media (indexes) whose sockets
+    changed."""
+
+    new: bool
+    left: int | None
+    switched: frozenset[int] = frozenset()
 
 
 def negotiate_offer(
@@ -119,9 +133,10 @@ def negotiate_offer(
             mux_to_answerer = False
         if not media_in.is_rtp:
             mux_to_answerer = False
-        a_media.flags = {f for f in a_media.flags if not f.startswith("mux-")} | {
-            f"mux-{f}" for f in mux_flags
-        }
+        # (towards an answerer that muxes already 10.5 requires rtcp-mux, whatever the options said:
+        # `demux` then leaves the offerer's rtcp-mux to the answer, as without options)
+        decided = mux_flags - {"demux"} if b_media.rtcp_mux and media_in.is_rtp else mux_flags
+        a_media.flags = {f for f in a_media.flags if not f.startswith("mux-")} | {f"mux-{f}" for f in decided}
         require = "require" in mux_flags and media_in.is_rtp
         b_sockets = call.media_ports(answerer, b_media)
         new_endpoint = endpoint_of(media_in, opts)
@@ -194,9 +209,12 @@ def negotiate_answer(
     answerer: Monologue,
     inbound: InboundSdp,
     opts: NgOptions,
-    new_fork: bool = False,
+    fork: ForkAnswer | None = None,
 ) -> list[OutboundMedia]:
-    """`new_fork`: the answerer is a fork answering after another (the offerer has new sockets for it)."""
+    """`fork`: the answerer is another fork than the one that answered last (None: the same one)."""
+    new_fork = fork is not None and fork.new
+    resumed_fork = fork is not None and not fork.new
+    left_fork = fork.left if fork is not None else None
     out: list[OutboundMedia] = []
     for received in inbound.medias:
         b_media = ensure_media(answerer, received)
@@ -239,7 +257,12 @@ def negotiate_answer(
         mux_flags = {f[4:] for f in a_media.flags if f.startswith("mux-")}
         offered_mux = a_media.rtcp_mux_offered
         b_media.rtcp_mux = media_in.is_rtp and media_in.rtcp_mux
-        if "demux" in mux_flags or "accept" in mux_flags:
+        # (10.5 keeps the offerer's rtcp-mux as it is where the offer decided it, its "override", and
+        # an earlier fork answering again finds it as the fork that answered last left it)
+        overridden = not offered_mux or bool(mux_flags & {"demux", "accept", "reject"})
+        if resumed_fork and overridden:
+            pass
+        elif "demux" in mux_flags or "accept" in mux_flags:
             a_media.rtcp_mux = offered_mux
         elif "reject" in mux_flags:
             a_media.rtcp_mux = False
@@ -248,8 +271,10 @@ def negotiate_answer(
         a_media.rtcp_mux = a_media.rtcp_mux and media_in.is_rtp
         if new_fork:
             # 10.5 gives the offerer's new sockets the fork's rtcp-mux, whatever the offer and its
-            # options said, and a new ICE agent (new credentials)
+            # options said
             a_media.rtcp_mux = media_in.is_rtp and media_in.rtcp_mux
+        if new_fork or (fork is not None and received.index in fork.switched):
+            # other sockets towards the offerer: 10.5 restarts its ICE agent (new credentials)
             a_media.ice_ufrag = a_media.ice_pwd = a_media.ice_kept_ufrag = a_media.ice_kept_pwd = None
         codecs: list[Codec] | None = None
         if media_in.is_rtp:
@@ -260,13 +285,22 @@ def negotiate_answer(
         if media_in.is_rtp and not a_media.rtcp_mux:
             wiring.drop_single_port(a_sockets, a_media)  # (its rtcp-mux is not taken now)
         fresh = a_sockets.rtp is None
-        wiring.ensure_sockets(call, a_sockets, single=False)
+        if fresh and new_fork and media_in.is_rtp and a_media.rtcp_mux:
+            # 10.5 makes one port for a muxing offerer's new fork; its RTCP stream keeps the socket
+            # it had (the left fork's, bound and idle)
+            wiring.ensure_sockets(call, a_sockets, single=True)
+            a_media.ports_made_for = 1
+            kept = a_sockets.branches.get(left_fork, ()) if left_fork is not None else ()
+            a_sockets.rtcp = next((spec for spec in kept if spec.is_rtcp), None)
+        else:
+            wiring.ensure_sockets(call, a_sockets, single=False)
         # (the offerer's sockets made with the offer, before its peer was known, count from here)
         wiring.note_ports_made(a_sockets, a_media)
         if fresh:
             readvertise(a_sockets, a_media)
         b_sockets = call.media_ports(answerer, b_media)
-        wiring.ensure_sockets(call, b_sockets, single=False)
+        # (a new fork's own sockets: one port if it muxes, as 10.5 makes them for an answer)
+        wiring.ensure_sockets(call, b_sockets, single=new_fork and media_in.is_rtp and media_in.rtcp_mux)
         wiring.configure_party(b_sockets, b_media, media_in, opts)
         offered_lines = a_media.sdes_pending + b_media.sdes_ours
         if offered_lines or media_in.has_crypto:

@@ -199,17 +199,23 @@ class StreamWiring:
                 sockets.rtp.jitter_buffer = jitter_buffer and media.is_rtp
 
 
-def switch_fork(call: Call, offerer: Monologue, current: Monologue, answering: Monologue | None) -> None:
+def switch_fork(
+    call: Call, offerer: Monologue, current: Monologue, answering: Monologue | None
+) -> frozenset[int]:
     """Another fork answers the offerer: the offerer's sockets of the current fork are kept, idle, for
-    it, and the answering fork gets its own kept ones back (None, or none kept: new ones are made)."""
+    it, and the answering fork gets its own kept ones back (None, or none kept: new ones are made).
+    Returns the indexes of the media whose sockets changed."""
+    changed: set[int] = set()
     for (uid, _index), sockets in call.ports.items():
         if uid != offerer.uid:
             continue
         if answering is not None and answering.uid not in sockets.branches:
             continue  # nothing kept for that fork: it goes on with the sockets in use
+        changed.add(_index)
         sockets.park_branch(current.uid)
         if answering is not None:
             sockets.resume_branch(answering.uid)
         for media in offerer.medias:
             if media.index == _index:
                 media.ports_made_for = 0  # (counted again from the sockets the answer leaves it with)
+    return frozenset(changed)
