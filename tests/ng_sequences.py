@@ -1908,6 +1908,25 @@ def _labels_branches() -> Iterator[Sequence]:
         answer(B(), {"via-branch": "z9hG4bK.2"}, note="fork 2 answers"),
         query(),
     )
+    branch_1, branch_2 = {"via-branch": "z9hG4bK.b1"}, {"via-branch": "z9hG4bK.b2"}
+    yield seq(
+        "via_branch_unanswered_branch_is_listed_by_its_number",
+        offer(A(), branch_1, note="branch 1"),
+        offer(A(), branch_2, note="branch 2"),
+        answer(B(), branch_1, note="200 OK on branch 1"),
+        delete({"delete-delay": 0, **branch_2}, ft=FT, note="branch 2 cancelled"),
+        query(note="branch 2's party, never tagged: <untagged 2>, the third party made"),
+    )
+    yield seq(
+        "via_branch_answers_in_turn_move_the_caller",
+        offer(A(), branch_1, note="branch 1"),
+        offer(A(), branch_2, note="branch 2"),
+        answer(B(), branch_1, note="183 on branch 1"),
+        answer(B2(), {**branch_2}, tt=TT2, note="200 OK on branch 2: new ports to the caller"),
+        query(),
+        answer(B(version="3344556678"), branch_1, note="200 OK on branch 1: its ports back"),
+        query(),
+    )
 
 
 def _reinvites() -> Iterator[Sequence]:

@@ -248,8 +248,10 @@ def _media_dict(
     return result
 
 
-def monologue_key(mono: Monologue, untagged_index: int) -> str:
-    return mono.tag if mono.tag else f"<untagged {untagged_index}>"
+def monologue_key(mono: Monologue) -> str:
+    """The party's key in a statistics reply: its tag, else 10.5's `<untagged N>` with N the party's
+    number in the call, counted from 0 in the order the parties were made (as 10.5 counts them)."""
+    return mono.tag if mono.tag else f"<untagged {mono.uid - 1}>"
 
 
 def call_stats(call: Call, read: ReadStream, selected: Monologue | None = None) -> dict[str, Any]:
@@ -263,11 +265,8 @@ def call_stats(call: Call, read: ReadStream, selected: Monologue | None = None) 
         heard = [selected.partner, *selected.former_partners]
         wanted = [selected] + [state.monologues[uid] for uid in heard if uid in state.monologues]
     tags: dict[str, Any] = {}
-    untagged = 0
     for mono in state.monologues.values():
-        if not mono.tag:
-            untagged += 1
-        key = monologue_key(mono, untagged)
+        key = monologue_key(mono)
         if mono not in wanted:
             continue
         entry: dict[str, Any] = {"tag": mono.tag}

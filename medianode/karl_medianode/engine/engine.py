@@ -443,9 +443,11 @@ class CallEngine:
         if offerer is None:
             raise NgError(E.INVALID_DIALOGUE)
         answerer = state.by_tag(opts.to_tag)
+        first_answer = False
         if answerer is None:
             answerer = branch_answering(state, offerer, opts)
             if answerer is not None:
+                first_answer = not answerer.tag
                 answerer.tag = opts.to_tag  # 10.5 renames the party of a known via-branch
         partner = state.partner_of(offerer)
         fork: ForkAnswer | None = None
@@ -469,7 +471,10 @@ class CallEngine:
                     switched = switch_fork(call, offerer, partner, None)
                     fork = ForkAnswer(new=True, left=partner.uid, switched=switched)
         elif partner is not None and partner is not answerer:
-            switched = switch_fork(call, offerer, partner, answerer)  # an earlier fork answers again
+            # an earlier fork answers again (its kept sockets come back), or a branch offered on its own
+            # (via-branch) answers first after another answered: 10.5's sockets towards the offerer
+            # follow the answerer's address, so it gets new ones and the other's are kept
+            switched = switch_fork(call, offerer, partner, None if first_answer and partner.tag else answerer)
             fork = ForkAnswer(new=False, left=partner.uid, switched=switched)
         pair(offerer, answerer, state)
         apply_labels(answerer, opts, answering=True)
