@@ -1910,6 +1910,14 @@ def _labels_branches() -> Iterator[Sequence]:
     )
     branch_1, branch_2 = {"via-branch": "z9hG4bK.b1"}, {"via-branch": "z9hG4bK.b2"}
     yield seq(
+        "asymmetric_flag_follows_the_latest_sdp",
+        call_setup(A(), B(), {"flags": ["asymmetric"]}, {"flags": ["asymmetric"]}),
+        query(note="both asymmetric"),
+        offer(A(version="2890844527"), tt=TT, note="re-INVITE without the flag"),
+        answer(B(version="3344556678"), {"flags": ["asymmetric"]}),
+        query(note="the caller no longer asymmetric, the callee still"),
+    )
+    yield seq(
         "via_branch_unanswered_branch_is_listed_by_its_number",
         offer(A(), branch_1, note="branch 1"),
         offer(A(), branch_2, note="branch 2"),

@@ -1229,6 +1229,90 @@ def _branch_sequence(number: int, rng: random.Random) -> Sequence:
     return _query_and_delete(steps, f"generated_branch_{number:02d}", BRANCH_SEED)
 
 
+# ---- the fourteenth group: codecs across re-offers ----------------------------------------------
+
+CODECS_SEED = 20261219
+CODECS_COUNT = 50
+
+
+def _codecs_sequence(number: int, rng: random.Random) -> Sequence:
+    """Codecs along a dialog: re-INVITEs from either side that reorder, add or drop codecs, with codec
+    options (`strip`, `mask`, `except`, `offer`), `reuse-codecs` and `single-codec` on some of them,
+    each answered with codecs the answerer was sent; `query` on the way."""
+    pool = ["0", "8", "9", "3", "18"]
+    caller_voice = rng.sample(pool, rng.randint(2, 4))
+    callee_voice = rng.sample(pool, rng.randint(1, 3))
+    dtmf = rng.random() < 0.6
+    caller_version, callee_version = 2890844526, 3344556677
+
+    def sdp(make: Callable[..., str], port: int, formats: list[str], version: int) -> str:
+        return make(
+            (_audio(rng, port, formats + (["101"] if dtmf else []), ptime=None, direction="sendrecv"),),
+            version=str(version),
+        )
+
+    def offer_options(voice: list[str]) -> tuple[dict[str, Any], list[str]]:
+        options = _options(rng)
+        sent = voice
+        roll = rng.random()
+        if roll < 0.35:
+            options["codec"], sent = _codec_options(rng, voice)
+        elif roll < 0.5:
+            names = [_NAMES[pt] for pt in voice]
+            first = rng.choice(names)
+            options["codec"] = {"offer": [first]}  # (10.5 keeps the order without `strip all`)
+        flags = [flag for flag in ("reuse-codecs", "single-codec") if rng.random() < 0.2]
+        if flags:
+            options.setdefault("flags", []).extend(flags)
+        return options, sent
+
+    def answering(sent: list[str], own: list[str]) -> list[str]:
+        common = [pt for pt in sent if pt in own] or sent[:1]
+        return common[: rng.randint(1, len(common))]
+
+    caller_opts, sent = offer_options(caller_voice)
+    callee_opts = _options(rng)
+    steps: list[Request] = [
+        offer(sdp(A, 6000, caller_voice, caller_version), caller_opts, note="INVITE"),
+        answer(sdp(B, 7000, answering(sent, callee_voice + caller_voice[:1]), callee_version), callee_opts),
+    ]
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.choice(
+            ["caller-reorders", "caller-adds", "caller-drops", "caller-options", "callee-offers"]
+        )
+        if kind == "callee-offers":
+            callee_version += 1
+            caller_version += 1
+            voice = rng.sample(
+                callee_voice + [pt for pt in pool if pt not in callee_voice], rng.randint(1, 3)
+            )
+            options, sent = offer_options(voice)
+            steps.append(offer(sdp(B, 7000, voice, callee_version), options, ft=TT, tt=FT, note=kind))
+            chosen = answering(sent, caller_voice)
+            steps.append(answer(sdp(A, 6000, chosen, caller_version), caller_opts, ft=TT, tt=FT))
+        else:
+            caller_version += 1
+            callee_version += 1
+            if kind == "caller-reorders":
+                caller_voice = rng.sample(caller_voice, len(caller_voice))
+            elif kind == "caller-adds":
+                extra = [pt for pt in pool if pt not in caller_voice]
+                if extra:
+                    caller_voice = [*caller_voice, rng.choice(extra)]
+            elif kind == "caller-drops" and len(caller_voice) > 1:
+                caller_voice = caller_voice[1:]
+            if kind == "caller-options" or rng.random() < 0.3:
+                caller_opts, sent = offer_options(caller_voice)
+            else:
+                sent = [pt for pt in caller_voice if pt in sent] or caller_voice
+            steps.append(offer(sdp(A, 6000, caller_voice, caller_version), caller_opts, tt=TT, note=kind))
+            chosen = answering(sent, callee_voice + caller_voice[:1])
+            steps.append(answer(sdp(B, 7000, chosen, callee_version), callee_opts))
+        if rng.random() < 0.4:
+            steps.append(query())
+    return _query_and_delete(steps, f"generated_codecs_{number:02d}", CODECS_SEED)
+
+
 _FORK_CALLER_PORTS = (
     "a fork's re-INVITE to a browser that called two forked phones, after both answered: 10.5 gives the "
     "browser new ports (its ICE party's sockets follow the fork that answered last), Karl keeps them"
@@ -1236,17 +1320,22 @@ _FORK_CALLER_PORTS = (
 KNOWN_GAPS: dict[str, str] = {
     "generated_forks_05": _FORK_CALLER_PORTS,
     "generated_forks_30": _FORK_CALLER_PORTS,
+    "generated_codecs_13": (
+        "a `reuse-codecs` re-offer from a party whose last answer had all its codecs stripped by its own "
+        "options: 10.5 lists the re-offer's codecs, Karl the earlier answer's first"
+    ),
 }
 """Generated sequences that show a difference not fixed yet, with the difference: strict expected
-failures (one that passes fails the run, so its mark goes once the difference is fixed). Eleven of
-the thirteen groups found differences on their first run, all fixed since but these: kept sockets of
+failures (one that passes fails the run, so its mark goes once the difference is fixed). Twelve of
+the fourteen groups found differences on their first run, all fixed since but these: kept sockets of
 a rejected media and of forks, codec options, the keys of a re-offer after a refused OSRTP offer
 (and, by hand-written sequences next to it, a plain offer answered with keys), `media-address` on a
 hold by 0.0.0.0, ICE across re-offers, a browser's re-INVITEs (ports, keys, DTLS roles, ICE
 restarts), T.38 re-INVITEs on the same ports, a pair for a party on one port (made anew at each
 later exchange, as 10.5 does), `a=rtcp` on the RTP port, forks with a browser on one side (sockets
 of a second fork, ICE roles, a cancelled fork in `query`, rtcp-mux of an earlier fork answering
-again), branches by via-branch (untagged parties' numbers, a branch answering after another)."""
+again), branches by via-branch (untagged parties' numbers, a branch answering after another), the
+`asymmetric` flag along a dialog."""
 
 
 ICE_CREDENTIALS_OF_THE_OFFER = (
@@ -1300,6 +1389,7 @@ _GROUPS: tuple[tuple[int, int, Callable[[int, random.Random], Sequence]], ...] =
     (MUX_SEED, MUX_COUNT, _mux_sequence),
     (FORKS_SEED, FORKS_COUNT, _forks_sequence),
     (BRANCH_SEED, BRANCH_COUNT, _branch_sequence),
+    (CODECS_SEED, CODECS_COUNT, _codecs_sequence),
 )
 """The groups in order: each its own seed (a random stream of its own), count and maker."""
 

@@ -260,14 +260,13 @@ def negotiate_answer(
         # (10.5 keeps the offerer's rtcp-mux as it is where the offer decided it, its "override", and
         # an earlier fork answering again finds it as the fork that answered last left it)
         overridden = not offered_mux or bool(mux_flags & {"demux", "accept", "reject"})
-        if resumed_fork and overridden:
-            pass
-        elif "demux" in mux_flags or "accept" in mux_flags:
-            a_media.rtcp_mux = offered_mux
-        elif "reject" in mux_flags:
-            a_media.rtcp_mux = False
-        else:
-            a_media.rtcp_mux = offered_mux and media_in.rtcp_mux
+        if not (resumed_fork and overridden):
+            if "demux" in mux_flags or "accept" in mux_flags:
+                a_media.rtcp_mux = offered_mux
+            elif "reject" in mux_flags:
+                a_media.rtcp_mux = False
+            else:
+                a_media.rtcp_mux = offered_mux and media_in.rtcp_mux
         a_media.rtcp_mux = a_media.rtcp_mux and media_in.is_rtp
         if new_fork:
             # 10.5 gives the offerer's new sockets the fork's rtcp-mux, whatever the offer and its

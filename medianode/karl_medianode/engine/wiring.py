@@ -131,10 +131,12 @@ class StreamWiring:
                 spec.ice_zero_address = peer  # (an ICE party's 0.0.0.0 is no hold: see StreamSpec)
             else:
                 spec.sdp_peer, spec.ice_zero_address = peer, None
-        if opts.asymmetric:
-            media.flags.add("asymmetric")
-        if opts.unidirectional:
-            media.flags.add("unidirectional")
+        # (as the party's latest SDP came with them or not: 10.5 copies both flags from each request)
+        for flag, given in (("asymmetric", opts.asymmetric), ("unidirectional", opts.unidirectional)):
+            if given:
+                media.flags.add(flag)
+            else:
+                media.flags.discard(flag)
 
     def wire(self, call: Call, a: Monologue, a_media: MediaState, b: Monologue, b_media: MediaState) -> None:
         a_s = call.media_ports(a, a_media)
