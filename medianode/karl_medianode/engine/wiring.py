@@ -208,16 +208,16 @@ def switch_fork(
     it, and the answering fork gets its own kept ones back (None, or none kept: new ones are made).
     Returns the indexes of the media whose sockets changed."""
     changed: set[int] = set()
-    for (uid, _index), sockets in call.ports.items():
+    medias = {media.index: media for media in offerer.medias}
+    for (uid, index), sockets in call.ports.items():
         if uid != offerer.uid:
             continue
         if answering is not None and answering.uid not in sockets.branches:
             continue  # nothing kept for that fork: it goes on with the sockets in use
-        changed.add(_index)
+        changed.add(index)
         sockets.park_branch(current.uid)
         if answering is not None:
             sockets.resume_branch(answering.uid)
-        for media in offerer.medias:
-            if media.index == _index:
-                media.ports_made_for = 0  # (counted again from the sockets the answer leaves it with)
+        if index in medias:
+            medias[index].ports_made_for = 0  # (counted again from the sockets the answer leaves it with)
     return frozenset(changed)
