@@ -60,6 +60,7 @@ def browser(setup: str = "actpass", fingerprint: str | None = None) -> str:
 
 TO_PHONE = {"transport-protocol": "RTP/AVP", "ICE": "remove", "rtcp-mux": ["demux"]}
 TO_BROWSER = {"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "rtcp-mux": ["require"]}
+TO_MUXING_BROWSER = {**TO_BROWSER, "rtcp-mux": ["offer"], "SDES": ["off"]}
 
 
 def group() -> Iterator[Sequence]:
@@ -294,6 +295,32 @@ def _browser_and_phone_reoffers() -> Iterator[Sequence]:
             TO_BROWSER,
             note="200 OK from phone 1: its sockets back, rtcp-mux as phone 2 left it, a new ICE agent",
         ),
+        query(),
+    )
+    yield seq(
+        "webrtc_browser_call_forked_phones_then_a_reinvite_from_one",
+        offer(browser(), {**TO_PHONE, "rtcp-mux": ["accept"]}, note="the browser calls two forked phones"),
+        answer(
+            B(M(port=7000, fmts="0")), TO_MUXING_BROWSER, note="183 from phone 1: one port to the browser"
+        ),
+        answer(
+            B2(M(port=7100, fmts="0")),
+            TO_MUXING_BROWSER,
+            tt=TT2,
+            note="200 OK from phone 2: a pair, made anew",
+        ),
+        answer(
+            B(M(port=7000, fmts="0"), version="2"), TO_MUXING_BROWSER, note="200 OK from phone 1: anew again"
+        ),
+        offer(
+            B(M(port=7000, fmts="0"), version="3"),
+            TO_MUXING_BROWSER,
+            ft=TT,
+            tt=FT,
+            note="phone 1 re-INVITEs: the browser's sockets made anew, a new ICE agent (10.5's sockets "
+            "towards an ICE party never follow the forks, only the count of ports)",
+        ),
+        answer(browser_again("active"), TO_PHONE, ft=TT, tt=FT, note="the browser answers"),
         query(),
     )
     yield seq(

@@ -1435,13 +1435,7 @@ def _deletes_sequence(number: int, rng: random.Random) -> Sequence:
     return _query_and_delete(steps, f"generated_deletes_{number:02d}", DELETES_SEED)
 
 
-_FORK_CALLER_PORTS = (
-    "a fork's re-INVITE to a browser that called two forked phones, after both answered: 10.5 gives the "
-    "browser new ports (its ICE party's sockets follow the fork that answered last), Karl keeps them"
-)
 KNOWN_GAPS: dict[str, str] = {
-    "generated_forks_05": _FORK_CALLER_PORTS,
-    "generated_forks_30": _FORK_CALLER_PORTS,
     "generated_codecs_13": (
         "a `reuse-codecs` re-offer from a party whose last answer had all its codecs stripped by its own "
         "options: 10.5 lists the re-offer's codecs, Karl the earlier answer's first"
@@ -1473,7 +1467,6 @@ DELIBERATE: dict[str, str] = {
         "generated_forks_18",
         "generated_forks_25",
         "generated_forks_27",
-        "generated_forks_29",
         "generated_forks_39",
         "generated_forks_44",
     )

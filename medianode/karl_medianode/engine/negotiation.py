@@ -34,7 +34,7 @@ from karl_medianode.engine.media_rules import (
 from karl_medianode.engine.rewrite.inbound import InboundMedia, InboundSdp
 from karl_medianode.engine.rewrite.outbound import OutboundMedia
 from karl_medianode.engine.rewrite.srtp_boundary import is_secure
-from karl_medianode.engine.streams import MediaPorts
+from karl_medianode.engine.streams import MediaPorts, StreamSpec
 from karl_medianode.engine.wiring import StreamWiring
 
 MUX_OFFERED_TO_ANSWERER = {"offer", "require"}
@@ -139,6 +139,7 @@ def negotiate_offer(
         a_media.flags = {f for f in a_media.flags if not f.startswith("mux-")} | {f"mux-{f}" for f in decided}
         require = "require" in mux_flags and media_in.is_rtp
         b_sockets = call.media_ports(answerer, b_media)
+        kept_rtp = b_sockets.rtp
         new_endpoint = endpoint_of(media_in, opts)
         port_changed = (
             previous is not None
@@ -156,6 +157,7 @@ def negotiate_offer(
             wiring.drop_single_port(b_sockets, b_media)  # (rtcp-mux required or taken before, not now)
         wiring.ensure_sockets(call, b_sockets, single=b_single)
         wiring.note_ports_made(b_sockets, b_media)
+        restart_ice_on_new_sockets(b_media, kept_rtp, b_sockets)
         a_sockets = call.media_ports(offerer, a_media)
         # with `demux`/`accept` the offerer's mux is known to be accepted: one port is enough
         a_single = media_in.rtcp_mux and bool(mux_flags & {"demux", "accept"})
@@ -222,6 +224,7 @@ def negotiate_answer(
         # an answer to an OSRTP offer takes it up with keys or a fingerprint, or refuses it (plain)
         media_in = osrtp.secure_view(received) if osrtp.OSRTP in b_media.flags else received
         previous = advertised_of(call, answerer, b_media)
+        kept_rtp = call.media_ports(offerer, a_media).rtp
         # rtpengine's codec store of the answerer: what it was offered (or kept by an earlier answer)
         offered = set(a_media.offered_payload_types)
         store = [c for c in b_media.codecs if c.payload_type in offered]
@@ -295,6 +298,7 @@ def negotiate_answer(
             wiring.ensure_sockets(call, a_sockets, single=False)
         # (the offerer's sockets made with the offer, before its peer was known, count from here)
         wiring.note_ports_made(a_sockets, a_media)
+        restart_ice_on_new_sockets(a_media, kept_rtp, a_sockets)
         if fresh:
             readvertise(a_sockets, a_media)
         b_sockets = call.media_ports(answerer, b_media)
@@ -358,6 +362,13 @@ def negotiate_answer(
             )
         )
     return out
+
+
+def restart_ice_on_new_sockets(media: MediaState, kept: StreamSpec | None, sockets: MediaPorts) -> None:
+    """Other sockets towards a party Karl is an ICE agent for (`kept`: its RTP socket before): 10.5
+    restarts its agent there, with new credentials."""
+    if media.ice and kept is not None and sockets.rtp is not kept:
+        media.ice_ufrag = media.ice_pwd = media.ice_kept_ufrag = media.ice_kept_pwd = None
 
 
 def dtls_out(

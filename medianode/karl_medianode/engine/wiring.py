@@ -11,6 +11,7 @@ from karl_medianode.engine.dtls_negotiation import terminates as dtls_terminates
 from karl_medianode.engine.dtls_sessions import RTCP
 from karl_medianode.engine.dtls_sessions import components as dtls_components
 from karl_medianode.engine.dtls_sessions import rtcp_leg_keys as dtls_rtcp_keys
+from karl_medianode.engine.ice_negotiation import ice_leg
 from karl_medianode.engine.media_rules import endpoint_of, payload_type_flags, silence_codecs
 from karl_medianode.engine.ports import PortPool
 from karl_medianode.engine.rewrite.inbound import InboundMedia
@@ -205,8 +206,8 @@ def switch_fork(
     call: Call, offerer: Monologue, current: Monologue, answering: Monologue | None
 ) -> frozenset[int]:
     """Another fork answers the offerer: the offerer's sockets of the current fork are kept, idle, for
-    it, and the answering fork gets its own kept ones back (None, or none kept: new ones are made).
-    Returns the indexes of the media whose sockets changed."""
+    it, and the answering fork gets its own kept ones back (None, or none kept: new ones are made);
+    towards an ICE party the sockets stay. Returns the indexes of the media whose sockets changed."""
     changed: set[int] = set()
     medias = {media.index: media for media in offerer.medias}
     for (uid, index), sockets in call.ports.items():
@@ -214,6 +215,10 @@ def switch_fork(
             continue
         if answering is not None and answering.uid not in sockets.branches:
             continue  # nothing kept for that fork: it goes on with the sockets in use
+        if index in medias and ice_leg(medias[index]):
+            # 10.5's sockets towards an ICE party do not follow the answerer's address: they stay, and
+            # change only where a pair must be made (`MediaState.ports_made_for`)
+            continue
         changed.add(index)
         sockets.park_branch(current.uid)
         if answering is not None:
