@@ -17,6 +17,8 @@ tests/ng_expectations.py, shared with the socket-free engine tests (tests/engine
 
 from __future__ import annotations
 
+import re
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -221,6 +223,85 @@ def test_generated_plain_calls_rtpengine_vs_karl(
     if isinstance(karl, str):
         pytest.fail(karl, pytrace=False)
     compare(sequence, reference_rtpengine, karl, karl=True)
+
+
+# ---- why the generator's DELIBERATE differs: a second browser fork's ICE checks ----------------------
+
+
+def _browser_answer(address: str, port: int, ufrag: str) -> str:
+    fingerprint = ":".join(f"{n:02X}" for n in range(32))
+    return (
+        f"v=0\r\no=- 1 2 IN IP4 {address}\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+        f"m=audio {port} UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 {address}\r\na=rtcp:9 IN IP4 0.0.0.0\r\n"
+        f"a=candidate:1 1 udp 2130706431 {address} {port} typ host\r\n"
+        f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:{'p' * 22}{ufrag}\r\n"
+        f"a=fingerprint:sha-256 {fingerprint}\r\na=setup:active\r\na=mid:0\r\na=sendrecv\r\n"
+        "a=rtcp-mux\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+
+
+def _second_fork_check(server: NgServer) -> int | None:
+    """A phone calls two forked browsers; the second answers after the first and checks the proxy's
+    socket towards it with the credentials the offer gave every fork. The STUN class of the reply
+    (None: no reply)."""
+    from aioice import stun
+
+    phone = (
+        "v=0\r\no=a 1 1 IN IP4 127.0.1.10\r\ns=-\r\nc=IN IP4 127.0.1.10\r\nt=0 0\r\n"
+        "m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    )
+    to_browser = {"transport-protocol": "UDP/TLS/RTP/SAVPF", "ICE": "force", "rtcp-mux": ["require"]}
+    to_phone = {"transport-protocol": "RTP/AVP", "ICE": "remove", "rtcp-mux": ["demux"]}
+    call_id = f"ice-fork-{uuid.uuid4().hex}"
+    ids = {"call-id": call_id, "from-tag": "A"}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as browser:
+        browser.bind(("127.0.1.21", 0))
+        browser.settimeout(2.0)
+        own_port = browser.getsockname()[1]
+        try:
+            offered = server.ng.request(
+                {"command": "offer", **ids, "sdp": phone, **to_browser, "SDES": ["off"]}
+            )
+            ufrag = re.search(r"a=ice-ufrag:(\S+)", offered["sdp"])[1]  # type: ignore[index]
+            pwd = re.search(r"a=ice-pwd:(\S+)", offered["sdp"])[1]  # type: ignore[index]
+            first = _browser_answer("127.0.1.20", 7000, "F1uf")
+            server.ng.request({"command": "answer", **ids, "to-tag": "F1", "sdp": first, **to_phone})
+            second = _browser_answer("127.0.1.21", own_port, "F2uf")
+            server.ng.request({"command": "answer", **ids, "to-tag": "F2", "sdp": second, **to_phone})
+            stream = server.ng.request({"command": "query", "call-id": call_id})["tags"]["F2"]["medias"][0][
+                "streams"
+            ][0]
+            check = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+            check.attributes["USERNAME"] = f"{ufrag}:F2uf"
+            check.attributes["PRIORITY"] = 1853824767
+            check.attributes["ICE-CONTROLLED"] = 0x1234
+            check.add_message_integrity(pwd.encode())
+            check.add_fingerprint()
+            browser.sendto(bytes(check), (stream["local address"], stream["local port"]))
+            while True:  # (the proxy's own checks of this browser may come first)
+                try:
+                    data, _ = browser.recvfrom(2048)
+                except TimeoutError:
+                    return None
+                reply = stun.parse_message(data)
+                if reply.transaction_id == check.transaction_id:
+                    return int(reply.message_class)
+        finally:
+            server.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})
+
+
+@pytest.mark.sidebyside
+def test_a_second_browser_fork_checks_with_the_offered_credentials(
+    reference_rtpengine: NgServer, karl: NgServer | str
+) -> None:
+    """The reason for `ICE_CREDENTIALS_OF_THE_OFFER`: 10.5 refuses such a check (401, its new agent has
+    other credentials), Karl answers it."""
+    if isinstance(karl, str):
+        pytest.fail(karl, pytrace=False)
+    from aioice import stun
+
+    assert _second_fork_check(reference_rtpengine) == stun.Class.ERROR
+    assert _second_fork_check(karl) == stun.Class.RESPONSE
 
 
 # ---- the sequence data itself (no server needed) -------------------------------------------------
