@@ -1265,6 +1265,14 @@ def _direction() -> Iterator[Sequence]:
             {"flags": ["original-sendrecv"]},
         ),
     )
+    yield seq(
+        "session_groups_other_than_bundle_kept",
+        call_setup(
+            A(session_lines=("a=group:LS 0", "a=group:BUNDLE 0", "a=group:FID 1 2")),
+            B(session_lines=("a=group:BUNDLE", "a=group:LS 1")),
+        ),
+        query(),
+    )
 
 
 def _multi_media() -> Iterator[Sequence]:

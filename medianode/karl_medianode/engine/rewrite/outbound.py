@@ -27,9 +27,9 @@ _SESSION_DROPPED = {
     "ice-options",
     "ice-lite",
     "candidate",
-    "group",
     *DIRECTIONS,
 }
+# (and `a=group:BUNDLE ...`; other groups, e.g. `LS` or `FID`, stay: `_session_attribute_dropped`)
 # Attributes rtpengine drops from an RTP media section and regenerates where needed.
 _MEDIA_DROPPED = {
     "ice-ufrag",
@@ -159,7 +159,9 @@ class RewriteOrderError(Exception):
 
 
 def _session_attribute_dropped(value: str, ctx: SessionRewrite) -> bool:
-    name = value.partition(":")[0]
+    name, _, rest = value.partition(":")
+    if name == "group":
+        return rest.startswith("BUNDLE ")  # (10.5 strips BUNDLE groups only, by this prefix)
     if name in DIRECTIONS and ctx.original_sendrecv:
         return False
     if name in _DTLS_ATTRIBUTES and ctx.drop_dtls:
