@@ -1279,6 +1279,25 @@ def _multi_media() -> Iterator[Sequence]:
     yield seq(
         "audio_video", call_setup(A((audio(6000), video(6002))), B((audio(7000), video(7002)))), query()
     )
+    refused_video = M(
+        port=0,
+        kind="video",
+        fmts="96",
+        lines=(
+            "a=rtpmap:96 H264/90000",
+            "a=fmtp:96 profile-level-id=42e01f",
+            "a=rtcp-fb:* nack",
+            "a=rtcp-fb:96 goog-remb",
+            "b=AS:512",
+            "a=content:main",
+            "a=sendrecv",
+        ),
+    )
+    yield seq(
+        "video_refused_keeps_its_other_lines",
+        call_setup(A((audio(6000), video(6002))), B((audio(7000), refused_video))),
+        query(note="10.5 leaves a refused media's lines but its codec lines and direction in place"),
+    )
     yield seq(
         "video_rejected_in_offer",
         call_setup(

@@ -127,7 +127,11 @@ def _rtcp_address_unreadable(value: str) -> bool:
     return False
 
 
-def _kept_media_line(line_kind: str, value: str, out: OutboundMedia, ctx: SessionRewrite) -> bool:
+def _kept_media_line(
+    line_kind: str, value: str, out: OutboundMedia, ctx: SessionRewrite, codec_lines_replaced: bool
+) -> bool:
+    """Whether a received line of the media section is written on (`codec_lines_replaced`: its
+    payload-specific codec lines are not, 10.5 writes its own or, for a refused media, none)."""
     if line_kind != "a":
         return True
     name, sep, rest = value.partition(":")
@@ -146,7 +150,7 @@ def _kept_media_line(line_kind: str, value: str, out: OutboundMedia, ctx: Sessio
         return False
     if name == "extmap" and ctx.strip_extmap:
         return False
-    if name in _CODEC_ATTRIBUTES and out.codecs and sep:
+    if name in _CODEC_ATTRIBUTES and codec_lines_replaced and sep:
         # (no codec left: 10.5 leaves the received lines in place, see `OutboundMedia.codecs`)
         # payload-specific lines are regenerated; wildcard `a=rtcp-fb:*` stays in place
         return not rest.split(" ", 1)[0].isdigit()
@@ -205,7 +209,9 @@ def check_edit_order(inbound: InboundSdp, medias: list[OutboundMedia], ctx: Sess
                     if line.kind == "c" and _replaces_connection(line.value, ctx):
                         edits.append(index)
                 for index, line in enumerate(lines[1:], start=offset + 1):
-                    if line.kind == "a" and not _kept_media_line(line.kind, line.value, out, ctx):
+                    if line.kind == "a" and not _kept_media_line(
+                        line.kind, line.value, out, ctx, bool(out.codecs)
+                    ):
                         edits.append(index)
         offset += len(lines)
     if any(later < earlier for earlier, later in itertools.pairwise(edits)):
@@ -298,7 +304,15 @@ def _write_media(
     m_value = m_line.value if parsed is None else parsed.render()
     result = [f"m={m_value}{m_line.eol or CRLF}"]
     if out.port == 0:
-        return result + mid
+        # a refused media: 10.5 leaves its other lines (bandwidth, `a=rtcp-fb:*`, `a=content`...) as
+        # they were, without its codec lines, and adds none of its own
+        replaced = media.is_rtp and bool(media.codecs)
+        kept = [
+            f"{line.kind}={line.value}{line.eol or CRLF}"
+            for line in lines[1:]
+            if line.kind != "c" and _kept_media_line(line.kind, line.value, out, ctx, replaced)
+        ]
+        return result + kept + mid
     for line in lines[1:]:
         if line.kind == "c":
             current = line.value.split()[2] if len(line.value.split()) >= 3 else None
@@ -307,7 +321,7 @@ def _write_media(
             else:
                 result.append(f"c={address_tokens(out.connection)}{line.eol or CRLF}")
             continue
-        if _kept_media_line(line.kind, line.value, out, ctx):
+        if _kept_media_line(line.kind, line.value, out, ctx, bool(out.codecs)):
             result.append(f"{line.kind}={line.value}{line.eol or CRLF}")
     generated: list[str] = []
     result.extend(mid)
