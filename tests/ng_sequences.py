@@ -1543,6 +1543,18 @@ def _ice_across_reoffers() -> Iterator[Sequence]:
 
 def _ice_and_protocols() -> Iterator[Sequence]:
     yield seq("ice_remove", call_setup(ICE_OFFER, B(), {"ICE": "remove"}), query())
+    ended = ICE_OFFER.replace("a=sendrecv\r\n", "a=end-of-candidates\r\na=sendrecv\r\n")
+    yield seq(
+        "ice_removed_party_flags_and_end_of_candidates",
+        call_setup(ended, B(), {"ICE": "remove"}),
+        query(note="the caller's trickle shown, ICE or not; its a=end-of-candidates written on"),
+    )
+    lite = ICE_OFFER.replace("a=ice-options:trickle\r\n", "a=ice-lite\r\n")
+    yield seq(
+        "ice_lite_caller_with_ice_forced",
+        call_setup(lite, B(), {"ICE": "force"}),
+        query(note="ICE-lite peer, and Karl controlling towards it"),
+    )
     yield seq(
         "ice_remove_kamailio_manage",
         offer(

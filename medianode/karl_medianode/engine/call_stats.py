@@ -8,7 +8,7 @@ from typing import Any
 from karl_core.ng.options import TRANSPORT_PROTOCOLS, DtmfSecurity, NgOptions
 from karl_core.session import Codec, Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
-from karl_medianode.engine.ice_negotiation import LITE_SELF, TRICKLE, ice_leg, karl_controls
+from karl_medianode.engine.ice_negotiation import LITE_PEER, LITE_SELF, TRICKLE, ice_leg, karl_controls
 from karl_medianode.engine.leg_security import srtp_suite
 from karl_medianode.engine.media_view import StreamReading
 from karl_medianode.engine.osrtp import refused_suite, shows_sdes, written
@@ -190,8 +190,10 @@ def _media_flags(mono: Monologue, media: MediaState, answerer: bool) -> list[str
         flags.append("ICE controlling")
     if TRANSCODING in media.flags:
         flags.append("transcoding")
-    if media.ice and TRICKLE in media.flags:
-        flags.append("trickle ICE")
+    if TRICKLE in media.flags:
+        flags.append("trickle ICE")  # (as the party's SDP said, ICE leg or not)
+    if LITE_PEER in media.flags:
+        flags.append("ICE-lite peer")
     return flags
 
 

@@ -67,8 +67,8 @@ def _note_party(media: MediaState, ice: bool) -> None:
 def karl_controls(answerer: bool, media: MediaState) -> bool:
     """Whether Karl is the controlling agent towards the party of `media` (`answerer`: that party
     answered first, which decides it until an ICE restart)."""
-    if RESTARTED_CONTROLLING in media.flags:
-        return True
+    if RESTARTED_CONTROLLING in media.flags or (LITE_PEER in media.flags and LITE_SELF not in media.flags):
+        return True  # (towards an ICE-lite party Karl always controls)
     return answerer and RESTARTED_CONTROLLED not in media.flags
 
 

@@ -303,6 +303,8 @@ def _write_media(
             parsed = parsed.with_formats([c.payload_type for c in out.codecs] or [""])
     m_value = m_line.value if parsed is None else parsed.render()
     result = [f"m={m_value}{m_line.eol or CRLF}"]
+    # (10.5 writes `a=end-of-candidates` at the end of a section whose party wrote one, ICE or not)
+    ended = [f"a=end-of-candidates{CRLF}"] if any(ln.value == "end-of-candidates" for ln in lines[1:]) else []
     if out.port == 0:
         # a refused media: 10.5 leaves its other lines (bandwidth, `a=rtcp-fb:*`, `a=content`...) as
         # they were, without its codec lines, and adds none of its own
@@ -312,7 +314,7 @@ def _write_media(
             for line in lines[1:]
             if line.kind != "c" and _kept_media_line(line.kind, line.value, out, ctx, replaced)
         ]
-        return result + kept + mid
+        return result + kept + mid + ended
     for line in lines[1:]:
         if line.kind == "c":
             current = line.value.split()[2] if len(line.value.split()) >= 3 else None
@@ -345,4 +347,6 @@ def _write_media(
         generated.append("a=ice-options:trickle")
         generated.append("a=end-of-candidates")
     result.extend(g + CRLF for g in generated)
+    if ended and "a=end-of-candidates" not in generated:
+        result.extend(ended)
     return result
