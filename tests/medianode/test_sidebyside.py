@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -278,7 +279,9 @@ def _second_fork_check(server: NgServer) -> int | None:
             check.add_message_integrity(pwd.encode())
             check.add_fingerprint()
             browser.sendto(bytes(check), (stream["local address"], stream["local port"]))
-            while True:  # (the proxy's own checks of this browser may come first)
+            deadline = time.monotonic() + 3.0
+            while (left := deadline - time.monotonic()) > 0:  # (the proxy's own checks may come first)
+                browser.settimeout(left)
                 try:
                     data, _ = browser.recvfrom(2048)
                 except TimeoutError:
@@ -286,6 +289,7 @@ def _second_fork_check(server: NgServer) -> int | None:
                 reply = stun.parse_message(data)
                 if reply.transaction_id == check.transaction_id:
                     return int(reply.message_class)
+            return None
         finally:
             server.ng.request({"command": "delete", "call-id": call_id, "delete-delay": 0})
 
