@@ -10,6 +10,7 @@ from karl_core.session import Codec, Endpoint, MediaState, Monologue
 from karl_medianode.engine.calls import Call
 from karl_medianode.engine.ice_negotiation import LITE_PEER, LITE_SELF, TRICKLE, ice_leg, karl_controls
 from karl_medianode.engine.leg_security import srtp_suite
+from karl_medianode.engine.media_rules import rtcp_endpoint_of
 from karl_medianode.engine.media_view import StreamReading
 from karl_medianode.engine.osrtp import refused_suite, shows_sdes, written
 from karl_medianode.engine.parties import known_party
@@ -93,10 +94,7 @@ def _rtcp_entry_without_socket(
     A muxing party's `a=rtcp` naming its RTP port leaves the endpoint as it was (`kept`) and none
     advertised."""
     sdp_endpoint = rtp.sdp_peer
-    rtcp_endpoint = Endpoint(sdp_endpoint.address, sdp_endpoint.port + 1) if sdp_endpoint else None
-    if sdp_endpoint is not None and advertised is not None:
-        address = sdp_endpoint.address if advertised.is_unspecified else advertised.address
-        rtcp_endpoint = Endpoint(address, advertised.port)
+    rtcp_endpoint = rtcp_endpoint_of(sdp_endpoint, advertised) if sdp_endpoint is not None else None
     advertised_endpoint = rtcp_endpoint
     if sdp_endpoint is not None and advertised is not None and muxed and advertised.port == sdp_endpoint.port:
         rtcp_endpoint, advertised_endpoint = kept, None  # (its `a=rtcp` named its RTP port, RFC 5761)
@@ -130,12 +128,10 @@ def _socketless_streams(media: MediaState, now: int) -> list[dict[str, Any]]:
         if muxed:
             flags = ["RTCP", "RTP"] if component == 0 else ["RTCP", "fallback RTCP"]
         if media.sdp_address is not None:
-            port = media.sdp_port + component if media.sdp_port else component
-            address = media.sdp_address
-            if component == 1 and rtcp is not None and media.sdp_port:
-                port = rtcp.port
-                address = address if rtcp.is_unspecified else rtcp.address
-            endpoint = _endpoint_dict(Endpoint(address, port))
+            place = Endpoint(media.sdp_address, media.sdp_port + component if media.sdp_port else component)
+            if component == 1 and media.sdp_port:
+                place = rtcp_endpoint_of(Endpoint(media.sdp_address, media.sdp_port), rtcp)
+            endpoint = _endpoint_dict(place)
             flags.append("filled")
         result.append(
             {

@@ -89,7 +89,7 @@ class IceSessions:
                 # Karl controls towards the party it offered to, and towards an ICE-lite party
                 lite_peer = LITE_PEER in media.flags
                 lite_self = LITE_SELF in media.flags
-                controlling = (karl_controls(mono.answerer, media) or lite_peer) and not lite_self
+                controlling = karl_controls(mono.answerer, media) and not lite_self
                 agent = entry.agents.get(key)
                 if (
                     agent is None

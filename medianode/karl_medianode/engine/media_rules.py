@@ -66,19 +66,23 @@ def update_media_from_sdp(media: MediaState, media_in: InboundMedia, opts: NgOpt
     media.media_type = media_in.media_type
 
 
+def rtcp_endpoint_of(rtp: Endpoint, advertised: Endpoint | None) -> Endpoint:
+    """Where a party's SDP puts its RTCP: its `a=rtcp` (on the media's address where that gives an
+    unspecified one, as browsers' `a=rtcp:9 IN IP4 0.0.0.0`), else the RTP port + 1."""
+    if advertised is None:
+        return Endpoint(rtp.address, rtp.port + 1)
+    return Endpoint(rtp.address if advertised.is_unspecified else advertised.address, advertised.port)
+
+
 def rtcp_endpoint_before(media: MediaState) -> Endpoint | None:
-    """Where the party's SDP so far put its RTCP: its `a=rtcp` (on the media's address where that
-    gives an unspecified one), else the RTP port + 1; what was kept, where that `a=rtcp` named the RTP
-    port of a muxing party."""
+    """Where the party's SDP so far put its RTCP (`rtcp_endpoint_of`); what was kept, where its
+    `a=rtcp` named the RTP port of a muxing party."""
     if media.sdp_address is None or not media.sdp_port:
         return None
     advertised = media.advertised_rtcp
-    if advertised is None:
-        return Endpoint(media.sdp_address, media.sdp_port + 1)
-    if media.rtcp_mux_offered and advertised.port == media.sdp_port:
+    if advertised is not None and media.rtcp_mux_offered and advertised.port == media.sdp_port:
         return media.rtcp_endpoint_kept
-    address = media.sdp_address if advertised.is_unspecified else advertised.address
-    return Endpoint(address, advertised.port)
+    return rtcp_endpoint_of(Endpoint(media.sdp_address, media.sdp_port), advertised)
 
 
 def is_held(media_in: InboundMedia) -> bool:
