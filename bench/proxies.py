@@ -25,7 +25,9 @@ from ngclient import wait_for_ping
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "karl-baseline"
-PROXY_NAMES = ("rtpengine", BASELINE, "karl")  # also the order in which each repetition measures them
+FLOOR = "python-floor"  # bench/floor_proxy.py: the least a Python NG proxy does; measured on request
+PROXY_NAMES = ("rtpengine", FLOOR, BASELINE, "karl")  # also the order in which each repetition measures them
+DEFAULT_PROXIES = ("rtpengine", BASELINE, "karl")
 KARL_SOURCE_DIRS = ("core", "medianode")  # a tree's directories that hold karl_core and karl_medianode
 
 
@@ -179,6 +181,25 @@ _IMPORT_CHECK = (
 )
 
 
+def floor_command(launch: Launch, ports: ProxyPorts) -> list[str]:
+    """bench/floor_proxy.py with Karl's interpreter; its state journal and call records as Karl's."""
+    command = [
+        karl_command()[0],
+        str(Path(__file__).resolve().parent / "floor_proxy.py"),
+        f"--ng={launch.ng_host}:{ports.ng_port}",
+        f"--media-ip={launch.media_ip}",
+        f"--ports={ports.rtp_min}-{ports.rtp_max}",
+    ]
+    cdr_dir = tempfile.mkdtemp(prefix=f"karl-bench-floor-cdr-{ports.ng_port}-")
+    atexit.register(shutil.rmtree, cdr_dir, True)
+    command.append(f"--cdr={os.path.join(cdr_dir, 'cdr.jsonl')}")
+    if launch.state_root is not None:
+        launch.state_root.mkdir(parents=True, exist_ok=True)
+        state_dir = tempfile.mkdtemp(prefix=f"floor-{ports.ng_port}-", dir=launch.state_root)
+        command.append(f"--state-dir={state_dir}")
+    return command
+
+
 def check_karl_tree(tree: Path) -> dict[str, Any]:
     """Check that Karl started from ``tree`` imports its code from there; describe the tree.
 
@@ -247,6 +268,8 @@ def start(
         command, env = rtpengine_command(launch, ports), dict(os.environ)
     elif name == "karl":
         command, env = karl_command(), karl_env(launch, ports)
+    elif name == FLOOR:
+        command, env = floor_command(launch, ports), dict(os.environ)
     elif name == BASELINE:
         tree = (trees or {}).get(name)
         if tree is None:

@@ -26,6 +26,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("added_latency_p99_us", "Added latency p99 (proxied minus direct)", "µs", False),
     Metric("ng_cycles_per_s_seq", "offer+answer+delete cycles/s, sequential", "cycles/s", True),
     Metric("ng_cycles_per_s_par", "offer+answer+delete cycles/s, {inflight} in flight", "cycles/s", True),
+    Metric("ng_cpu_us_per_cycle_seq", "Proxy CPU per cycle, sequential", "µs", False),
+    Metric(
+        "ng_cpu_us_per_cycle_par",
+        "Proxy CPU per cycle, {inflight} in flight",
+        "µs",
+        False,
+    ),
     Metric("ng_latency_p50_us", "NG request latency p50 (sequential)", "µs", False),
     Metric("ng_latency_p99_us", "NG request latency p99 (sequential)", "µs", False),
     Metric("memory_kib_per_call", "Memory per idle call (RSS, {memory_calls} calls)", "KiB", False, 1),
@@ -57,20 +64,27 @@ def _fmt(value: float, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-DISPLAY_NAMES = {"rtpengine": "rtpengine", "karl-baseline": "Karl baseline", "karl": "Karl"}
+DISPLAY_NAMES = {
+    "rtpengine": "rtpengine",
+    "python-floor": "Python floor",
+    "karl-baseline": "Karl baseline",
+    "karl": "Karl",
+}
 
 
 def markdown_table(summaries: dict[str, dict[str, Any]], labels: dict[str, Any]) -> str:
     """Rows: figures; columns: each proxy (median, and min..max over the repetitions), then ratios.
 
-    The columns are the proxies of the run among rtpengine, Karl baseline and Karl, in that order;
-    the ratios each Karl / rtpengine and Karl / Karl baseline (after / before a change), as far as
-    both sides were run. Figures no proxy has are left out.
+    The columns are the proxies of the run among rtpengine, the Python floor, Karl baseline and Karl,
+    in that order; the ratios each of the others / rtpengine, Karl / Python floor and Karl / Karl
+    baseline (after / before a change), as far as both sides were run. Figures no proxy has are left
+    out.
     """
     names = [name for name in DISPLAY_NAMES if name in summaries]
     pairs = [(name, "rtpengine") for name in names if name != "rtpengine" and "rtpengine" in names]
-    if "karl-baseline" in names and "karl" in names:
-        pairs.append(("karl", "karl-baseline"))
+    for before in ("python-floor", "karl-baseline"):
+        if before in names and "karl" in names:
+            pairs.append(("karl", before))
     header = [
         "Figure",
         *(DISPLAY_NAMES[name] for name in names),

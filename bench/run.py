@@ -15,6 +15,10 @@ Every figure is the median of the repetitions. Results go to ``bench/results/<st
 ``.md`` (the table with the Karl/rtpengine ratio). All traffic stays on loopback; every process
 started here is stopped at the end. See docs/performance.md for the method.
 
+``--only rtpengine python-floor karl`` adds ``python-floor`` (``bench/floor_proxy.py``): the least a
+Python NG proxy does for the bench's G.711 cycle, as a real server measured the same way; it is the
+floor Karl's signalling is set against (docs/performance.md). It is never run unless named.
+
 With ``--baseline-tree DIR`` a third proxy, ``karl-baseline``, is Karl started the same way from the
 source tree DIR (a git worktree or clone of an older commit); the table then also shows
 Karl / Karl baseline: after / before a change, measured under the same machine conditions.
@@ -274,6 +278,9 @@ def measure_ng(setup: Setup, proxy: proxies.RunningProxy, client: NGClient) -> d
         }
     if par.errors == 0:
         out["ng_cycles_per_s_par"] = par.cycles_per_s
+    for key, result in (("ng_cpu_us_per_cycle_seq", seq), ("ng_cpu_us_per_cycle_par", par)):
+        if result.errors == 0 and result.proxy_cpu_us_per_cycle is not None:
+            out[key] = result.proxy_cpu_us_per_cycle
     return out
 
 
@@ -495,7 +502,13 @@ def _call_store_line(method: dict[str, Any]) -> list[str]:
     if "call_store" not in method:
         return []
     state = "on (KARL_STATE_DIR, a fresh directory per start)" if method["call_store"] else "off"
-    return [f"Karl's call store: {state}; rtpengine without Redis."]
+    floor = (
+        "; the Python floor (bench/floor_proxy.py) "
+        + ("journals every change as Karl's store does" if method["call_store"] else "keeps no state on disk")
+        if proxies.FLOOR in method.get("proxies", ())
+        else ""
+    )
+    return [f"Karl's call store: {state}; rtpengine without Redis{floor}."]
 
 
 def plan_ports(plan: Plan, first_port: int) -> tuple[proxies.ProxyPorts, tuple[int, int]]:
@@ -575,11 +588,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "endpoint_ports": endpoint_ports,
             "source_trees": trees,
             "call_store": bool(args.call_store),
+            "proxies": list(args.only or proxies.DEFAULT_PROXIES),
         },
         "proxies": {},
     }
     names: list[str] = args.only or [
-        name for name in proxies.PROXY_NAMES if name != proxies.BASELINE or args.baseline_tree
+        name for name in proxies.DEFAULT_PROXIES if name != proxies.BASELINE or args.baseline_tree
     ]
     entries: dict[str, dict[str, Any]] = {name: {"reps": [], "summary": {}} for name in names}
     hints: dict[str, dict[str, float]] = {name: {} for name in names}  # later ramps start near these
@@ -700,7 +714,8 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         nargs="+",
         choices=proxies.PROXY_NAMES,
-        help="measure only these proxies, in this order (karl-baseline needs --baseline-tree)",
+        help="measure only these proxies, in this order (karl-baseline needs --baseline-tree; "
+        "python-floor is measured only when named here)",
     )
     parser.add_argument(
         "--baseline-tree",

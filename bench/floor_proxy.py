@@ -1,0 +1,343 @@
+"""The least a Python NG proxy must do for the bench's calls, as a real server: Karl's floor over the network.
+
+`signalling_floor.py` measures the floor in-process, part by part. This is the same floor as a proxy
+that `bench/run.py` starts and measures like rtpengine and Karl (`--only rtpengine python-floor karl
+--figures memory ng --call-store`), pinned to the same core, driven by the same client:
+
+* NG over UDP on uvloop: split the cookie, bencode-decode (Karl's decoder), answer a retransmission
+  from a bounded reply cache, encode the reply (Karl's encoder) and send it;
+* `offer` / `answer`: the SDP rewritten as text (`signalling_floor.rewrite_sdp`: own address in o=
+  and c=, own port in m=, an `a=rtcp` line), a pair of real UDP sockets per party from a free list of
+  ports, bound and watched by the event loop, relaying what arrives to the other party (symmetric);
+* the call's state written before the reply leaves, as Karl's file call store does it: a small JSON
+  document appended to a journal (`open(O_APPEND)`, `write`, `close`) per offer and per answer, a
+  removal line per delete;
+* `delete`: sockets closed, ports freed, the reply with the call's statistics (every stream's local
+  and peer address, flags and counters, as rtpengine 10.5 and Karl send them), a JSON call record
+  queued and written every 20 ms (without Karl's `fsync`).
+
+What it leaves out is everything that makes a proxy rtpengine's equal: no validation of the SDP, no
+model of what it offers, no codec negotiation, none of rtpengine's flags or its rules for re-offers,
+forks, holds, ICE, SRTP or DTLS, no options parsed, no counters or metrics, no timers. It answers
+the bench's G.711 cycle and nothing else correctly. It is a measuring stick, not a proxy.
+
+    python bench/floor_proxy.py --ng 127.0.0.1:2223 --media-ip 127.0.0.200 --ports 30000-30999 \
+        [--state-dir DIR] [--cdr FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from karl_core.ng import bencode
+from karl_core.runtime import tune_garbage_collection
+from signalling_floor import rewrite_sdp
+
+REPLY_CACHE_SIZE = 4096  # retransmissions are answered from here (rtpengine keeps replies 30 s)
+CDR_LINGER_S = 0.02  # as Karl's CDR writer: the records of calls ending within 20 ms share a write
+_JOURNAL_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+
+
+class Stream:
+    """One local UDP socket, the one the SDP sent to the other party names: what arrives here goes to
+    `peer` (this party's address) out of `sink`, the socket this party sends to."""
+
+    __slots__ = ("bytes", "packets", "peer", "port", "sink", "sock")
+
+    def __init__(self, sock: socket.socket, port: int) -> None:
+        self.sock, self.port = sock, port
+        self.peer: tuple[str, int] | None = None  # this party's address and port, from its SDP
+        self.sink: Stream | None = None
+        self.packets = self.bytes = 0
+
+
+class Party:
+    __slots__ = ("created", "rtcp", "rtp", "sdp_peer", "tag")
+
+    def __init__(self, tag: str, rtp: Stream, rtcp: Stream) -> None:
+        self.tag, self.rtp, self.rtcp = tag, rtp, rtcp
+        self.sdp_peer: tuple[str, int] = ("", 0)
+        self.created = int(time.time())
+
+
+class Call:
+    __slots__ = ("call_id", "created", "parties", "version")
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.parties: dict[str, Party] = {}
+        self.created = time.time()
+        self.version = 0
+
+
+def _sdp_peer(sdp: str) -> tuple[str, int]:
+    """The party's address and port: its c= and m= lines (what any proxy must read)."""
+    address, port = "", 0
+    for line in sdp.split("\r\n"):
+        if line.startswith("c="):
+            address = line.rsplit(" ", 1)[1]
+        elif line.startswith("m="):
+            port = int(line.split(" ", 2)[1])
+    return address, port
+
+
+class FloorProxy(asyncio.DatagramProtocol):
+    def __init__(self, media_ip: str, ports: range, state_dir: Path | None, cdr_path: Path | None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.media_ip = media_ip
+        self.free_ports = list(range(ports.start + ports.start % 2, ports.stop - 1, 2))
+        self.calls: dict[str, Call] = {}
+        self.replies: dict[bytes, bytes] = {}
+        self.journal = str(state_dir / "calls.jsonl") if state_dir else None
+        self.cdr_path = str(cdr_path) if cdr_path else None
+        self.cdr_queue: list[str] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------------------------------ NG
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        cookie, _, payload = data.partition(b" ")
+        cached = self.replies.get(cookie)
+        if cached is not None:
+            self.transport.sendto(cached, addr)
+            return
+        try:
+            request = bencode.decode_ng_dict(payload)
+            reply = self.handle(request)
+        except Exception as exc:  # a measuring stick answers every request
+            reply = {"result": "error", "error-reason": f"{type(exc).__name__}: {exc}"}
+        out = cookie + b" " + bencode.encode(reply, sort_keys=False)
+        if len(self.replies) >= REPLY_CACHE_SIZE:
+            del self.replies[next(iter(self.replies))]
+        self.replies[cookie] = out
+        self.transport.sendto(out, addr)
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request["command"]
+        if command == "offer":
+            return self._offer_or_answer(request, request["from-tag"], None)
+        if command == "answer":
+            return self._offer_or_answer(request, request["to-tag"], request["from-tag"])
+        if command == "delete":
+            return self._delete(request)
+        if command == "ping":
+            return {"result": "pong"}
+        return {"result": "error", "error-reason": "Unrecognized command"}
+
+    def _offer_or_answer(self, request: dict[str, Any], tag: str, offerer: str | None) -> dict[str, Any]:
+        call_id = request["call-id"]
+        call = self.calls.get(call_id)
+        if call is None:
+            if offerer is not None:
+                return {"result": "error", "error-reason": "Unknown call-id"}
+            call = self.calls[call_id] = Call(call_id)
+        sdp = request["sdp"]
+        party = call.parties.get(tag)
+        if party is None:
+            party = call.parties[tag] = self._party(tag)
+        party.sdp_peer = address, port = _sdp_peer(sdp)
+        party.rtp.peer, party.rtcp.peer = (address, port), (address, port + 1)
+        if offerer is not None:  # the answer links the two parties' streams both ways
+            other = call.parties[offerer]
+            party.rtp.sink, other.rtp.sink = other.rtp, party.rtp
+            party.rtcp.sink, other.rtcp.sink = other.rtcp, party.rtcp
+        call.version += 1
+        self._store(call)
+        # The SDP sent on carries the port the other party is to send to: this party's socket pair
+        return {"result": "ok", "sdp": rewrite_sdp(sdp, self.media_ip, party.rtp.port, call.version)}
+
+    def _delete(self, request: dict[str, Any]) -> dict[str, Any]:
+        call = self.calls.pop(request["call-id"], None)
+        if call is None:
+            return {"result": "error", "error-reason": "Unknown call-id"}
+        reply = self._statistics(call)
+        for party in call.parties.values():
+            for stream in (party.rtp, party.rtcp):
+                self.loop.remove_reader(stream.sock.fileno())
+                stream.sock.close()
+            self.free_ports.append(party.rtp.port)
+        if self.journal:
+            self._append(self.journal, json.dumps({"call-id": call.call_id, "removed": True}) + "\n")
+        self._record(call)
+        return reply
+
+    # ------------------------------------------------------------------------------- the streams
+
+    def _party(self, tag: str) -> Party:
+        port = self.free_ports.pop()
+        return Party(tag, self._stream(port), self._stream(port + 1))
+
+    def _stream(self, port: int) -> Stream:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind((self.media_ip, port))
+        stream = Stream(sock, port)
+        self.loop.add_reader(sock.fileno(), self._relay, stream)
+        return stream
+
+    @staticmethod
+    def _relay(stream: Stream) -> None:
+        while True:
+            try:
+                data = stream.sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error from an earlier send: the next datagram may be fine
+            stream.packets += 1
+            stream.bytes += len(data)
+            # What arrives here came from the other party and goes to this stream's party, out of the
+            # socket that party sends to (symmetric RTP)
+            sink = stream.sink
+            if sink is not None and stream.peer is not None:
+                with contextlib.suppress(OSError):
+                    sink.sock.sendto(data, stream.peer)
+
+    # -------------------------------------------------------------------------- state and records
+
+    def _store(self, call: Call) -> None:
+        if not self.journal:
+            return
+        document = {
+            "call-id": call.call_id,
+            "version": call.version,
+            "created": call.created,
+            "parties": [
+                {
+                    "tag": party.tag,
+                    "media": [
+                        {
+                            "type": "audio",
+                            "protocol": "RTP/AVP",
+                            "ports": [party.rtp.port, party.rtcp.port],
+                            "peer": list(party.sdp_peer),
+                            "sink": party.rtp.sink.port if party.rtp.sink else None,
+                        }
+                    ],
+                }
+                for party in call.parties.values()
+            ],
+        }
+        self._append(self.journal, json.dumps(document, separators=(",", ":")) + "\n")
+
+    @staticmethod
+    def _append(path: str, line: str) -> None:
+        fd = os.open(path, _JOURNAL_FLAGS, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def _statistics(self, call: Call) -> dict[str, Any]:
+        def stream(s: Stream, rtcp: bool) -> dict[str, Any]:
+            endpoint = {"family": "IPv4", "address": s.peer[0], "port": s.peer[1]} if s.peer else {}
+            return {
+                "local port": s.port,
+                "local address": self.media_ip,
+                "family": "IPv4",
+                "endpoint": endpoint,
+                "advertised endpoint": dict(endpoint),
+                "last packet": int(call.created),
+                "flags": ["RTCP" if rtcp else "RTP", "filled"],
+                "stats": {"packets": s.packets, "bytes": s.bytes, "errors": 0},
+            }
+
+        tags: dict[str, Any] = {}
+        totals = {kind: {"packets": 0, "bytes": 0, "errors": 0} for kind in ("RTP", "RTCP")}
+        for party in call.parties.values():
+            others = [{"tag": t, "type": "offer/answer"} for t in call.parties if t != party.tag]
+            tags[party.tag] = {
+                "tag": party.tag,
+                "created": party.created,
+                "subscriptions": others,
+                "subscribers": list(others),
+                "medias": [
+                    {
+                        "index": 1,
+                        "type": "audio",
+                        "protocol": "RTP/AVP",
+                        "streams": [stream(party.rtp, False), stream(party.rtcp, True)],
+                        "flags": ["initialized", "send", "recv"],
+                    }
+                ],
+            }
+            for kind, s in (("RTP", party.rtp), ("RTCP", party.rtcp)):
+                totals[kind]["packets"] += s.packets
+                totals[kind]["bytes"] += s.bytes
+        created = call.created
+        return {
+            "result": "ok",
+            "created": int(created),
+            "created_us": int(created * 1e6) % 1_000_000,
+            "last signal": int(time.time()),
+            "SSRC": {},
+            "tags": tags,
+            "totals": totals,
+        }
+
+    def _record(self, call: Call) -> None:
+        if not self.cdr_path:
+            return
+        record = {
+            "call_id": call.call_id,
+            "start": call.created,
+            "end": time.time(),
+            "parties": [
+                {"tag": p.tag, "packets": p.rtp.packets, "bytes": p.rtp.bytes, "peer": list(p.sdp_peer)}
+                for p in call.parties.values()
+            ],
+        }
+        if not self.cdr_queue:
+            self.loop.call_later(CDR_LINGER_S, self._write_records)
+        self.cdr_queue.append(json.dumps(record, separators=(",", ":")))
+
+    def _write_records(self) -> None:
+        assert self.cdr_path is not None
+        lines, self.cdr_queue = self.cdr_queue, []
+        self._append(self.cdr_path, "\n".join(lines) + "\n")
+
+
+async def serve(args: argparse.Namespace) -> None:
+    host, _, port = args.ng.rpartition(":")
+    low, _, high = args.ports.partition("-")
+    loop = asyncio.get_running_loop()
+    await loop.create_datagram_endpoint(
+        lambda: FloorProxy(args.media_ip, range(int(low), int(high) + 1), args.state_dir, args.cdr),
+        local_addr=(host, int(port)),
+    )
+    tune_garbage_collection()  # as Karl's node does after start-up
+    await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ng", required=True, help="HOST:PORT to listen for NG requests on")
+    parser.add_argument("--media-ip", required=True)
+    parser.add_argument("--ports", required=True, help="LOW-HIGH, the media ports")
+    parser.add_argument("--state-dir", type=Path, help="keep the calls' state in DIR/calls.jsonl")
+    parser.add_argument("--cdr", type=Path, help="append a JSON record per ended call to this file")
+    args = parser.parse_args(argv)
+    if args.state_dir:
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+    uvloop.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

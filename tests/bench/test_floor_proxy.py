@@ -1,0 +1,125 @@
+"""bench/floor_proxy.py does the work docs/performance.md says its figures include.
+
+The Python floor is the measuring stick for issue 9's conclusion: a proxy that does nothing of
+rtpengine's rules but still answers NG, opens real sockets, relays, journals every change and writes
+call records. If it skipped any of that, its figures would flatter Python; these tests hold it to it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from karl_testkit import (
+    NgClient,
+    free_port,
+    free_port_block,
+    make_party,
+    port_of,
+    sdp,
+    simple_rtp,
+    wait_for,
+    wait_for_pong,
+)
+
+FLOOR = Path(__file__).resolve().parents[2] / "bench" / "floor_proxy.py"
+
+
+@pytest.fixture
+def floor(tmp_path: Path) -> Iterator[tuple[NgClient, Path, range]]:
+    ng_port = free_port()
+    first = free_port_block(8)
+    ports = range(first, first + 8)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(FLOOR),
+            f"--ng=127.0.0.1:{ng_port}",
+            "--media-ip=127.0.0.1",
+            f"--ports={ports.start}-{ports.stop - 1}",
+            f"--state-dir={tmp_path / 'state'}",
+            f"--cdr={tmp_path / 'cdr.jsonl'}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    client = NgClient(("127.0.0.1", ng_port))
+    try:
+        wait_for_pong(client, proc, "the floor proxy")
+        yield client, tmp_path, ports
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        client.close()
+
+
+def _journal(tmp_path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (tmp_path / "state" / "calls.jsonl").read_text().splitlines()]
+
+
+def test_a_call_is_relayed_journalled_and_recorded(floor: tuple[NgClient, Path, range]) -> None:
+    client, tmp_path, ports = floor
+    a, b = make_party(), make_party()
+    try:
+        offer = client.request({"command": "offer", "call-id": "c1", "from-tag": "A", "sdp": sdp(a.port)})
+        answer = client.request(
+            {"command": "answer", "call-id": "c1", "from-tag": "A", "to-tag": "B", "sdp": sdp(b.port)}
+        )
+        assert offer["result"] == answer["result"] == "ok"
+        to_a_side, to_b_side = port_of(offer), port_of(answer)  # B sends to the first, A to the second
+        assert {to_a_side, to_b_side} <= set(ports) and to_a_side != to_b_side
+        assert f"a=rtcp:{to_b_side + 1}" in answer["sdp"] and "c=IN IP4 127.0.0.1" in answer["sdp"]
+        assert [line["version"] for line in _journal(tmp_path)] == [1, 2]  # written before each reply
+
+        # real sockets, relayed both ways, symmetric: each party hears the other from where it sends
+        a.rtp.sendto(simple_rtp(1), ("127.0.0.1", to_b_side))
+        data, source = b.rtp.recvfrom(2048)
+        assert data == simple_rtp(1) and source == ("127.0.0.1", to_a_side)
+        b.rtp.sendto(simple_rtp(2), ("127.0.0.1", to_a_side))
+        data, source = a.rtp.recvfrom(2048)
+        assert data == simple_rtp(2) and source == ("127.0.0.1", to_b_side)
+
+        deleted = client.request({"command": "delete", "call-id": "c1", "from-tag": "A"})
+        assert deleted["result"] == "ok"
+        streams = {
+            stream["local port"]: stream["stats"]["packets"]
+            for party in deleted["tags"].values()
+            for media in party["medias"]
+            for stream in media["streams"]
+        }
+        assert streams[to_a_side] == streams[to_b_side] == 1
+        assert deleted["totals"]["RTP"]["packets"] == 2
+        assert _journal(tmp_path)[-1] == {"call-id": "c1", "removed": True}
+        records = tmp_path / "cdr.jsonl"  # written after the writer's linger of 20 ms
+        wait_for(lambda: records.exists() and records.read_text().strip(), timeout=5.0)
+        assert json.loads(records.read_text().splitlines()[0])["call_id"] == "c1"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_ports_are_freed_and_retransmissions_answered_from_the_cache(
+    floor: tuple[NgClient, Path, range],
+) -> None:
+    client = floor[0]
+    # 8 ports are two calls' worth: ten calls one after the other work only if each delete frees its ports
+    for n in range(10):
+        call = f"loop{n}"
+        cookie = client.next_cookie()
+        request = {"command": "offer", "call-id": call, "from-tag": "A", "sdp": sdp(30000)}
+        first = client.request(request, cookie=cookie)
+        assert first["result"] == "ok"
+        assert client.request(request, cookie=cookie) == first  # the same reply, no second party
+        client.request(
+            {"command": "answer", "call-id": call, "from-tag": "A", "to-tag": "B", "sdp": sdp(30002)}
+        )
+        assert client.request({"command": "delete", "call-id": call, "from-tag": "A"})["result"] == "ok"
+    assert client.request({"command": "delete", "call-id": "loop0", "from-tag": "A"}) == {
+        "result": "error",
+        "error-reason": "Unknown call-id",
+    }
