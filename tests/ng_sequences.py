@@ -1449,13 +1449,25 @@ def _t38_same_ports() -> Iterator[Sequence]:
     )
 
 
-def _ice_party(port: int, ufrag: str, *, zero: bool = False, version: str = "1", callee: bool = False) -> str:
-    """A party that speaks ICE (its credentials and a host candidate per component)."""
+def _ice_party(
+    port: int,
+    ufrag: str,
+    *,
+    zero: bool = False,
+    version: str = "1",
+    callee: bool = False,
+    trickle: bool = False,
+    lite: bool = False,
+) -> str:
+    """A party that speaks ICE (its credentials and a host candidate per component), maybe trickle or
+    ICE-lite."""
     host = B_IP if callee else A_IP
     lines = (
         *DTMF_LINES,
+        *(["a=ice-lite"] if lite else []),
         f"a=ice-ufrag:{ufrag}",
         "a=ice-pwd:8sd7fG6hJ5kL4zX3cV2bN1mQ",
+        *(["a=ice-options:trickle"] if trickle else []),
         f"a=candidate:1 1 udp 2130706431 {host} {port} typ host",
         f"a=candidate:1 2 udp 2130706430 {host} {port + 1} typ host",
         "a=sendrecv",
@@ -1532,6 +1544,30 @@ def _ice_across_reoffers() -> Iterator[Sequence]:
             tt=TT,
             note="no ICE to the callee: 0.0.0.0",
         ),
+    )
+    yield seq(
+        "ice_removed_trickle_lines_towards_a_callee_that_trickled",
+        offer(A(), {"ICE": "remove"}),
+        answer(_ice_party(7000, "Bb01", callee=True, trickle=True), {"ICE": "remove"}, note="ICE, trickle"),
+        offer(
+            A(version="2890844527"),
+            {"ICE": "remove"},
+            tt=TT,
+            note="no ICE to the callee, but its trickle lines: 10.5's agent for it lives on",
+        ),
+        answer(B(version="2"), {"ICE": "remove"}, note="plain now"),
+        offer(A(version="2890844528"), {"ICE": "remove"}, tt=TT, note="none: its last SDP did not trickle"),
+    )
+    yield seq(
+        "ice_controlling_kept_towards_a_party_once_lite",
+        offer(_ice_party(6000, "Aa01", lite=True), {"ICE": "remove"}, note="an ICE-lite caller"),
+        answer(B(), {"ICE": "remove"}),
+        offer(_ice_party(6000, "Aa01", version="2"), {"ICE": "remove"}, tt=TT, note="full ICE, same ufrag"),
+        answer(B(version="2"), {"ICE": "remove"}),
+        query(note="still ICE controlling towards the caller"),
+        offer(_ice_party(6000, "Aa02", version="3"), {"ICE": "remove"}, tt=TT, note="a new ufrag: a restart"),
+        answer(B(version="3"), {"ICE": "remove"}),
+        query(note="roles decided anew: not controlling towards the caller"),
     )
     yield seq(
         "ice_candidate_foundation_with_media_address",

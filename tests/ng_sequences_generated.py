@@ -1693,15 +1693,7 @@ def _candidates_sequence(number: int, rng: random.Random) -> Sequence:
     return _query_and_delete(steps, f"generated_candidates_{number:02d}", CANDIDATES_SEED)
 
 
-_ICE_REMOVED_STATE = (
-    "ICE removed towards a party that spoke ICE (ICE-lite, trickle) in an earlier SDP: 10.5 keeps "
-    "`ICE controlling` once set and writes the trickle remnant from earlier SDPs; Karl follows the "
-    "latest SDP"
-)
 KNOWN_GAPS: dict[str, str] = {
-    "generated_candidates_41": _ICE_REMOVED_STATE,
-    "generated_candidates_46": _ICE_REMOVED_STATE,
-    "generated_candidates_49": _ICE_REMOVED_STATE,
     "generated_codecs_13": (
         "a `reuse-codecs` re-offer from a party whose last answer had all its codecs stripped by its own "
         "options: 10.5 lists the re-offer's codecs, Karl the earlier answer's first"
@@ -1718,8 +1710,9 @@ as 10.5 does), `a=rtcp` on the RTP port, forks with a browser on one side (socke
 ICE roles, a cancelled fork in `query`, rtcp-mux of an earlier fork answering again, an ICE party's
 sockets), branches by via-branch (untagged parties' numbers, a branch answering after another), the
 `asymmetric` flag along a dialog, session-level groups other than BUNDLE, the lines of a refused
-media, ICE flags of a party's SDP in `query` (trickle, ICE-lite) and its `a=end-of-candidates`.
-Left: the ones below."""
+media, ICE flags of a party's SDP in `query` (trickle, ICE-lite) and its `a=end-of-candidates`,
+10.5's lasting ICE agent (trickle lines without ICE) and `ICE controlling` towards a party once
+ICE-lite. Left: the ones below."""
 
 
 ICE_CREDENTIALS_OF_THE_OFFER = (

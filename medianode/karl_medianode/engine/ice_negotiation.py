@@ -37,6 +37,13 @@ towards it from then on (10.5 takes `ICE controlling` off its media), whoever an
 RESTARTED_CONTROLLING = "ice-restart-controlling"
 """Media flag: the other party's offer restarted ICE: Karl controls towards this party (10.5 shows
 `ICE controlling` on its media, also when it is no ICE leg)."""
+LITE_CONTROLLING = "ice-lite-controlling"
+"""Media flag: the party was an ICE-lite agent in one of its SDPs, so Karl controls towards it until an
+ICE restart, also once its SDPs leave ICE-lite (10.5's `ICE controlling`, set then and kept)."""
+AGENT = "ice-agent"
+"""Media flag: 10.5 has an ICE agent on this party's media: its SDP carried ICE once, or Karl spoke
+ICE to it. Kept for the call (10.5 leaves an agent running when ICE is removed): a party that said
+it trickles then still gets `a=ice-options:trickle` and `a=end-of-candidates` without ICE."""
 SETTLED = "ice-settled"
 """Media flag: `PARTY_ICE` was set once (10.5's `initialized`): offers to the party follow it, not the
 offerer's ICE."""
@@ -67,7 +74,9 @@ def _note_party(media: MediaState, ice: bool) -> None:
 def karl_controls(answerer: bool, media: MediaState) -> bool:
     """Whether Karl is the controlling agent towards the party of `media` (`answerer`: that party
     answered first, which decides it until an ICE restart)."""
-    if RESTARTED_CONTROLLING in media.flags or (LITE_PEER in media.flags and LITE_SELF not in media.flags):
+    if RESTARTED_CONTROLLING in media.flags or (
+        (LITE_PEER in media.flags or LITE_CONTROLLING in media.flags) and LITE_SELF not in media.flags
+    ):
         return True  # (towards an ICE-lite party Karl always controls)
     return answerer and RESTARTED_CONTROLLED not in media.flags
 
@@ -78,11 +87,12 @@ def take_remote(media: MediaState, media_in: InboundMedia, offer: bool) -> bool:
     credentials = media_in.ice_credentials if media_in.is_rtp or media_in.is_udp else None
     media.flags.discard(LITE_PEER)
     if credentials is not None and media_in.ice_lite:
-        media.flags.add(LITE_PEER)
+        media.flags.update((LITE_PEER, LITE_CONTROLLING))
     if credentials is None:
         media.ice_remote_ufrag = media.ice_remote_pwd = None
         media.ice_candidates = []
         return False
+    media.flags.add(AGENT)
     ufrag, pwd = credentials
     restarted = offer and media.ice_remote_ufrag is not None and media.ice_remote_ufrag != ufrag and media.ice
     if restarted:
@@ -93,7 +103,16 @@ def take_remote(media: MediaState, media_in: InboundMedia, offer: bool) -> bool:
     return restarted
 
 
+def _agent_restarted(offerer: MediaState, media_in: InboundMedia) -> bool:
+    """Whether an offer restarts 10.5's agent for the offerer (a new ufrag where it has one), ICE
+    leg or not."""
+    credentials = media_in.ice_credentials
+    previous = offerer.ice_remote_ufrag
+    return AGENT in offerer.flags and credentials is not None and previous not in (None, credentials[0])
+
+
 def _ensure_local(media: MediaState) -> None:
+    media.flags.add(AGENT)
     if media.ice_ufrag is None or media.ice_pwd is None:
         if media.ice_kept_ufrag is not None and media.ice_kept_pwd is not None:
             media.ice_ufrag, media.ice_pwd = media.ice_kept_ufrag, media.ice_kept_pwd
@@ -134,12 +153,19 @@ def on_offer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia, 
                 media.flags.add(LITE_SELF)
             else:
                 media.flags.discard(LITE_SELF)
+    agent_restarted = _agent_restarted(offerer, media_in)
     if take_remote(offerer, media_in, offer=True):
         # the restarting offerer controls now: Karl is controlled towards it, controlling towards the other
         offerer.flags.add(RESTARTED_CONTROLLED)
         offerer.flags.discard(RESTARTED_CONTROLLING)
         answerer.flags.add(RESTARTED_CONTROLLING)
         answerer.flags.discard(RESTARTED_CONTROLLED)
+    if agent_restarted:
+        # 10.5 decides the roles anew: only a party that is ICE-lite now keeps Karl controlling
+        for media in (offerer, answerer):
+            media.flags.discard(LITE_CONTROLLING)
+            if LITE_PEER in media.flags:
+                media.flags.add(LITE_CONTROLLING)
     _note_party(offerer, offerer.ice_remote_ufrag is not None)
     if offerer.ice_remote_ufrag is None:
         _stop(offerer)
@@ -170,6 +196,12 @@ def on_answer(offerer: MediaState, answerer: MediaState, media_in: InboundMedia,
     _ensure_local(offerer)
     _note_party(offerer, True)
     return True
+
+
+def trickle_remnant(media: MediaState) -> bool:
+    """Whether the SDP to `media`'s party ends with `a=ice-options:trickle` and `a=end-of-candidates`
+    even where it carries no ICE: the party said it trickles (its last SDP) and 10.5 has an agent for it."""
+    return TRICKLE in media.flags and AGENT in media.flags
 
 
 def sdp_lines(

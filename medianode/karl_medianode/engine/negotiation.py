@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from karl_core.ng.options import Ice, NgOptions
+from karl_core.ng.options import NgOptions
 from karl_core.session import Codec, MediaState, Monologue
 from karl_medianode.engine import dtls_negotiation as dtls
 from karl_medianode.engine import ice_negotiation as ice
@@ -188,6 +188,7 @@ def negotiate_offer(
                 ptime=b_media.ptime,
                 connection=connection,
                 mid=b_media.mid,
+                trickle_remnant=ice.trickle_remnant(b_media),
                 crypto=crypto,
                 dtls=dtls_out(a_media, b_media, wiring, offering=True),
                 ice=ice.sdp_lines(
@@ -352,7 +353,7 @@ def negotiate_answer(
                 ptime=a_media.ptime,
                 connection=connection,
                 mid=a_media.mid,
-                trickle_remnant=ice.TRICKLE in a_media.flags and opts.ice is Ice.REMOVE,
+                trickle_remnant=ice.trickle_remnant(a_media),
                 crypto=crypto,
                 dtls=dtls_out(b_media, a_media, wiring, offering=False),
                 ice=ice.sdp_lines(
