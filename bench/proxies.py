@@ -26,7 +26,9 @@ from ngclient import wait_for_ping
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "karl-baseline"
 FLOOR = "python-floor"  # bench/floor_proxy.py: the least a Python NG proxy does; measured on request
-PROXY_NAMES = ("rtpengine", FLOOR, BASELINE, "karl")  # also the order in which each repetition measures them
+FLOOR_BARE = "python-floor-bare"  # the same without its state journal and call records
+# also the order in which each repetition measures them
+PROXY_NAMES = ("rtpengine", FLOOR_BARE, FLOOR, BASELINE, "karl")
 DEFAULT_PROXIES = ("rtpengine", BASELINE, "karl")
 KARL_SOURCE_DIRS = ("core", "medianode")  # a tree's directories that hold karl_core and karl_medianode
 
@@ -181,8 +183,9 @@ _IMPORT_CHECK = (
 )
 
 
-def floor_command(launch: Launch, ports: ProxyPorts) -> list[str]:
-    """bench/floor_proxy.py with Karl's interpreter; its state journal and call records as Karl's."""
+def floor_command(launch: Launch, ports: ProxyPorts, bare: bool = False) -> list[str]:
+    """bench/floor_proxy.py with Karl's interpreter; its state journal (with the call store, as
+    Karl's) and call records, unless `bare`."""
     command = [
         karl_command()[0],
         str(Path(__file__).resolve().parent / "floor_proxy.py"),
@@ -190,6 +193,8 @@ def floor_command(launch: Launch, ports: ProxyPorts) -> list[str]:
         f"--media-ip={launch.media_ip}",
         f"--ports={ports.rtp_min}-{ports.rtp_max}",
     ]
+    if bare:
+        return command
     cdr_dir = tempfile.mkdtemp(prefix=f"karl-bench-floor-cdr-{ports.ng_port}-")
     atexit.register(shutil.rmtree, cdr_dir, True)
     command.append(f"--cdr={os.path.join(cdr_dir, 'cdr.jsonl')}")
@@ -241,11 +246,13 @@ def tree_info(tree: Path) -> dict[str, Any]:
         return done.stdout.strip() if done.returncode == 0 else None
 
     status = git("status", "--porcelain", "--", *KARL_SOURCE_DIRS)
+    bench = git("status", "--porcelain", "--", "bench/*.py")  # the floor proxy and the client
     return {
         "path": str(tree),
         "commit": git("rev-parse", "HEAD"),
         "subject": git("log", "-1", "--format=%s"),
         "uncommitted_changes": None if status is None else bool(status),
+        "bench_uncommitted_changes": None if bench is None else bool(bench),
     }
 
 
@@ -268,8 +275,8 @@ def start(
         command, env = rtpengine_command(launch, ports), dict(os.environ)
     elif name == "karl":
         command, env = karl_command(), karl_env(launch, ports)
-    elif name == FLOOR:
-        command, env = floor_command(launch, ports), dict(os.environ)
+    elif name in (FLOOR, FLOOR_BARE):
+        command, env = floor_command(launch, ports, bare=name == FLOOR_BARE), dict(os.environ)
     elif name == BASELINE:
         tree = (trees or {}).get(name)
         if tree is None:

@@ -66,6 +66,7 @@ def _fmt(value: float, digits: int) -> str:
 
 DISPLAY_NAMES = {
     "rtpengine": "rtpengine",
+    "python-floor-bare": "Python floor, no store",
     "python-floor": "Python floor",
     "karl-baseline": "Karl baseline",
     "karl": "Karl",

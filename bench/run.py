@@ -17,7 +17,8 @@ started here is stopped at the end. See docs/performance.md for the method.
 
 ``--only rtpengine python-floor karl`` adds ``python-floor`` (``bench/floor_proxy.py``): the least a
 Python NG proxy does for the bench's G.711 cycle, as a real server measured the same way; it is the
-floor Karl's signalling is set against (docs/performance.md). It is never run unless named.
+floor Karl's signalling is set against (docs/performance.md). ``python-floor-bare`` is the same
+without its state journal and call records. Neither is run unless named.
 
 With ``--baseline-tree DIR`` a third proxy, ``karl-baseline``, is Karl started the same way from the
 source tree DIR (a git worktree or clone of an older commit); the table then also shows
@@ -502,12 +503,15 @@ def _call_store_line(method: dict[str, Any]) -> list[str]:
     if "call_store" not in method:
         return []
     state = "on (KARL_STATE_DIR, a fresh directory per start)" if method["call_store"] else "off"
-    floor = (
-        "; the Python floor (bench/floor_proxy.py) "
-        + ("journals every change as Karl's store does" if method["call_store"] else "keeps no state on disk")
-        if proxies.FLOOR in method.get("proxies", ())
-        else ""
-    )
+    measured = method.get("proxies", ())
+    floor = ""
+    if proxies.FLOOR in measured:
+        kept = "keeps no state on disk"
+        if method["call_store"]:
+            kept = "journals every change as Karl's store does"
+        floor = f"; the Python floor (bench/floor_proxy.py) {kept}"
+    if proxies.FLOOR_BARE in measured:
+        floor += "; the bare Python floor keeps neither state nor call records"
     return [f"Karl's call store: {state}; rtpengine without Redis{floor}."]
 
 
@@ -641,6 +645,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _describe_tree(info: dict[str, Any]) -> str:
     commit = (info.get("commit") or "unknown commit")[:12]
     changes = " with uncommitted changes" if info.get("uncommitted_changes") else ""
+    if info.get("bench_uncommitted_changes"):
+        changes += " (bench/ with uncommitted changes)"
     return f"{info['path']} at {commit}{changes}"
 
 
