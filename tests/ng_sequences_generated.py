@@ -1693,12 +1693,7 @@ def _candidates_sequence(number: int, rng: random.Random) -> Sequence:
     return _query_and_delete(steps, f"generated_candidates_{number:02d}", CANDIDATES_SEED)
 
 
-KNOWN_GAPS: dict[str, str] = {
-    "generated_codecs_13": (
-        "a `reuse-codecs` re-offer from a party whose last answer had all its codecs stripped by its own "
-        "options: 10.5 lists the re-offer's codecs, Karl the earlier answer's first"
-    ),
-}
+KNOWN_GAPS: dict[str, str] = {}
 """Generated sequences that show a difference not fixed yet, with the difference: strict expected
 failures (one that passes fails the run, so its mark goes once the difference is fixed). Fifteen
 of the nineteen groups found differences on their first run. Fixed since: kept sockets of a
@@ -1711,8 +1706,8 @@ ICE roles, a cancelled fork in `query`, rtcp-mux of an earlier fork answering ag
 sockets), branches by via-branch (untagged parties' numbers, a branch answering after another), the
 `asymmetric` flag along a dialog, session-level groups other than BUNDLE, the lines of a refused
 media, ICE flags of a party's SDP in `query` (trickle, ICE-lite) and its `a=end-of-candidates`,
-10.5's lasting ICE agent (trickle lines without ICE) and `ICE controlling` towards a party once
-ICE-lite. Left: the ones below."""
+10.5's lasting ICE agent (trickle lines without ICE), `ICE controlling` towards a party once
+ICE-lite, and a `reuse-codecs` re-offer after an answer that sent no codec on. None is left."""
 
 
 ICE_CREDENTIALS_OF_THE_OFFER = (

@@ -216,6 +216,28 @@ def _codec_reoffers() -> list[Sequence]:
             answer(B(audio(7000, "8 9 101"), version="3344556678")),
         )
     )
+    strip_gsm = {**REUSE, "codec": {"strip": ["GSM"]}}
+    out.append(
+        seq(
+            "reuse_codecs_after_an_answer_left_no_codec",
+            call_setup(A(audio(6000, "0 3 101")), B(audio(7000, "0 101"))),
+            offer(B(audio(7000, "8 3 101"), version="3344556678"), ft=TT, tt=FT, note="callee re-offers"),
+            answer(
+                A(audio(6000, "3 101"), version="2890844527"),
+                strip_gsm,
+                ft=TT,
+                tt=FT,
+                note="its own strip leaves no codec: no format, DTMF gone with GSM",
+            ),
+            offer(
+                A(audio(6000, "0 3 101"), version="2890844528"),
+                strip_gsm,
+                tt=TT,
+                note="the callee's codecs are empty: the offer's order",
+            ),
+            doc="a party whose last answer sent on no codec is offered the re-offer's codecs in its order",
+        )
+    )
     out.append(
         seq(
             "reuse_codecs_first_offer",

@@ -431,8 +431,10 @@ def answered_codecs(
         stored = {c.payload_type for c in store}
         kept = _once_each([c for c in own if c.payload_type in stored])
     if kept:
-        offerer.offered_payload_types = [c.payload_type for c in kept]
-        return without_orphans(kept, touched)
+        # (the offerer's store is what the answer sent on: DTMF left without its codec goes from both)
+        answered = without_orphans(kept, touched)
+        offerer.offered_payload_types = [c.payload_type for c in answered]
+        return answered
     # Nothing in common. 10.5 transcodes from what the answerer sends to the first real codec of the
     # offer sent on, unless the offerer has the answer's codecs itself (one a `mask` hid from the
     # answerer). Karl does not transcode: it gives that first codec when the answerer listed it (its
