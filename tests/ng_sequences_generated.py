@@ -1624,8 +1624,9 @@ def _video_sequence(number: int, rng: random.Random) -> Sequence:
 CANDIDATES_SEED = 20261224
 CANDIDATES_COUNT = 50
 
-# (reflexive and relayed candidates on loopback addresses: checks sent to an unroutable address fail at
-# once, which Karl counts as an error of the stream and 10.5 does not, see docs/compatibility.md)
+# (reflexive and relayed candidates on loopback addresses, as first written: checks sent to an
+# unroutable address fail at once, which Karl counted as an error of the stream and 10.5 does not;
+# tests/medianode/test_ice_unsent_checks.py covers that now)
 _CANDIDATE_KINDS = (
     "a=candidate:1 1 UDP 2130706431 {ip} {port} typ host",
     "a=candidate:1 2 UDP 2130706430 {ip} {rtcp} typ host",

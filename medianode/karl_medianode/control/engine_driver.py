@@ -107,6 +107,10 @@ class EngineDriver:
         self._rate_maps: dict[tuple[tuple[int, int], ...], dict[int, int]] = {}
         self._quality_log = RateLimitedLogger(log, 30.0)
         self._control_log = RateLimitedLogger(log, 30.0)
+        self._unsent_log = RateLimitedLogger(log, 30.0)
+        self.unsent_own_datagrams = 0
+        """ICE checks and answers and DTLS records of Karl's own that the kernel refused (no route to
+        the candidate, an address of another family); not errors of the stream, as in 10.5."""
         self._ice_timer: asyncio.TimerHandle | None = None
         self._ice_due: float | None = None
         self._dead: set[int] = set()
@@ -239,8 +243,11 @@ class EngineDriver:
             return
         try:
             stream.sock.sendto(data, destination)
-        except OSError:
-            stream.errors += 1
+        except OSError as exc:
+            # (10.5 ignores failed sends of its own STUN and DTLS; a check to an unroutable candidate
+            # is normal ICE, not a fault of the party's media)
+            self.unsent_own_datagrams += 1
+            self._unsent_log.info("could not send from port %d to %s: %s", port, destination, exc)
 
     def _open(self, spec: StreamSpec, restored: PacketStreamState | None) -> None:
         sock = self.ports.take(spec.port)

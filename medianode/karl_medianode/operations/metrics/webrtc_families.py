@@ -36,6 +36,12 @@ def webrtc_families(node: MediaNode) -> Iterator[Metric]:
         totals.dropped,
     )
     yield counter(
+        "karl_own_datagrams_unsent_total",
+        "ICE checks and answers and DTLS records of Karl's own the kernel refused to send (no route to a "
+        "candidate's address, another address family); not counted as errors of the stream.",
+        engine.unsent_own_datagrams if engine is not None else 0,
+    )
+    yield counter(
         "karl_ice_role_conflicts_total",
         "ICE role conflicts (both sides controlling or both controlled), resolved by tie-breaker.",
         totals.role_conflicts,
