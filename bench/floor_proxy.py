@@ -34,7 +34,8 @@ import os
 import socket
 import sys
 import time
-from json.encoder import encode_basestring_ascii as _json_text  # (C, a JSON string)
+from collections.abc import Callable
+from json import encoder as _json_encoder
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from karl_core.ng import bencode
 from karl_core.runtime import tune_garbage_collection
 from signalling_floor import rewrite_sdp
 
+json_text: Callable[[str], str] = _json_encoder.encode_basestring_ascii  # (C: a str as a JSON string)
 REPLY_CACHE_SIZE = 4096  # retransmissions are answered from here (rtpengine keeps replies 30 s)
 CDR_LINGER_S = 0.02  # as Karl's CDR writer: the records of calls ending within 20 ms share a write
 _JOURNAL_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -176,7 +178,7 @@ class FloorProxy(asyncio.DatagramProtocol):
                 stream.sock.close()
             self.free_ports.append(party.rtp.port)
         if self.journal is not None:
-            os.write(self.journal, b'{"call-id":%s,"removed":true}\n' % _json_text(call.call_id).encode())
+            os.write(self.journal, b'{"call-id":%s,"removed":true}\n' % json_text(call.call_id).encode())
         self._record(call)
         return reply
 
@@ -218,14 +220,14 @@ class FloorProxy(asyncio.DatagramProtocol):
         if self.journal is None:
             return
         parties = ",".join(
-            f'{{"tag":{_json_text(party.tag)},"media":[{{"type":"audio","protocol":"RTP/AVP",'
+            f'{{"tag":{json_text(party.tag)},"media":[{{"type":"audio","protocol":"RTP/AVP",'
             f'"ports":[{party.rtp.port},{party.rtcp.port}],'
-            f'"peer":[{_json_text(party.sdp_peer[0])},{party.sdp_peer[1]}],'
+            f'"peer":[{json_text(party.sdp_peer[0])},{party.sdp_peer[1]}],'
             f'"sink":{party.rtp.sink.port if party.rtp.sink else "null"}}}]}}'
             for party in call.parties.values()
         )
         line = (
-            f'{{"call-id":{_json_text(call.call_id)},"version":{call.version},'
+            f'{{"call-id":{json_text(call.call_id)},"version":{call.version},'
             f'"created":{call.created!r},"parties":[{parties}]}}\n'
         )
         os.write(self.journal, line.encode())
@@ -278,14 +280,14 @@ class FloorProxy(asyncio.DatagramProtocol):
         if self.cdr is None:
             return
         parties = ",".join(
-            f'{{"tag":{_json_text(p.tag)},"packets":{p.rtp.packets},"bytes":{p.rtp.bytes},'
-            f'"peer":[{_json_text(p.sdp_peer[0])},{p.sdp_peer[1]}]}}'
+            f'{{"tag":{json_text(p.tag)},"packets":{p.rtp.packets},"bytes":{p.rtp.bytes},'
+            f'"peer":[{json_text(p.sdp_peer[0])},{p.sdp_peer[1]}]}}'
             for p in call.parties.values()
         )
         if not self.cdr_queue:
             self.loop.call_later(CDR_LINGER_S, self._write_records)
         self.cdr_queue.append(
-            f'{{"call_id":{_json_text(call.call_id)},"start":{call.created!r},"end":{time.time()!r},'
+            f'{{"call_id":{json_text(call.call_id)},"start":{call.created!r},"end":{time.time()!r},'
             f'"parties":[{parties}]}}'
         )
 
@@ -304,8 +306,13 @@ async def serve(args: argparse.Namespace) -> None:
     host, _, port = args.ng.rpartition(":")
     low, _, high = args.ports.partition("-")
     loop = asyncio.get_running_loop()
+    proxy: type[FloorProxy] = FloorProxy
+    if args.plain_path:
+        from plain_path import PlainPathProxy  # (it builds on this module)
+
+        proxy = PlainPathProxy
     await loop.create_datagram_endpoint(
-        lambda: FloorProxy(args.media_ip, range(int(low), int(high) + 1), args.state_dir, args.cdr),
+        lambda: proxy(args.media_ip, range(int(low), int(high) + 1), args.state_dir, args.cdr),
         local_addr=(host, int(port)),
     )
     tune_garbage_collection()  # as Karl's node does after start-up
@@ -319,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ports", required=True, help="LOW-HIGH, the media ports")
     parser.add_argument("--state-dir", type=Path, help="keep the calls' state in DIR/calls.jsonl")
     parser.add_argument("--cdr", type=Path, help="append a JSON record per ended call to this file")
+    parser.add_argument(
+        "--plain-path", action="store_true", help="with plain_path.py's share of 10.5's work (see there)"
+    )
     args = parser.parse_args(argv)
     if args.state_dir:
         args.state_dir.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 BASELINE = "karl-baseline"
 FLOOR = "python-floor"  # bench/floor_proxy.py: the least a Python NG proxy does; measured on request
 FLOOR_BARE = "python-floor-bare"  # the same without its state journal and call records
+PLAIN_PATH = "python-plain-path"  # the floor with bench/plain_path.py's share of 10.5's work
 # also the order in which each repetition measures them
-PROXY_NAMES = ("rtpengine", FLOOR_BARE, FLOOR, BASELINE, "karl")
+PROXY_NAMES = ("rtpengine", FLOOR_BARE, FLOOR, PLAIN_PATH, BASELINE, "karl")
 DEFAULT_PROXIES = ("rtpengine", BASELINE, "karl")
 KARL_SOURCE_DIRS = ("core", "medianode")  # a tree's directories that hold karl_core and karl_medianode
 
@@ -183,9 +184,9 @@ _IMPORT_CHECK = (
 )
 
 
-def floor_command(launch: Launch, ports: ProxyPorts, bare: bool = False) -> list[str]:
+def floor_command(launch: Launch, ports: ProxyPorts, bare: bool = False, plain: bool = False) -> list[str]:
     """bench/floor_proxy.py with Karl's interpreter; its state journal (with the call store, as
-    Karl's) and call records, unless `bare`."""
+    Karl's) and call records, unless `bare`; with `plain`, bench/plain_path.py's work too."""
     command = [
         karl_command()[0],
         str(Path(__file__).resolve().parent / "floor_proxy.py"),
@@ -193,6 +194,8 @@ def floor_command(launch: Launch, ports: ProxyPorts, bare: bool = False) -> list
         f"--media-ip={launch.media_ip}",
         f"--ports={ports.rtp_min}-{ports.rtp_max}",
     ]
+    if plain:
+        command.append("--plain-path")
     if bare:
         return command
     cdr_dir = tempfile.mkdtemp(prefix=f"karl-bench-floor-cdr-{ports.ng_port}-")
@@ -275,8 +278,9 @@ def start(
         command, env = rtpengine_command(launch, ports), dict(os.environ)
     elif name == "karl":
         command, env = karl_command(), karl_env(launch, ports)
-    elif name in (FLOOR, FLOOR_BARE):
-        command, env = floor_command(launch, ports, bare=name == FLOOR_BARE), dict(os.environ)
+    elif name in (FLOOR, FLOOR_BARE, PLAIN_PATH):
+        command = floor_command(launch, ports, bare=name == FLOOR_BARE, plain=name == PLAIN_PATH)
+        env = dict(os.environ)
     elif name == BASELINE:
         tree = (trees or {}).get(name)
         if tree is None:

@@ -68,6 +68,7 @@ DISPLAY_NAMES = {
     "rtpengine": "rtpengine",
     "python-floor-bare": "Python floor, no store",
     "python-floor": "Python floor",
+    "python-plain-path": "Python plain path",
     "karl-baseline": "Karl baseline",
     "karl": "Karl",
 }

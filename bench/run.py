@@ -18,7 +18,8 @@ started here is stopped at the end. See docs/performance.md for the method.
 ``--only rtpengine python-floor karl`` adds ``python-floor`` (``bench/floor_proxy.py``): the least a
 Python NG proxy does for the bench's G.711 cycle, as a real server measured the same way; it is the
 floor Karl's signalling is set against (docs/performance.md). ``python-floor-bare`` is the same
-without its state journal and call records. Neither is run unless named.
+without its state journal and call records, ``python-plain-path`` the floor with
+``bench/plain_path.py``'s share of 10.5's work for a plain call. None is run unless named.
 
 With ``--baseline-tree DIR`` a third proxy, ``karl-baseline``, is Karl started the same way from the
 source tree DIR (a git worktree or clone of an older commit); the table then also shows
@@ -512,6 +513,8 @@ def _call_store_line(method: dict[str, Any]) -> list[str]:
         floor = f"; the Python floor (bench/floor_proxy.py) {kept}"
     if proxies.FLOOR_BARE in measured:
         floor += "; the bare Python floor keeps neither state nor call records"
+    if proxies.PLAIN_PATH in measured:
+        floor += "; the Python plain path journals and records as the floor does"
     return [f"Karl's call store: {state}; rtpengine without Redis{floor}."]
 
 

@@ -8,15 +8,17 @@ call records. If it skipped any of that, its figures would flatter Python; these
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from karl_testkit import (
     NgClient,
+    NgServer,
     free_port,
     free_port_block,
     make_party,
@@ -27,23 +29,44 @@ from karl_testkit import (
     wait_for_pong,
 )
 
-FLOOR = Path(__file__).resolve().parents[2] / "bench" / "floor_proxy.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+FLOOR = BENCH / "floor_proxy.py"
+sys.path.insert(0, str(BENCH))
+import calls  # noqa: E402  (the bench's own requests)
+
+
+@pytest.fixture(params=["floor", "plain-path"])
+def floor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[NgClient, Path, range]]:
+    """The floor proxy, and the floor with the plain-call path (which must do all the floor does)."""
+    yield from _started(tmp_path, plain=request.param == "plain-path")
 
 
 @pytest.fixture
-def floor(tmp_path: Path) -> Iterator[tuple[NgClient, Path, range]]:
+def plain_path(tmp_path: Path) -> Iterator[tuple[NgClient, Path, range]]:
+    yield from _started(tmp_path, plain=True)
+
+
+@pytest.fixture
+def karl(karl_factory: Callable[..., NgServer]) -> NgServer:
+    return karl_factory()
+
+
+def _started(
+    tmp_path: Path, *, plain: bool, media_ip: str = "127.0.0.1"
+) -> Iterator[tuple[NgClient, Path, range]]:
     ng_port = free_port()
-    first = free_port_block(8)
+    first = free_port_block(8, media_ip)
     ports = range(first, first + 8)
     proc = subprocess.Popen(
         [
             sys.executable,
             str(FLOOR),
             f"--ng=127.0.0.1:{ng_port}",
-            "--media-ip=127.0.0.1",
+            f"--media-ip={media_ip}",
             f"--ports={ports.start}-{ports.stop - 1}",
             f"--state-dir={tmp_path / 'state'}",
             f"--cdr={tmp_path / 'cdr.jsonl'}",
+            *(["--plain-path"] if plain else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -123,3 +146,67 @@ def test_ports_are_freed_and_retransmissions_answered_from_the_cache(
         "result": "error",
         "error-reason": "Unknown call-id",
     }
+
+
+# ---- the plain-call path: 10.5's bytes for the bench's cycle, its refusals ---------------------------
+
+
+def _normalised(sdp_text: str, address: str) -> str:
+    """An SDP with the proxy's address and the ports it chose taken out."""
+    text = sdp_text.replace(address, "PROXY")
+    text = re.sub(r"^m=audio \d+", "m=audio PORT", text, flags=re.M)
+    return re.sub(r"^a=rtcp:\d+", "a=rtcp:PORT", text, flags=re.M)
+
+
+def test_the_plain_path_writes_what_karl_writes_for_the_bench_cycle(tmp_path: Path, karl: NgServer) -> None:
+    floor_dir = tmp_path / "floor"
+    floor_dir.mkdir()
+    started = _started(floor_dir, plain=True, media_ip=karl.media_ip)
+    client, _, _ = next(started)
+    try:
+        for index in range(3):
+            for request in calls.cycle(f"plain{index}", index):
+                ours, theirs = client.request(request), karl.ng.request(request)
+                assert ours["result"] == theirs["result"] == "ok", (ours, theirs)
+                if "sdp" in theirs:
+                    ip = karl.media_ip
+                    assert _normalised(ours["sdp"], ip) == _normalised(theirs["sdp"], ip)
+                else:  # delete: the same statistics, key by key
+                    assert set(ours) == set(theirs)
+                    assert set(ours["tags"]) == set(theirs["tags"])
+    finally:
+        started.close()
+
+
+_HEAD = "o=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+_AUDIO = "t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+_CONNECTION = "c=IN IP4 127.0.0.1\r\n"
+
+
+@pytest.mark.parametrize(
+    ("sdp_text", "error"),
+    [
+        ("v=1\r\n" + _HEAD + _CONNECTION + _AUDIO, "Failed to parse SDP"),
+        ("v=0\r\no=- 1 1 IN IP4\r\ns=-\r\n" + _CONNECTION + _AUDIO, "Failed to parse SDP"),
+        ("v=0\r\nx=1\r\n" + _HEAD + _CONNECTION + _AUDIO, "Failed to parse SDP"),
+        ("v=0\r\n" + _HEAD + _AUDIO, "Incomplete SDP specification"),
+        ("v=0\r\n" + _HEAD + _CONNECTION + _AUDIO.replace(" 0\r", " x\r"), "Incomplete SDP specification"),
+    ],
+)
+def test_the_plain_path_refuses_what_10_5_refuses(
+    plain_path: tuple[NgClient, Path, range], karl: NgServer, sdp_text: str, error: str
+) -> None:
+    client = plain_path[0]
+    request = {"command": "offer", "call-id": "bad", "from-tag": "A", "sdp": sdp_text}
+    theirs = karl.ng.request(request)
+    assert theirs == {"result": "error", "error-reason": error}  # (what 10.5 and Karl answer)
+    assert client.request(request) == theirs
+
+
+def test_the_plain_path_journals_the_call_model(plain_path: tuple[NgClient, Path, range]) -> None:
+    client, tmp_path, _ = plain_path
+    for request in calls.cycle("journal", 1)[:2]:
+        assert client.request(request)["result"] == "ok"
+    document = _journal(tmp_path)[-1]
+    codecs = {tuple(codec) for party in document["parties"] for codec in party["media"][0]["codecs"]}
+    assert (101, "telephone-event/8000", "0-16") in codecs and (8, "PCMA/8000", "") in codecs
