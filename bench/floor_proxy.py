@@ -44,7 +44,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from karl_core.ng import bencode
 from karl_core.runtime import tune_garbage_collection
-from signalling_floor import rewrite_sdp
+from signalling_floor import rewrite_sdp, sdp_peer
 
 json_text: Callable[[str], str] = _json_encoder.encode_basestring_ascii  # (C: a str as a JSON string)
 REPLY_CACHE_SIZE = 4096  # retransmissions are answered from here (rtpengine keeps replies 30 s)
@@ -82,17 +82,6 @@ class Call:
         self.parties: dict[str, Party] = {}
         self.created = time.time()
         self.version = 0
-
-
-def _sdp_peer(sdp: str) -> tuple[str, int]:
-    """The party's address and port: its c= and m= lines (what any proxy must read)."""
-    address, port = "", 0
-    for line in sdp.split("\r\n"):
-        if line.startswith("c="):
-            address = line.rsplit(" ", 1)[1]
-        elif line.startswith("m="):
-            port = int(line.split(" ", 2)[1])
-    return address, port
 
 
 class FloorProxy(asyncio.DatagramProtocol):
@@ -156,7 +145,7 @@ class FloorProxy(asyncio.DatagramProtocol):
         party = call.parties.get(tag)
         if party is None:
             party = call.parties[tag] = self._party(tag)
-        party.sdp_peer = address, port = _sdp_peer(sdp)
+        party.sdp_peer = address, port = sdp_peer(sdp)
         party.rtp.peer, party.rtcp.peer = (address, port), (address, port + 1)
         if offerer is not None:  # the answer links the two parties' streams both ways
             other = call.parties[offerer]

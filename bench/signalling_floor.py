@@ -119,7 +119,7 @@ def rewrite_sdp(sdp: str, address: str, port: int, session_version: int) -> str:
     return "\r\n".join(out)
 
 
-def _sdp_peer(sdp: str) -> tuple[str, int]:
+def sdp_peer(sdp: str) -> tuple[str, int]:
     """The party's address and port: its c= and m= lines (what the proxy must read)."""
     address, port = "", 0
     for line in sdp.split("\r\n"):
@@ -173,7 +173,7 @@ class _Floor:
         reply: dict[str, Any]
         if command == "offer" or command == "answer":
             text = request["sdp"]
-            peer = _sdp_peer(text) if sdp else ("127.0.0.201", 6000)
+            peer = sdp_peer(text) if sdp else ("127.0.0.201", 6000)
             port = 20000
             if state:
                 call = self.calls.setdefault(request["call-id"], {})
