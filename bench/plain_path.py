@@ -2,26 +2,29 @@
 
 `floor_proxy.py` does only what no proxy can leave out. This adds, for the bench's plain G.711 cycle,
 the share of rtpengine 10.5's behaviour that cycle needs, each part in the cheapest Python form
-found, and nothing for other calls:
+found (one pass over each SDP; what the journal and the record write of a party made once), and
+nothing for other calls:
 
-* the NG options a plain request may carry are read (`flags`, `replace`, `ICE`, `codec`,
-  `transport-protocol`, `direction`, `media-address`, `received-from`, `label`, `via-branch`,
-  `rtcp-mux`, `SDES`, `delete-delay`); a request this path does not cover is refused;
+* a request is taken only if its options are those of a plain call (`flags` among trust-address,
+  symmetric and SIP-source-address, `replace` origin and session-connection, `ICE` remove,
+  `via-branch`, `label`); any other key (codec options, SDES, DTLS, direction, media-address,
+  received-from, transport-protocol, rtcp-mux, ...) is refused, as it would go to the general engine;
 * the SDP is checked line by line as 10.5 checks it (`Failed to parse SDP`, `Incomplete SDP
-  specification`, the checks of `karl_core.sdp.validate`) and read into a model: the origin, the
-  connection, per `m=` line its port, protocol, formats, codecs (`a=rtpmap`, `a=fmtp`), `a=ptime`,
-  direction and the attributes it passes on;
-* the SDP sent on is written from that model in 10.5's order (codec lines, the other attributes,
-  direction, `a=rtcp`, `a=ptime`), with `replace` origin and session-connection; its bytes equal
-  rtpengine's and Karl's for this cycle (`tests/bench/test_floor_proxy.py` compares them with Karl's);
+  specification`, the checks of `karl_core.sdp.validate`) and read into what the path keeps: where
+  the party receives, its formats, each codec's `a=rtpmap` and `a=fmtp`, `a=ptime`, the direction
+  and the attributes passed on;
+* in the same pass the SDP sent on is written as 10.5 writes it (codec lines in format order, the
+  other attributes, direction, `a=rtcp`, `a=ptime`; `replace` origin and session-connection); its
+  bytes equal rtpengine's and Karl's for this cycle (`tests/bench/test_floor_proxy.py` compares them
+  with Karl's);
 * an answer keeps the offered codecs it lists, in its order;
-* the call's state document for the journal holds the model (codecs, ptime, direction, ports,
-  peers, flags), the call record the parties' codecs and counters;
+* the call's state document for the journal holds each party's codecs, ptime, direction, ports and
+  peer and the call's flags; the call record each party's codecs and counters;
 * a counter and a latency histogram per command, as a node exports them.
 
-Not covered (refused with an error): codec options, ICE, SRTP, DTLS, rtcp-mux, more than one `m=`
-line, re-offers that change anything but the SDP's version, forks. So this is no proxy either: it
-measures how far a path for plain calls, written for speed, could get in Python.
+Not covered (refused with an error): the options above, ICE, SRTP, DTLS, rtcp-mux, more than one
+`m=` line, IPv6, forks, a re-offer that changes the media (address, port or formats). So this is no
+proxy either: it measures how far a path for plain calls, written for speed, could get in Python.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import bisect
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from floor_proxy import CDR_LINGER_S, Call, FloorProxy, json_text
@@ -38,21 +41,16 @@ FAILED_TO_PARSE = "Failed to parse SDP"
 INCOMPLETE_SDP = "Incomplete SDP specification"
 _UNCHECKED_KINDS = frozenset("abkiueptrz")
 _DIRECTIONS = frozenset(("sendrecv", "sendonly", "recvonly", "inactive"))
-_OPTIONS = (
-    "flags",
-    "replace",
-    "ICE",
-    "codec",
-    "transport-protocol",
-    "direction",
-    "media-address",
-    "received-from",
-    "label",
-    "via-branch",
-    "rtcp-mux",
-    "SDES",
-    "delete-delay",
+_NOT_COVERED_ATTRIBUTES = frozenset(
+    ("rtcp", "rtcp-mux", "ice-ufrag", "ice-pwd", "candidate", "crypto", "fingerprint", "setup", "mid")
 )
+# The keys of a request this path takes; any other (codec options, ICE other than remove, SDES, DTLS,
+# direction, media-address, received-from, transport-protocol, rtcp-mux, ...) goes to the general engine
+_COVERED_KEYS = frozenset(
+    ("command", "call-id", "from-tag", "to-tag", "sdp", "flags", "replace", "ICE", "via-branch", "label")
+)
+_COVERED_FLAGS = frozenset(("trust-address", "symmetric", "SIP-source-address"))
+_COVERED_REPLACE = frozenset(("origin", "session-connection"))
 _LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 _ADDRESSES: dict[str, bool] = {}  # address text -> usable (bounded below)
 
@@ -66,31 +64,15 @@ class NotCovered(ValueError):
 
 
 @dataclass(slots=True)
-class Codec:
-    payload_type: int
-    rtpmap: str | None = None  # "PCMU/8000"
-    fmtp: str | None = None
-
-
-@dataclass(slots=True)
 class PlainMedia:
-    kind: str
-    port: int
-    protocol: str
-    formats: list[int]
-    codecs: dict[int, Codec]
+    """What the path keeps of a party's SDP: where it receives, its formats, and its media as the
+    journal and the call record write it (made once, when the SDP is read)."""
+
     address: str
-    ptime: str | None = None
-    direction: str = "sendrecv"
-    passed: list[str] = field(default_factory=list)  # attributes written on as they came
-
-
-@dataclass(slots=True)
-class PlainSdp:
-    origin: list[str]
-    session_lines: list[str]  # after v=, in order; "o=" and "c=" stand for the lines rewritten
-    media: PlainMedia
-    media_connection: bool = False  # a c= line in the media section (written after m=)
+    port: int
+    formats: tuple[str, ...]
+    document: str  # JSON: codecs, ptime, direction, the SDP's address and port
+    codec_names: str  # JSON list items: the codecs' encodings, for the call record
 
 
 def _usable_address(text: str) -> bool:
@@ -105,134 +87,127 @@ def _usable_address(text: str) -> bool:
 
 def _connection(value: str) -> str:
     fields = value.split(" ")
-    if (
-        len(fields) < 3
-        or fields[0] not in ("IN", "in")
-        or fields[1] != "IP4"
-        or not _usable_address(fields[2])
-    ):
+    usable = len(fields) >= 3 and fields[0] in ("IN", "in") and fields[1] == "IP4"
+    if not usable or not _usable_address(fields[2]):
         raise NotCovered("c= other than IN IP4 (10.5 also takes IPv6; this path does not)")
     return fields[2]
 
 
-def parse_plain_sdp(text: str) -> PlainSdp:
-    """10.5's checks of a plain SDP and the model of what it offers (see the module)."""
+def rewrite_plain_sdp(
+    text: str, address: str, port: int, offered: tuple[str, ...] | None
+) -> tuple[str, PlainMedia]:
+    """One pass over a plain SDP: 10.5's checks (see the module), the SDP sent on as 10.5 writes it
+    with `replace: [origin, session-connection]` (`offered`: for an answer, the formats of the
+    offer, of which it keeps those it lists), and what the path keeps of it."""
     lines = text.split("\r\n")
-    if lines and lines[-1] == "":
+    if lines and not lines[-1]:
         lines.pop()
     if not lines or lines[0] != "v=0":
         raise SdpRefused(FAILED_TO_PARSE)
-    origin: list[str] | None = None
-    session_lines: list[str] = []
+    out = ["v=0"]
+    has_origin = False
     session_address: str | None = None
-    media: PlainMedia | None = None
-    media_address: str | None = None
-    for line in lines[1:]:
+    index = 1
+    count = len(lines)
+    while index < count:  # the session part, written as it comes (10.5 keeps every line in place)
+        line = lines[index]
         if len(line) < 2 or line[1] != "=":
             raise SdpRefused(FAILED_TO_PARSE)
-        kind, value = line[0], line[2:]
-        if kind == "a":
-            if media is None:
-                session_lines.append(line)
-                continue
-            name, _, rest = value.partition(":")
-            if name == "rtpmap":
-                number, _, encoding = rest.partition(" ")
-                if number.isdigit() and int(number) in media.codecs:
-                    media.codecs[int(number)].rtpmap = encoding
-                    continue
-            elif name == "fmtp":
-                number, _, parameters = rest.partition(" ")
-                if number.isdigit() and int(number) in media.codecs:
-                    media.codecs[int(number)].fmtp = parameters
-                    continue
-            elif name == "ptime":
-                media.ptime = rest
-                continue
-            elif name in _DIRECTIONS:
-                media.direction = name
-                continue
-            elif name in ("rtcp", "rtcp-mux", "ice-ufrag", "candidate", "crypto", "fingerprint", "setup"):
-                raise NotCovered(f"a={name}")
-            media.passed.append(line)
-        elif kind == "m":
-            if media is not None:
-                raise NotCovered("more than one m= line")
-            fields = value.split(" ")
-            if len(fields) < 3 or not fields[1].isdigit() or int(fields[1]) > 65535:
+        kind = line[0]
+        if kind == "m":
+            break
+        if kind == "o":
+            origin = line.split(" ")
+            if has_origin or len(origin) < 6:
                 raise SdpRefused(FAILED_TO_PARSE)
-            if fields[0] != "audio" or fields[2] != "RTP/AVP" or fields[1] == "0":
-                raise NotCovered("not a plain audio stream")
-            formats = []
-            for token in fields[3:]:
-                if not token.isdigit() or int(token) > 127:
-                    raise SdpRefused(INCOMPLETE_SDP)
-                formats.append(int(token))
-            media = PlainMedia(
-                fields[0], int(fields[1]), fields[2], formats, {pt: Codec(pt) for pt in formats}, ""
-            )
+            has_origin = True
+            out.append(f"{origin[0]} {origin[1]} {origin[2]} {origin[3]} {origin[4]} {address}")
         elif kind == "c":
-            if media is None:
-                if session_address is not None:
-                    raise SdpRefused(FAILED_TO_PARSE)
-                session_address = _connection(value)
-                session_lines.append("c=")
-            else:
-                if media_address is not None:
-                    raise SdpRefused(FAILED_TO_PARSE)
-                media_address = _connection(value)
-        elif kind == "o":
-            if media is not None or origin is not None:
+            if session_address is not None:
                 raise SdpRefused(FAILED_TO_PARSE)
-            origin = value.split(" ")
-            if len(origin) < 6:
-                raise SdpRefused(FAILED_TO_PARSE)
-            session_lines.append("o=")
-        elif kind == "s":
-            if media is not None:
-                raise SdpRefused(FAILED_TO_PARSE)
-            session_lines.append(line)
-        elif kind in _UNCHECKED_KINDS:
-            if media is not None:
-                raise NotCovered(f"{kind}= in the media section")
-            session_lines.append(line)
+            session_address = _connection(line[2:])
+            out.append(f"c=IN IP4 {address}")
+        elif kind == "s" or kind in _UNCHECKED_KINDS:
+            out.append(line)
         else:
             raise SdpRefused(FAILED_TO_PARSE)
-    if media is None or origin is None:
+        index += 1
+    if index == count or not has_origin:
         raise NotCovered("no m= or no o= line")
-    address = media_address or session_address
-    if address is None:
-        raise SdpRefused(INCOMPLETE_SDP)
-    media.address = address
-    return PlainSdp(origin, session_lines, media, media_address is not None)
-
-
-def write_plain_sdp(sdp: PlainSdp, formats: list[int], address: str, port: int) -> str:
-    """The SDP sent on, as 10.5 writes it with `replace: [origin, session-connection]`."""
-    origin = sdp.origin
-    out = ["v=0\r\n"]
-    media = sdp.media
-    for line in sdp.session_lines:  # (10.5 keeps every line where it stood)
-        if line == "o=":
-            out.append(f"o={origin[0]} {origin[1]} {origin[2]} {origin[3]} {origin[4]} {address}\r\n")
-        elif line == "c=":
-            out.append(f"c=IN IP4 {address}\r\n")
+    fields = lines[index][2:].split(" ")
+    if len(fields) < 3 or not fields[1].isdigit() or int(fields[1]) > 65535:
+        raise SdpRefused(FAILED_TO_PARSE)
+    if fields[0] != "audio" or fields[2] != "RTP/AVP" or fields[1] == "0":
+        raise NotCovered("not a plain audio stream")
+    formats = tuple(fields[3:])
+    for token in formats:
+        if not token.isdigit() or (len(token) > 2 and int(token) > 127):
+            raise SdpRefused(INCOMPLETE_SDP)
+    rtpmaps: dict[str, str] = {}
+    fmtps: dict[str, str] = {}
+    passed: list[str] = []
+    ptime: str | None = None
+    direction = "sendrecv"
+    media_address: str | None = None
+    for line in lines[index + 1 :]:
+        if len(line) < 2 or line[1] != "=":
+            raise SdpRefused(FAILED_TO_PARSE)
+        kind = line[0]
+        if kind == "a":
+            name, _, rest = line[2:].partition(":")
+            if name == "rtpmap":
+                rtpmaps[rest.partition(" ")[0]] = line
+            elif name == "fmtp":
+                fmtps[rest.partition(" ")[0]] = line
+            elif name == "ptime":
+                ptime = rest
+            elif name in _DIRECTIONS:
+                direction = name
+            elif name in _NOT_COVERED_ATTRIBUTES:
+                raise NotCovered(f"a={name}")
+            else:
+                passed.append(line)
+        elif kind == "c":
+            if media_address is not None:
+                raise SdpRefused(FAILED_TO_PARSE)
+            media_address = _connection(line[2:])
+        elif kind in ("m", "o", "s"):
+            raise NotCovered("more than one m= line") if kind == "m" else SdpRefused(FAILED_TO_PARSE)
+        elif kind in _UNCHECKED_KINDS:
+            raise NotCovered(f"{kind}= in the media section")
         else:
-            out.append(line + "\r\n")
-    out.append(f"m=audio {port} RTP/AVP {' '.join(map(str, formats))}\r\n")
-    if sdp.media_connection:
-        out.append(f"c=IN IP4 {address}\r\n")
-    for number in formats:
-        codec = media.codecs[number]
-        if codec.rtpmap is not None:
-            out.append(f"a=rtpmap:{number} {codec.rtpmap}\r\n")
-        if codec.fmtp is not None:
-            out.append(f"a=fmtp:{number} {codec.fmtp}\r\n")
-    out.extend(line + "\r\n" for line in media.passed)
-    out.append(f"a={media.direction}\r\na=rtcp:{port + 1}\r\n")
-    if media.ptime is not None:
-        out.append(f"a=ptime:{media.ptime}\r\n")
-    return "".join(out)
+            raise SdpRefused(FAILED_TO_PARSE)
+    peer = media_address or session_address
+    if peer is None:
+        raise SdpRefused(INCOMPLETE_SDP)
+    written = formats if offered is None else tuple(f for f in formats if f in offered)
+    out.append(f"m=audio {port} RTP/AVP {' '.join(written)}")
+    if media_address is not None:
+        out.append(f"c=IN IP4 {address}")
+    for number in written:
+        rtpmap = rtpmaps.get(number)
+        if rtpmap is not None:
+            out.append(rtpmap)
+        fmtp = fmtps.get(number)
+        if fmtp is not None:
+            out.append(fmtp)
+    out.extend(passed)
+    out.append(f"a={direction}")
+    out.append(f"a=rtcp:{port + 1}")
+    if ptime is not None:
+        out.append(f"a=ptime:{ptime}")
+    out.append("")
+    encodings = [rtpmaps[n][10 + len(n) :] if n in rtpmaps else n for n in formats]
+    codecs = ",".join(
+        f"[{n},{json_text(e)},{json_text(fmtps[n][8 + len(n) :] if n in fmtps else '')}]"
+        for n, e in zip(formats, encodings, strict=True)
+    )
+    document = (
+        f'"codecs":[{codecs}],"ptime":{json_text(ptime or "")},"direction":"{direction}",'
+        f'"sdp":[{json_text(peer)},{fields[1]}]'
+    )
+    media = PlainMedia(peer, int(fields[1]), formats, document, ",".join(map(json_text, encodings)))
+    return "\r\n".join(out), media
 
 
 class PlainPathProxy(FloorProxy):
@@ -242,8 +217,8 @@ class PlainPathProxy(FloorProxy):
         super().__init__(*args, **kwargs)
         self.commands: dict[str, int] = {}
         self.latency: dict[str, list[int]] = {}
-        self.models: dict[str, dict[str, PlainSdp]] = {}  # call-id -> tag -> the party's last SDP
-        self._ending: dict[str, PlainSdp] = {}  # the models of the call being deleted
+        self.models: dict[str, dict[str, PlainMedia]] = {}  # call-id -> tag -> its last SDP's media
+        self._ending: dict[str, PlainMedia] = {}  # the models of the call being deleted
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any] | bytes:
         started = time.perf_counter()
@@ -264,71 +239,73 @@ class PlainPathProxy(FloorProxy):
         return reply
 
     def _offer_or_answer(self, request: dict[str, Any], tag: str, offerer: str | None) -> dict[str, Any]:
-        options = {key: request[key] for key in _OPTIONS if key in request}
-        if "codec" in options or options.get("ICE", "remove") != "remove" or "SDES" in options:
-            raise NotCovered("codec, ICE or SDES options")
-        replace = set(options.get("replace", ()))
-        if replace - {"origin", "session-connection"}:
-            raise NotCovered("replace")
-        flags = set(options.get("flags", ()))
+        if not _COVERED_KEYS.issuperset(request):
+            raise NotCovered("an option of the general engine")
+        ice = request.get("ICE")
+        replace = request.get("replace")
+        flags = request.get("flags")
+        if (
+            (ice is not None and ice != "remove")
+            or (replace is not None and not _COVERED_REPLACE.issuperset(replace))
+            or (flags is not None and not _COVERED_FLAGS.issuperset(flags))
+        ):
+            raise NotCovered("an option of the general engine")
         call_id = request["call-id"]
-        sdp = parse_plain_sdp(request["sdp"])
         call = self.calls.get(call_id)
+        models = self.models.get(call_id)
+        offered: tuple[str, ...] | None = None
         if offerer is None:
-            if call is not None and tag not in call.parties:
-                raise NotCovered("a fork")
             if call is None:
                 call = self.calls[call_id] = Call(call_id)
-            formats = sdp.media.formats
+                models = self.models[call_id] = {}
+            elif tag not in call.parties:
+                raise NotCovered("a fork")
         else:
             if call is None:
                 return {"result": "error", "error-reason": "Unknown call-id"}
-            offered = self.models.get(call_id, {}).get(offerer)
-            if offered is None:
+            offer = models.get(offerer) if models is not None else None
+            if offer is None:
                 raise NotCovered("an answer to no offer of this path")
-            listed = set(offered.media.formats)
-            formats = [pt for pt in sdp.media.formats if pt in listed]
+            offered = offer.formats
+        assert models is not None
         party = call.parties.get(tag)
         if party is None:
             party = call.parties[tag] = self._party(tag)
-        self.models.setdefault(call_id, {})[tag] = sdp
-        party.sdp_peer = address, port = (sdp.media.address, sdp.media.port)
+        sdp, media = rewrite_plain_sdp(request["sdp"], self.media_ip, party.rtp.port, offered)
+        before = models.get(tag)
+        if before is not None and (before.address, before.port, before.formats) != (
+            media.address,
+            media.port,
+            media.formats,
+        ):
+            raise NotCovered("a re-offer that changes the media")
+        models[tag] = media
+        party.sdp_peer = address, port = (media.address, media.port)
         party.rtp.peer, party.rtcp.peer = (address, port), (address, port + 1)
         if offerer is not None:
             other = call.parties[offerer]
             party.rtp.sink, other.rtp.sink = other.rtp, party.rtp
             party.rtcp.sink, other.rtcp.sink = other.rtcp, party.rtcp
         call.version += 1
-        self._store_model(call, flags)
-        return {"result": "ok", "sdp": write_plain_sdp(sdp, formats, self.media_ip, party.rtp.port)}
+        if self.journal is not None:
+            self._store_model(call, models, flags)
+        return {"result": "ok", "sdp": sdp}
 
-    def _store_model(self, call: Call, flags: set[str]) -> None:
-        if self.journal is None:
-            return
-        parties = []
-        models = self.models.get(call.call_id, {})
-        for party in call.parties.values():
-            model = models.get(party.tag)
-            if model is None:
-                continue
-            media = model.media
-            codecs = ",".join(
-                f"[{c.payload_type},{json_text(c.rtpmap or '')},{json_text(c.fmtp or '')}]"
-                for c in media.codecs.values()
-            )
-            parties.append(
-                f'{{"tag":{json_text(party.tag)},"created":{party.created},"media":[{{"index":1,'
-                f'"type":"audio","protocol":"RTP/AVP","codecs":[{codecs}],'
-                f'"ptime":{json_text(media.ptime or "")},"direction":"{media.direction}",'
-                f'"sdp":[{json_text(media.address)},{media.port}],'
-                f'"ports":[{party.rtp.port},{party.rtcp.port}],'
-                f'"sink":{party.rtp.sink.port if party.rtp.sink else "null"}}}]}}'
-            )
-        flag_list = ",".join(json_text(f) for f in sorted(flags))
+    def _store_model(self, call: Call, models: dict[str, PlainMedia], flags: list[str] | None) -> None:
+        assert self.journal is not None
+        parties = ",".join(
+            f'{{"tag":{json_text(party.tag)},"created":{party.created},"media":[{{"index":1,'
+            f'"type":"audio","protocol":"RTP/AVP",{models[party.tag].document},'
+            f'"ports":[{party.rtp.port},{party.rtcp.port}],'
+            f'"sink":{party.rtp.sink.port if party.rtp.sink else "null"}}}]}}'
+            for party in call.parties.values()
+            if party.tag in models
+        )
+        flag_list = ",".join(map(json_text, flags)) if flags else ""
         line = (
             f'{{"schema":7,"call-id":{json_text(call.call_id)},"version":{call.version},'
             f'"created":{call.created!r},"last-signal":{time.time()!r},"flags":[{flag_list}],'
-            f'"parties":[{",".join(parties)}]}}\n'
+            f'"parties":[{parties}]}}\n'
         )
         os.write(self.journal, line.encode())
 
@@ -343,13 +320,8 @@ class PlainPathProxy(FloorProxy):
         parties = []
         for p in call.parties.values():
             model = self._ending.get(p.tag)
-            codecs = ",".join(
-                json_text(c.rtpmap or str(c.payload_type))
-                for c in (model.media.codecs.values() if model else ())
-            )
             parties.append(
-                f'{{"tag":{json_text(p.tag)},"codecs":[{codecs}],'
-                f'"direction":"{model.media.direction if model else ""}",'
+                f'{{"tag":{json_text(p.tag)},"codecs":[{model.codec_names if model else ""}],'
                 f'"rtp":{{"packets":{p.rtp.packets},"bytes":{p.rtp.bytes}}},'
                 f'"rtcp":{{"packets":{p.rtcp.packets},"bytes":{p.rtcp.bytes}}},'
                 f'"peer":[{json_text(p.sdp_peer[0])},{p.sdp_peer[1]}],'

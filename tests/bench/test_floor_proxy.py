@@ -210,3 +210,22 @@ def test_the_plain_path_journals_the_call_model(plain_path: tuple[NgClient, Path
     document = _journal(tmp_path)[-1]
     codecs = {tuple(codec) for party in document["parties"] for codec in party["media"][0]["codecs"]}
     assert (101, "telephone-event/8000", "0-16") in codecs and (8, "PCMA/8000", "") in codecs
+
+
+def test_the_plain_path_refuses_what_the_general_engine_would_handle(
+    plain_path: tuple[NgClient, Path, range],
+) -> None:
+    client = plain_path[0]
+    offer, answer, _ = calls.cycle("refuse", 2)
+    assert client.request({**offer, "codec": {"strip": ["PCMA"]}})["error-reason"].startswith(
+        "not on the plain path"
+    )
+    assert client.request(offer)["result"] == "ok"
+    assert client.request(answer)["result"] == "ok"
+    moved = {
+        **offer,
+        "to-tag": answer["to-tag"],
+        "sdp": str(offer["sdp"]).replace("m=audio 6004", "m=audio 6100"),
+    }
+    assert client.request(moved)["error-reason"] == "not on the plain path: a re-offer that changes the media"
+    assert client.request({**offer, "to-tag": answer["to-tag"]})["result"] == "ok"  # the same media again
