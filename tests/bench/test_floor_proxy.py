@@ -31,8 +31,13 @@ from karl_testkit import (
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 FLOOR = BENCH / "floor_proxy.py"
+# The bench's own requests. bench/ comes off the path at once: its modules (fleet.py) would shadow
+# the suite's packages of the same names for every test collected after this one.
 sys.path.insert(0, str(BENCH))
-import calls  # noqa: E402  (the bench's own requests)
+try:
+    import calls
+finally:
+    sys.path.remove(str(BENCH))
 
 
 @pytest.fixture(params=["floor", "plain-path"])

@@ -65,7 +65,8 @@ class OutboundMedia:
     connection: str
     mid: str | None = None
     managed: bool = True
-    # rtpengine 10.5 quirk: an ICE offerer using trickle whose ICE was removed still gets these two
+    # rtpengine 10.5 quirk: a party that trickles and for which 10.5 keeps an ICE agent (it spoke ICE
+    # once) still gets `a=ice-options:trickle` and `a=end-of-candidates` where its SDP carries no ICE
     trickle_remnant: bool = False
     crypto: list[str] | None = None
     """SDES terminated by Karl: the received `a=crypto` lines are dropped and these values (Karl's
