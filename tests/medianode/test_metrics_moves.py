@@ -375,12 +375,15 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     wait_for(lambda: relayed(node, "dropped_no_destination") >= 1)
 
     # An ICE caller: its checks to Karl's two sockets nominate both (connected), one check carries a
-    # wrong password (dropped), one claims Karl's role (a conflict).
+    # wrong password (dropped), one claims Karl's role (a conflict); Karl's checks to its candidate on
+    # an address a loopback socket cannot send to fail at once (unsent).
     ice_caller, ice_callee = parties(), parties()
     ice_offer = sdp(ice_caller.port) + (
         "a=ice-ufrag:mtUf\r\na=ice-pwd:mtPasswordMtPasswordMtPw\r\n"
         f"a=candidate:1 1 UDP 2130706431 {PEER_IP} {ice_caller.port} typ host\r\n"
         f"a=candidate:1 2 UDP 2130706430 {PEER_IP} {ice_caller.port + 1} typ host\r\n"
+        f"a=candidate:2 1 UDP 1694498815 203.0.113.9 {ice_caller.port} typ srflx raddr {PEER_IP} "
+        f"rport {ice_caller.port}\r\n"
     )
     ice_ids = {"call-id": "mt-ice", "from-tag": "tagI"}
     assert node.request(command="offer", sdp=ice_offer, **ice_ids)["result"] == "ok"
@@ -425,6 +428,7 @@ def test_every_metric_moves_with_real_activity(live_node: LiveNode, parties: Cal
     check(ice_caller.rtp, ice_port, "not-karls-password")
     check(ice_caller.rtp, ice_port, karl_pwd, **{"ICE-CONTROLLED": 1})
     wait_for(lambda: node.scrape().value("karl_ice_role_conflicts_total") >= 1)
+    wait_for(lambda: node.scrape().value("karl_own_datagrams_unsent_total") >= 1)
 
     # DTLS callees: one handshake that finishes, one whose certificate matches no fingerprint of its
     # SDP (failed), and a record from a stranger (dropped).
