@@ -12,25 +12,20 @@ import re
 import urllib.request
 from pathlib import Path
 
-from karl_testkit import free_port, make_party, start_karl, wait_for
+from karl_testkit import free_port, make_party, sdp, start_karl, wait_for
 
 UNREACHABLE = "203.0.113.9"  # TEST-NET-3: a socket bound to a loopback address cannot send there
 
 
 def _offer_with_candidates(ip: str, port: int) -> str:
-    return (
-        "v=0\r\n"
-        f"o=- 1 1 IN IP4 {ip}\r\n"
-        "s=-\r\n"
-        f"c=IN IP4 {ip}\r\n"
-        "t=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\n"
+    return sdp(
+        port,
+        ip,
         "a=ice-ufrag:Unrt\r\n"
         "a=ice-pwd:unroutablecandidatepw01\r\n"
         f"a=candidate:1 1 UDP 2130706431 {ip} {port} typ host\r\n"
         f"a=candidate:2 1 UDP 1694498815 {UNREACHABLE} {port} typ srflx raddr {ip} rport {port}\r\n"
-        "a=rtcp-mux\r\n"
-        "a=sendrecv\r\n"
+        "a=rtcp-mux\r\n",
     )
 
 
@@ -59,13 +54,8 @@ def test_checks_to_an_unreachable_candidate_are_counted_apart(tmp_path: Path) ->
             }
         )
         assert offer["result"] == "ok", offer
-        callee_sdp = (
-            "v=0\r\no=- 2 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-            f"m=audio {callee.port} RTP/AVP 0\r\na=sendrecv\r\n"
-        )
-        answer = node.ng.request(
-            {"command": "answer", "call-id": "unsent-1", "from-tag": "a", "to-tag": "b", "sdp": callee_sdp}
-        )
+        ids = {"call-id": "unsent-1", "from-tag": "a", "to-tag": "b"}
+        answer = node.ng.request({"command": "answer", **ids, "sdp": sdp(callee.port)})
         assert answer["result"] == "ok", answer
         assert "a=ice-ufrag:" in answer["sdp"], "Karl must be the caller's ICE agent"
 

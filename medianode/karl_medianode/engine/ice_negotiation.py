@@ -92,9 +92,10 @@ def take_remote(media: MediaState, media_in: InboundMedia, offer: bool) -> bool:
         media.ice_remote_ufrag = media.ice_remote_pwd = None
         media.ice_candidates = []
         return False
+    # (a restart of Karl's own agent: it speaks ICE to the party, whose offer brings a new ufrag)
+    restarted = offer and media.ice and _agent_restarted(media, media_in)
     media.flags.add(AGENT)
     ufrag, pwd = credentials
-    restarted = offer and media.ice_remote_ufrag is not None and media.ice_remote_ufrag != ufrag and media.ice
     if restarted:
         restart = IceCredentials.new()
         media.ice_ufrag, media.ice_pwd = restart.ufrag, restart.pwd
@@ -108,7 +109,8 @@ def _agent_restarted(offerer: MediaState, media_in: InboundMedia) -> bool:
     leg or not."""
     credentials = media_in.ice_credentials
     previous = offerer.ice_remote_ufrag
-    return AGENT in offerer.flags and credentials is not None and previous not in (None, credentials[0])
+    has_agent = AGENT in offerer.flags or offerer.ice  # (Karl speaking ICE to it: an agent, flag or not)
+    return has_agent and credentials is not None and previous not in (None, credentials[0])
 
 
 def _ensure_local(media: MediaState) -> None:
