@@ -587,3 +587,38 @@ def test_an_offerer_that_moves_keeps_the_ports_of_the_other_partys_ice_leg() -> 
     answer(plain, T0)
     moved = {"call-id": "c", "from-tag": "A", "to-tag": "B", "sdp": sdp(40010)}
     assert port_in(plain.do(Command.OFFER, T0 + 1, **moved)["sdp"]) != first, "without ICE: new ports"
+
+
+# ---------------------------------------------------------------------- 10.5's lasting agent, stored
+
+
+def test_the_lasting_ice_agent_and_the_lite_role_survive_the_call_store() -> None:
+    """A callee that trickled and a caller once ICE-lite, ICE removed both ways: after a restore on
+    another engine the caller's re-offer still ends with the callee's trickle lines, and `query`
+    still shows Karl controlling towards the caller (10.5's agent and role, kept in the call's state)."""
+    engine = Engine()
+    removed = {"ICE": "remove"}
+    engine.do(
+        Command.OFFER,
+        T0,
+        **{"call-id": "c", "from-tag": "A", "sdp": ice_sdp(40000, CALLER, lite=True)},
+        **removed,
+    )
+    trickling = ice_sdp(CALLEE_RTP[1], CALLEE, CALLEE_RTP[0]).replace(
+        "a=candidate:1 1", "a=ice-options:trickle\r\na=candidate:1 1"
+    )
+    ids = {"call-id": "c", "from-tag": "A", "to-tag": "B"}
+    assert engine.do(Command.ANSWER, T0, **ids, sdp=trickling, **removed)["result"] == "ok"
+    state = engine.core.snapshot("c")
+    assert state is not None
+
+    other = Engine()
+    _call, effects = other.core.restore(CallState.from_dict(state.to_dict()), T0 + 20)
+    other.media.apply(effects)
+    plain_caller = ice_sdp(40000, CALLER).replace("o=- 1 1", "o=- 1 2")  # full ICE now, same ufrag
+    reoffer = other.do(Command.OFFER, T0 + 21, **ids, sdp=plain_caller, **removed)
+    assert reoffer["result"] == "ok"
+    assert reoffer["sdp"].endswith("a=ice-options:trickle\r\na=end-of-candidates\r\n")
+    assert "a=ice-ufrag" not in reoffer["sdp"], "no ICE towards the callee"
+    query = other.do(Command.QUERY, T0 + 22, **{"call-id": "c"})
+    assert "ICE controlling" in query["tags"]["A"]["medias"][0]["flags"]
